@@ -1,0 +1,58 @@
+# socialmesh — every target works on a fresh machine: it installs what it needs first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BUF := node_modules/.bin/buf
+STAMP := $(VENV)/.install-stamp
+PROTOS := $(shell find proto -name '*.proto' | sort)
+EDGE_PORT ?= 8080
+export PATH := $(abspath $(VENV))/bin:$(abspath node_modules)/.bin:$(PATH)
+
+.PHONY: install run test lint gen gen-check breaking bench seed clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml package.json
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	npm install --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/socialmesh up --edge-port $(EDGE_PORT)
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(BUF) lint
+	$(BUF) breaking --against proto/released.binpb
+	$(VENV)/bin/ruff check services gateway tests
+	$(VENV)/bin/ruff format --check services gateway tests
+	$(VENV)/bin/mypy services gateway
+
+# Regenerates gen/: messages, gRPC stubs, .pyi stubs and the descriptor set Envoy loads.
+gen: install
+	rm -rf gen/socialmesh
+	mkdir -p gen
+	$(PY) -m grpc_tools.protoc -I proto -I third_party/googleapis \
+	  --python_out=gen --grpc_python_out=gen \
+	  --mypy_out=gen --mypy_grpc_out=gen $(PROTOS)
+	$(PY) -m grpc_tools.protoc -I proto -I third_party/googleapis \
+	  --include_imports --descriptor_set_out=gen/socialmesh.binpb $(PROTOS)
+	find gen/socialmesh -type d -exec touch {}/__init__.py \;
+
+# Snapshot of the released contracts that `buf breaking` compares against.
+# Refresh it only when a release is cut: `make release-contracts`.
+release-contracts: install
+	$(BUF) build -o proto/released.binpb
+
+bench: install
+	$(VENV)/bin/socialmesh bench
+
+seed: install
+	$(VENV)/bin/socialmesh seed
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
