@@ -1,0 +1,113 @@
+"""The `socialmesh` command: run the whole system, one service, or print the edge config."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from services.kit.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from services.devstack import Stack
+
+    stack = Stack(
+        data_dir=Path(args.data_dir).resolve(),
+        edge_port=args.edge_port,
+        admin_port=args.admin_port,
+        base_port=args.base_port,
+        log_dir=Path(args.log_dir).resolve() if args.log_dir else None,
+    )
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stack.start()
+    print(stack.describe(), flush=True)
+    try:
+        while not stopping.wait(0.5):
+            for name, proc in stack.processes.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}; stopping", flush=True)
+                    stopping.set()
+    finally:
+        print("stopping...", flush=True)
+        stack.stop()
+        print("stopped", flush=True)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from services.kit.server import run
+
+    module = importlib.import_module(f"services.{args.service}.service")
+    run(module.build_spec())
+    return 0
+
+
+def _cmd_envoy_config(args: argparse.Namespace) -> int:
+    from services.devstack import Stack
+
+    stack = Stack(data_dir=Path(args.data_dir).resolve(), edge_port=args.edge_port,
+                  admin_port=args.admin_port, base_port=args.base_port)
+    from services.kit.auth import generate_signing_key
+
+    keys = stack.data_dir / "keys"
+    generate_signing_key(keys / "jwt-signing.pem", keys / "jwt-signing.pub.pem")
+    stack.env = {"JWT_PUBLIC_KEY_FILE": str(keys / "jwt-signing.pub.pem")}
+    sys.stdout.write(stack.envoy_yaml())
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from services.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="socialmesh", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stack_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--edge-port", type=int, default=8080, help="REST/gRPC edge port")
+        p.add_argument("--admin-port", type=int, default=9901, help="Envoy admin port")
+        p.add_argument("--base-port", type=int, default=DEFAULT_PORTS["user"],
+                       help="first service gRPC port (user); others follow")
+        p.add_argument("--data-dir", default=".socialmesh", help="where data survives restarts")
+
+    up = sub.add_parser("up", help="run PostgreSQL, Redis, every service and Envoy")
+    stack_flags(up)
+    up.add_argument("--log-dir", help="write each process's log to a file here")
+    up.set_defaults(func=_cmd_up)
+
+    serve = sub.add_parser("serve", help="run one service (the Kubernetes entrypoint)")
+    serve.add_argument("service", choices=IMPLEMENTED_SERVICES)
+    serve.set_defaults(func=_cmd_serve)
+
+    envoy = sub.add_parser("envoy-config", help="print the rendered Envoy bootstrap YAML")
+    stack_flags(envoy)
+    envoy.set_defaults(func=_cmd_envoy_config)
+
+    bench = sub.add_parser("bench", help="measure the running edge (needs wrk)")
+    bench.add_argument("--edge-url", default=None, help="existing edge; default: start a stack")
+    bench.add_argument("--duration", type=int, default=10)
+    bench.add_argument("--connections", type=int, default=32)
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The shared kit: everything every socialmesh service needs, in one place."""

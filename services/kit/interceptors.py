@@ -1,0 +1,119 @@
+"""Server interceptor: authentication, error mapping and trace-id'd logging.
+
+Wraps every handler so that (1) the bearer token is verified here too, not only
+at the edge, (2) `ServiceError`s become rich google.rpc.Status aborts, and (3) an
+unexpected exception is logged with its trace id and returns INTERNAL without
+internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from opentelemetry import trace
+
+from .auth import TokenVerifier, bearer_token, reset_caller, set_caller
+from .errors import ServiceError, Unauthenticated
+
+log = logging.getLogger("socialmesh.rpc")
+
+#: Methods anyone may call without a token (health and reflection).
+ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def trace_id() -> str:
+    ctx = trace.get_current_span().get_span_context()
+    return f"{ctx.trace_id:032x}" if ctx.is_valid else "-"
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates callers and maps failures for every RPC of a service."""
+
+    def __init__(self, verifier: TokenVerifier, public_methods: frozenset[str]) -> None:
+        self._verifier = verifier
+        self._public = public_methods
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(ALWAYS_PUBLIC_PREFIXES):
+            return handler
+        public = method in self._public
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method, public),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(handler.stream_unary, method, public),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method, public),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._wrap_stream(handler.stream_stream, method, public),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _authenticate(self, context: grpc.aio.ServicerContext, public: bool) -> None:
+        token = bearer_token(context.invocation_metadata())  # type: ignore[arg-type]
+        if token is None:
+            if not public:
+                raise Unauthenticated("this call needs a bearer access token")
+            set_caller(None)
+            return
+        set_caller(self._verifier.verify(token))  # a bad token is refused even when public
+
+    def _wrap_unary(self, behavior: Any, method: str, public: bool) -> Any:
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            caller_token = set_caller(None)
+            try:
+                self._authenticate(context, public)
+                return await behavior(request, context)
+            except Exception as exc:
+                await _abort_for(exc, context, method)
+            finally:
+                reset_caller(caller_token)
+
+        return wrapper
+
+    def _wrap_stream(self, behavior: Any, method: str, public: bool) -> Any:
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            caller_token = set_caller(None)
+            try:
+                self._authenticate(context, public)
+                async for response in behavior(request, context):
+                    yield response
+            except Exception as exc:
+                await _abort_for(exc, context, method)
+            finally:
+                reset_caller(caller_token)
+
+        return wrapper
+
+
+async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: str) -> None:
+    """Re-raises aborts/cancellations; turns everything else into a clean status."""
+    if isinstance(exc, grpc.aio.AbortError | grpc.aio.UsageError):
+        raise exc
+    if isinstance(exc, ServiceError):
+        status = exc.to_status()
+        await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
+    tid = trace_id()
+    log.exception("unhandled error in %s (trace_id=%s)", method, tid, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error (trace id {tid})")

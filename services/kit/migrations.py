@@ -1,0 +1,83 @@
+"""Versioned SQL migrations per service, each service in its own schema.
+
+Files are `services/<name>/migrations/NNNN_description.sql`. They are applied in
+order, each in its own transaction, under a PostgreSQL advisory lock so several
+replicas starting at once apply each file exactly once. The kit also owns the
+outbox table every service gets, so no service copies its DDL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import asyncpg
+
+_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+OUTBOX_DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.outbox (
+    event_id     BIGINT PRIMARY KEY,
+    topic        TEXT NOT NULL,
+    aggregate_id BIGINT NOT NULL,
+    payload      JSONB NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    published_at TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON {schema}.outbox (event_id)
+    WHERE published_at IS NULL;
+"""
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def migration_files(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE.match(path.name)
+        if not match:
+            raise ValueError(f"migration file name must look like 0001_name.sql: {path.name}")
+        found.append((int(match.group(1)), path))
+    versions = [v for v, _ in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"duplicate migration versions in {directory}")
+    return found
+
+
+def _lock_key(schema: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], "big", signed=True)
+
+
+async def migrate(conn: asyncpg.Connection, schema: str, directory: Path) -> list[int]:
+    """Applies pending migrations; returns the versions applied by this call."""
+    ident = quote_ident(schema)
+    applied_now: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(schema))
+    try:
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident}")
+        await conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS {ident}.schema_migrations (
+                    version INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
+        )
+        await conn.execute(OUTBOX_DDL.format(schema=ident))
+        done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {ident}.schema_migrations")}
+        for version, path in migration_files(directory):
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL search_path TO {ident}, public")
+                await conn.execute(path.read_text())
+                await conn.execute(
+                    f"INSERT INTO {ident}.schema_migrations (version, name) VALUES ($1, $2)",
+                    version,
+                    path.name,
+                )
+            applied_now.append(version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(schema))
+    return applied_now

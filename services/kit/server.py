@@ -1,0 +1,221 @@
+"""Server bootstrap shared by every service.
+
+Starts a grpc.aio server with the kit's interceptor, health and reflection,
+reports NOT_SERVING until PostgreSQL and Redis answer and migrations are
+applied, watches those dependencies while running, and on SIGTERM flips health
+to NOT_SERVING (so load balancers stop routing) before draining in-flight calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import redis.asyncio as aioredis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from .auth import TokenVerifier, load_public_key
+from .config import Settings
+from .db import Database
+from .errors import Unavailable
+from .events import OutboxRelay
+from .ids import IdGenerator
+from .interceptors import ServiceInterceptor
+from .migrations import migrate
+from .redis import connect_redis
+from .telemetry import setup_tracing
+
+log = logging.getLogger("socialmesh.server")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class Runtime:
+    """Dependencies a servicer uses; filled in once they are reachable."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ids = IdGenerator(settings.worker_id % 1024)
+        self._db: Database | None = None
+        self._redis: aioredis.Redis | None = None
+        self.relay: OutboxRelay | None = None
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise Unavailable("service is starting: database not connected yet")
+        return self._db
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise Unavailable("service is starting: redis not connected yet")
+        return self._redis
+
+    @property
+    def ready(self) -> bool:
+        return self._db is not None and self._redis is not None
+
+    def attach(self, db: Database, redis: aioredis.Redis) -> None:
+        self._db, self._redis = db, redis
+
+
+@dataclass
+class ServiceSpec:
+    """How the kit runs one service."""
+
+    name: str
+    schema: str
+    migrations_dir: Path
+    grpc_services: tuple[str, ...]
+    public_methods: frozenset[str]
+    #: Adds the servicers to the server (called before it starts).
+    register: Callable[[grpc.aio.Server, Runtime], None]
+    #: Runs once dependencies are connected and migrated (start caches, consumers...).
+    on_ready: Callable[[Runtime], Awaitable[None]] | None = None
+    #: Runs while draining, before pools close.
+    on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    if not settings.jwt_public_key_file:
+        raise SystemExit("JWT_PUBLIC_KEY_FILE must point at the token-signing public key (PEM)")
+    return TokenVerifier(
+        [load_public_key(settings.jwt_public_key_file)],
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+
+
+class ServiceHost:
+    """One running service: server, health, dependencies, graceful shutdown."""
+
+    def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.runtime = Runtime(settings)
+        self.health = HealthServicer()
+        self.server = grpc.aio.server(
+            interceptors=[ServiceInterceptor(build_verifier(settings), spec.public_methods)],
+            options=[("grpc.so_reuseport", 0)],
+        )
+        self.port = 0
+        self._watch: asyncio.Task[None] | None = None
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for name in ("", *self.spec.grpc_services):
+            await self.health.set(name, status)
+
+    async def start(self) -> None:
+        spec = self.spec
+        spec.register(self.server, self.runtime)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*spec.grpc_services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            self.server,
+        )
+        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        self.port = self.server.add_insecure_port(address)
+        await self._set_health(NOT_SERVING)
+        await self.server.start()
+        log.info("%s listening on %s:%d (NOT_SERVING until ready)", spec.name,
+                 self.settings.grpc_host, self.port)
+        await self._connect_dependencies()
+        await self._set_health(SERVING)
+        self._watch = asyncio.create_task(self._watch_dependencies())
+        log.info("%s SERVING", spec.name)
+
+    async def _connect_dependencies(self) -> None:
+        s = self.settings
+        if not s.database_url or not s.redis_url:
+            raise SystemExit("DATABASE_URL and REDIS_URL must be set (socialmesh up sets them)")
+        db = await Database.connect(
+            s.database_url, s.database_replica_urls, max_size=s.database_pool_size
+        )
+        redis = await connect_redis(s.redis_url)
+        async with db.primary.acquire() as conn:
+            applied = await migrate(conn, self.spec.schema, self.spec.migrations_dir)
+        if applied:
+            log.info("%s applied migrations %s", self.spec.name, applied)
+        self.runtime.attach(db, redis)
+        self.runtime.relay = OutboxRelay(db, redis, self.spec.schema)
+        self.runtime.relay.start()
+        if self.spec.on_ready:
+            await self.spec.on_ready(self.runtime)
+
+    async def _watch_dependencies(self) -> None:
+        """Flips health to NOT_SERVING while PostgreSQL or Redis is unreachable."""
+        serving = True
+        while True:
+            await asyncio.sleep(5)
+            db_ok = await self.runtime.db.ping()
+            try:
+                redis_ok = bool(await self.runtime.redis.ping())
+            except (OSError, aioredis.ConnectionError):
+                redis_ok = False
+            healthy = db_ok and redis_ok
+            if healthy != serving:
+                serving = healthy
+                log.warning("%s dependencies %s", self.spec.name, "back" if healthy else "lost")
+                await self._set_health(SERVING if healthy else NOT_SERVING)
+
+    async def stop(self) -> None:
+        await self.health.enter_graceful_shutdown()
+        if self._watch:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        await self.server.stop(self.settings.shutdown_grace_seconds)
+        if self.spec.on_stop and self.runtime.ready:
+            await self.spec.on_stop(self.runtime)
+        if self.runtime.relay:
+            await self.runtime.relay.stop()
+        if self.runtime.ready:
+            await self.runtime.redis.aclose()
+            await self.runtime.db.close()
+
+
+async def serve(spec: ServiceSpec, settings: Settings) -> None:
+    """Runs a service until SIGTERM/SIGINT, then shuts it down gracefully."""
+    setup_tracing(spec.name)
+    host = ServiceHost(spec, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(host.start())
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if starting.done() and starting.exception():
+        stopper.cancel()
+        await host.stop()
+        raise starting.exception()  # type: ignore[misc]
+    await stopper
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
+    log.info("%s draining", spec.name)
+    await host.stop()
+
+
+def run(spec: ServiceSpec, settings: Settings | None = None) -> None:
+    """Process entry point (`socialmesh serve <name>`): uvloop + serve."""
+    import uvloop
+
+    logging.basicConfig(
+        level=(settings.log_level if settings else "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    uvloop.run(serve(spec, settings or Settings.from_env(spec.name)))

@@ -1,0 +1,1 @@
+"""The user service: accounts, profiles, credentials, sessions."""

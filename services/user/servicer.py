@@ -1,0 +1,320 @@
+"""UserService: validation, authorization and orchestration over UserStore."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from urllib.parse import urlsplit
+
+import grpc
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from google.protobuf import timestamp_pb2
+
+from services.kit.auth import TokenSigner, current_caller, require_caller
+from services.kit.cache import TwoLayerCache
+from services.kit.errors import NotFound, PermissionDenied, Unauthenticated
+from services.kit.ratelimit import RateLimiter
+from services.kit.server import Runtime
+from services.kit.validation import Violations, require_positive_id, strip_control_characters
+from socialmesh.user.v1 import user_pb2, user_pb2_grpc
+
+from .store import UserRecord, UserStore
+
+HANDLE = re.compile(r"^[a-z0-9_]{3,30}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_BATCH = 500
+MAX_DISPLAY_NAME = 50
+MAX_BIO = 300
+MAX_URL = 2048
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024  # argon2 is happy with more; this only bounds the work per request
+UPDATABLE_PATHS = ("display_name", "bio", "avatar_url", "is_private")
+PROFILE_UPDATES_PER_HOUR = 10
+LOGIN_ATTEMPTS_PER_5_MINUTES = 20
+
+
+def _timestamp(value: object) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)  # type: ignore[arg-type]
+    return ts
+
+
+def normalize_handle(raw: str) -> str:
+    return raw.strip().lower()
+
+
+def validate_display_name(value: str, field: str, v: Violations) -> str:
+    cleaned = strip_control_characters(value).replace("\n", " ").strip()
+    v.check(len(cleaned) <= MAX_DISPLAY_NAME, field, f"at most {MAX_DISPLAY_NAME} characters")
+    return cleaned
+
+
+def validate_bio(value: str, field: str, v: Violations) -> str:
+    cleaned = strip_control_characters(value).strip()
+    v.check(len(cleaned) <= MAX_BIO, field, f"at most {MAX_BIO} characters")
+    return cleaned
+
+
+def validate_avatar_url(value: str, field: str, v: Violations) -> str:
+    if value == "":
+        return value  # clearing the avatar is allowed
+    parts = urlsplit(value)
+    v.check(
+        parts.scheme == "https" and bool(parts.hostname) and len(value) <= MAX_URL
+        and not any(ch.isspace() for ch in value),
+        field,
+        "must be an https:// URL of at most 2048 characters",
+    )
+    return value
+
+
+class UserServicer(user_pb2_grpc.UserServiceServicer):
+    """Every RPC decides who may call it; see the proto for the contract."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+        self._hasher = PasswordHasher()
+        self._store: UserStore | None = None
+        self._cache: TwoLayerCache | None = None
+        self._signer: TokenSigner | None = None
+        self._update_limit: RateLimiter | None = None
+        self._login_limit: RateLimiter | None = None
+
+    async def on_ready(self, signer: TokenSigner) -> None:
+        self._signer = signer
+        self._store = UserStore(self._rt.db, self._rt.ids)
+        self._cache = TwoLayerCache(self._rt.redis, "user:v1")
+        await self._cache.start()
+        self._update_limit = RateLimiter(
+            self._rt.redis, "user-update", limit=PROFILE_UPDATES_PER_HOUR, window_seconds=3600
+        )
+        self._login_limit = RateLimiter(
+            self._rt.redis, "login", limit=LOGIN_ATTEMPTS_PER_5_MINUTES, window_seconds=300
+        )
+
+    async def on_stop(self) -> None:
+        if self._cache:
+            await self._cache.stop()
+
+    # -- helpers ---------------------------------------------------------------
+
+    @property
+    def store(self) -> UserStore:
+        if self._store is None:
+            self._rt.db  # noqa: B018 - raises UNAVAILABLE while starting
+        assert self._store is not None
+        return self._store
+
+    @property
+    def cache(self) -> TwoLayerCache:
+        assert self._cache is not None
+        return self._cache
+
+    async def _records(self, user_ids: list[int]) -> dict[int, UserRecord]:
+        async def load(keys: list[str]) -> dict[str, bytes]:
+            records = await self.store.load_users([int(k) for k in keys])
+            return {str(r.user_id): r.to_bytes() for r in records}
+
+        self.store  # noqa: B018 - fail with UNAVAILABLE before touching the cache
+        raw = await self.cache.get_many([str(u) for u in user_ids], load)
+        return {int(k): UserRecord.from_bytes(v) for k, v in raw.items()}
+
+    async def _record(self, user_id: int) -> UserRecord:
+        found = await self._records([user_id])
+        if user_id not in found:
+            raise NotFound(f"user {user_id} not found")
+        return found[user_id]
+
+    def _to_proto(self, record: UserRecord, viewer_id: int | None) -> user_pb2.User:
+        is_owner = viewer_id == record.user_id
+        # Follower-based visibility arrives with the graph service; until then a
+        # private account's full profile is visible to its owner only.
+        is_following = False
+        limited = record.is_private and not is_owner and not is_following
+        user = user_pb2.User(
+            user_id=record.user_id,
+            handle=record.handle,
+            display_name=record.display_name,
+            avatar_url=record.avatar_url,
+            is_private=record.is_private,
+            is_limited_view=limited,
+            is_following=is_following,
+        )
+        if limited:
+            return user
+        user.bio = record.bio
+        user.create_time.CopyFrom(_timestamp(record.created_at))
+        user.update_time.CopyFrom(_timestamp(record.updated_at))
+        if is_owner:
+            user.email = record.email
+        return user
+
+    async def _issue_tokens(self, user_id: int, session_id: int) -> tuple[str, int]:
+        assert self._signer is not None
+        return self._signer.sign(user_id, session_id), self._signer.ttl
+
+    # -- RPCs ------------------------------------------------------------------
+
+    async def CreateUser(
+        self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.CreateUserResponse:
+        v = Violations()
+        handle = normalize_handle(request.handle)
+        v.check(bool(HANDLE.match(handle)), "handle", "must be 3-30 characters of a-z, 0-9 and _")
+        email = request.email.strip()
+        v.check(
+            bool(EMAIL.match(email)) and len(email) <= 254, "email", "must be a valid email address"
+        )
+        v.check(
+            MIN_PASSWORD <= len(request.password) <= MAX_PASSWORD,
+            "password",
+            f"must be {MIN_PASSWORD} to {MAX_PASSWORD} characters",
+        )
+        display_name = validate_display_name(request.display_name, "display_name", v)
+        v.raise_if_any()
+        password_hash = await asyncio.to_thread(self._hasher.hash, request.password)
+        record = await self.store.create_user(
+            handle=handle, email=email, password_hash=password_hash,
+            display_name=display_name or handle,
+        )
+        return user_pb2.CreateUserResponse(user=self._to_proto(record, record.user_id))
+
+    async def Login(
+        self, request: user_pb2.LoginRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.LoginResponse:
+        v = Violations()
+        handle = normalize_handle(request.handle)
+        v.check(bool(handle), "handle", "required")
+        v.check(bool(request.password), "password", "required")
+        v.check(len(request.password) <= MAX_PASSWORD, "password", "too long")
+        v.raise_if_any()
+        assert self._login_limit is not None
+        await self._login_limit.enforce(handle, "login attempts")
+        found = await self.store.credentials(handle)
+        if found is None:
+            # Same work and answer as a wrong password: no account enumeration.
+            await asyncio.to_thread(self._verify_dummy, request.password)
+            raise Unauthenticated("invalid handle or password")
+        user_id, password_hash = found
+        if not await asyncio.to_thread(self._verify, password_hash, request.password):
+            raise Unauthenticated("invalid handle or password")
+        if self._hasher.check_needs_rehash(password_hash):
+            new_hash = await asyncio.to_thread(self._hasher.hash, request.password)
+            await self.store.replace_password_hash(user_id, new_hash)
+        refresh = secrets.token_urlsafe(32)
+        session_id = await self.store.open_session(
+            user_id, refresh, self._rt.settings.refresh_token_ttl_seconds
+        )
+        access, ttl = await self._issue_tokens(user_id, session_id)
+        record = await self._record(user_id)
+        return user_pb2.LoginResponse(
+            access_token=access, refresh_token=refresh, expires_in=ttl,
+            user=self._to_proto(record, user_id),
+        )
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    _DUMMY_HASH: str | None = None
+
+    def _verify_dummy(self, password: str) -> None:
+        if UserServicer._DUMMY_HASH is None:
+            UserServicer._DUMMY_HASH = self._hasher.hash("not-a-real-password")
+        self._verify(UserServicer._DUMMY_HASH, password)
+
+    async def RefreshToken(
+        self, request: user_pb2.RefreshTokenRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.RefreshTokenResponse:
+        v = Violations()
+        v.check(0 < len(request.refresh_token) <= 256, "refresh_token", "required")
+        v.raise_if_any()
+        replacement = secrets.token_urlsafe(32)
+        session = await self.store.rotate_refresh_token(
+            request.refresh_token, replacement, self._rt.settings.refresh_token_ttl_seconds
+        )
+        access, ttl = await self._issue_tokens(session.user_id, session.session_id)
+        record = await self._record(session.user_id)
+        return user_pb2.RefreshTokenResponse(
+            access_token=access, refresh_token=replacement, expires_in=ttl,
+            user=self._to_proto(record, session.user_id),
+        )
+
+    async def GetUser(
+        self, request: user_pb2.GetUserRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.GetUserResponse:
+        require_positive_id(request.user_id, "user_id")
+        caller = current_caller()
+        record = await self._record(request.user_id)
+        return user_pb2.GetUserResponse(
+            user=self._to_proto(record, caller.user_id if caller else None)
+        )
+
+    async def BatchGetUsers(
+        self, request: user_pb2.BatchGetUsersRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.BatchGetUsersResponse:
+        v = Violations()
+        ids = list(dict.fromkeys(request.user_ids))
+        v.check(0 < len(ids) <= MAX_BATCH, "user_ids", f"give 1 to {MAX_BATCH} ids")
+        v.check(all(i > 0 for i in ids), "user_ids", "ids must be positive")
+        v.raise_if_any()
+        caller = current_caller()
+        viewer = caller.user_id if caller else None
+        records = await self._records(ids)
+        return user_pb2.BatchGetUsersResponse(
+            users=[self._to_proto(records[i], viewer) for i in ids if i in records]
+        )
+
+    async def UpdateUser(
+        self, request: user_pb2.UpdateUserRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.UpdateUserResponse:
+        caller = require_caller()
+        v = Violations()
+        if not request.HasField("user"):
+            v.add("user", "required")
+        v.raise_if_any()
+        require_positive_id(request.user.user_id, "user.user_id")
+        if request.user.user_id != caller.user_id:
+            raise PermissionDenied("you may only update your own profile")
+        paths = list(dict.fromkeys(request.update_mask.paths))
+        v.check(bool(paths), "update_mask", f"name the fields to update: {', '.join(UPDATABLE_PATHS)}")
+        for path in paths:
+            v.check(
+                path in UPDATABLE_PATHS, "update_mask",
+                f"'{path}' cannot be updated; allowed: {', '.join(UPDATABLE_PATHS)}",
+            )
+        changes: dict[str, object] = {}
+        if "display_name" in paths:
+            changes["display_name"] = validate_display_name(
+                request.user.display_name, "user.display_name", v
+            )
+        if "bio" in paths:
+            changes["bio"] = validate_bio(request.user.bio, "user.bio", v)
+        if "avatar_url" in paths:
+            changes["avatar_url"] = validate_avatar_url(
+                request.user.avatar_url.strip(), "user.avatar_url", v
+            )
+        if "is_private" in paths:
+            changes["is_private"] = request.user.is_private
+        v.raise_if_any()
+        await self._record(caller.user_id)  # NOT_FOUND for a deleted account
+        assert self._update_limit is not None
+        await self._update_limit.enforce(str(caller.user_id), "profile updates")
+        record = await self.store.update_profile(caller.user_id, changes)
+        await self.cache.invalidate(str(record.user_id), record.to_bytes())
+        return user_pb2.UpdateUserResponse(user=self._to_proto(record, caller.user_id))
+
+    async def DeleteUser(
+        self, request: user_pb2.DeleteUserRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.DeleteUserResponse:
+        caller = require_caller()
+        require_positive_id(request.user_id, "user_id")
+        if request.user_id != caller.user_id:
+            raise PermissionDenied("you may only delete your own account")
+        await self.store.soft_delete(caller.user_id)
+        await self.cache.invalidate(str(caller.user_id))
+        return user_pb2.DeleteUserResponse()

@@ -1,0 +1,244 @@
+"""PostgreSQL storage of the user service (schema "user"); plain parameterized SQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from services.kit.db import Database
+from services.kit.errors import AlreadyExists, NotFound, Unauthenticated
+from services.kit.events import enqueue
+from services.kit.ids import IdGenerator
+
+SCHEMA = "user"
+_USER_COLUMNS = (
+    "user_id, handle, email, display_name, bio, avatar_url, is_private, created_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A live account's stored profile (what the cache holds, serialized)."""
+
+    user_id: int
+    handle: str
+    email: str
+    display_name: str
+    bio: str
+    avatar_url: str
+    is_private: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> UserRecord:
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
+    def to_bytes(self) -> bytes:
+        data: dict[str, Any] = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        data["updated_at"] = self.updated_at.isoformat()
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> UserRecord:
+        data = json.loads(raw)
+        data["created_at"] = datetime.fromisoformat(data["created_at"])
+        data["updated_at"] = datetime.fromisoformat(data["updated_at"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Session:
+    user_id: int
+    session_id: int
+
+
+def hash_refresh_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class UserStore:
+    """All SQL of the user service. Every write that others care about enqueues an event."""
+
+    def __init__(self, db: Database, ids: IdGenerator) -> None:
+        self._db = db
+        self._ids = ids
+
+    async def create_user(
+        self, *, handle: str, email: str, password_hash: str, display_name: str
+    ) -> UserRecord:
+        user_id = self._ids.next_id()
+        try:
+            async with self._db.transaction() as conn:
+                row = await conn.fetchrow(
+                    f"""INSERT INTO "user".users
+                            (user_id, handle, email, password_hash, display_name)
+                        VALUES ($1, $2, $3, $4, $5) RETURNING {_USER_COLUMNS}""",
+                    user_id,
+                    handle,
+                    email,
+                    password_hash,
+                    display_name,
+                )
+                await self._log(conn, user_id, "user.created", {"handle": handle})
+                await enqueue(
+                    conn, SCHEMA, self._ids, "user.created", user_id,
+                    {"user_id": str(user_id), "handle": handle},
+                )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "users_email_key":
+                raise AlreadyExists("that email is already registered", field="email") from exc
+            raise AlreadyExists(f"handle '{handle}' is taken", field="handle") from exc
+        return UserRecord.from_row(row)
+
+    async def load_users(self, user_ids: list[int]) -> list[UserRecord]:
+        """Live accounts among the ids, one query whatever the batch size."""
+        rows = await self._db.reader().fetch(
+            f"""SELECT {_USER_COLUMNS} FROM "user".users
+                WHERE user_id = ANY($1::bigint[]) AND deleted_at IS NULL""",
+            user_ids,
+        )
+        return [UserRecord.from_row(r) for r in rows]
+
+    async def credentials(self, handle: str) -> tuple[int, str] | None:
+        row = await self._db.primary.fetchrow(
+            """SELECT user_id, password_hash FROM "user".users
+               WHERE lower(handle) = lower($1) AND deleted_at IS NULL""",
+            handle,
+        )
+        return (row["user_id"], row["password_hash"]) if row else None
+
+    async def replace_password_hash(self, user_id: int, password_hash: str) -> None:
+        await self._db.primary.execute(
+            'UPDATE "user".users SET password_hash = $2 WHERE user_id = $1', user_id, password_hash
+        )
+
+    async def update_profile(self, user_id: int, changes: dict[str, Any]) -> UserRecord:
+        """Applies allow-listed column changes, logs them and emits `user.updated`."""
+        assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(changes, start=2))
+        async with self._db.transaction() as conn:
+            before = await conn.fetchrow(
+                f"""SELECT {_USER_COLUMNS} FROM "user".users
+                    WHERE user_id = $1 AND deleted_at IS NULL FOR UPDATE""",
+                user_id,
+            )
+            if before is None:
+                raise NotFound(f"user {user_id} not found")
+            row = await conn.fetchrow(
+                f"""UPDATE "user".users SET {assignments}, updated_at = now()
+                    WHERE user_id = $1 RETURNING {_USER_COLUMNS}""",
+                user_id,
+                *changes.values(),
+            )
+            diff = {
+                col: {"from": before[col], "to": row[col]}
+                for col in changes
+                if before[col] != row[col]
+            }
+            await self._log(conn, user_id, "profile.updated", diff)
+            await enqueue(
+                conn, SCHEMA, self._ids, "user.updated", user_id,
+                {"user_id": str(user_id), "changed": sorted(diff)},
+            )
+        return UserRecord.from_row(row)
+
+    async def soft_delete(self, user_id: int) -> None:
+        async with self._db.transaction() as conn:
+            deleted = await conn.fetchval(
+                """UPDATE "user".users SET deleted_at = now(), updated_at = now()
+                   WHERE user_id = $1 AND deleted_at IS NULL RETURNING user_id""",
+                user_id,
+            )
+            if deleted is None:
+                raise NotFound(f"user {user_id} not found")
+            await conn.execute(
+                """UPDATE "user".sessions SET revoked_at = now(), revoke_reason = 'account deleted'
+                   WHERE user_id = $1 AND revoked_at IS NULL""",
+                user_id,
+            )
+            await self._log(conn, user_id, "user.deleted", {})
+            await enqueue(conn, SCHEMA, self._ids, "user.deleted", user_id, {"user_id": str(user_id)})
+
+    async def open_session(self, user_id: int, refresh_token: str, ttl_seconds: int) -> int:
+        session_id = self._ids.next_id()
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                'INSERT INTO "user".sessions (session_id, user_id) VALUES ($1, $2)',
+                session_id,
+                user_id,
+            )
+            await self._insert_refresh(conn, session_id, refresh_token, ttl_seconds)
+        return session_id
+
+    async def rotate_refresh_token(
+        self, presented: str, replacement: str, ttl_seconds: int
+    ) -> Session:
+        """Retires `presented` and issues `replacement` in the same session.
+
+        Presenting a token that was already rotated means it leaked (or a client
+        raced itself): the whole session is revoked (OAuth 2.0 BCP reuse detection).
+        """
+        revoked_for_reuse = False
+        async with self._db.transaction() as conn:
+            row = await conn.fetchrow(
+                """SELECT t.session_id, t.expires_at, t.rotated_at, s.user_id, s.revoked_at,
+                          u.deleted_at
+                   FROM "user".refresh_tokens t
+                   JOIN "user".sessions s USING (session_id)
+                   JOIN "user".users u ON u.user_id = s.user_id
+                   WHERE t.token_hash = $1
+                   FOR UPDATE OF t, s""",
+                hash_refresh_token(presented),
+            )
+            if row is None:
+                raise Unauthenticated("unknown refresh token")
+            if row["revoked_at"] is not None or row["deleted_at"] is not None:
+                raise Unauthenticated("session revoked")
+            if row["rotated_at"] is not None:
+                await conn.execute(
+                    """UPDATE "user".sessions SET revoked_at = now(),
+                              revoke_reason = 'refresh token reuse'
+                       WHERE session_id = $1""",
+                    row["session_id"],
+                )
+                revoked_for_reuse = True
+            elif row["expires_at"] < datetime.now(UTC):
+                raise Unauthenticated("refresh token expired")
+            else:
+                await conn.execute(
+                    'UPDATE "user".refresh_tokens SET rotated_at = now() WHERE token_hash = $1',
+                    hash_refresh_token(presented),
+                )
+                await self._insert_refresh(conn, row["session_id"], replacement, ttl_seconds)
+        if revoked_for_reuse:  # raised after commit so the revocation sticks
+            raise Unauthenticated("refresh token reuse detected; session revoked")
+        return Session(user_id=row["user_id"], session_id=row["session_id"])
+
+    async def _insert_refresh(
+        self, conn: asyncpg.Connection, session_id: int, token: str, ttl_seconds: int
+    ) -> None:
+        await conn.execute(
+            """INSERT INTO "user".refresh_tokens (token_hash, session_id, expires_at)
+               VALUES ($1, $2, $3)""",
+            hash_refresh_token(token),
+            session_id,
+            datetime.now(UTC) + timedelta(seconds=ttl_seconds),
+        )
+
+    async def _log(
+        self, conn: asyncpg.Connection, user_id: int, action: str, changes: dict[str, Any]
+    ) -> None:
+        await conn.execute(
+            """INSERT INTO "user".activity_log (activity_id, user_id, action, changes)
+               VALUES ($1, $2, $3, $4)""",
+            self._ids.next_id(),
+            user_id,
+            action,
+            json.loads(json.dumps(changes, default=str)),
+        )
