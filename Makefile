@@ -34,14 +34,7 @@ lint: install
 
 # Regenerates gen/: messages, gRPC stubs, .pyi stubs and the descriptor set Envoy loads.
 gen: install
-	rm -rf gen/socialmesh
-	mkdir -p gen
-	$(PY) -m grpc_tools.protoc -I proto -I third_party/googleapis \
-	  --python_out=gen --grpc_python_out=gen \
-	  --mypy_out=gen --mypy_grpc_out=gen $(PROTOS)
-	$(PY) -m grpc_tools.protoc -I proto -I third_party/googleapis \
-	  --include_imports --descriptor_set_out=gen/socialmesh.binpb $(PROTOS)
-	find gen/socialmesh -type d -exec touch {}/__init__.py \;
+	$(PY) scripts/gen_protos.py gen
 
 # Snapshot of the released contracts that `buf breaking` compares against.
 # Refresh it only when a release is cut: `make release-contracts`.

@@ -1,0 +1,320 @@
+"""The user service over real gRPC, against real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from socialmesh.user.v1 import user_pb2, user_pb2_grpc
+
+from .conftest import Infra, RunningService, unique
+
+PASSWORD = "correct horse battery"
+
+
+def auth(token: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {token}")]
+
+
+def violations(err: grpc.aio.AioRpcError) -> dict[str, str]:
+    status = rpc_status.from_call(err)
+    assert status is not None, "rich status details missing"
+    found: dict[str, str] = {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            found.update({v.field: v.description for v in bad.field_violations})
+    return found
+
+
+@pytest.fixture
+def stub(user_service: RunningService) -> user_pb2_grpc.UserServiceStub:
+    return user_pb2_grpc.UserServiceStub(user_service.channel)
+
+
+async def register(stub: user_pb2_grpc.UserServiceStub, **overrides: str) -> tuple[user_pb2.User, str]:
+    handle = overrides.pop("handle", unique())
+    reply = await stub.CreateUser(
+        user_pb2.CreateUserRequest(
+            handle=handle, email=overrides.pop("email", f"{handle}@example.com"),
+            password=PASSWORD, display_name=overrides.pop("display_name", ""),
+        )
+    )
+    login = await stub.Login(user_pb2.LoginRequest(handle=handle, password=PASSWORD))
+    return reply.user, login.access_token
+
+
+def update(user_id: int, paths: list[str], **fields: object) -> user_pb2.UpdateUserRequest:
+    return user_pb2.UpdateUserRequest(
+        user=user_pb2.User(user_id=user_id, **fields),  # type: ignore[arg-type]
+        update_mask=field_mask_pb2.FieldMask(paths=paths),
+    )
+
+
+async def test_register_login_and_read_own_profile(stub):
+    user, token = await register(stub, display_name="Alice A.")
+    assert user.user_id > 0 and user.display_name == "Alice A."
+    me = (await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id), metadata=auth(token))).user
+    assert me.handle == user.handle and me.email == user.email
+    assert (me.follower_count, me.following_count, me.post_count) == (0, 0, 0)
+
+
+async def test_handle_is_case_insensitive_and_unique(stub):
+    handle = unique("case")
+    await register(stub, handle=handle)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateUser(
+            user_pb2.CreateUserRequest(handle=handle.upper(), email=f"x{handle}@e.com", password=PASSWORD)
+        )
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    login = await stub.Login(user_pb2.LoginRequest(handle=handle.upper(), password=PASSWORD))
+    assert login.access_token
+
+
+async def test_duplicate_email_is_already_exists(stub):
+    user, _ = await register(stub)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateUser(
+            user_pb2.CreateUserRequest(handle=unique(), email=user.email.upper(), password=PASSWORD)
+        )
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "email" in err.value.details()
+
+
+@pytest.mark.parametrize(
+    ("handle", "email", "password", "bad_field"),
+    [
+        ("ab", "ok@example.com", PASSWORD, "handle"),
+        ("x" * 31, "ok@example.com", PASSWORD, "handle"),
+        ("bad-handle!", "ok@example.com", PASSWORD, "handle"),
+        ("goodhandle", "not-an-email", PASSWORD, "email"),
+        ("goodhandle", "ok@example.com", "short", "password"),
+    ],
+)
+async def test_registration_validation_names_the_field(stub, handle, email, password, bad_field):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateUser(user_pb2.CreateUserRequest(handle=handle, email=email, password=password))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_field in violations(err.value)
+
+
+async def test_password_is_stored_as_argon2_hash(stub, user_service):
+    user, _ = await register(stub)
+    db = user_service.host.runtime.db
+    stored = await db.primary.fetchval(
+        'SELECT password_hash FROM "user".users WHERE user_id = $1', user.user_id
+    )
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+async def test_wrong_password_and_unknown_handle_look_the_same(stub):
+    user, _ = await register(stub)
+    errors = []
+    for handle in (user.handle, unique("nobody")):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Login(user_pb2.LoginRequest(handle=handle, password="wrong password"))
+        errors.append((err.value.code(), err.value.details()))
+    assert errors[0] == errors[1] == (grpc.StatusCode.UNAUTHENTICATED, "invalid handle or password")
+
+
+async def test_update_requires_token_and_ownership(stub):
+    alice, alice_token = await register(stub)
+    bob, bob_token = await register(stub)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.UpdateUser(update(alice.user_id, ["bio"], bio="hi"))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.UpdateUser(update(alice.user_id, ["bio"], bio="pwned"), metadata=auth(bob_token))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    mine = await stub.GetUser(user_pb2.GetUserRequest(user_id=alice.user_id))
+    assert mine.user.bio == ""
+
+
+async def test_forged_and_garbage_tokens_are_refused_even_on_public_calls(stub, infra: Infra):
+    user, _ = await register(stub)
+    import jwt
+
+    forged = jwt.encode({"sub": str(user.user_id)}, "secret", algorithm="HS256")
+    for token in (forged, "garbage", infra.signer(ttl=-60).sign(user.user_id, 1)):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id), metadata=auth(token))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_update_mask_allow_list_blocks_mass_assignment(stub):
+    user, token = await register(stub)
+    for path in ("handle", "user_id", "follower_count", "email", "*", "is_limited_view"):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.UpdateUser(update(user.user_id, [path]), metadata=auth(token))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, path
+        assert "update_mask" in violations(err.value)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.UpdateUser(update(user.user_id, []), metadata=auth(token))
+    assert "update_mask" in violations(err.value)
+
+
+async def test_update_validates_values_and_strips_control_characters(stub):
+    user, token = await register(stub)
+    cases = [
+        (["display_name"], {"display_name": "x" * 51}, "user.display_name"),
+        (["bio"], {"bio": "b" * 301}, "user.bio"),
+        (["avatar_url"], {"avatar_url": "http://insecure.example.com/a.png"}, "user.avatar_url"),
+        (["avatar_url"], {"avatar_url": "javascript:alert(1)"}, "user.avatar_url"),
+    ]
+    for paths, fields, field in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.UpdateUser(update(user.user_id, paths, **fields), metadata=auth(token))
+        assert field in violations(err.value)
+    reply = await stub.UpdateUser(
+        update(
+            user.user_id, ["bio", "display_name", "avatar_url"],
+            bio="line1\nline2\x00\x1b[31m", display_name="Ally", avatar_url="https://cdn.example.com/a.png",
+        ),
+        metadata=auth(token),
+    )
+    assert reply.user.bio == "line1\nline2[31m"
+    assert (reply.user.display_name, reply.user.avatar_url) == ("Ally", "https://cdn.example.com/a.png")
+
+
+async def test_update_only_touches_masked_fields_and_logs_activity(stub, user_service):
+    user, token = await register(stub, display_name="Keep Me")
+    await stub.UpdateUser(update(user.user_id, ["bio"], bio="new bio", display_name="IGNORED"),
+                          metadata=auth(token))
+    got = (await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))).user
+    assert (got.display_name, got.bio) == ("Keep Me", "new bio")
+    db = user_service.host.runtime.db
+    rows = await db.primary.fetch(
+        'SELECT action, changes FROM "user".activity_log WHERE user_id = $1 ORDER BY activity_id',
+        user.user_id,
+    )
+    assert [r["action"] for r in rows] == ["user.created", "profile.updated"]
+    assert rows[1]["changes"]["bio"] == {"from": "", "to": "new bio"}
+    events = await db.primary.fetch(
+        "SELECT topic, payload FROM \"user\".outbox WHERE aggregate_id = $1 ORDER BY event_id",
+        user.user_id,
+    )
+    assert [e["topic"] for e in events] == ["user.created", "user.updated"]
+    assert events[1]["payload"]["changed"] == ["bio"]
+
+
+async def test_eleventh_update_in_an_hour_is_rate_limited(stub):
+    user, token = await register(stub)
+    for i in range(10):
+        await stub.UpdateUser(update(user.user_id, ["bio"], bio=f"v{i}"), metadata=auth(token))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.UpdateUser(update(user.user_id, ["bio"], bio="v10"), metadata=auth(token))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = rpc_status.from_call(err.value)
+    assert status is not None
+    assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
+    got = (await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))).user
+    assert got.bio == "v9"
+
+
+async def test_private_account_shows_limited_view_to_others(stub):
+    owner, owner_token = await register(stub, display_name="Secret Sam")
+    _, other_token = await register(stub)
+    await stub.UpdateUser(update(owner.user_id, ["is_private", "bio"], is_private=True, bio="hidden"),
+                          metadata=auth(owner_token))
+    for metadata in (None, auth(other_token)):
+        seen = (await stub.GetUser(user_pb2.GetUserRequest(user_id=owner.user_id), metadata=metadata)).user
+        assert seen.is_limited_view and seen.is_private
+        assert (seen.handle, seen.display_name) == (owner.handle, "Secret Sam")
+        assert seen.bio == "" and seen.email == "" and not seen.HasField("create_time")
+    mine = (await stub.GetUser(user_pb2.GetUserRequest(user_id=owner.user_id), metadata=auth(owner_token))).user
+    assert not mine.is_limited_view and mine.bio == "hidden"
+
+
+async def test_batch_get_keeps_order_skips_missing_and_validates(stub):
+    a, _ = await register(stub)
+    b, _ = await register(stub)
+    reply = await stub.BatchGetUsers(user_pb2.BatchGetUsersRequest(user_ids=[b.user_id, 999, a.user_id, b.user_id]))
+    assert [u.user_id for u in reply.users] == [b.user_id, a.user_id]
+    assert all(u.email == "" for u in reply.users)  # anonymous: no emails
+    for ids in ([], list(range(1, 502)), [0]):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.BatchGetUsers(user_pb2.BatchGetUsersRequest(user_ids=ids))
+        assert "user_ids" in violations(err.value)
+
+
+async def test_refresh_rotation_and_reuse_revokes_session(stub):
+    user, _ = await register(stub)
+    login = await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
+    first = await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
+    assert first.refresh_token != login.refresh_token and first.access_token
+    # The old token is dead; presenting it again is reuse and kills the session...
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # ...so even the legitimately rotated token stops working.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=first.refresh_token))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # Other sessions of the user are untouched.
+    other = await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
+    assert (await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=other.refresh_token))).access_token
+
+
+async def test_delete_is_owner_only_and_hides_the_user(stub):
+    alice, alice_token = await register(stub)
+    _, bob_token = await register(stub)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.DeleteUser(user_pb2.DeleteUserRequest(user_id=alice.user_id), metadata=auth(bob_token))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    await stub.GetUser(user_pb2.GetUserRequest(user_id=alice.user_id))  # warm the caches
+    await stub.DeleteUser(user_pb2.DeleteUserRequest(user_id=alice.user_id), metadata=auth(alice_token))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.GetUser(user_pb2.GetUserRequest(user_id=alice.user_id))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    batch = await stub.BatchGetUsers(user_pb2.BatchGetUsersRequest(user_ids=[alice.user_id]))
+    assert list(batch.users) == []
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Login(user_pb2.LoginRequest(handle=alice.handle, password=PASSWORD))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_update_is_visible_at_once_on_another_instance(stub, infra: Infra):
+    """Two instances share Redis; the second must not serve its stale L1 copy."""
+    from services.kit.server import ServiceHost
+    from services.user.service import build_spec
+
+    second = ServiceHost(build_spec(), infra.settings("user"))
+    await second.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
+            other = user_pb2_grpc.UserServiceStub(channel)
+            user, token = await register(stub)
+            before = await other.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))
+            assert before.user.display_name == user.display_name  # now in the second's L1
+            await stub.UpdateUser(update(user.user_id, ["display_name"], display_name="Renamed"),
+                                  metadata=auth(token))
+            seen = ""
+            for _ in range(50):  # pub/sub delivery is asynchronous but fast
+                seen = (await other.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))).user.display_name
+                if seen == "Renamed":
+                    break
+                await asyncio.sleep(0.02)
+            assert seen == "Renamed"
+    finally:
+        await second.stop()
+
+
+async def test_concurrent_registrations_of_one_handle_create_one_account(stub):
+    handle = unique("race")
+    results = await asyncio.gather(
+        *(
+            stub.CreateUser(user_pb2.CreateUserRequest(handle=handle, email=f"{i}{handle}@e.com", password=PASSWORD))
+            for i in range(5)
+        ),
+        return_exceptions=True,
+    )
+    created = [r for r in results if isinstance(r, user_pb2.CreateUserResponse)]
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(created) == 1
+    assert [r.code() for r in refused] == [grpc.StatusCode.ALREADY_EXISTS] * 4
