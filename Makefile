@@ -4,11 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 STAMP := $(VENV)/.install-stamp
-PROTOS := $(shell find proto -name '*.proto' | sort)
 EDGE_PORT ?= 8080
 export PATH := $(abspath $(VENV))/bin:$(abspath node_modules)/.bin:$(PATH)
 
-.PHONY: install run test lint gen gen-check breaking bench seed clean
+.PHONY: install run test lint gen bench clean release-contracts
 
 install: $(STAMP)
 
@@ -42,10 +41,8 @@ release-contracts: install
 	$(BUF) build -o proto/released.binpb
 
 bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(VENV)/bin/socialmesh bench
-
-seed: install
-	$(VENV)/bin/socialmesh seed
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,9 @@ from pathlib import Path
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
+# Envoy renders google.rpc.Status details (BadRequest, RetryInfo, ...) into JSON
+# error bodies only if their types are in the descriptor set it loads.
+ERROR_DETAIL_PROTOS = ("google/rpc/status.proto", "google/rpc/error_details.proto")
 
 
 def generate(out: Path) -> None:
@@ -24,19 +27,31 @@ def generate(out: Path) -> None:
     shutil.rmtree(out / "socialmesh", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     code_args = [
-        "protoc", *includes,
-        f"--python_out={out}", f"--grpc_python_out={out}",
-        f"--mypy_out={out}", f"--mypy_grpc_out={out}", *protos,
+        "protoc",
+        *includes,
+        f"--python_out={out}",
+        f"--grpc_python_out={out}",
+        f"--mypy_out={out}",
+        f"--mypy_grpc_out={out}",
+        *protos,
     ]
     if protoc.main(code_args) != 0:
         raise SystemExit("protoc failed generating code")
     descriptor_args = [
-        "protoc", *includes, "--include_imports", "--include_source_info",
-        f"--descriptor_set_out={out / 'socialmesh.binpb'}", *protos,
+        "protoc",
+        *includes,
+        "--include_imports",
+        "--include_source_info",
+        f"--descriptor_set_out={out / 'socialmesh.binpb'}",
+        *protos,
+        *ERROR_DETAIL_PROTOS,
     ]
     if protoc.main(descriptor_args) != 0:
         raise SystemExit("protoc failed building the descriptor set")
-    for directory in [out / "socialmesh", *(p for p in (out / "socialmesh").rglob("*") if p.is_dir())]:
+    for directory in [
+        out / "socialmesh",
+        *(p for p in (out / "socialmesh").rglob("*") if p.is_dir()),
+    ]:
         (directory / "__init__.py").touch()
 
 

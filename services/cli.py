@@ -55,8 +55,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_envoy_config(args: argparse.Namespace) -> int:
     from services.devstack import Stack
 
-    stack = Stack(data_dir=Path(args.data_dir).resolve(), edge_port=args.edge_port,
-                  admin_port=args.admin_port, base_port=args.base_port)
+    stack = Stack(
+        data_dir=Path(args.data_dir).resolve(),
+        edge_port=args.edge_port,
+        admin_port=args.admin_port,
+        base_port=args.base_port,
+    )
     from services.kit.auth import generate_signing_key
 
     keys = stack.data_dir / "keys"
@@ -79,8 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     def stack_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--edge-port", type=int, default=8080, help="REST/gRPC edge port")
         p.add_argument("--admin-port", type=int, default=9901, help="Envoy admin port")
-        p.add_argument("--base-port", type=int, default=DEFAULT_PORTS["user"],
-                       help="first service gRPC port (user); others follow")
+        p.add_argument(
+            "--base-port",
+            type=int,
+            default=DEFAULT_PORTS["user"],
+            help="first service gRPC port (user); others follow",
+        )
         p.add_argument("--data-dir", default=".socialmesh", help="where data survives restarts")
 
     up = sub.add_parser("up", help="run PostgreSQL, Redis, every service and Envoy")

@@ -53,7 +53,9 @@ def grpc_service_name(service: str) -> str:
     return f"socialmesh.{service}.v1.{service.capitalize()}Service"
 
 
-def wait_for_health(address: str, service: str, timeout: float, proc: subprocess.Popen[Any] | None = None) -> None:
+def wait_for_health(
+    address: str, service: str, timeout: float, proc: subprocess.Popen[Any] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -148,7 +150,7 @@ class Stack:
         if self.log_dir is None:
             return None
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        return open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        return open(self.log_dir / f"{name}.log", "ab")
 
     def _start_service(self, service: str) -> None:
         env = dict(self.env)
@@ -160,7 +162,7 @@ class Stack:
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT if log else None,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=_die_with_parent,
         )
 
     def envoy_yaml(self) -> str:
@@ -179,7 +181,10 @@ class Stack:
             ),
             [
                 Upstream(
-                    name=s, host="127.0.0.1", port=self.port_of(s), grpc_service=grpc_service_name(s)
+                    name=s,
+                    host="127.0.0.1",
+                    port=self.port_of(s),
+                    grpc_service=grpc_service_name(s),
                 )
                 for s in self.services
             ],
@@ -193,7 +198,7 @@ class Stack:
             [envoy_binary(), "-c", str(config), "--disable-hot-restart", "--log-level", "warn"],
             stdout=log,
             stderr=subprocess.STDOUT if log else None,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=_die_with_parent,
         )
         wait_for_envoy(self.admin_port, 30, self.processes["envoy"])
 

@@ -43,8 +43,10 @@ class Infra:
 
     def signer(self, ttl: int = 900) -> TokenSigner:
         return TokenSigner(
-            load_private_key(self.private_key_file), issuer="socialmesh",
-            audience="socialmesh-api", ttl=ttl,
+            load_private_key(self.private_key_file),
+            issuer="socialmesh",
+            audience="socialmesh-api",
+            ttl=ttl,
         )
 
     def verifier(self) -> TokenVerifier:

@@ -9,7 +9,6 @@ import pytest
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from .conftest import Infra, RunningService, unique
@@ -38,12 +37,16 @@ def stub(user_service: RunningService) -> user_pb2_grpc.UserServiceStub:
     return user_pb2_grpc.UserServiceStub(user_service.channel)
 
 
-async def register(stub: user_pb2_grpc.UserServiceStub, **overrides: str) -> tuple[user_pb2.User, str]:
+async def register(
+    stub: user_pb2_grpc.UserServiceStub, **overrides: str
+) -> tuple[user_pb2.User, str]:
     handle = overrides.pop("handle", unique())
     reply = await stub.CreateUser(
         user_pb2.CreateUserRequest(
-            handle=handle, email=overrides.pop("email", f"{handle}@example.com"),
-            password=PASSWORD, display_name=overrides.pop("display_name", ""),
+            handle=handle,
+            email=overrides.pop("email", f"{handle}@example.com"),
+            password=PASSWORD,
+            display_name=overrides.pop("display_name", ""),
         )
     )
     login = await stub.Login(user_pb2.LoginRequest(handle=handle, password=PASSWORD))
@@ -60,7 +63,9 @@ def update(user_id: int, paths: list[str], **fields: object) -> user_pb2.UpdateU
 async def test_register_login_and_read_own_profile(stub):
     user, token = await register(stub, display_name="Alice A.")
     assert user.user_id > 0 and user.display_name == "Alice A."
-    me = (await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id), metadata=auth(token))).user
+    me = (
+        await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id), metadata=auth(token))
+    ).user
     assert me.handle == user.handle and me.email == user.email
     assert (me.follower_count, me.following_count, me.post_count) == (0, 0, 0)
 
@@ -70,7 +75,9 @@ async def test_handle_is_case_insensitive_and_unique(stub):
     await register(stub, handle=handle)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.CreateUser(
-            user_pb2.CreateUserRequest(handle=handle.upper(), email=f"x{handle}@e.com", password=PASSWORD)
+            user_pb2.CreateUserRequest(
+                handle=handle.upper(), email=f"x{handle}@e.com", password=PASSWORD
+            )
         )
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     login = await stub.Login(user_pb2.LoginRequest(handle=handle.upper(), password=PASSWORD))
@@ -99,7 +106,9 @@ async def test_duplicate_email_is_already_exists(stub):
 )
 async def test_registration_validation_names_the_field(stub, handle, email, password, bad_field):
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.CreateUser(user_pb2.CreateUserRequest(handle=handle, email=email, password=password))
+        await stub.CreateUser(
+            user_pb2.CreateUserRequest(handle=handle, email=email, password=password)
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_field in violations(err.value)
 
@@ -124,8 +133,8 @@ async def test_wrong_password_and_unknown_handle_look_the_same(stub):
 
 
 async def test_update_requires_token_and_ownership(stub):
-    alice, alice_token = await register(stub)
-    bob, bob_token = await register(stub)
+    alice, _ = await register(stub)
+    _, bob_token = await register(stub)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.UpdateUser(update(alice.user_id, ["bio"], bio="hi"))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -173,19 +182,26 @@ async def test_update_validates_values_and_strips_control_characters(stub):
         assert field in violations(err.value)
     reply = await stub.UpdateUser(
         update(
-            user.user_id, ["bio", "display_name", "avatar_url"],
-            bio="line1\nline2\x00\x1b[31m", display_name="Ally", avatar_url="https://cdn.example.com/a.png",
+            user.user_id,
+            ["bio", "display_name", "avatar_url"],
+            bio="line1\nline2\x00\x1b[31m",
+            display_name="Ally",
+            avatar_url="https://cdn.example.com/a.png",
         ),
         metadata=auth(token),
     )
     assert reply.user.bio == "line1\nline2[31m"
-    assert (reply.user.display_name, reply.user.avatar_url) == ("Ally", "https://cdn.example.com/a.png")
+    assert (reply.user.display_name, reply.user.avatar_url) == (
+        "Ally",
+        "https://cdn.example.com/a.png",
+    )
 
 
 async def test_update_only_touches_masked_fields_and_logs_activity(stub, user_service):
     user, token = await register(stub, display_name="Keep Me")
-    await stub.UpdateUser(update(user.user_id, ["bio"], bio="new bio", display_name="IGNORED"),
-                          metadata=auth(token))
+    await stub.UpdateUser(
+        update(user.user_id, ["bio"], bio="new bio", display_name="IGNORED"), metadata=auth(token)
+    )
     got = (await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))).user
     assert (got.display_name, got.bio) == ("Keep Me", "new bio")
     db = user_service.host.runtime.db
@@ -196,7 +212,7 @@ async def test_update_only_touches_masked_fields_and_logs_activity(stub, user_se
     assert [r["action"] for r in rows] == ["user.created", "profile.updated"]
     assert rows[1]["changes"]["bio"] == {"from": "", "to": "new bio"}
     events = await db.primary.fetch(
-        "SELECT topic, payload FROM \"user\".outbox WHERE aggregate_id = $1 ORDER BY event_id",
+        'SELECT topic, payload FROM "user".outbox WHERE aggregate_id = $1 ORDER BY event_id',
         user.user_id,
     )
     assert [e["topic"] for e in events] == ["user.created", "user.updated"]
@@ -220,21 +236,31 @@ async def test_eleventh_update_in_an_hour_is_rate_limited(stub):
 async def test_private_account_shows_limited_view_to_others(stub):
     owner, owner_token = await register(stub, display_name="Secret Sam")
     _, other_token = await register(stub)
-    await stub.UpdateUser(update(owner.user_id, ["is_private", "bio"], is_private=True, bio="hidden"),
-                          metadata=auth(owner_token))
+    await stub.UpdateUser(
+        update(owner.user_id, ["is_private", "bio"], is_private=True, bio="hidden"),
+        metadata=auth(owner_token),
+    )
     for metadata in (None, auth(other_token)):
-        seen = (await stub.GetUser(user_pb2.GetUserRequest(user_id=owner.user_id), metadata=metadata)).user
+        seen = (
+            await stub.GetUser(user_pb2.GetUserRequest(user_id=owner.user_id), metadata=metadata)
+        ).user
         assert seen.is_limited_view and seen.is_private
         assert (seen.handle, seen.display_name) == (owner.handle, "Secret Sam")
         assert seen.bio == "" and seen.email == "" and not seen.HasField("create_time")
-    mine = (await stub.GetUser(user_pb2.GetUserRequest(user_id=owner.user_id), metadata=auth(owner_token))).user
+    mine = (
+        await stub.GetUser(
+            user_pb2.GetUserRequest(user_id=owner.user_id), metadata=auth(owner_token)
+        )
+    ).user
     assert not mine.is_limited_view and mine.bio == "hidden"
 
 
 async def test_batch_get_keeps_order_skips_missing_and_validates(stub):
     a, _ = await register(stub)
     b, _ = await register(stub)
-    reply = await stub.BatchGetUsers(user_pb2.BatchGetUsersRequest(user_ids=[b.user_id, 999, a.user_id, b.user_id]))
+    reply = await stub.BatchGetUsers(
+        user_pb2.BatchGetUsersRequest(user_ids=[b.user_id, 999, a.user_id, b.user_id])
+    )
     assert [u.user_id for u in reply.users] == [b.user_id, a.user_id]
     assert all(u.email == "" for u in reply.users)  # anonymous: no emails
     for ids in ([], list(range(1, 502)), [0]):
@@ -258,17 +284,23 @@ async def test_refresh_rotation_and_reuse_revokes_session(stub):
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     # Other sessions of the user are untouched.
     other = await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
-    assert (await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=other.refresh_token))).access_token
+    assert (
+        await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=other.refresh_token))
+    ).access_token
 
 
 async def test_delete_is_owner_only_and_hides_the_user(stub):
     alice, alice_token = await register(stub)
     _, bob_token = await register(stub)
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.DeleteUser(user_pb2.DeleteUserRequest(user_id=alice.user_id), metadata=auth(bob_token))
+        await stub.DeleteUser(
+            user_pb2.DeleteUserRequest(user_id=alice.user_id), metadata=auth(bob_token)
+        )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     await stub.GetUser(user_pb2.GetUserRequest(user_id=alice.user_id))  # warm the caches
-    await stub.DeleteUser(user_pb2.DeleteUserRequest(user_id=alice.user_id), metadata=auth(alice_token))
+    await stub.DeleteUser(
+        user_pb2.DeleteUserRequest(user_id=alice.user_id), metadata=auth(alice_token)
+    )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.GetUser(user_pb2.GetUserRequest(user_id=alice.user_id))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -292,11 +324,14 @@ async def test_update_is_visible_at_once_on_another_instance(stub, infra: Infra)
             user, token = await register(stub)
             before = await other.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))
             assert before.user.display_name == user.display_name  # now in the second's L1
-            await stub.UpdateUser(update(user.user_id, ["display_name"], display_name="Renamed"),
-                                  metadata=auth(token))
+            await stub.UpdateUser(
+                update(user.user_id, ["display_name"], display_name="Renamed"), metadata=auth(token)
+            )
             seen = ""
             for _ in range(50):  # pub/sub delivery is asynchronous but fast
-                seen = (await other.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))).user.display_name
+                seen = (
+                    await other.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))
+                ).user.display_name
                 if seen == "Renamed":
                     break
                 await asyncio.sleep(0.02)
@@ -309,7 +344,11 @@ async def test_concurrent_registrations_of_one_handle_create_one_account(stub):
     handle = unique("race")
     results = await asyncio.gather(
         *(
-            stub.CreateUser(user_pb2.CreateUserRequest(handle=handle, email=f"{i}{handle}@e.com", password=PASSWORD))
+            stub.CreateUser(
+                user_pb2.CreateUserRequest(
+                    handle=handle, email=f"{i}{handle}@e.com", password=PASSWORD
+                )
+            )
             for i in range(5)
         ),
         return_exceptions=True,

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -86,6 +90,8 @@ class TwoLayerCache:
         self._l2_ttl = l2_ttl_seconds
         self._channel = f"cache-invalidate:{namespace}"
         self._listener: asyncio.Task[None] | None = None
+        self._reporter: asyncio.Task[None] | None = None
+        self._instance = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._ready = asyncio.Event()
         self.stats = CacheStats()
 
@@ -97,13 +103,27 @@ class TwoLayerCache:
         if self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name=f"cache-{self._ns}")
             await asyncio.wait_for(self._ready.wait(), timeout=10)
+        if self._reporter is None:
+            self._reporter = asyncio.create_task(self._report_stats(), name=f"stats-{self._ns}")
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        for task in (self._listener, self._reporter):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._listener = self._reporter = None
+
+    async def _report_stats(self, every_seconds: float = 2.0) -> None:
+        """Publishes this instance's hit counters (`socialmesh bench` sums them)."""
+        key = f"cache-stats:{self._ns}"
+        while True:
+            await asyncio.sleep(every_seconds)
+            try:
+                await self._redis.hset(key, self._instance, json.dumps(self.stats.__dict__))
+                await self._redis.expire(key, 3600)
+            except (OSError, aioredis.ConnectionError):
+                log.debug("could not publish cache stats")
 
     async def _listen(self) -> None:
         while True:
@@ -138,7 +158,8 @@ class TwoLayerCache:
                 l2_needed.append(key)
         if not l2_needed:
             return found
-        values = await self._redis.mget([self._key(k) for k in l2_needed])
+        raw_values: Any = await self._redis.mget([self._key(k) for k in l2_needed])
+        values: list[bytes | None] = raw_values
         db_needed = []
         for key, value in zip(l2_needed, values, strict=True):
             if value is not None:

@@ -58,14 +58,14 @@ class Database:
         await asyncio.gather(self.primary.close(), *(r.close() for r in self._replicas))
 
 
-async def _pool_with_retry(dsn: str, min_size: int, max_size: int, attempts: int) -> asyncpg.Pool:
+async def _pool_with_retry(dsn: str, min_size: int, max_size: int, attempts: int) -> Any:
     delay = 0.2
     for attempt in range(attempts):
         try:
             pool: Any = await asyncpg.create_pool(
                 dsn, min_size=min_size, max_size=max_size, init=_init_connection
             )
-            return pool  # type: ignore[no-any-return]
+            return pool
         except (OSError, asyncpg.PostgresError):
             if attempt == attempts - 1:
                 raise

@@ -211,7 +211,7 @@ class StreamConsumer:
         handled = 0
         cursor: bytes | str = "0-0"
         while True:
-            result = await self._redis.xautoclaim(
+            result: Any = await self._redis.xautoclaim(
                 self.stream,
                 self.group,
                 self.consumer,
@@ -228,7 +228,7 @@ class StreamConsumer:
         """Handles this consumer's own pending entries, then new ones."""
         handled = 0
         for start in ("0", ">"):
-            response = await self._redis.xreadgroup(
+            response: Any = await self._redis.xreadgroup(
                 self.group,
                 self.consumer,
                 {self.stream: start},

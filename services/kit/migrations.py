@@ -48,7 +48,9 @@ def migration_files(directory: Path) -> list[tuple[int, Path]]:
 
 
 def _lock_key(schema: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(
+        hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 async def migrate(conn: asyncpg.Connection, schema: str, directory: Path) -> list[int]:
@@ -65,7 +67,9 @@ async def migrate(conn: asyncpg.Connection, schema: str, directory: Path) -> lis
                     applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
         )
         await conn.execute(OUTBOX_DDL.format(schema=ident))
-        done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {ident}.schema_migrations")}
+        done = {
+            r["version"] for r in await conn.fetch(f"SELECT version FROM {ident}.schema_migrations")
+        }
         for version, path in migration_files(directory):
             if version in done:
                 continue

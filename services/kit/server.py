@@ -112,7 +112,9 @@ class ServiceHost:
         self.port = 0
         self._watch: asyncio.Task[None] | None = None
 
-    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+    async def _set_health(
+        self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
+    ) -> None:
         for name in ("", *self.spec.grpc_services):
             await self.health.set(name, status)
 
@@ -121,16 +123,23 @@ class ServiceHost:
         spec.register(self.server, self.runtime)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            (*spec.grpc_services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME),
+            (
+                *spec.grpc_services,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             self.server,
         )
         address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
         self.port = self.server.add_insecure_port(address)
         await self._set_health(NOT_SERVING)
         await self.server.start()
-        log.info("%s listening on %s:%d (NOT_SERVING until ready)", spec.name,
-                 self.settings.grpc_host, self.port)
+        log.info(
+            "%s listening on %s:%d (NOT_SERVING until ready)",
+            spec.name,
+            self.settings.grpc_host,
+            self.port,
+        )
         await self._connect_dependencies()
         await self._set_health(SERVING)
         self._watch = asyncio.create_task(self._watch_dependencies())

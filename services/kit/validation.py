@@ -34,6 +34,4 @@ def require_positive_id(value: int, field: str) -> None:
 
 def strip_control_characters(text: str) -> str:
     """Drops C0/C1 control characters except newline and tab (they break UIs and logs)."""
-    return "".join(
-        ch for ch in text if ch in "\n\t" or not (ord(ch) < 32 or 127 <= ord(ch) < 160)
-    )
+    return "".join(ch for ch in text if ch in "\n\t" or not (ord(ch) < 32 or 127 <= ord(ch) < 160))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.auth import TokenSigner, load_private_key
 from services.kit.server import Runtime, ServiceSpec
-from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from .servicer import UserServicer
 

@@ -11,6 +11,7 @@ import grpc
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from google.protobuf import timestamp_pb2
+from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.auth import TokenSigner, current_caller, require_caller
 from services.kit.cache import TwoLayerCache
@@ -18,7 +19,6 @@ from services.kit.errors import NotFound, PermissionDenied, Unauthenticated
 from services.kit.ratelimit import RateLimiter
 from services.kit.server import Runtime
 from services.kit.validation import Violations, require_positive_id, strip_control_characters
-from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from .store import UserRecord, UserStore
 
@@ -62,7 +62,9 @@ def validate_avatar_url(value: str, field: str, v: Violations) -> str:
         return value  # clearing the avatar is allowed
     parts = urlsplit(value)
     v.check(
-        parts.scheme == "https" and bool(parts.hostname) and len(value) <= MAX_URL
+        parts.scheme == "https"
+        and bool(parts.hostname)
+        and len(value) <= MAX_URL
         and not any(ch.isspace() for ch in value),
         field,
         "must be an https:// URL of at most 2048 characters",
@@ -176,7 +178,9 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         v.raise_if_any()
         password_hash = await asyncio.to_thread(self._hasher.hash, request.password)
         record = await self.store.create_user(
-            handle=handle, email=email, password_hash=password_hash,
+            handle=handle,
+            email=email,
+            password_hash=password_hash,
             display_name=display_name or handle,
         )
         return user_pb2.CreateUserResponse(user=self._to_proto(record, record.user_id))
@@ -210,7 +214,9 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         access, ttl = await self._issue_tokens(user_id, session_id)
         record = await self._record(user_id)
         return user_pb2.LoginResponse(
-            access_token=access, refresh_token=refresh, expires_in=ttl,
+            access_token=access,
+            refresh_token=refresh,
+            expires_in=ttl,
             user=self._to_proto(record, user_id),
         )
 
@@ -240,7 +246,9 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         access, ttl = await self._issue_tokens(session.user_id, session.session_id)
         record = await self._record(session.user_id)
         return user_pb2.RefreshTokenResponse(
-            access_token=access, refresh_token=replacement, expires_in=ttl,
+            access_token=access,
+            refresh_token=replacement,
+            expires_in=ttl,
             user=self._to_proto(record, session.user_id),
         )
 
@@ -281,10 +289,13 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         if request.user.user_id != caller.user_id:
             raise PermissionDenied("you may only update your own profile")
         paths = list(dict.fromkeys(request.update_mask.paths))
-        v.check(bool(paths), "update_mask", f"name the fields to update: {', '.join(UPDATABLE_PATHS)}")
+        v.check(
+            bool(paths), "update_mask", f"name the fields to update: {', '.join(UPDATABLE_PATHS)}"
+        )
         for path in paths:
             v.check(
-                path in UPDATABLE_PATHS, "update_mask",
+                path in UPDATABLE_PATHS,
+                "update_mask",
                 f"'{path}' cannot be updated; allowed: {', '.join(UPDATABLE_PATHS)}",
             )
         changes: dict[str, object] = {}

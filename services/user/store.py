@@ -88,7 +88,11 @@ class UserStore:
                 )
                 await self._log(conn, user_id, "user.created", {"handle": handle})
                 await enqueue(
-                    conn, SCHEMA, self._ids, "user.created", user_id,
+                    conn,
+                    SCHEMA,
+                    self._ids,
+                    "user.created",
+                    user_id,
                     {"user_id": str(user_id), "handle": handle},
                 )
         except asyncpg.UniqueViolationError as exc:
@@ -143,7 +147,11 @@ class UserStore:
             }
             await self._log(conn, user_id, "profile.updated", diff)
             await enqueue(
-                conn, SCHEMA, self._ids, "user.updated", user_id,
+                conn,
+                SCHEMA,
+                self._ids,
+                "user.updated",
+                user_id,
                 {"user_id": str(user_id), "changed": sorted(diff)},
             )
         return UserRecord.from_row(row)
@@ -163,7 +171,9 @@ class UserStore:
                 user_id,
             )
             await self._log(conn, user_id, "user.deleted", {})
-            await enqueue(conn, SCHEMA, self._ids, "user.deleted", user_id, {"user_id": str(user_id)})
+            await enqueue(
+                conn, SCHEMA, self._ids, "user.deleted", user_id, {"user_id": str(user_id)}
+            )
 
     async def open_session(self, user_id: int, refresh_token: str, ttl_seconds: int) -> int:
         session_id = self._ids.next_id()

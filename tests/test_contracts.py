@@ -1,0 +1,82 @@
+"""The contracts: generated code matches proto/, buf lint and buf breaking pass."""
+
+from __future__ import annotations
+
+import filecmp
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUF = ROOT / "node_modules" / ".bin" / "buf"
+
+
+def _tree(directory: Path) -> set[str]:
+    return {
+        str(p.relative_to(directory))
+        for p in directory.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def test_generated_code_matches_protos(tmp_path: Path) -> None:
+    """`make gen` would change nothing: gen/ is committed and must not drift."""
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_protos.py"), str(tmp_path)], check=True
+    )
+    committed = ROOT / "gen"
+    assert _tree(tmp_path) == _tree(committed), "files differ: run `make gen` and commit gen/"
+    differing = [
+        rel
+        for rel in sorted(_tree(tmp_path))
+        if not filecmp.cmp(tmp_path / rel, committed / rel, shallow=False)
+    ]
+    assert not differing, f"stale generated files (run `make gen`): {differing}"
+
+
+def test_buf_lint_passes() -> None:
+    result = subprocess.run([str(BUF), "lint"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_breaking_against_released_contracts() -> None:
+    result = subprocess.run(
+        [str(BUF), "breaking", "--against", "proto/released.binpb"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_client_rpc_has_an_http_rule() -> None:
+    from google.api import annotations_pb2
+    from google.protobuf import descriptor_pb2
+
+    fds = descriptor_pb2.FileDescriptorSet.FromString(
+        (ROOT / "gen" / "socialmesh.binpb").read_bytes()
+    )
+    missing = []
+    for file in fds.file:
+        if not file.package.startswith("socialmesh."):
+            continue
+        for service in file.service:
+            for method in service.method:
+                rule = method.options.Extensions[annotations_pb2.http]
+                internal = "Internal" in method.name or "internal" in _comment(
+                    file, service, method
+                )
+                if not rule.WhichOneof("pattern") and not internal:
+                    missing.append(f"{service.name}.{method.name}")
+    assert not missing, f"RPCs without google.api.http: {missing}"
+
+
+def _comment(file: object, service: object, method: object) -> str:
+    """Leading comment of a method (the descriptor set keeps source info)."""
+    f = file  # type: ignore[assignment]
+    s_index = list(f.service).index(service)  # type: ignore[attr-defined]
+    m_index = list(service.method).index(method)  # type: ignore[attr-defined]
+    for loc in f.source_code_info.location:  # type: ignore[attr-defined]
+        if list(loc.path) == [6, s_index, 2, m_index]:
+            return str(loc.leading_comments)
+    return ""

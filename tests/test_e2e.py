@@ -1,0 +1,362 @@
+"""End to end: `socialmesh up` (real PostgreSQL, Redis, services and Envoy), over REST and gRPC."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+import jwt
+import psutil
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from socialmesh.user.v1 import user_pb2, user_pb2_grpc
+
+from .conftest import unique
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+
+
+def _free_port_block(size: int) -> int:
+    """A base port with `size` consecutive free ports after it."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + size >= 65000:
+            continue
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port block")
+
+
+@dataclass
+class UpProcess:
+    proc: subprocess.Popen[str]
+    edge: str
+    edge_port: int
+    base_port: int
+    data_dir: Path
+    output: list[str]
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+    def postgres_pid(self) -> int | None:
+        pidfile = self.data_dir / "postgres" / "postmaster.pid"
+        return int(pidfile.read_text().split()[0]) if pidfile.exists() else None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+
+
+def start_up(data_dir: Path, log_dir: Path) -> UpProcess:
+    base = _free_port_block(10)
+    edge_port, admin_port, service_base = base, base + 1, base + 2
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "up",
+            "--edge-port",
+            str(edge_port),
+            "--admin-port",
+            str(admin_port),
+            "--base-port",
+            str(service_base),
+            "--data-dir",
+            str(data_dir),
+            "--log-dir",
+            str(log_dir),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    deadline = time.monotonic() + 120
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if "Ctrl-C stops everything" in line:
+            return UpProcess(
+                proc, f"http://127.0.0.1:{edge_port}", edge_port, service_base, data_dir, output
+            )
+    proc.kill()
+    logs = "".join(p.read_text() for p in log_dir.glob("*.log")) if log_dir.exists() else ""
+    raise AssertionError("socialmesh up did not come up:\n" + "".join(output) + logs)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    root = tmp_path_factory.mktemp("e2e")
+    up = start_up(root / "data", root / "logs")
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="module")
+def client(stack: UpProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.edge, timeout=20) as c:
+        yield c
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def register(client: httpx.Client, handle: str | None = None) -> dict:
+    handle = handle or unique()
+    r = client.post(
+        "/v1/users",
+        json={
+            "handle": handle,
+            "displayName": handle.title(),
+            "email": f"{handle}@example.com",
+            "password": PASSWORD,
+        },
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def login(client: httpx.Client, handle: str) -> dict:
+    r = client.post("/v1/auth:login", json={"handle": handle, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def field_violations(body: dict) -> dict[str, str]:
+    out = {}
+    for detail in body.get("details", []):
+        for v in detail.get("fieldViolations", []):
+            out[v["field"]] = v["description"]
+    return out
+
+
+def test_prints_what_is_where(stack: UpProcess) -> None:
+    text = "".join(stack.output)
+    assert stack.edge in text and f"grpc://127.0.0.1:{stack.base_port}" in text
+    assert "Envoy admin" in text
+
+
+def test_user_journey_over_rest(client: httpx.Client) -> None:
+    created = register(client)
+    user_id = created["userId"]
+    assert isinstance(user_id, str) and int(user_id) > 0  # int64 is a JSON string
+    assert created["handle"] and created["isPrivate"] is False  # primitives always printed
+
+    session = login(client, created["handle"])
+    assert set(session) >= {"accessToken", "refreshToken", "expiresIn", "user"}
+    token = session["accessToken"]
+
+    public = client.get(f"/v1/users/{user_id}")
+    assert public.status_code == 200 and public.json()["handle"] == created["handle"]
+    assert public.json().get("email", "") == ""
+    own = client.get(f"/v1/users/{user_id}", headers=bearer(token)).json()
+    assert own["email"] == f"{created['handle']}@example.com"
+
+    patched = client.patch(
+        f"/v1/users/{user_id}",
+        params={"updateMask": "displayName,bio"},
+        json={"displayName": "New Name", "bio": "hello\u0007 world"},
+        headers=bearer(token),
+    )
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["displayName"], patched.json()["bio"]) == ("New Name", "hello world")
+    assert client.get(f"/v1/users/{user_id}").json()["displayName"] == "New Name"
+
+    batch = client.get("/v1/users:batchGet", params=[("userIds", user_id), ("userIds", "1")])
+    assert batch.status_code == 200 and [u["userId"] for u in batch.json()["users"]] == [user_id]
+
+    rotated = client.post("/v1/auth:refresh", json={"refreshToken": session["refreshToken"]})
+    assert rotated.status_code == 200 and rotated.json()["refreshToken"] != session["refreshToken"]
+    reused = client.post("/v1/auth:refresh", json={"refreshToken": session["refreshToken"]})
+    assert reused.status_code == 401
+
+    fresh = rotated.json()["accessToken"]
+    deleted = client.delete(f"/v1/users/{user_id}", headers=bearer(fresh))
+    assert deleted.status_code == 200, deleted.text
+    assert client.get(f"/v1/users/{user_id}").status_code == 404
+
+
+def test_missing_forged_and_expired_tokens_get_401(client: httpx.Client, stack: UpProcess) -> None:
+    user = register(client)
+    path = f"/v1/users/{user['userId']}"
+    body = {"bio": "x"}
+    assert client.patch(path, params={"updateMask": "bio"}, json=body).status_code == 401
+    forged = jwt.encode(
+        {
+            "sub": user["userId"],
+            "iss": "socialmesh",
+            "aud": "socialmesh-api",
+            "exp": int(time.time()) + 600,
+        },
+        "x" * 32,
+        algorithm="HS256",
+    )
+    from services.kit.auth import TokenSigner, load_private_key
+
+    key = load_private_key(stack.data_dir / "keys" / "jwt-signing.pem")
+    expired = TokenSigner(key, issuer="socialmesh", audience="socialmesh-api", ttl=-120).sign(
+        int(user["userId"]), 1
+    )
+    wrong_audience = TokenSigner(key, issuer="socialmesh", audience="someone-else", ttl=600).sign(
+        int(user["userId"]), 1
+    )
+    for token in (forged, expired, wrong_audience, "not.a.jwt"):
+        r = client.patch(path, params={"updateMask": "bio"}, json=body, headers=bearer(token))
+        assert r.status_code == 401, (token, r.text)
+        # A bad token is refused even on a route that allows anonymous callers.
+        assert client.get(path, headers=bearer(token)).status_code == 401
+
+
+def test_refusals_map_to_http_statuses(client: httpx.Client) -> None:
+    alice = register(client)
+    bob = register(client)
+    bob_token = login(client, bob["handle"])["accessToken"]
+    r = client.patch(
+        f"/v1/users/{alice['userId']}",
+        params={"updateMask": "bio"},
+        json={"bio": "pwned"},
+        headers=bearer(bob_token),
+    )
+    assert r.status_code == 403, r.text
+
+    bad = [
+        ({"handle": "no", "email": "a@b.co", "password": PASSWORD}, "handle"),
+        ({"handle": unique(), "email": "nope", "password": PASSWORD}, "email"),
+        ({"handle": unique(), "email": "a@b.co", "password": "short"}, "password"),
+    ]
+    for payload, field in bad:
+        r = client.post("/v1/users", json=payload)
+        assert r.status_code == 400, r.text
+        assert field in field_violations(r.json()), r.text
+
+    alice_token = login(client, alice["handle"])["accessToken"]
+    for params, payload, field in (
+        ({"updateMask": "bio"}, {"bio": "b" * 301}, "user.bio"),
+        ({"updateMask": "avatarUrl"}, {"avatarUrl": "http://x.example/a.png"}, "user.avatar_url"),
+        ({"updateMask": "handle"}, {"handle": "takeover"}, "update_mask"),
+    ):
+        r = client.patch(
+            f"/v1/users/{alice['userId']}", params=params, json=payload, headers=bearer(alice_token)
+        )
+        assert r.status_code == 400 and field in field_violations(r.json()), r.text
+
+    dup = client.post(
+        "/v1/users",
+        json={"handle": alice["handle"], "email": "other@example.com", "password": PASSWORD},
+    )
+    assert dup.status_code == 409, dup.text
+    assert client.get("/v1/users/1", params={"bogus": "1"}).status_code == 400
+    assert client.get("/v1/users/999999").status_code == 404
+
+
+def test_eleventh_update_is_429(client: httpx.Client) -> None:
+    user = register(client)
+    token = login(client, user["handle"])["accessToken"]
+    codes = [
+        client.patch(
+            f"/v1/users/{user['userId']}",
+            params={"updateMask": "bio"},
+            json={"bio": f"v{i}"},
+            headers=bearer(token),
+        ).status_code
+        for i in range(11)
+    ]
+    assert codes == [200] * 10 + [429]
+
+
+def test_native_grpc_through_the_edge(client: httpx.Client, stack: UpProcess) -> None:
+    user = register(client)
+    with grpc.insecure_channel(f"127.0.0.1:{stack.edge_port}") as channel:
+        stub = user_pb2_grpc.UserServiceStub(channel)
+        got = stub.GetUser(user_pb2.GetUserRequest(user_id=int(user["userId"])), timeout=10)
+        assert got.user.handle == user["handle"]
+        with pytest.raises(grpc.RpcError) as err:
+            stub.DeleteUser(user_pb2.DeleteUserRequest(user_id=int(user["userId"])), timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_health_and_reflection_list_every_running_service(stack: UpProcess) -> None:
+    address = f"127.0.0.1:{stack.base_port}"
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", "socialmesh.user.v1.UserService"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = reflection.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
+        names = {s.name for r in responses for s in r.list_services_response.service}
+    assert {
+        "socialmesh.user.v1.UserService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names
+
+
+def test_cors_preflight_is_answered(client: httpx.Client) -> None:
+    r = client.options(
+        "/v1/users/1",
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert r.status_code == 200
+    assert r.headers.get("access-control-allow-origin") in ("*", "https://app.example.com")
+
+
+def test_restart_keeps_data_and_shutdown_leaves_nothing(tmp_path: Path) -> None:
+    first = start_up(tmp_path / "data", tmp_path / "logs")
+    try:
+        with httpx.Client(base_url=first.edge, timeout=20) as c:
+            user = register(c)
+        children = first.descendants()
+        postgres = first.postgres_pid()
+        assert children and postgres
+    finally:
+        first.stop()
+    assert first.proc.returncode == 0
+    time.sleep(0.5)
+    alive = [p.pid for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], f"left behind: {alive}"
+    assert (
+        not psutil.pid_exists(postgres) or psutil.Process(postgres).status() == psutil.STATUS_ZOMBIE
+    )
+
+    second = start_up(tmp_path / "data", tmp_path / "logs")
+    try:
+        with httpx.Client(base_url=second.edge, timeout=20) as c:
+            assert login(c, user["handle"])["user"]["userId"] == user["userId"]
+    finally:
+        second.stop()
