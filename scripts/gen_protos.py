@@ -23,7 +23,12 @@ def generate(out: Path) -> None:
     # protoc finds the mypy plugins next to this interpreter.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
-    includes = [f"-I{ROOT / 'proto'}", f"-I{ROOT / 'third_party' / 'googleapis'}"]
+    well_known = Path(protoc.__file__).parent / "_proto"  # google/protobuf/*.proto
+    includes = [
+        f"-I{ROOT / 'proto'}",
+        f"-I{ROOT / 'third_party' / 'googleapis'}",
+        f"-I{well_known}",
+    ]
     shutil.rmtree(out / "socialmesh", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     code_args = [

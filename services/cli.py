@@ -53,20 +53,36 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_envoy_config(args: argparse.Namespace) -> int:
-    from services.devstack import Stack
-
-    stack = Stack(
-        data_dir=Path(args.data_dir).resolve(),
-        edge_port=args.edge_port,
-        admin_port=args.admin_port,
-        base_port=args.base_port,
-    )
+    """Prints the edge config: for `socialmesh up` by default, or for a cluster."""
+    from services.devstack import edge_yaml
     from services.kit.auth import generate_signing_key
+    from services.kit.config import JWT_AUDIENCE_DEFAULT, JWT_ISSUER_DEFAULT
 
-    keys = stack.data_dir / "keys"
-    generate_signing_key(keys / "jwt-signing.pem", keys / "jwt-signing.pub.pem")
-    stack.env = {"JWT_PUBLIC_KEY_FILE": str(keys / "jwt-signing.pub.pem")}
-    sys.stdout.write(stack.envoy_yaml())
+    if args.jwt_public_key_file:
+        public_key = Path(args.jwt_public_key_file)
+    else:
+        keys = Path(args.data_dir).resolve() / "keys"
+        generate_signing_key(keys / "jwt-signing.pem", keys / "jwt-signing.pub.pem")
+        public_key = keys / "jwt-signing.pub.pem"
+    services = args.services.split(",") if args.services else list(IMPLEMENTED_SERVICES)
+    upstreams = {
+        name: (
+            args.upstream_host_template.format(name=name),
+            args.upstream_port or args.base_port + DEFAULT_PORTS[name] - DEFAULT_PORTS["user"],
+        )
+        for name in services
+    }
+    sys.stdout.write(
+        edge_yaml(
+            upstreams,
+            edge_port=args.edge_port,
+            admin_port=args.admin_port,
+            bind_address=args.bind_address,
+            public_key_file=public_key,
+            issuer=args.jwt_issuer or JWT_ISSUER_DEFAULT,
+            audience=args.jwt_audience or JWT_AUDIENCE_DEFAULT,
+        )
+    )
     return 0
 
 
@@ -102,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     envoy = sub.add_parser("envoy-config", help="print the rendered Envoy bootstrap YAML")
     stack_flags(envoy)
+    envoy.add_argument("--bind-address", default="127.0.0.1", help="listener address")
+    envoy.add_argument(
+        "--upstream-host-template",
+        default="127.0.0.1",
+        help="host of each service, '{name}' is replaced (e.g. '{name}.socialmesh.svc')",
+    )
+    envoy.add_argument("--upstream-port", type=int, default=0, help="one port for every service")
+    envoy.add_argument("--services", default="", help="comma-separated; default: implemented")
+    envoy.add_argument("--jwt-public-key-file", default="", help="default: the data dir's key")
+    envoy.add_argument("--jwt-issuer", default="")
+    envoy.add_argument("--jwt-audience", default="")
     envoy.set_defaults(func=_cmd_envoy_config)
 
     bench = sub.add_parser("bench", help="measure the running edge (needs wrk)")

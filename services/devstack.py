@@ -89,6 +89,36 @@ def wait_for_envoy(admin_port: int, timeout: float, proc: subprocess.Popen[Any])
         time.sleep(0.2)
 
 
+def edge_yaml(
+    upstreams: dict[str, tuple[str, int]],
+    *,
+    edge_port: int,
+    admin_port: int,
+    bind_address: str,
+    public_key_file: Path,
+    issuer: str,
+    audience: str,
+) -> str:
+    """Renders the Envoy bootstrap for the given service addresses."""
+    from gateway.envoy_config import EdgeSettings, Upstream, render_yaml
+
+    return render_yaml(
+        EdgeSettings(
+            edge_port=edge_port,
+            admin_port=admin_port,
+            bind_address=bind_address,
+            jwks_json=jwks_json([load_public_key(public_key_file)]),
+            issuer=issuer,
+            audience=audience,
+            descriptor_path=DESCRIPTOR_SET,
+        ),
+        [
+            Upstream(name=name, host=host, port=port, grpc_service=grpc_service_name(name))
+            for name, (host, port) in upstreams.items()
+        ],
+    )
+
+
 @dataclass
 class Stack:
     data_dir: Path
@@ -166,28 +196,15 @@ class Stack:
         )
 
     def envoy_yaml(self) -> str:
-        from gateway.envoy_config import EdgeSettings, Upstream, render_yaml
-
         settings = Settings.from_env("edge", self.env)
-        jwks = jwks_json([load_public_key(self.env["JWT_PUBLIC_KEY_FILE"])])
-        return render_yaml(
-            EdgeSettings(
-                edge_port=self.edge_port,
-                admin_port=self.admin_port,
-                jwks_json=jwks,
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                descriptor_path=DESCRIPTOR_SET,
-            ),
-            [
-                Upstream(
-                    name=s,
-                    host="127.0.0.1",
-                    port=self.port_of(s),
-                    grpc_service=grpc_service_name(s),
-                )
-                for s in self.services
-            ],
+        return edge_yaml(
+            {s: ("127.0.0.1", self.port_of(s)) for s in self.services},
+            edge_port=self.edge_port,
+            admin_port=self.admin_port,
+            bind_address="127.0.0.1",
+            public_key_file=Path(self.env["JWT_PUBLIC_KEY_FILE"]),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
         )
 
     def _start_envoy(self) -> None:

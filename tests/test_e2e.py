@@ -298,7 +298,7 @@ def test_native_grpc_through_the_edge(client: httpx.Client, stack: UpProcess) ->
     with grpc.insecure_channel(f"127.0.0.1:{stack.edge_port}") as channel:
         stub = user_pb2_grpc.UserServiceStub(channel)
         got = stub.GetUser(user_pb2.GetUserRequest(user_id=int(user["userId"])), timeout=10)
-        assert got.user.handle == user["handle"]
+        assert got.handle == user["handle"]
         with pytest.raises(grpc.RpcError) as err:
             stub.DeleteUser(user_pb2.DeleteUserRequest(user_id=int(user["userId"])), timeout=10)
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED

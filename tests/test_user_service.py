@@ -50,7 +50,7 @@ async def register(
         )
     )
     login = await stub.Login(user_pb2.LoginRequest(handle=handle, password=PASSWORD))
-    return reply.user, login.access_token
+    return reply, login.access_token
 
 
 def update(user_id: int, paths: list[str], **fields: object) -> user_pb2.UpdateUserRequest:
@@ -63,9 +63,7 @@ def update(user_id: int, paths: list[str], **fields: object) -> user_pb2.UpdateU
 async def test_register_login_and_read_own_profile(stub):
     user, token = await register(stub, display_name="Alice A.")
     assert user.user_id > 0 and user.display_name == "Alice A."
-    me = (
-        await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id), metadata=auth(token))
-    ).user
+    me = await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id), metadata=auth(token))
     assert me.handle == user.handle and me.email == user.email
     assert (me.follower_count, me.following_count, me.post_count) == (0, 0, 0)
 
@@ -142,7 +140,7 @@ async def test_update_requires_token_and_ownership(stub):
         await stub.UpdateUser(update(alice.user_id, ["bio"], bio="pwned"), metadata=auth(bob_token))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     mine = await stub.GetUser(user_pb2.GetUserRequest(user_id=alice.user_id))
-    assert mine.user.bio == ""
+    assert mine.bio == ""
 
 
 async def test_forged_and_garbage_tokens_are_refused_even_on_public_calls(stub, infra: Infra):
@@ -190,8 +188,8 @@ async def test_update_validates_values_and_strips_control_characters(stub):
         ),
         metadata=auth(token),
     )
-    assert reply.user.bio == "line1\nline2[31m"
-    assert (reply.user.display_name, reply.user.avatar_url) == (
+    assert reply.bio == "line1\nline2[31m"
+    assert (reply.display_name, reply.avatar_url) == (
         "Ally",
         "https://cdn.example.com/a.png",
     )
@@ -202,7 +200,7 @@ async def test_update_only_touches_masked_fields_and_logs_activity(stub, user_se
     await stub.UpdateUser(
         update(user.user_id, ["bio"], bio="new bio", display_name="IGNORED"), metadata=auth(token)
     )
-    got = (await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))).user
+    got = await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))
     assert (got.display_name, got.bio) == ("Keep Me", "new bio")
     db = user_service.host.runtime.db
     rows = await db.primary.fetch(
@@ -229,7 +227,7 @@ async def test_eleventh_update_in_an_hour_is_rate_limited(stub):
     status = rpc_status.from_call(err.value)
     assert status is not None
     assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
-    got = (await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))).user
+    got = await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))
     assert got.bio == "v9"
 
 
@@ -241,17 +239,13 @@ async def test_private_account_shows_limited_view_to_others(stub):
         metadata=auth(owner_token),
     )
     for metadata in (None, auth(other_token)):
-        seen = (
-            await stub.GetUser(user_pb2.GetUserRequest(user_id=owner.user_id), metadata=metadata)
-        ).user
+        seen = await stub.GetUser(user_pb2.GetUserRequest(user_id=owner.user_id), metadata=metadata)
         assert seen.is_limited_view and seen.is_private
         assert (seen.handle, seen.display_name) == (owner.handle, "Secret Sam")
         assert seen.bio == "" and seen.email == "" and not seen.HasField("create_time")
-    mine = (
-        await stub.GetUser(
-            user_pb2.GetUserRequest(user_id=owner.user_id), metadata=auth(owner_token)
-        )
-    ).user
+    mine = await stub.GetUser(
+        user_pb2.GetUserRequest(user_id=owner.user_id), metadata=auth(owner_token)
+    )
     assert not mine.is_limited_view and mine.bio == "hidden"
 
 
@@ -323,7 +317,7 @@ async def test_update_is_visible_at_once_on_another_instance(stub, infra: Infra)
             other = user_pb2_grpc.UserServiceStub(channel)
             user, token = await register(stub)
             before = await other.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))
-            assert before.user.display_name == user.display_name  # now in the second's L1
+            assert before.display_name == user.display_name  # now in the second's L1
             await stub.UpdateUser(
                 update(user.user_id, ["display_name"], display_name="Renamed"), metadata=auth(token)
             )
@@ -331,7 +325,7 @@ async def test_update_is_visible_at_once_on_another_instance(stub, infra: Infra)
             for _ in range(50):  # pub/sub delivery is asynchronous but fast
                 seen = (
                     await other.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))
-                ).user.display_name
+                ).display_name
                 if seen == "Renamed":
                     break
                 await asyncio.sleep(0.02)
@@ -353,7 +347,7 @@ async def test_concurrent_registrations_of_one_handle_create_one_account(stub):
         ),
         return_exceptions=True,
     )
-    created = [r for r in results if isinstance(r, user_pb2.CreateUserResponse)]
+    created = [r for r in results if isinstance(r, user_pb2.User)]
     refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     assert len(created) == 1
     assert [r.code() for r in refused] == [grpc.StatusCode.ALREADY_EXISTS] * 4

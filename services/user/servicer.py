@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import grpc
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from google.protobuf import timestamp_pb2
+from google.protobuf import empty_pb2, timestamp_pb2
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.auth import TokenSigner, current_caller, require_caller
@@ -161,7 +161,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
 
     async def CreateUser(
         self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
-    ) -> user_pb2.CreateUserResponse:
+    ) -> user_pb2.User:
         v = Violations()
         handle = normalize_handle(request.handle)
         v.check(bool(HANDLE.match(handle)), "handle", "must be 3-30 characters of a-z, 0-9 and _")
@@ -183,7 +183,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             password_hash=password_hash,
             display_name=display_name or handle,
         )
-        return user_pb2.CreateUserResponse(user=self._to_proto(record, record.user_id))
+        return self._to_proto(record, record.user_id)
 
     async def Login(
         self, request: user_pb2.LoginRequest, context: grpc.aio.ServicerContext
@@ -254,13 +254,11 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
 
     async def GetUser(
         self, request: user_pb2.GetUserRequest, context: grpc.aio.ServicerContext
-    ) -> user_pb2.GetUserResponse:
+    ) -> user_pb2.User:
         require_positive_id(request.user_id, "user_id")
         caller = current_caller()
         record = await self._record(request.user_id)
-        return user_pb2.GetUserResponse(
-            user=self._to_proto(record, caller.user_id if caller else None)
-        )
+        return self._to_proto(record, caller.user_id if caller else None)
 
     async def BatchGetUsers(
         self, request: user_pb2.BatchGetUsersRequest, context: grpc.aio.ServicerContext
@@ -279,7 +277,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
 
     async def UpdateUser(
         self, request: user_pb2.UpdateUserRequest, context: grpc.aio.ServicerContext
-    ) -> user_pb2.UpdateUserResponse:
+    ) -> user_pb2.User:
         caller = require_caller()
         v = Violations()
         if not request.HasField("user"):
@@ -317,15 +315,15 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         await self._update_limit.enforce(str(caller.user_id), "profile updates")
         record = await self.store.update_profile(caller.user_id, changes)
         await self.cache.invalidate(str(record.user_id), record.to_bytes())
-        return user_pb2.UpdateUserResponse(user=self._to_proto(record, caller.user_id))
+        return self._to_proto(record, caller.user_id)
 
     async def DeleteUser(
         self, request: user_pb2.DeleteUserRequest, context: grpc.aio.ServicerContext
-    ) -> user_pb2.DeleteUserResponse:
+    ) -> empty_pb2.Empty:
         caller = require_caller()
         require_positive_id(request.user_id, "user_id")
         if request.user_id != caller.user_id:
             raise PermissionDenied("you may only delete your own account")
         await self.store.soft_delete(caller.user_id)
         await self.cache.invalidate(str(caller.user_id))
-        return user_pb2.DeleteUserResponse()
+        return empty_pb2.Empty()

@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsocialmesh/user/v1/user.proto\x12\x12socialmesh.user.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x03\n\x04User\x12\x15\n\x07user_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x08\x12\x14\n\x06handle\x18\x02 \x01(\tB\x04\xe2\x41\x01\x05\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x0b\n\x03\x62io\x18\x04 \x01(\t\x12\x12\n\navatar_url\x18\x05 \x01(\t\x12\x12\n\nis_private\x18\x06 \x01(\x08\x12\x1c\n\x0e\x66ollower_count\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x66ollowing_count\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x18\n\npost_count\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0cis_following\x18\n \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0fis_limited_view\x18\x0b \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x13\n\x05\x65mail\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"m\n\x11\x43reateUserRequest\x12\x14\n\x06handle\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x05\x65mail\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08password\x18\x04 \x01(\tB\x05\xe2\x41\x02\x02\x04\"<\n\x12\x43reateUserResponse\x12&\n\x04user\x18\x01 \x01(\x0b\x32\x18.socialmesh.user.v1.User\"=\n\x0cLoginRequest\x12\x14\n\x06handle\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08password\x18\x02 \x01(\tB\x05\xe2\x41\x02\x02\x04\"x\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12&\n\x04user\x18\x04 \x01(\x0b\x32\x18.socialmesh.user.v1.User\"3\n\x13RefreshTokenRequest\x12\x1c\n\rrefresh_token\x18\x01 \x01(\tB\x05\xe2\x41\x02\x02\x04\"\x7f\n\x14RefreshTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12&\n\x04user\x18\x04 \x01(\x0b\x32\x18.socialmesh.user.v1.User\"\'\n\x0eGetUserRequest\x12\x15\n\x07user_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"9\n\x0fGetUserResponse\x12&\n\x04user\x18\x01 \x01(\x0b\x32\x18.socialmesh.user.v1.User\".\n\x14\x42\x61tchGetUsersRequest\x12\x16\n\x08user_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\"@\n\x15\x42\x61tchGetUsersResponse\x12\'\n\x05users\x18\x01 \x03(\x0b\x32\x18.socialmesh.user.v1.User\"x\n\x11UpdateUserRequest\x12,\n\x04user\x18\x01 \x01(\x0b\x32\x18.socialmesh.user.v1.UserB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"<\n\x12UpdateUserResponse\x12&\n\x04user\x18\x01 \x01(\x0b\x32\x18.socialmesh.user.v1.User\"*\n\x11\x44\x65leteUserRequest\x12\x15\n\x07user_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"\x14\n\x12\x44\x65leteUserResponse2\xef\x06\n\x0bUserService\x12w\n\nCreateUser\x12%.socialmesh.user.v1.CreateUserRequest\x1a&.socialmesh.user.v1.CreateUserResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\t/v1/users:\x01*b\x04user\x12g\n\x05Login\x12 .socialmesh.user.v1.LoginRequest\x1a!.socialmesh.user.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth:login:\x01*\x12~\n\x0cRefreshToken\x12\'.socialmesh.user.v1.RefreshTokenRequest\x1a(.socialmesh.user.v1.RefreshTokenResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth:refresh:\x01*\x12u\n\x07GetUser\x12\".socialmesh.user.v1.GetUserRequest\x1a#.socialmesh.user.v1.GetUserResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x13/v1/users/{user_id}b\x04user\x12\x80\x01\n\rBatchGetUsers\x12(.socialmesh.user.v1.BatchGetUsersRequest\x1a).socialmesh.user.v1.BatchGetUsersResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/users:batchGet\x12\x89\x01\n\nUpdateUser\x12%.socialmesh.user.v1.UpdateUserRequest\x1a&.socialmesh.user.v1.UpdateUserResponse\",\x82\xd3\xe4\x93\x02&2\x18/v1/users/{user.user_id}:\x04userb\x04user\x12x\n\nDeleteUser\x12%.socialmesh.user.v1.DeleteUserRequest\x1a&.socialmesh.user.v1.DeleteUserResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/users/{user_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsocialmesh/user/v1/user.proto\x12\x12socialmesh.user.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x03\n\x04User\x12\x15\n\x07user_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x08\x12\x14\n\x06handle\x18\x02 \x01(\tB\x04\xe2\x41\x01\x05\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x0b\n\x03\x62io\x18\x04 \x01(\t\x12\x12\n\navatar_url\x18\x05 \x01(\t\x12\x12\n\nis_private\x18\x06 \x01(\x08\x12\x1c\n\x0e\x66ollower_count\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x66ollowing_count\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x18\n\npost_count\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0cis_following\x18\n \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0fis_limited_view\x18\x0b \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x13\n\x05\x65mail\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"m\n\x11\x43reateUserRequest\x12\x14\n\x06handle\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x05\x65mail\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08password\x18\x04 \x01(\tB\x05\xe2\x41\x02\x02\x04\"=\n\x0cLoginRequest\x12\x14\n\x06handle\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08password\x18\x02 \x01(\tB\x05\xe2\x41\x02\x02\x04\"x\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12&\n\x04user\x18\x04 \x01(\x0b\x32\x18.socialmesh.user.v1.User\"3\n\x13RefreshTokenRequest\x12\x1c\n\rrefresh_token\x18\x01 \x01(\tB\x05\xe2\x41\x02\x02\x04\"\x7f\n\x14RefreshTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12&\n\x04user\x18\x04 \x01(\x0b\x32\x18.socialmesh.user.v1.User\"\'\n\x0eGetUserRequest\x12\x15\n\x07user_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\".\n\x14\x42\x61tchGetUsersRequest\x12\x16\n\x08user_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\"@\n\x15\x42\x61tchGetUsersResponse\x12\'\n\x05users\x18\x01 \x03(\x0b\x32\x18.socialmesh.user.v1.User\"x\n\x11UpdateUserRequest\x12,\n\x04user\x18\x01 \x01(\x0b\x32\x18.socialmesh.user.v1.UserB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"*\n\x11\x44\x65leteUserRequest\x12\x15\n\x07user_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x32\xa5\x06\n\x0bUserService\x12\x63\n\nCreateUser\x12%.socialmesh.user.v1.CreateUserRequest\x1a\x18.socialmesh.user.v1.User\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12g\n\x05Login\x12 .socialmesh.user.v1.LoginRequest\x1a!.socialmesh.user.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth:login:\x01*\x12~\n\x0cRefreshToken\x12\'.socialmesh.user.v1.RefreshTokenRequest\x1a(.socialmesh.user.v1.RefreshTokenResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth:refresh:\x01*\x12\x64\n\x07GetUser\x12\".socialmesh.user.v1.GetUserRequest\x1a\x18.socialmesh.user.v1.User\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/{user_id}\x12\x80\x01\n\rBatchGetUsers\x12(.socialmesh.user.v1.BatchGetUsersRequest\x1a).socialmesh.user.v1.BatchGetUsersResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/users:batchGet\x12u\n\nUpdateUser\x12%.socialmesh.user.v1.UpdateUserRequest\x1a\x18.socialmesh.user.v1.User\"&\x82\xd3\xe4\x93\x02 2\x18/v1/users/{user.user_id}:\x04user\x12h\n\nDeleteUser\x12%.socialmesh.user.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/users/{user_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -78,49 +79,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEUSERREQUEST'].fields_by_name['user_id']._loaded_options = None
   _globals['_DELETEUSERREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
   _globals['_USERSERVICE'].methods_by_name['CreateUser']._loaded_options = None
-  _globals['_USERSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\202\323\344\223\002\024\"\t/v1/users:\001*b\004user'
+  _globals['_USERSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\202\323\344\223\002\016\"\t/v1/users:\001*'
   _globals['_USERSERVICE'].methods_by_name['Login']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['Login']._serialized_options = b'\202\323\344\223\002\023\"\016/v1/auth:login:\001*'
   _globals['_USERSERVICE'].methods_by_name['RefreshToken']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['RefreshToken']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/auth:refresh:\001*'
   _globals['_USERSERVICE'].methods_by_name['GetUser']._loaded_options = None
-  _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\033\022\023/v1/users/{user_id}b\004user'
+  _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/users/{user_id}'
   _globals['_USERSERVICE'].methods_by_name['BatchGetUsers']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['BatchGetUsers']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/users:batchGet'
   _globals['_USERSERVICE'].methods_by_name['UpdateUser']._loaded_options = None
-  _globals['_USERSERVICE'].methods_by_name['UpdateUser']._serialized_options = b'\202\323\344\223\002&2\030/v1/users/{user.user_id}:\004userb\004user'
+  _globals['_USERSERVICE'].methods_by_name['UpdateUser']._serialized_options = b'\202\323\344\223\002 2\030/v1/users/{user.user_id}:\004user'
   _globals['_USERSERVICE'].methods_by_name['DeleteUser']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['DeleteUser']._serialized_options = b'\202\323\344\223\002\025*\023/v1/users/{user_id}'
-  _globals['_USER']._serialized_start=184
-  _globals['_USER']._serialized_end=587
-  _globals['_CREATEUSERREQUEST']._serialized_start=589
-  _globals['_CREATEUSERREQUEST']._serialized_end=698
-  _globals['_CREATEUSERRESPONSE']._serialized_start=700
-  _globals['_CREATEUSERRESPONSE']._serialized_end=760
-  _globals['_LOGINREQUEST']._serialized_start=762
-  _globals['_LOGINREQUEST']._serialized_end=823
-  _globals['_LOGINRESPONSE']._serialized_start=825
-  _globals['_LOGINRESPONSE']._serialized_end=945
-  _globals['_REFRESHTOKENREQUEST']._serialized_start=947
-  _globals['_REFRESHTOKENREQUEST']._serialized_end=998
-  _globals['_REFRESHTOKENRESPONSE']._serialized_start=1000
-  _globals['_REFRESHTOKENRESPONSE']._serialized_end=1127
-  _globals['_GETUSERREQUEST']._serialized_start=1129
-  _globals['_GETUSERREQUEST']._serialized_end=1168
-  _globals['_GETUSERRESPONSE']._serialized_start=1170
-  _globals['_GETUSERRESPONSE']._serialized_end=1227
-  _globals['_BATCHGETUSERSREQUEST']._serialized_start=1229
-  _globals['_BATCHGETUSERSREQUEST']._serialized_end=1275
-  _globals['_BATCHGETUSERSRESPONSE']._serialized_start=1277
-  _globals['_BATCHGETUSERSRESPONSE']._serialized_end=1341
-  _globals['_UPDATEUSERREQUEST']._serialized_start=1343
-  _globals['_UPDATEUSERREQUEST']._serialized_end=1463
-  _globals['_UPDATEUSERRESPONSE']._serialized_start=1465
-  _globals['_UPDATEUSERRESPONSE']._serialized_end=1525
-  _globals['_DELETEUSERREQUEST']._serialized_start=1527
-  _globals['_DELETEUSERREQUEST']._serialized_end=1569
-  _globals['_DELETEUSERRESPONSE']._serialized_start=1571
-  _globals['_DELETEUSERRESPONSE']._serialized_end=1591
-  _globals['_USERSERVICE']._serialized_start=1594
-  _globals['_USERSERVICE']._serialized_end=2473
+  _globals['_USER']._serialized_start=213
+  _globals['_USER']._serialized_end=616
+  _globals['_CREATEUSERREQUEST']._serialized_start=618
+  _globals['_CREATEUSERREQUEST']._serialized_end=727
+  _globals['_LOGINREQUEST']._serialized_start=729
+  _globals['_LOGINREQUEST']._serialized_end=790
+  _globals['_LOGINRESPONSE']._serialized_start=792
+  _globals['_LOGINRESPONSE']._serialized_end=912
+  _globals['_REFRESHTOKENREQUEST']._serialized_start=914
+  _globals['_REFRESHTOKENREQUEST']._serialized_end=965
+  _globals['_REFRESHTOKENRESPONSE']._serialized_start=967
+  _globals['_REFRESHTOKENRESPONSE']._serialized_end=1094
+  _globals['_GETUSERREQUEST']._serialized_start=1096
+  _globals['_GETUSERREQUEST']._serialized_end=1135
+  _globals['_BATCHGETUSERSREQUEST']._serialized_start=1137
+  _globals['_BATCHGETUSERSREQUEST']._serialized_end=1183
+  _globals['_BATCHGETUSERSRESPONSE']._serialized_start=1185
+  _globals['_BATCHGETUSERSRESPONSE']._serialized_end=1249
+  _globals['_UPDATEUSERREQUEST']._serialized_start=1251
+  _globals['_UPDATEUSERREQUEST']._serialized_end=1371
+  _globals['_DELETEUSERREQUEST']._serialized_start=1373
+  _globals['_DELETEUSERREQUEST']._serialized_end=1415
+  _globals['_USERSERVICE']._serialized_start=1418
+  _globals['_USERSERVICE']._serialized_end=2223
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from socialmesh.user.v1 import user_pb2 as socialmesh_dot_user_dot_v1_dot_user__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -30,6 +31,9 @@ class UserServiceStub:
     sign access tokens. Errors carry google.rpc.Status details: BadRequest field
     violations for INVALID_ARGUMENT, QuotaFailure + RetryInfo for
     RESOURCE_EXHAUSTED, ErrorInfo for everything else.
+
+    Standard methods follow AIP-131/133/134/135: Get/Create/Update return the
+    User itself and Delete returns google.protobuf.Empty (see buf.yaml).
     """
 
     def __init__(self, channel):
@@ -41,7 +45,7 @@ class UserServiceStub:
         self.CreateUser = channel.unary_unary(
                 '/socialmesh.user.v1.UserService/CreateUser',
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.CreateUserRequest.SerializeToString,
-                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.CreateUserResponse.FromString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.User.FromString,
                 _registered_method=True)
         self.Login = channel.unary_unary(
                 '/socialmesh.user.v1.UserService/Login',
@@ -56,7 +60,7 @@ class UserServiceStub:
         self.GetUser = channel.unary_unary(
                 '/socialmesh.user.v1.UserService/GetUser',
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetUserRequest.SerializeToString,
-                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetUserResponse.FromString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.User.FromString,
                 _registered_method=True)
         self.BatchGetUsers = channel.unary_unary(
                 '/socialmesh.user.v1.UserService/BatchGetUsers',
@@ -66,12 +70,12 @@ class UserServiceStub:
         self.UpdateUser = channel.unary_unary(
                 '/socialmesh.user.v1.UserService/UpdateUser',
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.UpdateUserRequest.SerializeToString,
-                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.UpdateUserResponse.FromString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.User.FromString,
                 _registered_method=True)
         self.DeleteUser = channel.unary_unary(
                 '/socialmesh.user.v1.UserService/DeleteUser',
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.DeleteUserRequest.SerializeToString,
-                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.DeleteUserResponse.FromString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
 
 
@@ -80,6 +84,9 @@ class UserServiceServicer:
     sign access tokens. Errors carry google.rpc.Status details: BadRequest field
     violations for INVALID_ARGUMENT, QuotaFailure + RetryInfo for
     RESOURCE_EXHAUSTED, ErrorInfo for everything else.
+
+    Standard methods follow AIP-131/133/134/135: Get/Create/Update return the
+    User itself and Delete returns google.protobuf.Empty (see buf.yaml).
     """
 
     def CreateUser(self, request, context):
@@ -144,7 +151,7 @@ def add_UserServiceServicer_to_server(servicer, server):
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
                     request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.CreateUserRequest.FromString,
-                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.CreateUserResponse.SerializeToString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.User.SerializeToString,
             ),
             'Login': grpc.unary_unary_rpc_method_handler(
                     servicer.Login,
@@ -159,7 +166,7 @@ def add_UserServiceServicer_to_server(servicer, server):
             'GetUser': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUser,
                     request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetUserRequest.FromString,
-                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetUserResponse.SerializeToString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.User.SerializeToString,
             ),
             'BatchGetUsers': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchGetUsers,
@@ -169,12 +176,12 @@ def add_UserServiceServicer_to_server(servicer, server):
             'UpdateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateUser,
                     request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.UpdateUserRequest.FromString,
-                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.UpdateUserResponse.SerializeToString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.User.SerializeToString,
             ),
             'DeleteUser': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteUser,
                     request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.DeleteUserRequest.FromString,
-                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.DeleteUserResponse.SerializeToString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -189,6 +196,9 @@ class UserService:
     sign access tokens. Errors carry google.rpc.Status details: BadRequest field
     violations for INVALID_ARGUMENT, QuotaFailure + RetryInfo for
     RESOURCE_EXHAUSTED, ErrorInfo for everything else.
+
+    Standard methods follow AIP-131/133/134/135: Get/Create/Update return the
+    User itself and Delete returns google.protobuf.Empty (see buf.yaml).
     """
 
     @staticmethod
@@ -207,7 +217,7 @@ class UserService:
             target,
             '/socialmesh.user.v1.UserService/CreateUser',
             socialmesh_dot_user_dot_v1_dot_user__pb2.CreateUserRequest.SerializeToString,
-            socialmesh_dot_user_dot_v1_dot_user__pb2.CreateUserResponse.FromString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,
@@ -288,7 +298,7 @@ class UserService:
             target,
             '/socialmesh.user.v1.UserService/GetUser',
             socialmesh_dot_user_dot_v1_dot_user__pb2.GetUserRequest.SerializeToString,
-            socialmesh_dot_user_dot_v1_dot_user__pb2.GetUserResponse.FromString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,
@@ -342,7 +352,7 @@ class UserService:
             target,
             '/socialmesh.user.v1.UserService/UpdateUser',
             socialmesh_dot_user_dot_v1_dot_user__pb2.UpdateUserRequest.SerializeToString,
-            socialmesh_dot_user_dot_v1_dot_user__pb2.UpdateUserResponse.FromString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,
@@ -369,7 +379,7 @@ class UserService:
             target,
             '/socialmesh.user.v1.UserService/DeleteUser',
             socialmesh_dot_user_dot_v1_dot_user__pb2.DeleteUserRequest.SerializeToString,
-            socialmesh_dot_user_dot_v1_dot_user__pb2.DeleteUserResponse.FromString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 from socialmesh.user.v1 import user_pb2 as _user_pb2
 import abc as _abc_1
@@ -31,13 +32,16 @@ class UserServiceStub:
     sign access tokens. Errors carry google.rpc.Status details: BadRequest field
     violations for INVALID_ARGUMENT, QuotaFailure + RetryInfo for
     RESOURCE_EXHAUSTED, ErrorInfo for everything else.
+
+    Standard methods follow AIP-131/133/134/135: Get/Create/Update return the
+    User itself and Delete returns google.protobuf.Empty (see buf.yaml).
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> UserServiceAsyncStub: ...
-    CreateUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.CreateUserResponse]
+    CreateUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.User]
     """Registers a new account. Public: no token needed."""
     Login: _grpc.UnaryUnaryMultiCallable[_user_pb2.LoginRequest, _user_pb2.LoginResponse]
     """Exchanges a handle and password for an access/refresh token pair. Public."""
@@ -46,7 +50,7 @@ class UserServiceStub:
     token. Presenting an already-rotated token revokes the whole session.
     Public (the refresh token is the credential).
     """
-    GetUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.GetUserResponse]
+    GetUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]
     """Returns a profile. Anonymous callers get the public view; a private
     account shows only handle, display name and avatar to non-followers.
     """
@@ -54,12 +58,12 @@ class UserServiceStub:
     """Returns many profiles in one call (at most 500). Unknown or deleted ids
     are left out rather than failing the batch.
     """
-    UpdateUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.UpdateUserRequest, _user_pb2.UpdateUserResponse]
+    UpdateUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.UpdateUserRequest, _user_pb2.User]
     """Updates the caller's own profile. Only the fields named in update_mask
     change; allowed paths: display_name, bio, avatar_url, is_private.
     At most 10 updates per hour per user.
     """
-    DeleteUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.DeleteUserRequest, _user_pb2.DeleteUserResponse]
+    DeleteUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.DeleteUserRequest, _empty_pb2.Empty]
     """Soft-deletes the caller's own account: it disappears from every read and
     its sessions are revoked.
     """
@@ -70,10 +74,13 @@ class UserServiceAsyncStub(UserServiceStub):
     sign access tokens. Errors carry google.rpc.Status details: BadRequest field
     violations for INVALID_ARGUMENT, QuotaFailure + RetryInfo for
     RESOURCE_EXHAUSTED, ErrorInfo for everything else.
+
+    Standard methods follow AIP-131/133/134/135: Get/Create/Update return the
+    User itself and Delete returns google.protobuf.Empty (see buf.yaml).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    CreateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.CreateUserResponse]  # type: ignore[assignment]
+    CreateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.User]  # type: ignore[assignment]
     """Registers a new account. Public: no token needed."""
     Login: _aio.UnaryUnaryMultiCallable[_user_pb2.LoginRequest, _user_pb2.LoginResponse]  # type: ignore[assignment]
     """Exchanges a handle and password for an access/refresh token pair. Public."""
@@ -82,7 +89,7 @@ class UserServiceAsyncStub(UserServiceStub):
     token. Presenting an already-rotated token revokes the whole session.
     Public (the refresh token is the credential).
     """
-    GetUser: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.GetUserResponse]  # type: ignore[assignment]
+    GetUser: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]  # type: ignore[assignment]
     """Returns a profile. Anonymous callers get the public view; a private
     account shows only handle, display name and avatar to non-followers.
     """
@@ -90,12 +97,12 @@ class UserServiceAsyncStub(UserServiceStub):
     """Returns many profiles in one call (at most 500). Unknown or deleted ids
     are left out rather than failing the batch.
     """
-    UpdateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.UpdateUserRequest, _user_pb2.UpdateUserResponse]  # type: ignore[assignment]
+    UpdateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.UpdateUserRequest, _user_pb2.User]  # type: ignore[assignment]
     """Updates the caller's own profile. Only the fields named in update_mask
     change; allowed paths: display_name, bio, avatar_url, is_private.
     At most 10 updates per hour per user.
     """
-    DeleteUser: _aio.UnaryUnaryMultiCallable[_user_pb2.DeleteUserRequest, _user_pb2.DeleteUserResponse]  # type: ignore[assignment]
+    DeleteUser: _aio.UnaryUnaryMultiCallable[_user_pb2.DeleteUserRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Soft-deletes the caller's own account: it disappears from every read and
     its sessions are revoked.
     """
@@ -105,6 +112,9 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     sign access tokens. Errors carry google.rpc.Status details: BadRequest field
     violations for INVALID_ARGUMENT, QuotaFailure + RetryInfo for
     RESOURCE_EXHAUSTED, ErrorInfo for everything else.
+
+    Standard methods follow AIP-131/133/134/135: Get/Create/Update return the
+    User itself and Delete returns google.protobuf.Empty (see buf.yaml).
     """
 
     @_abc_1.abstractmethod
@@ -112,7 +122,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _user_pb2.CreateUserRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_user_pb2.CreateUserResponse, _abc.Awaitable[_user_pb2.CreateUserResponse]]:
+    ) -> _typing.Union[_user_pb2.User, _abc.Awaitable[_user_pb2.User]]:
         """Registers a new account. Public: no token needed."""
 
     @_abc_1.abstractmethod
@@ -139,7 +149,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _user_pb2.GetUserRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_user_pb2.GetUserResponse, _abc.Awaitable[_user_pb2.GetUserResponse]]:
+    ) -> _typing.Union[_user_pb2.User, _abc.Awaitable[_user_pb2.User]]:
         """Returns a profile. Anonymous callers get the public view; a private
         account shows only handle, display name and avatar to non-followers.
         """
@@ -159,7 +169,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _user_pb2.UpdateUserRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_user_pb2.UpdateUserResponse, _abc.Awaitable[_user_pb2.UpdateUserResponse]]:
+    ) -> _typing.Union[_user_pb2.User, _abc.Awaitable[_user_pb2.User]]:
         """Updates the caller's own profile. Only the fields named in update_mask
         change; allowed paths: display_name, bio, avatar_url, is_private.
         At most 10 updates per hour per user.
@@ -170,7 +180,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _user_pb2.DeleteUserRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_user_pb2.DeleteUserResponse, _abc.Awaitable[_user_pb2.DeleteUserResponse]]:
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Soft-deletes the caller's own account: it disappears from every read and
         its sessions are revoked.
         """

