@@ -64,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
             admin_port=_free_port(),
             base_port=_free_port() + 10,
             log_dir=Path(tempfile.mkdtemp(prefix="socialmesh-bench-logs-")),
+            edge_rate_limit=args.edge_rate_limit,
         )
         stack.start()
         edge = stack.edge_url

@@ -21,6 +21,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         admin_port=args.admin_port,
         base_port=args.base_port,
         log_dir=Path(args.log_dir).resolve() if args.log_dir else None,
+        edge_rate_limit=args.edge_rate_limit,
     )
     stopping = threading.Event()
 
@@ -110,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run PostgreSQL, Redis, every service and Envoy")
     stack_flags(up)
     up.add_argument("--log-dir", help="write each process's log to a file here")
+    up.add_argument(
+        "--edge-rate-limit", type=int, default=2000, help="edge-wide requests/s before 429"
+    )
     up.set_defaults(func=_cmd_up)
 
     serve = sub.add_parser("serve", help="run one service (the Kubernetes entrypoint)")
@@ -135,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--edge-url", default=None, help="existing edge; default: start a stack")
     bench.add_argument("--duration", type=int, default=10)
     bench.add_argument("--connections", type=int, default=32)
+    bench.add_argument(
+        "--edge-rate-limit",
+        type=int,
+        default=1_000_000,
+        help="edge-wide local rate limit of the stack bench starts (high: measure the mesh)",
+    )
     bench.set_defaults(func=_cmd_bench)
     return parser
 

@@ -98,6 +98,7 @@ def edge_yaml(
     public_key_file: Path,
     issuer: str,
     audience: str,
+    rate_limit_per_second: int = 2000,
 ) -> str:
     """Renders the Envoy bootstrap for the given service addresses."""
     from gateway.envoy_config import EdgeSettings, Upstream, render_yaml
@@ -111,6 +112,7 @@ def edge_yaml(
             issuer=issuer,
             audience=audience,
             descriptor_path=DESCRIPTOR_SET,
+            rate_limit_per_second=rate_limit_per_second,
         ),
         [
             Upstream(name=name, host=host, port=port, grpc_service=grpc_service_name(name))
@@ -127,6 +129,8 @@ class Stack:
     base_port: int = DEFAULT_PORTS["user"]
     services: tuple[str, ...] = IMPLEMENTED_SERVICES
     log_dir: Path | None = None
+    #: Edge-wide local rate limit (requests/s); a shield, not a per-user quota.
+    edge_rate_limit: int = 2000
     processes: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     _pg: Any = None
@@ -205,6 +209,7 @@ class Stack:
             public_key_file=Path(self.env["JWT_PUBLIC_KEY_FILE"]),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
+            rate_limit_per_second=self.edge_rate_limit,
         )
 
     def _start_envoy(self) -> None:
