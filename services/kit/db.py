@@ -11,6 +11,8 @@ from typing import Any
 
 import asyncpg
 
+from .tasks import retry_with_backoff
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -59,16 +61,11 @@ class Database:
 
 
 async def _pool_with_retry(dsn: str, min_size: int, max_size: int, attempts: int) -> Any:
-    delay = 0.2
-    for attempt in range(attempts):
-        try:
-            pool: Any = await asyncpg.create_pool(
-                dsn, min_size=min_size, max_size=max_size, init=_init_connection
-            )
-            return pool
-        except (OSError, asyncpg.PostgresError):
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise RuntimeError("unreachable")
+    async def create() -> Any:
+        return await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        )
+
+    return await retry_with_backoff(
+        create, retry_on=(OSError, asyncpg.PostgresError), attempts=attempts
+    )

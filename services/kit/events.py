@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from .db import Database
 from .ids import IdGenerator
 from .migrations import quote_ident
+from .tasks import BackgroundLoop
 
 log = logging.getLogger("socialmesh.events")
 
@@ -72,7 +73,7 @@ async def enqueue(
     return event_id
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundLoop):
     """Publishes committed outbox rows to the service's stream, oldest first."""
 
     def __init__(
@@ -93,7 +94,6 @@ class OutboxRelay:
         self._poll = poll_seconds
         self._maxlen = stream_maxlen
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def poke(self) -> None:
         """Asks for an immediate pass (called after a commit that enqueued events)."""
@@ -143,22 +143,14 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self._stream}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    def task_name(self) -> str:
+        return f"outbox-relay-{self._stream}"
 
 
 Handler = Callable[[Event], Awaitable[None]]
 
 
-class StreamConsumer:
+class StreamConsumer(BackgroundLoop):
     """At-least-once consumer-group reader that survives consumer crashes.
 
     The handler must be idempotent (dedupe on `event.event_id`): an entry is
@@ -186,7 +178,6 @@ class StreamConsumer:
         self._claim_idle_ms = claim_idle_ms
         self._block_ms = block_ms
         self._batch = batch
-        self._task: asyncio.Task[None] | None = None
 
     async def ensure_group(self) -> None:
         try:
@@ -255,13 +246,5 @@ class StreamConsumer:
                 log.exception("consumer %s/%s failed; retrying", self.group, self.consumer)
                 await asyncio.sleep(1.0)
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name=f"consumer-{self.group}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    def task_name(self) -> str:
+        return f"consumer-{self.group}-{self.consumer}"

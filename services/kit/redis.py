@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import redis.asyncio as aioredis
+
+from .tasks import retry_with_backoff
 
 
 async def connect_redis(url: str, *, attempts: int = 30) -> aioredis.Redis:
     client: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
-    delay = 0.2
-    for attempt in range(attempts):
-        try:
-            await client.ping()
-            return client
-        except (OSError, aioredis.ConnectionError):
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    await retry_with_backoff(
+        client.ping, retry_on=(OSError, aioredis.ConnectionError), attempts=attempts
+    )
     return client
