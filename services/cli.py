@@ -93,6 +93,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def _cmd_seed(args: argparse.Namespace) -> int:
+    from services.seed import main as seed_main
+
+    return seed_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="socialmesh", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="edge-wide local rate limit of the stack bench starts (high: measure the mesh)",
     )
     bench.set_defaults(func=_cmd_bench)
+    seed = sub.add_parser("seed", help="load a power-law social graph with COPY")
+    seed.add_argument("--data-dir", default=".socialmesh", help="embedded PostgreSQL's data dir")
+    seed.add_argument("--users", type=int, default=120_000)
+    seed.add_argument("--follows", type=int, default=600_000)
+    seed.add_argument("--celebrity-followers", type=int, default=100_000)
+    seed.add_argument("--private-every", type=int, default=0, help="every Nth user private")
+    seed.add_argument("--random-seed", type=int, default=42)
+    seed.set_defaults(func=_cmd_seed)
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,15 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
         pass
+
+
+def _persistent_secret(path: Path) -> str:
+    """A random secret created once per data dir (tokens survive restarts)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def envoy_binary() -> str:
@@ -164,6 +174,8 @@ class Stack:
             generate_signing_key(private_key, public_key)
             env["JWT_PUBLIC_KEY_FILE"] = str(public_key)
             env["JWT_PRIVATE_KEY_FILE"] = str(private_key)
+        if not env.get("PAGE_TOKEN_SECRET"):
+            env["PAGE_TOKEN_SECRET"] = _persistent_secret(keys / "page-token.secret")
         for name in DEFAULT_PORTS:
             env[f"SOCIALMESH_{name.upper()}_ADDR"] = f"127.0.0.1:{self.port_of(name)}"
         env["PYTHONUNBUFFERED"] = "1"

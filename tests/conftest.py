@@ -37,6 +37,7 @@ class Infra:
             "JWT_PRIVATE_KEY_FILE": str(self.private_key_file),
             "SOCIALMESH_GRPC_PORT": "0",
             "SHUTDOWN_GRACE_SECONDS": "1",
+            "PAGE_TOKEN_SECRET": "test-page-token-secret-0123456789",
         }
         base = Settings.from_env(service, env)
         return Settings(**{**base.__dict__, **overrides})

@@ -47,6 +47,8 @@ class Settings:
     worker_id: int = 0
     service_addresses: dict[str, str] = field(default_factory=dict)
     log_level: str = "INFO"
+    #: HMAC key for page tokens; shared by every instance of a service.
+    page_token_secret: str = ""
 
     @classmethod
     def from_env(cls, service: str, env: dict[str, str] | None = None) -> Settings:
@@ -73,4 +75,5 @@ class Settings:
             worker_id=int(e.get("SOCIALMESH_WORKER_ID", str(os.getpid() % 1024))),
             service_addresses=addresses,
             log_level=e.get("LOG_LEVEL", "INFO"),
+            page_token_secret=e.get("PAGE_TOKEN_SECRET", ""),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .events import OutboxRelay
 from .ids import IdGenerator
 from .interceptors import ServiceInterceptor
 from .migrations import migrate
+from .pagination import PageTokens
 from .redis import connect_redis
 from .telemetry import setup_tracing
 
@@ -48,6 +50,11 @@ class Runtime:
         self._db: Database | None = None
         self._redis: aioredis.Redis | None = None
         self.relay: OutboxRelay | None = None
+        secret = settings.page_token_secret.encode()
+        if not secret:
+            log.warning("PAGE_TOKEN_SECRET unset: page tokens only work on this instance")
+            secret = secrets.token_bytes(32)
+        self.page_tokens = PageTokens(secret)
 
     @property
     def db(self) -> Database:

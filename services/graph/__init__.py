@@ -1,0 +1,1 @@
+"""The graph service: follows, follow requests, blocks, mutes and exact counts."""

@@ -1,0 +1,297 @@
+"""PostgreSQL storage of the graph service (schema "graph"); plain parameterized SQL.
+
+Every change that moves a count updates `graph.counts` in the same transaction,
+touching count rows in ascending user-id order so concurrent follows between the
+same two people can never deadlock.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.kit.db import Database
+from services.kit.events import enqueue
+from services.kit.ids import IdGenerator
+
+SCHEMA = "graph"
+
+
+class FollowOutcome(enum.Enum):
+    FOLLOWING = "following"
+    REQUESTED = "requested"
+
+
+@dataclass(frozen=True)
+class Relationship:
+    following: bool = False
+    followed_by: bool = False
+    requested: bool = False
+    blocking: bool = False
+    blocked_by: bool = False
+    muting: bool = False
+
+
+@dataclass(frozen=True)
+class Edge:
+    user_id: int
+    edge_id: int
+
+
+class GraphStore:
+    def __init__(self, db: Database, ids: IdGenerator) -> None:
+        self._db = db
+        self._ids = ids
+
+    async def _event(self, conn: asyncpg.Connection, topic: str, actor: int, target: int) -> None:
+        await enqueue(
+            conn,
+            SCHEMA,
+            self._ids,
+            topic,
+            actor,
+            {"actor_id": str(actor), "target_id": str(target)},
+        )
+
+    async def _bump(
+        self, conn: asyncpg.Connection, follower: int, followee: int, delta: int
+    ) -> None:
+        """Moves both counts of one follow edge, rows locked in id order."""
+        for user_id in sorted((follower, followee)):
+            following = delta if user_id == follower else 0
+            followers = delta if user_id == followee else 0
+            await conn.execute(
+                """INSERT INTO graph.counts (user_id, follower_count, following_count)
+                   VALUES ($1, GREATEST($2, 0), GREATEST($3, 0))
+                   ON CONFLICT (user_id) DO UPDATE SET
+                     follower_count = graph.counts.follower_count + $2,
+                     following_count = graph.counts.following_count + $3""",
+                user_id,
+                followers,
+                following,
+            )
+
+    async def _insert_follow(self, conn: asyncpg.Connection, follower: int, followee: int) -> bool:
+        inserted = await conn.fetchval(
+            """INSERT INTO graph.follows (follower_id, followee_id, edge_id) VALUES ($1, $2, $3)
+               ON CONFLICT DO NOTHING RETURNING true""",
+            follower,
+            followee,
+            self._ids.next_id(),
+        )
+        if inserted:
+            await self._bump(conn, follower, followee, +1)
+            await self._event(conn, "graph.followed", follower, followee)
+        return bool(inserted)
+
+    async def _delete_follow(self, conn: asyncpg.Connection, follower: int, followee: int) -> bool:
+        deleted = await conn.fetchval(
+            """DELETE FROM graph.follows WHERE follower_id = $1 AND followee_id = $2
+               RETURNING true""",
+            follower,
+            followee,
+        )
+        if deleted:
+            await self._bump(conn, follower, followee, -1)
+            await self._event(conn, "graph.unfollowed", follower, followee)
+        return bool(deleted)
+
+    async def is_blocked_either_way(self, a: int, b: int) -> tuple[bool, bool]:
+        """(a blocks b, b blocks a)."""
+        row = await self._db.primary.fetchrow(
+            """SELECT EXISTS (SELECT 1 FROM graph.blocks WHERE blocker_id = $1 AND blocked_id = $2)
+                        AS a_blocks,
+                      EXISTS (SELECT 1 FROM graph.blocks WHERE blocker_id = $2 AND blocked_id = $1)
+                        AS b_blocks""",
+            a,
+            b,
+        )
+        return bool(row["a_blocks"]), bool(row["b_blocks"])
+
+    async def follow(self, follower: int, followee: int, *, needs_approval: bool) -> FollowOutcome:
+        """Idempotent: repeating a follow (or a request) changes nothing."""
+        async with self._db.transaction() as conn:
+            exists = await conn.fetchval(
+                """SELECT true FROM graph.follows WHERE follower_id = $1 AND followee_id = $2""",
+                follower,
+                followee,
+            )
+            if exists:
+                return FollowOutcome.FOLLOWING
+            if needs_approval:
+                inserted = await conn.fetchval(
+                    """INSERT INTO graph.follow_requests (requester_id, target_id, edge_id)
+                       VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true""",
+                    follower,
+                    followee,
+                    self._ids.next_id(),
+                )
+                if inserted:
+                    await self._event(conn, "graph.follow_requested", follower, followee)
+                return FollowOutcome.REQUESTED
+            await self._insert_follow(conn, follower, followee)
+            return FollowOutcome.FOLLOWING
+
+    async def unfollow(self, follower: int, followee: int) -> None:
+        """Removes a follow or cancels a pending request; idempotent."""
+        async with self._db.transaction() as conn:
+            await self._delete_follow(conn, follower, followee)
+            await conn.execute(
+                "DELETE FROM graph.follow_requests WHERE requester_id = $1 AND target_id = $2",
+                follower,
+                followee,
+            )
+
+    async def resolve_request(self, requester: int, target: int, *, accept: bool) -> bool:
+        """Accepts or rejects a pending request; False if there was none."""
+        async with self._db.transaction() as conn:
+            pending = await conn.fetchval(
+                """DELETE FROM graph.follow_requests WHERE requester_id = $1 AND target_id = $2
+                   RETURNING true""",
+                requester,
+                target,
+            )
+            if not pending:
+                return False
+            if accept:
+                await self._insert_follow(conn, requester, target)
+                await self._event(conn, "graph.follow_accepted", target, requester)
+            return True
+
+    async def block(self, blocker: int, blocked: int) -> None:
+        async with self._db.transaction() as conn:
+            inserted = await conn.fetchval(
+                """INSERT INTO graph.blocks (blocker_id, blocked_id) VALUES ($1, $2)
+                   ON CONFLICT DO NOTHING RETURNING true""",
+                blocker,
+                blocked,
+            )
+            if not inserted:
+                return
+            await self._delete_follow(conn, blocker, blocked)
+            await self._delete_follow(conn, blocked, blocker)
+            await conn.execute(
+                """DELETE FROM graph.follow_requests
+                   WHERE (requester_id = $1 AND target_id = $2)
+                      OR (requester_id = $2 AND target_id = $1)""",
+                blocker,
+                blocked,
+            )
+            await self._event(conn, "graph.blocked", blocker, blocked)
+
+    async def unblock(self, blocker: int, blocked: int) -> None:
+        async with self._db.transaction() as conn:
+            removed = await conn.fetchval(
+                """DELETE FROM graph.blocks WHERE blocker_id = $1 AND blocked_id = $2
+                   RETURNING true""",
+                blocker,
+                blocked,
+            )
+            if removed:
+                await self._event(conn, "graph.unblocked", blocker, blocked)
+
+    async def mute(self, muter: int, muted: int) -> None:
+        await self._db.primary.execute(
+            """INSERT INTO graph.mutes (muter_id, muted_id) VALUES ($1, $2)
+               ON CONFLICT DO NOTHING""",
+            muter,
+            muted,
+        )
+
+    async def unmute(self, muter: int, muted: int) -> None:
+        await self._db.primary.execute(
+            "DELETE FROM graph.mutes WHERE muter_id = $1 AND muted_id = $2", muter, muted
+        )
+
+    async def relationships(self, viewer: int, targets: list[int]) -> dict[int, Relationship]:
+        """The viewer's relationship to every target, in one round trip."""
+        rows = await self._db.primary.fetch(
+            """SELECT t.id AS target,
+                 EXISTS (SELECT 1 FROM graph.follows f
+                         WHERE f.follower_id = $1 AND f.followee_id = t.id) AS following,
+                 EXISTS (SELECT 1 FROM graph.follows f
+                         WHERE f.follower_id = t.id AND f.followee_id = $1) AS followed_by,
+                 EXISTS (SELECT 1 FROM graph.follow_requests r
+                         WHERE r.requester_id = $1 AND r.target_id = t.id) AS requested,
+                 EXISTS (SELECT 1 FROM graph.blocks b
+                         WHERE b.blocker_id = $1 AND b.blocked_id = t.id) AS blocking,
+                 EXISTS (SELECT 1 FROM graph.blocks b
+                         WHERE b.blocker_id = t.id AND b.blocked_id = $1) AS blocked_by,
+                 EXISTS (SELECT 1 FROM graph.mutes m
+                         WHERE m.muter_id = $1 AND m.muted_id = t.id) AS muting
+               FROM unnest($2::bigint[]) AS t(id)""",
+            viewer,
+            targets,
+        )
+        return {
+            r["target"]: Relationship(
+                following=r["following"],
+                followed_by=r["followed_by"],
+                requested=r["requested"],
+                blocking=r["blocking"],
+                blocked_by=r["blocked_by"],
+                muting=r["muting"],
+            )
+            for r in rows
+        }
+
+    async def counts(self, user_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """(followers, following) per user; users with no row have (0, 0)."""
+        ids = list(user_ids)
+        rows = await self._db.reader().fetch(
+            """SELECT user_id, follower_count, following_count FROM graph.counts
+               WHERE user_id = ANY($1::bigint[])""",
+            ids,
+        )
+        found = {r["user_id"]: (r["follower_count"], r["following_count"]) for r in rows}
+        return {u: found.get(u, (0, 0)) for u in ids}
+
+    async def followers(self, user_id: int, before_edge: int | None, limit: int) -> list[Edge]:
+        rows = await self._db.reader().fetch(
+            """SELECT follower_id AS user_id, edge_id FROM graph.follows
+               WHERE followee_id = $1 AND ($2::bigint IS NULL OR edge_id < $2)
+               ORDER BY edge_id DESC LIMIT $3""",
+            user_id,
+            before_edge,
+            limit,
+        )
+        return [Edge(r["user_id"], r["edge_id"]) for r in rows]
+
+    async def following(self, user_id: int, before_edge: int | None, limit: int) -> list[Edge]:
+        rows = await self._db.reader().fetch(
+            """SELECT followee_id AS user_id, edge_id FROM graph.follows
+               WHERE follower_id = $1 AND ($2::bigint IS NULL OR edge_id < $2)
+               ORDER BY edge_id DESC LIMIT $3""",
+            user_id,
+            before_edge,
+            limit,
+        )
+        return [Edge(r["user_id"], r["edge_id"]) for r in rows]
+
+    async def pending_requests(
+        self, target: int, before_edge: int | None, limit: int
+    ) -> list[Edge]:
+        rows = await self._db.primary.fetch(
+            """SELECT requester_id AS user_id, edge_id FROM graph.follow_requests
+               WHERE target_id = $1 AND ($2::bigint IS NULL OR edge_id < $2)
+               ORDER BY edge_id DESC LIMIT $3""",
+            target,
+            before_edge,
+            limit,
+        )
+        return [Edge(r["user_id"], r["edge_id"]) for r in rows]
+
+    async def recount(self) -> dict[int, tuple[int, int]]:
+        """Counts from scratch (for verification and repair, never on a read path)."""
+        rows = await self._db.primary.fetch(
+            """SELECT u.id AS user_id,
+                      (SELECT count(*) FROM graph.follows WHERE followee_id = u.id) AS followers,
+                      (SELECT count(*) FROM graph.follows WHERE follower_id = u.id) AS following
+               FROM (SELECT follower_id AS id FROM graph.follows
+                     UNION SELECT followee_id FROM graph.follows
+                     UNION SELECT user_id FROM graph.counts) u"""
+        )
+        return {r["user_id"]: (r["followers"], r["following"]) for r in rows}

@@ -1,0 +1,131 @@
+"""`socialmesh seed`: a power-law social graph, loaded with COPY through each service's seeder.
+
+Default shape: 120,000 users, 600,000 follows, one celebrity followed by
+100,000 of them; the other follows pick followees with Zipf-like weights so a
+few accounts are popular and most are not (as in real social graphs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import itertools
+import random
+import sys
+import time
+from pathlib import Path
+
+from services.kit.db import Database
+from services.kit.ids import IdGenerator
+from services.kit.migrations import migrate
+
+ROOT = Path(__file__).resolve().parent
+
+
+class Progress:
+    """A dependency-free progress bar on stderr."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done = label, max(total, 1), 0
+        self.started = time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        filled = int(30 * self.done / self.total)
+        rate = self.done / max(time.monotonic() - self.started, 1e-6)
+        sys.stderr.write(
+            f"\r{self.label:<10} [{'#' * filled}{'.' * (30 - filled)}] "
+            f"{self.done:>9,}/{self.total:,} {rate:,.0f}/s"
+        )
+        if self.done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def power_law_edges(
+    n_users: int,
+    n_follows: int,
+    celebrity_followers: int,
+    rng: random.Random,
+    exponent: float = 1.1,
+) -> list[tuple[int, int]]:
+    """Edges (follower index, followee index); index 0 is the celebrity."""
+    edges: set[tuple[int, int]] = set()
+    for follower in rng.sample(range(1, n_users), min(celebrity_followers, n_users - 1)):
+        edges.add((follower, 0))
+    cumulative = list(
+        itertools.accumulate(1.0 / (rank**exponent) for rank in range(1, n_users + 1))
+    )
+    total = cumulative[-1]
+    while len(edges) < n_follows:
+        follower = rng.randrange(n_users)
+        followee = bisect.bisect_left(cumulative, rng.random() * total)
+        if follower != followee:
+            edges.add((follower, min(followee, n_users - 1)))
+    return list(edges)
+
+
+async def seed(args: argparse.Namespace, database_url: str) -> None:
+    from services.graph.seed import seed_follows
+    from services.user.seed import seed_users
+
+    rng = random.Random(args.random_seed)
+    ids = IdGenerator(1023)
+    started = time.monotonic()
+    edges_idx = power_law_edges(args.users, args.follows, args.celebrity_followers, rng)
+    print(
+        f"generated {len(edges_idx):,} edges in {time.monotonic() - started:.1f}s", file=sys.stderr
+    )
+    db = await Database.connect(database_url)
+    try:
+        async with db.primary.acquire() as conn:
+            for service in ("user", "graph"):
+                await migrate(conn, service, ROOT / service / "migrations")
+        user_ids = [ids.next_id() for _ in range(args.users)]
+        load_started = time.monotonic()
+        async with db.transaction() as conn:
+            await seed_users(
+                conn,
+                user_ids,
+                private_every=args.private_every,
+                progress=Progress("users", len(user_ids)),
+            )
+        async with db.transaction() as conn:
+            await seed_follows(
+                conn,
+                [(user_ids[a], user_ids[b]) for a, b in edges_idx],
+                ids,
+                progress=Progress("follows", len(edges_idx)),
+            )
+        async with db.primary.acquire() as conn:
+            await conn.execute('ANALYZE graph.follows; ANALYZE graph.counts; ANALYZE "user".users')
+        print(
+            f"seeded {args.users:,} users and {len(edges_idx):,} follows in "
+            f"{time.monotonic() - load_started:.1f}s (COPY); celebrity user_id={user_ids[0]} "
+            f"handle=seed_0 with {args.celebrity_followers:,} followers",
+        )
+    finally:
+        await db.close()
+
+
+def main(args: argparse.Namespace) -> int:
+    import os
+
+    url = os.environ.get("DATABASE_URL", "")
+    server = None
+    if not url:
+        import pgserver
+
+        # Shares the instance `socialmesh up` runs on this data dir, if any; stops
+        # it afterwards only if no other process still uses it.
+        data_dir = Path(args.data_dir).resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(str(data_dir / "postgres"))
+        url = server.get_uri()
+    try:
+        asyncio.run(seed(args, url))
+    finally:
+        if server is not None:
+            server.cleanup()
+    return 0
