@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,7 +22,8 @@ from services.kit.auth import (
     load_private_key,
     load_public_key,
 )
-from services.kit.config import Settings
+from services.kit.config import IMPLEMENTED_SERVICES, Settings
+from services.kit.server import ServiceHost
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class Infra:
     public_key_file: Path
     private_key_file: Path
 
-    def settings(self, service: str, **overrides: object) -> Settings:
+    def settings(self, service: str, extra_env: dict[str, str] | None = None) -> Settings:
         env = {
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
@@ -39,8 +43,8 @@ class Infra:
             "SHUTDOWN_GRACE_SECONDS": "1",
             "PAGE_TOKEN_SECRET": "test-page-token-secret-0123456789",
         }
-        base = Settings.from_env(service, env)
-        return Settings(**{**base.__dict__, **overrides})
+        env.update(extra_env or {})
+        return Settings.from_env(service, env)
 
     def signer(self, ttl: int = 900) -> TokenSigner:
         return TokenSigner(
@@ -86,23 +90,67 @@ def unique(prefix: str = "u") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @dataclass
 class RunningService:
     address: str
     channel: grpc.aio.Channel
-    host: object
+    host: ServiceHost
+
+
+@dataclass
+class Mesh:
+    """The implemented services running in this process, wired to each other."""
+
+    services: dict[str, RunningService]
+    env: dict[str, str]
+
+    def __getitem__(self, name: str) -> RunningService:
+        return self.services[name]
+
+
+async def start_mesh(infra: Infra, names: tuple[str, ...]) -> Mesh:
+    ports = {name: free_port() for name in names}
+    env = {f"SOCIALMESH_{n.upper()}_ADDR": f"127.0.0.1:{p}" for n, p in ports.items()}
+    running: dict[str, RunningService] = {}
+    hosts = []
+    for name in names:
+        spec = importlib.import_module(f"services.{name}.service").build_spec()
+        host = ServiceHost(
+            spec, infra.settings(name, {**env, "SOCIALMESH_GRPC_PORT": str(ports[name])})
+        )
+        hosts.append(host)
+    await asyncio.gather(*(h.start() for h in hosts))
+    for name, host in zip(names, hosts, strict=True):
+        address = f"127.0.0.1:{host.port}"
+        running[name] = RunningService(address, grpc.aio.insecure_channel(address), host)
+    return Mesh(running, env)
+
+
+async def stop_mesh(mesh: Mesh) -> None:
+    for service in mesh.services.values():
+        await service.channel.close()
+    await asyncio.gather(*(s.host.stop() for s in mesh.services.values()))
 
 
 @pytest_asyncio.fixture(scope="session")
-async def user_service(infra: Infra) -> AsyncIterator[RunningService]:
-    """The real user service on an ephemeral port, in this process."""
-    from services.kit.server import ServiceHost
-    from services.user.service import build_spec
+async def mesh(infra: Infra) -> AsyncIterator[Mesh]:
+    """Every implemented service, real gRPC on ephemeral ports, real PG/Redis."""
+    running = await start_mesh(infra, IMPLEMENTED_SERVICES)
+    yield running
+    await stop_mesh(running)
 
-    host = ServiceHost(build_spec(), infra.settings("user"))
-    await host.start()
-    address = f"127.0.0.1:{host.port}"
-    channel = grpc.aio.insecure_channel(address)
-    yield RunningService(address, channel, host)
-    await channel.close()
-    await host.stop()
+
+@pytest.fixture
+def user_service(mesh: Mesh) -> RunningService:
+    return mesh["user"]
+
+
+@pytest.fixture
+def graph_service(mesh: Mesh) -> RunningService:
+    return mesh["graph"]

@@ -305,12 +305,12 @@ async def test_delete_is_owner_only_and_hides_the_user(stub):
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_update_is_visible_at_once_on_another_instance(stub, infra: Infra):
+async def test_update_is_visible_at_once_on_another_instance(stub, infra: Infra, mesh):
     """Two instances share Redis; the second must not serve its stale L1 copy."""
     from services.kit.server import ServiceHost
     from services.user.service import build_spec
 
-    second = ServiceHost(build_spec(), infra.settings("user"))
+    second = ServiceHost(build_spec(), infra.settings("user", mesh.env))
     await second.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:

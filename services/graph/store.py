@@ -295,3 +295,35 @@ class GraphStore:
                      UNION SELECT user_id FROM graph.counts) u"""
         )
         return {r["user_id"]: (r["followers"], r["following"]) for r in rows}
+
+    async def forget_user(self, user_id: int) -> None:
+        """Drops a deleted account's edges, fixing everyone's counts in set-based SQL.
+
+        Idempotent (re-delivered `user.deleted` events find nothing left to do).
+        """
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                """WITH gone AS (
+                       DELETE FROM graph.follows WHERE followee_id = $1 RETURNING follower_id)
+                   UPDATE graph.counts c SET following_count = c.following_count - 1
+                   FROM gone WHERE c.user_id = gone.follower_id""",
+                user_id,
+            )
+            await conn.execute(
+                """WITH gone AS (
+                       DELETE FROM graph.follows WHERE follower_id = $1 RETURNING followee_id)
+                   UPDATE graph.counts c SET follower_count = c.follower_count - 1
+                   FROM gone WHERE c.user_id = gone.followee_id""",
+                user_id,
+            )
+            await conn.execute(
+                """DELETE FROM graph.follow_requests WHERE requester_id = $1 OR target_id = $1""",
+                user_id,
+            )
+            await conn.execute(
+                "DELETE FROM graph.mutes WHERE muter_id = $1 OR muted_id = $1", user_id
+            )
+            await conn.execute(
+                "DELETE FROM graph.blocks WHERE blocker_id = $1 OR blocked_id = $1", user_id
+            )
+            await conn.execute("DELETE FROM graph.counts WHERE user_id = $1", user_id)

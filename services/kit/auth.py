@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
@@ -31,6 +31,8 @@ class Caller:
     user_id: int
     session_id: int
     token_id: str
+    #: The verified token itself, forwarded on calls made on the caller's behalf.
+    bearer: str = field(default="", repr=False)
 
 
 _current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
@@ -48,6 +50,16 @@ def require_caller() -> Caller:
     if caller is None:
         raise Unauthenticated("this call needs a valid bearer access token")
     return caller
+
+
+def forwarded_auth() -> tuple[tuple[str, str], ...]:
+    """Metadata for a downstream call made on the current caller's behalf.
+
+    Identity flows as the caller's own token, which the downstream service
+    verifies again; an anonymous request stays anonymous downstream.
+    """
+    caller = _current_caller.get()
+    return (("authorization", f"Bearer {caller.bearer}"),) if caller and caller.bearer else ()
 
 
 def set_caller(caller: Caller | None) -> contextvars.Token[Caller | None]:
@@ -180,6 +192,7 @@ class TokenVerifier:
                 user_id=int(claims["sub"]),
                 session_id=int(claims.get("sid", "0")),
                 token_id=str(claims.get("jti", "")),
+                bearer=token,
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthenticated("access token expired") from exc

@@ -45,3 +45,19 @@ def open_channel(
             ("grpc.keepalive_time_ms", 30_000),
         ],
     )
+
+
+def upstream_error(exc: grpc.aio.AioRpcError, upstream: str) -> Exception:
+    """Maps a failed downstream call to what our own caller should see.
+
+    NOT_FOUND / INVALID_ARGUMENT / PERMISSION_DENIED keep their meaning; an
+    unreachable or failing peer becomes UNAVAILABLE (retryable), never UNKNOWN.
+    """
+    from .errors import NotFound, PermissionDenied, Unavailable
+
+    code = exc.code()
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(exc.details() or "not found")
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDenied(exc.details() or "permission denied")
+    return Unavailable(f"{upstream} service unavailable ({code.name})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .errors import InvalidArgument
 
 
@@ -35,3 +37,13 @@ def require_positive_id(value: int, field: str) -> None:
 def strip_control_characters(text: str) -> str:
     """Drops C0/C1 control characters except newline and tab (they break UIs and logs)."""
     return "".join(ch for ch in text if ch in "\n\t" or not (ord(ch) < 32 or 127 <= ord(ch) < 160))
+
+
+def batch_ids(raw: Iterable[int], field: str, maximum: int) -> list[int]:
+    """Distinct positive ids in request order, 1..maximum of them, or INVALID_ARGUMENT."""
+    ids = list(dict.fromkeys(raw))
+    v = Violations()
+    v.check(0 < len(ids) <= maximum, field, f"give 1 to {maximum} ids")
+    v.check(all(i > 0 for i in ids), field, "ids must be positive")
+    v.raise_if_any()
+    return ids

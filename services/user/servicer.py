@@ -11,14 +11,21 @@ import grpc
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from google.protobuf import empty_pb2, timestamp_pb2
+from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
-from services.kit.auth import TokenSigner, current_caller, require_caller
+from services.kit.auth import TokenSigner, current_caller, forwarded_auth, require_caller
 from services.kit.cache import TwoLayerCache
+from services.kit.channels import open_channel, upstream_error
 from services.kit.errors import NotFound, PermissionDenied, Unauthenticated
 from services.kit.ratelimit import RateLimiter
 from services.kit.server import Runtime
-from services.kit.validation import Violations, require_positive_id, strip_control_characters
+from services.kit.validation import (
+    Violations,
+    batch_ids,
+    require_positive_id,
+    strip_control_characters,
+)
 
 from .store import UserRecord, UserStore
 
@@ -83,6 +90,8 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         self._signer: TokenSigner | None = None
         self._update_limit: RateLimiter | None = None
         self._login_limit: RateLimiter | None = None
+        self._graph: graph_pb2_grpc.GraphServiceAsyncStub | None = None
+        self._graph_channel: grpc.aio.Channel | None = None
 
     async def on_ready(self, signer: TokenSigner) -> None:
         self._signer = signer
@@ -95,10 +104,14 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         self._login_limit = RateLimiter(
             self._rt.redis, "login", limit=LOGIN_ATTEMPTS_PER_5_MINUTES, window_seconds=300
         )
+        self._graph_channel = open_channel(self._rt.settings.service_addresses["graph"])
+        self._graph = graph_pb2_grpc.GraphServiceStub(self._graph_channel)
 
     async def on_stop(self) -> None:
         if self._cache:
             await self._cache.stop()
+        if self._graph_channel is not None:
+            await self._graph_channel.close(grace=None)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -123,17 +136,65 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         raw = await self.cache.get_many([str(u) for u in user_ids], load)
         return {int(k): UserRecord.from_bytes(v) for k, v in raw.items()}
 
-    async def _record(self, user_id: int) -> UserRecord:
-        found = await self._records([user_id])
-        if user_id not in found:
-            raise NotFound(f"user {user_id} not found")
-        return found[user_id]
+    async def _social(
+        self, ids: list[int], viewer_id: int | None
+    ) -> tuple[dict[int, graph_pb2.FollowCounts], dict[int, graph_pb2.Relationship]]:
+        """Counts and the viewer's relationships from the graph service, two batch calls."""
+        assert self._graph is not None
+        metadata = forwarded_auth()
+        others = [i for i in ids if i != viewer_id]
+        try:
+            counts_call = self._graph.BatchGetFollowCounts(
+                graph_pb2.BatchGetFollowCountsRequest(user_ids=ids), metadata=metadata
+            )
+            if viewer_id and others:
+                counts, rels = await asyncio.gather(
+                    counts_call,
+                    self._graph.BatchGetRelationships(
+                        graph_pb2.BatchGetRelationshipsRequest(
+                            viewer_id=viewer_id, user_ids=others
+                        ),
+                        metadata=metadata,
+                    ),
+                )
+                relationships = {r.user_id: r for r in rels.relationships}
+            else:
+                counts, relationships = await counts_call, {}
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "graph") from exc
+        return {c.user_id: c for c in counts.counts}, relationships
 
-    def _to_proto(self, record: UserRecord, viewer_id: int | None) -> user_pb2.User:
+    async def _present(
+        self, records: list[UserRecord], viewer_id: int | None
+    ) -> list[user_pb2.User]:
+        """Profiles as this viewer may see them; accounts blocking the viewer vanish."""
+        if not records:
+            return []
+        counts, relationships = await self._social([r.user_id for r in records], viewer_id)
+        shown = []
+        for record in records:
+            rel = relationships.get(record.user_id)
+            if rel is not None and rel.blocked_by:
+                continue
+            shown.append(self._to_proto(record, viewer_id, counts.get(record.user_id), rel))
+        return shown
+
+    async def _profile(self, user_id: int, viewer_id: int | None) -> user_pb2.User:
+        records = await self._records([user_id])
+        shown = await self._present(list(records.values()), viewer_id)
+        if not shown:
+            raise NotFound(f"user {user_id} not found")
+        return shown[0]
+
+    def _to_proto(
+        self,
+        record: UserRecord,
+        viewer_id: int | None,
+        counts: graph_pb2.FollowCounts | None,
+        rel: graph_pb2.Relationship | None,
+    ) -> user_pb2.User:
         is_owner = viewer_id == record.user_id
-        # Follower-based visibility arrives with the graph service; until then a
-        # private account's full profile is visible to its owner only.
-        is_following = False
+        is_following = bool(rel and rel.following)
         limited = record.is_private and not is_owner and not is_following
         user = user_pb2.User(
             user_id=record.user_id,
@@ -147,6 +208,10 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         if limited:
             return user
         user.bio = record.bio
+        if counts is not None:
+            user.follower_count = counts.follower_count
+            user.following_count = counts.following_count
+        # post_count arrives with the post service (it will be asked, like graph).
         user.create_time.CopyFrom(_timestamp(record.created_at))
         user.update_time.CopyFrom(_timestamp(record.updated_at))
         if is_owner:
@@ -183,7 +248,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             password_hash=password_hash,
             display_name=display_name or handle,
         )
-        return self._to_proto(record, record.user_id)
+        return (await self._present([record], record.user_id))[0]
 
     async def Login(
         self, request: user_pb2.LoginRequest, context: grpc.aio.ServicerContext
@@ -212,12 +277,11 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             user_id, refresh, self._rt.settings.refresh_token_ttl_seconds
         )
         access, ttl = await self._issue_tokens(user_id, session_id)
-        record = await self._record(user_id)
         return user_pb2.LoginResponse(
             access_token=access,
             refresh_token=refresh,
             expires_in=ttl,
-            user=self._to_proto(record, user_id),
+            user=await self._profile(user_id, user_id),
         )
 
     def _verify(self, password_hash: str, password: str) -> bool:
@@ -244,12 +308,11 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             request.refresh_token, replacement, self._rt.settings.refresh_token_ttl_seconds
         )
         access, ttl = await self._issue_tokens(session.user_id, session.session_id)
-        record = await self._record(session.user_id)
         return user_pb2.RefreshTokenResponse(
             access_token=access,
             refresh_token=replacement,
             expires_in=ttl,
-            user=self._to_proto(record, session.user_id),
+            user=await self._profile(session.user_id, session.user_id),
         )
 
     async def GetUser(
@@ -257,22 +320,17 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     ) -> user_pb2.User:
         require_positive_id(request.user_id, "user_id")
         caller = current_caller()
-        record = await self._record(request.user_id)
-        return self._to_proto(record, caller.user_id if caller else None)
+        return await self._profile(request.user_id, caller.user_id if caller else None)
 
     async def BatchGetUsers(
         self, request: user_pb2.BatchGetUsersRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.BatchGetUsersResponse:
-        v = Violations()
-        ids = list(dict.fromkeys(request.user_ids))
-        v.check(0 < len(ids) <= MAX_BATCH, "user_ids", f"give 1 to {MAX_BATCH} ids")
-        v.check(all(i > 0 for i in ids), "user_ids", "ids must be positive")
-        v.raise_if_any()
+        ids = batch_ids(request.user_ids, "user_ids", MAX_BATCH)
         caller = current_caller()
         viewer = caller.user_id if caller else None
         records = await self._records(ids)
         return user_pb2.BatchGetUsersResponse(
-            users=[self._to_proto(records[i], viewer) for i in ids if i in records]
+            users=await self._present([records[i] for i in ids if i in records], viewer)
         )
 
     async def UpdateUser(
@@ -310,12 +368,13 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         if "is_private" in paths:
             changes["is_private"] = request.user.is_private
         v.raise_if_any()
-        await self._record(caller.user_id)  # NOT_FOUND for a deleted account
+        if caller.user_id not in await self._records([caller.user_id]):
+            raise NotFound(f"user {caller.user_id} not found")
         assert self._update_limit is not None
         await self._update_limit.enforce(str(caller.user_id), "profile updates")
         record = await self.store.update_profile(caller.user_id, changes)
         await self.cache.invalidate(str(record.user_id), record.to_bytes())
-        return self._to_proto(record, caller.user_id)
+        return (await self._present([record], caller.user_id))[0]
 
     async def DeleteUser(
         self, request: user_pb2.DeleteUserRequest, context: grpc.aio.ServicerContext

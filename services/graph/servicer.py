@@ -1,0 +1,291 @@
+"""GraphService: validation, authorization and orchestration over GraphStore."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import timestamp_pb2
+from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
+from socialmesh.user.v1 import user_pb2, user_pb2_grpc
+
+from services.kit.auth import Caller, require_caller
+from services.kit.channels import open_channel, upstream_error
+from services.kit.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from services.kit.ids import timestamp_ms
+from services.kit.pagination import page_size
+from services.kit.ratelimit import RateLimiter
+from services.kit.server import Runtime
+from services.kit.validation import batch_ids, require_positive_id
+
+from .store import Edge, FollowOutcome, GraphStore, Relationship
+
+MAX_BATCH = 1000
+FOLLOWS_PER_HOUR = 500
+
+
+def _time_of(edge_id: int) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromMilliseconds(timestamp_ms(edge_id))
+    return ts
+
+
+def relationship_proto(user_id: int, rel: Relationship) -> graph_pb2.Relationship:
+    return graph_pb2.Relationship(
+        user_id=user_id,
+        following=rel.following,
+        followed_by=rel.followed_by,
+        requested=rel.requested,
+        blocking=rel.blocking,
+        blocked_by=rel.blocked_by,
+        muting=rel.muting,
+    )
+
+
+class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+        self._store: GraphStore | None = None
+        self._users: user_pb2_grpc.UserServiceAsyncStub | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._follow_limit: RateLimiter | None = None
+
+    async def on_ready(self) -> None:
+        self._store = GraphStore(self._rt.db, self._rt.ids)
+        self._channel = open_channel(self._rt.settings.service_addresses["user"])
+        self._users = user_pb2_grpc.UserServiceStub(self._channel)
+        self._follow_limit = RateLimiter(
+            self._rt.redis, "follow", limit=FOLLOWS_PER_HOUR, window_seconds=3600
+        )
+
+    async def on_stop(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(grace=None)
+
+    @property
+    def store(self) -> GraphStore:
+        if self._store is None:
+            self._rt.db  # noqa: B018 - raises UNAVAILABLE while starting
+        assert self._store is not None
+        return self._store
+
+    async def _account(self, user_id: int) -> user_pb2.User:
+        """The account as anyone may see it: existence and privacy, never block-filtered."""
+        assert self._users is not None
+        try:
+            return await self._users.GetUser(user_pb2.GetUserRequest(user_id=user_id))
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "user") from exc
+
+    def _other(self, caller: Caller, user_id: int, verb: str) -> int:
+        require_positive_id(user_id, "user_id")
+        if user_id == caller.user_id:
+            raise InvalidArgument([("user_id", f"you cannot {verb} yourself")])
+        return user_id
+
+    async def _visible_lists(self, caller: Caller, user_id: int) -> None:
+        """Who may page through an account's followers/following."""
+        require_positive_id(user_id, "user_id")
+        if user_id == caller.user_id:
+            return
+        rel = (await self.store.relationships(caller.user_id, [user_id]))[user_id]
+        if rel.blocked_by:
+            raise NotFound(f"user {user_id} not found")
+        account = await self._account(user_id)
+        if account.is_private and not rel.following:
+            raise PermissionDenied("this account is private: only approved followers see its lists")
+
+    # -- follows ---------------------------------------------------------------
+
+    async def FollowUser(
+        self, request: graph_pb2.FollowUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.FollowUserResponse:
+        caller = require_caller()
+        target = self._other(caller, request.user_id, "follow")
+        blocking, blocked_by = await self.store.is_blocked_either_way(caller.user_id, target)
+        if blocked_by:
+            raise NotFound(f"user {target} not found")
+        if blocking:
+            raise FailedPrecondition("you block this account: unblock it before following")
+        account = await self._account(target)
+        assert self._follow_limit is not None
+        await self._follow_limit.enforce(str(caller.user_id), "follows")
+        outcome = await self.store.follow(caller.user_id, target, needs_approval=account.is_private)
+        state = (
+            graph_pb2.FOLLOW_STATE_FOLLOWING
+            if outcome is FollowOutcome.FOLLOWING
+            else graph_pb2.FOLLOW_STATE_REQUESTED
+        )
+        self._relay_poke()
+        return graph_pb2.FollowUserResponse(state=state)
+
+    async def UnfollowUser(
+        self, request: graph_pb2.UnfollowUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.UnfollowUserResponse:
+        caller = require_caller()
+        await self.store.unfollow(caller.user_id, self._other(caller, request.user_id, "unfollow"))
+        self._relay_poke()
+        return graph_pb2.UnfollowUserResponse()
+
+    async def BlockUser(
+        self, request: graph_pb2.BlockUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.BlockUserResponse:
+        caller = require_caller()
+        target = self._other(caller, request.user_id, "block")
+        await self._account(target)
+        await self.store.block(caller.user_id, target)
+        self._relay_poke()
+        return graph_pb2.BlockUserResponse()
+
+    async def UnblockUser(
+        self, request: graph_pb2.UnblockUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.UnblockUserResponse:
+        caller = require_caller()
+        await self.store.unblock(caller.user_id, self._other(caller, request.user_id, "unblock"))
+        self._relay_poke()
+        return graph_pb2.UnblockUserResponse()
+
+    async def MuteUser(
+        self, request: graph_pb2.MuteUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.MuteUserResponse:
+        caller = require_caller()
+        target = self._other(caller, request.user_id, "mute")
+        await self._account(target)
+        await self.store.mute(caller.user_id, target)
+        return graph_pb2.MuteUserResponse()
+
+    async def UnmuteUser(
+        self, request: graph_pb2.UnmuteUserRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.UnmuteUserResponse:
+        caller = require_caller()
+        await self.store.unmute(caller.user_id, self._other(caller, request.user_id, "unmute"))
+        return graph_pb2.UnmuteUserResponse()
+
+    # -- lists -----------------------------------------------------------------
+
+    async def _page(self, scope: str, size_requested: int, token: str) -> tuple[int, int | None]:
+        size = page_size(size_requested, maximum=1000)
+        position = self._rt.page_tokens.decode(scope, token)
+        return size, (int(position["e"]) if position else None)
+
+    def _next_token(self, scope: str, edges: list[Edge], size: int) -> str:
+        if len(edges) <= size:
+            return ""
+        return self._rt.page_tokens.encode(scope, {"e": edges[size - 1].edge_id})
+
+    async def ListFollowers(
+        self, request: graph_pb2.ListFollowersRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ListFollowersResponse:
+        caller = require_caller()
+        scope = f"followers:{request.user_id}"
+        size, before = await self._page(scope, request.page_size, request.page_token)
+        await self._visible_lists(caller, request.user_id)
+        edges = await self.store.followers(request.user_id, before, size + 1)
+        counts = await self.store.counts([request.user_id])
+        return graph_pb2.ListFollowersResponse(
+            followers=[
+                graph_pb2.FollowEdge(user_id=e.user_id, create_time=_time_of(e.edge_id))
+                for e in edges[:size]
+            ],
+            next_page_token=self._next_token(scope, edges, size),
+            total_size=counts[request.user_id][0],
+        )
+
+    async def ListFollowing(
+        self, request: graph_pb2.ListFollowingRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ListFollowingResponse:
+        caller = require_caller()
+        scope = f"following:{request.user_id}"
+        size, before = await self._page(scope, request.page_size, request.page_token)
+        await self._visible_lists(caller, request.user_id)
+        edges = await self.store.following(request.user_id, before, size + 1)
+        counts = await self.store.counts([request.user_id])
+        return graph_pb2.ListFollowingResponse(
+            following=[
+                graph_pb2.FollowEdge(user_id=e.user_id, create_time=_time_of(e.edge_id))
+                for e in edges[:size]
+            ],
+            next_page_token=self._next_token(scope, edges, size),
+            total_size=counts[request.user_id][1],
+        )
+
+    async def ListFollowRequests(
+        self, request: graph_pb2.ListFollowRequestsRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ListFollowRequestsResponse:
+        caller = require_caller()
+        scope = f"requests:{caller.user_id}"
+        size, before = await self._page(scope, request.page_size, request.page_token)
+        edges = await self.store.pending_requests(caller.user_id, before, size + 1)
+        return graph_pb2.ListFollowRequestsResponse(
+            follow_requests=[
+                graph_pb2.FollowRequest(requester_id=e.user_id, create_time=_time_of(e.edge_id))
+                for e in edges[:size]
+            ],
+            next_page_token=self._next_token(scope, edges, size),
+        )
+
+    async def _resolve(self, requester_id: int, target_id: int, *, accept: bool) -> None:
+        caller = require_caller()
+        require_positive_id(requester_id, "requester_id")
+        target = target_id or caller.user_id
+        if target != caller.user_id:
+            raise PermissionDenied("only the requested account may answer a follow request")
+        if not await self.store.resolve_request(requester_id, target, accept=accept):
+            raise NotFound(f"no pending follow request from user {requester_id}")
+        self._relay_poke()
+
+    async def AcceptFollowRequest(
+        self, request: graph_pb2.AcceptFollowRequestRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.AcceptFollowRequestResponse:
+        await self._resolve(request.requester_id, request.target_id, accept=True)
+        return graph_pb2.AcceptFollowRequestResponse()
+
+    async def RejectFollowRequest(
+        self, request: graph_pb2.RejectFollowRequestRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.RejectFollowRequestResponse:
+        await self._resolve(request.requester_id, request.target_id, accept=False)
+        return graph_pb2.RejectFollowRequestResponse()
+
+    # -- relationships and counts ------------------------------------------------
+
+    async def GetRelationship(
+        self, request: graph_pb2.GetRelationshipRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.Relationship:
+        caller = require_caller()
+        require_positive_id(request.user_id, "user_id")
+        await self._account(request.user_id)
+        rel = (await self.store.relationships(caller.user_id, [request.user_id]))[request.user_id]
+        return relationship_proto(request.user_id, rel)
+
+    async def BatchGetRelationships(
+        self, request: graph_pb2.BatchGetRelationshipsRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.BatchGetRelationshipsResponse:
+        caller = require_caller()
+        if request.viewer_id != caller.user_id:
+            raise PermissionDenied("viewer_id must be the caller")
+        ids = batch_ids(request.user_ids, "user_ids", MAX_BATCH)
+        rels = await self.store.relationships(caller.user_id, ids)
+        return graph_pb2.BatchGetRelationshipsResponse(
+            relationships=[relationship_proto(i, rels[i]) for i in ids]
+        )
+
+    async def BatchGetFollowCounts(
+        self, request: graph_pb2.BatchGetFollowCountsRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.BatchGetFollowCountsResponse:
+        ids = batch_ids(request.user_ids, "user_ids", MAX_BATCH)
+        counts = await self.store.counts(ids)
+        return graph_pb2.BatchGetFollowCountsResponse(
+            counts=[
+                graph_pb2.FollowCounts(
+                    user_id=i, follower_count=counts[i][0], following_count=counts[i][1]
+                )
+                for i in ids
+            ]
+        )
+
+    def _relay_poke(self) -> None:
+        if self._rt.relay is not None:
+            self._rt.relay.poke()
