@@ -25,6 +25,8 @@ from services.kit.auth import (
 from services.kit.config import IMPLEMENTED_SERVICES, Settings
 from services.kit.server import ServiceHost
 
+from .e2e_support import client, stack  # noqa: F401 - session fixtures for e2e tests
+
 
 @dataclass(frozen=True)
 class Infra:

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -22,108 +15,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from .conftest import unique
+from .e2e_support import UpProcess, start_up
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
-
-
-def _free_port_block(size: int) -> int:
-    """A base port with `size` consecutive free ports after it."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + size >= 65000:
-            continue
-        try:
-            for port in range(base, base + size):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port block")
-
-
-@dataclass
-class UpProcess:
-    proc: subprocess.Popen[str]
-    edge: str
-    edge_port: int
-    base_port: int
-    data_dir: Path
-    output: list[str]
-
-    def descendants(self) -> list[psutil.Process]:
-        return psutil.Process(self.proc.pid).children(recursive=True)
-
-    def postgres_pid(self) -> int | None:
-        pidfile = self.data_dir / "postgres" / "postmaster.pid"
-        return int(pidfile.read_text().split()[0]) if pidfile.exists() else None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=60)
-
-
-def start_up(data_dir: Path, log_dir: Path) -> UpProcess:
-    base = _free_port_block(10)
-    edge_port, admin_port, service_base = base, base + 1, base + 2
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "up",
-            "--edge-port",
-            str(edge_port),
-            "--admin-port",
-            str(admin_port),
-            "--base-port",
-            str(service_base),
-            "--data-dir",
-            str(data_dir),
-            "--log-dir",
-            str(log_dir),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    deadline = time.monotonic() + 120
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        output.append(line)
-        if "Ctrl-C stops everything" in line:
-            return UpProcess(
-                proc, f"http://127.0.0.1:{edge_port}", edge_port, service_base, data_dir, output
-            )
-    proc.kill()
-    logs = "".join(p.read_text() for p in log_dir.glob("*.log")) if log_dir.exists() else ""
-    raise AssertionError("socialmesh up did not come up:\n" + "".join(output) + logs)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
-    root = tmp_path_factory.mktemp("e2e")
-    up = start_up(root / "data", root / "logs")
-    yield up
-    up.stop()
-
-
-@pytest.fixture(scope="module")
-def client(stack: UpProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.edge, timeout=20) as c:
-        yield c
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -305,22 +201,28 @@ def test_native_grpc_through_the_edge(client: httpx.Client, stack: UpProcess) ->
 
 
 def test_health_and_reflection_list_every_running_service(stack: UpProcess) -> None:
-    address = f"127.0.0.1:{stack.base_port}"
-    with grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        for name in ("", "socialmesh.user.v1.UserService"):
-            reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-        responses = reflection.ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
-        )
-        names = {s.name for r in responses for s in r.list_services_response.service}
-    assert {
-        "socialmesh.user.v1.UserService",
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1alpha.ServerReflection",
-    } <= names
+    from services.devstack import grpc_service_name
+    from services.kit.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES
+
+    assert set(IMPLEMENTED_SERVICES) >= {"user", "graph"}
+    for service in IMPLEMENTED_SERVICES:
+        port = stack.base_port + DEFAULT_PORTS[service] - DEFAULT_PORTS["user"]
+        full_name = grpc_service_name(service)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for name in ("", full_name):
+                reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING, (service, name)
+            reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+            responses = reflection.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+            )
+            names = {s.name for r in responses for s in r.list_services_response.service}
+        assert {
+            full_name,
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection",
+        } <= names, service
 
 
 def test_cors_preflight_is_answered(client: httpx.Client) -> None:
