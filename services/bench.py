@@ -1,19 +1,26 @@
-"""`socialmesh bench`: load the edge with wrk and print figures (never asserted in tests).
+"""`socialmesh bench`: drive the edge with wrk and print figures (never asserted in tests).
 
-Starts its own stack unless --edge-url is given, creates a user, then drives
-`GET /v1/users/{id}` through Envoy and reports requests/s, p50/p99 latency and
-the profile cache's hit rate as the user service instances saw it.
+Scenarios (all through Envoy, against a stack this command starts unless
+--edge-url is given):
+* profile: `GET /v1/users/{id}` — requests/s, p50/p99 and the profile cache's hit
+  rate as the user service instances saw it.
+* graph: seeds a power-law graph with COPY (`socialmesh seed`'s generator), then
+  `ListFollowers` p99 for the celebrity's first and 100th page, and follow/unfollow
+  throughput from many accounts.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import random
 import re
 import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +29,8 @@ import redis
 
 from services.devstack import Stack
 
+SCENARIOS = ("profile", "graph")
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -29,7 +38,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _parse_wrk(output: str) -> dict[str, str]:
+def parse_wrk(output: str) -> dict[str, str]:
     figures: dict[str, str] = {}
     if match := re.search(r"Requests/sec:\s+([\d.]+)", output):
         figures["requests_per_second"] = match.group(1)
@@ -41,6 +50,35 @@ def _parse_wrk(output: str) -> dict[str, str]:
     return figures
 
 
+def run_wrk(
+    url: str,
+    args: argparse.Namespace,
+    *,
+    headers: dict[str, str] | None = None,
+    script: Path | None = None,
+) -> dict[str, str]:
+    wrk = shutil.which("wrk")
+    assert wrk is not None
+    command = [wrk, "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    if script is not None:
+        command += ["-s", str(script)]
+    command.append(url)
+    shown = " ".join(c if "Bearer" not in c else "'Authorization: Bearer …'" for c in command)
+    print(f"$ {shown}")
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    print(result.stdout)
+    return parse_wrk(result.stdout)
+
+
+def report(title: str, figures: dict[str, str]) -> None:
+    print(title)
+    for key, value in figures.items():
+        print(f"  {key:<22} {value}")
+    print()
+
+
 def _cache_stats(redis_url: str) -> dict[str, int]:
     client = redis.Redis.from_url(redis_url)
     totals = {"l1_hits": 0, "l2_hits": 0, "misses": 0}
@@ -50,11 +88,97 @@ def _cache_stats(redis_url: str) -> dict[str, int]:
     return totals
 
 
+def bench_profile(edge: str, args: argparse.Namespace, stack: Stack | None) -> None:
+    handle = f"bench{uuid.uuid4().hex[:10]}"
+    with httpx.Client(base_url=edge, timeout=10) as client:
+        created = client.post(
+            "/v1/users",
+            json={"handle": handle, "email": f"{handle}@example.com", "password": "benchmark-pw"},
+        )
+        created.raise_for_status()
+        user_id = created.json()["userId"]
+    figures = run_wrk(f"{edge}/v1/users/{user_id}", args)
+    if stack is not None:
+        time.sleep(2.5)  # instances publish their counters every 2 s
+        stats = _cache_stats(stack.env["REDIS_URL"])
+        total = sum(stats.values())
+        hits = stats["l1_hits"] + stats["l2_hits"]
+        figures["cache_hit_rate"] = f"{hits / total:.4f}" if total else "n/a"
+        figures["cache"] = json.dumps(stats)
+    report("GET /v1/users/{id} (anonymous) through the edge:", figures)
+
+
+def bench_graph(edge: str, args: argparse.Namespace, stack: Stack) -> None:
+    from services.kit.auth import TokenSigner, load_private_key
+    from services.seed import seed
+
+    seed_args = argparse.Namespace(
+        users=args.seed_users,
+        follows=args.seed_follows,
+        celebrity_followers=args.seed_celebrity_followers,
+        private_every=0,
+        random_seed=42,
+    )
+    started = time.monotonic()
+    user_ids = asyncio.run(seed(seed_args, stack.env["DATABASE_URL"]))
+    seed_seconds = time.monotonic() - started
+    signer = TokenSigner(
+        load_private_key(stack.env["JWT_PRIVATE_KEY_FILE"]),
+        issuer="socialmesh",
+        audience="socialmesh-api",
+        ttl=3600,
+    )
+    celebrity = user_ids[0]
+    auth = {"Authorization": f"Bearer {signer.sign(celebrity, 1)}"}
+    base = f"{edge}/v1/users/{celebrity}/followers?pageSize=50"
+    first = run_wrk(base, args, headers=auth)
+    with httpx.Client(timeout=30, headers=auth) as client:
+        token = ""
+        for _ in range(99):
+            page = client.get(base + (f"&pageToken={token}" if token else ""))
+            page.raise_for_status()
+            token = page.json()["nextPageToken"]
+    hundredth = run_wrk(f"{base}&pageToken={token}", args, headers=auth)
+
+    rng = random.Random(1)
+    actors = rng.sample(user_ids[1:], 200)
+    targets = rng.sample(user_ids[1:], 200)
+    lua = Path(tempfile.mkdtemp()) / "follow.lua"
+    tokens = ", ".join(f'"{signer.sign(a, 1)}"' for a in actors)
+    target_list = ", ".join(f'"{t}"' for t in targets)
+    lua.write_text(
+        f"local tokens = {{{tokens}}}\n"
+        f"local targets = {{{target_list}}}\n"
+        "local n = 0\n"
+        "request = function()\n"
+        "  n = n + 1\n"
+        "  local verb = (n % 2 == 0) and 'unfollow' or 'follow'\n"
+        "  local who = tokens[math.random(#tokens)]\n"
+        "  local path = '/v1/users/' .. targets[math.random(#targets)] .. ':' .. verb\n"
+        "  return wrk.format('POST', path, {['Authorization'] = 'Bearer ' .. who,"
+        " ['Content-Type'] = 'application/json'}, '{}')\n"
+        "end\n"
+    )
+    churn = run_wrk(f"{edge}/", args, script=lua)
+    report(
+        "socialmesh seed (COPY):",
+        {
+            "users": f"{args.seed_users:,}",
+            "follows": f"{args.seed_follows:,}",
+            "celebrity_followers": f"{args.seed_celebrity_followers:,}",
+            "seconds": f"{seed_seconds:.1f}",
+        },
+    )
+    report("ListFollowers(celebrity) page 1, pageSize=50:", first)
+    report("ListFollowers(celebrity) page 100, pageSize=50:", hundredth)
+    report("Follow/Unfollow mix (200 accounts x 200 targets):", churn)
+
+
 def main(args: argparse.Namespace) -> int:
-    wrk = shutil.which("wrk")
-    if not wrk:
+    if not shutil.which("wrk"):
         print("wrk not found: `make bench` installs it (apt-get install wrk)")
         return 2
+    scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
     stack = None
     edge = args.edge_url
     if not edge:
@@ -69,40 +193,13 @@ def main(args: argparse.Namespace) -> int:
         stack.start()
         edge = stack.edge_url
     try:
-        handle = f"bench{uuid.uuid4().hex[:10]}"
-        with httpx.Client(base_url=edge, timeout=10) as client:
-            created = client.post(
-                "/v1/users",
-                json={
-                    "handle": handle,
-                    "email": f"{handle}@example.com",
-                    "password": "benchmark-pw",
-                },
-            )
-            created.raise_for_status()
-            user_id = created.json()["userId"]
-        url = f"{edge}/v1/users/{user_id}"
-        print(f"wrk -t2 -c{args.connections} -d{args.duration}s --latency {url}")
-        result = subprocess.run(
-            [wrk, "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        print(result.stdout)
-        figures = _parse_wrk(result.stdout)
-        if stack is not None:
-            import time
-
-            time.sleep(2.5)  # let instances publish their counters
-            stats = _cache_stats(stack.env["REDIS_URL"])
-            total = sum(stats.values())
-            hits = stats["l1_hits"] + stats["l2_hits"]
-            figures["cache_hit_rate"] = f"{hits / total:.4f}" if total else "n/a"
-            figures["cache"] = json.dumps(stats)
-        print("GET /v1/users/{id} through the edge:")
-        for key, value in figures.items():
-            print(f"  {key:<20} {value}")
+        if "profile" in scenarios:
+            bench_profile(edge, args, stack)
+        if "graph" in scenarios:
+            if stack is None:
+                print("the graph scenario seeds its own stack: run it without --edge-url")
+                return 2
+            bench_graph(edge, args, stack)
     finally:
         if stack is not None:
             stack.stop()

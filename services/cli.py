@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure the running edge (needs wrk)")
     bench.add_argument("--edge-url", default=None, help="existing edge; default: start a stack")
+    bench.add_argument("--scenario", choices=("all", "profile", "graph"), default="all")
+    bench.add_argument("--seed-users", type=int, default=120_000)
+    bench.add_argument("--seed-follows", type=int, default=600_000)
+    bench.add_argument("--seed-celebrity-followers", type=int, default=100_000)
     bench.add_argument("--duration", type=int, default=10)
     bench.add_argument("--connections", type=int, default=32)
     bench.add_argument(

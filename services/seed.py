@@ -66,7 +66,8 @@ def power_law_edges(
     return list(edges)
 
 
-async def seed(args: argparse.Namespace, database_url: str) -> None:
+async def seed(args: argparse.Namespace, database_url: str) -> list[int]:
+    """Loads the graph; returns the user ids (index 0 is the celebrity)."""
     from services.graph.seed import seed_follows
     from services.user.seed import seed_users
 
@@ -107,6 +108,7 @@ async def seed(args: argparse.Namespace, database_url: str) -> None:
         )
     finally:
         await db.close()
+    return user_ids
 
 
 def main(args: argparse.Namespace) -> int:
