@@ -8,6 +8,7 @@ in Kubernetes (`socialmesh serve <name>`), and Envoy fronts them.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import secrets
 import shutil
@@ -113,6 +114,12 @@ def edge_yaml(
     """Renders the Envoy bootstrap for the given service addresses."""
     from gateway.envoy_config import EdgeSettings, Upstream, render_yaml
 
+    public_methods = frozenset(
+        path.strip("/").replace("/", ".")
+        for name in upstreams
+        for path in importlib.import_module(f"services.{name}.service").PUBLIC_METHODS
+    )
+
     return render_yaml(
         EdgeSettings(
             edge_port=edge_port,
@@ -123,6 +130,8 @@ def edge_yaml(
             audience=audience,
             descriptor_path=DESCRIPTOR_SET,
             rate_limit_per_second=rate_limit_per_second,
+            # One source of truth: what each service itself lets anonymous callers do.
+            public_methods=public_methods,
         ),
         [
             Upstream(name=name, host=host, port=port, grpc_service=grpc_service_name(name))

@@ -16,7 +16,7 @@ DEFAULT_PORTS: dict[str, int] = {
 }
 
 #: Services that have a servicer today; `socialmesh up` starts these.
-IMPLEMENTED_SERVICES: tuple[str, ...] = ("user", "graph")
+IMPLEMENTED_SERVICES: tuple[str, ...] = ("user", "graph", "post")
 
 JWT_ISSUER_DEFAULT = "socialmesh"
 JWT_AUDIENCE_DEFAULT = "socialmesh-api"

@@ -15,7 +15,7 @@ from .servicer import UserServicer
 SERVICE_NAME = user_pb2.DESCRIPTOR.services_by_name["UserService"].full_name
 PUBLIC_METHODS = frozenset(
     f"/{SERVICE_NAME}/{m}"
-    for m in ("CreateUser", "Login", "RefreshToken", "GetUser", "BatchGetUsers")
+    for m in ("CreateUser", "Login", "RefreshToken", "GetUser", "BatchGetUsers", "LookupUsers")
 )
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -12,6 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from google.protobuf import empty_pb2, timestamp_pb2
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
+from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.auth import TokenSigner, current_caller, forwarded_auth, require_caller
@@ -32,6 +36,7 @@ from .store import UserRecord, UserStore
 HANDLE = re.compile(r"^[a-z0-9_]{3,30}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_BATCH = 500
+MAX_LOOKUP = 100
 MAX_DISPLAY_NAME = 50
 MAX_BIO = 300
 MAX_URL = 2048
@@ -79,6 +84,15 @@ def validate_avatar_url(value: str, field: str, v: Violations) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Social:
+    """What other services know about a batch of profiles."""
+
+    follows: dict[int, graph_pb2.FollowCounts]
+    posts: dict[int, int]
+    relationships: dict[int, graph_pb2.Relationship]
+
+
 class UserServicer(user_pb2_grpc.UserServiceServicer):
     """Every RPC decides who may call it; see the proto for the contract."""
 
@@ -92,6 +106,8 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         self._login_limit: RateLimiter | None = None
         self._graph: graph_pb2_grpc.GraphServiceAsyncStub | None = None
         self._graph_channel: grpc.aio.Channel | None = None
+        self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
+        self._post_channel: grpc.aio.Channel | None = None
 
     async def on_ready(self, signer: TokenSigner) -> None:
         self._signer = signer
@@ -106,12 +122,15 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         )
         self._graph_channel = open_channel(self._rt.settings.service_addresses["graph"])
         self._graph = graph_pb2_grpc.GraphServiceStub(self._graph_channel)
+        self._post_channel = open_channel(self._rt.settings.service_addresses["post"])
+        self._posts = post_pb2_grpc.PostServiceStub(self._post_channel)
 
     async def on_stop(self) -> None:
         if self._cache:
             await self._cache.stop()
-        if self._graph_channel is not None:
-            await self._graph_channel.close(grace=None)
+        for channel in (self._graph_channel, self._post_channel):
+            if channel is not None:
+                await channel.close(grace=None)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -136,33 +155,37 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         raw = await self.cache.get_many([str(u) for u in user_ids], load)
         return {int(k): UserRecord.from_bytes(v) for k, v in raw.items()}
 
-    async def _social(
-        self, ids: list[int], viewer_id: int | None
-    ) -> tuple[dict[int, graph_pb2.FollowCounts], dict[int, graph_pb2.Relationship]]:
-        """Counts and the viewer's relationships from the graph service, two batch calls."""
-        assert self._graph is not None
+    async def _social(self, ids: list[int], viewer_id: int | None) -> Social:
+        """Counts and the viewer's relationships: three batch calls, made concurrently."""
+        assert self._graph is not None and self._posts is not None
         metadata = forwarded_auth()
         others = [i for i in ids if i != viewer_id]
-        try:
-            counts_call = self._graph.BatchGetFollowCounts(
+        calls: list[Awaitable[Any]] = [
+            self._graph.BatchGetFollowCounts(
                 graph_pb2.BatchGetFollowCountsRequest(user_ids=ids), metadata=metadata
-            )
-            if viewer_id and others:
-                counts, rels = await asyncio.gather(
-                    counts_call,
-                    self._graph.BatchGetRelationships(
-                        graph_pb2.BatchGetRelationshipsRequest(
-                            viewer_id=viewer_id, user_ids=others
-                        ),
-                        metadata=metadata,
-                    ),
+            ),
+            self._posts.BatchGetPostCounts(
+                post_pb2.BatchGetPostCountsRequest(user_ids=ids), metadata=metadata
+            ),
+        ]
+        if viewer_id and others:
+            calls.append(
+                self._graph.BatchGetRelationships(
+                    graph_pb2.BatchGetRelationshipsRequest(viewer_id=viewer_id, user_ids=others),
+                    metadata=metadata,
                 )
-                relationships = {r.user_id: r for r in rels.relationships}
-            else:
-                counts, relationships = await counts_call, {}
+            )
+        try:
+            replies = await asyncio.gather(*calls)
         except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "graph") from exc
-        return {c.user_id: c for c in counts.counts}, relationships
+            raise upstream_error(exc, "graph/post") from exc
+        return Social(
+            follows={c.user_id: c for c in replies[0].counts},
+            posts={c.user_id: c.post_count for c in replies[1].counts},
+            relationships={r.user_id: r for r in replies[2].relationships}
+            if len(replies) > 2
+            else {},
+        )
 
     async def _present(
         self, records: list[UserRecord], viewer_id: int | None
@@ -170,13 +193,13 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         """Profiles as this viewer may see them; accounts blocking the viewer vanish."""
         if not records:
             return []
-        counts, relationships = await self._social([r.user_id for r in records], viewer_id)
+        social = await self._social([r.user_id for r in records], viewer_id)
         shown = []
         for record in records:
-            rel = relationships.get(record.user_id)
+            rel = social.relationships.get(record.user_id)
             if rel is not None and rel.blocked_by:
                 continue
-            shown.append(self._to_proto(record, viewer_id, counts.get(record.user_id), rel))
+            shown.append(self._to_proto(record, viewer_id, social, rel))
         return shown
 
     async def _profile(self, user_id: int, viewer_id: int | None) -> user_pb2.User:
@@ -190,7 +213,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         self,
         record: UserRecord,
         viewer_id: int | None,
-        counts: graph_pb2.FollowCounts | None,
+        social: Social,
         rel: graph_pb2.Relationship | None,
     ) -> user_pb2.User:
         is_owner = viewer_id == record.user_id
@@ -208,10 +231,11 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         if limited:
             return user
         user.bio = record.bio
-        if counts is not None:
-            user.follower_count = counts.follower_count
-            user.following_count = counts.following_count
-        # post_count arrives with the post service (it will be asked, like graph).
+        follows = social.follows.get(record.user_id)
+        if follows is not None:
+            user.follower_count = follows.follower_count
+            user.following_count = follows.following_count
+        user.post_count = social.posts.get(record.user_id, 0)
         user.create_time.CopyFrom(_timestamp(record.created_at))
         user.update_time.CopyFrom(_timestamp(record.updated_at))
         if is_owner:
@@ -331,6 +355,22 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         records = await self._records(ids)
         return user_pb2.BatchGetUsersResponse(
             users=await self._present([records[i] for i in ids if i in records], viewer)
+        )
+
+    async def LookupUsers(
+        self, request: user_pb2.LookupUsersRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.LookupUsersResponse:
+        handles = list(dict.fromkeys(normalize_handle(h) for h in request.handles))
+        v = Violations()
+        v.check(0 < len(handles) <= MAX_LOOKUP, "handles", f"give 1 to {MAX_LOOKUP} handles")
+        v.raise_if_any()
+        wanted = [h for h in handles if HANDLE.match(h)]  # malformed handles cannot exist
+        records = await self.store.find_by_handles(wanted) if wanted else []
+        by_handle = {r.handle.lower(): r for r in records}
+        caller = current_caller()
+        ordered = [by_handle[h] for h in wanted if h in by_handle]
+        return user_pb2.LookupUsersResponse(
+            users=await self._present(ordered, caller.user_id if caller else None)
         )
 
     async def UpdateUser(

@@ -110,6 +110,14 @@ class UserStore:
         )
         return [UserRecord.from_row(r) for r in rows]
 
+    async def find_by_handles(self, handles: list[str]) -> list[UserRecord]:
+        rows = await self._db.reader().fetch(
+            f"""SELECT {_USER_COLUMNS} FROM "user".users
+                WHERE lower(handle) = ANY($1::text[]) AND deleted_at IS NULL""",
+            [h.lower() for h in handles],
+        )
+        return [UserRecord.from_row(r) for r in rows]
+
     async def credentials(self, handle: str) -> tuple[int, str] | None:
         row = await self._db.primary.fetchrow(
             """SELECT user_id, password_hash FROM "user".users

@@ -67,6 +67,11 @@ class UserServiceStub:
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.BatchGetUsersRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.BatchGetUsersResponse.FromString,
                 _registered_method=True)
+        self.LookupUsers = channel.unary_unary(
+                '/socialmesh.user.v1.UserService/LookupUsers',
+                request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LookupUsersRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LookupUsersResponse.FromString,
+                _registered_method=True)
         self.UpdateUser = channel.unary_unary(
                 '/socialmesh.user.v1.UserService/UpdateUser',
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.UpdateUserRequest.SerializeToString,
@@ -128,6 +133,14 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupUsers(self, request, context):
+        """Resolves handles to profiles (case-insensitive; at most 100 handles).
+        Unknown handles are left out. Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdateUser(self, request, context):
         """Updates the caller's own profile. Only the fields named in update_mask
         change; allowed paths: display_name, bio, avatar_url, is_private.
@@ -172,6 +185,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.BatchGetUsers,
                     request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.BatchGetUsersRequest.FromString,
                     response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.BatchGetUsersResponse.SerializeToString,
+            ),
+            'LookupUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupUsers,
+                    request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LookupUsersRequest.FromString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LookupUsersResponse.SerializeToString,
             ),
             'UpdateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateUser,
@@ -326,6 +344,33 @@ class UserService:
             '/socialmesh.user.v1.UserService/BatchGetUsers',
             socialmesh_dot_user_dot_v1_dot_user__pb2.BatchGetUsersRequest.SerializeToString,
             socialmesh_dot_user_dot_v1_dot_user__pb2.BatchGetUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.user.v1.UserService/LookupUsers',
+            socialmesh_dot_user_dot_v1_dot_user__pb2.LookupUsersRequest.SerializeToString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.LookupUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,10 @@ class UserServiceStub:
     """Returns many profiles in one call (at most 500). Unknown or deleted ids
     are left out rather than failing the batch.
     """
+    LookupUsers: _grpc.UnaryUnaryMultiCallable[_user_pb2.LookupUsersRequest, _user_pb2.LookupUsersResponse]
+    """Resolves handles to profiles (case-insensitive; at most 100 handles).
+    Unknown handles are left out. Public.
+    """
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.UpdateUserRequest, _user_pb2.User]
     """Updates the caller's own profile. Only the fields named in update_mask
     change; allowed paths: display_name, bio, avatar_url, is_private.
@@ -96,6 +100,10 @@ class UserServiceAsyncStub(UserServiceStub):
     BatchGetUsers: _aio.UnaryUnaryMultiCallable[_user_pb2.BatchGetUsersRequest, _user_pb2.BatchGetUsersResponse]  # type: ignore[assignment]
     """Returns many profiles in one call (at most 500). Unknown or deleted ids
     are left out rather than failing the batch.
+    """
+    LookupUsers: _aio.UnaryUnaryMultiCallable[_user_pb2.LookupUsersRequest, _user_pb2.LookupUsersResponse]  # type: ignore[assignment]
+    """Resolves handles to profiles (case-insensitive; at most 100 handles).
+    Unknown handles are left out. Public.
     """
     UpdateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.UpdateUserRequest, _user_pb2.User]  # type: ignore[assignment]
     """Updates the caller's own profile. Only the fields named in update_mask
@@ -162,6 +170,16 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_pb2.BatchGetUsersResponse, _abc.Awaitable[_user_pb2.BatchGetUsersResponse]]:
         """Returns many profiles in one call (at most 500). Unknown or deleted ids
         are left out rather than failing the batch.
+        """
+
+    @_abc_1.abstractmethod
+    def LookupUsers(
+        self,
+        request: _user_pb2.LookupUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.LookupUsersResponse, _abc.Awaitable[_user_pb2.LookupUsersResponse]]:
+        """Resolves handles to profiles (case-insensitive; at most 100 handles).
+        Unknown handles are left out. Public.
         """
 
     @_abc_1.abstractmethod

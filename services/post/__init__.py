@@ -1,0 +1,1 @@
+"""The post service: posts, comments, likes, shares and saves."""

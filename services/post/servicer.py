@@ -1,0 +1,412 @@
+"""PostService: validation, authorization (visibility) and orchestration over PostStore."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import empty_pb2, timestamp_pb2
+from socialmesh.post.v1 import post_pb2, post_pb2_grpc
+from socialmesh.user.v1 import user_pb2, user_pb2_grpc
+
+from services.kit.auth import current_caller, forwarded_auth, require_caller
+from services.kit.channels import open_channel, upstream_error
+from services.kit.errors import NotFound, PermissionDenied
+from services.kit.pagination import page_size
+from services.kit.ratelimit import RateLimiter
+from services.kit.server import Runtime
+from services.kit.validation import Violations, batch_ids, require_positive_id
+
+from . import text as text_rules
+from .store import CommentRow, PostRow, PostStore
+
+MAX_TEXT = 5000
+MAX_COMMENT = 2000
+MAX_MEDIA = 4
+MAX_BATCH = 500
+MAX_REQUEST_ID = 64
+POSTS_PER_MINUTE = 30
+COMMENTS_PER_MINUTE = 60
+PUBLIC = post_pb2.VISIBILITY_PUBLIC
+FOLLOWERS = post_pb2.VISIBILITY_FOLLOWERS
+
+
+@dataclass(frozen=True)
+class Author:
+    """What the viewer may know of an author (from the user service, which asks graph)."""
+
+    is_private: bool
+    is_following: bool
+
+
+def _ts(value: object) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)  # type: ignore[arg-type]
+    return ts
+
+
+def post_proto(row: PostRow) -> post_pb2.Post:
+    return post_pb2.Post(
+        post_id=row.post_id,
+        author_id=row.author_id,
+        text=row.text,
+        media_ids=row.media_ids,
+        visibility=row.visibility,  # type: ignore[arg-type]
+        hashtags=row.hashtags,
+        mention_ids=row.mention_ids,
+        like_count=row.like_count,
+        comment_count=row.comment_count,
+        share_count=row.share_count,
+        is_liked=row.is_liked,
+        is_saved=row.is_saved,
+        is_shared=row.is_shared,
+        create_time=_ts(row.created_at),
+    )
+
+
+def comment_proto(row: CommentRow) -> post_pb2.Comment:
+    return post_pb2.Comment(
+        comment_id=row.comment_id,
+        post_id=row.post_id,
+        author_id=row.author_id,
+        text=row.text,
+        create_time=_ts(row.created_at),
+    )
+
+
+class PostServicer(post_pb2_grpc.PostServiceServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+        self._store: PostStore | None = None
+        self._users: user_pb2_grpc.UserServiceAsyncStub | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._post_limit: RateLimiter | None = None
+        self._comment_limit: RateLimiter | None = None
+
+    async def on_ready(self) -> None:
+        self._store = PostStore(self._rt.db, self._rt.ids)
+        self._channel = open_channel(self._rt.settings.service_addresses["user"])
+        self._users = user_pb2_grpc.UserServiceStub(self._channel)
+        self._post_limit = RateLimiter(
+            self._rt.redis, "create-post", limit=POSTS_PER_MINUTE, window_seconds=60
+        )
+        self._comment_limit = RateLimiter(
+            self._rt.redis, "create-comment", limit=COMMENTS_PER_MINUTE, window_seconds=60
+        )
+
+    async def on_stop(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(grace=None)
+
+    @property
+    def store(self) -> PostStore:
+        if self._store is None:
+            self._rt.db  # noqa: B018 - raises UNAVAILABLE while starting
+        assert self._store is not None
+        return self._store
+
+    def _poke(self) -> None:
+        if self._rt.relay is not None:
+            self._rt.relay.poke()
+
+    # -- visibility --------------------------------------------------------------
+
+    async def _authors(self, author_ids: Iterable[int], viewer_id: int) -> dict[int, Author]:
+        """Authors visible to the viewer; those deleted or blocking the viewer are absent."""
+        wanted = [a for a in dict.fromkeys(author_ids) if a != viewer_id]
+        found: dict[int, Author] = {}
+        if viewer_id:
+            found[viewer_id] = Author(is_private=False, is_following=True)
+        if not wanted:
+            return found
+        assert self._users is not None
+        try:
+            reply = await self._users.BatchGetUsers(
+                user_pb2.BatchGetUsersRequest(user_ids=wanted), metadata=forwarded_auth()
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "user") from exc
+        for user in reply.users:
+            found[user.user_id] = Author(user.is_private, user.is_following)
+        return found
+
+    @staticmethod
+    def _check(row: PostRow, authors: dict[int, Author]) -> None:
+        """Raises why the viewer may not see the post (NOT_FOUND hides blocks/deletions)."""
+        author = authors.get(row.author_id)
+        if author is None:
+            raise NotFound(f"post {row.post_id} not found")
+        if (row.visibility == FOLLOWERS or author.is_private) and not author.is_following:
+            raise PermissionDenied("only the author's approved followers may see this post")
+
+    async def _visible(self, rows: list[PostRow], viewer_id: int) -> list[PostRow]:
+        authors = await self._authors((r.author_id for r in rows), viewer_id)
+        shown = []
+        for row in rows:
+            try:
+                self._check(row, authors)
+            except (NotFound, PermissionDenied):
+                continue
+            shown.append(row)
+        return shown
+
+    async def _visible_post(self, post_id: int, viewer_id: int) -> PostRow:
+        require_positive_id(post_id, "post_id")
+        row = (await self.store.posts([post_id], viewer_id)).get(post_id)
+        if row is None:
+            raise NotFound(f"post {post_id} not found")
+        self._check(row, await self._authors([row.author_id], viewer_id))
+        return row
+
+    async def _reread(self, post_id: int, viewer_id: int) -> post_pb2.Post:
+        row = (await self.store.posts([post_id], viewer_id)).get(post_id)
+        if row is None:
+            raise NotFound(f"post {post_id} not found")
+        return post_proto(row)
+
+    # -- posts -------------------------------------------------------------------
+
+    async def CreatePost(
+        self, request: post_pb2.CreatePostRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.Post:
+        caller = require_caller()
+        v = Violations()
+        if not request.HasField("post"):
+            v.add("post", "required")
+            v.raise_if_any()
+        body = text_rules.clean(request.post.text)
+        media = list(request.post.media_ids)
+        v.check(len(body) <= MAX_TEXT, "post.text", f"at most {MAX_TEXT} characters")
+        if len(media) > MAX_MEDIA:
+            v.add("post.media_ids", f"at most {MAX_MEDIA} attachments")
+        elif media:
+            v.add(
+                "post.media_ids",
+                "media attachments are not available yet: the media "
+                "service is not deployed, so send text only",
+            )
+        v.check(bool(body) or bool(media), "post.text", "required unless media is attached")
+        visibility = request.post.visibility or PUBLIC
+        v.check(visibility in (PUBLIC, FOLLOWERS), "post.visibility", "PUBLIC or FOLLOWERS")
+        request_id = request.request_id.strip()
+        v.check(
+            len(request_id) <= MAX_REQUEST_ID and request_id.isprintable(),
+            "request_id",
+            f"at most {MAX_REQUEST_ID} printable characters",
+        )
+        v.raise_if_any()
+        if request_id:
+            existing = await self.store.find_by_request_id(caller.user_id, request_id)
+            if existing is not None:  # a retry: same answer, no new post, no rate-limit cost
+                return await self._reread(existing, caller.user_id)
+        assert self._post_limit is not None
+        await self._post_limit.enforce(str(caller.user_id), "posts")
+        mention_ids = await self._resolve_mentions(text_rules.mentioned_handles(body))
+        post_id, _created = await self.store.create_post(
+            author_id=caller.user_id,
+            text=body,
+            media_ids=media,
+            visibility=visibility,
+            hashtags=text_rules.hashtags(body),
+            mention_ids=mention_ids,
+            request_id=request_id or None,
+        )
+        self._poke()
+        return await self._reread(post_id, caller.user_id)
+
+    async def _resolve_mentions(self, handles: list[str]) -> list[int]:
+        if not handles:
+            return []
+        assert self._users is not None
+        try:
+            reply = await self._users.LookupUsers(user_pb2.LookupUsersRequest(handles=handles))
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "user") from exc
+        return [u.user_id for u in reply.users]
+
+    async def GetPost(
+        self, request: post_pb2.GetPostRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.Post:
+        caller = current_caller()
+        return post_proto(
+            await self._visible_post(request.post_id, caller.user_id if caller else 0)
+        )
+
+    async def BatchGetPosts(
+        self, request: post_pb2.BatchGetPostsRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.BatchGetPostsResponse:
+        ids = batch_ids(request.post_ids, "post_ids", MAX_BATCH)
+        caller = current_caller()
+        viewer = caller.user_id if caller else 0
+        rows = await self.store.posts(ids, viewer)
+        visible = {r.post_id: r for r in await self._visible(list(rows.values()), viewer)}
+        return post_pb2.BatchGetPostsResponse(
+            posts=[post_proto(visible[i]) for i in ids if i in visible]
+        )
+
+    async def DeletePost(
+        self, request: post_pb2.DeletePostRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        caller = require_caller()
+        row = await self._visible_post(request.post_id, caller.user_id)
+        if row.author_id != caller.user_id:
+            raise PermissionDenied("only the author may delete a post")
+        await self.store.delete_post(row.post_id)
+        self._poke()
+        return empty_pb2.Empty()
+
+    async def ListUserPosts(
+        self, request: post_pb2.ListUserPostsRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.ListUserPostsResponse:
+        require_positive_id(request.user_id, "user_id")
+        caller = current_caller()
+        viewer = caller.user_id if caller else 0
+        scope = f"posts:{request.user_id}"
+        size = page_size(request.page_size, default=20, maximum=100)
+        position = self._rt.page_tokens.decode(scope, request.page_token)
+        author = (await self._authors([request.user_id], viewer)).get(request.user_id)
+        if author is None:
+            raise NotFound(f"user {request.user_id} not found")
+        if author.is_private and not author.is_following:
+            raise PermissionDenied("this account is private: only approved followers see its posts")
+        rows = await self.store.author_posts(
+            request.user_id,
+            viewer,
+            before=int(position["p"]) if position else None,
+            limit=size + 1,
+            include_followers_only=author.is_following,
+        )
+        token = (
+            self._rt.page_tokens.encode(scope, {"p": rows[size - 1].post_id})
+            if len(rows) > size
+            else ""
+        )
+        return post_pb2.ListUserPostsResponse(
+            posts=[post_proto(r) for r in rows[:size]], next_page_token=token
+        )
+
+    # -- interactions --------------------------------------------------------------
+
+    async def _interact(self, post_id: int, action: str, on: bool) -> post_pb2.Post:
+        caller = require_caller()
+        row = await self._visible_post(post_id, caller.user_id)
+        toggle = {"like": self.store.like, "share": self.store.share, "save": self.store.save}
+        if await toggle[action](row.post_id, caller.user_id, on):
+            self._poke()
+        return await self._reread(row.post_id, caller.user_id)
+
+    async def LikePost(
+        self, request: post_pb2.LikePostRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.LikePostResponse:
+        return post_pb2.LikePostResponse(post=await self._interact(request.post_id, "like", True))
+
+    async def UnlikePost(
+        self, request: post_pb2.UnlikePostRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.UnlikePostResponse:
+        return post_pb2.UnlikePostResponse(
+            post=await self._interact(request.post_id, "like", False)
+        )
+
+    async def SharePost(
+        self, request: post_pb2.SharePostRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.SharePostResponse:
+        return post_pb2.SharePostResponse(post=await self._interact(request.post_id, "share", True))
+
+    async def UnsharePost(
+        self, request: post_pb2.UnsharePostRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.UnsharePostResponse:
+        return post_pb2.UnsharePostResponse(
+            post=await self._interact(request.post_id, "share", False)
+        )
+
+    async def SavePost(
+        self, request: post_pb2.SavePostRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.SavePostResponse:
+        return post_pb2.SavePostResponse(post=await self._interact(request.post_id, "save", True))
+
+    async def UnsavePost(
+        self, request: post_pb2.UnsavePostRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.UnsavePostResponse:
+        return post_pb2.UnsavePostResponse(
+            post=await self._interact(request.post_id, "save", False)
+        )
+
+    async def ListSavedPosts(
+        self, request: post_pb2.ListSavedPostsRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.ListSavedPostsResponse:
+        caller = require_caller()
+        scope = f"saves:{caller.user_id}"
+        size = page_size(request.page_size, default=20, maximum=100)
+        position = self._rt.page_tokens.decode(scope, request.page_token)
+        saved = await self.store.saved(
+            caller.user_id, int(position["s"]) if position else None, size + 1
+        )
+        page = saved[:size]
+        rows = await self.store.posts([p for p, _ in page], caller.user_id)
+        visible = {r.post_id: r for r in await self._visible(list(rows.values()), caller.user_id)}
+        token = self._rt.page_tokens.encode(scope, {"s": page[-1][1]}) if len(saved) > size else ""
+        return post_pb2.ListSavedPostsResponse(
+            posts=[post_proto(visible[p]) for p, _ in page if p in visible], next_page_token=token
+        )
+
+    # -- comments ------------------------------------------------------------------
+
+    async def CreateComment(
+        self, request: post_pb2.CreateCommentRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.Comment:
+        caller = require_caller()
+        body = text_rules.clean(request.comment.text)
+        v = Violations()
+        v.check(0 < len(body) <= MAX_COMMENT, "comment.text", f"1 to {MAX_COMMENT} characters")
+        v.raise_if_any()
+        row = await self._visible_post(request.post_id, caller.user_id)
+        assert self._comment_limit is not None
+        await self._comment_limit.enforce(str(caller.user_id), "comments")
+        comment = await self.store.create_comment(row.post_id, caller.user_id, body)
+        self._poke()
+        return comment_proto(comment)
+
+    async def ListComments(
+        self, request: post_pb2.ListCommentsRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.ListCommentsResponse:
+        caller = current_caller()
+        scope = f"comments:{request.post_id}"
+        size = page_size(request.page_size, default=50, maximum=200)
+        position = self._rt.page_tokens.decode(scope, request.page_token)
+        row = await self._visible_post(request.post_id, caller.user_id if caller else 0)
+        comments = await self.store.comments(
+            row.post_id, int(position["c"]) if position else None, size + 1
+        )
+        token = (
+            self._rt.page_tokens.encode(scope, {"c": comments[size - 1].comment_id})
+            if len(comments) > size
+            else ""
+        )
+        return post_pb2.ListCommentsResponse(
+            comments=[comment_proto(c) for c in comments[:size]], next_page_token=token
+        )
+
+    async def DeleteComment(
+        self, request: post_pb2.DeleteCommentRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        caller = require_caller()
+        require_positive_id(request.post_id, "post_id")
+        require_positive_id(request.comment_id, "comment_id")
+        comment = await self.store.comment(request.post_id, request.comment_id)
+        post = (await self.store.posts([request.post_id], caller.user_id)).get(request.post_id)
+        if comment is None or post is None:
+            raise NotFound(f"comment {request.comment_id} not found")
+        if caller.user_id not in (comment.author_id, post.author_id):
+            raise PermissionDenied("only the comment's author or the post's author may delete it")
+        await self.store.delete_comment(request.post_id, request.comment_id)
+        return empty_pb2.Empty()
+
+    async def BatchGetPostCounts(
+        self, request: post_pb2.BatchGetPostCountsRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.BatchGetPostCountsResponse:
+        ids = batch_ids(request.user_ids, "user_ids", 1000)
+        counts = await self.store.post_counts(ids)
+        return post_pb2.BatchGetPostCountsResponse(
+            counts=[post_pb2.PostCount(user_id=i, post_count=counts[i]) for i in ids]
+        )

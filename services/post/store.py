@@ -1,0 +1,337 @@
+"""PostgreSQL storage of the post service (schema "post"); plain parameterized SQL.
+
+Reads are one round trip whatever the batch size: the viewer's own state
+(liked/saved/shared) is computed in the same query as the posts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.kit.db import Database
+from services.kit.errors import NotFound
+from services.kit.events import enqueue
+from services.kit.ids import IdGenerator
+
+SCHEMA = "post"
+
+_POST_SELECT = """
+SELECT p.post_id, p.author_id, p.text, p.media_ids, p.visibility, p.hashtags, p.mention_ids,
+       p.like_count, p.comment_count, p.share_count, p.created_at,
+       EXISTS (SELECT 1 FROM post.likes l WHERE l.post_id = p.post_id AND l.user_id = $1)
+         AS is_liked,
+       EXISTS (SELECT 1 FROM post.saves s WHERE s.post_id = p.post_id AND s.user_id = $1)
+         AS is_saved,
+       EXISTS (SELECT 1 FROM post.shares h WHERE h.post_id = p.post_id AND h.user_id = $1)
+         AS is_shared
+FROM post.posts p
+"""
+
+
+@dataclass(frozen=True)
+class PostRow:
+    post_id: int
+    author_id: int
+    text: str
+    media_ids: list[int]
+    visibility: int
+    hashtags: list[str]
+    mention_ids: list[int]
+    like_count: int
+    comment_count: int
+    share_count: int
+    created_at: datetime
+    is_liked: bool = False
+    is_saved: bool = False
+    is_shared: bool = False
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> PostRow:
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class CommentRow:
+    comment_id: int
+    post_id: int
+    author_id: int
+    text: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> CommentRow:
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
+
+class PostStore:
+    def __init__(self, db: Database, ids: IdGenerator) -> None:
+        self._db = db
+        self._ids = ids
+
+    async def _event(
+        self, conn: asyncpg.Connection, topic: str, post_id: int, payload: dict[str, Any]
+    ) -> None:
+        await enqueue(conn, SCHEMA, self._ids, topic, post_id, payload)
+
+    async def create_post(
+        self,
+        *,
+        author_id: int,
+        text: str,
+        media_ids: list[int],
+        visibility: int,
+        hashtags: list[str],
+        mention_ids: list[int],
+        request_id: str | None,
+    ) -> tuple[int, bool]:
+        """(post id, created). A repeated request_id returns the first post's id."""
+        async with self._db.transaction() as conn:
+            post_id = await conn.fetchval(
+                """INSERT INTO post.posts (post_id, author_id, text, media_ids, visibility,
+                                           hashtags, mention_ids, request_id)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   ON CONFLICT (author_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
+                   RETURNING post_id""",
+                self._ids.next_id(),
+                author_id,
+                text,
+                media_ids,
+                visibility,
+                hashtags,
+                mention_ids,
+                request_id,
+            )
+            if post_id is None:
+                existing = await conn.fetchval(
+                    "SELECT post_id FROM post.posts WHERE author_id = $1 AND request_id = $2",
+                    author_id,
+                    request_id,
+                )
+                return int(existing), False
+            await conn.execute(
+                """INSERT INTO post.author_counts (user_id, post_count) VALUES ($1, 1)
+                   ON CONFLICT (user_id)
+                   DO UPDATE SET post_count = post.author_counts.post_count + 1""",
+                author_id,
+            )
+            payload = {
+                "post_id": str(post_id),
+                "author_id": str(author_id),
+                "visibility": visibility,
+                "hashtags": hashtags,
+            }
+            await self._event(conn, "post.created", post_id, payload)
+            for mentioned in mention_ids:
+                await self._event(
+                    conn,
+                    "post.mentioned",
+                    post_id,
+                    {
+                        "post_id": str(post_id),
+                        "author_id": str(author_id),
+                        "mentioned_id": str(mentioned),
+                    },
+                )
+        return int(post_id), True
+
+    async def find_by_request_id(self, author_id: int, request_id: str) -> int | None:
+        return await self._db.primary.fetchval(
+            "SELECT post_id FROM post.posts WHERE author_id = $1 AND request_id = $2",
+            author_id,
+            request_id,
+        )
+
+    async def posts(self, post_ids: list[int], viewer_id: int) -> dict[int, PostRow]:
+        """Live posts among the ids with the viewer's state: one query for up to 500 ids."""
+        rows = await self._db.primary.fetch(
+            _POST_SELECT + " WHERE p.post_id = ANY($2::bigint[]) AND p.deleted_at IS NULL",
+            viewer_id,
+            post_ids,
+        )
+        return {r["post_id"]: PostRow.from_row(r) for r in rows}
+
+    async def author_posts(
+        self,
+        author_id: int,
+        viewer_id: int,
+        *,
+        before: int | None,
+        limit: int,
+        include_followers_only: bool,
+    ) -> list[PostRow]:
+        rows = await self._db.primary.fetch(
+            _POST_SELECT
+            + """ WHERE p.author_id = $2 AND p.deleted_at IS NULL
+                  AND ($3::bigint IS NULL OR p.post_id < $3)
+                  AND ($4 OR p.visibility <> 2)
+                  ORDER BY p.post_id DESC LIMIT $5""",
+            viewer_id,
+            author_id,
+            before,
+            include_followers_only,
+            limit,
+        )
+        return [PostRow.from_row(r) for r in rows]
+
+    async def delete_post(self, post_id: int) -> None:
+        async with self._db.transaction() as conn:
+            author = await conn.fetchval(
+                """UPDATE post.posts SET deleted_at = now()
+                   WHERE post_id = $1 AND deleted_at IS NULL RETURNING author_id""",
+                post_id,
+            )
+            if author is None:
+                raise NotFound(f"post {post_id} not found")
+            await conn.execute(
+                "UPDATE post.author_counts SET post_count = post_count - 1 WHERE user_id = $1",
+                author,
+            )
+            await self._event(
+                conn, "post.deleted", post_id, {"post_id": str(post_id), "author_id": str(author)}
+            )
+
+    async def _toggle(
+        self,
+        table: str,
+        counter: str | None,
+        post_id: int,
+        user_id: int,
+        *,
+        on: bool,
+        topic: str | None = None,
+    ) -> bool:
+        """Adds/removes the caller's row and moves the counter only if it really changed."""
+        async with self._db.transaction() as conn:
+            if on:
+                extra_cols, extra_vals = (", save_id", ", $3") if table == "saves" else ("", "")
+                args: list[Any] = [post_id, user_id]
+                if table == "saves":
+                    args.append(self._ids.next_id())
+                changed = await conn.fetchval(
+                    f"""INSERT INTO post.{table} (post_id, user_id{extra_cols})
+                        VALUES ($1, $2{extra_vals}) ON CONFLICT DO NOTHING RETURNING true""",
+                    *args,
+                )
+            else:
+                changed = await conn.fetchval(
+                    f"DELETE FROM post.{table} WHERE post_id = $1 AND user_id = $2 RETURNING true",
+                    post_id,
+                    user_id,
+                )
+            if changed and counter:
+                await conn.execute(
+                    f"UPDATE post.posts SET {counter} = {counter} + $2 WHERE post_id = $1",
+                    post_id,
+                    1 if on else -1,
+                )
+            if changed and topic:
+                await self._event(
+                    conn, topic, post_id, {"post_id": str(post_id), "user_id": str(user_id)}
+                )
+            return bool(changed)
+
+    async def like(self, post_id: int, user_id: int, on: bool) -> bool:
+        return await self._toggle(
+            "likes", "like_count", post_id, user_id, on=on, topic="post.liked" if on else None
+        )
+
+    async def share(self, post_id: int, user_id: int, on: bool) -> bool:
+        return await self._toggle(
+            "shares",
+            "share_count",
+            post_id,
+            user_id,
+            on=on,
+            topic="post.shared" if on else "post.unshared",
+        )
+
+    async def save(self, post_id: int, user_id: int, on: bool) -> bool:
+        return await self._toggle("saves", None, post_id, user_id, on=on)
+
+    async def saved(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
+        """(post_id, save_id) newest save first, live posts only."""
+        rows = await self._db.primary.fetch(
+            """SELECT s.post_id, s.save_id FROM post.saves s
+               JOIN post.posts p ON p.post_id = s.post_id AND p.deleted_at IS NULL
+               WHERE s.user_id = $1 AND ($2::bigint IS NULL OR s.save_id < $2)
+               ORDER BY s.save_id DESC LIMIT $3""",
+            user_id,
+            before,
+            limit,
+        )
+        return [(r["post_id"], r["save_id"]) for r in rows]
+
+    async def create_comment(self, post_id: int, author_id: int, text: str) -> CommentRow:
+        async with self._db.transaction() as conn:
+            row = await conn.fetchrow(
+                """INSERT INTO post.comments (comment_id, post_id, author_id, text)
+                   VALUES ($1, $2, $3, $4)
+                   RETURNING comment_id, post_id, author_id, text, created_at""",
+                self._ids.next_id(),
+                post_id,
+                author_id,
+                text,
+            )
+            await conn.execute(
+                "UPDATE post.posts SET comment_count = comment_count + 1 WHERE post_id = $1",
+                post_id,
+            )
+            await self._event(
+                conn,
+                "post.commented",
+                post_id,
+                {
+                    "post_id": str(post_id),
+                    "comment_id": str(row["comment_id"]),
+                    "user_id": str(author_id),
+                },
+            )
+        return CommentRow.from_row(row)
+
+    async def comment(self, post_id: int, comment_id: int) -> CommentRow | None:
+        row = await self._db.primary.fetchrow(
+            """SELECT comment_id, post_id, author_id, text, created_at FROM post.comments
+               WHERE comment_id = $1 AND post_id = $2 AND deleted_at IS NULL""",
+            comment_id,
+            post_id,
+        )
+        return CommentRow.from_row(row) if row else None
+
+    async def comments(self, post_id: int, after: int | None, limit: int) -> list[CommentRow]:
+        rows = await self._db.primary.fetch(
+            """SELECT comment_id, post_id, author_id, text, created_at FROM post.comments
+               WHERE post_id = $1 AND deleted_at IS NULL
+                 AND ($2::bigint IS NULL OR comment_id > $2)
+               ORDER BY comment_id LIMIT $3""",
+            post_id,
+            after,
+            limit,
+        )
+        return [CommentRow.from_row(r) for r in rows]
+
+    async def delete_comment(self, post_id: int, comment_id: int) -> None:
+        async with self._db.transaction() as conn:
+            deleted = await conn.fetchval(
+                """UPDATE post.comments SET deleted_at = now()
+                   WHERE comment_id = $1 AND post_id = $2 AND deleted_at IS NULL
+                   RETURNING true""",
+                comment_id,
+                post_id,
+            )
+            if deleted:
+                await conn.execute(
+                    "UPDATE post.posts SET comment_count = comment_count - 1 WHERE post_id = $1",
+                    post_id,
+                )
+
+    async def post_counts(self, user_ids: list[int]) -> dict[int, int]:
+        rows = await self._db.reader().fetch(
+            "SELECT user_id, post_count FROM post.author_counts WHERE user_id = ANY($1::bigint[])",
+            user_ids,
+        )
+        found = {r["user_id"]: r["post_count"] for r in rows}
+        return {u: found.get(u, 0) for u in user_ids}
