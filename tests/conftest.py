@@ -14,6 +14,8 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
+from google.protobuf import field_mask_pb2
+from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.auth import (
     TokenSigner,
@@ -156,3 +158,40 @@ def user_service(mesh: Mesh) -> RunningService:
 @pytest.fixture
 def graph_service(mesh: Mesh) -> RunningService:
     return mesh["graph"]
+
+
+class Person:
+    """A registered account and the metadata that authenticates as it."""
+
+    def __init__(self, user_id: int, token: str, handle: str = "") -> None:
+        self.id = user_id
+        self.handle = handle
+        self.md = [("authorization", f"Bearer {token}")]
+
+
+@pytest.fixture
+def users(mesh: Mesh) -> user_pb2_grpc.UserServiceStub:
+    return user_pb2_grpc.UserServiceStub(mesh["user"].channel)
+
+
+@pytest.fixture
+def make_person(users, infra: Infra):
+    async def make(private: bool = False) -> Person:
+        handle = unique("g")
+        user = await users.CreateUser(
+            user_pb2.CreateUserRequest(
+                handle=handle, email=f"{handle}@e.com", password="password123"
+            )
+        )
+        person = Person(user.user_id, infra.signer().sign(user.user_id, 1), handle)
+        if private:
+            await users.UpdateUser(
+                user_pb2.UpdateUserRequest(
+                    user=user_pb2.User(user_id=user.user_id, is_private=True),
+                    update_mask=field_mask_pb2.FieldMask(paths=["is_private"]),
+                ),
+                metadata=person.md,
+            )
+        return person
+
+    return make

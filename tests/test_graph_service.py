@@ -7,51 +7,16 @@ import random
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
-from socialmesh.user.v1 import user_pb2, user_pb2_grpc
+from socialmesh.user.v1 import user_pb2
 
-from .conftest import Infra, Mesh, unique
+from .conftest import Mesh, Person
 from .test_user_service import violations
-
-
-class Person:
-    def __init__(self, user_id: int, token: str) -> None:
-        self.id = user_id
-        self.md = [("authorization", f"Bearer {token}")]
 
 
 @pytest.fixture
 def graph(mesh: Mesh) -> graph_pb2_grpc.GraphServiceStub:
     return graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
-
-
-@pytest.fixture
-def users(mesh: Mesh) -> user_pb2_grpc.UserServiceStub:
-    return user_pb2_grpc.UserServiceStub(mesh["user"].channel)
-
-
-@pytest.fixture
-def make_person(users, infra: Infra):
-    async def make(private: bool = False) -> Person:
-        handle = unique("g")
-        user = await users.CreateUser(
-            user_pb2.CreateUserRequest(
-                handle=handle, email=f"{handle}@e.com", password="password123"
-            )
-        )
-        person = Person(user.user_id, infra.signer().sign(user.user_id, 1))
-        if private:
-            await users.UpdateUser(
-                user_pb2.UpdateUserRequest(
-                    user=user_pb2.User(user_id=user.user_id, is_private=True),
-                    update_mask=field_mask_pb2.FieldMask(paths=["is_private"]),
-                ),
-                metadata=person.md,
-            )
-        return person
-
-    return make
 
 
 async def counts(graph, *people: Person) -> list[tuple[int, int]]:

@@ -1,0 +1,425 @@
+"""The post service over real gRPC (with the real user and graph services), real PG/Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import grpc
+import pytest
+from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
+from socialmesh.post.v1 import post_pb2, post_pb2_grpc
+from socialmesh.user.v1 import user_pb2
+
+from .conftest import Infra, Mesh, Person
+from .test_user_service import violations
+
+
+@pytest.fixture
+def posts(mesh: Mesh) -> post_pb2_grpc.PostServiceStub:
+    return post_pb2_grpc.PostServiceStub(mesh["post"].channel)
+
+
+@pytest.fixture
+def graph(mesh: Mesh) -> graph_pb2_grpc.GraphServiceStub:
+    return graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
+
+
+async def publish(posts, author: Person, text: str = "hello", **fields) -> post_pb2.Post:
+    request_id = fields.pop("request_id", "")
+    return await posts.CreatePost(
+        post_pb2.CreatePostRequest(post=post_pb2.Post(text=text, **fields), request_id=request_id),
+        metadata=author.md,
+    )
+
+
+async def follow(graph, fan: Person, idol: Person) -> None:
+    await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=idol.id), metadata=fan.md)
+
+
+async def code_of(call) -> grpc.StatusCode:
+    try:
+        await call
+    except grpc.aio.AioRpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+async def test_create_extracts_hashtags_and_mentions(posts, make_person):
+    author, friend = await make_person(), await make_person()
+    post = await publish(
+        posts, author, f"Hi @{friend.handle} and @nobody_here_xyz! #Launch #launch #día"
+    )
+    assert post.author_id == author.id and post.visibility == post_pb2.VISIBILITY_PUBLIC
+    assert list(post.hashtags) == ["launch", "día"]
+    assert list(post.mention_ids) == [friend.id]  # unknown handles stay text
+    assert "@nobody_here_xyz" in post.text
+
+
+async def test_text_and_attachment_validation_names_the_field(posts, make_person):
+    author = await make_person()
+    cases = [
+        ({"text": "x" * 5001}, "post.text"),
+        ({"text": ""}, "post.text"),
+        ({"text": "hi", "media_ids": [1, 2, 3, 4, 5]}, "post.media_ids"),
+        ({"text": "hi", "media_ids": [1]}, "post.media_ids"),
+    ]
+    for fields, field in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await posts.CreatePost(
+                post_pb2.CreatePostRequest(post=post_pb2.Post(**fields)), metadata=author.md
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in violations(err.value), fields
+    # 5,000 characters counted as characters, not bytes.
+    ok = await publish(posts, author, "é" * 5000)
+    assert len(ok.text) == 5000
+
+
+async def test_concurrent_creates_with_one_request_id_make_one_post(posts, make_person, mesh):
+    author = await make_person()
+    replies = await asyncio.gather(
+        *(publish(posts, author, "once", request_id="req-123") for _ in range(20))
+    )
+    assert len({r.post_id for r in replies}) == 1
+    db = mesh["post"].host.runtime.db
+    n = await db.primary.fetchval("SELECT count(*) FROM post.posts WHERE author_id = $1", author.id)
+    assert n == 1
+    counts = await posts.BatchGetPostCounts(
+        post_pb2.BatchGetPostCountsRequest(user_ids=[author.id])
+    )
+    assert counts.counts[0].post_count == 1
+
+
+async def test_twenty_concurrent_likes_count_once(posts, make_person):
+    author, fan = await make_person(), await make_person()
+    post = await publish(posts, author)
+    await asyncio.gather(
+        *(
+            posts.LikePost(post_pb2.LikePostRequest(post_id=post.post_id), metadata=fan.md)
+            for _ in range(20)
+        )
+    )
+    seen = await posts.GetPost(post_pb2.GetPostRequest(post_id=post.post_id), metadata=fan.md)
+    assert seen.like_count == 1 and seen.is_liked
+    other_view = await posts.GetPost(post_pb2.GetPostRequest(post_id=post.post_id))
+    assert other_view.like_count == 1 and not other_view.is_liked
+    await posts.UnlikePost(post_pb2.UnlikePostRequest(post_id=post.post_id), metadata=fan.md)
+    await posts.UnlikePost(post_pb2.UnlikePostRequest(post_id=post.post_id), metadata=fan.md)
+    assert (await posts.GetPost(post_pb2.GetPostRequest(post_id=post.post_id))).like_count == 0
+
+
+async def test_visibility_from_author_follower_and_stranger(posts, graph, make_person):
+    author, fan, stranger = await make_person(), await make_person(), await make_person()
+    await follow(graph, fan, author)
+    public = await publish(posts, author, "for everyone")
+    followers_only = await publish(
+        posts, author, "friends", visibility=post_pb2.VISIBILITY_FOLLOWERS
+    )
+    for viewer, expected in (
+        (author, grpc.StatusCode.OK),
+        (fan, grpc.StatusCode.OK),
+        (stranger, grpc.StatusCode.PERMISSION_DENIED),
+    ):
+        got = await code_of(
+            posts.GetPost(
+                post_pb2.GetPostRequest(post_id=followers_only.post_id), metadata=viewer.md
+            )
+        )
+        assert got == expected, viewer
+    assert await code_of(
+        posts.GetPost(post_pb2.GetPostRequest(post_id=followers_only.post_id))
+    ) == (grpc.StatusCode.PERMISSION_DENIED)
+    batch = await posts.BatchGetPosts(
+        post_pb2.BatchGetPostsRequest(post_ids=[followers_only.post_id, public.post_id]),
+        metadata=stranger.md,
+    )
+    assert [p.post_id for p in batch.posts] == [public.post_id]
+    timeline = await posts.ListUserPosts(
+        post_pb2.ListUserPostsRequest(user_id=author.id), metadata=stranger.md
+    )
+    assert [p.post_id for p in timeline.posts] == [public.post_id]
+    timeline = await posts.ListUserPosts(
+        post_pb2.ListUserPostsRequest(user_id=author.id), metadata=fan.md
+    )
+    assert [p.post_id for p in timeline.posts] == [followers_only.post_id, public.post_id]
+    # A stranger cannot interact with what they cannot see.
+    assert (
+        await code_of(
+            posts.LikePost(
+                post_pb2.LikePostRequest(post_id=followers_only.post_id), metadata=stranger.md
+            )
+        )
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+
+
+async def test_private_author_and_blocks(posts, graph, make_person):
+    author, fan, stranger = (
+        await make_person(private=True),
+        await make_person(),
+        await make_person(),
+    )
+    post = await publish(posts, author, "private account post")
+    await follow(graph, fan, author)
+    await graph.AcceptFollowRequest(
+        graph_pb2.AcceptFollowRequestRequest(requester_id=fan.id), metadata=author.md
+    )
+    assert (
+        await posts.GetPost(post_pb2.GetPostRequest(post_id=post.post_id), metadata=fan.md)
+    ).text
+    assert (
+        await code_of(
+            posts.GetPost(post_pb2.GetPostRequest(post_id=post.post_id), metadata=stranger.md)
+        )
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert (
+        await code_of(
+            posts.ListUserPosts(
+                post_pb2.ListUserPostsRequest(user_id=author.id), metadata=stranger.md
+            )
+        )
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+    await graph.BlockUser(graph_pb2.BlockUserRequest(user_id=fan.id), metadata=author.md)
+    assert (
+        await code_of(posts.GetPost(post_pb2.GetPostRequest(post_id=post.post_id), metadata=fan.md))
+        == grpc.StatusCode.NOT_FOUND
+    )
+
+
+async def test_delete_post_is_author_only_and_hides_everywhere(posts, users, make_person):
+    author, other = await make_person(), await make_person()
+    post = await publish(posts, author)
+    await publish(posts, author, "second")
+    assert (await users.GetUser(user_pb2.GetUserRequest(user_id=author.id))).post_count == 2
+    assert (
+        await code_of(
+            posts.DeletePost(post_pb2.DeletePostRequest(post_id=post.post_id), metadata=other.md)
+        )
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+    await posts.DeletePost(post_pb2.DeletePostRequest(post_id=post.post_id), metadata=author.md)
+    assert await code_of(posts.GetPost(post_pb2.GetPostRequest(post_id=post.post_id))) == (
+        grpc.StatusCode.NOT_FOUND
+    )
+    timeline = await posts.ListUserPosts(post_pb2.ListUserPostsRequest(user_id=author.id))
+    assert post.post_id not in [p.post_id for p in timeline.posts]
+    assert (await users.GetUser(user_pb2.GetUserRequest(user_id=author.id))).post_count == 1
+
+
+async def test_comments_order_pagination_and_deletion_rights(posts, make_person):
+    author, commenter, stranger = await make_person(), await make_person(), await make_person()
+    post = await publish(posts, author)
+    made = []
+    for i in range(5):
+        made.append(
+            await posts.CreateComment(
+                post_pb2.CreateCommentRequest(
+                    post_id=post.post_id, comment=post_pb2.Comment(text=f"c{i}")
+                ),
+                metadata=commenter.md,
+            )
+        )
+    listed, token = [], ""
+    while True:
+        page = await posts.ListComments(
+            post_pb2.ListCommentsRequest(post_id=post.post_id, page_size=2, page_token=token)
+        )
+        listed += [c.text for c in page.comments]
+        token = page.next_page_token
+        if not token:
+            break
+    assert listed == ["c0", "c1", "c2", "c3", "c4"]  # oldest first
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await posts.CreateComment(
+            post_pb2.CreateCommentRequest(
+                post_id=post.post_id, comment=post_pb2.Comment(text="x" * 2001)
+            ),
+            metadata=commenter.md,
+        )
+    assert "comment.text" in violations(err.value)
+    delete = post_pb2.DeleteCommentRequest
+    assert (
+        await code_of(
+            posts.DeleteComment(
+                delete(post_id=post.post_id, comment_id=made[0].comment_id), metadata=stranger.md
+            )
+        )
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+    await posts.DeleteComment(
+        delete(post_id=post.post_id, comment_id=made[0].comment_id), metadata=commenter.md
+    )
+    await posts.DeleteComment(
+        delete(post_id=post.post_id, comment_id=made[1].comment_id), metadata=author.md
+    )
+    seen = await posts.GetPost(post_pb2.GetPostRequest(post_id=post.post_id))
+    assert seen.comment_count == 3
+
+
+async def test_saves_are_private_and_listed_newest_first(posts, make_person):
+    author, saver, other = await make_person(), await make_person(), await make_person()
+    first, second = await publish(posts, author, "one"), await publish(posts, author, "two")
+    for p in (first, second, first):
+        await posts.SavePost(post_pb2.SavePostRequest(post_id=p.post_id), metadata=saver.md)
+    mine = await posts.ListSavedPosts(post_pb2.ListSavedPostsRequest(), metadata=saver.md)
+    assert [p.post_id for p in mine.posts] == [second.post_id, first.post_id]
+    assert all(p.is_saved for p in mine.posts)
+    theirs = await posts.ListSavedPosts(post_pb2.ListSavedPostsRequest(), metadata=other.md)
+    assert list(theirs.posts) == []
+    assert await code_of(posts.ListSavedPosts(post_pb2.ListSavedPostsRequest())) == (
+        grpc.StatusCode.UNAUTHENTICATED
+    )
+
+
+async def test_share_is_idempotent_and_unshare_allowed(posts, make_person):
+    author, fan = await make_person(), await make_person()
+    post = await publish(posts, author)
+    for _ in range(2):
+        reply = await posts.SharePost(
+            post_pb2.SharePostRequest(post_id=post.post_id), metadata=fan.md
+        )
+    assert reply.post.share_count == 1 and reply.post.is_shared
+    reply = await posts.UnsharePost(
+        post_pb2.UnsharePostRequest(post_id=post.post_id), metadata=fan.md
+    )
+    assert reply.post.share_count == 0 and not reply.post.is_shared
+
+
+async def test_counters_equal_a_recount_after_random_interleaving(posts, make_person, mesh):
+    author = await make_person()
+    fans = [await make_person() for _ in range(6)]
+    targets = [await publish(posts, author, f"p{i}") for i in range(3)]
+    rng = random.Random(11)
+    actions = [
+        ("like", post_pb2.LikePostRequest, posts.LikePost),
+        ("unlike", post_pb2.UnlikePostRequest, posts.UnlikePost),
+        ("share", post_pb2.SharePostRequest, posts.SharePost),
+        ("unshare", post_pb2.UnsharePostRequest, posts.UnsharePost),
+    ]
+
+    async def op() -> None:
+        fan, target = rng.choice(fans), rng.choice(targets)
+        kind = rng.randrange(5)
+        if kind == 4:
+            await posts.CreateComment(
+                post_pb2.CreateCommentRequest(
+                    post_id=target.post_id, comment=post_pb2.Comment(text="hi")
+                ),
+                metadata=fan.md,
+            )
+            return
+        _, request, call = actions[kind]
+        await call(request(post_id=target.post_id), metadata=fan.md)
+
+    for _ in range(10):
+        await asyncio.gather(*(op() for _ in range(12)))
+    db = mesh["post"].host.runtime.db
+    rows = await db.primary.fetch(
+        """SELECT p.like_count, p.share_count, p.comment_count,
+                  (SELECT count(*) FROM post.likes l WHERE l.post_id = p.post_id) AS likes,
+                  (SELECT count(*) FROM post.shares s WHERE s.post_id = p.post_id) AS shares,
+                  (SELECT count(*) FROM post.comments c
+                    WHERE c.post_id = p.post_id AND c.deleted_at IS NULL) AS comments
+           FROM post.posts p WHERE p.post_id = ANY($1::bigint[])""",
+        [t.post_id for t in targets],
+    )
+    assert all(
+        (r["like_count"], r["share_count"], r["comment_count"])
+        == (r["likes"], r["shares"], r["comments"])
+        for r in rows
+    )
+    assert sum(r["likes"] + r["comments"] for r in rows) > 0
+
+
+async def test_batch_get_validates_and_keeps_order(posts, make_person):
+    author = await make_person()
+    made = [await publish(posts, author, f"b{i}") for i in range(3)]
+    ids = [made[2].post_id, 999, made[0].post_id]
+    reply = await posts.BatchGetPosts(post_pb2.BatchGetPostsRequest(post_ids=ids))
+    assert [p.post_id for p in reply.posts] == [made[2].post_id, made[0].post_id]
+    for bad in ([], list(range(1, 502))):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await posts.BatchGetPosts(post_pb2.BatchGetPostsRequest(post_ids=bad))
+        assert "post_ids" in violations(err.value)
+
+
+async def test_thirty_first_post_in_a_minute_is_rate_limited(posts, make_person):
+    author = await make_person()
+    for i in range(30):
+        await publish(posts, author, f"n{i}")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await publish(posts, author, "one too many")
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_events_reach_the_stream_with_stable_ids(posts, make_person, mesh):
+    author, fan = await make_person(), await make_person()
+    post = await publish(posts, author, f"hey @{fan.handle}")
+    await posts.LikePost(post_pb2.LikePostRequest(post_id=post.post_id), metadata=fan.md)
+    redis = mesh["post"].host.runtime.redis
+    topics: dict[str, str] = {}
+    for _ in range(50):
+        entries = await redis.xrevrange("events:post", count=200)
+        topics = {
+            f[b"topic"].decode(): f[b"event_id"].decode()
+            for _, f in entries
+            if json.loads(f[b"payload"]).get("post_id") == str(post.post_id)
+        }
+        if {"post.created", "post.mentioned", "post.liked"} <= set(topics):
+            break
+        await asyncio.sleep(0.1)
+    assert {"post.created", "post.mentioned", "post.liked"} <= set(topics)
+    assert all(event_id.isdigit() for event_id in topics.values())
+
+
+async def test_no_event_is_lost_if_the_service_dies_between_commit_and_publish(
+    infra: Infra, mesh: Mesh, make_person
+):
+    """The outbox row commits with the post; a restarted instance's relay publishes it."""
+    from services.kit.server import ServiceHost
+    from services.post.service import build_spec
+
+    author = await make_person()
+    shared_relay = mesh["post"].host.runtime.relay
+    assert shared_relay is not None
+    await shared_relay.stop()  # nothing else may publish while we stage the crash
+    try:
+        doomed = ServiceHost(build_spec(), infra.settings("post", mesh.env))
+        await doomed.start()
+        assert doomed.runtime.relay is not None
+        await doomed.runtime.relay.stop()  # it "dies" right after committing
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{doomed.port}") as channel:
+            stub = post_pb2_grpc.PostServiceStub(channel)
+            post = await publish(stub, author, "written just before the crash")
+        await doomed.stop()
+        db = mesh["post"].host.runtime.db
+        pending = await db.primary.fetchval(
+            "SELECT count(*) FROM post.outbox WHERE aggregate_id = $1 AND published_at IS NULL",
+            post.post_id,
+        )
+        assert pending == 1
+        redis = mesh["post"].host.runtime.redis
+
+        async def published() -> bool:
+            entries = await redis.xrevrange("events:post", count=500)
+            return any(
+                json.loads(f[b"payload"]).get("post_id") == str(post.post_id) for _, f in entries
+            )
+
+        assert not await published()
+        restarted = ServiceHost(build_spec(), infra.settings("post", mesh.env))
+        await restarted.start()
+        try:
+            for _ in range(50):
+                if await published():
+                    break
+                await asyncio.sleep(0.1)
+            assert await published()
+        finally:
+            await restarted.stop()
+    finally:
+        shared_relay.start()
