@@ -28,8 +28,10 @@ import httpx
 import redis
 
 from services.devstack import Stack
+from services.kit.auth import TokenSigner, load_private_key
+from services.seed import Seeded
 
-SCENARIOS = ("profile", "graph")
+SCENARIOS = ("profile", "graph", "post")
 
 
 def _free_port() -> int:
@@ -108,8 +110,7 @@ def bench_profile(edge: str, args: argparse.Namespace, stack: Stack | None) -> N
     report("GET /v1/users/{id} (anonymous) through the edge:", figures)
 
 
-def bench_graph(edge: str, args: argparse.Namespace, stack: Stack) -> None:
-    from services.kit.auth import TokenSigner, load_private_key
+def seed_stack(args: argparse.Namespace, stack: Stack) -> tuple[Seeded, float]:
     from services.seed import seed
 
     seed_args = argparse.Namespace(
@@ -118,16 +119,44 @@ def bench_graph(edge: str, args: argparse.Namespace, stack: Stack) -> None:
         celebrity_followers=args.seed_celebrity_followers,
         private_every=0,
         random_seed=42,
+        posts=args.seed_posts,
+        likes=args.seed_likes,
+        comments=args.seed_comments,
     )
     started = time.monotonic()
-    user_ids = asyncio.run(seed(seed_args, stack.env["DATABASE_URL"]))
-    seed_seconds = time.monotonic() - started
-    signer = TokenSigner(
+    seeded = asyncio.run(seed(seed_args, stack.env["DATABASE_URL"]))
+    seconds = time.monotonic() - started
+    report(
+        "socialmesh seed (COPY):",
+        {
+            "users": f"{args.seed_users:,}",
+            "follows": f"{args.seed_follows:,}",
+            "celebrity_followers": f"{args.seed_celebrity_followers:,}",
+            "posts": f"{args.seed_posts:,}",
+            "likes": f"{args.seed_likes:,}",
+            "comments": f"{args.seed_comments:,}",
+            "seconds": f"{seconds:.1f}",
+        },
+    )
+    return seeded, seconds
+
+
+def _signer(stack: Stack) -> TokenSigner:
+    return TokenSigner(
         load_private_key(stack.env["JWT_PRIVATE_KEY_FILE"]),
         issuer="socialmesh",
         audience="socialmesh-api",
         ttl=3600,
     )
+
+
+def _lua_tokens(signer: TokenSigner, user_ids: list[int]) -> str:
+    return "local tokens = {" + ", ".join(f'"{signer.sign(u, 1)}"' for u in user_ids) + "}\n"
+
+
+def bench_graph(edge: str, args: argparse.Namespace, stack: Stack, seeded: Seeded) -> None:
+    signer = _signer(stack)
+    user_ids = seeded.user_ids
     celebrity = user_ids[0]
     auth = {"Authorization": f"Bearer {signer.sign(celebrity, 1)}"}
     base = f"{edge}/v1/users/{celebrity}/followers?pageSize=50"
@@ -144,11 +173,9 @@ def bench_graph(edge: str, args: argparse.Namespace, stack: Stack) -> None:
     actors = rng.sample(user_ids[1:], 200)
     targets = rng.sample(user_ids[1:], 200)
     lua = Path(tempfile.mkdtemp()) / "follow.lua"
-    tokens = ", ".join(f'"{signer.sign(a, 1)}"' for a in actors)
     target_list = ", ".join(f'"{t}"' for t in targets)
     lua.write_text(
-        f"local tokens = {{{tokens}}}\n"
-        f"local targets = {{{target_list}}}\n"
+        _lua_tokens(signer, actors) + f"local targets = {{{target_list}}}\n"
         "local n = 0\n"
         "request = function()\n"
         "  n = n + 1\n"
@@ -160,18 +187,37 @@ def bench_graph(edge: str, args: argparse.Namespace, stack: Stack) -> None:
         "end\n"
     )
     churn = run_wrk(f"{edge}/", args, script=lua)
-    report(
-        "socialmesh seed (COPY):",
-        {
-            "users": f"{args.seed_users:,}",
-            "follows": f"{args.seed_follows:,}",
-            "celebrity_followers": f"{args.seed_celebrity_followers:,}",
-            "seconds": f"{seed_seconds:.1f}",
-        },
-    )
     report("ListFollowers(celebrity) page 1, pageSize=50:", first)
     report("ListFollowers(celebrity) page 100, pageSize=50:", hundredth)
     report("Follow/Unfollow mix (200 accounts x 200 targets):", churn)
+
+
+def bench_post(edge: str, args: argparse.Namespace, stack: Stack, seeded: Seeded) -> None:
+    signer = _signer(stack)
+    rng = random.Random(2)
+    # 30 posts/minute/user: enough distinct authors that the limiter never trips.
+    authors = rng.sample(seeded.user_ids[1:], 3000)
+    lua = Path(tempfile.mkdtemp()) / "create.lua"
+    lua.write_text(
+        _lua_tokens(signer, authors) + "local n = 0\n"
+        "request = function()\n"
+        "  n = n + 1\n"
+        "  local body = '{\"text\": \"bench post ' .. n .. ' #bench\"}'\n"
+        "  return wrk.format('POST', '/v1/posts', {['Authorization'] = 'Bearer ' ..\n"
+        "    tokens[math.random(#tokens)], ['Content-Type'] = 'application/json'}, body)\n"
+        "end\n"
+    )
+    create = run_wrk(f"{edge}/", args, script=lua)
+    ids = rng.sample(seeded.post_ids, 100)
+    query = "&".join(f"postIds={i}" for i in ids)
+    viewer = {"Authorization": f"Bearer {signer.sign(seeded.user_ids[7], 1)}"}
+    with httpx.Client(timeout=30) as client:
+        check = client.get(f"{edge}/v1/posts:batchGet?{query}", headers=viewer)
+        check.raise_for_status()
+        returned = len(check.json()["posts"])
+    batch = run_wrk(f"{edge}/v1/posts:batchGet?{query}", args, headers=viewer)
+    report("CreatePost (3,000 authors, text + hashtag):", create)
+    report(f"BatchGetPosts(100) as a signed-in viewer ({returned} returned):", batch)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -195,11 +241,15 @@ def main(args: argparse.Namespace) -> int:
     try:
         if "profile" in scenarios:
             bench_profile(edge, args, stack)
-        if "graph" in scenarios:
+        if {"graph", "post"} & set(scenarios):
             if stack is None:
-                print("the graph scenario seeds its own stack: run it without --edge-url")
+                print("graph/post scenarios seed their own stack: run without --edge-url")
                 return 2
-            bench_graph(edge, args, stack)
+            seeded, _ = seed_stack(args, stack)
+            if "graph" in scenarios:
+                bench_graph(edge, args, stack, seeded)
+            if "post" in scenarios:
+                bench_post(edge, args, stack, seeded)
     finally:
         if stack is not None:
             stack.stop()

@@ -143,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure the running edge (needs wrk)")
     bench.add_argument("--edge-url", default=None, help="existing edge; default: start a stack")
-    bench.add_argument("--scenario", choices=("all", "profile", "graph"), default="all")
+    bench.add_argument("--scenario", choices=("all", "profile", "graph", "post"), default="all")
+    bench.add_argument("--seed-posts", type=int, default=200_000)
+    bench.add_argument("--seed-likes", type=int, default=500_000)
+    bench.add_argument("--seed-comments", type=int, default=100_000)
     bench.add_argument("--seed-users", type=int, default=120_000)
     bench.add_argument("--seed-follows", type=int, default=600_000)
     bench.add_argument("--seed-celebrity-followers", type=int, default=100_000)
@@ -162,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--follows", type=int, default=600_000)
     seed.add_argument("--celebrity-followers", type=int, default=100_000)
     seed.add_argument("--private-every", type=int, default=0, help="every Nth user private")
+    seed.add_argument("--posts", type=int, default=200_000)
+    seed.add_argument("--likes", type=int, default=500_000)
+    seed.add_argument("--comments", type=int, default=100_000)
     seed.add_argument("--random-seed", type=int, default=42)
     seed.set_defaults(func=_cmd_seed)
     return parser

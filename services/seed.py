@@ -2,7 +2,9 @@
 
 Default shape: 120,000 users, 600,000 follows, one celebrity followed by
 100,000 of them; the other follows pick followees with Zipf-like weights so a
-few accounts are popular and most are not (as in real social graphs).
+few accounts are popular and most are not (as in real social graphs). Then
+200,000 posts (popular accounts post more), 500,000 likes and 100,000 comments
+concentrated on a few hot posts (Pareto).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import itertools
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from services.kit.db import Database
@@ -66,9 +69,16 @@ def power_law_edges(
     return list(edges)
 
 
-async def seed(args: argparse.Namespace, database_url: str) -> list[int]:
-    """Loads the graph; returns the user ids (index 0 is the celebrity)."""
+@dataclass(frozen=True)
+class Seeded:
+    user_ids: list[int]  # index 0 is the celebrity
+    post_ids: list[int]
+
+
+async def seed(args: argparse.Namespace, database_url: str) -> Seeded:
+    """Loads users, the follow graph and (if asked) posts, likes and comments."""
     from services.graph.seed import seed_follows
+    from services.post.seed import seed_posts
     from services.user.seed import seed_users
 
     rng = random.Random(args.random_seed)
@@ -81,7 +91,7 @@ async def seed(args: argparse.Namespace, database_url: str) -> list[int]:
     db = await Database.connect(database_url)
     try:
         async with db.primary.acquire() as conn:
-            for service in ("user", "graph"):
+            for service in ("user", "graph", "post"):
                 await migrate(conn, service, ROOT / service / "migrations")
         user_ids = [ids.next_id() for _ in range(args.users)]
         load_started = time.monotonic()
@@ -99,16 +109,35 @@ async def seed(args: argparse.Namespace, database_url: str) -> list[int]:
                 ids,
                 progress=Progress("follows", len(edges_idx)),
             )
+        n_posts = getattr(args, "posts", 0)
+        post_ids: list[int] = []
+        if n_posts:
+            async with db.transaction() as conn:
+                post_ids = await seed_posts(
+                    conn,
+                    user_ids,
+                    ids,
+                    n_posts=n_posts,
+                    n_likes=args.likes,
+                    n_comments=args.comments,
+                    rng=rng,
+                    progress=Progress("posts", n_posts + args.likes + args.comments),
+                )
         async with db.primary.acquire() as conn:
-            await conn.execute('ANALYZE graph.follows; ANALYZE graph.counts; ANALYZE "user".users')
+            await conn.execute(
+                'ANALYZE graph.follows; ANALYZE graph.counts; ANALYZE "user".users; '
+                "ANALYZE post.posts"
+            )
         print(
             f"seeded {args.users:,} users and {len(edges_idx):,} follows in "
             f"{time.monotonic() - load_started:.1f}s (COPY); celebrity user_id={user_ids[0]} "
-            f"handle=seed_0 with {args.celebrity_followers:,} followers",
+            f"handle=seed_0 with {args.celebrity_followers:,} followers; "
+            f"{n_posts:,} posts, {getattr(args, 'likes', 0):,} likes, "
+            f"{getattr(args, 'comments', 0):,} comments",
         )
     finally:
         await db.close()
-    return user_ids
+    return Seeded(user_ids, post_ids)
 
 
 def main(args: argparse.Namespace) -> int:
