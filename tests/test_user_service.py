@@ -351,3 +351,21 @@ async def test_concurrent_registrations_of_one_handle_create_one_account(stub):
     refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     assert len(created) == 1
     assert [r.code() for r in refused] == [grpc.StatusCode.ALREADY_EXISTS] * 4
+
+
+async def test_batch_get_read_mask_returns_only_named_fields(stub):
+    user, _ = await register(stub, display_name="Masked")
+    reply = await stub.BatchGetUsers(
+        user_pb2.BatchGetUsersRequest(
+            user_ids=[user.user_id],
+            read_mask=field_mask_pb2.FieldMask(paths=["user_id", "is_private"]),
+        )
+    )
+    assert reply.users[0].user_id == user.user_id and reply.users[0].display_name == ""
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.BatchGetUsers(
+            user_pb2.BatchGetUsersRequest(
+                user_ids=[user.user_id], read_mask=field_mask_pb2.FieldMask(paths=["password"])
+            )
+        )
+    assert "read_mask" in violations(err.value)

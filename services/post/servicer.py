@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import grpc
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2, field_mask_pb2, timestamp_pb2
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
@@ -28,6 +28,8 @@ MAX_BATCH = 500
 MAX_REQUEST_ID = 64
 POSTS_PER_MINUTE = 30
 COMMENTS_PER_MINUTE = 60
+#: All visibility needs from the user service (no counts: those cost extra calls).
+AUTHOR_FIELDS = field_mask_pb2.FieldMask(paths=["user_id", "is_private", "is_following"])
 PUBLIC = post_pb2.VISIBILITY_PUBLIC
 FOLLOWERS = post_pb2.VISIBILITY_FOLLOWERS
 
@@ -123,7 +125,8 @@ class PostServicer(post_pb2_grpc.PostServiceServicer):
         assert self._users is not None
         try:
             reply = await self._users.BatchGetUsers(
-                user_pb2.BatchGetUsersRequest(user_ids=wanted), metadata=forwarded_auth()
+                user_pb2.BatchGetUsersRequest(user_ids=wanted, read_mask=AUTHOR_FIELDS),
+                metadata=forwarded_auth(),
             )
         except grpc.aio.AioRpcError as exc:
             raise upstream_error(exc, "user") from exc

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import grpc
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2, field_mask_pb2, timestamp_pb2
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
@@ -21,7 +21,7 @@ from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 from services.kit.auth import TokenSigner, current_caller, forwarded_auth, require_caller
 from services.kit.cache import TwoLayerCache
 from services.kit.channels import open_channel, upstream_error
-from services.kit.errors import NotFound, PermissionDenied, Unauthenticated
+from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from services.kit.ratelimit import RateLimiter
 from services.kit.server import Runtime
 from services.kit.validation import (
@@ -82,6 +82,13 @@ def validate_avatar_url(value: str, field: str, v: Violations) -> str:
         "must be an https:// URL of at most 2048 characters",
     )
     return value
+
+
+COUNT_FIELDS = frozenset({"follower_count", "following_count", "post_count"})
+
+
+async def _no_counts(empty: Any) -> Any:
+    return empty
 
 
 @dataclass(frozen=True)
@@ -155,18 +162,25 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         raw = await self.cache.get_many([str(u) for u in user_ids], load)
         return {int(k): UserRecord.from_bytes(v) for k, v in raw.items()}
 
-    async def _social(self, ids: list[int], viewer_id: int | None) -> Social:
-        """Counts and the viewer's relationships: three batch calls, made concurrently."""
+    async def _social(
+        self, ids: list[int], viewer_id: int | None, *, counts: bool = True
+    ) -> Social:
+        """Counts and the viewer's relationships: up to three batch calls, concurrently."""
         assert self._graph is not None and self._posts is not None
         metadata = forwarded_auth()
         others = [i for i in ids if i != viewer_id]
         calls: list[Awaitable[Any]] = [
             self._graph.BatchGetFollowCounts(
-                graph_pb2.BatchGetFollowCountsRequest(user_ids=ids), metadata=metadata
-            ),
+                graph_pb2.BatchGetFollowCountsRequest(user_ids=ids),
+                metadata=metadata,
+            )
+            if counts
+            else _no_counts(graph_pb2.BatchGetFollowCountsResponse()),
             self._posts.BatchGetPostCounts(
                 post_pb2.BatchGetPostCountsRequest(user_ids=ids), metadata=metadata
-            ),
+            )
+            if counts
+            else _no_counts(post_pb2.BatchGetPostCountsResponse()),
         ]
         if viewer_id and others:
             calls.append(
@@ -188,12 +202,12 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         )
 
     async def _present(
-        self, records: list[UserRecord], viewer_id: int | None
+        self, records: list[UserRecord], viewer_id: int | None, *, counts: bool = True
     ) -> list[user_pb2.User]:
         """Profiles as this viewer may see them; accounts blocking the viewer vanish."""
         if not records:
             return []
-        social = await self._social([r.user_id for r in records], viewer_id)
+        social = await self._social([r.user_id for r in records], viewer_id, counts=counts)
         shown = []
         for record in records:
             rel = social.relationships.get(record.user_id)
@@ -350,12 +364,27 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         self, request: user_pb2.BatchGetUsersRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.BatchGetUsersResponse:
         ids = batch_ids(request.user_ids, "user_ids", MAX_BATCH)
+        paths = list(request.read_mask.paths)
+        unknown = [p for p in paths if p not in user_pb2.User.DESCRIPTOR.fields_by_name]
+        if unknown:
+            raise InvalidArgument([("read_mask", f"unknown User fields: {', '.join(unknown)}")])
         caller = current_caller()
         viewer = caller.user_id if caller else None
         records = await self._records(ids)
-        return user_pb2.BatchGetUsersResponse(
-            users=await self._present([records[i] for i in ids if i in records], viewer)
+        users = await self._present(
+            [records[i] for i in ids if i in records],
+            viewer,
+            counts=not paths or bool(set(paths) & COUNT_FIELDS),
         )
+        if paths:
+            mask = field_mask_pb2.FieldMask(paths=paths)
+            trimmed = []
+            for user in users:
+                partial = user_pb2.User()
+                mask.MergeMessage(user, partial)
+                trimmed.append(partial)
+            users = trimmed
+        return user_pb2.BatchGetUsersResponse(users=users)
 
     async def LookupUsers(
         self, request: user_pb2.LookupUsersRequest, context: grpc.aio.ServicerContext
