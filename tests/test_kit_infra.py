@@ -1,0 +1,194 @@
+"""The kit against real PostgreSQL and Redis (embedded), and a real gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from services.kit.cache import TwoLayerCache
+from services.kit.channels import open_channel
+from services.kit.db import Database
+from services.kit.errors import ResourceExhausted
+from services.kit.events import Event, OutboxRelay, StreamConsumer, enqueue, stream_name
+from services.kit.ids import IdGenerator
+from services.kit.migrations import migrate
+from services.kit.ratelimit import RateLimiter
+from services.kit.redis import connect_redis
+
+from .conftest import Infra
+
+
+@pytest_asyncio.fixture(scope="module")
+async def db(infra: Infra):
+    database = await Database.connect(infra.database_url, max_size=8)
+    yield database
+    await database.close()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def redis(infra: Infra):
+    client = await connect_redis(infra.redis_url)
+    yield client
+    await client.aclose()
+
+
+def schema_name() -> str:
+    return f"kit_{uuid.uuid4().hex[:10]}"
+
+
+async def test_migrations_apply_once_even_when_racing(db: Database, tmp_path: Path):
+    schema = schema_name()
+    (tmp_path / "0001_table.sql").write_text("CREATE TABLE marks (n int);")
+    (tmp_path / "0002_row.sql").write_text("INSERT INTO marks VALUES (1);")
+
+    async def run() -> list[int]:
+        async with db.primary.acquire() as conn:
+            return await migrate(conn, schema, tmp_path)
+
+    results = await asyncio.gather(*(run() for _ in range(4)))
+    assert sorted(v for r in results for v in r) == [1, 2]  # each applied by exactly one
+    assert await db.primary.fetchval(f"SELECT count(*) FROM {schema}.marks") == 1
+    assert await run() == []  # idempotent
+    assert await db.primary.fetchval(f"SELECT count(*) FROM {schema}.outbox") == 0
+
+
+async def test_transaction_rolls_back_on_error(db: Database, tmp_path: Path):
+    schema = schema_name()
+    async with db.primary.acquire() as conn:
+        await migrate(conn, schema, tmp_path)
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            await enqueue(conn, schema, IdGenerator(1), "t.x", 1, {"a": 1})
+            raise RuntimeError("boom")
+    assert await db.primary.fetchval(f"SELECT count(*) FROM {schema}.outbox") == 0
+    assert db.reader() is db.primary
+
+
+async def test_rate_limiter_is_atomic_under_concurrency(redis):
+    limiter = RateLimiter(redis, f"t-{uuid.uuid4().hex[:6]}", limit=10, window_seconds=1)
+    decisions = await asyncio.gather(*(limiter.hit("k") for _ in range(50)))
+    assert sum(d.allowed for d in decisions) == 10
+    with pytest.raises(ResourceExhausted) as err:
+        await limiter.enforce("k", "things")
+    assert err.value.retry_after_seconds > 0
+    assert (await limiter.hit("other-key")).allowed  # keys are independent
+    await asyncio.sleep(1.05)
+    assert (await limiter.hit("k")).allowed  # the window slides
+
+
+async def test_two_layer_cache_batches_and_invalidates_every_instance(redis):
+    namespace = f"t-{uuid.uuid4().hex[:6]}"
+    a = TwoLayerCache(redis, namespace)
+    b = TwoLayerCache(redis, namespace)
+    await a.start()
+    await b.start()
+    calls: list[list[str]] = []
+
+    async def loader(keys: list[str]) -> dict[str, bytes]:
+        calls.append(keys)
+        return {k: f"v-{k}".encode() for k in keys if k != "missing"}
+
+    try:
+        got = await a.get_many(["1", "2", "missing"], loader)
+        assert got == {"1": b"v-1", "2": b"v-2"} and calls == [["1", "2", "missing"]]
+        assert await a.get("1", loader) == b"v-1"  # L1
+        assert await b.get("1", loader) == b"v-1"  # L2 (b's L1 was empty)
+        assert len(calls) == 1
+        assert (a.stats.l1_hits, b.stats.l2_hits) == (1, 1)
+        await a.invalidate("1", b"new")
+        seen = None
+        for _ in range(100):
+            seen = await b.get("1", loader)
+            if seen == b"new":
+                break
+            await asyncio.sleep(0.01)
+        assert seen == b"new"
+        await a.invalidate("2")
+        assert await redis.get(f"cache:{namespace}:2") is None
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_outbox_relay_publishes_committed_events_once(db: Database, redis, tmp_path):
+    schema = schema_name()
+    async with db.primary.acquire() as conn:
+        await migrate(conn, schema, tmp_path)
+    ids = IdGenerator(2)
+    async with db.transaction() as conn:
+        event_id = await enqueue(conn, schema, ids, "thing.happened", 77, {"x": "y"})
+    relay = OutboxRelay(db, redis, schema)
+    assert await relay.publish_pending() == 1
+    assert await relay.publish_pending() == 0
+    entries = await redis.xrange(stream_name(schema))
+    assert len(entries) == 1
+    event = Event.from_fields(entries[0][1])
+    assert (event.event_id, event.topic, event.aggregate_id, event.payload) == (
+        event_id,
+        "thing.happened",
+        77,
+        {"x": "y"},
+    )
+
+
+async def test_consumer_group_reclaims_what_a_crashed_consumer_left(redis):
+    stream = f"events:t-{uuid.uuid4().hex[:6]}"
+    for i in range(3):
+        await redis.xadd(
+            stream,
+            {"event_id": str(i + 1), "topic": "t", "aggregate_id": "1", "payload": "{}"},
+        )
+
+    async def crash(event: Event) -> None:
+        raise RuntimeError("consumer died mid-event")
+
+    doomed = StreamConsumer(redis, stream, "g", "doomed", crash)
+    await doomed.ensure_group()
+    with pytest.raises(RuntimeError):
+        await doomed.poll_once()  # read (now pending on "doomed") but never acked
+    assert (await redis.xpending(stream, "g"))["pending"] == 3
+
+    handled: list[int] = []
+
+    async def handle(event: Event) -> None:
+        handled.append(event.event_id)
+
+    survivor = StreamConsumer(redis, stream, "g", "survivor", handle, claim_idle_ms=50)
+    await asyncio.sleep(0.1)
+    assert await survivor.reclaim() == 3
+    assert sorted(handled) == [1, 2, 3]
+    assert (await redis.xpending(stream, "g"))["pending"] == 0
+
+
+async def test_outbound_calls_get_a_default_deadline():
+    async def slow(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await asyncio.sleep(2)
+        return request
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "t.Slow", {"Call": grpc.unary_unary_rpc_method_handler(slow)}
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = open_channel(f"127.0.0.1:{port}", timeout_seconds=0.3)
+    try:
+        call = channel.unary_unary("/t.Slow/Call")
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call(b"x")
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert 0.25 < time.monotonic() - started < 1.5
+    finally:
+        await channel.close()
+        await server.stop(0)
