@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 def test_post_lifecycle_over_rest(client: httpx.Client) -> None:
     author, author_h = person(client)
-    fan, fan_h = person(client)
+    _, fan_h = person(client)
     r = client.post(
         "/v1/posts",
         params={"requestId": "e2e-1"},
@@ -70,7 +70,7 @@ def test_post_refusals_over_rest(client: httpx.Client) -> None:
 
 def test_followers_only_post_from_three_viewers(client: httpx.Client) -> None:
     author, author_h = person(client)
-    fan, fan_h = person(client)
+    _, fan_h = person(client)
     _, stranger_h = person(client)
     assert client.post(f"/v1/users/{author}:follow", json={}, headers=fan_h).status_code == 200
     r = client.post(

@@ -192,3 +192,15 @@ async def test_outbound_calls_get_a_default_deadline():
     finally:
         await channel.close()
         await server.stop(0)
+
+
+async def test_worker_ids_are_leased_uniquely(redis):
+    from services.kit.ids import lease_worker_id, renew_worker_id
+
+    owners = [f"test-{uuid.uuid4().hex}" for _ in range(20)]
+    leased = [await lease_worker_id(redis, o, ttl_seconds=5) for o in owners]
+    assert len(set(leased)) == 20
+    assert await renew_worker_id(redis, leased[0], owners[0], ttl_seconds=5)
+    assert not await renew_worker_id(redis, leased[0], "someone-else", ttl_seconds=5)
+    for worker_id in leased:
+        await redis.delete(f"worker-id:{worker_id}")

@@ -44,7 +44,8 @@ class Settings:
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     shutdown_grace_seconds: float = 5.0
-    worker_id: int = 0
+    #: Snowflake worker id; -1 leases one from Redis at start (the default).
+    worker_id: int = -1
     service_addresses: dict[str, str] = field(default_factory=dict)
     log_level: str = "INFO"
     #: HMAC key for page tokens; shared by every instance of a service.
@@ -72,7 +73,7 @@ class Settings:
             access_token_ttl_seconds=int(e.get("ACCESS_TOKEN_TTL_SECONDS", "900")),
             refresh_token_ttl_seconds=int(e.get("REFRESH_TOKEN_TTL_SECONDS", str(30 * 24 * 3600))),
             shutdown_grace_seconds=float(e.get("SHUTDOWN_GRACE_SECONDS", "5")),
-            worker_id=int(e.get("SOCIALMESH_WORKER_ID", str(os.getpid() % 1024))),
+            worker_id=int(e.get("SOCIALMESH_WORKER_ID", "-1")),
             service_addresses=addresses,
             log_level=e.get("LOG_LEVEL", "INFO"),
             page_token_secret=e.get("PAGE_TOKEN_SECRET", ""),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
+from typing import Any
 
 EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 WORKER_BITS = 10
@@ -26,6 +28,13 @@ class IdGenerator:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._sequence = 0
+
+    def rebind(self, worker_id: int) -> None:
+        """Switches to a newly leased worker id (stores keep this same object)."""
+        if not 0 <= worker_id <= MAX_WORKER:
+            raise ValueError(f"worker_id must be within 0..{MAX_WORKER}")
+        with self._lock:
+            self._worker = worker_id
 
     def next_id(self) -> int:
         with self._lock:
@@ -47,3 +56,27 @@ class IdGenerator:
 def timestamp_ms(snowflake: int) -> int:
     """Unix milliseconds at which an id was minted."""
     return (snowflake >> (WORKER_BITS + SEQUENCE_BITS)) + EPOCH_MS
+
+
+async def lease_worker_id(redis: Any, owner: str, *, ttl_seconds: int = 60) -> int:
+    """Claims a free worker id in Redis so no two live processes share one.
+
+    The lease expires unless renewed (see `renew_worker_id`), so ids of crashed
+    processes come back. Starts probing at a hash of the owner to spread claims.
+    """
+    start = zlib.crc32(owner.encode()) % (MAX_WORKER + 1)
+    for offset in range(MAX_WORKER + 1):
+        candidate = (start + offset) % (MAX_WORKER + 1)
+        if await redis.set(f"worker-id:{candidate}", owner, nx=True, ex=ttl_seconds):
+            return candidate
+    raise RuntimeError("all 1024 snowflake worker ids are leased")
+
+
+async def renew_worker_id(redis: Any, worker_id: int, owner: str, ttl_seconds: int = 60) -> bool:
+    """Extends our lease; False if someone else holds it now (we must re-lease)."""
+    key = f"worker-id:{worker_id}"
+    holder = await redis.get(key)
+    if holder is not None and holder.decode() != owner:
+        return False
+    await redis.set(key, owner, ex=ttl_seconds)
+    return True

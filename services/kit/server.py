@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,7 @@ from .config import Settings
 from .db import Database
 from .errors import Unavailable
 from .events import OutboxRelay
-from .ids import IdGenerator
+from .ids import IdGenerator, lease_worker_id, renew_worker_id
 from .interceptors import ServiceInterceptor
 from .migrations import migrate
 from .pagination import PageTokens
@@ -46,7 +48,8 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.ids = IdGenerator(settings.worker_id % 1024)
+        # Replaced by a leased worker id once Redis is reachable (see ServiceHost).
+        self.ids = IdGenerator(max(settings.worker_id, 0))
         self._db: Database | None = None
         self._redis: aioredis.Redis | None = None
         self.relay: OutboxRelay | None = None
@@ -118,6 +121,8 @@ class ServiceHost:
         )
         self.port = 0
         self._watch: asyncio.Task[None] | None = None
+        self._worker_owner = ""
+        self._worker_id = -1
 
     async def _set_health(
         self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
@@ -160,6 +165,10 @@ class ServiceHost:
             s.database_url, s.database_replica_urls, max_size=s.database_pool_size
         )
         redis = await connect_redis(s.redis_url)
+        if s.worker_id < 0:
+            self._worker_owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+            self._worker_id = await lease_worker_id(redis, self._worker_owner)
+            self.runtime.ids.rebind(self._worker_id)
         async with db.primary.acquire() as conn:
             applied = await migrate(conn, self.spec.schema, self.spec.migrations_dir)
         if applied:
@@ -180,6 +189,14 @@ class ServiceHost:
                 redis_ok = bool(await self.runtime.redis.ping())
             except (OSError, aioredis.ConnectionError):
                 redis_ok = False
+            if redis_ok and self._worker_owner:
+                # Keep our snowflake worker id; losing it would risk duplicate ids.
+                kept = await renew_worker_id(
+                    self.runtime.redis, self._worker_id, self._worker_owner
+                )
+                if not kept:
+                    self._worker_id = await lease_worker_id(self.runtime.redis, self._worker_owner)
+                    self.runtime.ids.rebind(self._worker_id)
             healthy = db_ok and redis_ok
             if healthy != serving:
                 serving = healthy
@@ -198,6 +215,10 @@ class ServiceHost:
         if self.runtime.relay:
             await self.runtime.relay.stop()
         if self.runtime.ready:
+            if self._worker_owner:  # hand our snowflake worker id back
+                key = f"worker-id:{self._worker_id}"
+                if await self.runtime.redis.get(key) == self._worker_owner.encode():
+                    await self.runtime.redis.delete(key)
             await self.runtime.redis.aclose()
             await self.runtime.db.close()
 

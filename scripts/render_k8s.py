@@ -1,0 +1,344 @@
+"""Renders k8s/*.yaml: one Deployment + headless Service + HPA + PDB per service, the edge,
+network policies and a kustomization. The YAML is committed (ops apply it with
+`kubectl apply -k k8s/`); a test fails if it drifts from this renderer.
+
+Why generated: six services share one shape, and a hand-copied shape drifts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from services.kit.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES  # noqa: E402
+
+NAMESPACE = "socialmesh"
+IMAGE = "socialmesh:latest"
+GRPC_PORT = 50051
+PART_OF = {"app.kubernetes.io/part-of": "socialmesh"}
+
+
+def labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name, **PART_OF}
+
+
+def security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def service_env(name: str) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "SOCIALMESH_GRPC_HOST", "value": "0.0.0.0"},
+        {"name": "SOCIALMESH_GRPC_PORT", "value": str(GRPC_PORT)},
+        {"name": "SHUTDOWN_GRACE_SECONDS", "value": "10"},
+        {"name": "JWT_PUBLIC_KEY_FILE", "value": "/etc/socialmesh/jwt/public.pem"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    for other in DEFAULT_PORTS:
+        env.append(
+            {
+                "name": f"SOCIALMESH_{other.upper()}_ADDR",
+                "value": f"dns:///{other}.{NAMESPACE}.svc.cluster.local:{GRPC_PORT}",
+            }
+        )
+    secret = "socialmesh-datastores"
+    for var, key, optional in (
+        ("DATABASE_URL", "database-url", False),
+        ("DATABASE_REPLICA_URLS", "database-replica-urls", True),
+        ("REDIS_URL", "redis-url", False),
+        ("PAGE_TOKEN_SECRET", "page-token-secret", False),
+    ):
+        env.append(
+            {
+                "name": var,
+                "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": optional}},
+            }
+        )
+    if name == "user":
+        env.append({"name": "JWT_PRIVATE_KEY_FILE", "value": "/etc/socialmesh/jwt/private.pem"})
+    return env
+
+
+def deployment(name: str) -> dict[str, Any]:
+    probe = {"grpc": {"port": GRPC_PORT}}
+    jwt_items = [{"key": "public.pem", "path": "public.pem"}]
+    if name == "user":  # only the user service may mint tokens
+        jwt_items.append({"key": "private.pem", "path": "private.pem"})
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels(name)},
+        "spec": {
+            "replicas": 2,
+            "minReadySeconds": 5,
+            "selector": {"matchLabels": labels(name)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": labels(name)},
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": name,
+                            "image": IMAGE,
+                            "command": ["socialmesh", "serve", name],
+                            "ports": [{"name": "grpc", "containerPort": GRPC_PORT}],
+                            "env": service_env(name),
+                            # NOT_SERVING until PostgreSQL/Redis answer and migrations ran,
+                            # and again while draining after SIGTERM.
+                            "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 60},
+                            "readinessProbe": {**probe, "periodSeconds": 5},
+                            "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6},
+                            "resources": {
+                                "requests": {"cpu": "250m", "memory": "256Mi"},
+                                "limits": {"cpu": "1", "memory": "512Mi"},
+                            },
+                            "securityContext": security_context(),
+                            "volumeMounts": [
+                                {
+                                    "name": "jwt",
+                                    "mountPath": "/etc/socialmesh/jwt",
+                                    "readOnly": True,
+                                },
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {
+                            "name": "jwt",
+                            "secret": {"secretName": "socialmesh-jwt", "items": jwt_items},
+                        },
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def headless_service(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels(name)},
+        "spec": {
+            # Headless: clients resolve every pod and round-robin themselves
+            # (gRPC keeps connections open, so kube-proxy balancing would pin them).
+            "clusterIP": "None",
+            "selector": labels(name),
+            "ports": [
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc"}
+            ],
+        },
+    }
+
+
+def hpa(name: str, max_replicas: int = 10) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels(name)},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": 2,
+            "maxReplicas": max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 70},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def pdb(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels(name)},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": labels(name)}},
+    }
+
+
+def edge() -> list[dict[str, Any]]:
+    name = "edge"
+    deployment_doc = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels(name)},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels(name)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": labels(name)},
+                "spec": {
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "envoy",
+                            "image": "envoyproxy/envoy:v1.40-latest",
+                            "args": ["-c", "/etc/envoy/envoy.yaml", "--log-level", "warn"],
+                            "ports": [
+                                {"name": "http", "containerPort": 8080},
+                                {"name": "admin", "containerPort": 9901},
+                            ],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/ready", "port": "admin"},
+                                "periodSeconds": 5,
+                            },
+                            "livenessProbe": {
+                                "httpGet": {"path": "/ready", "port": "admin"},
+                                "periodSeconds": 10,
+                            },
+                            "resources": {
+                                "requests": {"cpu": "250m", "memory": "128Mi"},
+                                "limits": {"cpu": "1", "memory": "256Mi"},
+                            },
+                            "securityContext": security_context(),
+                            "volumeMounts": [
+                                {"name": "config", "mountPath": "/etc/envoy", "readOnly": True}
+                            ],
+                        }
+                    ],
+                    # Rendered by `socialmesh envoy-config` (see k8s/README.md), never hand-edited.
+                    "volumes": [{"name": "config", "configMap": {"name": "envoy-config"}}],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels(name)},
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": labels(name),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+    return [deployment_doc, service, hpa(name, 20), pdb(name)]
+
+
+def network_policies() -> list[dict[str, Any]]:
+    meta = {"namespace": NAMESPACE, "labels": PART_OF}
+    return [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "default-deny-ingress", **meta},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "edge-from-anywhere", **meta},
+            "spec": {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "edge"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"ports": [{"port": 8080, "protocol": "TCP"}]}],
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "services-from-the-mesh", **meta},
+            "spec": {
+                "podSelector": {
+                    "matchExpressions": [
+                        {
+                            "key": "app.kubernetes.io/name",
+                            "operator": "In",
+                            "values": list(DEFAULT_PORTS),
+                        }
+                    ]
+                },
+                "policyTypes": ["Ingress"],
+                # Only the edge and sibling services reach gRPC ports (the kubelet's
+                # gRPC probes are not subject to NetworkPolicy).
+                "ingress": [
+                    {
+                        "from": [{"podSelector": {"matchLabels": PART_OF}}],
+                        "ports": [{"port": GRPC_PORT, "protocol": "TCP"}],
+                    }
+                ],
+            },
+        },
+    ]
+
+
+def documents() -> dict[str, list[dict[str, Any]]]:
+    files: dict[str, list[dict[str, Any]]] = {
+        "namespace.yaml": [
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": NAMESPACE, "labels": PART_OF},
+            }
+        ],
+    }
+    for name in DEFAULT_PORTS:
+        files[f"{name}.yaml"] = [deployment(name), headless_service(name), hpa(name), pdb(name)]
+    files["edge.yaml"] = edge()
+    files["network-policies.yaml"] = network_policies()
+    return files
+
+
+def render(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    files = documents()
+    for filename, docs in files.items():
+        header = "# Generated by scripts/render_k8s.py; do not edit.\n"
+        if (
+            filename.removesuffix(".yaml") in DEFAULT_PORTS
+            and filename.removesuffix(".yaml") not in IMPLEMENTED_SERVICES
+        ):
+            header += "# Roadmap service: the image serves it once its issue lands.\n"
+        (out / filename).write_text(header + yaml.safe_dump_all(docs, sort_keys=False))
+    implemented = [f"{s}.yaml" for s in IMPLEMENTED_SERVICES]
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": NAMESPACE,
+        "resources": ["namespace.yaml", *implemented, "edge.yaml", "network-policies.yaml"],
+    }
+    (out / "kustomization.yaml").write_text(
+        "# Generated by scripts/render_k8s.py. Lists the services implemented today;\n"
+        "# the other manifests are ready for when their services land.\n"
+        + yaml.safe_dump(kustomization, sort_keys=False)
+    )
+
+
+if __name__ == "__main__":
+    render(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "k8s")
