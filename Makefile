@@ -26,8 +26,8 @@ test: install
 
 lint: install breaking
 	$(BUF) lint
-	$(VENV)/bin/ruff check services gateway tests
-	$(VENV)/bin/ruff format --check services gateway tests
+	$(VENV)/bin/ruff check services gateway tests scripts
+	$(VENV)/bin/ruff format --check services gateway tests scripts
 	$(VENV)/bin/mypy services gateway
 
 # Regenerates gen/: messages, gRPC stubs, .pyi stubs and the descriptor set Envoy loads.
