@@ -16,13 +16,13 @@ from opentelemetry.instrumentation.grpc import (
     GrpcAioInstrumentorServer,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 _configured = False
 
 
-def setup_tracing(service: str) -> None:
+def setup_tracing(service: str, extra_processor: SpanProcessor | None = None) -> None:
     """Installs the tracer provider and instruments grpc.aio (idempotent)."""
     global _configured
     if _configured:
@@ -30,6 +30,8 @@ def setup_tracing(service: str) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": f"socialmesh-{service}"}))
     if os.environ.get("OTEL_TRACES_EXPORTER", "none") == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    if extra_processor is not None:
+        provider.add_span_processor(extra_processor)
     trace.set_tracer_provider(provider)
     GrpcAioInstrumentorServer().instrument()
     GrpcAioInstrumentorClient().instrument()
