@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import grpc
 from google.protobuf import timestamp_pb2
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.auth import Caller, require_caller
-from services.kit.channels import open_channel, upstream_error
+from services.kit.channels import upstream_error
 from services.kit.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
 )
+from services.kit.events import Event, StreamConsumer, stream_name
 from services.kit.ids import timestamp_ms
 from services.kit.pagination import page_size
 from services.kit.ratelimit import RateLimiter
-from services.kit.server import Runtime
+from services.kit.server import Runtime, ServicerBase
 from services.kit.validation import batch_ids, require_positive_id
 
 from .store import Edge, FollowOutcome, GraphStore, Relationship
@@ -45,32 +49,43 @@ def relationship_proto(user_id: int, rel: Relationship) -> graph_pb2.Relationshi
     )
 
 
-class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
+class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
-        self._rt = runtime
+        super().__init__(runtime)
         self._store: GraphStore | None = None
         self._users: user_pb2_grpc.UserServiceAsyncStub | None = None
-        self._channel: grpc.aio.Channel | None = None
         self._follow_limit: RateLimiter | None = None
+        self._user_events: StreamConsumer | None = None
 
     async def on_ready(self) -> None:
         self._store = GraphStore(self._rt.db, self._rt.ids)
-        self._channel = open_channel(self._rt.settings.service_addresses["user"])
-        self._users = user_pb2_grpc.UserServiceStub(self._channel)
+        self._users = user_pb2_grpc.UserServiceStub(self.peer("user"))
         self._follow_limit = RateLimiter(
             self._rt.redis, "follow", limit=FOLLOWS_PER_HOUR, window_seconds=3600
         )
+        # A deleted account leaves the graph: its edges go, everyone's counts follow.
+        self._user_events = StreamConsumer(
+            self._rt.redis,
+            stream_name("user"),
+            group="graph",
+            consumer=f"{socket.gethostname()}-{os.getpid()}",
+            handler=self._on_user_event,
+        )
+        await self._user_events.ensure_group()
+        self._user_events.start()
+
+    async def _on_user_event(self, event: Event) -> None:
+        if event.topic == "user.deleted":
+            await self.store.forget_user(event.aggregate_id)
 
     async def on_stop(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(grace=None)
+        if self._user_events is not None:
+            await self._user_events.stop()
+        await super().on_stop()
 
     @property
     def store(self) -> GraphStore:
-        if self._store is None:
-            self._rt.db  # noqa: B018 - raises UNAVAILABLE while starting
-        assert self._store is not None
-        return self._store
+        return self.ready(self._store)
 
     async def _account(self, user_id: int) -> user_pb2.User:
         """The account as anyone may see it: existence and privacy, never block-filtered."""
@@ -119,7 +134,7 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
             if outcome is FollowOutcome.FOLLOWING
             else graph_pb2.FOLLOW_STATE_REQUESTED
         )
-        self._relay_poke()
+        self.poke_relay()
         return graph_pb2.FollowUserResponse(state=state)
 
     async def UnfollowUser(
@@ -127,7 +142,7 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     ) -> graph_pb2.UnfollowUserResponse:
         caller = require_caller()
         await self.store.unfollow(caller.user_id, self._other(caller, request.user_id, "unfollow"))
-        self._relay_poke()
+        self.poke_relay()
         return graph_pb2.UnfollowUserResponse()
 
     async def BlockUser(
@@ -137,7 +152,7 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
         target = self._other(caller, request.user_id, "block")
         await self._account(target)
         await self.store.block(caller.user_id, target)
-        self._relay_poke()
+        self.poke_relay()
         return graph_pb2.BlockUserResponse()
 
     async def UnblockUser(
@@ -145,7 +160,7 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
     ) -> graph_pb2.UnblockUserResponse:
         caller = require_caller()
         await self.store.unblock(caller.user_id, self._other(caller, request.user_id, "unblock"))
-        self._relay_poke()
+        self.poke_relay()
         return graph_pb2.UnblockUserResponse()
 
     async def MuteUser(
@@ -235,7 +250,7 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
             raise PermissionDenied("only the requested account may answer a follow request")
         if not await self.store.resolve_request(requester_id, target, accept=accept):
             raise NotFound(f"no pending follow request from user {requester_id}")
-        self._relay_poke()
+        self.poke_relay()
 
     async def AcceptFollowRequest(
         self, request: graph_pb2.AcceptFollowRequestRequest, context: grpc.aio.ServicerContext
@@ -285,7 +300,3 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
                 for i in ids
             ]
         )
-
-    def _relay_poke(self) -> None:
-        if self._rt.relay is not None:
-            self._rt.relay.poke()

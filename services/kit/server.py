@@ -18,6 +18,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import redis.asyncio as aioredis
@@ -26,6 +27,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from .auth import TokenVerifier, load_public_key
+from .channels import open_channel
 from .config import Settings
 from .db import Database
 from .errors import Unavailable
@@ -38,6 +40,7 @@ from .redis import connect_redis
 from .telemetry import setup_tracing
 
 log = logging.getLogger("socialmesh.server")
+T = TypeVar("T")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -95,6 +98,83 @@ class ServiceSpec:
     #: Runs while draining, before pools close.
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
     extra: dict[str, object] = field(default_factory=dict)
+
+
+class ServicerBase:
+    """What every servicer shares: the runtime, readiness, peers, outbox wake-ups.
+
+    Servicers are registered before the server starts (gRPC requires it) but
+    their stores and peers exist only once dependencies are up: `on_ready`
+    builds them, `ready()` turns "not yet" into UNAVAILABLE instead of a crash.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+        self._peers: list[grpc.aio.Channel] = []
+
+    def peer(self, service: str) -> grpc.aio.Channel:
+        """A channel to another service (closed on shutdown)."""
+        channel = open_channel(self._rt.settings.service_addresses[service])
+        self._peers.append(channel)
+        return channel
+
+    @staticmethod
+    def ready(value: T | None) -> T:
+        if value is None:
+            raise Unavailable("service is starting: dependencies not connected yet")
+        return value
+
+    def poke_relay(self) -> None:
+        """Publishes just-committed outbox events now rather than at the next poll."""
+        if self._rt.relay is not None:
+            self._rt.relay.poke()
+
+    async def on_ready(self) -> None:
+        """Builds stores, caches and peers; dependencies are connected by now."""
+
+    async def on_stop(self) -> None:
+        for channel in self._peers:
+            await channel.close(grace=None)
+        self._peers.clear()
+
+
+def servicer_spec(
+    *,
+    name: str,
+    grpc_service: str,
+    servicer: Callable[[Runtime], ServicerBase],
+    add_to_server: Callable[[Any, grpc.aio.Server], None],
+    public_methods: frozenset[str],
+    migrations_dir: Path,
+) -> ServiceSpec:
+    """The usual ServiceSpec: one servicer, readied and stopped with the host."""
+    holder: list[ServicerBase] = []
+
+    def register(server: grpc.aio.Server, runtime: Runtime) -> None:
+        holder.append(servicer(runtime))
+        add_to_server(holder[0], server)
+
+    async def on_ready(runtime: Runtime) -> None:
+        await holder[0].on_ready()
+
+    async def on_stop(runtime: Runtime) -> None:
+        await holder[0].on_stop()
+
+    return ServiceSpec(
+        name=name,
+        schema=name,
+        migrations_dir=migrations_dir,
+        grpc_services=(grpc_service,),
+        public_methods=public_methods,
+        register=register,
+        on_ready=on_ready,
+        on_stop=on_stop,
+    )
+
+
+def public(grpc_service: str, *methods: str) -> frozenset[str]:
+    """gRPC paths of the methods anonymous callers may use."""
+    return frozenset(f"/{grpc_service}/{m}" for m in methods)
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:

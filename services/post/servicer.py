@@ -11,11 +11,11 @@ from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.auth import current_caller, forwarded_auth, require_caller
-from services.kit.channels import open_channel, upstream_error
+from services.kit.channels import upstream_error
 from services.kit.errors import NotFound, PermissionDenied
 from services.kit.pagination import page_size
 from services.kit.ratelimit import RateLimiter
-from services.kit.server import Runtime
+from services.kit.server import Runtime, ServicerBase
 from services.kit.validation import Violations, batch_ids, require_positive_id
 
 from . import text as text_rules
@@ -77,19 +77,17 @@ def comment_proto(row: CommentRow) -> post_pb2.Comment:
     )
 
 
-class PostServicer(post_pb2_grpc.PostServiceServicer):
+class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
-        self._rt = runtime
+        super().__init__(runtime)
         self._store: PostStore | None = None
         self._users: user_pb2_grpc.UserServiceAsyncStub | None = None
-        self._channel: grpc.aio.Channel | None = None
         self._post_limit: RateLimiter | None = None
         self._comment_limit: RateLimiter | None = None
 
     async def on_ready(self) -> None:
         self._store = PostStore(self._rt.db, self._rt.ids)
-        self._channel = open_channel(self._rt.settings.service_addresses["user"])
-        self._users = user_pb2_grpc.UserServiceStub(self._channel)
+        self._users = user_pb2_grpc.UserServiceStub(self.peer("user"))
         self._post_limit = RateLimiter(
             self._rt.redis, "create-post", limit=POSTS_PER_MINUTE, window_seconds=60
         )
@@ -97,20 +95,9 @@ class PostServicer(post_pb2_grpc.PostServiceServicer):
             self._rt.redis, "create-comment", limit=COMMENTS_PER_MINUTE, window_seconds=60
         )
 
-    async def on_stop(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(grace=None)
-
     @property
     def store(self) -> PostStore:
-        if self._store is None:
-            self._rt.db  # noqa: B018 - raises UNAVAILABLE while starting
-        assert self._store is not None
-        return self._store
-
-    def _poke(self) -> None:
-        if self._rt.relay is not None:
-            self._rt.relay.poke()
+        return self.ready(self._store)
 
     # -- visibility --------------------------------------------------------------
 
@@ -215,7 +202,7 @@ class PostServicer(post_pb2_grpc.PostServiceServicer):
             mention_ids=mention_ids,
             request_id=request_id or None,
         )
-        self._poke()
+        self.poke_relay()
         return await self._reread(post_id, caller.user_id)
 
     async def _resolve_mentions(self, handles: list[str]) -> list[int]:
@@ -256,7 +243,7 @@ class PostServicer(post_pb2_grpc.PostServiceServicer):
         if row.author_id != caller.user_id:
             raise PermissionDenied("only the author may delete a post")
         await self.store.delete_post(row.post_id)
-        self._poke()
+        self.poke_relay()
         return empty_pb2.Empty()
 
     async def ListUserPosts(
@@ -296,7 +283,7 @@ class PostServicer(post_pb2_grpc.PostServiceServicer):
         row = await self._visible_post(post_id, caller.user_id)
         toggle = {"like": self.store.like, "share": self.store.share, "save": self.store.save}
         if await toggle[action](row.post_id, caller.user_id, on):
-            self._poke()
+            self.poke_relay()
         return await self._reread(row.post_id, caller.user_id)
 
     async def LikePost(
@@ -367,7 +354,7 @@ class PostServicer(post_pb2_grpc.PostServiceServicer):
         assert self._comment_limit is not None
         await self._comment_limit.enforce(str(caller.user_id), "comments")
         comment = await self.store.create_comment(row.post_id, caller.user_id, body)
-        self._poke()
+        self.poke_relay()
         return comment_proto(comment)
 
     async def ListComments(

@@ -18,12 +18,18 @@ from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
-from services.kit.auth import TokenSigner, current_caller, forwarded_auth, require_caller
+from services.kit.auth import (
+    TokenSigner,
+    current_caller,
+    forwarded_auth,
+    load_private_key,
+    require_caller,
+)
 from services.kit.cache import TwoLayerCache
-from services.kit.channels import open_channel, upstream_error
+from services.kit.channels import upstream_error
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from services.kit.ratelimit import RateLimiter
-from services.kit.server import Runtime
+from services.kit.server import Runtime, ServicerBase
 from services.kit.validation import (
     Violations,
     batch_ids,
@@ -100,11 +106,11 @@ class Social:
     relationships: dict[int, graph_pb2.Relationship]
 
 
-class UserServicer(user_pb2_grpc.UserServiceServicer):
+class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
     """Every RPC decides who may call it; see the proto for the contract."""
 
     def __init__(self, runtime: Runtime) -> None:
-        self._rt = runtime
+        super().__init__(runtime)
         self._hasher = PasswordHasher()
         self._store: UserStore | None = None
         self._cache: TwoLayerCache | None = None
@@ -112,12 +118,18 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         self._update_limit: RateLimiter | None = None
         self._login_limit: RateLimiter | None = None
         self._graph: graph_pb2_grpc.GraphServiceAsyncStub | None = None
-        self._graph_channel: grpc.aio.Channel | None = None
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
-        self._post_channel: grpc.aio.Channel | None = None
 
-    async def on_ready(self, signer: TokenSigner) -> None:
-        self._signer = signer
+    async def on_ready(self) -> None:
+        s = self._rt.settings
+        if not s.jwt_private_key_file:
+            raise SystemExit("the user service needs JWT_PRIVATE_KEY_FILE (the signing key)")
+        self._signer = TokenSigner(
+            load_private_key(s.jwt_private_key_file),
+            issuer=s.jwt_issuer,
+            audience=s.jwt_audience,
+            ttl=s.access_token_ttl_seconds,
+        )
         self._store = UserStore(self._rt.db, self._rt.ids)
         self._cache = TwoLayerCache(self._rt.redis, "user:v1")
         await self._cache.start()
@@ -127,38 +139,29 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         self._login_limit = RateLimiter(
             self._rt.redis, "login", limit=LOGIN_ATTEMPTS_PER_5_MINUTES, window_seconds=300
         )
-        self._graph_channel = open_channel(self._rt.settings.service_addresses["graph"])
-        self._graph = graph_pb2_grpc.GraphServiceStub(self._graph_channel)
-        self._post_channel = open_channel(self._rt.settings.service_addresses["post"])
-        self._posts = post_pb2_grpc.PostServiceStub(self._post_channel)
+        self._graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
+        self._posts = post_pb2_grpc.PostServiceStub(self.peer("post"))
 
     async def on_stop(self) -> None:
         if self._cache:
             await self._cache.stop()
-        for channel in (self._graph_channel, self._post_channel):
-            if channel is not None:
-                await channel.close(grace=None)
+        await super().on_stop()
 
     # -- helpers ---------------------------------------------------------------
 
     @property
     def store(self) -> UserStore:
-        if self._store is None:
-            self._rt.db  # noqa: B018 - raises UNAVAILABLE while starting
-        assert self._store is not None
-        return self._store
+        return self.ready(self._store)
 
     @property
     def cache(self) -> TwoLayerCache:
-        assert self._cache is not None
-        return self._cache
+        return self.ready(self._cache)
 
     async def _records(self, user_ids: list[int]) -> dict[int, UserRecord]:
         async def load(keys: list[str]) -> dict[str, bytes]:
             records = await self.store.load_users([int(k) for k in keys])
             return {str(r.user_id): r.to_bytes() for r in records}
 
-        self.store  # noqa: B018 - fail with UNAVAILABLE before touching the cache
         raw = await self.cache.get_many([str(u) for u in user_ids], load)
         return {int(k): UserRecord.from_bytes(v) for k, v in raw.items()}
 
