@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 
 import grpc
@@ -325,3 +326,35 @@ async def test_deleted_account_leaves_the_graph(graph, users, make_person):
         graph_pb2.ListFollowingRequest(user_id=fan.id), metadata=fan.md
     )
     assert list(following.following) == []
+
+
+async def test_graph_events_reach_the_stream(graph, make_person, mesh: Mesh):
+    owner, fan, other = await make_person(private=True), await make_person(), await make_person()
+    await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=owner.id), metadata=fan.md)
+    await graph.AcceptFollowRequest(
+        graph_pb2.AcceptFollowRequestRequest(requester_id=fan.id), metadata=owner.md
+    )
+    await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=other.id), metadata=fan.md)
+    await graph.UnfollowUser(graph_pb2.UnfollowUserRequest(user_id=other.id), metadata=fan.md)
+    await graph.BlockUser(graph_pb2.BlockUserRequest(user_id=fan.id), metadata=owner.md)
+    wanted = {
+        "graph.follow_requested",
+        "graph.follow_accepted",
+        "graph.followed",
+        "graph.unfollowed",
+        "graph.blocked",
+    }
+    redis = mesh["graph"].host.runtime.redis
+    ours = {str(p.id) for p in (owner, fan, other)}
+    topics: set[str] = set()
+    for _ in range(50):
+        entries = await redis.xrevrange("events:graph", count=500)
+        topics = {
+            f[b"topic"].decode()
+            for _, f in entries
+            if set(json.loads(f[b"payload"]).values()) & ours
+        }
+        if wanted <= topics:
+            break
+        await asyncio.sleep(0.1)
+    assert wanted <= topics

@@ -369,3 +369,14 @@ async def test_batch_get_read_mask_returns_only_named_fields(stub):
             )
         )
     assert "read_mask" in violations(err.value)
+
+
+async def test_login_attempts_are_rate_limited_per_handle(stub):
+    user, _ = await register(stub)
+    for _ in range(19):  # register() already used one attempt
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Login(user_pb2.LoginRequest(handle=user.handle, password="wrong-password"))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
