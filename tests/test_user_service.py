@@ -380,3 +380,39 @@ async def test_login_attempts_are_rate_limited_per_handle(stub):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_failures_map_to_clean_statuses(infra: Infra, mesh, monkeypatch):
+    """A lost database is UNAVAILABLE (retryable); a bug is INTERNAL with a trace id only."""
+    from services.kit.server import ServiceHost
+    from services.user.service import build_spec
+
+    host = ServiceHost(build_spec(), infra.settings("user", mesh.env))
+    await host.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+            stub = user_pb2_grpc.UserServiceStub(channel)
+            store = host.runtime.db
+
+            async def explode(*_args: object) -> None:
+                raise ValueError("secret internals: password=hunter2")
+
+            monkeypatch.setattr(store, "reader", lambda: _Exploding(explode))
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.GetUser(user_pb2.GetUserRequest(user_id=987654321))
+            assert err.value.code() == grpc.StatusCode.INTERNAL
+            assert "internal error (trace id" in err.value.details()
+            assert "hunter2" not in err.value.details()
+            monkeypatch.undo()
+
+            await store.primary.close()  # the database "goes away"
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.GetUser(user_pb2.GetUserRequest(user_id=987654322))
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await host.stop()
+
+
+class _Exploding:
+    def __init__(self, fn) -> None:
+        self.fetch = fn

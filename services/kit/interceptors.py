@@ -12,13 +12,26 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import grpc
 from opentelemetry import trace
+from redis import exceptions as redis_exceptions
 
 from .auth import TokenVerifier, bearer_token, reset_caller, set_caller
-from .errors import ServiceError, Unauthenticated
+from .errors import ServiceError, Unauthenticated, Unavailable
 
 log = logging.getLogger("socialmesh.rpc")
+
+#: Exceptions that mean PostgreSQL or Redis is unreachable right now.
+DEPENDENCY_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    redis_exceptions.ConnectionError,
+    redis_exceptions.TimeoutError,
+)
 
 #: Methods anyone may call without a token (health and reflection).
 ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -115,5 +128,11 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: 
         status = exc.to_status()
         await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
     tid = trace_id()
+    if isinstance(exc, DEPENDENCY_OUTAGES):
+        # A database or cache outage is a known, retryable failure: 503, not 500.
+        log.warning("dependency unavailable in %s (trace_id=%s): %r", method, tid, exc)
+        outage = Unavailable(f"a dependency is unavailable, retry shortly (trace id {tid})")
+        rich = outage.to_status()
+        await context.abort(rich.code, rich.details, trailing_metadata=rich.trailing_metadata)
     log.exception("unhandled error in %s (trace_id=%s)", method, tid, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (trace id {tid})")
