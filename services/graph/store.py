@@ -284,18 +284,6 @@ class GraphStore:
         )
         return [Edge(r["user_id"], r["edge_id"]) for r in rows]
 
-    async def recount(self) -> dict[int, tuple[int, int]]:
-        """Counts from scratch (for verification and repair, never on a read path)."""
-        rows = await self._db.primary.fetch(
-            """SELECT u.id AS user_id,
-                      (SELECT count(*) FROM graph.follows WHERE followee_id = u.id) AS followers,
-                      (SELECT count(*) FROM graph.follows WHERE follower_id = u.id) AS following
-               FROM (SELECT follower_id AS id FROM graph.follows
-                     UNION SELECT followee_id FROM graph.follows
-                     UNION SELECT user_id FROM graph.counts) u"""
-        )
-        return {r["user_id"]: (r["followers"], r["following"]) for r in rows}
-
     async def forget_user(self, user_id: int) -> None:
         """Drops a deleted account's edges, fixing everyone's counts in set-based SQL.
 

@@ -16,7 +16,7 @@ import secrets
 import signal
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -97,7 +97,6 @@ class ServiceSpec:
     on_ready: Callable[[Runtime], Awaitable[None]] | None = None
     #: Runs while draining, before pools close.
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class ServicerBase:
