@@ -95,7 +95,10 @@ def test_user_journey_over_rest(client: httpx.Client) -> None:
     reused = client.post("/v1/auth:refresh", json={"refreshToken": session["refreshToken"]})
     assert reused.status_code == 401
 
-    fresh = rotated.json()["accessToken"]
+    # The reuse revoked the session, so its newest access token is dead too.
+    revoked = rotated.json()["accessToken"]
+    assert client.delete(f"/v1/users/{user_id}", headers=bearer(revoked)).status_code == 401
+    fresh = login(client, created["handle"])["accessToken"]
     deleted = client.delete(f"/v1/users/{user_id}", headers=bearer(fresh))
     assert deleted.status_code == 200, deleted.text
     assert client.get(f"/v1/users/{user_id}").status_code == 404

@@ -416,3 +416,29 @@ async def test_failures_map_to_clean_statuses(infra: Infra, mesh, monkeypatch):
 class _Exploding:
     def __init__(self, fn) -> None:
         self.fetch = fn
+
+
+async def test_revoked_sessions_and_deleted_accounts_lose_their_access_tokens(stub, mesh):
+    from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
+
+    graph = graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
+    user, _ = await register(stub)
+    other, _ = await register(stub)
+    session = await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
+    spare = await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
+    follow = graph_pb2.FollowUserRequest(user_id=other.user_id)
+    await graph.FollowUser(follow, metadata=auth(session.access_token))  # works
+    await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=session.refresh_token))
+    with pytest.raises(grpc.aio.AioRpcError):  # reuse: the session is revoked...
+        await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=session.refresh_token))
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # ...and so is its access token, everywhere
+        await graph.FollowUser(follow, metadata=auth(session.access_token))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    await graph.FollowUser(follow, metadata=auth(spare.access_token))  # other sessions live on
+
+    await stub.DeleteUser(
+        user_pb2.DeleteUserRequest(user_id=user.user_id), metadata=auth(spare.access_token)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await graph.FollowUser(follow, metadata=auth(spare.access_token))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED

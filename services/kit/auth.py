@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -210,3 +211,29 @@ def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | 
                 raise Unauthenticated("authorization must be 'Bearer <access token>'")
             return token.strip()
     return None
+
+
+class Revocations:
+    """Access tokens that must die before they expire, shared through Redis.
+
+    Tokens are stateless, so a deleted account or a session revoked for
+    refresh-token reuse would otherwise keep working for up to the token TTL.
+    Entries live exactly that long; every service checks them per request (one
+    MGET of two keys).
+    """
+
+    def __init__(self, redis: Any, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+
+    async def revoke_user(self, user_id: int) -> None:
+        await self._redis.set(f"revoked:user:{user_id}", 1, ex=self._ttl)
+
+    async def revoke_session(self, session_id: int) -> None:
+        await self._redis.set(f"revoked:session:{session_id}", 1, ex=self._ttl)
+
+    async def is_revoked(self, caller: Caller) -> bool:
+        found = await self._redis.mget(
+            [f"revoked:user:{caller.user_id}", f"revoked:session:{caller.session_id}"]
+        )
+        return any(value is not None for value in found)

@@ -17,7 +17,7 @@ import grpc
 from opentelemetry import trace
 from redis import exceptions as redis_exceptions
 
-from .auth import TokenVerifier, bearer_token, reset_caller, set_caller
+from .auth import Revocations, TokenVerifier, bearer_token, reset_caller, set_caller
 from .errors import ServiceError, Unauthenticated, Unavailable
 
 log = logging.getLogger("socialmesh.rpc")
@@ -45,8 +45,14 @@ def trace_id() -> str:
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates callers and maps failures for every RPC of a service."""
 
-    def __init__(self, verifier: TokenVerifier, public_methods: frozenset[str]) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        public_methods: frozenset[str],
+        revocations: Callable[[], Revocations | None] = lambda: None,
+    ) -> None:
         self._verifier = verifier
+        self._revocations = revocations
         self._public = public_methods
 
     async def intercept_service(
@@ -83,20 +89,24 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
-    def _authenticate(self, context: grpc.aio.ServicerContext, public: bool) -> None:
+    async def _authenticate(self, context: grpc.aio.ServicerContext, public: bool) -> None:
         token = bearer_token(context.invocation_metadata())  # type: ignore[arg-type]
         if token is None:
             if not public:
                 raise Unauthenticated("this call needs a bearer access token")
             set_caller(None)
             return
-        set_caller(self._verifier.verify(token))  # a bad token is refused even when public
+        caller = self._verifier.verify(token)  # a bad token is refused even when public
+        revocations = self._revocations()
+        if revocations is not None and await revocations.is_revoked(caller):
+            raise Unauthenticated("access token revoked (account deleted or session ended)")
+        set_caller(caller)
 
     def _wrap_unary(self, behavior: Any, method: str, public: bool) -> Any:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             caller_token = set_caller(None)
             try:
-                self._authenticate(context, public)
+                await self._authenticate(context, public)
                 return await behavior(request, context)
             except Exception as exc:
                 await _abort_for(exc, context, method)
@@ -109,7 +119,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             caller_token = set_caller(None)
             try:
-                self._authenticate(context, public)
+                await self._authenticate(context, public)
                 async for response in behavior(request, context):
                     yield response
             except Exception as exc:

@@ -26,7 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from .auth import TokenVerifier, load_public_key
+from .auth import Revocations, TokenVerifier, load_public_key
 from .channels import open_channel
 from .config import Settings
 from .db import Database
@@ -56,6 +56,7 @@ class Runtime:
         self._db: Database | None = None
         self._redis: aioredis.Redis | None = None
         self.relay: OutboxRelay | None = None
+        self.revocations: Revocations | None = None
         secret = settings.page_token_secret.encode()
         if not secret:
             log.warning("PAGE_TOKEN_SECRET unset: page tokens only work on this instance")
@@ -195,7 +196,13 @@ class ServiceHost:
         self.runtime = Runtime(settings)
         self.health = HealthServicer()
         self.server = grpc.aio.server(
-            interceptors=[ServiceInterceptor(build_verifier(settings), spec.public_methods)],
+            interceptors=[
+                ServiceInterceptor(
+                    build_verifier(settings),
+                    spec.public_methods,
+                    revocations=lambda: self.runtime.revocations,
+                )
+            ],
             options=[("grpc.so_reuseport", 0)],
         )
         self.port = 0
@@ -253,6 +260,7 @@ class ServiceHost:
         if applied:
             log.info("%s applied migrations %s", self.spec.name, applied)
         self.runtime.attach(db, redis)
+        self.runtime.revocations = Revocations(redis, s.access_token_ttl_seconds + 60)
         self.runtime.relay = OutboxRelay(db, redis, self.spec.schema)
         self.runtime.relay.start()
         if self.spec.on_ready:

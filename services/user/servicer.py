@@ -19,6 +19,7 @@ from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.auth import (
+    Revocations,
     TokenSigner,
     current_caller,
     forwarded_auth,
@@ -37,7 +38,7 @@ from services.kit.validation import (
     strip_control_characters,
 )
 
-from .store import UserRecord, UserStore
+from .store import SessionRevoked, UserRecord, UserStore
 
 HANDLE = re.compile(r"^[a-z0-9_]{3,30}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -156,6 +157,9 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
     @property
     def cache(self) -> TwoLayerCache:
         return self.ready(self._cache)
+
+    def _revocations(self) -> Revocations:
+        return self.ready(self._rt.revocations)
 
     async def _records(self, user_ids: list[int]) -> dict[int, UserRecord]:
         async def load(keys: list[str]) -> dict[str, bytes]:
@@ -345,9 +349,14 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         v.check(0 < len(request.refresh_token) <= 256, "refresh_token", "required")
         v.raise_if_any()
         replacement = secrets.token_urlsafe(32)
-        session = await self.store.rotate_refresh_token(
-            request.refresh_token, replacement, self._rt.settings.refresh_token_ttl_seconds
-        )
+        try:
+            session = await self.store.rotate_refresh_token(
+                request.refresh_token, replacement, self._rt.settings.refresh_token_ttl_seconds
+            )
+        except SessionRevoked as revoked:
+            # The session's unexpired access tokens die with it, in every service.
+            await self._revocations().revoke_session(revoked.session_id)
+            raise
         access, ttl = await self._issue_tokens(session.user_id, session.session_id)
         return user_pb2.RefreshTokenResponse(
             access_token=access,
@@ -456,5 +465,6 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         if request.user_id != caller.user_id:
             raise PermissionDenied("you may only delete your own account")
         await self.store.soft_delete(caller.user_id)
+        await self._revocations().revoke_user(caller.user_id)
         await self.cache.invalidate(str(caller.user_id))
         return empty_pb2.Empty()

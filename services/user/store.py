@@ -53,6 +53,14 @@ class UserRecord:
         return cls(**data)
 
 
+class SessionRevoked(Unauthenticated):
+    """A rotated refresh token came back: the session is now revoked."""
+
+    def __init__(self, session_id: int) -> None:
+        super().__init__("refresh token reuse detected; session revoked")
+        self.session_id = session_id
+
+
 @dataclass(frozen=True)
 class Session:
     user_id: int
@@ -235,7 +243,7 @@ class UserStore:
                 )
                 await self._insert_refresh(conn, row["session_id"], replacement, ttl_seconds)
         if revoked_for_reuse:  # raised after commit so the revocation sticks
-            raise Unauthenticated("refresh token reuse detected; session revoked")
+            raise SessionRevoked(row["session_id"])
         return Session(user_id=row["user_id"], session_id=row["session_id"])
 
     async def _insert_refresh(
