@@ -442,3 +442,30 @@ async def test_revoked_sessions_and_deleted_accounts_lose_their_access_tokens(st
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await graph.FollowUser(follow, metadata=auth(spare.access_token))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_revocation_survives_a_crash_after_commit(stub, mesh):
+    """Reuse detected by the store alone (no direct Redis write): the event still revokes."""
+    from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
+
+    from services.user.store import SessionRevoked, UserStore
+
+    graph = graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
+    user, _ = await register(stub)
+    other, _ = await register(stub)
+    session = await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
+    runtime = mesh["user"].host.runtime
+    raw = UserStore(runtime.db, runtime.ids)  # the store alone: no servicer to write Redis
+    await raw.rotate_refresh_token(session.refresh_token, "replacement-1", 3600)
+    with pytest.raises(SessionRevoked):
+        await raw.rotate_refresh_token(session.refresh_token, "replacement-2", 3600)
+    follow = graph_pb2.FollowUserRequest(user_id=other.user_id)
+    code = None
+    for _ in range(50):  # outbox -> stream -> the user service's revocation consumer
+        try:
+            await graph.FollowUser(follow, metadata=auth(session.access_token))
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            break
+        await asyncio.sleep(0.1)
+    assert code == grpc.StatusCode.UNAUTHENTICATED

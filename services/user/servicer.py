@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
+import socket
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,7 @@ from services.kit.auth import (
 from services.kit.cache import TwoLayerCache
 from services.kit.channels import upstream_error
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from services.kit.events import Event, StreamConsumer, stream_name
 from services.kit.ratelimit import RateLimiter
 from services.kit.server import Runtime, ServicerBase
 from services.kit.validation import (
@@ -120,6 +123,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self._login_limit: RateLimiter | None = None
         self._graph: graph_pb2_grpc.GraphServiceAsyncStub | None = None
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
+        self._revocation_events: StreamConsumer | None = None
 
     async def on_ready(self) -> None:
         s = self._rt.settings
@@ -143,7 +147,28 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self._graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
         self._posts = post_pb2_grpc.PostServiceStub(self.peer("post"))
 
+        # Crash-safe revocation: the events commit with the change, and this
+        # consumer (at-least-once, idempotent) writes the revocation even if the
+        # direct write after the commit never happened.
+        self._revocation_events = StreamConsumer(
+            self._rt.redis,
+            stream_name("user"),
+            group="user-revocations",
+            consumer=f"{socket.gethostname()}-{os.getpid()}",
+            handler=self._on_own_event,
+        )
+        await self._revocation_events.ensure_group()
+        self._revocation_events.start()
+
+    async def _on_own_event(self, event: Event) -> None:
+        if event.topic == "user.deleted":
+            await self._revocations().revoke_user(event.aggregate_id)
+        elif event.topic == "user.session_revoked":
+            await self._revocations().revoke_session(int(event.payload["session_id"]))
+
     async def on_stop(self) -> None:
+        if self._revocation_events is not None:
+            await self._revocation_events.stop()
         if self._cache:
             await self._cache.stop()
         await super().on_stop()

@@ -233,6 +233,14 @@ class UserStore:
                        WHERE session_id = $1""",
                     row["session_id"],
                 )
+                await enqueue(
+                    conn,
+                    SCHEMA,
+                    self._ids,
+                    "user.session_revoked",
+                    row["user_id"],
+                    {"user_id": str(row["user_id"]), "session_id": str(row["session_id"])},
+                )
                 revoked_for_reuse = True
             elif row["expires_at"] < datetime.now(UTC):
                 raise Unauthenticated("refresh token expired")
