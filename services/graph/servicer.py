@@ -6,7 +6,6 @@ import os
 import socket
 
 import grpc
-from google.protobuf import timestamp_pb2
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
@@ -19,22 +18,16 @@ from services.kit.errors import (
     PermissionDenied,
 )
 from services.kit.events import Event, StreamConsumer, stream_name
-from services.kit.ids import timestamp_ms
 from services.kit.pagination import page_size
 from services.kit.ratelimit import RateLimiter
 from services.kit.server import Runtime, ServicerBase
+from services.kit.timestamps import from_snowflake
 from services.kit.validation import batch_ids, require_positive_id
 
 from .store import Edge, FollowOutcome, GraphStore, Relationship
 
 MAX_BATCH = 1000
 FOLLOWS_PER_HOUR = 500
-
-
-def _time_of(edge_id: int) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromMilliseconds(timestamp_ms(edge_id))
-    return ts
 
 
 def relationship_proto(user_id: int, rel: Relationship) -> graph_pb2.Relationship:
@@ -202,7 +195,7 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         counts = await self.store.counts([request.user_id])
         return graph_pb2.ListFollowersResponse(
             followers=[
-                graph_pb2.FollowEdge(user_id=e.user_id, create_time=_time_of(e.edge_id))
+                graph_pb2.FollowEdge(user_id=e.user_id, create_time=from_snowflake(e.edge_id))
                 for e in edges[:size]
             ],
             next_page_token=self._next_token(scope, edges, size),
@@ -220,7 +213,7 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         counts = await self.store.counts([request.user_id])
         return graph_pb2.ListFollowingResponse(
             following=[
-                graph_pb2.FollowEdge(user_id=e.user_id, create_time=_time_of(e.edge_id))
+                graph_pb2.FollowEdge(user_id=e.user_id, create_time=from_snowflake(e.edge_id))
                 for e in edges[:size]
             ],
             next_page_token=self._next_token(scope, edges, size),
@@ -236,7 +229,9 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         edges = await self.store.pending_requests(caller.user_id, before, size + 1)
         return graph_pb2.ListFollowRequestsResponse(
             follow_requests=[
-                graph_pb2.FollowRequest(requester_id=e.user_id, create_time=_time_of(e.edge_id))
+                graph_pb2.FollowRequest(
+                    requester_id=e.user_id, create_time=from_snowflake(e.edge_id)
+                )
                 for e in edges[:size]
             ],
             next_page_token=self._next_token(scope, edges, size),

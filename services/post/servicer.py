@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import grpc
-from google.protobuf import empty_pb2, field_mask_pb2, timestamp_pb2
+from google.protobuf import empty_pb2, field_mask_pb2
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
@@ -16,6 +16,7 @@ from services.kit.errors import NotFound, PermissionDenied
 from services.kit.pagination import page_size
 from services.kit.ratelimit import RateLimiter
 from services.kit.server import Runtime, ServicerBase
+from services.kit.timestamps import from_datetime
 from services.kit.validation import Violations, batch_ids, require_positive_id
 
 from . import text as text_rules
@@ -42,12 +43,6 @@ class Author:
     is_following: bool
 
 
-def _ts(value: object) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)  # type: ignore[arg-type]
-    return ts
-
-
 def post_proto(row: PostRow) -> post_pb2.Post:
     return post_pb2.Post(
         post_id=row.post_id,
@@ -63,7 +58,7 @@ def post_proto(row: PostRow) -> post_pb2.Post:
         is_liked=row.is_liked,
         is_saved=row.is_saved,
         is_shared=row.is_shared,
-        create_time=_ts(row.created_at),
+        create_time=from_datetime(row.created_at),
     )
 
 
@@ -73,7 +68,7 @@ def comment_proto(row: CommentRow) -> post_pb2.Comment:
         post_id=row.post_id,
         author_id=row.author_id,
         text=row.text,
-        create_time=_ts(row.created_at),
+        create_time=from_datetime(row.created_at),
     )
 
 

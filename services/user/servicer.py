@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import grpc
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from google.protobuf import empty_pb2, field_mask_pb2, timestamp_pb2
+from google.protobuf import empty_pb2, field_mask_pb2
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
@@ -34,6 +34,7 @@ from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, Una
 from services.kit.events import Event, StreamConsumer, stream_name
 from services.kit.ratelimit import RateLimiter
 from services.kit.server import Runtime, ServicerBase
+from services.kit.timestamps import from_datetime
 from services.kit.validation import (
     Violations,
     batch_ids,
@@ -55,12 +56,6 @@ MAX_PASSWORD = 1024  # argon2 is happy with more; this only bounds the work per 
 UPDATABLE_PATHS = ("display_name", "bio", "avatar_url", "is_private")
 PROFILE_UPDATES_PER_HOUR = 10
 LOGIN_ATTEMPTS_PER_5_MINUTES = 20
-
-
-def _timestamp(value: object) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)  # type: ignore[arg-type]
-    return ts
 
 
 def normalize_handle(raw: str) -> str:
@@ -282,8 +277,8 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             user.follower_count = follows.follower_count
             user.following_count = follows.following_count
         user.post_count = social.posts.get(record.user_id, 0)
-        user.create_time.CopyFrom(_timestamp(record.created_at))
-        user.update_time.CopyFrom(_timestamp(record.updated_at))
+        user.create_time.CopyFrom(from_datetime(record.created_at))
+        user.update_time.CopyFrom(from_datetime(record.updated_at))
         if is_owner:
             user.email = record.email
         return user
