@@ -9,7 +9,6 @@ internals.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -38,15 +37,9 @@ DEPENDENCY_OUTAGES: tuple[type[BaseException], ...] = (
 ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
-def trace_id(context: grpc.aio.ServicerContext | None = None) -> str:
-    """The request's trace id, else Envoy's x-request-id, else a fresh id for the log line."""
+def trace_id() -> str:
     ctx = trace.get_current_span().get_span_context()
-    if ctx.is_valid:
-        return f"{ctx.trace_id:032x}"
-    for key, value in (context.invocation_metadata() or ()) if context else ():
-        if key == "x-request-id":
-            return value.decode() if isinstance(value, bytes) else str(value)
-    return uuid.uuid4().hex
+    return f"{ctx.trace_id:032x}" if ctx.is_valid else "-"
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
@@ -144,7 +137,7 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: 
     if isinstance(exc, ServiceError):
         status = exc.to_status()
         await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
-    tid = trace_id(context)
+    tid = trace_id()
     if isinstance(exc, DEPENDENCY_OUTAGES):
         # A database or cache outage is a known, retryable failure: 503, not 500.
         log.warning("dependency unavailable in %s (trace_id=%s): %r", method, tid, exc)

@@ -27,20 +27,12 @@ def setup_tracing(service: str, extra_processor: SpanProcessor | None = None) ->
     global _configured
     if _configured:
         return
-    exporting = os.environ.get("OTEL_TRACES_EXPORTER", "none") == "console"
-    if exporting or extra_processor is not None:
-        # Recording spans (even unsampled SDK spans) cost 20-30 % of a profile
-        # read's CPU in `socialmesh bench`. Without an exporter the API's no-op
-        # spans still carry an incoming trace context downstream, and errors
-        # are correlated by trace id or Envoy's x-request-id instead.
-        provider = TracerProvider(
-            resource=Resource.create({"service.name": f"socialmesh-{service}"})
-        )
-        if exporting:
-            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-        if extra_processor is not None:
-            provider.add_span_processor(extra_processor)
-        trace.set_tracer_provider(provider)
+    provider = TracerProvider(resource=Resource.create({"service.name": f"socialmesh-{service}"}))
+    if os.environ.get("OTEL_TRACES_EXPORTER", "none") == "console":
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    if extra_processor is not None:
+        provider.add_span_processor(extra_processor)
+    trace.set_tracer_provider(provider)
     GrpcAioInstrumentorServer().instrument()
     GrpcAioInstrumentorClient().instrument()
     _configured = True
