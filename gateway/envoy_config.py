@@ -90,6 +90,9 @@ from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 impo
     GrpcJsonTranscoderPrintOptions,
     GrpcJsonTranscoderRequestValidationOptions,
 )
+from envoy_data_plane.envoy.extensions.filters.http.health_check.v3 import (
+    HealthCheck as HealthCheckFilter,
+)
 from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
     JwtAuthentication,
     JwtHeader,
@@ -162,6 +165,8 @@ ROUTE_CONFIG_NAME = "edge_routes"
 # HTTP filter names double as the keys of typed_per_filter_config maps.
 CORS_FILTER = "envoy.filters.http.cors"
 RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+HEALTH_CHECK_FILTER = "envoy.filters.http.health_check"
+HEALTH_PATH = "/healthz"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 ROUTER_FILTER = "envoy.filters.http.router"
@@ -270,6 +275,18 @@ def _listener(
         route_config=_route_config(settings, upstreams, methods),
         http_filters=[
             _http_filter(CORS_FILTER, Cors()),
+            # Answers GET /healthz on the public listener (200, or 503 while the
+            # edge drains) so orchestrators can probe it without the admin port,
+            # which stays on loopback. Before jwt_authn: probes carry no token.
+            _http_filter(
+                HEALTH_CHECK_FILTER,
+                HealthCheckFilter(
+                    pass_through_mode=False,
+                    headers=[
+                        HeaderMatcher(name=":path", string_match=StringMatcher(exact=HEALTH_PATH))
+                    ],
+                ),
+            ),
             _http_filter(RATE_LIMIT_FILTER, _rate_limit(settings)),
             _http_filter(JWT_FILTER, _jwt_authn(settings, methods)),
             _http_filter(TRANSCODER_FILTER, _transcoder(upstreams, contract)),

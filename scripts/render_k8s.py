@@ -82,7 +82,7 @@ def deployment(name: str) -> dict[str, Any]:
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels(name)},
         "spec": {
-            "replicas": 2,
+            # No `replicas`: the HPA owns the count (re-applying must not reset it).
             "minReadySeconds": 5,
             "selector": {"matchLabels": labels(name)},
             "strategy": {
@@ -108,7 +108,14 @@ def deployment(name: str) -> dict[str, Any]:
                             # and again while draining after SIGTERM.
                             "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 60},
                             "readinessProbe": {**probe, "periodSeconds": 5},
-                            "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 6},
+                            # Liveness asks for the "liveness" health service, which stays
+                            # SERVING while PostgreSQL/Redis are down: an outage makes pods
+                            # unready, it must not restart them all.
+                            "livenessProbe": {
+                                "grpc": {"port": GRPC_PORT, "service": "liveness"},
+                                "periodSeconds": 10,
+                                "failureThreshold": 6,
+                            },
                             "resources": {
                                 "requests": {"cpu": "250m", "memory": "256Mi"},
                                 "limits": {"cpu": "1", "memory": "512Mi"},
@@ -192,7 +199,6 @@ def edge() -> list[dict[str, Any]]:
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels(name)},
         "spec": {
-            "replicas": 2,
             "selector": {"matchLabels": labels(name)},
             "strategy": {
                 "type": "RollingUpdate",
@@ -210,16 +216,15 @@ def edge() -> list[dict[str, Any]]:
                             "name": "envoy",
                             "image": "envoyproxy/envoy:v1.40-latest",
                             "args": ["-c", "/etc/envoy/envoy.yaml", "--log-level", "warn"],
-                            "ports": [
-                                {"name": "http", "containerPort": 8080},
-                                {"name": "admin", "containerPort": 9901},
-                            ],
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            # Envoy's health_check filter answers /healthz on the public
+                            # listener; the admin port stays on the pod's loopback.
                             "readinessProbe": {
-                                "httpGet": {"path": "/ready", "port": "admin"},
+                                "httpGet": {"path": "/healthz", "port": "http"},
                                 "periodSeconds": 5,
                             },
                             "livenessProbe": {
-                                "httpGet": {"path": "/ready", "port": "admin"},
+                                "httpGet": {"path": "/healthz", "port": "http"},
                                 "periodSeconds": 10,
                             },
                             "resources": {

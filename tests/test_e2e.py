@@ -213,7 +213,7 @@ def test_health_and_reflection_list_every_running_service(stack: UpProcess) -> N
         full_name = grpc_service_name(service)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            for name in ("", full_name):
+            for name in ("", full_name, "liveness"):
                 reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING, (service, name)
             reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
@@ -226,6 +226,10 @@ def test_health_and_reflection_list_every_running_service(stack: UpProcess) -> N
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
         } <= names, service
+
+
+def test_edge_health_endpoint_needs_no_token(client: httpx.Client) -> None:
+    assert client.get("/healthz").status_code == 200
 
 
 def test_cors_preflight_is_answered(client: httpx.Client) -> None:

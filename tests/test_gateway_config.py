@@ -278,6 +278,7 @@ def test_one_listener_serves_rest_and_grpc_with_filters_in_order(config: dict[st
     assert manager.get("codec_type", "AUTO") == "AUTO"
     assert [f["name"] for f in manager["http_filters"]] == [
         "envoy.filters.http.cors",
+        "envoy.filters.http.health_check",
         "envoy.filters.http.local_ratelimit",
         "envoy.filters.http.jwt_authn",
         "envoy.filters.http.grpc_json_transcoder",

@@ -44,6 +44,7 @@ T = TypeVar("T")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+LIVENESS = "liveness"
 
 
 class Runtime:
@@ -203,7 +204,13 @@ class ServiceHost:
                     revocations=lambda: self.runtime.revocations,
                 )
             ],
-            options=[("grpc.so_reuseport", 0)],
+            options=[
+                ("grpc.so_reuseport", 0),
+                # Clients reconnect every few minutes, so dns:/// round-robin
+                # notices pods the autoscaler added.
+                ("grpc.max_connection_age_ms", 300_000),
+                ("grpc.max_connection_age_grace_ms", 30_000),
+            ],
         )
         self.port = 0
         self._watch: asyncio.Task[None] | None = None
@@ -231,6 +238,9 @@ class ServiceHost:
         address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
         self.port = self.server.add_insecure_port(address)
         await self._set_health(NOT_SERVING)
+        # Liveness only says "the process answers"; dependency outages flip the
+        # other names (readiness) but never this one.
+        await self.health.set(LIVENESS, SERVING)
         await self.server.start()
         log.info(
             "%s listening on %s:%d (NOT_SERVING until ready)",
