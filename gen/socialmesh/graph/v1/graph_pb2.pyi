@@ -802,3 +802,61 @@ class RejectFollowRequestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RejectFollowRequestResponse: _TypeAlias = RejectFollowRequestResponse  # noqa: Y015
+
+@_typing.final
+class ListFollowerIdsRequest(_message.Message):
+    """A page of follower ids (internal, for fan-out)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """Whose followers."""
+    page_size: _builtins.int
+    """Maximum ids to return: default 5,000, at most 10,000."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFollowerIdsRequest: _TypeAlias = ListFollowerIdsRequest  # noqa: Y015
+
+@_typing.final
+class ListFollowerIdsResponse(_message.Message):
+    """Follower ids, newest follow first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOLLOWER_IDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def follower_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The follower ids on this page."""
+
+    def __init__(
+        self,
+        *,
+        follower_ids: _abc.Iterable[_builtins.int] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follower_ids", b"follower_ids", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFollowerIdsResponse: _TypeAlias = ListFollowerIdsResponse  # noqa: Y015

@@ -93,6 +93,11 @@ class GraphServiceStub:
                 request_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.BatchGetFollowCountsRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.BatchGetFollowCountsResponse.FromString,
                 _registered_method=True)
+        self.ListFollowerIds = channel.unary_unary(
+                '/socialmesh.graph.v1.GraphService/ListFollowerIds',
+                request_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowerIdsRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowerIdsResponse.FromString,
+                _registered_method=True)
         self.ListFollowRequests = channel.unary_unary(
                 '/socialmesh.graph.v1.GraphService/ListFollowRequests',
                 request_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowRequestsRequest.SerializeToString,
@@ -185,16 +190,27 @@ class GraphServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BatchGetRelationships(self, request, context):
-        """Internal (no REST route): the caller's relationship to many accounts in
-        one call, for the profile and feed hot paths. viewer_id must be the caller.
+        """Internal: the viewer's relationship to many accounts in one call, for the
+        profile and feed hot paths. viewer_id must be the calling user, unless
+        the caller is a service (workers ask on behalf of any recipient).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def BatchGetFollowCounts(self, request, context):
-        """Internal (no REST route): exact follower/following counts for many
-        accounts in one call (the user service's profiles). Anonymous allowed.
+        """Internal: exact follower/following counts for many accounts in one call
+        (the user service's profiles; services call it with their own credential
+        when the viewer is anonymous).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFollowerIds(self, request, context):
+        """Internal, services only: every follower id of an account in large pages,
+        newest follow first, for fan-out. Ignores privacy (workers act for the
+        account itself); refused to user tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -278,6 +294,11 @@ def add_GraphServiceServicer_to_server(servicer, server):
                     servicer.BatchGetFollowCounts,
                     request_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.BatchGetFollowCountsRequest.FromString,
                     response_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.BatchGetFollowCountsResponse.SerializeToString,
+            ),
+            'ListFollowerIds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFollowerIds,
+                    request_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowerIdsRequest.FromString,
+                    response_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowerIdsResponse.SerializeToString,
             ),
             'ListFollowRequests': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFollowRequests,
@@ -596,6 +617,33 @@ class GraphService:
             '/socialmesh.graph.v1.GraphService/BatchGetFollowCounts',
             socialmesh_dot_graph_dot_v1_dot_graph__pb2.BatchGetFollowCountsRequest.SerializeToString,
             socialmesh_dot_graph_dot_v1_dot_graph__pb2.BatchGetFollowCountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFollowerIds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.graph.v1.GraphService/ListFollowerIds',
+            socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowerIdsRequest.SerializeToString,
+            socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowerIdsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,12 +63,19 @@ class GraphServiceStub:
     GetRelationship: _grpc.UnaryUnaryMultiCallable[_graph_pb2.GetRelationshipRequest, _graph_pb2.Relationship]
     """The caller's relationship to one account."""
     BatchGetRelationships: _grpc.UnaryUnaryMultiCallable[_graph_pb2.BatchGetRelationshipsRequest, _graph_pb2.BatchGetRelationshipsResponse]
-    """Internal (no REST route): the caller's relationship to many accounts in
-    one call, for the profile and feed hot paths. viewer_id must be the caller.
+    """Internal: the viewer's relationship to many accounts in one call, for the
+    profile and feed hot paths. viewer_id must be the calling user, unless
+    the caller is a service (workers ask on behalf of any recipient).
     """
     BatchGetFollowCounts: _grpc.UnaryUnaryMultiCallable[_graph_pb2.BatchGetFollowCountsRequest, _graph_pb2.BatchGetFollowCountsResponse]
-    """Internal (no REST route): exact follower/following counts for many
-    accounts in one call (the user service's profiles). Anonymous allowed.
+    """Internal: exact follower/following counts for many accounts in one call
+    (the user service's profiles; services call it with their own credential
+    when the viewer is anonymous).
+    """
+    ListFollowerIds: _grpc.UnaryUnaryMultiCallable[_graph_pb2.ListFollowerIdsRequest, _graph_pb2.ListFollowerIdsResponse]
+    """Internal, services only: every follower id of an account in large pages,
+    newest follow first, for fan-out. Ignores privacy (workers act for the
+    account itself); refused to user tokens.
     """
     ListFollowRequests: _grpc.UnaryUnaryMultiCallable[_graph_pb2.ListFollowRequestsRequest, _graph_pb2.ListFollowRequestsResponse]
     """Lists pending requests to follow the caller, newest first."""
@@ -112,12 +119,19 @@ class GraphServiceAsyncStub(GraphServiceStub):
     GetRelationship: _aio.UnaryUnaryMultiCallable[_graph_pb2.GetRelationshipRequest, _graph_pb2.Relationship]  # type: ignore[assignment]
     """The caller's relationship to one account."""
     BatchGetRelationships: _aio.UnaryUnaryMultiCallable[_graph_pb2.BatchGetRelationshipsRequest, _graph_pb2.BatchGetRelationshipsResponse]  # type: ignore[assignment]
-    """Internal (no REST route): the caller's relationship to many accounts in
-    one call, for the profile and feed hot paths. viewer_id must be the caller.
+    """Internal: the viewer's relationship to many accounts in one call, for the
+    profile and feed hot paths. viewer_id must be the calling user, unless
+    the caller is a service (workers ask on behalf of any recipient).
     """
     BatchGetFollowCounts: _aio.UnaryUnaryMultiCallable[_graph_pb2.BatchGetFollowCountsRequest, _graph_pb2.BatchGetFollowCountsResponse]  # type: ignore[assignment]
-    """Internal (no REST route): exact follower/following counts for many
-    accounts in one call (the user service's profiles). Anonymous allowed.
+    """Internal: exact follower/following counts for many accounts in one call
+    (the user service's profiles; services call it with their own credential
+    when the viewer is anonymous).
+    """
+    ListFollowerIds: _aio.UnaryUnaryMultiCallable[_graph_pb2.ListFollowerIdsRequest, _graph_pb2.ListFollowerIdsResponse]  # type: ignore[assignment]
+    """Internal, services only: every follower id of an account in large pages,
+    newest follow first, for fan-out. Ignores privacy (workers act for the
+    account itself); refused to user tokens.
     """
     ListFollowRequests: _aio.UnaryUnaryMultiCallable[_graph_pb2.ListFollowRequestsRequest, _graph_pb2.ListFollowRequestsResponse]  # type: ignore[assignment]
     """Lists pending requests to follow the caller, newest first."""
@@ -218,8 +232,9 @@ class GraphServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _graph_pb2.BatchGetRelationshipsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_graph_pb2.BatchGetRelationshipsResponse, _abc.Awaitable[_graph_pb2.BatchGetRelationshipsResponse]]:
-        """Internal (no REST route): the caller's relationship to many accounts in
-        one call, for the profile and feed hot paths. viewer_id must be the caller.
+        """Internal: the viewer's relationship to many accounts in one call, for the
+        profile and feed hot paths. viewer_id must be the calling user, unless
+        the caller is a service (workers ask on behalf of any recipient).
         """
 
     @_abc_1.abstractmethod
@@ -228,8 +243,20 @@ class GraphServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _graph_pb2.BatchGetFollowCountsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_graph_pb2.BatchGetFollowCountsResponse, _abc.Awaitable[_graph_pb2.BatchGetFollowCountsResponse]]:
-        """Internal (no REST route): exact follower/following counts for many
-        accounts in one call (the user service's profiles). Anonymous allowed.
+        """Internal: exact follower/following counts for many accounts in one call
+        (the user service's profiles; services call it with their own credential
+        when the viewer is anonymous).
+        """
+
+    @_abc_1.abstractmethod
+    def ListFollowerIds(
+        self,
+        request: _graph_pb2.ListFollowerIdsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_graph_pb2.ListFollowerIdsResponse, _abc.Awaitable[_graph_pb2.ListFollowerIdsResponse]]:
+        """Internal, services only: every follower id of an account in large pages,
+        newest follow first, for fan-out. Ignores privacy (workers act for the
+        account itself); refused to user tokens.
         """
 
     @_abc_1.abstractmethod

@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from socialmesh.api.v1 import access_pb2 as socialmesh_dot_api_dot_v1_dot_access__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsocialmesh/media/v1/media.proto\x12\x13socialmesh.media.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x02\n\x05Media\x12\x16\n\x08media_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x08\x12\x16\n\x08owner_id\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x63ontent_type\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\x05state\x18\x04 \x01(\x0e\x32\x1f.socialmesh.media.v1.MediaStateB\x04\xe2\x41\x01\x03\x12\x39\n\x08variants\x18\x05 \x03(\x0b\x32!.socialmesh.media.v1.MediaVariantB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"r\n\x0cMediaVariant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x0b\n\x03url\x18\x06 \x01(\t\"X\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x1a\n\x0c\x63ontent_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nsize_bytes\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x02\"d\n\rUploadRequest\x12\x37\n\x08metadata\x18\x01 \x01(\x0b\x32#.socialmesh.media.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\")\n\x0fGetMediaRequest\x12\x16\n\x08media_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"/\n\x14\x42\x61tchGetMediaRequest\x12\x17\n\tmedia_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\"B\n\x15\x42\x61tchGetMediaResponse\x12)\n\x05media\x18\x01 \x03(\x0b\x32\x1a.socialmesh.media.v1.Media\"@\n\x0f\x44ownloadRequest\x12\x16\n\x08media_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x15\n\x07variant\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02*t\n\nMediaState\x12\x1b\n\x17MEDIA_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEDIA_STATE_PROCESSING\x10\x01\x12\x15\n\x11MEDIA_STATE_READY\x10\x02\x12\x16\n\x12MEDIA_STATE_FAILED\x10\x03\x32\xd0\x03\n\x0cMediaService\x12g\n\x06Upload\x12\".socialmesh.media.v1.UploadRequest\x1a\x1a.socialmesh.media.v1.Media\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/media:upload:\x01*(\x01\x12j\n\x08GetMedia\x12$.socialmesh.media.v1.GetMediaRequest\x1a\x1a.socialmesh.media.v1.Media\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/media/{media_id}\x12\x66\n\rBatchGetMedia\x12).socialmesh.media.v1.BatchGetMediaRequest\x1a*.socialmesh.media.v1.BatchGetMediaResponse\x12\x82\x01\n\x08\x44ownload\x12$.socialmesh.media.v1.DownloadRequest\x1a\x14.google.api.HttpBody\"8\x82\xd3\xe4\x93\x02\x32\x12\x30/v1/media/{media_id}/variants/{variant}:download0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsocialmesh/media/v1/media.proto\x12\x13socialmesh.media.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1esocialmesh/api/v1/access.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x02\n\x05Media\x12\x16\n\x08media_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x08\x12\x16\n\x08owner_id\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x63ontent_type\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\x05state\x18\x04 \x01(\x0e\x32\x1f.socialmesh.media.v1.MediaStateB\x04\xe2\x41\x01\x03\x12\x39\n\x08variants\x18\x05 \x03(\x0b\x32!.socialmesh.media.v1.MediaVariantB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"r\n\x0cMediaVariant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x0b\n\x03url\x18\x06 \x01(\t\"X\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x1a\n\x0c\x63ontent_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nsize_bytes\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x02\"d\n\rUploadRequest\x12\x37\n\x08metadata\x18\x01 \x01(\x0b\x32#.socialmesh.media.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\")\n\x0fGetMediaRequest\x12\x16\n\x08media_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"/\n\x14\x42\x61tchGetMediaRequest\x12\x17\n\tmedia_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\"B\n\x15\x42\x61tchGetMediaResponse\x12)\n\x05media\x18\x01 \x03(\x0b\x32\x1a.socialmesh.media.v1.Media\"@\n\x0f\x44ownloadRequest\x12\x16\n\x08media_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x15\n\x07variant\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02*t\n\nMediaState\x12\x1b\n\x17MEDIA_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEDIA_STATE_PROCESSING\x10\x01\x12\x15\n\x11MEDIA_STATE_READY\x10\x02\x12\x16\n\x12MEDIA_STATE_FAILED\x10\x03\x32\xd6\x03\n\x0cMediaService\x12g\n\x06Upload\x12\".socialmesh.media.v1.UploadRequest\x1a\x1a.socialmesh.media.v1.Media\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/media:upload:\x01*(\x01\x12j\n\x08GetMedia\x12$.socialmesh.media.v1.GetMediaRequest\x1a\x1a.socialmesh.media.v1.Media\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/media/{media_id}\x12l\n\rBatchGetMedia\x12).socialmesh.media.v1.BatchGetMediaRequest\x1a*.socialmesh.media.v1.BatchGetMediaResponse\"\x04\x88\xb5\x18\x02\x12\x82\x01\n\x08\x44ownload\x12$.socialmesh.media.v1.DownloadRequest\x1a\x14.google.api.HttpBody\"8\x82\xd3\xe4\x93\x02\x32\x12\x30/v1/media/{media_id}/variants/{variant}:download0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -65,26 +66,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEDIASERVICE'].methods_by_name['Upload']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/media:upload:\001*'
   _globals['_MEDIASERVICE'].methods_by_name['GetMedia']._loaded_options = None
   _globals['_MEDIASERVICE'].methods_by_name['GetMedia']._serialized_options = b'\202\323\344\223\002\026\022\024/v1/media/{media_id}'
+  _globals['_MEDIASERVICE'].methods_by_name['BatchGetMedia']._loaded_options = None
+  _globals['_MEDIASERVICE'].methods_by_name['BatchGetMedia']._serialized_options = b'\210\265\030\002'
   _globals['_MEDIASERVICE'].methods_by_name['Download']._loaded_options = None
   _globals['_MEDIASERVICE'].methods_by_name['Download']._serialized_options = b'\202\323\344\223\0022\0220/v1/media/{media_id}/variants/{variant}:download'
-  _globals['_MEDIASTATE']._serialized_start=997
-  _globals['_MEDIASTATE']._serialized_end=1113
-  _globals['_MEDIA']._serialized_start=180
-  _globals['_MEDIA']._serialized_end=461
-  _globals['_MEDIAVARIANT']._serialized_start=463
-  _globals['_MEDIAVARIANT']._serialized_end=577
-  _globals['_UPLOADMETADATA']._serialized_start=579
-  _globals['_UPLOADMETADATA']._serialized_end=667
-  _globals['_UPLOADREQUEST']._serialized_start=669
-  _globals['_UPLOADREQUEST']._serialized_end=769
-  _globals['_GETMEDIAREQUEST']._serialized_start=771
-  _globals['_GETMEDIAREQUEST']._serialized_end=812
-  _globals['_BATCHGETMEDIAREQUEST']._serialized_start=814
-  _globals['_BATCHGETMEDIAREQUEST']._serialized_end=861
-  _globals['_BATCHGETMEDIARESPONSE']._serialized_start=863
-  _globals['_BATCHGETMEDIARESPONSE']._serialized_end=929
-  _globals['_DOWNLOADREQUEST']._serialized_start=931
-  _globals['_DOWNLOADREQUEST']._serialized_end=995
-  _globals['_MEDIASERVICE']._serialized_start=1116
-  _globals['_MEDIASERVICE']._serialized_end=1580
+  _globals['_MEDIASTATE']._serialized_start=1029
+  _globals['_MEDIASTATE']._serialized_end=1145
+  _globals['_MEDIA']._serialized_start=212
+  _globals['_MEDIA']._serialized_end=493
+  _globals['_MEDIAVARIANT']._serialized_start=495
+  _globals['_MEDIAVARIANT']._serialized_end=609
+  _globals['_UPLOADMETADATA']._serialized_start=611
+  _globals['_UPLOADMETADATA']._serialized_end=699
+  _globals['_UPLOADREQUEST']._serialized_start=701
+  _globals['_UPLOADREQUEST']._serialized_end=801
+  _globals['_GETMEDIAREQUEST']._serialized_start=803
+  _globals['_GETMEDIAREQUEST']._serialized_end=844
+  _globals['_BATCHGETMEDIAREQUEST']._serialized_start=846
+  _globals['_BATCHGETMEDIAREQUEST']._serialized_end=893
+  _globals['_BATCHGETMEDIARESPONSE']._serialized_start=895
+  _globals['_BATCHGETMEDIARESPONSE']._serialized_end=961
+  _globals['_DOWNLOADREQUEST']._serialized_start=963
+  _globals['_DOWNLOADREQUEST']._serialized_end=1027
+  _globals['_MEDIASERVICE']._serialized_start=1148
+  _globals['_MEDIASERVICE']._serialized_end=1618
 # @@protoc_insertion_point(module_scope)

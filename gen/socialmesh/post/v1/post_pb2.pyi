@@ -861,3 +861,101 @@ class PostCount(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PostCount: _TypeAlias = PostCount  # noqa: Y015
+
+@_typing.final
+class BatchListAuthorPostsRequest(_message.Message):
+    """Post ids of many authors since a point (internal)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTHOR_IDS_FIELD_NUMBER: _builtins.int
+    MIN_POST_ID_FIELD_NUMBER: _builtins.int
+    SINCE_TIME_FIELD_NUMBER: _builtins.int
+    PER_AUTHOR_LIMIT_FIELD_NUMBER: _builtins.int
+    min_post_id: _builtins.int
+    """Only posts with a larger id (ids are time-ordered); 0 for no lower bound."""
+    per_author_limit: _builtins.int
+    """Newest posts per author: default 20, at most 200."""
+    @_builtins.property
+    def author_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """1 to 1,000 author ids."""
+
+    @_builtins.property
+    def since_time(self) -> _timestamp_pb2.Timestamp:
+        """Only posts created at or after this time; unset for no lower bound."""
+
+    def __init__(
+        self,
+        *,
+        author_ids: _abc.Iterable[_builtins.int] | None = ...,
+        min_post_id: _builtins.int = ...,
+        since_time: _timestamp_pb2.Timestamp | None = ...,
+        per_author_limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since_time", b"since_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_ids", b"author_ids", "min_post_id", b"min_post_id", "per_author_limit", b"per_author_limit", "since_time", b"since_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchListAuthorPostsRequest: _TypeAlias = BatchListAuthorPostsRequest  # noqa: Y015
+
+@_typing.final
+class BatchListAuthorPostsResponse(_message.Message):
+    """Post references, newest first within each author."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def posts(self) -> _containers.RepeatedCompositeFieldContainer[Global___PostRef]:
+        """The posts found, grouped by author in request order."""
+
+    def __init__(
+        self,
+        *,
+        posts: _abc.Iterable[Global___PostRef] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["posts", b"posts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchListAuthorPostsResponse: _TypeAlias = BatchListAuthorPostsResponse  # noqa: Y015
+
+@_typing.final
+class PostRef(_message.Message):
+    """A post without its content: enough to place it in a timeline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POST_ID_FIELD_NUMBER: _builtins.int
+    AUTHOR_ID_FIELD_NUMBER: _builtins.int
+    VISIBILITY_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    post_id: _builtins.int
+    """The post."""
+    author_id: _builtins.int
+    """Who wrote it."""
+    visibility: Global___Visibility.ValueType
+    """Who may see it."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was published."""
+
+    def __init__(
+        self,
+        *,
+        post_id: _builtins.int = ...,
+        author_id: _builtins.int = ...,
+        visibility: Global___Visibility.ValueType = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "create_time", b"create_time", "post_id", b"post_id", "visibility", b"visibility"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostRef: _TypeAlias = PostRef  # noqa: Y015

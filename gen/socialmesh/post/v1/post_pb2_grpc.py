@@ -122,6 +122,11 @@ class PostServiceStub:
                 request_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchGetPostCountsRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchGetPostCountsResponse.FromString,
                 _registered_method=True)
+        self.BatchListAuthorPosts = channel.unary_unary(
+                '/socialmesh.post.v1.PostService/BatchListAuthorPosts',
+                request_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchListAuthorPostsRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchListAuthorPostsResponse.FromString,
+                _registered_method=True)
 
 
 class PostServiceServicer:
@@ -242,7 +247,16 @@ class PostServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BatchGetPostCounts(self, request, context):
-        """Internal (no REST route): live post counts of many authors, for profiles.
+        """Internal: live post counts of many authors, for profiles.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchListAuthorPosts(self, request, context):
+        """Internal, services only: ids of the live posts of many authors newer
+        than a point, newest first, without hydration (feed back-fill, celebrity
+        merge, timeline rebuilds). Ignores viewers; refused to user tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -330,6 +344,11 @@ def add_PostServiceServicer_to_server(servicer, server):
                     servicer.BatchGetPostCounts,
                     request_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchGetPostCountsRequest.FromString,
                     response_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchGetPostCountsResponse.SerializeToString,
+            ),
+            'BatchListAuthorPosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchListAuthorPosts,
+                    request_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchListAuthorPostsRequest.FromString,
+                    response_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchListAuthorPostsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -771,6 +790,33 @@ class PostService:
             '/socialmesh.post.v1.PostService/BatchGetPostCounts',
             socialmesh_dot_post_dot_v1_dot_post__pb2.BatchGetPostCountsRequest.SerializeToString,
             socialmesh_dot_post_dot_v1_dot_post__pb2.BatchGetPostCountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchListAuthorPosts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.post.v1.PostService/BatchListAuthorPosts',
+            socialmesh_dot_post_dot_v1_dot_post__pb2.BatchListAuthorPostsRequest.SerializeToString,
+            socialmesh_dot_post_dot_v1_dot_post__pb2.BatchListAuthorPostsResponse.FromString,
             options,
             channel_credentials,
             insecure,

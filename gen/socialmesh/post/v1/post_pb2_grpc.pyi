@@ -76,7 +76,12 @@ class PostServiceStub:
     DeleteComment: _grpc.UnaryUnaryMultiCallable[_post_pb2.DeleteCommentRequest, _empty_pb2.Empty]
     """Deletes a comment; its author or the post's author may."""
     BatchGetPostCounts: _grpc.UnaryUnaryMultiCallable[_post_pb2.BatchGetPostCountsRequest, _post_pb2.BatchGetPostCountsResponse]
-    """Internal (no REST route): live post counts of many authors, for profiles."""
+    """Internal: live post counts of many authors, for profiles."""
+    BatchListAuthorPosts: _grpc.UnaryUnaryMultiCallable[_post_pb2.BatchListAuthorPostsRequest, _post_pb2.BatchListAuthorPostsResponse]
+    """Internal, services only: ids of the live posts of many authors newer
+    than a point, newest first, without hydration (feed back-fill, celebrity
+    merge, timeline rebuilds). Ignores viewers; refused to user tokens.
+    """
 
 @_typing.type_check_only
 class PostServiceAsyncStub(PostServiceStub):
@@ -125,7 +130,12 @@ class PostServiceAsyncStub(PostServiceStub):
     DeleteComment: _aio.UnaryUnaryMultiCallable[_post_pb2.DeleteCommentRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a comment; its author or the post's author may."""
     BatchGetPostCounts: _aio.UnaryUnaryMultiCallable[_post_pb2.BatchGetPostCountsRequest, _post_pb2.BatchGetPostCountsResponse]  # type: ignore[assignment]
-    """Internal (no REST route): live post counts of many authors, for profiles."""
+    """Internal: live post counts of many authors, for profiles."""
+    BatchListAuthorPosts: _aio.UnaryUnaryMultiCallable[_post_pb2.BatchListAuthorPostsRequest, _post_pb2.BatchListAuthorPostsResponse]  # type: ignore[assignment]
+    """Internal, services only: ids of the live posts of many authors newer
+    than a point, newest first, without hydration (feed back-fill, celebrity
+    merge, timeline rebuilds). Ignores viewers; refused to user tokens.
+    """
 
 class PostServiceServicer(metaclass=_abc_1.ABCMeta):
     """PostService owns posts and every interaction on them: likes, comments,
@@ -267,6 +277,17 @@ class PostServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _post_pb2.BatchGetPostCountsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_post_pb2.BatchGetPostCountsResponse, _abc.Awaitable[_post_pb2.BatchGetPostCountsResponse]]:
-        """Internal (no REST route): live post counts of many authors, for profiles."""
+        """Internal: live post counts of many authors, for profiles."""
+
+    @_abc_1.abstractmethod
+    def BatchListAuthorPosts(
+        self,
+        request: _post_pb2.BatchListAuthorPostsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_post_pb2.BatchListAuthorPostsResponse, _abc.Awaitable[_post_pb2.BatchListAuthorPostsResponse]]:
+        """Internal, services only: ids of the live posts of many authors newer
+        than a point, newest first, without hydration (feed back-fill, celebrity
+        merge, timeline rebuilds). Ignores viewers; refused to user tokens.
+        """
 
 def add_PostServiceServicer_to_server(servicer: PostServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
