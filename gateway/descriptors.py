@@ -1,7 +1,8 @@
 """Reads the gRPC contract (a protoc descriptor set) into the facts the edge needs.
 
 Everything the edge config derives from the contract - which methods exist, which of
-them stream, which REST verb + path each one is bound to - comes from here, so that a
+them stream, which REST verb + path each one is bound to, who may call them (the
+`(socialmesh.api.v1.access)` option) - comes from here, so that a
 new service only needs its .proto file and `make gen`; nothing is hard-coded per service.
 This module is plain protobuf: no Envoy types leak out of it.
 """
@@ -20,6 +21,10 @@ from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
 # transcoder needs google.rpc.* to render grpc-status-details-bin as JSON (see
 # `with_error_detail_types`).
 from google.rpc import error_details_pb2, status_pb2
+
+# Registers the `(socialmesh.api.v1.access)` method option, so parsing a descriptor set
+# fills it in as a typed extension instead of leaving it in the unknown fields.
+from socialmesh.api.v1 import access_pb2
 
 # A single path segment of a URL: what `*` and `{var}` match in a google.api.http template.
 SEGMENT_REGEX = "[^/]+"
@@ -53,10 +58,22 @@ class MethodInfo:
     client_streaming: bool
     server_streaming: bool
     http: tuple[HttpBinding, ...]
+    # The `(socialmesh.api.v1.access)` option: who may call the method.
+    access: access_pb2.MethodAccess.ValueType = access_pb2.METHOD_ACCESS_UNSPECIFIED
+
+    @property
+    def public(self) -> bool:
+        """METHOD_ACCESS_PUBLIC: the access token is optional (a bad one is still refused)."""
+        return self.access == access_pb2.METHOD_ACCESS_PUBLIC
+
+    @property
+    def internal(self) -> bool:
+        """METHOD_ACCESS_INTERNAL: for other services only; the edge must never route it."""
+        return self.access == access_pb2.METHOD_ACCESS_INTERNAL
 
     @property
     def full_name(self) -> str:
-        """Dotted name, the form used in public-method lists: "pkg.Service.Method"."""
+        """Dotted name, as in descriptors and error messages: "pkg.Service.Method"."""
         return f"{self.service}.{self.name}"
 
     @property
@@ -198,7 +215,7 @@ def _with_dependencies(
 
 
 def _method_info(service: str, m: descriptor_pb2.MethodDescriptorProto) -> MethodInfo:
-    """Collect a method's streaming flags and every REST binding (incl. additional ones)."""
+    """Collect a method's streaming flags, access option and every REST binding."""
     bindings: list[HttpBinding] = []
     if m.options.HasExtension(annotations_pb2.http):
         rule = m.options.Extensions[annotations_pb2.http]
@@ -211,6 +228,7 @@ def _method_info(service: str, m: descriptor_pb2.MethodDescriptorProto) -> Metho
         client_streaming=m.client_streaming,
         server_streaming=m.server_streaming,
         http=tuple(bindings),
+        access=m.options.Extensions[access_pb2.access],
     )
 
 

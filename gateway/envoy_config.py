@@ -17,6 +17,11 @@ gRPC over h2c, on the same port):
 * jwt_authn before the transcoder: its rules see the path the client sent (REST or gRPC
   form); the transcoder rewrites REST requests to `/<service>/<Method>` afterwards and
   clears the route cache, so the router routes on the gRPC path.
+
+Who may call what comes from the contract's `(socialmesh.api.v1.access)` method option:
+METHOD_ACCESS_PUBLIC methods accept anonymous callers, unset means a signed-in user, and
+METHOD_ACCESS_INTERNAL methods (other services only) are not part of the edge's API at
+all - every path to them, native gRPC or REST, is answered 404 by the first routes.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ from envoy_data_plane.envoy.config.endpoint.v3 import (
 from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
 from envoy_data_plane.envoy.config.route.v3 import (
     DirectResponseAction,
+    FilterConfig,
     HeaderMatcher,
     RetryPolicy,
     Route,
@@ -125,27 +131,19 @@ from envoy_data_plane.envoy.type.v3 import (
     TokenBucket,
 )
 from envoy_data_plane.google.protobuf import Any, Empty
+from socialmesh.api.v1 import access_pb2
 
 from .descriptors import Contract, HttpBinding, MethodInfo, load_contract, with_error_detail_types
 
 __all__ = [
-    "DEFAULT_PUBLIC_METHODS",
+    "MAX_REQUEST_BODY_BYTES",
+    "MAX_RESPONSE_BODY_BYTES",
     "STRIPPED_IDENTITY_HEADERS",
     "EdgeSettings",
     "Upstream",
     "build_bootstrap",
     "render_yaml",
 ]
-
-DEFAULT_PUBLIC_METHODS: frozenset[str] = frozenset(
-    {
-        "socialmesh.user.v1.UserService.CreateUser",
-        "socialmesh.user.v1.UserService.Login",
-        "socialmesh.user.v1.UserService.RefreshToken",
-        "socialmesh.user.v1.UserService.GetUser",
-        "socialmesh.user.v1.UserService.BatchGetUsers",
-    }
-)
 
 # Identity headers only the edge or the services may mint. jwt_authn verifies tokens but
 # leaves any such header a client sends untouched, so a service trusting one could be fooled
@@ -180,6 +178,30 @@ CONNECT_TIMEOUT = timedelta(seconds=1)
 HEALTH_CHECK_INTERVAL = timedelta(seconds=2)
 HEALTH_CHECK_TIMEOUT = timedelta(seconds=1)
 RETRIES_ON_UNAVAILABLE = 2
+# Envoy's HTTP/2 PING to each upstream connection: how long it waits for the ACK before
+# closing the connection (the interval is EdgeSettings.upstream_keepalive_interval_seconds).
+UPSTREAM_KEEPALIVE_TIMEOUT = timedelta(seconds=5)
+
+# What the transcoder may buffer per request. It holds a whole unary request or response to
+# convert it, and without these limits the buffer is the stream's buffer limit: 64 KiB for
+# HTTP/2 clients (initial_stream_window_size below), 1 MiB over HTTP/1.1. So the same REST
+# call answered 200 over HTTP/1.1 and, once its JSON passed 64 KiB (a page of 30 long posts
+# does), 500 "Response not transcoded because the transcoder's internal buffer ..." over
+# HTTP/2. Both limits are now explicit and the same for every protocol.
+# * Responses: a full page of the largest lists (BatchGetPosts/BatchGetUsers of 500,
+#   ListFollowers of 1000) is some 100-600 KB of JSON; 4 MiB leaves several times that
+#   while still bounding what one response can make the edge hold.
+# * Requests: the transcoder converts a JSON body as it arrives and holds only what it has
+#   not parsed yet, so for JSON this bounds that backlog (about one read), not the body; it
+#   is the whole body only for unary google.api.HttpBody requests (none yet). 1 MiB, the
+#   HTTP/1.1 default, is far above the largest body a client sends (a 5,000-character
+#   post: ~60 KB as JSON at worst). What really caps a JSON body is the service's gRPC
+#   receive limit (4 MiB), answered RESOURCE_EXHAUSTED, i.e. 429.
+MAX_REQUEST_BODY_BYTES = 1024 * 1024
+MAX_RESPONSE_BODY_BYTES = 4 * 1024 * 1024
+
+# The reply to any path the edge does not serve - including every internal method.
+NOT_FOUND_BODY = json.dumps({"code": 5, "message": "no such API route"})
 
 _UPSTREAM_PROTOCOL_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
@@ -205,10 +227,14 @@ class EdgeSettings:
     issuer: str = "socialmesh"
     audience: str = "socialmesh-api"
     descriptor_path: Path
-    public_methods: frozenset[str] = DEFAULT_PUBLIC_METHODS
     rate_limit_per_second: int = 2000
     cors_allowed_origins: tuple[str, ...] = ("*",)
     request_timeout_seconds: float = 15.0
+    # How often Envoy pings each upstream connection (HTTP/2 PING) to notice a dead peer.
+    # The services must accept pings this often even on a connection without calls, or
+    # they answer GOAWAY `too_many_pings` and kill quiet streams: see
+    # services/kit/server.py (MIN_PING_INTERVAL_WITHOUT_DATA_MS, which must not exceed it).
+    upstream_keepalive_interval_seconds: float = 30.0
 
 
 def build_bootstrap(settings: EdgeSettings, upstreams: Sequence[Upstream]) -> Bootstrap:
@@ -217,23 +243,33 @@ def build_bootstrap(settings: EdgeSettings, upstreams: Sequence[Upstream]) -> Bo
     contract = with_error_detail_types(load_contract(settings.descriptor_path))
     methods = {u.name: contract.methods(u.grpc_service) for u in upstreams}
     problems = contract.transcoding_problems(u.grpc_service for u in upstreams)
+    problems += _access_problems(methods)
     if problems:
         # Envoy would refuse the config anyway, one method at a time and less legibly.
-        raise ValueError("contract cannot be transcoded by Envoy:\n  " + "\n  ".join(problems))
-    unknown_public = settings.public_methods - {m.full_name for ms in methods.values() for m in ms}
-    if unknown_public:
-        # A typo here would silently make a method private (fail closed) - or, worse, a
-        # rename would leave a stale entry; either way the caller should hear about it.
-        raise ValueError(
-            f"public methods not found in the served services: {sorted(unknown_public)}"
-        )
+        raise ValueError("contract cannot be served by the edge:\n  " + "\n  ".join(problems))
     return Bootstrap(
         admin=Admin(address=_socket("127.0.0.1", settings.admin_port)),
         static_resources=BootstrapStaticResources(
             listeners=[_listener(settings, upstreams, methods, contract)],
-            clusters=[_cluster(u) for u in upstreams],
+            clusters=[_cluster(u, settings) for u in upstreams],
         ),
     )
+
+
+def _access_problems(methods: dict[str, tuple[MethodInfo, ...]]) -> list[str]:
+    """Methods whose access option this builder does not know how to enforce.
+
+    A newer contract could add a MethodAccess value (say, "services of one kind only");
+    treating it as "signed-in user" would quietly route it, so the build fails instead.
+    """
+    known = set(access_pb2.MethodAccess.values())
+    return [
+        f"{m.full_name}: unknown (socialmesh.api.v1.access) value {m.access}; teach "
+        "gateway/envoy_config.py what the edge must do with it"
+        for ms in methods.values()
+        for m in ms
+        if m.access not in known
+    ]
 
 
 def render_yaml(settings: EdgeSettings, upstreams: Sequence[Upstream]) -> str:
@@ -319,6 +355,11 @@ def _listener(
     return Listener(
         name=LISTENER_NAME,
         address=_socket(settings.bind_address, settings.edge_port),
+        # Envoy sets SO_REUSEPORT by default, so a second Envoy (another stack, a stale
+        # one) started on the same port binds without error and the kernel splits the
+        # connections - bearer tokens included - between the two. Without it that second
+        # bind fails loudly with "Address already in use".
+        enable_reuse_port=False,
         filter_chains=[
             FilterChain(
                 filters=[
@@ -380,16 +421,23 @@ def _route_config(
 ) -> RouteConfiguration:
     """Routes on the gRPC path (post-transcoding), most specific first.
 
-    Per-method routes exist only where a method differs from its service's default:
-    idempotent reads (retried on UNAVAILABLE) and streaming calls (no route timeout).
-    Everything else falls to the `/<service>/` prefix route. Then come REST-path routes
-    that only matter before transcoding (see below), and a catch-all answering 404.
+    First the refusals: every METHOD_ACCESS_INTERNAL method's gRPC path answers 404
+    (before the `/<service>/` prefix routes would forward it). Per-method routes exist
+    only where a method differs from its service's default: idempotent reads (retried on
+    UNAVAILABLE) and streaming calls (no route timeout). Everything else falls to the
+    `/<service>/` prefix route. Then come REST-path routes that only matter before
+    transcoding (see below), and a catch-all answering 404.
     """
     unary_timeout = timedelta(seconds=settings.request_timeout_seconds)
-    routes: list[Route] = []
+    routes: list[Route] = [
+        _refusal(f"internal {m.full_name}", RouteMatch(path=m.grpc_path))
+        for upstream in upstreams
+        for m in methods[upstream.name]
+        if m.internal
+    ]
     for upstream in upstreams:
         for m in methods[upstream.name]:
-            if not (m.idempotent or m.streaming):
+            if m.internal or not (m.idempotent or m.streaming):
                 continue
             routes.append(
                 Route(
@@ -417,30 +465,38 @@ def _route_config(
     # CORS filter runs before that and ignores requests whose route has no route entry:
     # a direct_response catch-all has none, so without these, preflights and CORS
     # headers silently disappear for every REST path.
+    # A REST binding of an internal method (none has one today; nothing stops a contract
+    # from adding one) gets a refusal instead, matched on verb and path. All of them in
+    # the order the transcoder prefers templates (most specific first), refusals first
+    # among equals, so a refusal never shadows a more specific public or private path.
+    rest: list[tuple[tuple[int, ...], int, Route]] = []
+    seen: set[str] = set()
     for upstream in upstreams:
-        seen: set[str] = set()
         for m in methods[upstream.name]:
             for b in m.http:
+                if m.internal:
+                    match = RouteMatch(
+                        safe_regex=RegexMatcher(regex=b.path_regex), headers=[_verb_matcher(b)]
+                    )
+                    route = _refusal(f"internal {b.verb} {b.template}", match)
+                    rest.append((_specificity(b), 0, route))
+                    continue
                 if b.path_regex in seen:
                     continue
                 seen.add(b.path_regex)
-                routes.append(
-                    Route(
-                        name=f"rest {b.template}",
-                        match=RouteMatch(safe_regex=RegexMatcher(regex=b.path_regex)),
-                        route=RouteAction(cluster=upstream.name, timeout=unary_timeout),
-                    )
+                route = Route(
+                    name=f"rest {b.template}",
+                    match=RouteMatch(safe_regex=RegexMatcher(regex=b.path_regex)),
+                    route=RouteAction(cluster=upstream.name, timeout=unary_timeout),
                 )
+                rest.append((_specificity(b), 1, route))
+    rest.sort(key=lambda item: item[:2])
+    routes.extend(route for _, _, route in rest)
     routes.append(
         Route(
             name="not_found",
             match=RouteMatch(prefix="/"),
-            direct_response=DirectResponseAction(
-                status=404,
-                body=DataSource(
-                    inline_string=json.dumps({"code": 5, "message": "no such API route"})
-                ),
-            ),
+            direct_response=_not_found(),
         )
     )
     return RouteConfiguration(
@@ -457,6 +513,35 @@ def _route_config(
         # Local routes only reference static clusters; checking them at load is free.
         validate_clusters=True,
     )
+
+
+def _not_found() -> DirectResponseAction:
+    return DirectResponseAction(status=404, body=DataSource(inline_string=NOT_FOUND_BODY))
+
+
+def _refusal(name: str, match: RouteMatch) -> Route:
+    """A 404 for an internal method that no filter before the router can change.
+
+    Envoy picks a request's filters by the route it first matches, so on this route:
+    * jwt_authn is off: anonymous, signed-in and forged-token callers all get the same
+      404, as for a path that does not exist (a 401 would say "this exists, bring a
+      token", and the method is not the edge's to offer);
+    * the transcoder is off: it could otherwise rewrite the path to another method's and
+      re-route the request - past the jwt_authn it skipped here.
+    The router then answers with the direct response (gRPC callers get it as a
+    trailers-only UNIMPLEMENTED, as from a server without the method).
+    """
+    off = Any.pack(FilterConfig(disabled=True))
+    return Route(
+        name=name,
+        match=match,
+        direct_response=_not_found(),
+        typed_per_filter_config={JWT_FILTER: off, TRANSCODER_FILTER: off},
+    )
+
+
+def _verb_matcher(binding: HttpBinding) -> HeaderMatcher:
+    return HeaderMatcher(name=":method", string_match=StringMatcher(exact=binding.verb))
 
 
 def _route_action(upstream: Upstream, settings: EdgeSettings, m: MethodInfo) -> RouteAction:
@@ -534,13 +619,15 @@ def _rate_limit(settings: EdgeSettings) -> LocalRateLimit:
 def _jwt_authn(
     settings: EdgeSettings, methods: dict[str, tuple[MethodInfo, ...]]
 ) -> JwtAuthentication:
-    """Verify bearer tokens at the edge; public methods accept anonymous callers only.
+    """Verify bearer tokens at the edge; public methods also accept anonymous callers.
 
-    Rules are first-match. Public methods get `requires_any: [provider, allow_missing]`:
-    no token is fine, but a present token must verify (an expired or forged one is 401,
-    never silently downgraded to anonymous). Each method is matched in both forms a
-    client can use: the native gRPC path, and every REST binding from its google.api.http
-    option (verb via `:method`, path via regex). Everything else requires the provider.
+    Rules are first-match. METHOD_ACCESS_PUBLIC methods get `requires_any: [provider,
+    allow_missing]`: no token is fine, but a present token must verify (an expired or
+    forged one is 401, never silently downgraded to anonymous). Each method is matched in
+    both forms a client can use: the native gRPC path, and every REST binding from its
+    google.api.http option (verb via `:method`, path via regex). Everything else requires
+    the provider. Internal methods have no rules: their routes refuse them with jwt_authn
+    switched off (see `_refusal`), and any other way to them ends at the catch-all.
     """
     provider = JwtProvider(
         issuer=settings.issuer,
@@ -562,11 +649,11 @@ def _jwt_authn(
             ]
         )
     )
-    all_methods = [m for ms in methods.values() for m in ms]
+    all_methods = [m for ms in methods.values() for m in ms if not m.internal]
     rules: list[RequirementRule] = [
         RequirementRule(match=RouteMatch(path=m.grpc_path), requires=optional)
         for m in all_methods
-        if m.full_name in settings.public_methods
+        if m.public
     ]
     # REST bindings of *all* methods, most specific template first (the order in which
     # the transcoder's path matcher prefers them). If a private method's template also
@@ -580,12 +667,9 @@ def _jwt_authn(
         rules.append(
             RequirementRule(
                 match=RouteMatch(
-                    safe_regex=RegexMatcher(regex=b.path_regex),
-                    headers=[
-                        HeaderMatcher(name=":method", string_match=StringMatcher(exact=b.verb))
-                    ],
+                    safe_regex=RegexMatcher(regex=b.path_regex), headers=[_verb_matcher(b)]
                 ),
-                requires=optional if m.full_name in settings.public_methods else required,
+                requires=optional if m.public else required,
             )
         )
     rules.append(RequirementRule(match=RouteMatch(prefix="/"), requires=required))
@@ -654,6 +738,9 @@ def _transcoder(upstreams: Sequence[Upstream], contract: Contract) -> GrpcJsonTr
         ),
         # gRPC errors become 400/401/403/404/409/429/503... with a google.rpc.Status body.
         convert_grpc_status=True,
+        # What it may buffer, the same over HTTP/1.1 and HTTP/2 (see the constants).
+        max_request_body_size=MAX_REQUEST_BODY_BYTES,
+        max_response_body_size=MAX_RESPONSE_BODY_BYTES,
         request_validation_options=GrpcJsonTranscoderRequestValidationOptions(
             # Unmapped REST paths get 404 here instead of reaching a gRPC server as
             # plain HTTP, which resets the stream and surfaces as a 503.
@@ -669,7 +756,7 @@ def _transcoder(upstreams: Sequence[Upstream], contract: Contract) -> GrpcJsonTr
 # ---------------------------------------------------------------------------- clusters
 
 
-def _cluster(upstream: Upstream) -> Cluster:
+def _cluster(upstream: Upstream, settings: EdgeSettings) -> Cluster:
     """An HTTP/2 cluster with active gRPC health checks, outlier detection and breakers."""
     cluster = Cluster(
         name=upstream.name,
@@ -691,8 +778,13 @@ def _cluster(upstream: Upstream) -> Cluster:
                     explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
                         http2_protocol_options=Http2ProtocolOptions(
                             # Notice a dead peer (e.g. a killed pod) without waiting for TCP.
+                            # The servers must allow this rate (kit/server.py), or they
+                            # answer GOAWAY too_many_pings and take quiet streams with them.
                             connection_keepalive=KeepaliveSettings(
-                                interval=timedelta(seconds=30), timeout=timedelta(seconds=5)
+                                interval=timedelta(
+                                    seconds=settings.upstream_keepalive_interval_seconds
+                                ),
+                                timeout=UPSTREAM_KEEPALIVE_TIMEOUT,
                             )
                         )
                     )
@@ -774,6 +866,8 @@ def _check_settings(settings: EdgeSettings, upstreams: Iterable[Upstream]) -> No
         raise ValueError("rate_limit_per_second must be at least 1")
     if settings.request_timeout_seconds <= 0:
         raise ValueError("request_timeout_seconds must be positive (0 would disable it)")
+    if settings.upstream_keepalive_interval_seconds <= 0:
+        raise ValueError("upstream_keepalive_interval_seconds must be positive")
     jwks = json.loads(settings.jwks_json)
     if not isinstance(jwks, dict) or not jwks.get("keys"):
         raise ValueError("jwks_json must be a JWKS document with at least one key")

@@ -47,7 +47,7 @@ def generate(out: Path) -> None:
         *includes,
         "--include_imports",
         "--include_source_info",
-        f"--descriptor_set_out={out / 'socialmesh.binpb'}",
+        f"--descriptor_set_out={out / 'socialmesh' / 'socialmesh.binpb'}",
         *protos,
         *ERROR_DETAIL_PROTOS,
     ]

@@ -16,12 +16,17 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.kit.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES  # noqa: E402
+from services import registry  # noqa: E402
 
 NAMESPACE = "socialmesh"
 IMAGE = "socialmesh:latest"
 GRPC_PORT = 50051
 PART_OF = {"app.kubernetes.io/part-of": "socialmesh"}
+JWT_DIR = "/etc/socialmesh/jwt"
+#: This service's own identity key (Secret `socialmesh-service-key-<name>`, key `key.pem`).
+SERVICE_KEY_DIR = "/etc/socialmesh/service-key"
+#: Every service's public key, `<name>.pem` (ConfigMap `socialmesh-service-public-keys`).
+SERVICE_PUBLIC_KEYS_DIR = "/etc/socialmesh/service-public-keys"
 
 
 def labels(name: str) -> dict[str, str]:
@@ -44,10 +49,12 @@ def service_env(name: str) -> list[dict[str, Any]]:
         {"name": "SOCIALMESH_GRPC_HOST", "value": "0.0.0.0"},
         {"name": "SOCIALMESH_GRPC_PORT", "value": str(GRPC_PORT)},
         {"name": "SHUTDOWN_GRACE_SECONDS", "value": "10"},
-        {"name": "JWT_PUBLIC_KEY_FILE", "value": "/etc/socialmesh/jwt/public.pem"},
+        {"name": "JWT_PUBLIC_KEY_FILE", "value": f"{JWT_DIR}/public.pem"},
+        {"name": "SERVICE_KEY_FILE", "value": f"{SERVICE_KEY_DIR}/key.pem"},
+        {"name": "SERVICE_PUBLIC_KEYS_DIR", "value": SERVICE_PUBLIC_KEYS_DIR},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
-    for other in DEFAULT_PORTS:
+    for other in registry.NAMES:
         env.append(
             {
                 "name": f"SOCIALMESH_{other.upper()}_ADDR",
@@ -67,15 +74,15 @@ def service_env(name: str) -> list[dict[str, Any]]:
                 "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": optional}},
             }
         )
-    if name == "user":
-        env.append({"name": "JWT_PRIVATE_KEY_FILE", "value": "/etc/socialmesh/jwt/private.pem"})
+    if registry.get(name).mints_tokens:
+        env.append({"name": "JWT_PRIVATE_KEY_FILE", "value": f"{JWT_DIR}/private.pem"})
     return env
 
 
 def deployment(name: str) -> dict[str, Any]:
     probe = {"grpc": {"port": GRPC_PORT}}
     jwt_items = [{"key": "public.pem", "path": "public.pem"}]
-    if name == "user":  # only the user service may mint tokens
+    if registry.get(name).mints_tokens:  # only a token minter mounts the signing key
         jwt_items.append({"key": "private.pem", "path": "private.pem"})
     return {
         "apiVersion": "apps/v1",
@@ -122,9 +129,15 @@ def deployment(name: str) -> dict[str, Any]:
                             },
                             "securityContext": security_context(),
                             "volumeMounts": [
+                                {"name": "jwt", "mountPath": JWT_DIR, "readOnly": True},
                                 {
-                                    "name": "jwt",
-                                    "mountPath": "/etc/socialmesh/jwt",
+                                    "name": "service-key",
+                                    "mountPath": SERVICE_KEY_DIR,
+                                    "readOnly": True,
+                                },
+                                {
+                                    "name": "service-public-keys",
+                                    "mountPath": SERVICE_PUBLIC_KEYS_DIR,
                                     "readOnly": True,
                                 },
                                 {"name": "tmp", "mountPath": "/tmp"},
@@ -135,6 +148,19 @@ def deployment(name: str) -> dict[str, Any]:
                         {
                             "name": "jwt",
                             "secret": {"secretName": "socialmesh-jwt", "items": jwt_items},
+                        },
+                        {
+                            # Identity for service-to-service calls: only this
+                            # service's private key (k8s/README.md creates it).
+                            "name": "service-key",
+                            "secret": {
+                                "secretName": f"socialmesh-service-key-{name}",
+                                "items": [{"key": "key.pem", "path": "key.pem"}],
+                            },
+                        },
+                        {
+                            "name": "service-public-keys",
+                            "configMap": {"name": "socialmesh-service-public-keys"},
                         },
                         {"name": "tmp", "emptyDir": {}},
                     ],
@@ -285,7 +311,7 @@ def network_policies() -> list[dict[str, Any]]:
                         {
                             "key": "app.kubernetes.io/name",
                             "operator": "In",
-                            "values": list(DEFAULT_PORTS),
+                            "values": list(registry.NAMES),
                         }
                     ]
                 },
@@ -313,7 +339,7 @@ def documents() -> dict[str, list[dict[str, Any]]]:
             }
         ],
     }
-    for name in DEFAULT_PORTS:
+    for name in registry.NAMES:
         files[f"{name}.yaml"] = [deployment(name), headless_service(name), hpa(name), pdb(name)]
     files["edge.yaml"] = edge()
     files["network-policies.yaml"] = network_policies()
@@ -325,13 +351,11 @@ def render(out: Path) -> None:
     files = documents()
     for filename, docs in files.items():
         header = "# Generated by scripts/render_k8s.py; do not edit.\n"
-        if (
-            filename.removesuffix(".yaml") in DEFAULT_PORTS
-            and filename.removesuffix(".yaml") not in IMPLEMENTED_SERVICES
-        ):
+        service = registry.BY_NAME.get(filename.removesuffix(".yaml"))
+        if service is not None and not service.implemented:
             header += "# Roadmap service: the image serves it once its issue lands.\n"
         (out / filename).write_text(header + yaml.safe_dump_all(docs, sort_keys=False))
-    implemented = [f"{s}.yaml" for s in IMPLEMENTED_SERVICES]
+    implemented = [f"{s}.yaml" for s in registry.IMPLEMENTED]
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",

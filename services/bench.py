@@ -7,6 +7,8 @@ Scenarios (all through Envoy, against a stack this command starts unless
 * graph: seeds a power-law graph with COPY (`socialmesh seed`'s generator), then
   `ListFollowers` p99 for the celebrity's first and 100th page, and follow/unfollow
   throughput from many accounts.
+* post: on the same seeded stack, `CreatePost` throughput from many authors and
+  `BatchGetPosts(100)` as a signed-in viewer.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import json
 import random
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,17 +28,11 @@ from pathlib import Path
 import httpx
 import redis
 
-from services.devstack import Stack
+from services.devstack import Stack, free_stack_ports
 from services.kit.auth import TokenSigner, load_private_key
 from services.seed import Seeded
 
 SCENARIOS = ("profile", "graph", "post")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def parse_wrk(output: str) -> dict[str, str]:
@@ -228,11 +223,12 @@ def main(args: argparse.Namespace) -> int:
     stack = None
     edge = args.edge_url
     if not edge:
+        edge_port, admin_port, base_port = free_stack_ports()
         stack = Stack(
             data_dir=Path(tempfile.mkdtemp(prefix="socialmesh-bench-")),
-            edge_port=_free_port(),
-            admin_port=_free_port(),
-            base_port=_free_port() + 10,
+            edge_port=edge_port,
+            admin_port=admin_port,
+            base_port=base_port,
             log_dir=Path(tempfile.mkdtemp(prefix="socialmesh-bench-logs-")),
             edge_rate_limit=args.edge_rate_limit,
         )

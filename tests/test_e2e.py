@@ -204,13 +204,13 @@ def test_native_grpc_through_the_edge(client: httpx.Client, stack: UpProcess) ->
 
 
 def test_health_and_reflection_list_every_running_service(stack: UpProcess) -> None:
-    from services.devstack import grpc_service_name
-    from services.kit.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES
+    from services import registry
 
-    assert set(IMPLEMENTED_SERVICES) >= {"user", "graph"}
-    for service in IMPLEMENTED_SERVICES:
-        port = stack.base_port + DEFAULT_PORTS[service] - DEFAULT_PORTS["user"]
-        full_name = grpc_service_name(service)
+    assert set(registry.IMPLEMENTED) >= {"user", "graph"}
+    ports = registry.ports(stack.base_port)
+    for service in registry.IMPLEMENTED:
+        port = ports[service]
+        full_name = registry.get(service).grpc_service
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
             for name in ("", full_name, "liveness"):

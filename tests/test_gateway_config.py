@@ -3,7 +3,8 @@
 `envoy --mode validate` proves the YAML is a bootstrap Envoy will load (unknown or
 misspelt fields, bad extension names, unloadable descriptors all fail it); the structural
 assertions pin down the security- and resilience-relevant parts that validation cannot
-judge (who may call what anonymously, what is retried, which headers are stripped).
+judge (who may call what anonymously, what is refused outright, what is retried, which
+headers are stripped). tests/test_e2e_edge.py runs the same config with real traffic.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
+from socialmesh.api.v1 import access_pb2
 
 from gateway.descriptors import load_contract, template_to_regex
 from gateway.envoy_config import (
-    DEFAULT_PUBLIC_METHODS,
+    MAX_REQUEST_BODY_BYTES,
+    MAX_RESPONSE_BODY_BYTES,
     EdgeSettings,
     Upstream,
     build_bootstrap,
@@ -33,7 +36,7 @@ from gateway.envoy_config import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-DESCRIPTOR_SET = REPO / "gen" / "socialmesh.binpb"
+DESCRIPTOR_SET = REPO / "gen" / "socialmesh" / "socialmesh.binpb"
 USER_SERVICE = "socialmesh.user.v1.UserService"
 # A service that exists only in this test: the real contract has no streaming RPCs yet,
 # and the edge must give those routes `timeout: 0s`.
@@ -56,22 +59,35 @@ def envoy_binary() -> str:
 
 def es256_jwks() -> str:
     """A JWKS with one fresh P-256 public key, as the user service would publish it."""
-    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    return es256_key_and_jwks()[1]
+
+
+def es256_key_and_jwks() -> tuple[ec.EllipticCurvePrivateKey, str]:
+    """A fresh P-256 signing key (kid "test") and the JWKS that publishes it."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    numbers = private.public_key().public_numbers()
 
     def b64(n: int) -> str:
         return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
 
     key = {"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "test"}
-    return json.dumps({"keys": [{**key, "x": b64(numbers.x), "y": b64(numbers.y)}]})
+    return private, json.dumps({"keys": [{**key, "x": b64(numbers.x), "y": b64(numbers.y)}]})
+
+
+PUBLIC = access_pb2.METHOD_ACCESS_PUBLIC
+SIGNED_IN = access_pb2.METHOD_ACCESS_UNSPECIFIED
+INTERNAL = access_pb2.METHOD_ACCESS_INTERNAL
 
 
 def edgetest_file() -> descriptor_pb2.FileDescriptorProto:
-    """A small service with every streaming shape and both kinds of unary method."""
+    """A small service with every streaming shape, both kinds of unary method, and every
+    access level - including an internal method with a REST binding, which the real
+    contract does not have (yet) but the edge must refuse all the same."""
     f = descriptor_pb2.FileDescriptorProto(
         name="socialmesh/edgetest/v1/edgetest.proto",
         package="socialmesh.edgetest.v1",
         syntax="proto3",
-        dependency=["google/api/annotations.proto"],
+        dependency=["google/api/annotations.proto", "socialmesh/api/v1/access.proto"],
     )
     req = f.message_type.add(name="WatchRequest")
     req.field.add(name="id", number=1, type=FD.TYPE_INT64, label=FD.LABEL_OPTIONAL, json_name="id")
@@ -85,7 +101,53 @@ def edgetest_file() -> descriptor_pb2.FileDescriptorProto:
     service = f.service.add(name="EdgeTestService")
     pkg = ".socialmesh.edgetest.v1."
 
-    def method(name: str, inp: str, out: str, cs: bool, ss: bool, rule: http_pb2.HttpRule) -> None:
+    methods: list[tuple[str, str, str, bool, bool, dict[str, str], int]] = [
+        # name, input, output, client streaming, server streaming, HTTP rule, access
+        ("Watch", "WatchRequest", "Event", False, True, {"get": "/v1/edgetest/{id}:watch"}, PUBLIC),
+        (
+            "Upload",
+            "Event",
+            "WatchRequest",
+            True,
+            False,
+            {"post": "/v1/edgetest:upload"},
+            SIGNED_IN,
+        ),
+        ("Chat", "Event", "Event", True, True, {"post": "/v1/edgetest:chat"}, SIGNED_IN),
+        (
+            "ListEvents",
+            "WatchRequest",
+            "Event",
+            False,
+            False,
+            {"post": "/v1/edgetest:list"},
+            SIGNED_IN,
+        ),
+        (
+            "Poke",
+            "WatchRequest",
+            "Event",
+            False,
+            False,
+            {"post": "/v1/edgetest/{id}:poke"},
+            SIGNED_IN,
+        ),
+        # Internal: one with a REST binding (GET, so a read: it would get its own route),
+        # one without any (the usual shape).
+        (
+            "Secret",
+            "WatchRequest",
+            "Event",
+            False,
+            False,
+            {"get": "/v1/edgetest/{id}:secret"},
+            INTERNAL,
+        ),
+        ("Hidden", "WatchRequest", "Event", False, False, {}, INTERNAL),
+        # A unary write whose body carries a string (request size limits).
+        ("Echo", "Event", "Event", False, False, {"post": "/v1/edgetest:echo"}, SIGNED_IN),
+    ]
+    for name, inp, out, cs, ss, rule, access in methods:
         m = service.method.add(
             name=name,
             input_type=pkg + inp,
@@ -93,19 +155,11 @@ def edgetest_file() -> descriptor_pb2.FileDescriptorProto:
             client_streaming=cs,
             server_streaming=ss,
         )
-        m.options.Extensions[annotations_pb2.http].CopyFrom(rule)
-
-    methods = [
-        # name, input, output, client streaming, server streaming, HTTP rule
-        ("Watch", "WatchRequest", "Event", False, True, {"get": "/v1/edgetest/{id}:watch"}),
-        ("Upload", "Event", "WatchRequest", True, False, {"post": "/v1/edgetest:upload"}),
-        ("Chat", "Event", "Event", True, True, {"post": "/v1/edgetest:chat"}),
-        ("ListEvents", "WatchRequest", "Event", False, False, {"post": "/v1/edgetest:list"}),
-        ("Poke", "WatchRequest", "Event", False, False, {"post": "/v1/edgetest/{id}:poke"}),
-    ]
-    for name, inp, out, cs, ss, rule in methods:
-        body = {} if "get" in rule else {"body": "*"}
-        method(name, inp, out, cs, ss, http_pb2.HttpRule(**rule, **body))
+        if rule:
+            body = {} if "get" in rule else {"body": "*"}
+            m.options.Extensions[annotations_pb2.http].CopyFrom(http_pb2.HttpRule(**rule, **body))
+        if access:
+            m.options.Extensions[access_pb2.access] = access  # type: ignore[assignment]
     return f
 
 
@@ -145,13 +199,8 @@ def upstreams_for(descriptor: Path) -> list[Upstream]:
 
 
 def settings_for(descriptor: Path, jwks: str, **overrides: Any) -> EdgeSettings:
-    return EdgeSettings(
-        edge_port=EDGE_PORT,
-        admin_port=ADMIN_PORT,
-        jwks_json=jwks,
-        descriptor_path=descriptor,
-        **overrides,
-    )
+    ports: dict[str, Any] = {"edge_port": EDGE_PORT, "admin_port": ADMIN_PORT}
+    return EdgeSettings(jwks_json=jwks, descriptor_path=descriptor, **{**ports, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +310,7 @@ def test_response_body_on_a_message_field_is_refused_at_build_time(
     path.write_bytes(files.SerializeToString())
     ups = [Upstream("edgetest", "127.0.0.1", 18500, EDGETEST_SERVICE)]
     with pytest.raises(ValueError, match=r"ListEvents.*envoyproxy/envoy#11136"):
-        build_bootstrap(settings_for(path, jwks, public_methods=frozenset()), ups)
+        build_bootstrap(settings_for(path, jwks), ups)
 
 
 # ----------------------------------------------------------------------------- listener
@@ -286,6 +335,23 @@ def test_one_listener_serves_rest_and_grpc_with_filters_in_order(config: dict[st
     ]
     assert manager["use_remote_address"] is True
     assert manager["normalize_path"] is True and manager["merge_slashes"] is True
+
+
+def test_listener_never_shares_its_port(config: dict[str, Any]) -> None:
+    """No SO_REUSEPORT: a second Envoy on the same port fails instead of taking half the
+    connections (security review L9; test_e2e_edge starts two to see it fail)."""
+    (listener,) = config["static_resources"]["listeners"]
+    assert listener["enable_reuse_port"] is False
+
+
+def test_transcoder_buffers_the_same_on_every_protocol(config: dict[str, Any]) -> None:
+    """Without explicit limits the transcoder's buffer is the HTTP/2 stream window (64 KiB),
+    and any larger unary REST response was a 500 for HTTP/2 clients only."""
+    transcoder = http_filter(config, "envoy.filters.http.grpc_json_transcoder")
+    assert transcoder["max_response_body_size"] == MAX_RESPONSE_BODY_BYTES == 4 * 1024 * 1024
+    assert transcoder["max_request_body_size"] == MAX_REQUEST_BODY_BYTES == 1024 * 1024
+    window = hcm(config)["http2_protocol_options"]["initial_stream_window_size"]
+    assert MAX_RESPONSE_BODY_BYTES > window and MAX_REQUEST_BODY_BYTES > window
 
 
 def test_admin_listens_on_loopback_only(config: dict[str, Any]) -> None:
@@ -350,7 +416,8 @@ def test_cors_policy_and_preflight_bypass(descriptor: Path, jwks: str) -> None:
     rest_paths = [
         r["match"]["safe_regex"]["regex"] for r in routes(config) if "safe_regex" in r["match"]
     ]
-    assert all("route" in r for r in routes(config) if "safe_regex" in r["match"])
+    forwarding = [r for r in routes(config) if not r["name"].startswith("internal ")]
+    assert all("route" in r for r in forwarding if "safe_regex" in r["match"])
     assert any(re.fullmatch(rx, "/v1/users/1") for rx in rest_paths)
 
 
@@ -370,15 +437,34 @@ def test_jwt_provider_checks_issuer_and_audience_and_forwards_the_token(
     assert provider["from_headers"] == [{"name": "authorization", "value_prefix": "Bearer "}]
 
 
-def test_public_methods_allow_missing_but_not_bad_tokens_in_both_forms(
-    config: dict[str, Any],
-) -> None:
-    for method in DEFAULT_PUBLIC_METHODS:
-        service, name = method.rsplit(".", 1)
-        assert jwt_requirement(config, "POST", f"/{service}/{name}") == ANONYMOUS_OK, method
+def contract_methods(descriptor: Path) -> list[Any]:
+    contract = load_contract(descriptor)
+    return [m for svc in sorted(contract.service_names()) for m in contract.methods(svc)]
+
+
+def test_public_methods_come_from_the_contract(config: dict[str, Any], descriptor: Path) -> None:
+    """METHOD_ACCESS_PUBLIC, and nothing else, lets anonymous callers through, in both forms."""
+    methods = contract_methods(descriptor)
+    public = {m.full_name for m in methods if m.public}
+    # The hard-coded list this replaced had gone stale: it lacked LookupUsers and posts.
+    assert {
+        f"{USER_SERVICE}.CreateUser",
+        f"{USER_SERVICE}.LookupUsers",
+        "socialmesh.post.v1.PostService.ListUserPosts",
+        f"{EDGETEST_SERVICE}.Watch",
+    } <= public
+    for m in methods:
+        if m.internal:
+            continue  # refused by their routes, see test_internal_methods_*
+        expected = ANONYMOUS_OK if m.public else TOKEN_REQUIRED
+        assert jwt_requirement(config, "POST", m.grpc_path) == expected, m.full_name
+        for b in m.http:
+            path = re.sub(r"\{[^}]*\}", "1", b.template)
+            assert jwt_requirement(config, b.verb, path) == expected, (m.full_name, b)
     assert jwt_requirement(config, "GET", "/v1/users/123") == ANONYMOUS_OK
     assert jwt_requirement(config, "GET", "/v1/users/123/") == ANONYMOUS_OK  # transcoder agrees
     assert jwt_requirement(config, "GET", "/v1/users:batchGet") == ANONYMOUS_OK
+    assert jwt_requirement(config, "GET", "/v1/users:lookup") == ANONYMOUS_OK
     assert jwt_requirement(config, "POST", "/v1/users") == ANONYMOUS_OK
     assert jwt_requirement(config, "POST", "/v1/auth:login") == ANONYMOUS_OK
     assert jwt_requirement(config, "POST", "/v1/auth:refresh") == ANONYMOUS_OK
@@ -392,18 +478,23 @@ def test_everything_else_requires_a_token(config: dict[str, Any]) -> None:
     assert jwt_requirement(config, "GET", "/v1/users") == TOKEN_REQUIRED
     assert jwt_requirement(config, "POST", f"/{USER_SERVICE}/UpdateUser") == TOKEN_REQUIRED
     assert jwt_requirement(config, "POST", f"/{USER_SERVICE}/DeleteUser") == TOKEN_REQUIRED
-    assert jwt_requirement(config, "GET", "/v1/edgetest/1:watch") == TOKEN_REQUIRED
+    assert jwt_requirement(config, "POST", "/v1/edgetest/1:poke") == TOKEN_REQUIRED
     assert jwt_requirement(config, "GET", "/anything/else") == TOKEN_REQUIRED
     rules = http_filter(config, "envoy.filters.http.jwt_authn")["rules"]
     assert rules[-1] == {"match": {"prefix": "/"}, "requires": TOKEN_REQUIRED}
 
 
-def test_unknown_public_method_is_an_error(descriptor: Path, jwks: str) -> None:
-    public = DEFAULT_PUBLIC_METHODS | {f"{USER_SERVICE}.Logn"}
-    with pytest.raises(ValueError, match="Logn"):
-        build_bootstrap(
-            settings_for(descriptor, jwks, public_methods=public), upstreams_for(descriptor)
-        )
+def test_unknown_access_value_is_refused_at_build_time(tmp_path: Path, jwks: str) -> None:
+    """A MethodAccess value this edge does not know must not quietly become "signed in"."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_SET.read_bytes())
+    f = edgetest_file()
+    f.service[0].method[4].options.Extensions[access_pb2.access] = 7  # type: ignore[assignment]
+    files.file.append(f)
+    path = tmp_path / "future.binpb"
+    path.write_bytes(files.SerializeToString())
+    ups = [Upstream("edgetest", "127.0.0.1", 18500, EDGETEST_SERVICE)]
+    with pytest.raises(ValueError, match=r"EdgeTestService\.Poke: unknown .*access.* 7"):
+        build_bootstrap(settings_for(path, jwks), ups)
 
 
 # ------------------------------------------------------------------------------- routes
@@ -453,6 +544,82 @@ def test_unknown_paths_get_a_local_404(config: dict[str, Any]) -> None:
     assert last["direct_response"]["status"] == 404
 
 
+def first_route(config: dict[str, Any], verb: str, path: str) -> dict[str, Any]:
+    """The route Envoy picks first (and so the filters the request gets): first match."""
+    for route in routes(config):
+        match = route["match"]
+        if "path" in match and match["path"] != path:
+            continue
+        if "prefix" in match and not path.startswith(match["prefix"]):
+            continue
+        if "safe_regex" in match and not re.fullmatch(match["safe_regex"]["regex"], path):
+            continue
+        methods = [
+            h["string_match"]["exact"] for h in match.get("headers", []) if h["name"] == ":method"
+        ]
+        if methods and verb not in methods:
+            continue
+        return route
+    raise AssertionError(f"no route for {verb} {path}")
+
+
+FILTER_OFF = {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+
+
+def assert_refused(route: dict[str, Any]) -> None:
+    assert route["direct_response"]["status"] == 404, route
+    assert json.loads(route["direct_response"]["body"]["inline_string"])["code"] == 5
+    assert "route" not in route
+    # No 401 instead of the 404, and no transcoding to another method past jwt_authn.
+    assert route["typed_per_filter_config"] == {
+        "envoy.filters.http.jwt_authn": FILTER_OFF,
+        "envoy.filters.http.grpc_json_transcoder": FILTER_OFF,
+    }
+
+
+def test_internal_methods_are_refused_before_any_forwarding_route(
+    config: dict[str, Any], descriptor: Path
+) -> None:
+    internal = [m for m in contract_methods(descriptor) if m.internal]
+    names = {m.full_name for m in internal}
+    assert {
+        "socialmesh.graph.v1.GraphService.BatchGetFollowCounts",
+        "socialmesh.post.v1.PostService.BatchGetPostCounts",
+        f"{EDGETEST_SERVICE}.Secret",
+        f"{EDGETEST_SERVICE}.Hidden",
+    } <= names
+    order = [r["name"] for r in routes(config)]
+    first_forwarding = min(i for i, r in enumerate(routes(config)) if "route" in r)
+    for m in internal:
+        route = first_route(config, "POST", m.grpc_path)
+        assert route["name"] == f"internal {m.full_name}"
+        assert_refused(route)
+        assert order.index(route["name"]) < first_forwarding, m.full_name
+        assert m.full_name not in order  # no per-method forwarding route either
+        # A REST binding an internal method gets is refused on its verb and path too.
+        for b in m.http:
+            path = re.sub(r"\{[^}]*\}", "7", b.template)
+            assert_refused(first_route(config, b.verb, path))
+            assert_refused(first_route(config, b.verb, path + "/"))
+    assert first_route(config, "GET", "/v1/edgetest/7:secret")["name"] == (
+        "internal GET /v1/edgetest/{id}:secret"
+    )
+    # The refusal is for that verb only; the path is not taken away from other methods.
+    assert "direct_response" not in first_route(config, "GET", "/v1/edgetest/7:watch")
+    # jwt_authn has no rule for them: if a request ever got past their routes, the
+    # catch-all (token required) would apply, never an anonymous-OK rule.
+    for m in internal:
+        assert jwt_requirement(config, "POST", m.grpc_path) == TOKEN_REQUIRED
+        for b in m.http:
+            path = re.sub(r"\{[^}]*\}", "7", b.template)
+            assert jwt_requirement(config, b.verb, path) == TOKEN_REQUIRED
+    # Nothing else is refused that way.
+    refusals = {r["name"] for r in routes(config) if "typed_per_filter_config" in r}
+    assert refusals == {f"internal {m.full_name}" for m in internal} | {
+        f"internal {b.verb} {b.template}" for m in internal for b in m.http
+    }
+
+
 def test_request_timeout_comes_from_settings(descriptor: Path, jwks: str) -> None:
     config = yaml.safe_load(
         render_yaml(
@@ -496,6 +663,56 @@ def test_every_cluster_is_http2_health_checked_and_protected(
             assert c["type"] == "STATIC"
         else:
             assert c["cluster_type"]["name"] == "envoy.clusters.dns"
+        keepalive = options["explicit_http_config"]["http2_protocol_options"]
+        assert keepalive["connection_keepalive"] == {"interval": "30s", "timeout": "5s"}
+
+
+def test_upstream_keepalive_interval_comes_from_settings(descriptor: Path, jwks: str) -> None:
+    settings = settings_for(descriptor, jwks, upstream_keepalive_interval_seconds=1.5)
+    config = yaml.safe_load(render_yaml(settings, upstreams_for(descriptor)))
+    for c in config["static_resources"]["clusters"]:
+        options = c["typed_extension_protocol_options"][
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        ]
+        keepalive = options["explicit_http_config"]["http2_protocol_options"]
+        assert keepalive["connection_keepalive"]["interval"] == "1.500s"
+    with pytest.raises(ValueError, match="keepalive"):
+        build_bootstrap(
+            settings_for(descriptor, jwks, upstream_keepalive_interval_seconds=0),
+            upstreams_for(descriptor),
+        )
+
+
+def test_keepalive_agrees_between_edge_servers_and_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever pings a service must do it no more often than the service allows, or the
+    service answers GOAWAY too_many_pings and every quiet stream on the connection dies
+    (test_e2e_edge shows it happening through a real Envoy)."""
+    from services.kit import channels, server
+
+    allowed = dict(server.SERVER_OPTIONS)
+    assert allowed["grpc.keepalive_permit_without_calls"] == 1  # Envoy pings idle pools too
+    floor_ms = allowed["grpc.http2.min_ping_interval_without_data_ms"]
+    assert floor_ms == server.MIN_PING_INTERVAL_WITHOUT_DATA_MS
+    assert allowed["grpc.http2.max_ping_strikes"] > 0  # real ping floods are still cut off
+    # The edge (test_e2e_edge renders it with a shorter interval, still above the floor).
+    edge_s = EdgeSettings.__dataclass_fields__["upstream_keepalive_interval_seconds"].default
+    assert isinstance(edge_s, float) and edge_s * 1000 >= floor_ms
+    # The kit's own clients (service to service).
+    captured: dict[str, Any] = {}
+
+    def fake_channel(target: str, options: Any = None, **kwargs: Any) -> object:
+        captured.update(dict(options or []))
+        return object()
+
+    monkeypatch.setattr(channels.grpc.aio, "insecure_channel", fake_channel)
+    channels.open_channel("127.0.0.1:1")
+    assert captured["grpc.keepalive_time_ms"] >= floor_ms
+    assert captured["grpc.keepalive_time_ms"] == edge_s * 1000  # same cadence as the edge
+    if captured.get("grpc.keepalive_permit_without_calls"):
+        assert allowed["grpc.keepalive_permit_without_calls"] == 1
+    # Unary traffic still rotates connections so dns:/// round-robin sees new pods.
+    assert allowed["grpc.max_connection_age_ms"] == 300_000
+    assert "grpc.max_connection_age_ms" not in dict(server.server_options(None))
 
 
 # ------------------------------------------------------------------------------ helpers

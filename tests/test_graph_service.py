@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 
 import grpc
 import pytest
-from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
+from socialmesh.graph.v1 import events_pb2 as graph_events
+from socialmesh.graph.v1 import graph_pb2
 from socialmesh.user.v1 import user_pb2
 
-from .conftest import Mesh, Person
-from .test_user_service import violations
+from services.kit.events import recent_events
 
-
-@pytest.fixture
-def graph(mesh: Mesh) -> graph_pb2_grpc.GraphServiceStub:
-    return graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
+from .conftest import Infra, Mesh, Person
+from .helpers import violations
 
 
 async def counts(graph, *people: Person) -> list[tuple[int, int]]:
+    """Follow counts of some accounts (an internal method: asked here as the first of them)."""
     reply = await graph.BatchGetFollowCounts(
-        graph_pb2.BatchGetFollowCountsRequest(user_ids=[p.id for p in people])
+        graph_pb2.BatchGetFollowCountsRequest(user_ids=[p.id for p in people]),
+        metadata=people[0].md,
     )
     return [(c.follower_count, c.following_count) for c in reply.counts]
 
@@ -299,7 +298,9 @@ async def test_private_profile_is_full_for_approved_followers(graph, users, make
     assert not after.is_limited_view and after.is_following and after.follower_count == 1
 
 
-async def test_batch_relationships_only_for_the_caller(graph, make_person):
+async def test_batch_relationships_for_the_calling_user_or_any_viewer_for_services(
+    graph, make_person, infra: Infra
+):
     a, b = await make_person(), await make_person()
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await graph.BatchGetRelationships(
@@ -310,6 +311,94 @@ async def test_batch_relationships_only_for_the_caller(graph, make_person):
         graph_pb2.BatchGetRelationshipsRequest(viewer_id=a.id, user_ids=[b.id]), metadata=a.md
     )
     assert [r.user_id for r in reply.relationships] == [b.id]
+    # A notification worker asks on behalf of any recipient.
+    await graph.BlockUser(graph_pb2.BlockUserRequest(user_id=a.id), metadata=b.md)
+    reply = await graph.BatchGetRelationships(
+        graph_pb2.BatchGetRelationshipsRequest(viewer_id=a.id, user_ids=[b.id]),
+        metadata=infra.service_auth("chat"),
+    )
+    assert [(r.user_id, r.blocked_by) for r in reply.relationships] == [(b.id, True)]
+    for request, field in (
+        (graph_pb2.BatchGetRelationshipsRequest(viewer_id=0, user_ids=[b.id]), "viewer_id"),
+        (graph_pb2.BatchGetRelationshipsRequest(viewer_id=a.id), "user_ids"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await graph.BatchGetRelationships(request, metadata=infra.service_auth("chat"))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in violations(err.value)
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # internal: never anonymous
+        await graph.BatchGetRelationships(
+            graph_pb2.BatchGetRelationshipsRequest(viewer_id=a.id, user_ids=[b.id])
+        )
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_follower_ids_page_every_follower_for_services_only(graph, make_person, infra: Infra):
+    star = await make_person(private=True)  # privacy does not hide followers from fan-out
+    fans = [await make_person() for _ in range(7)]
+    for fan in fans:
+        await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=star.id), metadata=fan.md)
+        await graph.AcceptFollowRequest(
+            graph_pb2.AcceptFollowRequestRequest(requester_id=fan.id), metadata=star.md
+        )
+    feed = infra.service_auth("feed")
+    seen: list[int] = []
+    token, pages = "", 0
+    while True:
+        page = await graph.ListFollowerIds(
+            graph_pb2.ListFollowerIdsRequest(user_id=star.id, page_size=3, page_token=token),
+            metadata=feed,
+        )
+        seen += page.follower_ids
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == [f.id for f in reversed(fans)] and pages == 3  # newest follow first
+    everyone = await graph.ListFollowerIds(
+        graph_pb2.ListFollowerIdsRequest(user_id=star.id), metadata=feed
+    )
+    assert list(everyone.follower_ids) == seen and not everyone.next_page_token
+    clamped = await graph.ListFollowerIds(
+        graph_pb2.ListFollowerIdsRequest(user_id=star.id, page_size=50_000), metadata=feed
+    )
+    assert list(clamped.follower_ids) == seen
+
+    # Users (even the account itself) and anonymous callers are refused.
+    request = graph_pb2.ListFollowerIdsRequest(user_id=star.id)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await graph.ListFollowerIds(request, metadata=star.md)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await graph.ListFollowerIds(request)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    # Every field is validated; tokens are bound to their list.
+    first = await graph.ListFollowerIds(
+        graph_pb2.ListFollowerIdsRequest(user_id=star.id, page_size=1), metadata=feed
+    )
+    followers_token = (
+        await graph.ListFollowers(
+            graph_pb2.ListFollowersRequest(user_id=star.id, page_size=1), metadata=star.md
+        )
+    ).next_page_token
+    for bad, field in (
+        (graph_pb2.ListFollowerIdsRequest(user_id=0), "user_id"),
+        (graph_pb2.ListFollowerIdsRequest(user_id=star.id, page_size=-1), "page_size"),
+        (
+            graph_pb2.ListFollowerIdsRequest(user_id=fans[0].id, page_token=first.next_page_token),
+            "page_token",
+        ),
+        (
+            graph_pb2.ListFollowerIdsRequest(user_id=star.id, page_token=followers_token),
+            "page_token",
+        ),
+        (graph_pb2.ListFollowerIdsRequest(user_id=star.id, page_token="garbage"), "page_token"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await graph.ListFollowerIds(bad, metadata=feed)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in violations(err.value), bad
 
 
 async def test_deleted_account_leaves_the_graph(graph, users, make_person):
@@ -337,24 +426,47 @@ async def test_graph_events_reach_the_stream(graph, make_person, mesh: Mesh):
     await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=other.id), metadata=fan.md)
     await graph.UnfollowUser(graph_pb2.UnfollowUserRequest(user_id=other.id), metadata=fan.md)
     await graph.BlockUser(graph_pb2.BlockUserRequest(user_id=fan.id), metadata=owner.md)
-    wanted = {
-        "graph.follow_requested",
-        "graph.follow_accepted",
-        "graph.followed",
-        "graph.unfollowed",
-        "graph.blocked",
-    }
+    await graph.MuteUser(graph_pb2.MuteUserRequest(user_id=other.id), metadata=fan.md)
+    await graph.MuteUser(graph_pb2.MuteUserRequest(user_id=other.id), metadata=fan.md)  # no-op
+    await graph.UnmuteUser(graph_pb2.UnmuteUserRequest(user_id=other.id), metadata=fan.md)
+    wanted = [
+        graph_events.FollowRequested(requester_id=fan.id, target_id=owner.id),
+        graph_events.FollowRequestAccepted(requester_id=fan.id, target_id=owner.id),
+        graph_events.Unfollowed(follower_id=fan.id, followee_id=other.id),
+        graph_events.Blocked(blocker_id=owner.id, blocked_id=fan.id),
+        graph_events.Unfollowed(follower_id=fan.id, followee_id=owner.id),  # by the block
+        graph_events.Muted(muter_id=fan.id, muted_id=other.id),
+        graph_events.Unmuted(muter_id=fan.id, muted_id=other.id),
+    ]
+
+    def key(event) -> tuple[str, bytes]:  # two kinds of event can share their bytes
+        return event.DESCRIPTOR.full_name, event.SerializeToString(deterministic=True)
+
+    wanted_keys = {key(e) for e in wanted}
     redis = mesh["graph"].host.runtime.redis
-    ours = {str(p.id) for p in (owner, fan, other)}
-    topics: set[str] = set()
+    ours = {p.id for p in (owner, fan, other)}
+    seen: list = []
     for _ in range(50):
-        entries = await redis.xrevrange("events:graph", count=500)
-        topics = {
-            f[b"topic"].decode()
-            for _, f in entries
-            if set(json.loads(f[b"payload"]).values()) & ours
-        }
-        if wanted <= topics:
+        seen = [
+            (envelope, event)
+            for envelope, event in await recent_events(redis, "events:graph", 500)
+            if {v for _, v in event.ListFields() if isinstance(v, int)} & ours
+        ]
+        got = {key(e) for _, e in seen}
+        if wanted_keys <= got:
             break
         await asyncio.sleep(0.1)
-    assert wanted <= topics
+    assert wanted_keys <= got
+    follows = [e for _, e in seen if isinstance(e, graph_events.Followed)]
+    assert {(f.follower_id, f.followee_id) for f in follows} == {
+        (fan.id, owner.id),
+        (fan.id, other.id),
+    }
+    assert all(f.edge_id and f.follow_time.seconds for f in follows)
+    mutes = [e for _, e in seen if isinstance(e, graph_events.Muted)]
+    assert len(mutes) == 1  # the repeated mute changed nothing and emitted nothing
+    for envelope, event in seen:  # the aggregate is the acting user
+        if isinstance(event, graph_events.FollowRequestAccepted):
+            assert envelope.aggregate_id == event.target_id
+        else:
+            assert envelope.aggregate_id == next(v for _, v in event.ListFields())

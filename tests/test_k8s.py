@@ -10,7 +10,7 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
-from services.kit.config import DEFAULT_PORTS, IMPLEMENTED_SERVICES
+from services import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -47,7 +47,7 @@ def test_deployment_rules() -> None:
     for doc in docs:
         by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
     deployments = by_kind["Deployment"]
-    assert set(deployments) == {*DEFAULT_PORTS, "edge"}
+    assert set(deployments) == {*registry.NAMES, "edge"}
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]
         (container,) = pod["spec"]["containers"]
@@ -68,12 +68,12 @@ def test_deployment_rules() -> None:
             assert "grpc" in container["readinessProbe"], name
             mounted = {v["name"]: v for v in pod["spec"]["volumes"]}["jwt"]["secret"]["items"]
             has_private = any(i["key"] == "private.pem" for i in mounted)
-            assert has_private == (name == "user"), name  # only user can mint tokens
+            assert has_private == registry.get(name).mints_tokens, name  # only minters sign
     load_balancers = [
         n for n, s in by_kind["Service"].items() if s["spec"].get("type") == "LoadBalancer"
     ]
     assert load_balancers == ["edge"]
     assert "default-deny-ingress" in by_kind["NetworkPolicy"]
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    for service in IMPLEMENTED_SERVICES:
+    for service in registry.IMPLEMENTED:
         assert f"{service}.yaml" in kustomization["resources"]

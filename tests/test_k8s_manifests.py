@@ -23,14 +23,14 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
 
-from services import cli
+from services import cli, registry
 from services.kit.auth import generate_signing_key
-from services.kit.config import IMPLEMENTED_SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
 NAMESPACE = "socialmesh"
-SERVICES = ("user", "graph", "post", "feed", "chat", "media")
+SERVICES = registry.NAMES
+IMPLEMENTED_SERVICES = registry.IMPLEMENTED
 GRPC_PORT = 50051
 PART_OF = {"app.kubernetes.io/part-of": "socialmesh"}
 JWT_DIR = "/etc/socialmesh/jwt"
@@ -266,7 +266,7 @@ def test_service_pod_wiring(name: str) -> None:
         assert (ref["name"], ref["key"]) == ("socialmesh-datastores", key), var
         assert ref.get("optional", False) is optional, var
 
-    # Keys: every service verifies tokens, only the user service can mint them.
+    # Keys: every service verifies tokens, only the token minter (user) can mint them.
     volumes = {v["name"]: v for v in pod["volumes"]}
     (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == JWT_DIR]
     assert mount["readOnly"] is True
@@ -274,12 +274,27 @@ def test_service_pod_wiring(name: str) -> None:
     assert secret["secretName"] == "socialmesh-jwt"
     items = {i["path"]: i["key"] for i in secret["items"]}
     assert values["JWT_PUBLIC_KEY_FILE"] == f"{JWT_DIR}/public.pem"
-    if name == "user":
+    if registry.get(name).mints_tokens:
         assert values["JWT_PRIVATE_KEY_FILE"] == f"{JWT_DIR}/private.pem"
         assert items == {"public.pem": "public.pem", "private.pem": "private.pem"}
     else:
         assert "JWT_PRIVATE_KEY_FILE" not in env
         assert items == {"public.pem": "public.pem"}
+
+    # Service identity: its own private key from its own Secret, every service's
+    # public key from the shared ConfigMap, both read-only where the env points.
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    key_dir, key_file = values["SERVICE_KEY_FILE"].rsplit("/", 1)
+    assert mounts[key_dir]["readOnly"] is True
+    key_secret = volumes[mounts[key_dir]["name"]]["secret"]
+    assert key_secret["secretName"] == f"socialmesh-service-key-{name}"
+    assert {i["path"]: i["key"] for i in key_secret["items"]} == {key_file: "key.pem"}
+    public_mount = mounts[values["SERVICE_PUBLIC_KEYS_DIR"]]
+    assert public_mount["readOnly"] is True
+    public_keys = volumes[public_mount["name"]]["configMap"]
+    assert public_keys == {"name": "socialmesh-service-public-keys"}  # every <name>.pem
+    secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets == {"socialmesh-jwt", f"socialmesh-service-key-{name}"}  # no one else's
 
     service = of_kind("Service", docs)[name]
     assert service["spec"]["clusterIP"] == "None"  # client-side round-robin

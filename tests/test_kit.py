@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 
 import grpc
 import jwt
@@ -14,11 +15,13 @@ from grpc_status import rpc_status
 
 from services.kit import auth, errors
 from services.kit.cache import LocalTTLCache
-from services.kit.channels import service_config
+from services.kit.channels import service_config, upstream_error
 from services.kit.ids import IdGenerator, timestamp_ms
 from services.kit.migrations import migration_files
-from services.kit.pagination import PageTokens, page_size
+from services.kit.pagination import PageSizes, PageTokens, page_size
 from services.kit.validation import Violations, batch_ids, strip_control_characters
+
+from .helpers import acting_as
 
 
 def test_ids_are_unique_monotonic_and_carry_their_time():
@@ -185,6 +188,119 @@ def test_page_tokens_are_signed_and_scoped():
     assert page_size(0) == 50 and page_size(5000, maximum=1000) == 1000
     with pytest.raises(errors.InvalidArgument):
         page_size(-1)
+
+
+@dataclass
+class ListRequest:
+    page_size: int = 0
+    page_token: str = ""
+
+
+def test_page_helper_names_its_position_and_binds_it_to_the_list():
+    tokens = PageTokens(b"0123456789abcdef")
+    first = tokens.page("followers:1", "edge_id", ListRequest(page_size=2))
+    assert (first.size, first.limit, first.position) == (2, 3, None)
+    rows = [30, 20, 10]  # one more than the page: another page follows
+    assert first.rows(rows) == [30, 20]
+    token = first.next_token(rows, lambda r: r)
+    assert tokens.decode("followers:1", token) == {"edge_id": 20}  # a meaningful key
+    second = tokens.page("followers:1", "edge_id", ListRequest(2, token))
+    assert second.position == 20
+    assert second.next_token([10], lambda r: r) == ""  # the last page
+    assert tokens.page("x", "edge_id", ListRequest()).size == 50
+    sizes = PageSizes(default=7, maximum=100)
+    assert tokens.page("x", "edge_id", ListRequest(), sizes).size == 7
+    assert tokens.page("x", "edge_id", ListRequest(page_size=10**6), sizes).size == 100
+    with pytest.raises(errors.InvalidArgument):
+        tokens.page("followers:2", "edge_id", ListRequest(2, token))  # another list's token
+    with pytest.raises(errors.InvalidArgument):  # a token of a list keyed otherwise
+        tokens.page("followers:1", "post_id", ListRequest(2, token))
+    for position in ({"edge_id": "20"}, {"edge_id": True}, {}):
+        with pytest.raises(errors.InvalidArgument):
+            tokens.page("x", "edge_id", ListRequest(2, tokens.encode("x", position)))
+    with pytest.raises(errors.InvalidArgument) as err:
+        tokens.page("x", "edge_id", ListRequest(page_size=-1))
+    assert err.value.violations[0][0] == "page_size"
+    with pytest.raises(errors.InvalidArgument) as err:
+        page_size(-1, field="per_author_limit")
+    assert err.value.violations[0][0] == "per_author_limit"
+
+
+def _peer_failure(exc: errors.ServiceError) -> grpc.aio.AioRpcError:
+    """What a peer's rich error looks like to the caller's stub."""
+    status = exc.to_status()
+    return grpc.aio.AioRpcError(
+        status.code,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(*status.trailing_metadata),
+        details=status.details,
+    )
+
+
+def _seen_by_our_caller(mapped: Exception) -> grpc.StatusCode:
+    """A ServiceError aborts with its code; anything else is the interceptor's INTERNAL."""
+    return mapped.code if isinstance(mapped, errors.ServiceError) else grpc.StatusCode.INTERNAL
+
+
+C = grpc.StatusCode
+
+
+@pytest.mark.parametrize(
+    ("peer", "ours"),
+    [
+        # The peer (or the network) failed: retry later.
+        (C.UNAVAILABLE, C.UNAVAILABLE),
+        (C.DEADLINE_EXCEEDED, C.UNAVAILABLE),
+        (C.CANCELLED, C.UNAVAILABLE),
+        # Facts about the resource or the user: as true for our caller.
+        (C.NOT_FOUND, C.NOT_FOUND),
+        (C.PERMISSION_DENIED, C.PERMISSION_DENIED),
+        (C.FAILED_PRECONDITION, C.FAILED_PRECONDITION),
+        (C.ALREADY_EXISTS, C.ALREADY_EXISTS),
+        (C.ABORTED, C.ABORTED),
+        (C.RESOURCE_EXHAUSTED, C.RESOURCE_EXHAUSTED),
+        # Our request to the peer was wrong, or the peer broke: our 500, not a 503.
+        (C.INVALID_ARGUMENT, C.INTERNAL),
+        (C.OUT_OF_RANGE, C.INTERNAL),
+        (C.UNIMPLEMENTED, C.INTERNAL),
+        (C.INTERNAL, C.INTERNAL),
+        (C.UNKNOWN, C.INTERNAL),
+        (C.DATA_LOSS, C.INTERNAL),
+        # No user token was forwarded: our own service credential was refused.
+        (C.UNAUTHENTICATED, C.INTERNAL),
+    ],
+)
+def test_upstream_errors_keep_their_meaning(peer, ours):
+    exc = grpc.aio.AioRpcError(peer, grpc.aio.Metadata(), grpc.aio.Metadata(), details="peer says")
+    assert _seen_by_our_caller(upstream_error(exc, "graph")) == ours
+
+
+def test_upstream_unauthenticated_passes_through_when_the_users_token_was_forwarded():
+    exc = grpc.aio.AioRpcError(
+        C.UNAUTHENTICATED, grpc.aio.Metadata(), grpc.aio.Metadata(), details="token revoked"
+    )
+    with acting_as(auth.Caller(user_id=5, session_id=1, token_id="t", bearer="tok")):
+        assert _seen_by_our_caller(upstream_error(exc, "graph")) == C.UNAUTHENTICATED
+    # Serving a service, we sent our own credential: our problem.
+    with acting_as(auth.Caller(user_id=0, session_id=0, token_id="s", service="feed")):
+        assert _seen_by_our_caller(upstream_error(exc, "graph")) == C.INTERNAL
+
+
+def test_upstream_errors_keep_rich_details_but_never_leak_the_peers_fields():
+    rate_limit = errors.ResourceExhausted("slow down", subject="u:1", retry_after_seconds=3)
+    limited = upstream_error(_peer_failure(rate_limit), "post")
+    assert isinstance(limited, errors.ServiceError)
+    code, details = _details(limited)
+    assert code == C.RESOURCE_EXHAUSTED
+    assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in details)
+    bad = upstream_error(_peer_failure(errors.InvalidArgument([("user_ids", "bad")])), "graph")
+    assert not isinstance(bad, errors.ServiceError)  # a bare INTERNAL, logged with the details
+    assert "INVALID_ARGUMENT" in str(bad)
+    unavailable = upstream_error(
+        grpc.aio.AioRpcError(C.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata()), "graph"
+    )
+    assert isinstance(unavailable, errors.Unavailable)
+    assert "graph" in unavailable.message
 
 
 def test_channel_retries_unavailable_only():

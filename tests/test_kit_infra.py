@@ -15,8 +15,6 @@ from services.kit.cache import TwoLayerCache
 from services.kit.channels import open_channel
 from services.kit.db import Database
 from services.kit.errors import ResourceExhausted
-from services.kit.events import Event, OutboxRelay, StreamConsumer, enqueue, stream_name
-from services.kit.ids import IdGenerator
 from services.kit.migrations import migrate
 from services.kit.ratelimit import RateLimiter
 from services.kit.redis import connect_redis
@@ -64,9 +62,9 @@ async def test_transaction_rolls_back_on_error(db: Database, tmp_path: Path):
         await migrate(conn, schema, tmp_path)
     with pytest.raises(RuntimeError):
         async with db.transaction() as conn:
-            await enqueue(conn, schema, IdGenerator(1), "t.x", 1, {"a": 1})
+            await conn.execute(f"INSERT INTO {schema}.consumed_events VALUES ('g', 1)")
             raise RuntimeError("boom")
-    assert await db.primary.fetchval(f"SELECT count(*) FROM {schema}.outbox") == 0
+    assert await db.primary.fetchval(f"SELECT count(*) FROM {schema}.consumed_events") == 0
     assert db.reader() is db.primary
 
 
@@ -114,56 +112,6 @@ async def test_two_layer_cache_batches_and_invalidates_every_instance(redis):
     finally:
         await a.stop()
         await b.stop()
-
-
-async def test_outbox_relay_publishes_committed_events_once(db: Database, redis, tmp_path):
-    schema = schema_name()
-    async with db.primary.acquire() as conn:
-        await migrate(conn, schema, tmp_path)
-    ids = IdGenerator(2)
-    async with db.transaction() as conn:
-        event_id = await enqueue(conn, schema, ids, "thing.happened", 77, {"x": "y"})
-    relay = OutboxRelay(db, redis, schema)
-    assert await relay.publish_pending() == 1
-    assert await relay.publish_pending() == 0
-    entries = await redis.xrange(stream_name(schema))
-    assert len(entries) == 1
-    event = Event.from_fields(entries[0][1])
-    assert (event.event_id, event.topic, event.aggregate_id, event.payload) == (
-        event_id,
-        "thing.happened",
-        77,
-        {"x": "y"},
-    )
-
-
-async def test_consumer_group_reclaims_what_a_crashed_consumer_left(redis):
-    stream = f"events:t-{uuid.uuid4().hex[:6]}"
-    for i in range(3):
-        await redis.xadd(
-            stream,
-            {"event_id": str(i + 1), "topic": "t", "aggregate_id": "1", "payload": "{}"},
-        )
-
-    async def crash(event: Event) -> None:
-        raise RuntimeError("consumer died mid-event")
-
-    doomed = StreamConsumer(redis, stream, "g", "doomed", crash)
-    await doomed.ensure_group()
-    with pytest.raises(RuntimeError):
-        await doomed.poll_once()  # read (now pending on "doomed") but never acked
-    assert (await redis.xpending(stream, "g"))["pending"] == 3
-
-    handled: list[int] = []
-
-    async def handle(event: Event) -> None:
-        handled.append(event.event_id)
-
-    survivor = StreamConsumer(redis, stream, "g", "survivor", handle, claim_idle_ms=50)
-    await asyncio.sleep(0.1)
-    assert await survivor.reclaim() == 3
-    assert sorted(handled) == [1, 2, 3]
-    assert (await redis.xpending(stream, "g"))["pending"] == 0
 
 
 async def test_outbound_calls_get_a_default_deadline():

@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 
 import grpc
 import pytest
-from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
+from google.protobuf import timestamp_pb2
+from socialmesh.graph.v1 import graph_pb2
+from socialmesh.post.v1 import events_pb2 as post_events
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2
 
+from services.kit.events import recent_events
+
 from .conftest import Infra, Mesh, Person
-from .test_user_service import violations
+from .helpers import code_of, violations
 
 
 @pytest.fixture
 def posts(mesh: Mesh) -> post_pb2_grpc.PostServiceStub:
     return post_pb2_grpc.PostServiceStub(mesh["post"].channel)
-
-
-@pytest.fixture
-def graph(mesh: Mesh) -> graph_pb2_grpc.GraphServiceStub:
-    return graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
 
 
 async def publish(posts, author: Person, text: str = "hello", **fields) -> post_pb2.Post:
@@ -36,14 +34,6 @@ async def publish(posts, author: Person, text: str = "hello", **fields) -> post_
 
 async def follow(graph, fan: Person, idol: Person) -> None:
     await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=idol.id), metadata=fan.md)
-
-
-async def code_of(call) -> grpc.StatusCode:
-    try:
-        await call
-    except grpc.aio.AioRpcError as exc:
-        return exc.code()
-    return grpc.StatusCode.OK
 
 
 async def test_create_extracts_hashtags_and_mentions(posts, make_person):
@@ -77,7 +67,9 @@ async def test_text_and_attachment_validation_names_the_field(posts, make_person
     assert len(ok.text) == 5000
 
 
-async def test_concurrent_creates_with_one_request_id_make_one_post(posts, make_person, mesh):
+async def test_concurrent_creates_with_one_request_id_make_one_post(
+    posts, make_person, mesh, infra: Infra
+):
     author = await make_person()
     replies = await asyncio.gather(
         *(publish(posts, author, "once", request_id="req-123") for _ in range(20))
@@ -87,7 +79,7 @@ async def test_concurrent_creates_with_one_request_id_make_one_post(posts, make_
     n = await db.primary.fetchval("SELECT count(*) FROM post.posts WHERE author_id = $1", author.id)
     assert n == 1
     counts = await posts.BatchGetPostCounts(
-        post_pb2.BatchGetPostCountsRequest(user_ids=[author.id])
+        post_pb2.BatchGetPostCountsRequest(user_ids=[author.id]), metadata=infra.service_auth()
     )
     assert counts.counts[0].post_count == 1
 
@@ -347,6 +339,127 @@ async def test_batch_get_validates_and_keeps_order(posts, make_person):
         assert "post_ids" in violations(err.value)
 
 
+async def test_post_counts_are_internal_and_take_the_documented_thousand_ids(
+    posts, make_person, infra: Infra
+):
+    author = await make_person()
+    await publish(posts, author)
+    request = post_pb2.BatchGetPostCountsRequest(user_ids=[author.id])
+    assert await code_of(posts.BatchGetPostCounts(request)) == grpc.StatusCode.UNAUTHENTICATED
+    for metadata in (author.md, infra.service_auth("user")):
+        reply = await posts.BatchGetPostCounts(request, metadata=metadata)
+        assert [(c.user_id, c.post_count) for c in reply.counts] == [(author.id, 1)]
+    thousand = list(range(1, 1001))
+    reply = await posts.BatchGetPostCounts(
+        post_pb2.BatchGetPostCountsRequest(user_ids=thousand), metadata=infra.service_auth()
+    )
+    assert len(reply.counts) == 1000
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await posts.BatchGetPostCounts(
+            post_pb2.BatchGetPostCountsRequest(user_ids=[*thousand, 1001]),
+            metadata=infra.service_auth(),
+        )
+    assert "user_ids" in violations(err.value)
+
+
+class CountingReader:
+    """Counts the queries a store sends to the read pool."""
+
+    def __init__(self, pool) -> None:
+        self._pool = pool
+        self.queries = 0
+
+    async def fetch(self, *args, **kwargs):
+        self.queries += 1
+        return await self._pool.fetch(*args, **kwargs)
+
+
+async def test_batch_list_author_posts_newest_first_per_author_in_one_query(
+    posts, make_person, infra: Infra, mesh: Mesh, monkeypatch
+):
+    a, b, quiet = await make_person(), await make_person(), await make_person()
+    a_posts = [
+        await publish(posts, a, "a0"),
+        await publish(posts, a, "a1", visibility=post_pb2.VISIBILITY_FOLLOWERS),
+        await publish(posts, a, "a2"),
+    ]
+    b_posts = [await publish(posts, b, "b0"), await publish(posts, b, "b1")]
+    await posts.DeletePost(post_pb2.DeletePostRequest(post_id=b_posts[1].post_id), metadata=b.md)
+    feed = infra.service_auth("feed")
+    db = mesh["post"].host.runtime.db
+    reader = CountingReader(db.reader())
+    monkeypatch.setattr(db, "reader", lambda: reader)
+    reply = await posts.BatchListAuthorPosts(
+        post_pb2.BatchListAuthorPostsRequest(
+            author_ids=[b.id, quiet.id, a.id, b.id], per_author_limit=2
+        ),
+        metadata=feed,
+    )
+    assert reader.queries == 1  # one query for all authors, never one per author
+    monkeypatch.undo()
+    assert [(r.author_id, r.post_id) for r in reply.posts] == [
+        (b.id, b_posts[0].post_id),  # the deleted one is gone
+        (a.id, a_posts[2].post_id),  # newest first, at most two per author
+        (a.id, a_posts[1].post_id),
+    ]
+    assert [r.visibility for r in reply.posts] == [
+        post_pb2.VISIBILITY_PUBLIC,
+        post_pb2.VISIBILITY_PUBLIC,
+        post_pb2.VISIBILITY_FOLLOWERS,  # services see every post, with its visibility
+    ]
+    assert all(r.create_time.seconds > 0 for r in reply.posts)
+
+    async def ids(**fields) -> list[int]:
+        found = await posts.BatchListAuthorPosts(
+            post_pb2.BatchListAuthorPostsRequest(author_ids=[a.id], **fields), metadata=feed
+        )
+        return [r.post_id for r in found.posts]
+
+    newest_first = [p.post_id for p in reversed(a_posts)]
+    assert await ids() == newest_first  # default limit (20) covers all three
+    assert await ids(min_post_id=a_posts[0].post_id) == newest_first[:2]
+    created = a_posts[1].create_time
+    assert await ids(since_time=created) == newest_first[:2]
+    future = timestamp_pb2.Timestamp(seconds=created.seconds + 3600)
+    assert await ids(since_time=future) == []
+    assert await ids(per_author_limit=1000) == newest_first  # clamped to 200, no error
+
+    # Services only; every field validated.
+    request = post_pb2.BatchListAuthorPostsRequest(author_ids=[a.id])
+    assert await code_of(posts.BatchListAuthorPosts(request, metadata=a.md)) == (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert await code_of(posts.BatchListAuthorPosts(request)) == grpc.StatusCode.UNAUTHENTICATED
+    bad_time = timestamp_pb2.Timestamp(seconds=0, nanos=-1)
+    for fields, field in (
+        ({"author_ids": []}, "author_ids"),
+        ({"author_ids": list(range(1, 1002))}, "author_ids"),
+        ({"author_ids": [0]}, "author_ids"),
+        ({"author_ids": [a.id], "min_post_id": -1}, "min_post_id"),
+        ({"author_ids": [a.id], "per_author_limit": -1}, "per_author_limit"),
+        ({"author_ids": [a.id], "since_time": bad_time}, "since_time"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await posts.BatchListAuthorPosts(
+                post_pb2.BatchListAuthorPostsRequest(**fields), metadata=feed
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in violations(err.value), fields
+
+
+async def test_a_servicer_used_before_it_is_ready_answers_unavailable(infra: Infra):
+    """Null guards are `ready()`, not asserts (which `python -O` strips)."""
+    from services.kit.errors import Unavailable
+    from services.kit.server import Runtime
+    from services.post.servicer import PostServicer
+
+    servicer = PostServicer(Runtime(infra.settings("post")))
+    with pytest.raises(Unavailable):
+        await servicer._resolve_mentions(["somebody"])
+    with pytest.raises(Unavailable):
+        await servicer._authors([1], None)
+
+
 async def test_thirty_first_post_in_a_minute_is_rate_limited(posts, make_person):
     author = await make_person()
     for i in range(30):
@@ -356,24 +469,66 @@ async def test_thirty_first_post_in_a_minute_is_rate_limited(posts, make_person)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-async def test_events_reach_the_stream_with_stable_ids(posts, make_person, mesh):
+async def test_events_carry_what_their_consumers_need(posts, make_person, mesh):
     author, fan = await make_person(), await make_person()
-    post = await publish(posts, author, f"hey @{fan.handle}")
+    post = await publish(posts, author, f"hey @{fan.handle} #Launch")
     await posts.LikePost(post_pb2.LikePostRequest(post_id=post.post_id), metadata=fan.md)
+    await posts.UnlikePost(post_pb2.UnlikePostRequest(post_id=post.post_id), metadata=fan.md)
+    await posts.SharePost(post_pb2.SharePostRequest(post_id=post.post_id), metadata=fan.md)
+    await posts.UnsharePost(post_pb2.UnsharePostRequest(post_id=post.post_id), metadata=fan.md)
+    comment = await posts.CreateComment(
+        post_pb2.CreateCommentRequest(
+            post_id=post.post_id, comment=post_pb2.Comment(text="x" * 300)
+        ),
+        metadata=fan.md,
+    )
+    await posts.DeleteComment(
+        post_pb2.DeleteCommentRequest(post_id=post.post_id, comment_id=comment.comment_id),
+        metadata=fan.md,
+    )
+    await posts.DeletePost(post_pb2.DeletePostRequest(post_id=post.post_id), metadata=author.md)
     redis = mesh["post"].host.runtime.redis
-    topics: dict[str, str] = {}
+    wanted = {
+        post_events.PostCreated,
+        post_events.PostLiked,
+        post_events.PostUnliked,
+        post_events.PostShared,
+        post_events.PostUnshared,
+        post_events.CommentCreated,
+        post_events.CommentDeleted,
+        post_events.PostDeleted,
+    }
+    found: dict[type, tuple] = {}
     for _ in range(50):
-        entries = await redis.xrevrange("events:post", count=200)
-        topics = {
-            f[b"topic"].decode(): f[b"event_id"].decode()
-            for _, f in entries
-            if json.loads(f[b"payload"]).get("post_id") == str(post.post_id)
+        found = {
+            type(event): (envelope, event)
+            for envelope, event in await recent_events(redis, "events:post", 300)
+            if envelope.aggregate_id == post.post_id
         }
-        if {"post.created", "post.mentioned", "post.liked"} <= set(topics):
+        if wanted <= set(found):
             break
         await asyncio.sleep(0.1)
-    assert {"post.created", "post.mentioned", "post.liked"} <= set(topics)
-    assert all(event_id.isdigit() for event_id in topics.values())
+    assert set(found) == wanted
+    envelope, created = found[post_events.PostCreated]
+    assert (created.author_id, list(created.mention_ids)) == (author.id, [fan.id])
+    assert created.visibility == post_pb2.VISIBILITY_PUBLIC
+    assert list(created.hashtags) == ["launch"]
+    assert created.create_time.ToDatetime() == post.create_time.ToDatetime()
+    assert envelope.producer == "post" and envelope.occur_time.seconds > 0
+    for kind in (post_events.PostLiked, post_events.PostUnliked, post_events.PostShared):
+        event = found[kind][1]
+        assert (event.user_id, event.post_author_id) == (fan.id, author.id)  # type: ignore[attr-defined]
+    _, commented = found[post_events.CommentCreated]
+    assert (commented.comment_id, commented.author_id, commented.post_author_id) == (
+        comment.comment_id,
+        fan.id,
+        author.id,
+    )
+    assert commented.snippet == "x" * 140
+    _, uncommented = found[post_events.CommentDeleted]
+    assert (uncommented.comment_id, uncommented.post_author_id) == (comment.comment_id, author.id)
+    event_ids = [envelope.event_id for envelope, _ in found.values()]
+    assert len(set(event_ids)) == len(event_ids)
 
 
 async def test_no_event_is_lost_if_the_service_dies_between_commit_and_publish(
@@ -405,10 +560,8 @@ async def test_no_event_is_lost_if_the_service_dies_between_commit_and_publish(
         redis = mesh["post"].host.runtime.redis
 
         async def published() -> bool:
-            entries = await redis.xrevrange("events:post", count=500)
-            return any(
-                json.loads(f[b"payload"]).get("post_id") == str(post.post_id) for _, f in entries
-            )
+            events = await recent_events(redis, "events:post", 500)
+            return any(envelope.aggregate_id == post.post_id for envelope, _ in events)
 
         assert not await published()
         restarted = ServiceHost(build_spec(), infra.settings("post", mesh.env))

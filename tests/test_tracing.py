@@ -7,7 +7,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
-from services.kit.config import IMPLEMENTED_SERVICES
+from services import registry
 from services.kit.telemetry import setup_tracing
 
 from .conftest import Infra, start_mesh, stop_mesh, unique
@@ -16,7 +16,7 @@ from .conftest import Infra, start_mesh, stop_mesh, unique
 async def test_one_trace_spans_every_service_a_call_touches(infra: Infra):
     exporter = InMemorySpanExporter()
     setup_tracing("test", SimpleSpanProcessor(exporter))
-    mesh = await start_mesh(infra, IMPLEMENTED_SERVICES)  # servers created after instrumenting
+    mesh = await start_mesh(infra, registry.IMPLEMENTED)  # servers created after instrumenting
     try:
         stub = user_pb2_grpc.UserServiceStub(mesh["user"].channel)
         handle = unique("t")

@@ -9,27 +9,15 @@ import pytest
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from socialmesh.user.v1 import events_pb2 as user_events
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
+from services.kit.events import EventEnvelope, unpack
+
 from .conftest import Infra, RunningService, unique
+from .helpers import auth, violations
 
 PASSWORD = "correct horse battery"
-
-
-def auth(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")]
-
-
-def violations(err: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(err)
-    assert status is not None, "rich status details missing"
-    found: dict[str, str] = {}
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            found.update({v.field: v.description for v in bad.field_violations})
-    return found
 
 
 @pytest.fixture
@@ -209,12 +197,14 @@ async def test_update_only_touches_masked_fields_and_logs_activity(stub, user_se
     )
     assert [r["action"] for r in rows] == ["user.created", "profile.updated"]
     assert rows[1]["changes"]["bio"] == {"from": "", "to": "new bio"}
-    events = await db.primary.fetch(
-        'SELECT topic, payload FROM "user".outbox WHERE aggregate_id = $1 ORDER BY event_id',
+    rows = await db.primary.fetch(
+        'SELECT envelope FROM "user".outbox WHERE aggregate_id = $1 ORDER BY event_id',
         user.user_id,
     )
-    assert [e["topic"] for e in events] == ["user.created", "user.updated"]
-    assert events[1]["payload"]["changed"] == ["bio"]
+    events = [unpack(EventEnvelope.FromString(r["envelope"])) for r in rows]
+    assert [type(e) for e in events] == [user_events.UserCreated, user_events.UserUpdated]
+    assert list(events[1].changed_fields) == ["bio"]
+    assert events[1].user_id == user.user_id and not events[1].is_private
 
 
 async def test_eleventh_update_in_an_hour_is_rate_limited(stub):

@@ -1,4 +1,8 @@
-"""Wires the graph service into the kit's server bootstrap."""
+"""Wires the graph service into the kit's server bootstrap.
+
+Who may call each RPC is the contract's `(socialmesh.api.v1.access)` method option
+(proto/socialmesh/graph/v1/graph.proto); the kit's interceptor enforces it.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,11 @@ from pathlib import Path
 
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 
-from services.kit.server import ServiceSpec, public, servicer_spec
+from services.kit.server import ServiceSpec, servicer_spec
 
 from .servicer import GraphServicer
 
 SERVICE_NAME = graph_pb2.DESCRIPTOR.services_by_name["GraphService"].full_name
-#: Counts are public (they are on every public profile); all else needs a token.
-PUBLIC_METHODS = public(SERVICE_NAME, "BatchGetFollowCounts")
 
 
 def build_spec() -> ServiceSpec:
@@ -21,6 +23,5 @@ def build_spec() -> ServiceSpec:
         grpc_service=SERVICE_NAME,
         servicer=GraphServicer,
         add_to_server=graph_pb2_grpc.add_GraphServiceServicer_to_server,
-        public_methods=PUBLIC_METHODS,
         migrations_dir=Path(__file__).parent / "migrations",
     )

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import grpc
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
+from socialmesh.user.v1 import events_pb2 as user_events_pb2
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
-from services.kit.auth import Caller, require_caller
+from services.kit.auth import (
+    Caller,
+    anonymous_calls,
+    current_caller,
+    require_caller,
+    require_service,
+)
 from services.kit.channels import upstream_error
+from services.kit.consumers import EventHandlers, EventMeta, Start
 from services.kit.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
 )
-from services.kit.events import Event, StreamConsumer, stream_name
-from services.kit.pagination import page_size
+from services.kit.pagination import PageSizes
 from services.kit.ratelimit import RateLimiter
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_snowflake
@@ -28,6 +32,8 @@ from .store import Edge, FollowOutcome, GraphStore, Relationship
 
 MAX_BATCH = 1000
 FOLLOWS_PER_HOUR = 500
+#: ListFollowerIds pages: fan-out reads many ids per call (graph.proto).
+FOLLOWER_ID_PAGES = PageSizes(default=5_000, maximum=10_000)
 
 
 def relationship_proto(user_id: int, rel: Relationship) -> graph_pb2.Relationship:
@@ -42,13 +48,21 @@ def relationship_proto(user_id: int, rel: Relationship) -> graph_pb2.Relationshi
     )
 
 
+def follow_edge_proto(edge: Edge) -> graph_pb2.FollowEdge:
+    return graph_pb2.FollowEdge(user_id=edge.user_id, create_time=from_snowflake(edge.edge_id))
+
+
+def edge_position(edge: Edge) -> int:
+    """Where a follow list continues after this edge (its snowflake edge id)."""
+    return edge.edge_id
+
+
 class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         self._store: GraphStore | None = None
         self._users: user_pb2_grpc.UserServiceAsyncStub | None = None
         self._follow_limit: RateLimiter | None = None
-        self._user_events: StreamConsumer | None = None
 
     async def on_ready(self) -> None:
         self._store = GraphStore(self._rt.db, self._rt.ids)
@@ -56,25 +70,14 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         self._follow_limit = RateLimiter(
             self._rt.redis, "follow", limit=FOLLOWS_PER_HOUR, window_seconds=3600
         )
-        # A deleted account leaves the graph: its edges go, everyone's counts follow.
-        self._user_events = StreamConsumer(
-            self._rt.redis,
-            stream_name("user"),
-            group="graph",
-            consumer=f"{socket.gethostname()}-{os.getpid()}",
-            handler=self._on_user_event,
-        )
-        await self._user_events.ensure_group()
-        self._user_events.start()
+        # A deleted account leaves the graph: its edges go, everyone's counts
+        # follow. EARLIEST: a deletion from before this group existed still counts.
+        user_events = EventHandlers()
+        user_events.on(user_events_pb2.UserDeleted, self._on_user_deleted)
+        await self.consume("graph", user_events, start=Start.EARLIEST)
 
-    async def _on_user_event(self, event: Event) -> None:
-        if event.topic == "user.deleted":
-            await self.store.forget_user(event.aggregate_id)
-
-    async def on_stop(self) -> None:
-        if self._user_events is not None:
-            await self._user_events.stop()
-        await super().on_stop()
+    async def _on_user_deleted(self, event: user_events_pb2.UserDeleted, _: EventMeta) -> None:
+        await self.store.forget_user(event.user_id)
 
     @property
     def store(self) -> GraphStore:
@@ -82,11 +85,12 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
 
     async def _account(self, user_id: int) -> user_pb2.User:
         """The account as anyone may see it: existence and privacy, never block-filtered."""
-        assert self._users is not None
-        try:
-            return await self._users.GetUser(user_pb2.GetUserRequest(user_id=user_id))
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "user") from exc
+        users = self.ready(self._users)
+        with anonymous_calls():
+            try:
+                return await users.GetUser(user_pb2.GetUserRequest(user_id=user_id))
+            except grpc.aio.AioRpcError as exc:
+                raise upstream_error(exc, "user") from exc
 
     def _other(self, caller: Caller, user_id: int, verb: str) -> int:
         require_positive_id(user_id, "user_id")
@@ -119,8 +123,7 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         if blocking:
             raise FailedPrecondition("you block this account: unblock it before following")
         account = await self._account(target)
-        assert self._follow_limit is not None
-        await self._follow_limit.enforce(str(caller.user_id), "follows")
+        await self.ready(self._follow_limit).enforce(str(caller.user_id), "follows")
         outcome = await self.store.follow(caller.user_id, target, needs_approval=account.is_private)
         state = (
             graph_pb2.FOLLOW_STATE_FOLLOWING
@@ -174,31 +177,17 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
 
     # -- lists -----------------------------------------------------------------
 
-    async def _page(self, scope: str, size_requested: int, token: str) -> tuple[int, int | None]:
-        size = page_size(size_requested, maximum=1000)
-        position = self._rt.page_tokens.decode(scope, token)
-        return size, (int(position["e"]) if position else None)
-
-    def _next_token(self, scope: str, edges: list[Edge], size: int) -> str:
-        if len(edges) <= size:
-            return ""
-        return self._rt.page_tokens.encode(scope, {"e": edges[size - 1].edge_id})
-
     async def ListFollowers(
         self, request: graph_pb2.ListFollowersRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.ListFollowersResponse:
         caller = require_caller()
-        scope = f"followers:{request.user_id}"
-        size, before = await self._page(scope, request.page_size, request.page_token)
+        page = self._rt.page_tokens.page(f"followers:{request.user_id}", "edge_id", request)
         await self._visible_lists(caller, request.user_id)
-        edges = await self.store.followers(request.user_id, before, size + 1)
+        edges = await self.store.followers(request.user_id, page.position, page.limit)
         counts = await self.store.counts([request.user_id])
         return graph_pb2.ListFollowersResponse(
-            followers=[
-                graph_pb2.FollowEdge(user_id=e.user_id, create_time=from_snowflake(e.edge_id))
-                for e in edges[:size]
-            ],
-            next_page_token=self._next_token(scope, edges, size),
+            followers=[follow_edge_proto(e) for e in page.rows(edges)],
+            next_page_token=page.next_token(edges, edge_position),
             total_size=counts[request.user_id][0],
         )
 
@@ -206,35 +195,45 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         self, request: graph_pb2.ListFollowingRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.ListFollowingResponse:
         caller = require_caller()
-        scope = f"following:{request.user_id}"
-        size, before = await self._page(scope, request.page_size, request.page_token)
+        page = self._rt.page_tokens.page(f"following:{request.user_id}", "edge_id", request)
         await self._visible_lists(caller, request.user_id)
-        edges = await self.store.following(request.user_id, before, size + 1)
+        edges = await self.store.following(request.user_id, page.position, page.limit)
         counts = await self.store.counts([request.user_id])
         return graph_pb2.ListFollowingResponse(
-            following=[
-                graph_pb2.FollowEdge(user_id=e.user_id, create_time=from_snowflake(e.edge_id))
-                for e in edges[:size]
-            ],
-            next_page_token=self._next_token(scope, edges, size),
+            following=[follow_edge_proto(e) for e in page.rows(edges)],
+            next_page_token=page.next_token(edges, edge_position),
             total_size=counts[request.user_id][1],
+        )
+
+    async def ListFollowerIds(
+        self, request: graph_pb2.ListFollowerIdsRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ListFollowerIdsResponse:
+        """Every follower of an account, for fan-out: services only, privacy does not apply."""
+        require_service()
+        require_positive_id(request.user_id, "user_id")
+        page = self._rt.page_tokens.page(
+            f"follower-ids:{request.user_id}", "edge_id", request, FOLLOWER_ID_PAGES
+        )
+        edges = await self.store.followers(request.user_id, page.position, page.limit)
+        return graph_pb2.ListFollowerIdsResponse(
+            follower_ids=[e.user_id for e in page.rows(edges)],
+            next_page_token=page.next_token(edges, edge_position),
         )
 
     async def ListFollowRequests(
         self, request: graph_pb2.ListFollowRequestsRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.ListFollowRequestsResponse:
         caller = require_caller()
-        scope = f"requests:{caller.user_id}"
-        size, before = await self._page(scope, request.page_size, request.page_token)
-        edges = await self.store.pending_requests(caller.user_id, before, size + 1)
+        page = self._rt.page_tokens.page(f"requests:{caller.user_id}", "edge_id", request)
+        edges = await self.store.pending_requests(caller.user_id, page.position, page.limit)
         return graph_pb2.ListFollowRequestsResponse(
             follow_requests=[
                 graph_pb2.FollowRequest(
                     requester_id=e.user_id, create_time=from_snowflake(e.edge_id)
                 )
-                for e in edges[:size]
+                for e in page.rows(edges)
             ],
-            next_page_token=self._next_token(scope, edges, size),
+            next_page_token=page.next_token(edges, edge_position),
         )
 
     async def _resolve(self, requester_id: int, target_id: int, *, accept: bool) -> None:
@@ -273,11 +272,13 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
     async def BatchGetRelationships(
         self, request: graph_pb2.BatchGetRelationshipsRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.BatchGetRelationshipsResponse:
-        caller = require_caller()
-        if request.viewer_id != caller.user_id:
+        caller = current_caller()
+        if caller is not None and caller.is_service:  # workers ask for any recipient
+            require_positive_id(request.viewer_id, "viewer_id")
+        elif request.viewer_id != require_caller().user_id:
             raise PermissionDenied("viewer_id must be the caller")
         ids = batch_ids(request.user_ids, "user_ids", MAX_BATCH)
-        rels = await self.store.relationships(caller.user_id, ids)
+        rels = await self.store.relationships(request.viewer_id, ids)
         return graph_pb2.BatchGetRelationshipsResponse(
             relationships=[relationship_proto(i, rels[i]) for i in ids]
         )

@@ -12,10 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import asyncpg
+from google.protobuf.message import Message
+from socialmesh.graph.v1 import events_pb2
 
 from services.kit.db import Database
-from services.kit.events import enqueue
+from services.kit.events import Outbox
 from services.kit.ids import IdGenerator
+from services.kit.timestamps import from_snowflake
 
 SCHEMA = "graph"
 
@@ -45,16 +48,11 @@ class GraphStore:
     def __init__(self, db: Database, ids: IdGenerator) -> None:
         self._db = db
         self._ids = ids
+        self._outbox = Outbox(SCHEMA, ids)
 
-    async def _event(self, conn: asyncpg.Connection, topic: str, actor: int, target: int) -> None:
-        await enqueue(
-            conn,
-            SCHEMA,
-            self._ids,
-            topic,
-            actor,
-            {"actor_id": str(actor), "target_id": str(target)},
-        )
+    async def _event(self, conn: asyncpg.Connection, event: Message, *, actor: int) -> None:
+        """Every graph event's aggregate is the acting user (follower, blocker, muter)."""
+        await self._outbox.enqueue(conn, event, aggregate_id=actor)
 
     async def _bump(
         self, conn: asyncpg.Connection, follower: int, followee: int, delta: int
@@ -75,16 +73,23 @@ class GraphStore:
             )
 
     async def _insert_follow(self, conn: asyncpg.Connection, follower: int, followee: int) -> bool:
+        edge_id = self._ids.next_id()
         inserted = await conn.fetchval(
             """INSERT INTO graph.follows (follower_id, followee_id, edge_id) VALUES ($1, $2, $3)
                ON CONFLICT DO NOTHING RETURNING true""",
             follower,
             followee,
-            self._ids.next_id(),
+            edge_id,
         )
         if inserted:
             await self._bump(conn, follower, followee, +1)
-            await self._event(conn, "graph.followed", follower, followee)
+            followed = events_pb2.Followed(
+                follower_id=follower,
+                followee_id=followee,
+                edge_id=edge_id,
+                follow_time=from_snowflake(edge_id),
+            )
+            await self._event(conn, followed, actor=follower)
         return bool(inserted)
 
     async def _delete_follow(self, conn: asyncpg.Connection, follower: int, followee: int) -> bool:
@@ -96,7 +101,11 @@ class GraphStore:
         )
         if deleted:
             await self._bump(conn, follower, followee, -1)
-            await self._event(conn, "graph.unfollowed", follower, followee)
+            await self._event(
+                conn,
+                events_pb2.Unfollowed(follower_id=follower, followee_id=followee),
+                actor=follower,
+            )
         return bool(deleted)
 
     async def is_blocked_either_way(self, a: int, b: int) -> tuple[bool, bool]:
@@ -130,7 +139,11 @@ class GraphStore:
                     self._ids.next_id(),
                 )
                 if inserted:
-                    await self._event(conn, "graph.follow_requested", follower, followee)
+                    await self._event(
+                        conn,
+                        events_pb2.FollowRequested(requester_id=follower, target_id=followee),
+                        actor=follower,
+                    )
                 return FollowOutcome.REQUESTED
             await self._insert_follow(conn, follower, followee)
             return FollowOutcome.FOLLOWING
@@ -158,7 +171,11 @@ class GraphStore:
                 return False
             if accept:
                 await self._insert_follow(conn, requester, target)
-                await self._event(conn, "graph.follow_accepted", target, requester)
+                await self._event(
+                    conn,
+                    events_pb2.FollowRequestAccepted(requester_id=requester, target_id=target),
+                    actor=target,
+                )
             return True
 
     async def block(self, blocker: int, blocked: int) -> None:
@@ -180,7 +197,11 @@ class GraphStore:
                 blocker,
                 blocked,
             )
-            await self._event(conn, "graph.blocked", blocker, blocked)
+            await self._event(
+                conn,
+                events_pb2.Blocked(blocker_id=blocker, blocked_id=blocked),
+                actor=blocker,
+            )
 
     async def unblock(self, blocker: int, blocked: int) -> None:
         async with self._db.transaction() as conn:
@@ -191,20 +212,37 @@ class GraphStore:
                 blocked,
             )
             if removed:
-                await self._event(conn, "graph.unblocked", blocker, blocked)
+                await self._event(
+                    conn,
+                    events_pb2.Unblocked(blocker_id=blocker, blocked_id=blocked),
+                    actor=blocker,
+                )
 
     async def mute(self, muter: int, muted: int) -> None:
-        await self._db.primary.execute(
-            """INSERT INTO graph.mutes (muter_id, muted_id) VALUES ($1, $2)
-               ON CONFLICT DO NOTHING""",
-            muter,
-            muted,
-        )
+        async with self._db.transaction() as conn:
+            inserted = await conn.fetchval(
+                """INSERT INTO graph.mutes (muter_id, muted_id) VALUES ($1, $2)
+                   ON CONFLICT DO NOTHING RETURNING true""",
+                muter,
+                muted,
+            )
+            if inserted:
+                await self._event(
+                    conn, events_pb2.Muted(muter_id=muter, muted_id=muted), actor=muter
+                )
 
     async def unmute(self, muter: int, muted: int) -> None:
-        await self._db.primary.execute(
-            "DELETE FROM graph.mutes WHERE muter_id = $1 AND muted_id = $2", muter, muted
-        )
+        async with self._db.transaction() as conn:
+            removed = await conn.fetchval(
+                """DELETE FROM graph.mutes WHERE muter_id = $1 AND muted_id = $2
+                   RETURNING true""",
+                muter,
+                muted,
+            )
+            if removed:
+                await self._event(
+                    conn, events_pb2.Unmuted(muter_id=muter, muted_id=muted), actor=muter
+                )
 
     async def relationships(self, viewer: int, targets: list[int]) -> dict[int, Relationship]:
         """The viewer's relationship to every target, in one round trip."""

@@ -1,4 +1,17 @@
-"""Access tokens: ES256 JWTs signed by the user service, verified in every service.
+"""Who is calling: user access tokens, service credentials, and per-method access.
+
+Two kinds of ES256 JWT, both verified in every service:
+
+* **User access tokens** (`aud` = JWT_AUDIENCE, default "socialmesh-api"), signed
+  by the user service; the edge accepts only these.
+* **Service credentials** (`sub` = "svc:<name>", `aud` = SERVICE_TOKEN_AUDIENCE,
+  default "socialmesh-internal"), minted for a few minutes by each service from
+  its own mounted key. The verifier holds every service's public key *by name*
+  and checks a "svc:X" token with X's key only, so no service can speak for
+  another. They are accepted only by METHOD_ACCESS_INTERNAL methods.
+
+Which of those a method accepts comes from the contract: the
+`(socialmesh.api.v1.access)` method option (see `method_access`).
 
 RFC 8725: the algorithm is pinned, and `exp`, `iat`, `iss`, `aud` and `sub` are
 required and checked (PyJWT skips `aud` and accepts a missing `exp` unless told).
@@ -7,33 +20,58 @@ required and checked (PyJWT skips `aud` and accepts a missing `exp` unless told)
 from __future__ import annotations
 
 import base64
+import contextlib
 import contextvars
 import hashlib
 import json
+import re
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from google.protobuf import descriptor_pool
+from socialmesh.api.v1 import access_pb2
 
-from .errors import Unauthenticated
+from .errors import PermissionDenied, Unauthenticated
 
 ALGORITHM = "ES256"
+#: `sub` of a service credential: "svc:<service name>".
+SERVICE_SUBJECT_PREFIX = "svc:"
+#: Longest service credential a verifier accepts (exp - iat); minted ones live 5 minutes.
+MAX_SERVICE_TOKEN_LIFETIME = 15 * 60
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+MethodAccess: TypeAlias = access_pb2.MethodAccess.ValueType
+PUBLIC = access_pb2.METHOD_ACCESS_PUBLIC
+SIGNED_IN = access_pb2.METHOD_ACCESS_UNSPECIFIED
+INTERNAL = access_pb2.METHOD_ACCESS_INTERNAL
 
 
 @dataclass(frozen=True)
 class Caller:
-    """The authenticated identity of the current request."""
+    """The authenticated identity of the current request: a user or a service.
+
+    A service caller has `service` set and `user_id` 0; it acts as itself, never
+    for a user.
+    """
 
     user_id: int
     session_id: int
     token_id: str
-    #: The verified token itself, forwarded on calls made on the caller's behalf.
+    #: The verified user token itself, forwarded on calls made on the user's behalf.
     bearer: str = field(default="", repr=False)
+    #: The calling service's name for a service credential; empty for users.
+    service: str = ""
+
+    @property
+    def is_service(self) -> bool:
+        return bool(self.service)
 
 
 _current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
@@ -47,20 +85,62 @@ def current_caller() -> Caller | None:
 
 
 def require_caller() -> Caller:
+    """The signed-in user making this call (services never act as a user)."""
     caller = _current_caller.get()
     if caller is None:
         raise Unauthenticated("this call needs a valid bearer access token")
+    if caller.is_service:
+        raise PermissionDenied("this call acts for a signed-in user, not a service")
     return caller
 
 
-def forwarded_auth() -> tuple[tuple[str, str], ...]:
-    """Metadata for a downstream call made on the current caller's behalf.
+def require_service() -> Caller:
+    """The service making this call; users (and anonymous callers) are refused."""
+    caller = _current_caller.get()
+    if caller is None:
+        raise Unauthenticated("this call needs a service credential")
+    if not caller.is_service:
+        raise PermissionDenied("only other services may call this method")
+    return caller
 
-    Identity flows as the caller's own token, which the downstream service
-    verifies again; an anonymous request stays anonymous downstream.
+
+def current_viewer_id() -> int | None:
+    """Whose eyes a read is for: the signed-in user's id, None when anonymous.
+
+    The one convention for "nobody signed in" across services (a service caller
+    is no viewer either).
     """
     caller = _current_caller.get()
-    return (("authorization", f"Bearer {caller.bearer}"),) if caller and caller.bearer else ()
+    return caller.user_id if caller is not None and not caller.is_service else None
+
+
+def forwarded_auth() -> tuple[tuple[str, str], ...]:
+    """Metadata for a downstream call made on the current user's behalf.
+
+    Identity flows as the user's own token, which the downstream service
+    verifies again. Outbound channels attach it by themselves (see
+    `kit.channels.CallCredentials`); an anonymous request and a service caller
+    forward nothing.
+    """
+    caller = _current_caller.get()
+    if caller is None or caller.is_service or not caller.bearer:
+        return ()
+    return (("authorization", f"Bearer {caller.bearer}"),)
+
+
+@contextlib.contextmanager
+def anonymous_calls() -> Iterator[None]:
+    """Outbound calls made inside forward no user token.
+
+    For reads that must not depend on who asks (e.g. "does this account exist",
+    which a block would otherwise hide). Internal methods still get this
+    service's own credential.
+    """
+    token = _current_caller.set(None)
+    try:
+        yield
+    finally:
+        _current_caller.reset(token)
 
 
 def set_caller(caller: Caller | None) -> contextvars.Token[Caller | None]:
@@ -69,6 +149,43 @@ def set_caller(caller: Caller | None) -> contextvars.Token[Caller | None]:
 
 def reset_caller(token: contextvars.Token[Caller | None]) -> None:
     _current_caller.reset(token)
+
+
+_access_by_path: dict[str, MethodAccess] = {}
+
+
+def method_access(method_path: str) -> MethodAccess:
+    """Who may call a gRPC method ("/pkg.Service/Method"), from its contract.
+
+    Reads the `(socialmesh.api.v1.access)` option from the default descriptor
+    pool, where a service's generated `_pb2` module registered itself. A method
+    the pool does not know (yet) is SIGNED_IN, the strictest level a user passes.
+    """
+    known = _access_by_path.get(method_path)
+    if known is not None:
+        return known
+    service_name, _, method_name = method_path.strip("/").partition("/")
+    try:
+        service = descriptor_pool.Default().FindServiceByName(service_name)
+    except KeyError:
+        return SIGNED_IN
+    method = service.methods_by_name.get(method_name)
+    if method is None:
+        return SIGNED_IN
+    access = method.GetOptions().Extensions[access_pb2.access]
+    _access_by_path[method_path] = access
+    return access
+
+
+def service_methods_access(grpc_services: Iterable[str]) -> dict[str, MethodAccess]:
+    """Access level of every method of the given (served) gRPC services, by path."""
+    found: dict[str, MethodAccess] = {}
+    for name in grpc_services:
+        service = descriptor_pool.Default().FindServiceByName(name)
+        for method in service.methods:
+            path = f"/{service.full_name}/{method.name}"
+            found[path] = method_access(path)
+    return found
 
 
 def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
@@ -107,6 +224,7 @@ def generate_signing_key(private_path: Path, public_path: Path) -> None:
     if private_path.exists() and public_path.exists():
         return
     private_path.parent.mkdir(parents=True, exist_ok=True)
+    public_path.parent.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     private_path.write_bytes(
         key.private_bytes(
@@ -164,8 +282,23 @@ class TokenSigner:
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
 
 
+def _verified_claims(
+    token: str, key: ec.EllipticCurvePublicKey, *, issuer: str, audience: str
+) -> dict[str, Any]:
+    """The claims of a token signed by `key`: ES256 only, the RFC 8725 claims required."""
+    return jwt.decode(
+        token,
+        key,
+        algorithms=[ALGORITHM],
+        audience=audience,
+        issuer=issuer,
+        options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+        leeway=5,
+    )
+
+
 class TokenVerifier:
-    """Verifies access tokens with the public key(s); used by every service."""
+    """Verifies user access tokens with the public key(s); used by every service."""
 
     def __init__(
         self, public_keys: list[ec.EllipticCurvePublicKey], *, issuer: str, audience: str
@@ -180,15 +313,7 @@ class TokenVerifier:
             key = self._keys.get(str(header.get("kid", "")))
             if key is None:
                 raise Unauthenticated("access token signed by an unknown key")
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[ALGORITHM],
-                audience=self.audience,
-                issuer=self.issuer,
-                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
-                leeway=5,
-            )
+            claims = _verified_claims(token, key, issuer=self.issuer, audience=self.audience)
             return Caller(
                 user_id=int(claims["sub"]),
                 session_id=int(claims.get("sid", "0")),
@@ -199,6 +324,122 @@ class TokenVerifier:
             raise Unauthenticated("access token expired") from exc
         except (jwt.InvalidTokenError, ValueError, KeyError) as exc:
             raise Unauthenticated("invalid access token") from exc
+
+
+class ServiceCredentials:
+    """This service's own credential: a short-lived JWT, cached and re-minted early.
+
+    Minted from the service's mounted private key (SERVICE_KEY_FILE); peers
+    verify it with the matching `<service>.pem` of SERVICE_PUBLIC_KEYS_DIR.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        private_key: ec.EllipticCurvePrivateKey,
+        *,
+        issuer: str,
+        audience: str,
+        ttl: int = 300,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not _SERVICE_NAME.match(service):
+            raise ValueError(f"invalid service name {service!r}")
+        self.service = service
+        self._key = private_key
+        self._kid = key_id(private_key.public_key())
+        self.issuer = issuer
+        self.audience = audience
+        self.ttl = ttl
+        self._clock = clock
+        self._token = ""
+        self._renew_at = 0.0
+
+    def token(self) -> str:
+        """The current credential; a new one once four fifths of its life are gone."""
+        now = self._clock()
+        if not self._token or now >= self._renew_at:
+            issued = int(now)
+            claims = {
+                "iss": self.issuer,
+                "aud": self.audience,
+                "sub": f"{SERVICE_SUBJECT_PREFIX}{self.service}",
+                "jti": uuid.uuid4().hex,
+                "iat": issued,
+                "nbf": issued,
+                "exp": issued + self.ttl,
+            }
+            self._token = jwt.encode(
+                claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid}
+            )
+            self._renew_at = issued + self.ttl * 4 / 5
+        return self._token
+
+
+class ServiceTokenVerifier:
+    """Verifies service credentials; each public key speaks for one service only."""
+
+    def __init__(
+        self,
+        public_keys: Mapping[str, ec.EllipticCurvePublicKey],
+        *,
+        issuer: str,
+        audience: str,
+        max_lifetime: int = MAX_SERVICE_TOKEN_LIFETIME,
+    ) -> None:
+        self._keys = dict(public_keys)
+        self.issuer = issuer
+        self.audience = audience
+        self._max_lifetime = max_lifetime
+
+    def verify(self, token: str) -> Caller:
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+            subject = str(unverified.get("sub", ""))
+            service = subject.removeprefix(SERVICE_SUBJECT_PREFIX)
+            key = self._keys.get(service) if subject.startswith(SERVICE_SUBJECT_PREFIX) else None
+            if key is None:
+                raise Unauthenticated("service credential of an unknown service")
+            # The key is chosen by the claimed name: a token for "svc:X" verifies
+            # only with X's key, whatever `kid` it names.
+            claims = _verified_claims(token, key, issuer=self.issuer, audience=self.audience)
+            if int(claims["exp"]) - int(claims["iat"]) > self._max_lifetime:
+                raise Unauthenticated("service credential lives too long")
+            return Caller(
+                user_id=0, session_id=0, token_id=str(claims.get("jti", "")), service=service
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated("service credential expired") from exc
+        except (jwt.InvalidTokenError, ValueError, KeyError, TypeError) as exc:
+            raise Unauthenticated("invalid service credential") from exc
+
+
+class CallerVerifier:
+    """Verifies whichever bearer a request carries: a user token or a service credential."""
+
+    def __init__(self, users: TokenVerifier, services: ServiceTokenVerifier | None) -> None:
+        self.users = users
+        self.services = services
+
+    def verify(self, token: str) -> Caller:
+        try:
+            subject = str(jwt.decode(token, options={"verify_signature": False}).get("sub", ""))
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated("invalid access token") from exc
+        if subject.startswith(SERVICE_SUBJECT_PREFIX):
+            if self.services is None:
+                raise Unauthenticated("service credentials are not accepted here")
+            return self.services.verify(token)
+        return self.users.verify(token)
+
+
+def load_service_public_keys(directory: str | Path) -> dict[str, ec.EllipticCurvePublicKey]:
+    """Every `<service>.pem` in a directory, by service name (SERVICE_PUBLIC_KEYS_DIR)."""
+    keys = {}
+    for path in sorted(Path(directory).glob("*.pem")):
+        if _SERVICE_NAME.match(path.stem):
+            keys[path.stem] = load_public_key(path)
+    return keys
 
 
 def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:

@@ -1,11 +1,13 @@
-"""Outbound gRPC channels: deadlines, retries on UNAVAILABLE, round-robin, tracing.
+"""Outbound gRPC channels: credentials, deadlines, retries on UNAVAILABLE, round-robin.
 
-Every call gets a default deadline from a client interceptor, and the service
-config retries UNAVAILABLE (the code a restarting or overloaded peer returns)
-with exponential backoff. `dns:///` targets with round_robin spread calls over a
-headless Service's pods. The deadline is deliberately *not* the service config's
-`timeout`: grpcio applies that one too early under load (grpc/grpc#40633,
-#34547: DEADLINE_EXCEEDED after ~30 ms of a 2 s budget, seen here too).
+Every call gets a default deadline and credentials from client interceptors
+(`CallCredentials`: the user's own token, or this service's credential for
+internal methods), and the service config retries UNAVAILABLE (the code a
+restarting or overloaded peer returns) with exponential backoff. `dns:///`
+targets with round_robin spread calls over a headless Service's pods. The
+deadline is deliberately *not* the service config's `timeout`: grpcio applies
+that one too early under load (grpc/grpc#40633, #34547: DEADLINE_EXCEEDED after
+~30 ms of a 2 s budget, seen here too).
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from grpc_status import rpc_status
+
+from .auth import INTERNAL, forwarded_auth, method_access
+from .errors import ServiceError, Unavailable
 
 
 def service_config(max_attempts: int = 3) -> str:
@@ -37,7 +43,39 @@ def service_config(max_attempts: int = 3) -> str:
     )
 
 
+class _CallDetailsInterceptor:
+    """Rewrites each outbound call's details (deadline, metadata) before it goes out.
+
+    A subclass picks which kinds of call it applies to with grpc's interceptor
+    base classes; grpc only routes those kinds through it.
+    """
+
+    def _rewrite(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        raise NotImplementedError
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._rewrite(client_call_details), request)
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._rewrite(client_call_details), request)
+
+    async def intercept_stream_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(self._rewrite(client_call_details), request_iterator)
+
+    async def intercept_stream_stream(
+        self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(self._rewrite(client_call_details), request_iterator)
+
+
 class DefaultDeadline(
+    _CallDetailsInterceptor,
     grpc.aio.UnaryUnaryClientInterceptor,
     grpc.aio.UnaryStreamClientInterceptor,
 ):
@@ -46,7 +84,7 @@ class DefaultDeadline(
     def __init__(self, timeout_seconds: float) -> None:
         self._timeout = timeout_seconds
 
-    def _with_deadline(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    def _rewrite(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         if details.timeout is not None:
             return details
         return grpc.aio.ClientCallDetails(
@@ -57,19 +95,58 @@ class DefaultDeadline(
             wait_for_ready=details.wait_for_ready,
         )
 
-    async def intercept_unary_unary(
-        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
-    ) -> Any:
-        return await continuation(self._with_deadline(client_call_details), request)
 
-    async def intercept_unary_stream(
-        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
-    ) -> Any:
-        return await continuation(self._with_deadline(client_call_details), request)
+class CallCredentials(
+    _CallDetailsInterceptor,
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Authenticates outbound calls that carry no `authorization` metadata.
+
+    * During a signed-in user's request: the user's own token (the callee
+      verifies it again and applies its own rules).
+    * Otherwise (anonymous requests, service callers, background workers): this
+      service's credential, but only to METHOD_ACCESS_INTERNAL methods; any
+      other call stays anonymous, exactly as the request was.
+    """
+
+    def __init__(self, service_token: Callable[[], str] | None) -> None:
+        self._service_token = service_token
+
+    def _bearer(self, method: str) -> str | None:
+        forwarded = forwarded_auth()
+        if forwarded:
+            return forwarded[0][1]
+        if self._service_token is not None and method_access(method) == INTERNAL:
+            return f"Bearer {self._service_token()}"
+        return None
+
+    def _rewrite(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = details.metadata or grpc.aio.Metadata()
+        if "authorization" in metadata:
+            return details
+        raw = details.method
+        method = raw.decode() if isinstance(raw, bytes) else str(raw)
+        bearer = self._bearer(method)
+        if bearer is None:
+            return details
+        return grpc.aio.ClientCallDetails(
+            method=details.method,
+            timeout=details.timeout,
+            metadata=grpc.aio.Metadata(*metadata, ("authorization", bearer)),
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+        )
 
 
 def open_channel(
-    target: str, *, timeout_seconds: float = 3.0, max_attempts: int = 3
+    target: str,
+    *,
+    timeout_seconds: float = 3.0,
+    max_attempts: int = 3,
+    service_token: Callable[[], str] | None = None,
 ) -> grpc.aio.Channel:
     """An insecure channel for in-mesh calls (mTLS belongs to the mesh/sidecar layer)."""
     return grpc.aio.insecure_channel(
@@ -77,23 +154,90 @@ def open_channel(
         options=[
             ("grpc.service_config", service_config(max_attempts)),
             ("grpc.enable_retries", 1),
+            # Keepalive on the edge's cadence (Envoy: every 30 s, 5 s to answer), idle
+            # connections included; the servers accept it (server.py,
+            # MIN_PING_INTERVAL_WITHOUT_DATA_MS), so a dead peer is noticed between calls.
             ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            # By default grpc stops pinging after 2 pings without data: a quiet stream
+            # would be unguarded after a minute.
+            ("grpc.http2.max_pings_without_data", 0),
         ],
-        interceptors=[DefaultDeadline(timeout_seconds)],  # type: ignore[list-item]
+        interceptors=[
+            DefaultDeadline(timeout_seconds),  # type: ignore[list-item]
+            CallCredentials(service_token),  # type: ignore[list-item]
+        ],
     )
 
 
-def upstream_error(exc: grpc.aio.AioRpcError, upstream: str) -> Exception:
-    """Maps a failed downstream call to what our own caller should see.
+#: The peer is down, overloaded, restarting or too slow: retryable, so 503.
+_TRANSIENT = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+)
+#: Answers about the resource or the user, true for our caller too: passed on as they are.
+_PASS_THROUGH = frozenset(
+    {
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
 
-    NOT_FOUND / INVALID_ARGUMENT / PERMISSION_DENIED keep their meaning; an
-    unreachable or failing peer becomes UNAVAILABLE (retryable), never UNKNOWN.
+
+class PeerRefusal(ServiceError):
+    """A peer's answer passed on unchanged: its code, message and rich details."""
+
+    def __init__(self, exc: grpc.aio.AioRpcError) -> None:
+        super().__init__(exc.details() or exc.code().name.lower(), reason=exc.code().name)
+        self.code = exc.code()
+        try:
+            self._status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        except ValueError:  # details that disagree with the code: keep ours
+            self._status = None
+
+    def to_status(self) -> grpc.Status:
+        if self._status is not None:
+            return rpc_status.to_status(self._status)
+        return super().to_status()
+
+
+class PeerMisuse(RuntimeError):
+    """We sent a peer a request it could not serve: our bug (or its), so INTERNAL.
+
+    Deliberately not a ServiceError: the server interceptor logs it with the
+    trace id and returns a bare INTERNAL, so the peer's field names never reach
+    our caller as if they were theirs.
     """
-    from .errors import NotFound, PermissionDenied, Unavailable
 
+
+def upstream_error(exc: grpc.aio.AioRpcError, upstream: str) -> Exception:
+    """Maps a failed call to a peer to what our own caller should see.
+
+    * UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED (the peer or the transport
+      failed) -> UNAVAILABLE: a 503 the caller may retry.
+    * NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION, ALREADY_EXISTS,
+      ABORTED, RESOURCE_EXHAUSTED (facts about the resource or the user, as
+      true for our caller) -> the same code, message and rich details
+      (RetryInfo of a rate limit included).
+    * UNAUTHENTICATED while we forwarded the user's own token (e.g. revoked
+      in between) -> UNAUTHENTICATED; with our service credential or no token
+      -> INTERNAL (our keys or configuration are wrong).
+    * INVALID_ARGUMENT, OUT_OF_RANGE, UNIMPLEMENTED, INTERNAL, UNKNOWN,
+      DATA_LOSS -> INTERNAL.
+
+    A peer's client error means *our* request to it was wrong: the caller cannot
+    fix that by retrying or by changing their request, so it is a 500 with the
+    peer's answer in our log, never a retryable 503.
+    """
     code = exc.code()
-    if code == grpc.StatusCode.NOT_FOUND:
-        return NotFound(exc.details() or "not found")
-    if code == grpc.StatusCode.PERMISSION_DENIED:
-        return PermissionDenied(exc.details() or "permission denied")
-    return Unavailable(f"{upstream} service unavailable ({code.name})")
+    if code in _TRANSIENT:
+        return Unavailable(f"{upstream} service unavailable ({code.name})")
+    if code in _PASS_THROUGH:
+        return PeerRefusal(exc)
+    if code == grpc.StatusCode.UNAUTHENTICATED and forwarded_auth():
+        return PeerRefusal(exc)
+    return PeerMisuse(f"{upstream} service answered {code.name}: {exc.details()}")

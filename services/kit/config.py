@@ -1,25 +1,24 @@
-"""Twelve-factor configuration: every setting comes from the environment."""
+"""Twelve-factor configuration: every setting comes from the environment.
+
+The kit knows no particular service: which services exist and their default
+ports come from the caller (`services/registry.py`).
+"""
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-#: Default gRPC port of each service on a laptop (`socialmesh up`).
-DEFAULT_PORTS: dict[str, int] = {
-    "user": 50051,
-    "graph": 50052,
-    "post": 50053,
-    "feed": 50054,
-    "chat": 50055,
-    "media": 50056,
-}
-
-#: Services that have a servicer today; `socialmesh up` starts these.
-IMPLEMENTED_SERVICES: tuple[str, ...] = ("user", "graph", "post")
 
 JWT_ISSUER_DEFAULT = "socialmesh"
 JWT_AUDIENCE_DEFAULT = "socialmesh-api"
+#: Audience of service credentials: never the edge's, so the edge refuses them.
+SERVICE_TOKEN_AUDIENCE_DEFAULT = "socialmesh-internal"
+
+
+#: `SOCIALMESH_<SERVICE>_ADDR`: how to reach a peer (`dns:///user.socialmesh:50051`).
+_PEER_ADDRESS = re.compile(r"^SOCIALMESH_([A-Z0-9]+)_ADDR$")
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -41,6 +40,12 @@ class Settings:
     jwt_audience: str = JWT_AUDIENCE_DEFAULT
     jwt_public_key_file: str = ""
     jwt_private_key_file: str = ""
+    #: This service's own ES256 private key (PEM): it mints its service credentials.
+    service_key_file: str = ""
+    #: Directory of `<service>.pem` public keys, one per service, to verify them.
+    service_public_keys_dir: str = ""
+    service_token_audience: str = SERVICE_TOKEN_AUDIENCE_DEFAULT
+    service_token_ttl_seconds: int = 300
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     shutdown_grace_seconds: float = 5.0
@@ -52,16 +57,26 @@ class Settings:
     page_token_secret: str = ""
 
     @classmethod
-    def from_env(cls, service: str, env: dict[str, str] | None = None) -> Settings:
+    def from_env(
+        cls,
+        service: str,
+        env: dict[str, str] | None = None,
+        *,
+        default_ports: Mapping[str, int] | None = None,
+    ) -> Settings:
+        """`default_ports` (service -> port) gives this service's port and its peers'
+        addresses (`127.0.0.1:<port>`) where SOCIALMESH_GRPC_PORT and
+        SOCIALMESH_<SERVICE>_ADDR are unset."""
         e = dict(os.environ if env is None else env)
-        addresses = {
-            name: e.get(f"SOCIALMESH_{name.upper()}_ADDR", f"127.0.0.1:{port}")
-            for name, port in DEFAULT_PORTS.items()
-        }
+        defaults = dict(default_ports or {})
+        addresses = {name: f"127.0.0.1:{port}" for name, port in defaults.items()}
+        for key, value in e.items():
+            if match := _PEER_ADDRESS.match(key):
+                addresses[match.group(1).lower()] = value
         return cls(
             service=service,
             grpc_host=e.get("SOCIALMESH_GRPC_HOST", "127.0.0.1"),
-            grpc_port=int(e.get("SOCIALMESH_GRPC_PORT", DEFAULT_PORTS.get(service, 50051))),
+            grpc_port=int(e.get("SOCIALMESH_GRPC_PORT", defaults.get(service, 50051))),
             database_url=e.get("DATABASE_URL", ""),
             database_replica_urls=_split(e.get("DATABASE_REPLICA_URLS")),
             database_pool_size=int(e.get("DATABASE_POOL_SIZE", "10")),
@@ -70,6 +85,10 @@ class Settings:
             jwt_audience=e.get("JWT_AUDIENCE", JWT_AUDIENCE_DEFAULT),
             jwt_public_key_file=e.get("JWT_PUBLIC_KEY_FILE", ""),
             jwt_private_key_file=e.get("JWT_PRIVATE_KEY_FILE", ""),
+            service_key_file=e.get("SERVICE_KEY_FILE", ""),
+            service_public_keys_dir=e.get("SERVICE_PUBLIC_KEYS_DIR", ""),
+            service_token_audience=e.get("SERVICE_TOKEN_AUDIENCE", SERVICE_TOKEN_AUDIENCE_DEFAULT),
+            service_token_ttl_seconds=int(e.get("SERVICE_TOKEN_TTL_SECONDS", "300")),
             access_token_ttl_seconds=int(e.get("ACCESS_TOKEN_TTL_SECONDS", "900")),
             refresh_token_ttl_seconds=int(e.get("REFRESH_TOKEN_TTL_SECONDS", str(30 * 24 * 3600))),
             shutdown_grace_seconds=float(e.get("SHUTDOWN_GRACE_SECONDS", "5")),

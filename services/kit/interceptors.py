@@ -4,12 +4,24 @@ Wraps every handler so that (1) the bearer token is verified here too, not only
 at the edge, (2) `ServiceError`s become rich google.rpc.Status aborts, and (3) an
 unexpected exception is logged with its trace id and returns INTERNAL without
 internals.
+
+Who may call a method is its `(socialmesh.api.v1.access)` option in the contract:
+
+| method access (contract) | no token | user token | service credential |
+|---|---|---|---|
+| PUBLIC | anonymous | the user | PERMISSION_DENIED |
+| UNSPECIFIED (signed in) | UNAUTHENTICATED | the user | PERMISSION_DENIED |
+| INTERNAL | UNAUTHENTICATED | the user | the service |
+
+A bad, expired or revoked token is UNAUTHENTICATED everywhere, even on PUBLIC
+methods. A *valid* service credential on a non-internal method is
+PERMISSION_DENIED: the caller is known, it just may not do this (AIP-193).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -17,8 +29,18 @@ import grpc
 from opentelemetry import trace
 from redis import exceptions as redis_exceptions
 
-from .auth import Revocations, TokenVerifier, bearer_token, reset_caller, set_caller
-from .errors import ServiceError, Unauthenticated, Unavailable
+from .auth import (
+    INTERNAL,
+    PUBLIC,
+    SIGNED_IN,
+    CallerVerifier,
+    MethodAccess,
+    Revocations,
+    bearer_token,
+    reset_caller,
+    set_caller,
+)
+from .errors import PermissionDenied, ServiceError, Unauthenticated, Unavailable
 
 log = logging.getLogger("socialmesh.rpc")
 
@@ -47,13 +69,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(
         self,
-        verifier: TokenVerifier,
-        public_methods: frozenset[str],
+        verifier: CallerVerifier,
+        access: Mapping[str, MethodAccess],
         revocations: Callable[[], Revocations | None] = lambda: None,
     ) -> None:
         self._verifier = verifier
         self._revocations = revocations
-        self._public = public_methods
+        #: gRPC path -> access level; a method missing here needs a signed-in user.
+        self._access = dict(access)
 
     async def intercept_service(
         self,
@@ -64,49 +87,53 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(ALWAYS_PUBLIC_PREFIXES):
             return handler
-        public = method in self._public
+        access = self._access.get(method, SIGNED_IN)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, public),
+                self._wrap_unary(handler.unary_unary, method, access),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(handler.stream_unary, method, public),
+                self._wrap_unary(handler.stream_unary, method, access),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, public),
+                self._wrap_stream(handler.unary_stream, method, access),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._wrap_stream(handler.stream_stream, method, public),
+            self._wrap_stream(handler.stream_stream, method, access),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
-    async def _authenticate(self, context: grpc.aio.ServicerContext, public: bool) -> None:
+    async def _authenticate(self, context: grpc.aio.ServicerContext, access: MethodAccess) -> None:
         token = bearer_token(context.invocation_metadata())  # type: ignore[arg-type]
         if token is None:
-            if not public:
+            if access != PUBLIC:
                 raise Unauthenticated("this call needs a bearer access token")
             set_caller(None)
             return
         caller = self._verifier.verify(token)  # a bad token is refused even when public
-        revocations = self._revocations()
-        if revocations is not None and await revocations.is_revoked(caller):
-            raise Unauthenticated("access token revoked (account deleted or session ended)")
+        if caller.is_service:
+            if access != INTERNAL:
+                raise PermissionDenied("service credentials may call internal methods only")
+        else:
+            revocations = self._revocations()
+            if revocations is not None and await revocations.is_revoked(caller):
+                raise Unauthenticated("access token revoked (account deleted or session ended)")
         set_caller(caller)
 
-    def _wrap_unary(self, behavior: Any, method: str, public: bool) -> Any:
+    def _wrap_unary(self, behavior: Any, method: str, access: MethodAccess) -> Any:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             caller_token = set_caller(None)
             try:
-                await self._authenticate(context, public)
+                await self._authenticate(context, access)
                 return await behavior(request, context)
             except Exception as exc:
                 await _abort_for(exc, context, method)
@@ -115,11 +142,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapper
 
-    def _wrap_stream(self, behavior: Any, method: str, public: bool) -> Any:
+    def _wrap_stream(self, behavior: Any, method: str, access: MethodAccess) -> Any:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             caller_token = set_caller(None)
             try:
-                await self._authenticate(context, public)
+                await self._authenticate(context, access)
                 async for response in behavior(request, context):
                     yield response
             except Exception as exc:

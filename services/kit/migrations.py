@@ -3,7 +3,7 @@
 Files are `services/<name>/migrations/NNNN_description.sql`. They are applied in
 order, each in its own transaction, under a PostgreSQL advisory lock so several
 replicas starting at once apply each file exactly once. The kit also owns the
-outbox table every service gets, so no service copies its DDL.
+outbox and consumed-events tables every service gets, so no service copies its DDL.
 """
 
 from __future__ import annotations
@@ -19,14 +19,35 @@ _FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 OUTBOX_DDL = """
 CREATE TABLE IF NOT EXISTS {schema}.outbox (
     event_id     BIGINT PRIMARY KEY,
-    topic        TEXT NOT NULL,
+    event_type   TEXT NOT NULL,
     aggregate_id BIGINT NOT NULL,
-    payload      JSONB NOT NULL,
+    envelope     BYTEA NOT NULL,
     created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     published_at TIMESTAMPTZ
 );
+-- Outboxes from before typed events (JSON payloads) become envelopes; their
+-- published rows are history and unpublished ones could not be decoded.
+ALTER TABLE {schema}.outbox ADD COLUMN IF NOT EXISTS event_type TEXT;
+ALTER TABLE {schema}.outbox ADD COLUMN IF NOT EXISTS envelope BYTEA;
+DELETE FROM {schema}.outbox WHERE envelope IS NULL;
+ALTER TABLE {schema}.outbox DROP COLUMN IF EXISTS topic;
+ALTER TABLE {schema}.outbox DROP COLUMN IF EXISTS payload;
+ALTER TABLE {schema}.outbox ALTER COLUMN event_type SET NOT NULL;
+ALTER TABLE {schema}.outbox ALTER COLUMN envelope SET NOT NULL;
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON {schema}.outbox (event_id)
     WHERE published_at IS NULL;
+-- The relay prunes published rows by age.
+CREATE INDEX IF NOT EXISTS outbox_published ON {schema}.outbox (published_at)
+    WHERE published_at IS NOT NULL;
+-- Consumer idempotency (`consumers.claim_event`): one row per handled event
+-- and group, written in the handler's own transaction.
+CREATE TABLE IF NOT EXISTS {schema}.consumed_events (
+    consumer_group TEXT NOT NULL,
+    event_id       BIGINT NOT NULL,
+    consumed_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer_group, event_id)
+);
+CREATE INDEX IF NOT EXISTS consumed_events_age ON {schema}.consumed_events (consumed_at);
 """
 
 

@@ -26,9 +26,22 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from .auth import Revocations, TokenVerifier, load_public_key
+from .auth import (
+    MAX_SERVICE_TOKEN_LIFETIME,
+    CallerVerifier,
+    Revocations,
+    ServiceCredentials,
+    ServiceTokenVerifier,
+    TokenVerifier,
+    key_id,
+    load_private_key,
+    load_public_key,
+    load_service_public_keys,
+    service_methods_access,
+)
 from .channels import open_channel
 from .config import Settings
+from .consumers import EventHandlers, Start, StreamConsumer, consumers_for
 from .db import Database
 from .errors import Unavailable
 from .events import OutboxRelay
@@ -57,6 +70,8 @@ class Runtime:
         self._db: Database | None = None
         self._redis: aioredis.Redis | None = None
         self.relay: OutboxRelay | None = None
+        #: This service's own credential for internal methods of its peers.
+        self.service_credentials = build_service_credentials(settings)
         self.revocations: Revocations | None = None
         secret = settings.page_token_secret.encode()
         if not secret:
@@ -91,14 +106,16 @@ class ServiceSpec:
     name: str
     schema: str
     migrations_dir: Path
+    #: Served gRPC services; who may call each method comes from their contract.
     grpc_services: tuple[str, ...]
-    public_methods: frozenset[str]
     #: Adds the servicers to the server (called before it starts).
     register: Callable[[grpc.aio.Server, Runtime], None]
     #: Runs once dependencies are connected and migrated (start caches, consumers...).
     on_ready: Callable[[Runtime], Awaitable[None]] | None = None
     #: Runs while draining, before pools close.
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    #: Serves streams that must outlive the connection-age cut (chat): no max age.
+    long_lived_streams: bool = False
 
 
 class ServicerBase:
@@ -112,10 +129,18 @@ class ServicerBase:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._peers: list[grpc.aio.Channel] = []
+        self._consumers: list[StreamConsumer] = []
 
     def peer(self, service: str) -> grpc.aio.Channel:
-        """A channel to another service (closed on shutdown)."""
-        channel = open_channel(self._rt.settings.service_addresses[service])
+        """A channel to another service (closed on shutdown).
+
+        Calls on it carry the signed-in user's token, or this service's own
+        credential where the method is internal (see `CallCredentials`).
+        """
+        channel = open_channel(
+            self._rt.settings.service_addresses[service],
+            service_token=self._rt.service_credentials.token,
+        )
         self._peers.append(channel)
         return channel
 
@@ -133,7 +158,21 @@ class ServicerBase:
     async def on_ready(self) -> None:
         """Builds stores, caches and peers; dependencies are connected by now."""
 
+    async def consume(self, group: str, handlers: EventHandlers, *, start: Start) -> None:
+        """Runs `handlers` as consumer group `group` on every stream they listen to.
+
+        `start` is where a new group begins (see `Start`); consumers stop with
+        the servicer.
+        """
+        for consumer in consumers_for(self._rt.redis, group, handlers, start=start):
+            await consumer.ensure_group()
+            consumer.start()
+            self._consumers.append(consumer)
+
     async def on_stop(self) -> None:
+        for consumer in self._consumers:
+            await consumer.stop()
+        self._consumers.clear()
         for channel in self._peers:
             await channel.close(grace=None)
         self._peers.clear()
@@ -145,8 +184,8 @@ def servicer_spec(
     grpc_service: str,
     servicer: Callable[[Runtime], ServicerBase],
     add_to_server: Callable[[Any, grpc.aio.Server], None],
-    public_methods: frozenset[str],
     migrations_dir: Path,
+    long_lived_streams: bool = False,
 ) -> ServiceSpec:
     """The usual ServiceSpec: one servicer, readied and stopped with the host."""
     holder: list[ServicerBase] = []
@@ -166,26 +205,100 @@ def servicer_spec(
         schema=name,
         migrations_dir=migrations_dir,
         grpc_services=(grpc_service,),
-        public_methods=public_methods,
         register=register,
         on_ready=on_ready,
         on_stop=on_stop,
+        long_lived_streams=long_lived_streams,
     )
 
 
-def public(grpc_service: str, *methods: str) -> frozenset[str]:
-    """gRPC paths of the methods anonymous callers may use."""
-    return frozenset(f"/{grpc_service}/{m}" for m in methods)
-
-
-def build_verifier(settings: Settings) -> TokenVerifier:
+def build_verifier(settings: Settings) -> CallerVerifier:
+    """Verifies user access tokens and every service's credentials."""
     if not settings.jwt_public_key_file:
         raise SystemExit("JWT_PUBLIC_KEY_FILE must point at the token-signing public key (PEM)")
-    return TokenVerifier(
+    if not settings.service_public_keys_dir:
+        raise SystemExit("SERVICE_PUBLIC_KEYS_DIR must hold every service's <service>.pem")
+    if settings.service_token_audience == settings.jwt_audience:
+        raise SystemExit("SERVICE_TOKEN_AUDIENCE must differ from JWT_AUDIENCE (the edge's)")
+    users = TokenVerifier(
         [load_public_key(settings.jwt_public_key_file)],
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
     )
+    services = ServiceTokenVerifier(
+        load_service_public_keys(settings.service_public_keys_dir),
+        issuer=settings.jwt_issuer,
+        audience=settings.service_token_audience,
+    )
+    return CallerVerifier(users, services)
+
+
+def build_service_credentials(settings: Settings) -> ServiceCredentials:
+    """This service's credential, from its own key (which its peers must know)."""
+    if not settings.service_key_file or not settings.service_public_keys_dir:
+        raise SystemExit(
+            "SERVICE_KEY_FILE (this service's private key) and SERVICE_PUBLIC_KEYS_DIR "
+            "(every service's <service>.pem) must be set"
+        )
+    if not 60 <= settings.service_token_ttl_seconds <= MAX_SERVICE_TOKEN_LIFETIME:
+        raise SystemExit(
+            f"SERVICE_TOKEN_TTL_SECONDS must be 60..{MAX_SERVICE_TOKEN_LIFETIME} "
+            "(peers refuse longer-lived credentials)"
+        )
+    key = load_private_key(settings.service_key_file)
+    published = load_service_public_keys(settings.service_public_keys_dir).get(settings.service)
+    if published is None or key_id(published) != key_id(key.public_key()):
+        raise SystemExit(
+            f"SERVICE_PUBLIC_KEYS_DIR has no {settings.service}.pem matching SERVICE_KEY_FILE: "
+            "peers would refuse this service's credentials"
+        )
+    return ServiceCredentials(
+        settings.service,
+        key,
+        issuer=settings.jwt_issuer,
+        audience=settings.service_token_audience,
+        ttl=settings.service_token_ttl_seconds,
+    )
+
+
+#: The least time the servers accept between two HTTP/2 PINGs on a connection that
+#: carries no data (grpc's default is 5 min). Envoy pings every upstream connection
+#: every 30 s (gateway EdgeSettings.upstream_keepalive_interval_seconds) and so do the
+#: kit's own channels (channels.open_channel), with or without calls in flight; with
+#: the default every quiet stream through the edge died after a few pings with GOAWAY
+#: `too_many_pings`. 1 s is far below every legitimate pinger and still catches floods.
+MIN_PING_INTERVAL_WITHOUT_DATA_MS = 1_000
+#: Pings arriving faster than that are "strikes"; one more than this closes the
+#: connection (grpc's default, kept on purpose: 0 would allow ping floods).
+MAX_PING_STRIKES = 2
+#: Clients reconnect every few minutes, so dns:/// round-robin notices pods the
+#: autoscaler added; in-flight calls get the grace period to finish. Every stream
+#: is cut at that age too: a service that serves long streams passes None.
+MAX_CONNECTION_AGE_MS: int | None = 300_000
+MAX_CONNECTION_AGE_GRACE_MS = 30_000
+
+
+def server_options(
+    max_connection_age_ms: int | None = MAX_CONNECTION_AGE_MS,
+) -> list[tuple[str, int]]:
+    """The kit's grpc.aio server options (`None`: no connection age limit)."""
+    options = [
+        ("grpc.so_reuseport", 0),
+        # Accept the edge's and our clients' keepalive pings, also without calls.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", MIN_PING_INTERVAL_WITHOUT_DATA_MS),
+        ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
+    ]
+    if max_connection_age_ms is not None:
+        options += [
+            ("grpc.max_connection_age_ms", max_connection_age_ms),
+            ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
+        ]
+    return options
+
+
+#: What every service runs with by default (tests reuse it to behave like the kit).
+SERVER_OPTIONS = server_options()
 
 
 class ServiceHost:
@@ -200,17 +313,12 @@ class ServiceHost:
             interceptors=[
                 ServiceInterceptor(
                     build_verifier(settings),
-                    spec.public_methods,
+                    service_methods_access(spec.grpc_services),
                     revocations=lambda: self.runtime.revocations,
                 )
             ],
-            options=[
-                ("grpc.so_reuseport", 0),
-                # Clients reconnect every few minutes, so dns:/// round-robin
-                # notices pods the autoscaler added.
-                ("grpc.max_connection_age_ms", 300_000),
-                ("grpc.max_connection_age_grace_ms", 30_000),
-            ],
+            # Long-lived streams (chat) would be cut by the 5-minute connection age.
+            options=server_options(None if spec.long_lived_streams else MAX_CONNECTION_AGE_MS),
         )
         self.port = 0
         self._watch: asyncio.Task[None] | None = None

@@ -26,6 +26,9 @@ def setup_tracing(service: str, extra_processor: SpanProcessor | None = None) ->
     """Installs the tracer provider and instruments grpc.aio (idempotent)."""
     global _configured
     if _configured:
+        provider = trace.get_tracer_provider()
+        if extra_processor is not None and isinstance(provider, TracerProvider):
+            provider.add_span_processor(extra_processor)  # e.g. a second test's exporter
         return
     provider = TracerProvider(resource=Resource.create({"service.name": f"socialmesh-{service}"}))
     if os.environ.get("OTEL_TRACES_EXPORTER", "none") == "console":

@@ -4,29 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import grpc
 from google.protobuf import empty_pb2, field_mask_pb2
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
-from services.kit.auth import current_caller, forwarded_auth, require_caller
+from services.kit.auth import (
+    anonymous_calls,
+    current_viewer_id,
+    require_caller,
+    require_service,
+)
 from services.kit.channels import upstream_error
 from services.kit.errors import NotFound, PermissionDenied
-from services.kit.pagination import page_size
+from services.kit.pagination import PageSizes, page_size
 from services.kit.ratelimit import RateLimiter
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_datetime
 from services.kit.validation import Violations, batch_ids, require_positive_id
 
 from . import text as text_rules
-from .store import CommentRow, PostRow, PostStore
+from .store import CommentRow, PostRef, PostRow, PostStore
 
 MAX_TEXT = 5000
 MAX_COMMENT = 2000
 MAX_MEDIA = 4
 MAX_BATCH = 500
+#: BatchGetPostCounts and BatchListAuthorPosts: "1 to 1,000" authors (post.proto).
+MAX_AUTHORS = 1000
+#: BatchListAuthorPosts.per_author_limit: default and maximum (post.proto).
+AUTHOR_POST_LIMITS = PageSizes(default=20, maximum=200)
 MAX_REQUEST_ID = 64
+#: Page sizes of the post lists (post.proto).
+POST_PAGES = PageSizes(default=20, maximum=100)
+COMMENT_PAGES = PageSizes(default=50, maximum=200)
 POSTS_PER_MINUTE = 30
 COMMENTS_PER_MINUTE = 60
 #: All visibility needs from the user service (no counts: those cost extra calls).
@@ -62,6 +75,26 @@ def post_proto(row: PostRow) -> post_pb2.Post:
     )
 
 
+def post_ref_proto(ref: PostRef) -> post_pb2.PostRef:
+    return post_pb2.PostRef(
+        post_id=ref.post_id,
+        author_id=ref.author_id,
+        visibility=ref.visibility,  # type: ignore[arg-type]
+        create_time=from_datetime(ref.created_at),
+    )
+
+
+def since_time(request: post_pb2.BatchListAuthorPostsRequest, v: Violations) -> datetime | None:
+    """The optional lower bound on creation time, if it is a real instant."""
+    if not request.HasField("since_time"):
+        return None
+    try:
+        return request.since_time.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        v.add("since_time", "must be a valid timestamp")
+        return None
+
+
 def comment_proto(row: CommentRow) -> post_pb2.Comment:
     return post_pb2.Comment(
         comment_id=row.comment_id,
@@ -94,21 +127,26 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
     def store(self) -> PostStore:
         return self.ready(self._store)
 
+    @property
+    def users(self) -> user_pb2_grpc.UserServiceAsyncStub:
+        return self.ready(self._users)
+
     # -- visibility --------------------------------------------------------------
 
-    async def _authors(self, author_ids: Iterable[int], viewer_id: int) -> dict[int, Author]:
-        """Authors visible to the viewer; those deleted or blocking the viewer are absent."""
-        wanted = [a for a in dict.fromkeys(author_ids) if a != viewer_id]
+    async def _authors(self, author_ids: Iterable[int], viewer: int | None) -> dict[int, Author]:
+        """Authors visible to the viewer; those deleted or blocking the viewer are absent.
+
+        Asks the user service with the viewer's own token (the channel forwards it).
+        """
+        wanted = [a for a in dict.fromkeys(author_ids) if a != viewer]
         found: dict[int, Author] = {}
-        if viewer_id:
-            found[viewer_id] = Author(is_private=False, is_following=True)
+        if viewer is not None:
+            found[viewer] = Author(is_private=False, is_following=True)
         if not wanted:
             return found
-        assert self._users is not None
         try:
-            reply = await self._users.BatchGetUsers(
-                user_pb2.BatchGetUsersRequest(user_ids=wanted, read_mask=AUTHOR_FIELDS),
-                metadata=forwarded_auth(),
+            reply = await self.users.BatchGetUsers(
+                user_pb2.BatchGetUsersRequest(user_ids=wanted, read_mask=AUTHOR_FIELDS)
             )
         except grpc.aio.AioRpcError as exc:
             raise upstream_error(exc, "user") from exc
@@ -125,8 +163,8 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         if (row.visibility == FOLLOWERS or author.is_private) and not author.is_following:
             raise PermissionDenied("only the author's approved followers may see this post")
 
-    async def _visible(self, rows: list[PostRow], viewer_id: int) -> list[PostRow]:
-        authors = await self._authors((r.author_id for r in rows), viewer_id)
+    async def _visible(self, rows: list[PostRow], viewer: int | None) -> list[PostRow]:
+        authors = await self._authors((r.author_id for r in rows), viewer)
         shown = []
         for row in rows:
             try:
@@ -136,16 +174,16 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
             shown.append(row)
         return shown
 
-    async def _visible_post(self, post_id: int, viewer_id: int) -> PostRow:
+    async def _visible_post(self, post_id: int, viewer: int | None) -> PostRow:
         require_positive_id(post_id, "post_id")
-        row = (await self.store.posts([post_id], viewer_id)).get(post_id)
+        row = (await self.store.posts([post_id], viewer)).get(post_id)
         if row is None:
             raise NotFound(f"post {post_id} not found")
-        self._check(row, await self._authors([row.author_id], viewer_id))
+        self._check(row, await self._authors([row.author_id], viewer))
         return row
 
-    async def _reread(self, post_id: int, viewer_id: int) -> post_pb2.Post:
-        row = (await self.store.posts([post_id], viewer_id)).get(post_id)
+    async def _reread(self, post_id: int, viewer: int | None) -> post_pb2.Post:
+        row = (await self.store.posts([post_id], viewer)).get(post_id)
         if row is None:
             raise NotFound(f"post {post_id} not found")
         return post_proto(row)
@@ -185,8 +223,7 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
             existing = await self.store.find_by_request_id(caller.user_id, request_id)
             if existing is not None:  # a retry: same answer, no new post, no rate-limit cost
                 return await self._reread(existing, caller.user_id)
-        assert self._post_limit is not None
-        await self._post_limit.enforce(str(caller.user_id), "posts")
+        await self.ready(self._post_limit).enforce(str(caller.user_id), "posts")
         mention_ids = await self._resolve_mentions(text_rules.mentioned_handles(body))
         post_id, _created = await self.store.create_post(
             author_id=caller.user_id,
@@ -203,27 +240,23 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
     async def _resolve_mentions(self, handles: list[str]) -> list[int]:
         if not handles:
             return []
-        assert self._users is not None
-        try:
-            reply = await self._users.LookupUsers(user_pb2.LookupUsersRequest(handles=handles))
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "user") from exc
+        with anonymous_calls():  # who exists, not who the author may see
+            try:
+                reply = await self.users.LookupUsers(user_pb2.LookupUsersRequest(handles=handles))
+            except grpc.aio.AioRpcError as exc:
+                raise upstream_error(exc, "user") from exc
         return [u.user_id for u in reply.users]
 
     async def GetPost(
         self, request: post_pb2.GetPostRequest, context: grpc.aio.ServicerContext
     ) -> post_pb2.Post:
-        caller = current_caller()
-        return post_proto(
-            await self._visible_post(request.post_id, caller.user_id if caller else 0)
-        )
+        return post_proto(await self._visible_post(request.post_id, current_viewer_id()))
 
     async def BatchGetPosts(
         self, request: post_pb2.BatchGetPostsRequest, context: grpc.aio.ServicerContext
     ) -> post_pb2.BatchGetPostsResponse:
         ids = batch_ids(request.post_ids, "post_ids", MAX_BATCH)
-        caller = current_caller()
-        viewer = caller.user_id if caller else 0
+        viewer = current_viewer_id()
         rows = await self.store.posts(ids, viewer)
         visible = {r.post_id: r for r in await self._visible(list(rows.values()), viewer)}
         return post_pb2.BatchGetPostsResponse(
@@ -245,11 +278,8 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         self, request: post_pb2.ListUserPostsRequest, context: grpc.aio.ServicerContext
     ) -> post_pb2.ListUserPostsResponse:
         require_positive_id(request.user_id, "user_id")
-        caller = current_caller()
-        viewer = caller.user_id if caller else 0
-        scope = f"posts:{request.user_id}"
-        size = page_size(request.page_size, default=20, maximum=100)
-        position = self._rt.page_tokens.decode(scope, request.page_token)
+        viewer = current_viewer_id()
+        page = self._rt.page_tokens.page(f"posts:{request.user_id}", "post_id", request, POST_PAGES)
         author = (await self._authors([request.user_id], viewer)).get(request.user_id)
         if author is None:
             raise NotFound(f"user {request.user_id} not found")
@@ -258,17 +288,13 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         rows = await self.store.author_posts(
             request.user_id,
             viewer,
-            before=int(position["p"]) if position else None,
-            limit=size + 1,
+            before=page.position,
+            limit=page.limit,
             include_followers_only=author.is_following,
         )
-        token = (
-            self._rt.page_tokens.encode(scope, {"p": rows[size - 1].post_id})
-            if len(rows) > size
-            else ""
-        )
         return post_pb2.ListUserPostsResponse(
-            posts=[post_proto(r) for r in rows[:size]], next_page_token=token
+            posts=[post_proto(r) for r in page.rows(rows)],
+            next_page_token=page.next_token(rows, lambda r: r.post_id),
         )
 
     # -- interactions --------------------------------------------------------------
@@ -321,18 +347,14 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         self, request: post_pb2.ListSavedPostsRequest, context: grpc.aio.ServicerContext
     ) -> post_pb2.ListSavedPostsResponse:
         caller = require_caller()
-        scope = f"saves:{caller.user_id}"
-        size = page_size(request.page_size, default=20, maximum=100)
-        position = self._rt.page_tokens.decode(scope, request.page_token)
-        saved = await self.store.saved(
-            caller.user_id, int(position["s"]) if position else None, size + 1
-        )
-        page = saved[:size]
-        rows = await self.store.posts([p for p, _ in page], caller.user_id)
+        page = self._rt.page_tokens.page(f"saves:{caller.user_id}", "save_id", request, POST_PAGES)
+        saved = await self.store.saved(caller.user_id, page.position, page.limit)
+        post_ids = [post_id for post_id, _save_id in page.rows(saved)]
+        rows = await self.store.posts(post_ids, caller.user_id)
         visible = {r.post_id: r for r in await self._visible(list(rows.values()), caller.user_id)}
-        token = self._rt.page_tokens.encode(scope, {"s": page[-1][1]}) if len(saved) > size else ""
         return post_pb2.ListSavedPostsResponse(
-            posts=[post_proto(visible[p]) for p, _ in page if p in visible], next_page_token=token
+            posts=[post_proto(visible[p]) for p in post_ids if p in visible],
+            next_page_token=page.next_token(saved, lambda s: s[1]),
         )
 
     # -- comments ------------------------------------------------------------------
@@ -346,8 +368,7 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         v.check(0 < len(body) <= MAX_COMMENT, "comment.text", f"1 to {MAX_COMMENT} characters")
         v.raise_if_any()
         row = await self._visible_post(request.post_id, caller.user_id)
-        assert self._comment_limit is not None
-        await self._comment_limit.enforce(str(caller.user_id), "comments")
+        await self.ready(self._comment_limit).enforce(str(caller.user_id), "comments")
         comment = await self.store.create_comment(row.post_id, caller.user_id, body)
         self.poke_relay()
         return comment_proto(comment)
@@ -355,21 +376,14 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
     async def ListComments(
         self, request: post_pb2.ListCommentsRequest, context: grpc.aio.ServicerContext
     ) -> post_pb2.ListCommentsResponse:
-        caller = current_caller()
-        scope = f"comments:{request.post_id}"
-        size = page_size(request.page_size, default=50, maximum=200)
-        position = self._rt.page_tokens.decode(scope, request.page_token)
-        row = await self._visible_post(request.post_id, caller.user_id if caller else 0)
-        comments = await self.store.comments(
-            row.post_id, int(position["c"]) if position else None, size + 1
+        page = self._rt.page_tokens.page(
+            f"comments:{request.post_id}", "comment_id", request, COMMENT_PAGES
         )
-        token = (
-            self._rt.page_tokens.encode(scope, {"c": comments[size - 1].comment_id})
-            if len(comments) > size
-            else ""
-        )
+        row = await self._visible_post(request.post_id, current_viewer_id())
+        comments = await self.store.comments(row.post_id, page.position, page.limit)
         return post_pb2.ListCommentsResponse(
-            comments=[comment_proto(c) for c in comments[:size]], next_page_token=token
+            comments=[comment_proto(c) for c in page.rows(comments)],
+            next_page_token=page.next_token(comments, lambda c: c.comment_id),
         )
 
     async def DeleteComment(
@@ -390,8 +404,29 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
     async def BatchGetPostCounts(
         self, request: post_pb2.BatchGetPostCountsRequest, context: grpc.aio.ServicerContext
     ) -> post_pb2.BatchGetPostCountsResponse:
-        ids = batch_ids(request.user_ids, "user_ids", 1000)
+        ids = batch_ids(request.user_ids, "user_ids", MAX_AUTHORS)
         counts = await self.store.post_counts(ids)
         return post_pb2.BatchGetPostCountsResponse(
             counts=[post_pb2.PostCount(user_id=i, post_count=counts[i]) for i in ids]
         )
+
+    async def BatchListAuthorPosts(
+        self, request: post_pb2.BatchListAuthorPostsRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.BatchListAuthorPostsResponse:
+        """Newest post ids of many authors (feed back-fill, merges): services only."""
+        require_service()
+        ids = batch_ids(request.author_ids, "author_ids", MAX_AUTHORS)
+        v = Violations()
+        v.check(request.min_post_id >= 0, "min_post_id", "must not be negative")
+        since = since_time(request, v)
+        v.raise_if_any()
+        limit = page_size(
+            request.per_author_limit,
+            default=AUTHOR_POST_LIMITS.default,
+            maximum=AUTHOR_POST_LIMITS.maximum,
+            field="per_author_limit",
+        )
+        refs = await self.store.author_post_refs(
+            ids, min_post_id=request.min_post_id, since=since, per_author_limit=limit
+        )
+        return post_pb2.BatchListAuthorPostsResponse(posts=[post_ref_proto(r) for r in refs])

@@ -6,18 +6,24 @@ Reads are one round trip whatever the batch size: the viewer's own state
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from google.protobuf.message import Message
+from socialmesh.post.v1 import events_pb2, post_pb2
 
 from services.kit.db import Database
 from services.kit.errors import NotFound
-from services.kit.events import enqueue
+from services.kit.events import Outbox
 from services.kit.ids import IdGenerator
+from services.kit.timestamps import from_datetime
 
 SCHEMA = "post"
+#: How much of a comment its CommentCreated event carries (a notification preview).
+COMMENT_SNIPPET_CHARS = 140
 
 _POST_SELECT = """
 SELECT p.post_id, p.author_id, p.text, p.media_ids, p.visibility, p.hashtags, p.mention_ids,
@@ -55,6 +61,16 @@ class PostRow:
 
 
 @dataclass(frozen=True)
+class PostRef:
+    """A post without its content: enough to place it in a timeline."""
+
+    post_id: int
+    author_id: int
+    visibility: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class CommentRow:
     comment_id: int
     post_id: int
@@ -71,11 +87,11 @@ class PostStore:
     def __init__(self, db: Database, ids: IdGenerator) -> None:
         self._db = db
         self._ids = ids
+        self._outbox = Outbox(SCHEMA, ids)
 
-    async def _event(
-        self, conn: asyncpg.Connection, topic: str, post_id: int, payload: dict[str, Any]
-    ) -> None:
-        await enqueue(conn, SCHEMA, self._ids, topic, post_id, payload)
+    async def _event(self, conn: asyncpg.Connection, event: Message, *, post_id: int) -> None:
+        """Every post event's aggregate is the post, so its events stay in commit order."""
+        await self._outbox.enqueue(conn, event, aggregate_id=post_id)
 
     async def create_post(
         self,
@@ -90,12 +106,12 @@ class PostStore:
     ) -> tuple[int, bool]:
         """(post id, created). A repeated request_id returns the first post's id."""
         async with self._db.transaction() as conn:
-            post_id = await conn.fetchval(
+            created = await conn.fetchrow(
                 """INSERT INTO post.posts (post_id, author_id, text, media_ids, visibility,
                                            hashtags, mention_ids, request_id)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                    ON CONFLICT (author_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
-                   RETURNING post_id""",
+                   RETURNING post_id, created_at""",
                 self._ids.next_id(),
                 author_id,
                 text,
@@ -105,7 +121,7 @@ class PostStore:
                 mention_ids,
                 request_id,
             )
-            if post_id is None:
+            if created is None:
                 existing = await conn.fetchval(
                     "SELECT post_id FROM post.posts WHERE author_id = $1 AND request_id = $2",
                     author_id,
@@ -118,24 +134,20 @@ class PostStore:
                    DO UPDATE SET post_count = post.author_counts.post_count + 1""",
                 author_id,
             )
-            payload = {
-                "post_id": str(post_id),
-                "author_id": str(author_id),
-                "visibility": visibility,
-                "hashtags": hashtags,
-            }
-            await self._event(conn, "post.created", post_id, payload)
-            for mentioned in mention_ids:
-                await self._event(
-                    conn,
-                    "post.mentioned",
-                    post_id,
-                    {
-                        "post_id": str(post_id),
-                        "author_id": str(author_id),
-                        "mentioned_id": str(mentioned),
-                    },
-                )
+            post_id = created["post_id"]
+            await self._event(
+                conn,
+                events_pb2.PostCreated(
+                    post_id=post_id,
+                    author_id=author_id,
+                    visibility=visibility,  # type: ignore[arg-type]
+                    create_time=from_datetime(created["created_at"]),
+                    hashtags=hashtags,
+                    mention_ids=mention_ids,
+                    media_ids=media_ids,
+                ),
+                post_id=post_id,
+            )
         return int(post_id), True
 
     async def find_by_request_id(self, author_id: int, request_id: str) -> int | None:
@@ -145,8 +157,9 @@ class PostStore:
             request_id,
         )
 
-    async def posts(self, post_ids: list[int], viewer_id: int) -> dict[int, PostRow]:
-        """Live posts among the ids with the viewer's state: one query for up to 500 ids."""
+    async def posts(self, post_ids: list[int], viewer_id: int | None) -> dict[int, PostRow]:
+        """Live posts among the ids with the viewer's state (none when anonymous): one
+        query for up to 500 ids."""
         rows = await self._db.primary.fetch(
             _POST_SELECT + " WHERE p.post_id = ANY($2::bigint[]) AND p.deleted_at IS NULL",
             viewer_id,
@@ -157,7 +170,7 @@ class PostStore:
     async def author_posts(
         self,
         author_id: int,
-        viewer_id: int,
+        viewer_id: int | None,
         *,
         before: int | None,
         limit: int,
@@ -167,15 +180,46 @@ class PostStore:
             _POST_SELECT
             + """ WHERE p.author_id = $2 AND p.deleted_at IS NULL
                   AND ($3::bigint IS NULL OR p.post_id < $3)
-                  AND ($4 OR p.visibility <> 2)
+                  AND ($4 OR p.visibility <> $6)
                   ORDER BY p.post_id DESC LIMIT $5""",
             viewer_id,
             author_id,
             before,
             include_followers_only,
             limit,
+            post_pb2.VISIBILITY_FOLLOWERS,
         )
         return [PostRow.from_row(r) for r in rows]
+
+    async def author_post_refs(
+        self,
+        author_ids: list[int],
+        *,
+        min_post_id: int,
+        since: datetime | None,
+        per_author_limit: int,
+    ) -> list[PostRef]:
+        """The newest live posts of each author, newest first, grouped in `author_ids` order.
+
+        One query whatever the number of authors: a LATERAL index scan of
+        `posts_by_author` per author, each stopping after `per_author_limit` rows.
+        """
+        rows = await self._db.reader().fetch(
+            """SELECT p.post_id, p.author_id, p.visibility, p.created_at
+               FROM unnest($1::bigint[]) WITH ORDINALITY AS a(author_id, ord)
+               CROSS JOIN LATERAL (
+                   SELECT post_id, author_id, visibility, created_at FROM post.posts
+                   WHERE author_id = a.author_id AND deleted_at IS NULL AND post_id > $2
+                     AND ($3::timestamptz IS NULL OR created_at >= $3)
+                   ORDER BY post_id DESC LIMIT $4
+               ) p
+               ORDER BY a.ord, p.post_id DESC""",
+            author_ids,
+            min_post_id,
+            since,
+            per_author_limit,
+        )
+        return [PostRef(**r) for r in rows]  # the columns are exactly its fields
 
     async def delete_post(self, post_id: int) -> None:
         async with self._db.transaction() as conn:
@@ -191,7 +235,7 @@ class PostStore:
                 author,
             )
             await self._event(
-                conn, "post.deleted", post_id, {"post_id": str(post_id), "author_id": str(author)}
+                conn, events_pb2.PostDeleted(post_id=post_id, author_id=author), post_id=post_id
             )
 
     async def _toggle(
@@ -202,9 +246,12 @@ class PostStore:
         user_id: int,
         *,
         on: bool,
-        topic: str | None = None,
+        event: Callable[[int, int], Message] | None = None,
     ) -> bool:
-        """Adds/removes the caller's row and moves the counter only if it really changed."""
+        """Adds/removes the caller's row and moves the counter only if it really changed.
+
+        `event(post_author_id, visibility)` builds the event a real change emits.
+        """
         async with self._db.transaction() as conn:
             if on:
                 extra_cols, extra_vals = (", save_id", ", $3") if table == "saves" else ("", "")
@@ -223,33 +270,43 @@ class PostStore:
                     user_id,
                 )
             if changed and counter:
-                await conn.execute(
-                    f"UPDATE post.posts SET {counter} = {counter} + $2 WHERE post_id = $1",
+                post = await conn.fetchrow(
+                    f"""UPDATE post.posts SET {counter} = {counter} + $2 WHERE post_id = $1
+                        RETURNING author_id, visibility""",
                     post_id,
                     1 if on else -1,
                 )
-            if changed and topic:
-                await self._event(
-                    conn, topic, post_id, {"post_id": str(post_id), "user_id": str(user_id)}
-                )
+                if event is not None:
+                    await self._event(
+                        conn, event(post["author_id"], post["visibility"]), post_id=post_id
+                    )
             return bool(changed)
 
     async def like(self, post_id: int, user_id: int, on: bool) -> bool:
-        return await self._toggle(
-            "likes", "like_count", post_id, user_id, on=on, topic="post.liked" if on else None
-        )
+        def liked(author: int, _visibility: int) -> Message:
+            kind = events_pb2.PostLiked if on else events_pb2.PostUnliked
+            return kind(post_id=post_id, user_id=user_id, post_author_id=author)
+
+        return await self._toggle("likes", "like_count", post_id, user_id, on=on, event=liked)
 
     async def share(self, post_id: int, user_id: int, on: bool) -> bool:
-        return await self._toggle(
-            "shares",
-            "share_count",
-            post_id,
-            user_id,
-            on=on,
-            topic="post.shared" if on else "post.unshared",
-        )
+        def shared(author: int, visibility: int) -> Message:
+            if not on:
+                return events_pb2.PostUnshared(
+                    post_id=post_id, user_id=user_id, post_author_id=author
+                )
+            return events_pb2.PostShared(
+                post_id=post_id,
+                user_id=user_id,
+                post_author_id=author,
+                visibility=visibility,  # type: ignore[arg-type]
+                share_time=from_datetime(datetime.now(UTC)),
+            )
+
+        return await self._toggle("shares", "share_count", post_id, user_id, on=on, event=shared)
 
     async def save(self, post_id: int, user_id: int, on: bool) -> bool:
+        """Saves are private to the saver: no event."""
         return await self._toggle("saves", None, post_id, user_id, on=on)
 
     async def saved(self, user_id: int, before: int | None, limit: int) -> list[tuple[int, int]]:
@@ -276,19 +333,21 @@ class PostStore:
                 author_id,
                 text,
             )
-            await conn.execute(
-                "UPDATE post.posts SET comment_count = comment_count + 1 WHERE post_id = $1",
+            post_author = await conn.fetchval(
+                """UPDATE post.posts SET comment_count = comment_count + 1 WHERE post_id = $1
+                   RETURNING author_id""",
                 post_id,
             )
             await self._event(
                 conn,
-                "post.commented",
-                post_id,
-                {
-                    "post_id": str(post_id),
-                    "comment_id": str(row["comment_id"]),
-                    "user_id": str(author_id),
-                },
+                events_pb2.CommentCreated(
+                    comment_id=row["comment_id"],
+                    post_id=post_id,
+                    author_id=author_id,
+                    post_author_id=post_author,
+                    snippet=text[:COMMENT_SNIPPET_CHARS],
+                ),
+                post_id=post_id,
             )
         return CommentRow.from_row(row)
 
@@ -315,17 +374,28 @@ class PostStore:
 
     async def delete_comment(self, post_id: int, comment_id: int) -> None:
         async with self._db.transaction() as conn:
-            deleted = await conn.fetchval(
+            comment_author = await conn.fetchval(
                 """UPDATE post.comments SET deleted_at = now()
                    WHERE comment_id = $1 AND post_id = $2 AND deleted_at IS NULL
-                   RETURNING true""",
+                   RETURNING author_id""",
                 comment_id,
                 post_id,
             )
-            if deleted:
-                await conn.execute(
-                    "UPDATE post.posts SET comment_count = comment_count - 1 WHERE post_id = $1",
+            if comment_author is not None:
+                post_author = await conn.fetchval(
+                    """UPDATE post.posts SET comment_count = comment_count - 1
+                       WHERE post_id = $1 RETURNING author_id""",
                     post_id,
+                )
+                await self._event(
+                    conn,
+                    events_pb2.CommentDeleted(
+                        comment_id=comment_id,
+                        post_id=post_id,
+                        author_id=comment_author,
+                        post_author_id=post_author,
+                    ),
+                    post_id=post_id,
                 )
 
     async def post_counts(self, user_ids: list[int]) -> dict[int, int]:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import secrets
-import socket
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -18,20 +16,20 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from google.protobuf import empty_pb2, field_mask_pb2
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
+from socialmesh.user.v1 import events_pb2 as user_events_pb2
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.auth import (
     Revocations,
     TokenSigner,
-    current_caller,
-    forwarded_auth,
+    current_viewer_id,
     load_private_key,
     require_caller,
 )
 from services.kit.cache import TwoLayerCache
 from services.kit.channels import upstream_error
+from services.kit.consumers import EventHandlers, EventMeta, Start
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from services.kit.events import Event, StreamConsumer, stream_name
 from services.kit.ratelimit import RateLimiter
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_datetime
@@ -118,7 +116,6 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self._login_limit: RateLimiter | None = None
         self._graph: graph_pb2_grpc.GraphServiceAsyncStub | None = None
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
-        self._revocation_events: StreamConsumer | None = None
 
     async def on_ready(self) -> None:
         s = self._rt.settings
@@ -144,26 +141,22 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
 
         # Crash-safe revocation: the events commit with the change, and this
         # consumer (at-least-once, idempotent) writes the revocation even if the
-        # direct write after the commit never happened.
-        self._revocation_events = StreamConsumer(
-            self._rt.redis,
-            stream_name("user"),
-            group="user-revocations",
-            consumer=f"{socket.gethostname()}-{os.getpid()}",
-            handler=self._on_own_event,
-        )
-        await self._revocation_events.ensure_group()
-        self._revocation_events.start()
+        # direct write after the commit never happened. EARLIEST: a revocation
+        # published before this group existed must still be applied.
+        revocations = EventHandlers()
+        revocations.on(user_events_pb2.UserDeleted, self._on_user_deleted)
+        revocations.on(user_events_pb2.SessionRevoked, self._on_session_revoked)
+        await self.consume("user-revocations", revocations, start=Start.EARLIEST)
 
-    async def _on_own_event(self, event: Event) -> None:
-        if event.topic == "user.deleted":
-            await self._revocations().revoke_user(event.aggregate_id)
-        elif event.topic == "user.session_revoked":
-            await self._revocations().revoke_session(int(event.payload["session_id"]))
+    async def _on_user_deleted(self, event: user_events_pb2.UserDeleted, _: EventMeta) -> None:
+        await self._revocations().revoke_user(event.user_id)
+
+    async def _on_session_revoked(
+        self, event: user_events_pb2.SessionRevoked, _: EventMeta
+    ) -> None:
+        await self._revocations().revoke_session(event.session_id)
 
     async def on_stop(self) -> None:
-        if self._revocation_events is not None:
-            await self._revocation_events.stop()
         if self._cache:
             await self._cache.stop()
         await super().on_stop()
@@ -192,28 +185,25 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
     async def _social(
         self, ids: list[int], viewer_id: int | None, *, counts: bool = True
     ) -> Social:
-        """Counts and the viewer's relationships: up to three batch calls, concurrently."""
-        assert self._graph is not None and self._posts is not None
-        metadata = forwarded_auth()
+        """Counts and the viewer's relationships: up to three batch calls, concurrently.
+
+        The peers' channels carry the viewer's token, or this service's own
+        credential for an anonymous viewer (the counts are internal methods).
+        """
+        graph, posts = self.ready(self._graph), self.ready(self._posts)
         others = [i for i in ids if i != viewer_id]
         calls: list[Awaitable[Any]] = [
-            self._graph.BatchGetFollowCounts(
-                graph_pb2.BatchGetFollowCountsRequest(user_ids=ids),
-                metadata=metadata,
-            )
+            graph.BatchGetFollowCounts(graph_pb2.BatchGetFollowCountsRequest(user_ids=ids))
             if counts
             else _no_counts(graph_pb2.BatchGetFollowCountsResponse()),
-            self._posts.BatchGetPostCounts(
-                post_pb2.BatchGetPostCountsRequest(user_ids=ids), metadata=metadata
-            )
+            posts.BatchGetPostCounts(post_pb2.BatchGetPostCountsRequest(user_ids=ids))
             if counts
             else _no_counts(post_pb2.BatchGetPostCountsResponse()),
         ]
-        if viewer_id and others:
+        if viewer_id is not None and others:
             calls.append(
-                self._graph.BatchGetRelationships(
-                    graph_pb2.BatchGetRelationshipsRequest(viewer_id=viewer_id, user_ids=others),
-                    metadata=metadata,
+                graph.BatchGetRelationships(
+                    graph_pb2.BatchGetRelationshipsRequest(viewer_id=viewer_id, user_ids=others)
                 )
             )
         try:
@@ -284,8 +274,8 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         return user
 
     async def _issue_tokens(self, user_id: int, session_id: int) -> tuple[str, int]:
-        assert self._signer is not None
-        return self._signer.sign(user_id, session_id), self._signer.ttl
+        signer = self.ready(self._signer)
+        return signer.sign(user_id, session_id), signer.ttl
 
     # -- RPCs ------------------------------------------------------------------
 
@@ -324,8 +314,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         v.check(bool(request.password), "password", "required")
         v.check(len(request.password) <= MAX_PASSWORD, "password", "too long")
         v.raise_if_any()
-        assert self._login_limit is not None
-        await self._login_limit.enforce(handle, "login attempts")
+        await self.ready(self._login_limit).enforce(handle, "login attempts")
         found = await self.store.credentials(handle)
         if found is None:
             # Same work and answer as a wrong password: no account enumeration.
@@ -389,8 +378,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self, request: user_pb2.GetUserRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.User:
         require_positive_id(request.user_id, "user_id")
-        caller = current_caller()
-        return await self._profile(request.user_id, caller.user_id if caller else None)
+        return await self._profile(request.user_id, current_viewer_id())
 
     async def BatchGetUsers(
         self, request: user_pb2.BatchGetUsersRequest, context: grpc.aio.ServicerContext
@@ -400,8 +388,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         unknown = [p for p in paths if p not in user_pb2.User.DESCRIPTOR.fields_by_name]
         if unknown:
             raise InvalidArgument([("read_mask", f"unknown User fields: {', '.join(unknown)}")])
-        caller = current_caller()
-        viewer = caller.user_id if caller else None
+        viewer = current_viewer_id()
         records = await self._records(ids)
         users = await self._present(
             [records[i] for i in ids if i in records],
@@ -428,11 +415,8 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         wanted = [h for h in handles if HANDLE.match(h)]  # malformed handles cannot exist
         records = await self.store.find_by_handles(wanted) if wanted else []
         by_handle = {r.handle.lower(): r for r in records}
-        caller = current_caller()
         ordered = [by_handle[h] for h in wanted if h in by_handle]
-        return user_pb2.LookupUsersResponse(
-            users=await self._present(ordered, caller.user_id if caller else None)
-        )
+        return user_pb2.LookupUsersResponse(users=await self._present(ordered, current_viewer_id()))
 
     async def UpdateUser(
         self, request: user_pb2.UpdateUserRequest, context: grpc.aio.ServicerContext
@@ -471,8 +455,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         v.raise_if_any()
         if caller.user_id not in await self._records([caller.user_id]):
             raise NotFound(f"user {caller.user_id} not found")
-        assert self._update_limit is not None
-        await self._update_limit.enforce(str(caller.user_id), "profile updates")
+        await self.ready(self._update_limit).enforce(str(caller.user_id), "profile updates")
         record = await self.store.update_profile(caller.user_id, changes)
         await self.cache.invalidate(str(record.user_id), record.to_bytes())
         return (await self._present([record], caller.user_id))[0]

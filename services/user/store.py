@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from socialmesh.user.v1 import events_pb2
 
 from services.kit.db import Database
 from services.kit.errors import AlreadyExists, NotFound, Unauthenticated
-from services.kit.events import enqueue
+from services.kit.events import Outbox
 from services.kit.ids import IdGenerator
 
 SCHEMA = "user"
@@ -77,6 +78,7 @@ class UserStore:
     def __init__(self, db: Database, ids: IdGenerator) -> None:
         self._db = db
         self._ids = ids
+        self._outbox = Outbox(SCHEMA, ids)
 
     async def create_user(
         self, *, handle: str, email: str, password_hash: str, display_name: str
@@ -95,13 +97,10 @@ class UserStore:
                     display_name,
                 )
                 await self._log(conn, user_id, "user.created", {"handle": handle})
-                await enqueue(
+                await self._outbox.enqueue(
                     conn,
-                    SCHEMA,
-                    self._ids,
-                    "user.created",
-                    user_id,
-                    {"user_id": str(user_id), "handle": handle},
+                    events_pb2.UserCreated(user_id=user_id, handle=handle),
+                    aggregate_id=user_id,
                 )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "users_email_key":
@@ -162,13 +161,12 @@ class UserStore:
                 if before[col] != row[col]
             }
             await self._log(conn, user_id, "profile.updated", diff)
-            await enqueue(
+            await self._outbox.enqueue(
                 conn,
-                SCHEMA,
-                self._ids,
-                "user.updated",
-                user_id,
-                {"user_id": str(user_id), "changed": sorted(diff)},
+                events_pb2.UserUpdated(
+                    user_id=user_id, changed_fields=sorted(diff), is_private=row["is_private"]
+                ),
+                aggregate_id=user_id,
             )
         return UserRecord.from_row(row)
 
@@ -187,8 +185,8 @@ class UserStore:
                 user_id,
             )
             await self._log(conn, user_id, "user.deleted", {})
-            await enqueue(
-                conn, SCHEMA, self._ids, "user.deleted", user_id, {"user_id": str(user_id)}
+            await self._outbox.enqueue(
+                conn, events_pb2.UserDeleted(user_id=user_id), aggregate_id=user_id
             )
 
     async def open_session(self, user_id: int, refresh_token: str, ttl_seconds: int) -> int:
@@ -233,13 +231,10 @@ class UserStore:
                        WHERE session_id = $1""",
                     row["session_id"],
                 )
-                await enqueue(
+                await self._outbox.enqueue(
                     conn,
-                    SCHEMA,
-                    self._ids,
-                    "user.session_revoked",
-                    row["user_id"],
-                    {"user_id": str(row["user_id"]), "session_id": str(row["session_id"])},
+                    events_pb2.SessionRevoked(user_id=row["user_id"], session_id=row["session_id"]),
+                    aggregate_id=row["user_id"],
                 )
                 revoked_for_reuse = True
             elif row["expires_at"] < datetime.now(UTC):

@@ -81,7 +81,7 @@ class MediaServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BatchGetMedia(self, request, context):
-        """Internal (no REST route): many media items at once, for the post
+        """Internal: many media items at once, for the post
         service to validate attachments (owner and state).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

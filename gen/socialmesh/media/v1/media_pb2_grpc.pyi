@@ -44,7 +44,7 @@ class MediaServiceStub:
     GetMedia: _grpc.UnaryUnaryMultiCallable[_media_pb2.GetMediaRequest, _media_pb2.Media]
     """Reads one media item's metadata and variants. Public."""
     BatchGetMedia: _grpc.UnaryUnaryMultiCallable[_media_pb2.BatchGetMediaRequest, _media_pb2.BatchGetMediaResponse]
-    """Internal (no REST route): many media items at once, for the post
+    """Internal: many media items at once, for the post
     service to validate attachments (owner and state).
     """
     Download: _grpc.UnaryStreamMultiCallable[_media_pb2.DownloadRequest, _httpbody_pb2.HttpBody]
@@ -67,7 +67,7 @@ class MediaServiceAsyncStub(MediaServiceStub):
     GetMedia: _aio.UnaryUnaryMultiCallable[_media_pb2.GetMediaRequest, _media_pb2.Media]  # type: ignore[assignment]
     """Reads one media item's metadata and variants. Public."""
     BatchGetMedia: _aio.UnaryUnaryMultiCallable[_media_pb2.BatchGetMediaRequest, _media_pb2.BatchGetMediaResponse]  # type: ignore[assignment]
-    """Internal (no REST route): many media items at once, for the post
+    """Internal: many media items at once, for the post
     service to validate attachments (owner and state).
     """
     Download: _aio.UnaryStreamMultiCallable[_media_pb2.DownloadRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
@@ -105,7 +105,7 @@ class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _media_pb2.BatchGetMediaRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_media_pb2.BatchGetMediaResponse, _abc.Awaitable[_media_pb2.BatchGetMediaResponse]]:
-        """Internal (no REST route): many media items at once, for the post
+        """Internal: many media items at once, for the post
         service to validate attachments (owner and state).
         """
 
