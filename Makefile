@@ -14,7 +14,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml package.json
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,local]'
+	test -x $(VENV)/checkov/bin/checkov || { python3 -m venv $(VENV)/checkov && $(VENV)/checkov/bin/pip install -q checkov==3.3.30; }  # own venv: it pins packaging<24, pytest needs >=24
 	npm install --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
@@ -46,7 +47,6 @@ release-contracts: install
 	$(BUF) build -o proto/released.binpb
 
 bench: install
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(VENV)/bin/socialmesh bench
 
 clean:

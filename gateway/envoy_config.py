@@ -9,11 +9,14 @@ descriptor set that `make gen` builds from proto/. Adding a service means adding
 Request path through the single listener (REST/JSON over HTTP/1.1 or HTTP/2, and native
 gRPC over h2c, on the same port):
 
-    cors -> local_ratelimit -> jwt_authn -> grpc_json_transcoder -> router
+    cors -> health_check -> local_ratelimit -> buffer -> lua -> jwt_authn
+         -> grpc_json_transcoder -> router
 
 * CORS first, so preflights are answered before anything can reject them, and so that
   401/429 replies still carry CORS headers (a browser could not read them otherwise).
 * Rate limiting before JWT verification: a flood of forged tokens must not cost signatures.
+* The buffer filter caps every non-streaming request body (413) before any work is done
+  on it; the Lua filter only normalizes the `Bearer` scheme's case for jwt_authn.
 * jwt_authn before the transcoder: its rules see the path the client sent (REST or gRPC
   form); the transcoder rewrites REST requests to `/<service>/<Method>` afterwards and
   clears the route cache, so the router routes on the gRPC path.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -78,6 +82,7 @@ from envoy_data_plane.envoy.config.route.v3 import (
     DirectResponseAction,
     FilterConfig,
     HeaderMatcher,
+    QueryParameterMatcher,
     RetryPolicy,
     Route,
     RouteAction,
@@ -90,6 +95,7 @@ from envoy_data_plane.envoy.extensions.access_loggers.stream.v3 import StdoutAcc
 from envoy_data_plane.envoy.extensions.clusters.common.dns.v3 import DnsLookupFamily
 from envoy_data_plane.envoy.extensions.clusters.dns.v3 import DnsCluster
 from envoy_data_plane.envoy.extensions.common.ratelimit.v3 import XRateLimitHeadersRfcVersion
+from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer, BufferPerRoute
 from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
 from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 import (
     GrpcJsonTranscoder,
@@ -108,6 +114,7 @@ from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
     RequirementRule,
 )
 from envoy_data_plane.envoy.extensions.filters.http.local_ratelimit.v3 import LocalRateLimit
+from envoy_data_plane.envoy.extensions.filters.http.lua.v3 import Lua
 from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpConnectionManager,
@@ -166,6 +173,8 @@ RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 HEALTH_CHECK_FILTER = "envoy.filters.http.health_check"
 HEALTH_PATH = "/healthz"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
+BUFFER_FILTER = "envoy.filters.http.buffer"
+LUA_FILTER = "envoy.filters.http.lua"
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 ROUTER_FILTER = "envoy.filters.http.router"
 
@@ -198,6 +207,31 @@ UPSTREAM_KEEPALIVE_TIMEOUT = timedelta(seconds=5)
 #   post: ~60 KB as JSON at worst). What really caps a JSON body is the service's gRPC
 #   receive limit (4 MiB), answered RESOURCE_EXHAUSTED, i.e. 429.
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
+# The edge-wide cap on a request body, enforced by the buffer filter before jwt_authn and
+# the transcoder: larger bodies get 413 and never reach a service (a 10 MB JSON body used
+# to reach it and come back as the gRPC receive limit's RESOURCE_EXHAUSTED, i.e. 429).
+# The transcoder's max_request_body_size cannot do this: it bounds only what it has not
+# parsed yet, so over HTTP/2 a JSON body of any size streams through it. The largest body
+# a client sends is a 5,000-character post (~60 KB as JSON at worst); 256 KiB leaves room.
+# Streaming routes are exempt (a stream is not one body; their messages are bounded by
+# the services' gRPC receive limit).
+MAX_EDGE_REQUEST_BYTES = 256 * 1024
+
+# RFC 7235: the auth scheme is case-insensitive, and the services accept any case; the
+# jwt_authn extractor only knows an exact `value_prefix`. This rewrites the scheme of a
+# bearer credential to `Bearer` before jwt_authn, so `bearer <token>` is verified at the
+# edge (on public routes it used to pass as anonymous, checked only by the service).
+BEARER_SCHEME_LUA = """
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local value = headers:get("authorization")
+  if value == nil then return end
+  local scheme, rest = string.match(value, "^(%S+)%s+(.*)$")
+  if scheme ~= nil and scheme ~= "Bearer" and string.lower(scheme) == "bearer" then
+    headers:replace("authorization", "Bearer " .. rest)
+  end
+end
+"""
 MAX_RESPONSE_BODY_BYTES = 4 * 1024 * 1024
 
 # The reply to any path the edge does not serve - including every internal method.
@@ -324,12 +358,21 @@ def _listener(
                 ),
             ),
             _http_filter(RATE_LIMIT_FILTER, _rate_limit(settings)),
+            _http_filter(BUFFER_FILTER, Buffer(max_request_bytes=MAX_EDGE_REQUEST_BYTES)),
+            _http_filter(
+                LUA_FILTER, Lua(default_source_code=DataSource(inline_string=BEARER_SCHEME_LUA))
+            ),
             _http_filter(JWT_FILTER, _jwt_authn(settings, methods)),
             _http_filter(TRANSCODER_FILTER, _transcoder(upstreams, contract)),
             _http_filter(ROUTER_FILTER, Router()),
         ],
         # The edge faces clients directly: trust the socket peer, not X-Forwarded-For.
+        # Envoy appends that peer to X-Forwarded-For, so the services take its *last*
+        # entry as the client address for per-client rate limits; no hop in front of the
+        # edge is trusted (0, also the default), so a client-sent X-Forwarded-For only
+        # adds entries before it.
         use_remote_address=True,
+        xff_num_trusted_hops=0,
         # jwt_authn rules, the transcoder's path matcher and the routes must all see the
         # same path; normalise once, up front, so `/v1//users/%31` cannot dodge a rule.
         normalize_path=True,
@@ -444,6 +487,8 @@ def _route_config(
                     name=m.full_name,
                     match=RouteMatch(path=m.grpc_path),
                     route=_route_action(upstream, settings, m),
+                    # A stream is not one body to buffer (see MAX_EDGE_REQUEST_BYTES).
+                    typed_per_filter_config=_no_buffer() if m.streaming else {},
                 )
             )
     for upstream in upstreams:
@@ -481,6 +526,8 @@ def _route_config(
                     route = _refusal(f"internal {b.verb} {b.template}", match)
                     rest.append((_specificity(b), 0, route))
                     continue
+                for param, variable in _path_variable_params(b):
+                    rest.append((_specificity(b), 0, _path_param_refusal(b, param, variable)))
                 if b.path_regex in seen:
                     continue
                 seen.add(b.path_regex)
@@ -488,6 +535,7 @@ def _route_config(
                     name=f"rest {b.template}",
                     match=RouteMatch(safe_regex=RegexMatcher(regex=b.path_regex)),
                     route=RouteAction(cluster=upstream.name, timeout=unary_timeout),
+                    typed_per_filter_config=_no_buffer() if m.client_streaming else {},
                 )
                 rest.append((_specificity(b), 1, route))
     rest.sort(key=lambda item: item[:2])
@@ -536,6 +584,53 @@ def _refusal(name: str, match: RouteMatch) -> Route:
         name=name,
         match=match,
         direct_response=_not_found(),
+        typed_per_filter_config={JWT_FILTER: off, TRANSCODER_FILTER: off},
+    )
+
+
+def _no_buffer() -> dict[str, Any]:
+    return {BUFFER_FILTER: Any.pack(BufferPerRoute(disabled=True))}
+
+
+def _path_variable_params(binding: HttpBinding) -> list[tuple[str, str]]:
+    """(query parameter, path variable) pairs that would re-bind a path variable.
+
+    The transcoder lets a query parameter overwrite a field already bound from the path
+    (`POST /v1/posts/{mine}:like?postId={theirs}` liked theirs), so the edge's access log
+    and any path-based rule saw another object than the service acted on. Both spellings
+    the transcoder accepts (field and JSON name) are refused.
+    """
+    pairs: list[tuple[str, str]] = []
+    for variable in re.findall(r"\{([^}=]+)", binding.template):
+        camel = ".".join(_json_name(part) for part in variable.split("."))
+        for param in dict.fromkeys((variable, camel)):
+            pairs.append((param, variable))
+    return pairs
+
+
+def _json_name(field: str) -> str:
+    head, *rest = field.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _path_param_refusal(binding: HttpBinding, param: str, variable: str) -> Route:
+    """400 for a query parameter naming a path-bound field, before any filter acts on it."""
+    off = Any.pack(FilterConfig(disabled=True))
+    body = json.dumps(
+        {
+            "code": 3,
+            "message": f"invalid request: {param}: already given in the path ({variable}); "
+            "do not repeat it as a query parameter",
+        }
+    )
+    return Route(
+        name=f"path param {param} {binding.verb} {binding.template}",
+        match=RouteMatch(
+            safe_regex=RegexMatcher(regex=binding.path_regex),
+            headers=[_verb_matcher(binding)],
+            query_parameters=[QueryParameterMatcher(name=param, present_match=True)],
+        ),
+        direct_response=DirectResponseAction(status=400, body=DataSource(inline_string=body)),
         typed_per_filter_config={JWT_FILTER: off, TRANSCODER_FILTER: off},
     )
 

@@ -1,14 +1,21 @@
-"""`socialmesh bench`: drive the edge with wrk and print figures (never asserted in tests).
+"""`socialmesh bench`: open-loop load through the edge, figures relative to a ceiling.
 
-Scenarios (all through Envoy, against a stack this command starts unless
---edge-url is given):
-* profile: `GET /v1/users/{id}` — requests/s, p50/p99 and the profile cache's hit
-  rate as the user service instances saw it.
-* graph: seeds a power-law graph with COPY (`socialmesh seed`'s generator), then
-  `ListFollowers` p99 for the celebrity's first and 100th page, and follow/unfollow
-  throughput from many accounts.
-* post: on the same seeded stack, `CreatePost` throughput from many authors and
-  `BatchGetPosts(100)` as a signed-in viewer.
+Against a stack this command starts (seeded with COPY, tokens signed with the
+stack's key) or any `--edge-url`. Scenarios (`--scenario a,b,...` or `all`):
+
+* ceiling: `GET /v1/auth:caller` signed in — the cheapest authenticated RPC
+  through the same edge filters and service interceptors, no storage. Always
+  measured first; every other figure is also given as a ratio to it.
+* mix: the DeathStarBench socialNetwork mix on socfb-Reed98 (or `--graph
+  powerlaw --users N`): 60 % home timeline, 30 % user timeline, 10 % compose.
+* profile: anonymous `GET /v1/users/{id}`, ids Zipf-distributed; with the cache
+  hit rate the user service instances saw.
+* graph: ListFollowers plus follow/unfollow churn; post: BatchGetPosts(100) plus
+  CreatePost.
+
+Open loop at `--rate` (fixed or `--arrival poisson`), latency from the intended
+send time, HdrHistogram percentiles; `--find-max` steps the rate up to the highest
+one whose p99 stays under `--p99-bound-ms`. See services/benchkit/.
 """
 
 from __future__ import annotations
@@ -17,66 +24,163 @@ import argparse
 import asyncio
 import json
 import random
-import re
-import shutil
-import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
-import redis
 
-from services.devstack import Stack, free_stack_ports
-from services.kit.auth import TokenSigner, load_private_key
-from services.seed import Seeded
+from services.benchkit import dataset, report
+from services.benchkit.loadgen import Generator, Step, Workload, find_max
+from services.benchkit.workloads import Ceiling, GraphOps, Mix, PostOps, Profile
 
-SCENARIOS = ("profile", "graph", "post")
-
-
-def parse_wrk(output: str) -> dict[str, str]:
-    figures: dict[str, str] = {}
-    if match := re.search(r"Requests/sec:\s+([\d.]+)", output):
-        figures["requests_per_second"] = match.group(1)
-    for pct in ("50", "99"):
-        if match := re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", output, re.MULTILINE):
-            figures[f"p{pct}"] = match.group(1)
-    if match := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output):
-        figures["non_2xx"] = match.group(1)
-    return figures
+SCENARIOS = ("ceiling", "mix", "profile", "graph", "post")
+#: Scenarios that need the data set loaded (and tokens signed) in a stack bench started.
+SEEDED = frozenset({"mix", "graph", "post"})
 
 
-def run_wrk(
-    url: str,
-    args: argparse.Namespace,
-    *,
-    headers: dict[str, str] | None = None,
-    script: Path | None = None,
-) -> dict[str, str]:
-    wrk = shutil.which("wrk")
-    assert wrk is not None
-    command = [wrk, "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
-    for name, value in (headers or {}).items():
-        command += ["-H", f"{name}: {value}"]
-    if script is not None:
-        command += ["-s", str(script)]
-    command.append(url)
-    shown = " ".join(c if "Bearer" not in c else "'Authorization: Bearer …'" for c in command)
-    print(f"$ {shown}")
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    print(result.stdout)
-    return parse_wrk(result.stdout)
+def parse_scenarios(value: str) -> list[str]:
+    """`all` or a comma-separated list; `ceiling` is always measured, first."""
+    names = list(SCENARIOS) if value == "all" else [v.strip() for v in value.split(",") if v]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; choose from {SCENARIOS}")
+    return ["ceiling", *[n for n in dict.fromkeys(names) if n != "ceiling"]]
 
 
-def report(title: str, figures: dict[str, str]) -> None:
-    print(title)
-    for key, value in figures.items():
-        print(f"  {key:<22} {value}")
-    print()
+@dataclass
+class Population:
+    """Who the workloads act as: user ids, one access token each, seeded posts."""
+
+    user_ids: list[int]
+    tokens: list[str]
+    post_ids: list[int] = field(default_factory=list)
+    description: dict[str, Any] | None = None
+
+
+async def _seed(
+    database_url: str, graph: dataset.Graph, posts_per_user: int, seed: int
+) -> tuple[list[int], list[int]]:
+    """Users, follows and posts through each service's own seeder (COPY)."""
+    from services import registry
+    from services.kit.db import Database
+    from services.kit.ids import IdGenerator
+    from services.kit.migrations import migrate
+    from services.seed import Progress
+
+    users, follows, posts = (registry.get(name).load_seeder() for name in ("user", "graph", "post"))
+    ids = IdGenerator(1022)
+    rng = random.Random(seed)
+    db = await Database.connect(database_url)
+    try:
+        async with db.primary.acquire() as conn:
+            for name in registry.IMPLEMENTED:
+                spec = registry.get(name).build_spec()
+                await migrate(conn, spec.schema, spec.migrations_dir)
+        user_ids = [ids.next_id() for _ in range(graph.users)]
+        async with db.transaction() as conn:
+            await users.seed_users(conn, user_ids, progress=Progress("users", len(user_ids)))
+        async with db.transaction() as conn:
+            await follows.seed_follows(
+                conn,
+                [(user_ids[a], user_ids[b]) for a, b in graph.follows],
+                ids,
+                progress=Progress("follows", len(graph.follows)),
+            )
+        n_posts = graph.users * posts_per_user
+        post_ids: list[int] = []
+        if n_posts:
+            async with db.transaction() as conn:
+                post_ids = await posts.seed_posts(
+                    conn,
+                    user_ids,
+                    ids,
+                    n_posts=n_posts,
+                    n_likes=n_posts * 2,
+                    n_comments=n_posts // 2,
+                    rng=rng,
+                    progress=Progress("posts", n_posts * 3 + n_posts // 2),
+                )
+        async with db.primary.acquire() as conn:
+            await conn.execute(
+                'ANALYZE graph.follows; ANALYZE graph.counts; ANALYZE "user".users; '
+                "ANALYZE post.posts"
+            )
+    finally:
+        await db.close()
+    return user_ids, post_ids
+
+
+def stack_population(stack: Any, graph: dataset.Graph, posts_per_user: int) -> Population:
+    from services.kit.auth import TokenSigner, load_private_key
+
+    started = time.monotonic()
+    user_ids, post_ids = asyncio.run(
+        _seed(stack.env["DATABASE_URL"], graph, posts_per_user, seed=42)
+    )
+    seconds = time.monotonic() - started
+    signer = TokenSigner(
+        load_private_key(stack.env["JWT_PRIVATE_KEY_FILE"]),
+        issuer="socialmesh",
+        audience="socialmesh-api",
+        ttl=3600,
+    )
+    tokens = [signer.sign(uid, 1) for uid in user_ids]
+    print(
+        f"seeded {graph.name}: {graph.users:,} users, {len(graph.follows):,} follows "
+        f"({graph.undirected_edges:,} undirected edges), {len(post_ids):,} posts "
+        f"in {seconds:.1f}s (COPY)",
+        flush=True,
+    )
+    return Population(
+        user_ids,
+        tokens,
+        post_ids,
+        {
+            "graph": graph.name,
+            "source": graph.source,
+            "users": graph.users,
+            "undirected_edges": graph.undirected_edges,
+            "follows": len(graph.follows),
+            "posts": len(post_ids),
+            "seed_seconds": round(seconds, 1),
+        },
+    )
+
+
+def edge_population(edge: str, n_users: int) -> Population:
+    """Registers accounts through the edge (for `--edge-url`: no database access)."""
+    user_ids, tokens = [], []
+    password = "bench-password-" + uuid.uuid4().hex[:8]
+    with httpx.Client(base_url=edge, timeout=30) as client:
+        for _ in range(n_users):
+            handle = f"bench{uuid.uuid4().hex[:12]}"
+            created = client.post(
+                "/v1/users",
+                json={"handle": handle, "email": f"{handle}@example.com", "password": password},
+            )
+            created.raise_for_status()
+            login = client.post("/v1/auth:login", json={"handle": handle, "password": password})
+            login.raise_for_status()
+            user_ids.append(int(created.json()["userId"]))
+            tokens.append(login.json()["accessToken"])
+    return Population(user_ids, tokens, [], {"graph": f"{n_users} accounts registered via edge"})
+
+
+def feed_available(edge: str, token: str) -> bool:
+    with httpx.Client(base_url=edge, timeout=10) as client:
+        response = client.get("/v1/feed?pageSize=1", headers={"Authorization": f"Bearer {token}"})
+    return response.status_code == 200
 
 
 def _cache_stats(redis_url: str) -> dict[str, int]:
+    import redis
+
     client = redis.Redis.from_url(redis_url)
     totals = {"l1_hits": 0, "l2_hits": 0, "misses": 0}
     for raw in client.hvals("cache-stats:user:v1"):
@@ -85,141 +189,44 @@ def _cache_stats(redis_url: str) -> dict[str, int]:
     return totals
 
 
-def bench_profile(edge: str, args: argparse.Namespace, stack: Stack | None) -> None:
-    handle = f"bench{uuid.uuid4().hex[:10]}"
-    with httpx.Client(base_url=edge, timeout=10) as client:
-        created = client.post(
-            "/v1/users",
-            json={"handle": handle, "email": f"{handle}@example.com", "password": "benchmark-pw"},
-        )
-        created.raise_for_status()
-        user_id = created.json()["userId"]
-    figures = run_wrk(f"{edge}/v1/users/{user_id}", args)
-    if stack is not None:
-        time.sleep(2.5)  # instances publish their counters every 2 s
-        stats = _cache_stats(stack.env["REDIS_URL"])
-        total = sum(stats.values())
-        hits = stats["l1_hits"] + stats["l2_hits"]
-        figures["cache_hit_rate"] = f"{hits / total:.4f}" if total else "n/a"
-        figures["cache"] = json.dumps(stats)
-    report("GET /v1/users/{id} (anonymous) through the edge:", figures)
+def measure(gen: Generator, workload: Workload, args: argparse.Namespace) -> report.ScenarioResult:
+    description = getattr(workload, "description", workload.name)
+    if args.warmup > 0:
+        gen.run(workload, args.start_rate if args.find_max else args.rate, args.warmup, "warm-up")
+    if not args.find_max:
+        step = gen.run(workload, args.rate, args.duration)
+        return report.ScenarioResult(workload.name, description, step, [step])
 
+    def one(rate: float) -> Step:
+        return gen.run(workload, rate, args.duration)
 
-def seed_stack(args: argparse.Namespace, stack: Stack) -> tuple[Seeded, float]:
-    from services.seed import seed
-
-    seed_args = argparse.Namespace(
-        users=args.seed_users,
-        follows=args.seed_follows,
-        celebrity_followers=args.seed_celebrity_followers,
-        private_every=0,
-        random_seed=42,
-        posts=args.seed_posts,
-        likes=args.seed_likes,
-        comments=args.seed_comments,
+    found = find_max(
+        one,
+        bound_ms=args.p99_bound_ms,
+        start_rate=args.start_rate,
+        factor=args.step_factor,
+        refine=args.refine,
+        max_rate=args.max_rate,
     )
-    started = time.monotonic()
-    seeded = asyncio.run(seed(seed_args, stack.env["DATABASE_URL"]))
-    seconds = time.monotonic() - started
-    report(
-        "socialmesh seed (COPY):",
-        {
-            "users": f"{args.seed_users:,}",
-            "follows": f"{args.seed_follows:,}",
-            "celebrity_followers": f"{args.seed_celebrity_followers:,}",
-            "posts": f"{args.seed_posts:,}",
-            "likes": f"{args.seed_likes:,}",
-            "comments": f"{args.seed_comments:,}",
-            "seconds": f"{seconds:.1f}",
-        },
-    )
-    return seeded, seconds
-
-
-def _signer(stack: Stack) -> TokenSigner:
-    return TokenSigner(
-        load_private_key(stack.env["JWT_PRIVATE_KEY_FILE"]),
-        issuer="socialmesh",
-        audience="socialmesh-api",
-        ttl=3600,
-    )
-
-
-def _lua_tokens(signer: TokenSigner, user_ids: list[int]) -> str:
-    return "local tokens = {" + ", ".join(f'"{signer.sign(u, 1)}"' for u in user_ids) + "}\n"
-
-
-def bench_graph(edge: str, args: argparse.Namespace, stack: Stack, seeded: Seeded) -> None:
-    signer = _signer(stack)
-    user_ids = seeded.user_ids
-    celebrity = user_ids[0]
-    auth = {"Authorization": f"Bearer {signer.sign(celebrity, 1)}"}
-    base = f"{edge}/v1/users/{celebrity}/followers?pageSize=50"
-    first = run_wrk(base, args, headers=auth)
-    with httpx.Client(timeout=30, headers=auth) as client:
-        token = ""
-        for _ in range(99):
-            page = client.get(base + (f"&pageToken={token}" if token else ""))
-            page.raise_for_status()
-            token = page.json()["nextPageToken"]
-    hundredth = run_wrk(f"{base}&pageToken={token}", args, headers=auth)
-
-    rng = random.Random(1)
-    actors = rng.sample(user_ids[1:], 200)
-    targets = rng.sample(user_ids[1:], 200)
-    lua = Path(tempfile.mkdtemp()) / "follow.lua"
-    target_list = ", ".join(f'"{t}"' for t in targets)
-    lua.write_text(
-        _lua_tokens(signer, actors) + f"local targets = {{{target_list}}}\n"
-        "local n = 0\n"
-        "request = function()\n"
-        "  n = n + 1\n"
-        "  local verb = (n % 2 == 0) and 'unfollow' or 'follow'\n"
-        "  local who = tokens[math.random(#tokens)]\n"
-        "  local path = '/v1/users/' .. targets[math.random(#targets)] .. ':' .. verb\n"
-        "  return wrk.format('POST', path, {['Authorization'] = 'Bearer ' .. who,"
-        " ['Content-Type'] = 'application/json'}, '{}')\n"
-        "end\n"
-    )
-    churn = run_wrk(f"{edge}/", args, script=lua)
-    report("ListFollowers(celebrity) page 1, pageSize=50:", first)
-    report("ListFollowers(celebrity) page 100, pageSize=50:", hundredth)
-    report("Follow/Unfollow mix (200 accounts x 200 targets):", churn)
-
-
-def bench_post(edge: str, args: argparse.Namespace, stack: Stack, seeded: Seeded) -> None:
-    signer = _signer(stack)
-    rng = random.Random(2)
-    # 30 posts/minute/user: enough distinct authors that the limiter never trips.
-    authors = rng.sample(seeded.user_ids[1:], 3000)
-    lua = Path(tempfile.mkdtemp()) / "create.lua"
-    lua.write_text(
-        _lua_tokens(signer, authors) + "local n = 0\n"
-        "request = function()\n"
-        "  n = n + 1\n"
-        "  local body = '{\"text\": \"bench post ' .. n .. ' #bench\"}'\n"
-        "  return wrk.format('POST', '/v1/posts', {['Authorization'] = 'Bearer ' ..\n"
-        "    tokens[math.random(#tokens)], ['Content-Type'] = 'application/json'}, body)\n"
-        "end\n"
-    )
-    create = run_wrk(f"{edge}/", args, script=lua)
-    ids = rng.sample(seeded.post_ids, 100)
-    query = "&".join(f"postIds={i}" for i in ids)
-    viewer = {"Authorization": f"Bearer {signer.sign(seeded.user_ids[7], 1)}"}
-    with httpx.Client(timeout=30) as client:
-        check = client.get(f"{edge}/v1/posts:batchGet?{query}", headers=viewer)
-        check.raise_for_status()
-        returned = len(check.json()["posts"])
-    batch = run_wrk(f"{edge}/v1/posts:batchGet?{query}", args, headers=viewer)
-    report("CreatePost (3,000 authors, text + hashtag):", create)
-    report(f"BatchGetPosts(100) as a signed-in viewer ({returned} returned):", batch)
+    return report.ScenarioResult(workload.name, description, found.best, found.steps, found)
 
 
 def main(args: argparse.Namespace) -> int:
-    if not shutil.which("wrk"):
-        print("wrk not found: `make bench` installs it (apt-get install wrk)")
+    from services.devstack import Stack, free_stack_ports
+
+    try:
+        scenarios = parse_scenarios(args.scenario)
+    except ValueError as exc:
+        print(f"socialmesh bench: {exc}", file=sys.stderr)
         return 2
-    scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    if args.edge_url and SEEDED & set(scenarios):
+        print(
+            "socialmesh bench: mix/graph/post load their data set into a stack bench starts: "
+            "run them without --edge-url",
+            file=sys.stderr,
+        )
+        return 2
+    graph = dataset.reed98() if args.graph == "reed98" else dataset.powerlaw(args.users)
     stack = None
     edge = args.edge_url
     if not edge:
@@ -234,19 +241,74 @@ def main(args: argparse.Namespace) -> int:
         )
         stack.start()
         edge = stack.edge_url
+    notes: list[str] = []
+    results: list[report.ScenarioResult] = []
     try:
-        if "profile" in scenarios:
-            bench_profile(edge, args, stack)
-        if {"graph", "post"} & set(scenarios):
-            if stack is None:
-                print("graph/post scenarios seed their own stack: run without --edge-url")
-                return 2
-            seeded, _ = seed_stack(args, stack)
-            if "graph" in scenarios:
-                bench_graph(edge, args, stack, seeded)
-            if "post" in scenarios:
-                bench_post(edge, args, stack, seeded)
+        if stack is not None:
+            people = stack_population(stack, graph, args.posts_per_user)
+        else:
+            people = edge_population(edge, args.edge_users)
+        ids = people.user_ids
+        zipf = dataset.Zipf(ids, s=args.zipf_s)
+        workloads: dict[str, Workload] = {
+            "ceiling": Ceiling(edge, people.tokens),
+            "profile": Profile(edge, zipf),
+        }
+        if "mix" in scenarios:
+            use_feed = feed_available(edge, people.tokens[0])
+            mix = Mix(edge, ids, people.tokens, zipf, use_feed=use_feed)
+            workloads["mix"] = mix
+            if use_feed:
+                notes.append("mix: GET /v1/feed is served, so the home timeline reads the feed")
+            else:
+                notes.append(
+                    "mix: the feed service is not running (GET /v1/feed is not served), so the "
+                    "home timeline is measured as followed accounts' recent posts: "
+                    + mix.description
+                )
+        if "graph" in scenarios:
+            workloads["graph"] = GraphOps(edge, ids, people.tokens, zipf)
+        if "post" in scenarios:
+            workloads["post"] = PostOps(edge, ids, people.tokens, people.post_ids)
+        with Generator(
+            workers=args.workers,
+            connections=args.connections,
+            arrival=args.arrival,
+            request_timeout=args.timeout,
+        ) as gen:
+            for name in scenarios:
+                before = _cache_stats(stack.env["REDIS_URL"]) if stack and name == "profile" else {}
+                result = measure(gen, workloads[name], args)
+                if before and stack is not None:
+                    time.sleep(2.5)  # instances publish their counters every 2 s
+                    after = _cache_stats(stack.env["REDIS_URL"])
+                    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+                    total = sum(delta.values())
+                    hits = delta.get("l1_hits", 0) + delta.get("l2_hits", 0)
+                    result.extra["cache"] = delta
+                    result.extra["cache_hit_rate"] = round(hits / total, 4) if total else None
+                results.append(result)
     finally:
         if stack is not None:
             stack.stop()
+    settings = {
+        k: v for k, v in vars(args).items() if k != "func" and not callable(v) and k != "command"
+    }
+    built = report.build(
+        results,
+        command=["socialmesh", *sys.argv[1:]] if sys.argv[0].endswith("socialmesh") else sys.argv,
+        target=edge if args.edge_url else "stack started by bench",
+        settings=settings,
+        dataset=people.description,
+        notes=notes,
+        cores=report.environment()["cores"] or 1,
+    )
+    out_dir = Path(args.out) / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    print()
+    print(report.table(built))
+    report.write_json(built, out_dir / "report.json")
+    print(f"\nJSON: {out_dir / 'report.json'}")
+    if not args.no_plots:
+        for path in report.plot(built, results, out_dir):
+            print(f"plot: {path}")
     return 0

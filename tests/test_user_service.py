@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
 import pytest
@@ -70,14 +71,31 @@ async def test_handle_is_case_insensitive_and_unique(stub):
     assert login.access_token
 
 
-async def test_duplicate_email_is_already_exists(stub):
+async def test_registration_does_not_reveal_a_registered_email(stub, caplog):
+    """M4: a taken email gets the same answer as a new one (a new account); only the
+    mailbox is told, out of band, that the address was already in use."""
+    caplog.set_level(logging.INFO, logger="socialmesh.mail")
     user, _ = await register(stub)
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.CreateUser(
-            user_pb2.CreateUserRequest(handle=unique(), email=user.email.upper(), password=PASSWORD)
-        )
-    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert "email" in err.value.details()
+    again = unique()
+    reply = await stub.CreateUser(
+        user_pb2.CreateUserRequest(handle=again, email=user.email.upper(), password=PASSWORD)
+    )
+    assert reply.handle == again and reply.user_id != user.user_id
+    assert reply.email == user.email.upper()
+
+    def mails() -> dict[str, str]:
+        return {
+            r.args[0]: r.args[1]  # type: ignore[index]
+            for r in caplog.records
+            if r.name == "socialmesh.mail" and isinstance(r.args, tuple)
+        }
+
+    for _ in range(50):
+        if user.email.upper() in mails():
+            break
+        await asyncio.sleep(0.05)
+    assert mails()[user.email] == "Welcome to socialmesh"
+    assert mails()[user.email.upper()] == "Someone signed up with your email address"
 
 
 @pytest.mark.parametrize(
@@ -161,6 +179,8 @@ async def test_update_validates_values_and_strips_control_characters(stub):
         (["bio"], {"bio": "b" * 301}, "user.bio"),
         (["avatar_url"], {"avatar_url": "http://insecure.example.com/a.png"}, "user.avatar_url"),
         (["avatar_url"], {"avatar_url": "javascript:alert(1)"}, "user.avatar_url"),
+        # NUL is refused in every string (PostgreSQL cannot store it), not stripped.
+        (["bio"], {"bio": "a\x00b"}, "user.bio"),
     ]
     for paths, fields, field in cases:
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -170,7 +190,7 @@ async def test_update_validates_values_and_strips_control_characters(stub):
         update(
             user.user_id,
             ["bio", "display_name", "avatar_url"],
-            bio="line1\nline2\x00\x1b[31m",
+            bio="line1\nline2\x01\x1b[31m",
             display_name="Ally",
             avatar_url="https://cdn.example.com/a.png",
         ),
@@ -361,15 +381,28 @@ async def test_batch_get_read_mask_returns_only_named_fields(stub):
     assert "read_mask" in violations(err.value)
 
 
-async def test_login_attempts_are_rate_limited_per_handle(stub):
+async def test_login_failures_are_limited_per_account_and_client(stub):
+    """10 failures for one account from one client close it *for that client* only:
+    the owner, signing in from elsewhere, is never locked out (M2)."""
     user, _ = await register(stub)
-    for _ in range(19):  # register() already used one attempt
+    attacker = [("x-forwarded-for", "198.51.100.7")]
+    for _ in range(10):
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.Login(user_pb2.LoginRequest(handle=user.handle, password="wrong-password"))
+            await stub.Login(
+                user_pb2.LoginRequest(handle=user.handle, password="wrong-password"),
+                metadata=attacker,
+            )
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
+        await stub.Login(
+            user_pb2.LoginRequest(handle=user.handle, password=PASSWORD), metadata=attacker
+        )
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    owner = [("x-forwarded-for", "203.0.113.20")]
+    login = await stub.Login(
+        user_pb2.LoginRequest(handle=user.handle.upper(), password=PASSWORD), metadata=owner
+    )
+    assert login.user.user_id == user.user_id
 
 
 async def test_failures_map_to_clean_statuses(infra: Infra, mesh, monkeypatch):

@@ -267,6 +267,10 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         require_positive_id(request.user_id, "user_id")
         await self._account(request.user_id)
         rel = (await self.store.relationships(caller.user_id, [request.user_id]))[request.user_id]
+        if rel.blocked_by:
+            # A block hides the blocker from the blocked everywhere, this view included:
+            # the same NOT_FOUND as the profile, never `blocked_by: true`.
+            raise NotFound(f"user {request.user_id} not found")
         return relationship_proto(request.user_id, rel)
 
     async def BatchGetRelationships(

@@ -45,6 +45,10 @@ ALGORITHM = "ES256"
 SERVICE_SUBJECT_PREFIX = "svc:"
 #: Longest service credential a verifier accepts (exp - iat); minted ones live 5 minutes.
 MAX_SERVICE_TOKEN_LIFETIME = 15 * 60
+#: RFC 8725 §3.11 explicit typing (RFC 9068's media type): access tokens are minted with
+#: this `typ` and only tokens carrying it are accepted as access tokens, so any other JWT
+#: ever signed with the same key (an email link, an upload URL) cannot pass as one.
+ACCESS_TOKEN_TYPE = "at+jwt"
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 MethodAccess: TypeAlias = access_pb2.MethodAccess.ValueType
@@ -119,7 +123,7 @@ def forwarded_auth() -> tuple[tuple[str, str], ...]:
 
     Identity flows as the user's own token, which the downstream service
     verifies again. Outbound channels attach it by themselves (see
-    `kit.channels.CallCredentials`); an anonymous request and a service caller
+    `kit.channels.OutboundCall`); an anonymous request and a service caller
     forward nothing.
     """
     caller = _current_caller.get()
@@ -279,7 +283,12 @@ class TokenSigner:
             "nbf": issued,
             "exp": issued + self.ttl,
         }
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
+        return jwt.encode(
+            claims,
+            self._key,
+            algorithm=ALGORITHM,
+            headers={"kid": self._kid, "typ": ACCESS_TOKEN_TYPE},
+        )
 
 
 def _verified_claims(
@@ -310,6 +319,11 @@ class TokenVerifier:
     def verify(self, token: str) -> Caller:
         try:
             header = jwt.get_unverified_header(token)
+            # `typ` is compared case-insensitively and may carry the "application/" prefix
+            # (RFC 8725 §3.11, RFC 9068 §4).
+            typ = str(header.get("typ", "")).lower().removeprefix("application/")
+            if typ != ACCESS_TOKEN_TYPE:
+                raise Unauthenticated("not an access token (typ must be at+jwt)")
             key = self._keys.get(str(header.get("kid", "")))
             if key is None:
                 raise Unauthenticated("access token signed by an unknown key")
@@ -417,20 +431,43 @@ class ServiceTokenVerifier:
 class CallerVerifier:
     """Verifies whichever bearer a request carries: a user token or a service credential."""
 
-    def __init__(self, users: TokenVerifier, services: ServiceTokenVerifier | None) -> None:
+    def __init__(
+        self,
+        users: TokenVerifier,
+        services: ServiceTokenVerifier | None,
+        *,
+        max_remembered: int = 10_000,
+    ) -> None:
         self.users = users
         self.services = services
+        # A verified token stays valid until its `exp`: the signature check (an
+        # ES256 verify, the largest cost of an internal call) runs once per token,
+        # not once per request. Revocation is still checked per request.
+        self._verified: dict[str, tuple[Caller, float]] = {}
+        self._max_remembered = max_remembered
 
     def verify(self, token: str) -> Caller:
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            if time.time() < remembered[1]:
+                return remembered[0]
+            del self._verified[token]
         try:
-            subject = str(jwt.decode(token, options={"verify_signature": False}).get("sub", ""))
-        except jwt.InvalidTokenError as exc:
+            claims = jwt.decode(token, options={"verify_signature": False})
+            subject = str(claims.get("sub", ""))
+            expires = float(claims.get("exp", 0))
+        except (jwt.InvalidTokenError, TypeError, ValueError) as exc:
             raise Unauthenticated("invalid access token") from exc
         if subject.startswith(SERVICE_SUBJECT_PREFIX):
             if self.services is None:
                 raise Unauthenticated("service credentials are not accepted here")
-            return self.services.verify(token)
-        return self.users.verify(token)
+            caller = self.services.verify(token)
+        else:
+            caller = self.users.verify(token)
+        if len(self._verified) >= self._max_remembered:
+            self._verified.clear()  # bounded memory; the next requests re-verify
+        self._verified[token] = (caller, expires)
+        return caller
 
 
 def load_service_public_keys(directory: str | Path) -> dict[str, ec.EllipticCurvePublicKey]:

@@ -9,7 +9,6 @@ thing. Hit/miss counters feed the benchmarks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("socialmesh.cache")
 
@@ -109,9 +110,7 @@ class TwoLayerCache:
     async def stop(self) -> None:
         for task in (self._listener, self._reporter):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
         self._listener = self._reporter = None
 
     async def _report_stats(self, every_seconds: float = 2.0) -> None:

@@ -1,7 +1,7 @@
 """Outbound gRPC channels: credentials, deadlines, retries on UNAVAILABLE, round-robin.
 
-Every call gets a default deadline and credentials from client interceptors
-(`CallCredentials`: the user's own token, or this service's credential for
+Every call gets a default deadline and credentials from one client interceptor
+(`OutboundCall`: the user's own token, or this service's credential for
 internal methods), and the service config retries UNAVAILABLE (the code a
 restarting or overloaded peer returns) with exponential backoff. `dns:///`
 targets with round_robin spread calls over a headless Service's pods. The
@@ -43,15 +43,55 @@ def service_config(max_attempts: int = 3) -> str:
     )
 
 
-class _CallDetailsInterceptor:
-    """Rewrites each outbound call's details (deadline, metadata) before it goes out.
+class OutboundCall(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Gives every outbound call a deadline and credentials, in one interceptor.
 
-    A subclass picks which kinds of call it applies to with grpc's interceptor
-    base classes; grpc only routes those kinds through it.
+    * Deadline: `timeout_seconds` unless the caller chose one.
+    * Credentials, when the call carries no `authorization` metadata:
+      - during a signed-in user's request, the user's own token (the callee
+        verifies it again and applies its own rules);
+      - otherwise (anonymous requests, service callers, background workers),
+        this service's credential, but only to METHOD_ACCESS_INTERNAL methods;
+        any other call stays anonymous, exactly as the request was.
+
+    One interceptor rather than two: each grpc.aio interceptor layer costs a
+    task and a call wrapper on every outbound call of the hot paths.
     """
 
+    def __init__(
+        self, timeout_seconds: float, service_token: Callable[[], str] | None = None
+    ) -> None:
+        self._timeout = timeout_seconds
+        self._service_token = service_token
+
+    def _bearer(self, method: str) -> str | None:
+        forwarded = forwarded_auth()
+        if forwarded:
+            return forwarded[0][1]
+        if self._service_token is not None and method_access(method) == INTERNAL:
+            return f"Bearer {self._service_token()}"
+        return None
+
     def _rewrite(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        raise NotImplementedError
+        timeout = self._timeout if details.timeout is None else details.timeout
+        metadata = details.metadata or grpc.aio.Metadata()
+        if "authorization" not in metadata:
+            raw = details.method
+            bearer = self._bearer(raw.decode() if isinstance(raw, bytes) else str(raw))
+            if bearer is not None:
+                metadata = grpc.aio.Metadata(*metadata, ("authorization", bearer))
+        return grpc.aio.ClientCallDetails(
+            method=details.method,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+        )
 
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
@@ -72,73 +112,6 @@ class _CallDetailsInterceptor:
         self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
     ) -> Any:
         return await continuation(self._rewrite(client_call_details), request_iterator)
-
-
-class DefaultDeadline(
-    _CallDetailsInterceptor,
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-):
-    """Gives every outbound call a deadline unless the caller chose one."""
-
-    def __init__(self, timeout_seconds: float) -> None:
-        self._timeout = timeout_seconds
-
-    def _rewrite(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        if details.timeout is not None:
-            return details
-        return grpc.aio.ClientCallDetails(
-            method=details.method,
-            timeout=self._timeout,
-            metadata=details.metadata,
-            credentials=details.credentials,
-            wait_for_ready=details.wait_for_ready,
-        )
-
-
-class CallCredentials(
-    _CallDetailsInterceptor,
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Authenticates outbound calls that carry no `authorization` metadata.
-
-    * During a signed-in user's request: the user's own token (the callee
-      verifies it again and applies its own rules).
-    * Otherwise (anonymous requests, service callers, background workers): this
-      service's credential, but only to METHOD_ACCESS_INTERNAL methods; any
-      other call stays anonymous, exactly as the request was.
-    """
-
-    def __init__(self, service_token: Callable[[], str] | None) -> None:
-        self._service_token = service_token
-
-    def _bearer(self, method: str) -> str | None:
-        forwarded = forwarded_auth()
-        if forwarded:
-            return forwarded[0][1]
-        if self._service_token is not None and method_access(method) == INTERNAL:
-            return f"Bearer {self._service_token()}"
-        return None
-
-    def _rewrite(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = details.metadata or grpc.aio.Metadata()
-        if "authorization" in metadata:
-            return details
-        raw = details.method
-        method = raw.decode() if isinstance(raw, bytes) else str(raw)
-        bearer = self._bearer(method)
-        if bearer is None:
-            return details
-        return grpc.aio.ClientCallDetails(
-            method=details.method,
-            timeout=details.timeout,
-            metadata=grpc.aio.Metadata(*metadata, ("authorization", bearer)),
-            credentials=details.credentials,
-            wait_for_ready=details.wait_for_ready,
-        )
 
 
 def open_channel(
@@ -164,10 +137,7 @@ def open_channel(
             # would be unguarded after a minute.
             ("grpc.http2.max_pings_without_data", 0),
         ],
-        interceptors=[
-            DefaultDeadline(timeout_seconds),  # type: ignore[list-item]
-            CallCredentials(service_token),  # type: ignore[list-item]
-        ],
+        interceptors=[OutboundCall(timeout_seconds, service_token)],  # type: ignore[list-item]
     )
 
 

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import grpc
+from google.protobuf.message import DecodeError, Message
 from opentelemetry import trace
 from redis import exceptions as redis_exceptions
 
@@ -40,7 +42,14 @@ from .auth import (
     reset_caller,
     set_caller,
 )
-from .errors import PermissionDenied, ServiceError, Unauthenticated, Unavailable
+from .errors import (
+    InvalidArgument,
+    PermissionDenied,
+    ServiceError,
+    Unauthenticated,
+    Unavailable,
+)
+from .validation import bad_utf8_field, request_violations
 
 log = logging.getLogger("socialmesh.rpc")
 
@@ -88,27 +97,28 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(ALWAYS_PUBLIC_PREFIXES):
             return handler
         access = self._access.get(method, SIGNED_IN)
+        deserializer = _lenient(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method, access),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
                 self._wrap_unary(handler.stream_unary, method, access),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method, access),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
             self._wrap_stream(handler.stream_stream, method, access),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
 
@@ -134,6 +144,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             caller_token = set_caller(None)
             try:
                 await self._authenticate(context, access)
+                _check_request(request)
                 return await behavior(request, context)
             except Exception as exc:
                 await _abort_for(exc, context, method)
@@ -147,6 +158,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             caller_token = set_caller(None)
             try:
                 await self._authenticate(context, access)
+                if not isinstance(request, AsyncIterator):
+                    _check_request(request)
                 async for response in behavior(request, context):
                     yield response
             except Exception as exc:
@@ -157,10 +170,55 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         return wrapper
 
 
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request grpcio could not parse, so the wrapper can refuse it.
+
+    grpcio deserializes before any interceptor code runs and turns a DecodeError into
+    UNKNOWN with the Python class and protobuf type in the message; the lenient
+    deserializer hands this over instead and the wrapper answers INVALID_ARGUMENT.
+    """
+
+    field: str
+    description: str
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            bad = bad_utf8_field(descriptor, data) if descriptor is not None else None
+            if bad:
+                return _Undecodable(bad, "must be valid UTF-8")
+            return _Undecodable("request", "not a well-formed protobuf message")
+
+    return deserialize
+
+
+def _check_request(request: Any) -> None:
+    """Kit-wide bounds on every request (NUL, string length, list size), naming the field."""
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument([(request.field, request.description)])
+    if isinstance(request, Message):
+        problems = request_violations(request)
+        if problems:
+            raise InvalidArgument(problems)
+
+
 async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: str) -> None:
     """Re-raises aborts/cancellations; turns everything else into a clean status."""
     if isinstance(exc, grpc.aio.AbortError | grpc.aio.UsageError):
         raise exc
+    if isinstance(exc, asyncpg.DataError):
+        # Input PostgreSQL refused (NUL, bad encoding, out of range) that validation
+        # missed: the caller's fault, so 400 without internals, logged in one line.
+        log.warning("database refused input in %s: %s", method, type(exc).__name__)
+        exc = InvalidArgument([("request", "contains a value that cannot be stored")])
     if isinstance(exc, ServiceError):
         status = exc.to_status()
         await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)

@@ -50,6 +50,7 @@ from .interceptors import ServiceInterceptor
 from .migrations import migrate
 from .pagination import PageTokens
 from .redis import connect_redis
+from .tasks import cancel_and_wait
 from .telemetry import setup_tracing
 
 log = logging.getLogger("socialmesh.server")
@@ -135,7 +136,7 @@ class ServicerBase:
         """A channel to another service (closed on shutdown).
 
         Calls on it carry the signed-in user's token, or this service's own
-        credential where the method is internal (see `CallCredentials`).
+        credential where the method is internal (see `OutboundCall`).
         """
         channel = open_channel(
             self._rt.settings.service_addresses[service],
@@ -411,9 +412,7 @@ class ServiceHost:
     async def stop(self) -> None:
         await self.health.enter_graceful_shutdown()
         if self._watch:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+            await cancel_and_wait(self._watch)
         await self.server.stop(self.settings.shutdown_grace_seconds)
         if self.spec.on_stop and self.runtime.ready:
             await self.spec.on_stop(self.runtime)

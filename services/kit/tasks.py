@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("socialmesh.tasks")
 
 
 async def retry_with_backoff(
@@ -31,6 +33,28 @@ async def retry_with_backoff(
     raise RuntimeError("attempts must be at least 1")
 
 
+async def cancel_and_wait(
+    task: asyncio.Task[Any], *, attempts: int = 20, wait_seconds: float = 0.25
+) -> None:
+    """Cancels a task and waits until it has really ended.
+
+    redis-py 8 can swallow a cancellation that arrives while a command is in
+    flight (the task carries on with its loop), so a single `cancel()` + `await`
+    may wait forever: cancel again until the task ends, then give up loudly
+    rather than hang a shutdown.
+    """
+    for _ in range(attempts):
+        if task.done():
+            break
+        task.cancel()
+        await asyncio.wait({task}, timeout=wait_seconds)
+    if not task.done():
+        log.error("task %s did not stop after %d cancellations", task.get_name(), attempts)
+        return
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()
+
+
 class BackgroundLoop:
     """Owns one named task running `run()`; start/stop are idempotent."""
 
@@ -48,7 +72,5 @@ class BackgroundLoop:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None

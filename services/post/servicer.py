@@ -12,7 +12,6 @@ from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.auth import (
-    anonymous_calls,
     current_viewer_id,
     require_caller,
     require_service,
@@ -240,11 +239,13 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
     async def _resolve_mentions(self, handles: list[str]) -> list[int]:
         if not handles:
             return []
-        with anonymous_calls():  # who exists, not who the author may see
-            try:
-                reply = await self.users.LookupUsers(user_pb2.LookupUsersRequest(handles=handles))
-            except grpc.aio.AioRpcError as exc:
-                raise upstream_error(exc, "user") from exc
+        # With the author's own token (the channel forwards it): an account that
+        # blocks the author is NOT_FOUND to them, so it cannot be mentioned (no
+        # `post.mentioned` event, no notification).
+        try:
+            reply = await self.users.LookupUsers(user_pb2.LookupUsersRequest(handles=handles))
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "user") from exc
         return [u.user_id for u in reply.users]
 
     async def GetPost(
@@ -379,10 +380,15 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         page = self._rt.page_tokens.page(
             f"comments:{request.post_id}", "comment_id", request, COMMENT_PAGES
         )
-        row = await self._visible_post(request.post_id, current_viewer_id())
+        viewer = current_viewer_id()
+        row = await self._visible_post(request.post_id, viewer)
         comments = await self.store.comments(row.post_id, page.position, page.limit)
+        shown = page.rows(comments)
+        # Comments by accounts that block the viewer (or are gone) are hidden, like
+        # their posts; a page may come back shorter than asked.
+        authors = await self._authors((c.author_id for c in shown), viewer)
         return post_pb2.ListCommentsResponse(
-            comments=[comment_proto(c) for c in page.rows(comments)],
+            comments=[comment_proto(c) for c in shown if c.author_id in authors],
             next_page_token=page.next_token(comments, lambda c: c.comment_id),
         )
 
@@ -394,12 +400,17 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         require_positive_id(request.comment_id, "comment_id")
         comment = await self.store.comment(request.post_id, request.comment_id)
         post = (await self.store.posts([request.post_id], caller.user_id)).get(request.post_id)
+        if comment is not None and post is not None:
+            if caller.user_id in (comment.author_id, post.author_id):
+                await self.store.delete_comment(request.post_id, request.comment_id)
+                return empty_pb2.Empty()
+        # Refused: first whatever the caller gets for the post itself (404 or 403, the
+        # same whether or not the comment exists, so no comment-id oracle); only on a
+        # post they may read, where comments are listed anyway, 404 vs 403.
+        await self._visible_post(request.post_id, caller.user_id)
         if comment is None or post is None:
             raise NotFound(f"comment {request.comment_id} not found")
-        if caller.user_id not in (comment.author_id, post.author_id):
-            raise PermissionDenied("only the comment's author or the post's author may delete it")
-        await self.store.delete_comment(request.post_id, request.comment_id)
-        return empty_pb2.Empty()
+        raise PermissionDenied("only the comment's author or the post's author may delete it")
 
     async def BatchGetPostCounts(
         self, request: post_pb2.BatchGetPostCountsRequest, context: grpc.aio.ServicerContext

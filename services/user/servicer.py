@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
+import os
 import re
 import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import grpc
@@ -30,7 +33,7 @@ from services.kit.cache import TwoLayerCache
 from services.kit.channels import upstream_error
 from services.kit.consumers import EventHandlers, EventMeta, Start
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from services.kit.ratelimit import RateLimiter
+from services.kit.ratelimit import RateLimiter, client_address
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_datetime
 from services.kit.validation import (
@@ -40,9 +43,13 @@ from services.kit.validation import (
     strip_control_characters,
 )
 
+from . import mailer as mail
 from .store import SessionRevoked, UserRecord, UserStore
 
 HANDLE = re.compile(r"^[a-z0-9_]{3,30}$")
+HANDLE_RULE = "must be 3-30 characters of a-z, 0-9 and _"
+#: What a handle may be before normalization (surrounding spaces are stripped).
+MAX_HANDLE_INPUT = 64
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_BATCH = 500
 MAX_LOOKUP = 100
@@ -53,7 +60,28 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # argon2 is happy with more; this only bounds the work per request
 UPDATABLE_PATHS = ("display_name", "bio", "avatar_url", "is_private")
 PROFILE_UPDATES_PER_HOUR = 10
-LOGIN_ATTEMPTS_PER_5_MINUTES = 20
+#: Login limits (M2/M3). Only *failures* count per account, and only those from the
+#: same client address, so nobody can lock an owner out from elsewhere; a client
+#: gets a budget of failures across all accounts (credential stuffing) and of
+#: attempts overall (each one costs an argon2id run).
+LOGIN_WINDOW_SECONDS = 300
+LOGIN_FAILURES_PER_ACCOUNT_AND_CLIENT = 10
+LOGIN_FAILURES_PER_CLIENT = 20
+LOGIN_ATTEMPTS_PER_CLIENT = 60
+REGISTRATIONS_PER_CLIENT_PER_HOUR = 20
+
+
+def per_client_limit(name: str, default: int) -> int:
+    """A per-client-address limit, overridable from the environment (`USER_<NAME>`).
+
+    Deployments behind a NAT or a corporate proxy share one address among many
+    people and raise these; test stacks whose every client is 127.0.0.1 too.
+    The per-account failure limit is deliberately not configurable.
+    """
+    value = int(os.environ.get(f"USER_{name}", default))
+    if value < 1:
+        raise SystemExit(f"USER_{name} must be a positive number of requests")
+    return value
 
 
 def normalize_handle(raw: str) -> str:
@@ -113,9 +141,15 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self._cache: TwoLayerCache | None = None
         self._signer: TokenSigner | None = None
         self._update_limit: RateLimiter | None = None
-        self._login_limit: RateLimiter | None = None
+        self._login_account_failures: RateLimiter | None = None
+        self._login_client_failures: RateLimiter | None = None
+        self._login_client_attempts: RateLimiter | None = None
+        self._register_limit: RateLimiter | None = None
         self._graph: graph_pb2_grpc.GraphServiceAsyncStub | None = None
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
+        #: Where registration outcomes go (M4); replace with a real sender in production.
+        self.mailer: mail.Mailer = mail.LogMailer()
+        self._mail_tasks: set[asyncio.Task[None]] = set()
 
     async def on_ready(self) -> None:
         s = self._rt.settings
@@ -133,8 +167,29 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self._update_limit = RateLimiter(
             self._rt.redis, "user-update", limit=PROFILE_UPDATES_PER_HOUR, window_seconds=3600
         )
-        self._login_limit = RateLimiter(
-            self._rt.redis, "login", limit=LOGIN_ATTEMPTS_PER_5_MINUTES, window_seconds=300
+        redis, window = self._rt.redis, LOGIN_WINDOW_SECONDS
+        self._login_account_failures = RateLimiter(
+            redis, "login-fail", limit=LOGIN_FAILURES_PER_ACCOUNT_AND_CLIENT, window_seconds=window
+        )
+        self._login_client_failures = RateLimiter(
+            redis,
+            "login-fail-client",
+            limit=per_client_limit("LOGIN_FAILURES_PER_CLIENT", LOGIN_FAILURES_PER_CLIENT),
+            window_seconds=window,
+        )
+        self._login_client_attempts = RateLimiter(
+            redis,
+            "login-client",
+            limit=per_client_limit("LOGIN_ATTEMPTS_PER_CLIENT", LOGIN_ATTEMPTS_PER_CLIENT),
+            window_seconds=window,
+        )
+        self._register_limit = RateLimiter(
+            redis,
+            "register-client",
+            limit=per_client_limit(
+                "REGISTRATIONS_PER_CLIENT_PER_HOUR", REGISTRATIONS_PER_CLIENT_PER_HOUR
+            ),
+            window_seconds=3600,
         )
         self._graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
         self._posts = post_pb2_grpc.PostServiceStub(self.peer("post"))
@@ -283,11 +338,13 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.User:
         v = Violations()
-        handle = normalize_handle(request.handle)
-        v.check(bool(HANDLE.match(handle)), "handle", "must be 3-30 characters of a-z, 0-9 and _")
+        handle = normalize_handle(request.handle[: MAX_HANDLE_INPUT + 1])
+        v.check(bool(HANDLE.match(handle)), "handle", HANDLE_RULE)
         email = request.email.strip()
         v.check(
-            bool(EMAIL.match(email)) and len(email) <= 254, "email", "must be a valid email address"
+            bool(EMAIL.match(email)) and len(email) <= 254 and email.isprintable(),
+            "email",
+            "must be a valid email address",
         )
         v.check(
             MIN_PASSWORD <= len(request.password) <= MAX_PASSWORD,
@@ -296,33 +353,69 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         )
         display_name = validate_display_name(request.display_name, "display_name", v)
         v.raise_if_any()
+        client = client_address(context.invocation_metadata(), context.peer())
+        if client is not None:
+            await self.ready(self._register_limit).enforce(client, "registrations per client")
         password_hash = await asyncio.to_thread(self._hasher.hash, request.password)
+        already_used = await self.store.email_in_use(email)
         record = await self.store.create_user(
             handle=handle,
             email=email,
             password_hash=password_hash,
             display_name=display_name or handle,
         )
+        # The answer is the new account either way; only the mailbox learns that the
+        # address was already in use (sent in the background: no timing difference).
+        task = asyncio.create_task(self._mail_registration(email, handle, already_used))
+        self._mail_tasks.add(task)
+        task.add_done_callback(self._mail_tasks.discard)
         return (await self._present([record], record.user_id))[0]
+
+    async def _mail_registration(self, email: str, handle: str, already_used: bool) -> None:
+        try:
+            if already_used:
+                # At most one such notice per address a day, however many sign-ups.
+                digest = hashlib.sha256(email.lower().encode()).hexdigest()
+                if not await self._rt.redis.set(
+                    f"mail:address-in-use:{digest}", 1, nx=True, ex=86400
+                ):
+                    return
+                subject, body = mail.address_already_registered(handle)
+            else:
+                subject, body = mail.welcome(handle)
+            await self.mailer.send(email, subject, body)
+        except Exception:  # a mail problem must never fail or slow a registration
+            logging.getLogger("socialmesh.mail").exception("registration mail failed")
 
     async def Login(
         self, request: user_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.LoginResponse:
         v = Violations()
-        handle = normalize_handle(request.handle)
-        v.check(bool(handle), "handle", "required")
+        # Bounded before anything else sees it: it keys a rate limit and a query.
+        handle = normalize_handle(request.handle[: MAX_HANDLE_INPUT + 1])
+        if v.check(bool(handle), "handle", "required"):
+            v.check(bool(HANDLE.match(handle)), "handle", HANDLE_RULE)
         v.check(bool(request.password), "password", "required")
         v.check(len(request.password) <= MAX_PASSWORD, "password", "too long")
         v.raise_if_any()
-        await self.ready(self._login_limit).enforce(handle, "login attempts")
+        client = client_address(context.invocation_metadata(), context.peer())
+        account_key = f"{handle}@{client or 'local'}"
+        if client is not None:
+            await self.ready(self._login_client_attempts).enforce(client, "login attempts")
+            await self.ready(self._login_client_failures).enforce_below(
+                client, "failed login attempts"
+            )
+        await self.ready(self._login_account_failures).enforce_below(
+            account_key, "failed login attempts for this account from this client"
+        )
         found = await self.store.credentials(handle)
         if found is None:
             # Same work and answer as a wrong password: no account enumeration.
             await asyncio.to_thread(self._verify_dummy, request.password)
-            raise Unauthenticated("invalid handle or password")
+            await self._login_failed(account_key, client)
         user_id, password_hash = found
         if not await asyncio.to_thread(self._verify, password_hash, request.password):
-            raise Unauthenticated("invalid handle or password")
+            await self._login_failed(account_key, client)
         if self._hasher.check_needs_rehash(password_hash):
             new_hash = await asyncio.to_thread(self._hasher.hash, request.password)
             await self.store.replace_password_hash(user_id, new_hash)
@@ -337,6 +430,12 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             expires_in=ttl,
             user=await self._profile(user_id, user_id),
         )
+
+    async def _login_failed(self, account_key: str, client: str | None) -> NoReturn:
+        await self.ready(self._login_account_failures).record(account_key)
+        if client is not None:
+            await self.ready(self._login_client_failures).record(client)
+        raise Unauthenticated("invalid handle or password")
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:
@@ -373,6 +472,15 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             expires_in=ttl,
             user=await self._profile(session.user_id, session.user_id),
         )
+
+    async def Logout(
+        self, request: user_pb2.LogoutRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.LogoutResponse:
+        caller = require_caller()
+        await self.store.revoke_session(caller.user_id, caller.session_id)
+        # Right away as well as from the `user.session_revoked` event (crash-safe).
+        await self._revocations().revoke_session(caller.session_id)
+        return user_pb2.LogoutResponse()
 
     async def GetUser(
         self, request: user_pb2.GetUserRequest, context: grpc.aio.ServicerContext
@@ -471,3 +579,10 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         await self._revocations().revoke_user(caller.user_id)
         await self.cache.invalidate(str(caller.user_id))
         return empty_pb2.Empty()
+
+    async def GetCaller(
+        self, request: user_pb2.GetCallerRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.GetCallerResponse:
+        # The interceptor already verified the token (and its revocation): no storage.
+        caller = require_caller()
+        return user_pb2.GetCallerResponse(user_id=caller.user_id, session_id=caller.session_id)

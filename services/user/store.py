@@ -103,10 +103,16 @@ class UserStore:
                     aggregate_id=user_id,
                 )
         except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == "users_email_key":
-                raise AlreadyExists("that email is already registered", field="email") from exc
+            # Only handles are unique (public anyway); emails are not (M4, 0002).
             raise AlreadyExists(f"handle '{handle}' is taken", field="handle") from exc
         return UserRecord.from_row(row)
+
+    async def email_in_use(self, email: str) -> bool:
+        """Whether an account (live or deleted) already names this address."""
+        found = await self._db.primary.fetchval(
+            'SELECT 1 FROM "user".users WHERE lower(email) = lower($1) LIMIT 1', email
+        )
+        return found is not None
 
     async def load_users(self, user_ids: list[int]) -> list[UserRecord]:
         """Live accounts among the ids, one query whatever the batch size."""
@@ -248,6 +254,24 @@ class UserStore:
         if revoked_for_reuse:  # raised after commit so the revocation sticks
             raise SessionRevoked(row["session_id"])
         return Session(user_id=row["user_id"], session_id=row["session_id"])
+
+    async def revoke_session(self, user_id: int, session_id: int) -> bool:
+        """Logout: ends one session of the user; False if it was already over."""
+        async with self._db.transaction() as conn:
+            ended = await conn.fetchval(
+                """UPDATE "user".sessions SET revoked_at = now(), revoke_reason = 'logout'
+                   WHERE session_id = $1 AND user_id = $2 AND revoked_at IS NULL
+                   RETURNING session_id""",
+                session_id,
+                user_id,
+            )
+            if ended is not None:
+                await self._outbox.enqueue(
+                    conn,
+                    events_pb2.SessionRevoked(user_id=user_id, session_id=session_id),
+                    aggregate_id=user_id,
+                )
+        return ended is not None
 
     async def _insert_refresh(
         self, conn: asyncpg.Connection, session_id: int, token: str, ttl_seconds: int

@@ -26,10 +26,12 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from socialmesh.api.v1 import access_pb2 as socialmesh_dot_api_dot_v1_dot_access__pb2
 from socialmesh.post.v1 import post_pb2 as socialmesh_dot_post_dot_v1_dot_post__pb2
+from socialmesh.user.v1 import user_pb2 as socialmesh_dot_user_dot_v1_dot_user__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsocialmesh/feed/v1/feed.proto\x12\x12socialmesh.feed.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dsocialmesh/post/v1/post.proto\"\xa4\x01\n\x08\x46\x65\x65\x64Item\x12&\n\x04post\x18\x01 \x01(\x0b\x32\x18.socialmesh.post.v1.Post\x12.\n\x06reason\x18\x02 \x01(\x0e\x32\x1e.socialmesh.feed.v1.FeedReason\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x19\n\x11shared_by_user_id\x18\x04 \x01(\x03\x12\x16\n\x0e\x65xperiment_arm\x18\x05 \x01(\t\";\n\x12GetHomeFeedRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x13GetHomeFeedResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.socialmesh.feed.v1.FeedItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe4\x01\n\nImpression\x12\x1b\n\rimpression_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07post_id\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x10\n\x08position\x18\x03 \x01(\x05\x12(\n\x05\x64well\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x06\x61\x63tion\x18\x05 \x01(\x0e\x32$.socialmesh.feed.v1.ImpressionAction\x12\x30\n\x0c\x64isplay_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x18RecordImpressionsRequest\x12\x39\n\x0bimpressions\x18\x01 \x03(\x0b\x32\x1e.socialmesh.feed.v1.ImpressionB\x04\xe2\x41\x01\x02\"3\n\x19RecordImpressionsResponse\x12\x16\n\x0erecorded_count\x18\x01 \x01(\x05\"\'\n\x12GetTrendingRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\"A\n\x0bTrendingTag\x12\x0f\n\x07hashtag\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x12\n\npost_count\x18\x03 \x01(\x03\"D\n\x13GetTrendingResponse\x12-\n\x04tags\x18\x01 \x03(\x0b\x32\x1f.socialmesh.feed.v1.TrendingTag*\xa0\x01\n\nFeedReason\x12\x1b\n\x17\x46\x45\x45\x44_REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15\x46\x45\x45\x44_REASON_FOLLOWING\x10\x01\x12#\n\x1f\x46\x45\x45\x44_REASON_SHARED_BY_FOLLOWING\x10\x02\x12\x1b\n\x17\x46\x45\x45\x44_REASON_RECOMMENDED\x10\x03\x12\x18\n\x14\x46\x45\x45\x44_REASON_TRENDING\x10\x04*\xac\x01\n\x10ImpressionAction\x12!\n\x1dIMPRESSION_ACTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18IMPRESSION_ACTION_OPENED\x10\x01\x12\x1b\n\x17IMPRESSION_ACTION_LIKED\x10\x02\x12\x1c\n\x18IMPRESSION_ACTION_SHARED\x10\x03\x12\x1c\n\x18IMPRESSION_ACTION_HIDDEN\x10\x04\x32\x8f\x03\n\x0b\x46\x65\x65\x64Service\x12p\n\x0bGetHomeFeed\x12&.socialmesh.feed.v1.GetHomeFeedRequest\x1a\'.socialmesh.feed.v1.GetHomeFeedResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/feed\x12\x97\x01\n\x11RecordImpressions\x12,.socialmesh.feed.v1.RecordImpressionsRequest\x1a-.socialmesh.feed.v1.RecordImpressionsResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/feed:recordImpressions:\x01*\x12t\n\x0bGetTrending\x12&.socialmesh.feed.v1.GetTrendingRequest\x1a\'.socialmesh.feed.v1.GetTrendingResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/trendingb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsocialmesh/feed/v1/feed.proto\x12\x12socialmesh.feed.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esocialmesh/api/v1/access.proto\x1a\x1dsocialmesh/post/v1/post.proto\x1a\x1dsocialmesh/user/v1/user.proto\"~\n\x08\x46\x65\x65\x64Item\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12.\n\x06reason\x18\x02 \x01(\x0e\x32\x1e.socialmesh.feed.v1.FeedReason\x12\x19\n\x11shared_by_user_id\x18\x03 \x01(\x03\x12\x16\n\x0etracking_token\x18\x04 \x01(\t\"g\n\x12GetHomeFeedRequest\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.socialmesh.feed.v1.FeedKind\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x9e\x02\n\x13GetHomeFeedResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.socialmesh.feed.v1.FeedItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x18\n\x10newer_page_token\x18\x03 \x01(\t\x12\x16\n\x0enew_item_count\x18\x04 \x01(\x05\x12\x0f\n\x07partial\x18\x05 \x01(\x08\x12*\n\x04kind\x18\x06 \x01(\x0e\x32\x1c.socialmesh.feed.v1.FeedKind\x12\'\n\x05posts\x18\x07 \x03(\x0b\x32\x18.socialmesh.post.v1.Post\x12)\n\x07\x61uthors\x18\x08 \x03(\x0b\x32\x18.socialmesh.user.v1.User\"\xfa\x01\n\nImpression\x12\x1b\n\rimpression_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1c\n\x0etracking_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07post_id\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12,\n\x07surface\x18\x04 \x01(\x0e\x32\x1b.socialmesh.feed.v1.Surface\x12\x10\n\x08position\x18\x05 \x01(\x05\x12(\n\x05\x64well\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x0c\x64isplay_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x18RecordImpressionsRequest\x12\x39\n\x0bimpressions\x18\x01 \x03(\x0b\x32\x1e.socialmesh.feed.v1.ImpressionB\x04\xe2\x41\x01\x02\"3\n\x19RecordImpressionsResponse\x12\x16\n\x0erecorded_count\x18\x01 \x01(\x05\"\x82\x01\n\x15SubmitFeedbackRequest\x12\x15\n\x07post_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x34\n\x04kind\x18\x02 \x01(\x0e\x32 .socialmesh.feed.v1.FeedbackKindB\x04\xe2\x41\x01\x02\x12\x1c\n\x0etracking_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"*\n\x16SubmitFeedbackResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08\"q\n\x17ListTrendingTagsRequest\x12/\n\x06window\x18\x01 \x01(\x0e\x32\x1f.socialmesh.feed.v1.TrendWindow\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"-\n\x0bTrendingTag\x12\x0f\n\x07hashtag\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"b\n\x18ListTrendingTagsResponse\x12-\n\x04tags\x18\x01 \x03(\x0b\x32\x1f.socialmesh.feed.v1.TrendingTag\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"r\n\x18ListTrendingPostsRequest\x12/\n\x06window\x18\x01 \x01(\x0e\x32\x1f.socialmesh.feed.v1.TrendWindow\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"]\n\x19ListTrendingPostsResponse\x12\'\n\x05posts\x18\x01 \x03(\x0b\x32\x18.socialmesh.post.v1.Post\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*T\n\x08\x46\x65\x65\x64Kind\x12\x19\n\x15\x46\x45\x45\x44_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46\x45\x45\x44_KIND_RANKED\x10\x01\x12\x17\n\x13\x46\x45\x45\x44_KIND_FOLLOWING\x10\x02*i\n\nFeedReason\x12\x1b\n\x17\x46\x45\x45\x44_REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15\x46\x45\x45\x44_REASON_FOLLOWING\x10\x01\x12#\n\x1f\x46\x45\x45\x44_REASON_SHARED_BY_FOLLOWING\x10\x02*k\n\x07Surface\x12\x17\n\x13SURFACE_UNSPECIFIED\x10\x00\x12\x17\n\x13SURFACE_HOME_RANKED\x10\x01\x12\x1a\n\x16SURFACE_HOME_FOLLOWING\x10\x02\x12\x12\n\x0eSURFACE_TRENDS\x10\x03*\x95\x01\n\x0c\x46\x65\x65\x64\x62\x61\x63kKind\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_UNSPECIFIED\x10\x00\x12 \n\x1c\x46\x45\x45\x44\x42\x41\x43K_KIND_NOT_INTERESTED\x10\x01\x12\'\n#FEEDBACK_KIND_SHOW_LESS_FROM_AUTHOR\x10\x02\x12\x1b\n\x17\x46\x45\x45\x44\x42\x41\x43K_KIND_SHOW_MORE\x10\x03*X\n\x0bTrendWindow\x12\x1c\n\x18TREND_WINDOW_UNSPECIFIED\x10\x00\x12\x15\n\x11TREND_WINDOW_HOUR\x10\x01\x12\x14\n\x10TREND_WINDOW_DAY\x10\x02\x32\xc5\x05\n\x0b\x46\x65\x65\x64Service\x12p\n\x0bGetHomeFeed\x12&.socialmesh.feed.v1.GetHomeFeedRequest\x1a\'.socialmesh.feed.v1.GetHomeFeedResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/feed\x12\x97\x01\n\x11RecordImpressions\x12,.socialmesh.feed.v1.RecordImpressionsRequest\x1a-.socialmesh.feed.v1.RecordImpressionsResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/feed:recordImpressions:\x01*\x12\x8b\x01\n\x0eSubmitFeedback\x12).socialmesh.feed.v1.SubmitFeedbackRequest\x1a*.socialmesh.feed.v1.SubmitFeedbackResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/feed:submitFeedback:\x01*\x12\x8a\x01\n\x10ListTrendingTags\x12+.socialmesh.feed.v1.ListTrendingTagsRequest\x1a,.socialmesh.feed.v1.ListTrendingTagsResponse\"\x1b\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/trends/tags\x12\x8e\x01\n\x11ListTrendingPosts\x12,.socialmesh.feed.v1.ListTrendingPostsRequest\x1a-.socialmesh.feed.v1.ListTrendingPostsResponse\"\x1c\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/trends/postsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,38 +40,64 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_IMPRESSION'].fields_by_name['impression_id']._loaded_options = None
   _globals['_IMPRESSION'].fields_by_name['impression_id']._serialized_options = b'\342A\001\002'
+  _globals['_IMPRESSION'].fields_by_name['tracking_token']._loaded_options = None
+  _globals['_IMPRESSION'].fields_by_name['tracking_token']._serialized_options = b'\342A\001\002'
   _globals['_IMPRESSION'].fields_by_name['post_id']._loaded_options = None
   _globals['_IMPRESSION'].fields_by_name['post_id']._serialized_options = b'\342A\001\002'
   _globals['_RECORDIMPRESSIONSREQUEST'].fields_by_name['impressions']._loaded_options = None
   _globals['_RECORDIMPRESSIONSREQUEST'].fields_by_name['impressions']._serialized_options = b'\342A\001\002'
+  _globals['_SUBMITFEEDBACKREQUEST'].fields_by_name['post_id']._loaded_options = None
+  _globals['_SUBMITFEEDBACKREQUEST'].fields_by_name['post_id']._serialized_options = b'\342A\001\002'
+  _globals['_SUBMITFEEDBACKREQUEST'].fields_by_name['kind']._loaded_options = None
+  _globals['_SUBMITFEEDBACKREQUEST'].fields_by_name['kind']._serialized_options = b'\342A\001\002'
+  _globals['_SUBMITFEEDBACKREQUEST'].fields_by_name['tracking_token']._loaded_options = None
+  _globals['_SUBMITFEEDBACKREQUEST'].fields_by_name['tracking_token']._serialized_options = b'\342A\001\001'
   _globals['_FEEDSERVICE'].methods_by_name['GetHomeFeed']._loaded_options = None
   _globals['_FEEDSERVICE'].methods_by_name['GetHomeFeed']._serialized_options = b'\202\323\344\223\002\n\022\010/v1/feed'
   _globals['_FEEDSERVICE'].methods_by_name['RecordImpressions']._loaded_options = None
   _globals['_FEEDSERVICE'].methods_by_name['RecordImpressions']._serialized_options = b'\202\323\344\223\002\037\"\032/v1/feed:recordImpressions:\001*'
-  _globals['_FEEDSERVICE'].methods_by_name['GetTrending']._loaded_options = None
-  _globals['_FEEDSERVICE'].methods_by_name['GetTrending']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/trending'
-  _globals['_FEEDREASON']._serialized_start=1083
-  _globals['_FEEDREASON']._serialized_end=1243
-  _globals['_IMPRESSIONACTION']._serialized_start=1246
-  _globals['_IMPRESSIONACTION']._serialized_end=1418
-  _globals['_FEEDITEM']._serialized_start=213
-  _globals['_FEEDITEM']._serialized_end=377
-  _globals['_GETHOMEFEEDREQUEST']._serialized_start=379
-  _globals['_GETHOMEFEEDREQUEST']._serialized_end=438
-  _globals['_GETHOMEFEEDRESPONSE']._serialized_start=440
-  _globals['_GETHOMEFEEDRESPONSE']._serialized_end=531
-  _globals['_IMPRESSION']._serialized_start=534
-  _globals['_IMPRESSION']._serialized_end=762
-  _globals['_RECORDIMPRESSIONSREQUEST']._serialized_start=764
-  _globals['_RECORDIMPRESSIONSREQUEST']._serialized_end=849
-  _globals['_RECORDIMPRESSIONSRESPONSE']._serialized_start=851
-  _globals['_RECORDIMPRESSIONSRESPONSE']._serialized_end=902
-  _globals['_GETTRENDINGREQUEST']._serialized_start=904
-  _globals['_GETTRENDINGREQUEST']._serialized_end=943
-  _globals['_TRENDINGTAG']._serialized_start=945
-  _globals['_TRENDINGTAG']._serialized_end=1010
-  _globals['_GETTRENDINGRESPONSE']._serialized_start=1012
-  _globals['_GETTRENDINGRESPONSE']._serialized_end=1080
-  _globals['_FEEDSERVICE']._serialized_start=1421
-  _globals['_FEEDSERVICE']._serialized_end=1820
+  _globals['_FEEDSERVICE'].methods_by_name['SubmitFeedback']._loaded_options = None
+  _globals['_FEEDSERVICE'].methods_by_name['SubmitFeedback']._serialized_options = b'\202\323\344\223\002\034\"\027/v1/feed:submitFeedback:\001*'
+  _globals['_FEEDSERVICE'].methods_by_name['ListTrendingTags']._loaded_options = None
+  _globals['_FEEDSERVICE'].methods_by_name['ListTrendingTags']._serialized_options = b'\210\265\030\001\202\323\344\223\002\021\022\017/v1/trends/tags'
+  _globals['_FEEDSERVICE'].methods_by_name['ListTrendingPosts']._loaded_options = None
+  _globals['_FEEDSERVICE'].methods_by_name['ListTrendingPosts']._serialized_options = b'\210\265\030\001\202\323\344\223\002\022\022\020/v1/trends/posts'
+  _globals['_FEEDKIND']._serialized_start=1840
+  _globals['_FEEDKIND']._serialized_end=1924
+  _globals['_FEEDREASON']._serialized_start=1926
+  _globals['_FEEDREASON']._serialized_end=2031
+  _globals['_SURFACE']._serialized_start=2033
+  _globals['_SURFACE']._serialized_end=2140
+  _globals['_FEEDBACKKIND']._serialized_start=2143
+  _globals['_FEEDBACKKIND']._serialized_end=2292
+  _globals['_TRENDWINDOW']._serialized_start=2294
+  _globals['_TRENDWINDOW']._serialized_end=2382
+  _globals['_FEEDITEM']._serialized_start=275
+  _globals['_FEEDITEM']._serialized_end=401
+  _globals['_GETHOMEFEEDREQUEST']._serialized_start=403
+  _globals['_GETHOMEFEEDREQUEST']._serialized_end=506
+  _globals['_GETHOMEFEEDRESPONSE']._serialized_start=509
+  _globals['_GETHOMEFEEDRESPONSE']._serialized_end=795
+  _globals['_IMPRESSION']._serialized_start=798
+  _globals['_IMPRESSION']._serialized_end=1048
+  _globals['_RECORDIMPRESSIONSREQUEST']._serialized_start=1050
+  _globals['_RECORDIMPRESSIONSREQUEST']._serialized_end=1135
+  _globals['_RECORDIMPRESSIONSRESPONSE']._serialized_start=1137
+  _globals['_RECORDIMPRESSIONSRESPONSE']._serialized_end=1188
+  _globals['_SUBMITFEEDBACKREQUEST']._serialized_start=1191
+  _globals['_SUBMITFEEDBACKREQUEST']._serialized_end=1321
+  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_start=1323
+  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_end=1365
+  _globals['_LISTTRENDINGTAGSREQUEST']._serialized_start=1367
+  _globals['_LISTTRENDINGTAGSREQUEST']._serialized_end=1480
+  _globals['_TRENDINGTAG']._serialized_start=1482
+  _globals['_TRENDINGTAG']._serialized_end=1527
+  _globals['_LISTTRENDINGTAGSRESPONSE']._serialized_start=1529
+  _globals['_LISTTRENDINGTAGSRESPONSE']._serialized_end=1627
+  _globals['_LISTTRENDINGPOSTSREQUEST']._serialized_start=1629
+  _globals['_LISTTRENDINGPOSTSREQUEST']._serialized_end=1743
+  _globals['_LISTTRENDINGPOSTSRESPONSE']._serialized_start=1745
+  _globals['_LISTTRENDINGPOSTSRESPONSE']._serialized_end=1838
+  _globals['_FEEDSERVICE']._serialized_start=2385
+  _globals['_FEEDSERVICE']._serialized_end=3094
 # @@protoc_insertion_point(module_scope)

@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from socialmesh.post.v1 import post_pb2 as _post_pb2
+from socialmesh.user.v1 import user_pb2 as _user_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -21,6 +22,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _FeedKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FeedKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FEED_KIND_UNSPECIFIED: _FeedKind.ValueType  # 0
+    """Not set: RANKED."""
+    FEED_KIND_RANKED: _FeedKind.ValueType  # 1
+    """"For you": followed posts, scored (recency, engagement, the viewer's
+    affinity to the author, the viewer's feedback).
+    """
+    FEED_KIND_FOLLOWING: _FeedKind.ValueType  # 2
+    """"Following": followed accounts' posts and reposts, newest first."""
+
+class FeedKind(_FeedKind, metaclass=_FeedKindEnumTypeWrapper):
+    """Which home feed tab."""
+
+FEED_KIND_UNSPECIFIED: FeedKind.ValueType  # 0
+"""Not set: RANKED."""
+FEED_KIND_RANKED: FeedKind.ValueType  # 1
+""""For you": followed posts, scored (recency, engagement, the viewer's
+affinity to the author, the viewer's feedback).
+"""
+FEED_KIND_FOLLOWING: FeedKind.ValueType  # 2
+""""Following": followed accounts' posts and reposts, newest first."""
+Global___FeedKind: _TypeAlias = FeedKind  # noqa: Y015
 
 class _FeedReason:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -34,10 +63,6 @@ class _FeedReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedReason
     """Posted by an account the caller follows."""
     FEED_REASON_SHARED_BY_FOLLOWING: _FeedReason.ValueType  # 2
     """Reposted by an account the caller follows."""
-    FEED_REASON_RECOMMENDED: _FeedReason.ValueType  # 3
-    """Recommended: popular with accounts similar to the caller."""
-    FEED_REASON_TRENDING: _FeedReason.ValueType  # 4
-    """Recommended: trending right now."""
 
 class FeedReason(_FeedReason, metaclass=_FeedReasonEnumTypeWrapper):
     """Why an item is in the feed."""
@@ -48,79 +73,125 @@ FEED_REASON_FOLLOWING: FeedReason.ValueType  # 1
 """Posted by an account the caller follows."""
 FEED_REASON_SHARED_BY_FOLLOWING: FeedReason.ValueType  # 2
 """Reposted by an account the caller follows."""
-FEED_REASON_RECOMMENDED: FeedReason.ValueType  # 3
-"""Recommended: popular with accounts similar to the caller."""
-FEED_REASON_TRENDING: FeedReason.ValueType  # 4
-"""Recommended: trending right now."""
 Global___FeedReason: _TypeAlias = FeedReason  # noqa: Y015
 
-class _ImpressionAction:
+class _Surface:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _ImpressionActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ImpressionAction.ValueType], _builtins.type):
+class _SurfaceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Surface.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    IMPRESSION_ACTION_UNSPECIFIED: _ImpressionAction.ValueType  # 0
-    """Only displayed."""
-    IMPRESSION_ACTION_OPENED: _ImpressionAction.ValueType  # 1
-    """Opened the post."""
-    IMPRESSION_ACTION_LIKED: _ImpressionAction.ValueType  # 2
-    """Liked it from the feed."""
-    IMPRESSION_ACTION_SHARED: _ImpressionAction.ValueType  # 3
-    """Shared it from the feed."""
-    IMPRESSION_ACTION_HIDDEN: _ImpressionAction.ValueType  # 4
-    """Asked to see less of it."""
+    SURFACE_UNSPECIFIED: _Surface.ValueType  # 0
+    """Not set."""
+    SURFACE_HOME_RANKED: _Surface.ValueType  # 1
+    """The RANKED home tab."""
+    SURFACE_HOME_FOLLOWING: _Surface.ValueType  # 2
+    """The FOLLOWING home tab."""
+    SURFACE_TRENDS: _Surface.ValueType  # 3
+    """A trends list."""
 
-class ImpressionAction(_ImpressionAction, metaclass=_ImpressionActionEnumTypeWrapper):
-    """What the user did with a displayed item."""
+class Surface(_Surface, metaclass=_SurfaceEnumTypeWrapper):
+    """Where the client displayed an item."""
 
-IMPRESSION_ACTION_UNSPECIFIED: ImpressionAction.ValueType  # 0
-"""Only displayed."""
-IMPRESSION_ACTION_OPENED: ImpressionAction.ValueType  # 1
-"""Opened the post."""
-IMPRESSION_ACTION_LIKED: ImpressionAction.ValueType  # 2
-"""Liked it from the feed."""
-IMPRESSION_ACTION_SHARED: ImpressionAction.ValueType  # 3
-"""Shared it from the feed."""
-IMPRESSION_ACTION_HIDDEN: ImpressionAction.ValueType  # 4
-"""Asked to see less of it."""
-Global___ImpressionAction: _TypeAlias = ImpressionAction  # noqa: Y015
+SURFACE_UNSPECIFIED: Surface.ValueType  # 0
+"""Not set."""
+SURFACE_HOME_RANKED: Surface.ValueType  # 1
+"""The RANKED home tab."""
+SURFACE_HOME_FOLLOWING: Surface.ValueType  # 2
+"""The FOLLOWING home tab."""
+SURFACE_TRENDS: Surface.ValueType  # 3
+"""A trends list."""
+Global___Surface: _TypeAlias = Surface  # noqa: Y015
+
+class _FeedbackKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FeedbackKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedbackKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FEEDBACK_KIND_UNSPECIFIED: _FeedbackKind.ValueType  # 0
+    """Not set (invalid)."""
+    FEEDBACK_KIND_NOT_INTERESTED: _FeedbackKind.ValueType  # 1
+    """Hide this post from the caller's feeds."""
+    FEEDBACK_KIND_SHOW_LESS_FROM_AUTHOR: _FeedbackKind.ValueType  # 2
+    """Rank this post's author lower for the caller (RANKED drops the author
+    from the rest of the current session).
+    """
+    FEEDBACK_KIND_SHOW_MORE: _FeedbackKind.ValueType  # 3
+    """Rank this post's author higher for the caller."""
+
+class FeedbackKind(_FeedbackKind, metaclass=_FeedbackKindEnumTypeWrapper):
+    """What the user told us about an item."""
+
+FEEDBACK_KIND_UNSPECIFIED: FeedbackKind.ValueType  # 0
+"""Not set (invalid)."""
+FEEDBACK_KIND_NOT_INTERESTED: FeedbackKind.ValueType  # 1
+"""Hide this post from the caller's feeds."""
+FEEDBACK_KIND_SHOW_LESS_FROM_AUTHOR: FeedbackKind.ValueType  # 2
+"""Rank this post's author lower for the caller (RANKED drops the author
+from the rest of the current session).
+"""
+FEEDBACK_KIND_SHOW_MORE: FeedbackKind.ValueType  # 3
+"""Rank this post's author higher for the caller."""
+Global___FeedbackKind: _TypeAlias = FeedbackKind  # noqa: Y015
+
+class _TrendWindow:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TrendWindowEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TrendWindow.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TREND_WINDOW_UNSPECIFIED: _TrendWindow.ValueType  # 0
+    """Not set: TREND_WINDOW_DAY."""
+    TREND_WINDOW_HOUR: _TrendWindow.ValueType  # 1
+    """About the last hour (the previous hour fades out linearly)."""
+    TREND_WINDOW_DAY: _TrendWindow.ValueType  # 2
+    """The last 24 hours, older hours decayed (half-life 6 hours)."""
+
+class TrendWindow(_TrendWindow, metaclass=_TrendWindowEnumTypeWrapper):
+    """A time window for trends."""
+
+TREND_WINDOW_UNSPECIFIED: TrendWindow.ValueType  # 0
+"""Not set: TREND_WINDOW_DAY."""
+TREND_WINDOW_HOUR: TrendWindow.ValueType  # 1
+"""About the last hour (the previous hour fades out linearly)."""
+TREND_WINDOW_DAY: TrendWindow.ValueType  # 2
+"""The last 24 hours, older hours decayed (half-life 6 hours)."""
+Global___TrendWindow: _TypeAlias = TrendWindow  # noqa: Y015
 
 @_typing.final
 class FeedItem(_message.Message):
-    """One ranked entry of the home feed."""
+    """One entry of the home feed; its post and author are side-loaded in the
+    response.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    POST_FIELD_NUMBER: _builtins.int
+    POST_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
-    SCORE_FIELD_NUMBER: _builtins.int
     SHARED_BY_USER_ID_FIELD_NUMBER: _builtins.int
-    EXPERIMENT_ARM_FIELD_NUMBER: _builtins.int
+    TRACKING_TOKEN_FIELD_NUMBER: _builtins.int
+    post_id: _builtins.int
+    """The post (see GetHomeFeedResponse.posts)."""
     reason: Global___FeedReason.ValueType
     """Why it is here."""
-    score: _builtins.float
-    """Ranking score (higher first); comparable only within one response."""
     shared_by_user_id: _builtins.int
     """For FEED_REASON_SHARED_BY_FOLLOWING: who reposted it."""
-    experiment_arm: _builtins.str
-    """Experiment arm that ranked this item, for analytics."""
-    @_builtins.property
-    def post(self) -> _post_pb2.Post:
-        """The post, hydrated as the caller may see it."""
-
+    tracking_token: _builtins.str
+    """Opaque, signed token to echo back in impressions and feedback; ranking
+    internals (position, score, experiment arm) stay server-side.
+    """
     def __init__(
         self,
         *,
-        post: _post_pb2.Post | None = ...,
+        post_id: _builtins.int = ...,
         reason: Global___FeedReason.ValueType = ...,
-        score: _builtins.float = ...,
         shared_by_user_id: _builtins.int = ...,
-        experiment_arm: _builtins.str = ...,
+        tracking_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["post", b"post"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_arm", b"experiment_arm", "post", b"post", "reason", b"reason", "score", b"score", "shared_by_user_id", b"shared_by_user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["post_id", b"post_id", "reason", b"reason", "shared_by_user_id", b"shared_by_user_id", "tracking_token", b"tracking_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -132,21 +203,27 @@ class GetHomeFeedRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    KIND_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    kind: Global___FeedKind.ValueType
+    """Which tab; unset means RANKED."""
     page_size: _builtins.int
     """Maximum items to return: default 20, at most 100."""
     page_token: _builtins.str
-    """next_page_token of the previous page; empty for the top of the feed."""
+    """next_page_token (older) or newer_page_token (newer) of a previous page of
+    the same kind; empty for the top of the feed.
+    """
     def __init__(
         self,
         *,
+        kind: Global___FeedKind.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -154,27 +231,63 @@ Global___GetHomeFeedRequest: _TypeAlias = GetHomeFeedRequest  # noqa: Y015
 
 @_typing.final
 class GetHomeFeedResponse(_message.Message):
-    """Feed items, best first."""
+    """Feed items with everything needed to render them."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEMS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    NEWER_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    NEW_ITEM_COUNT_FIELD_NUMBER: _builtins.int
+    PARTIAL_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    POSTS_FIELD_NUMBER: _builtins.int
+    AUTHORS_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
-    """Token for the next page; empty when the feed is exhausted."""
+    """Token for older items; empty when there are none (and on a page fetched
+    with a newer_page_token, whose older items the client already has).
+    """
+    newer_page_token: _builtins.str
+    """Token for items that arrived above this page; always set."""
+    new_item_count: _builtins.int
+    """How many items arrived above the top of the first page of this session
+    (the "N new posts" pill); 0 on a first page.
+    """
+    partial: _builtins.bool
+    """True while the caller's timeline is being rebuilt (a returning user):
+    items may be missing; ask again shortly.
+    """
+    kind: Global___FeedKind.ValueType
+    """The tab actually served: FOLLOWING when RANKED was asked for but ranking
+    failed or timed out.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeedItem]:
-        """The items on this page."""
+        """The items on this page, newest (FOLLOWING) or best (RANKED) first."""
+
+    @_builtins.property
+    def posts(self) -> _containers.RepeatedCompositeFieldContainer[_post_pb2.Post]:
+        """The items' posts, hydrated as the caller may see them."""
+
+    @_builtins.property
+    def authors(self) -> _containers.RepeatedCompositeFieldContainer[_user_pb2.User]:
+        """Cards of the posts' authors and reposters."""
 
     def __init__(
         self,
         *,
         items: _abc.Iterable[Global___FeedItem] | None = ...,
         next_page_token: _builtins.str = ...,
+        newer_page_token: _builtins.str = ...,
+        new_item_count: _builtins.int = ...,
+        partial: _builtins.bool = ...,
+        kind: Global___FeedKind.ValueType = ...,
+        posts: _abc.Iterable[_post_pb2.Post] | None = ...,
+        authors: _abc.Iterable[_user_pb2.User] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authors", b"authors", "items", b"items", "kind", b"kind", "new_item_count", b"new_item_count", "newer_page_token", b"newer_page_token", "next_page_token", b"next_page_token", "partial", b"partial", "posts", b"posts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -187,19 +300,22 @@ class Impression(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     IMPRESSION_ID_FIELD_NUMBER: _builtins.int
+    TRACKING_TOKEN_FIELD_NUMBER: _builtins.int
     POST_ID_FIELD_NUMBER: _builtins.int
+    SURFACE_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     DWELL_FIELD_NUMBER: _builtins.int
-    ACTION_FIELD_NUMBER: _builtins.int
     DISPLAY_TIME_FIELD_NUMBER: _builtins.int
     impression_id: _builtins.str
     """Client-generated id that makes re-sending the same impression harmless."""
+    tracking_token: _builtins.str
+    """The item's tracking_token, as served."""
     post_id: _builtins.int
-    """The post displayed."""
+    """The post displayed; must match the tracking token."""
+    surface: Global___Surface.ValueType
+    """Where it was displayed."""
     position: _builtins.int
-    """Position in the feed (0 = top)."""
-    action: Global___ImpressionAction.ValueType
-    """What the user did with it."""
+    """Position on screen (0 = top), as the client laid it out."""
     @_builtins.property
     def dwell(self) -> _duration_pb2.Duration:
         """How long it was on screen."""
@@ -212,15 +328,16 @@ class Impression(_message.Message):
         self,
         *,
         impression_id: _builtins.str = ...,
+        tracking_token: _builtins.str = ...,
         post_id: _builtins.int = ...,
+        surface: Global___Surface.ValueType = ...,
         position: _builtins.int = ...,
         dwell: _duration_pb2.Duration | None = ...,
-        action: Global___ImpressionAction.ValueType = ...,
         display_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["display_time", b"display_time", "dwell", b"dwell"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "display_time", b"display_time", "dwell", b"dwell", "impression_id", b"impression_id", "position", b"position", "post_id", b"post_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_time", b"display_time", "dwell", b"dwell", "impression_id", b"impression_id", "position", b"position", "post_id", b"post_id", "surface", b"surface", "tracking_token", b"tracking_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -273,26 +390,86 @@ class RecordImpressionsResponse(_message.Message):
 Global___RecordImpressionsResponse: _TypeAlias = RecordImpressionsResponse  # noqa: Y015
 
 @_typing.final
-class GetTrendingRequest(_message.Message):
-    """Which trending list."""
+class SubmitFeedbackRequest(_message.Message):
+    """Feedback on one post."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    PAGE_SIZE_FIELD_NUMBER: _builtins.int
-    page_size: _builtins.int
-    """Maximum hashtags to return: default 10, at most 50."""
+    POST_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TRACKING_TOKEN_FIELD_NUMBER: _builtins.int
+    post_id: _builtins.int
+    """The post; the caller must be able to see it."""
+    kind: Global___FeedbackKind.ValueType
+    """What the user said."""
+    tracking_token: _builtins.str
+    """The item's tracking_token, if the feedback came from a feed item."""
     def __init__(
         self,
         *,
-        page_size: _builtins.int = ...,
+        post_id: _builtins.int = ...,
+        kind: Global___FeedbackKind.ValueType = ...,
+        tracking_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "post_id", b"post_id", "tracking_token", b"tracking_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetTrendingRequest: _TypeAlias = GetTrendingRequest  # noqa: Y015
+Global___SubmitFeedbackRequest: _TypeAlias = SubmitFeedbackRequest  # noqa: Y015
+
+@_typing.final
+class SubmitFeedbackResponse(_message.Message):
+    """Feedback recorded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDED_FIELD_NUMBER: _builtins.int
+    recorded: _builtins.bool
+    """False if the same feedback was given before (nothing changed)."""
+    def __init__(
+        self,
+        *,
+        recorded: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recorded", b"recorded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitFeedbackResponse: _TypeAlias = SubmitFeedbackResponse  # noqa: Y015
+
+@_typing.final
+class ListTrendingTagsRequest(_message.Message):
+    """A page of trending hashtags."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    window: Global___TrendWindow.ValueType
+    """The window; unset means a day."""
+    page_size: _builtins.int
+    """Maximum hashtags to return: default 10, at most 50."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        window: Global___TrendWindow.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTrendingTagsRequest: _TypeAlias = ListTrendingTagsRequest  # noqa: Y015
 
 @_typing.final
 class TrendingTag(_message.Message):
@@ -302,48 +479,106 @@ class TrendingTag(_message.Message):
 
     HASHTAG_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
-    POST_COUNT_FIELD_NUMBER: _builtins.int
     hashtag: _builtins.str
     """The hashtag, lower-cased, without '#'."""
     score: _builtins.float
-    """Engagement-weighted score over the recent window."""
-    post_count: _builtins.int
-    """Posts using it in the window."""
+    """Time-decayed uses in public posts over the window."""
     def __init__(
         self,
         *,
         hashtag: _builtins.str = ...,
         score: _builtins.float = ...,
-        post_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hashtag", b"hashtag", "post_count", b"post_count", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hashtag", b"hashtag", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrendingTag: _TypeAlias = TrendingTag  # noqa: Y015
 
 @_typing.final
-class GetTrendingResponse(_message.Message):
+class ListTrendingTagsResponse(_message.Message):
     """Trending hashtags, hottest first."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TAGS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrendingTag]:
-        """The hashtags."""
+        """The hashtags on this page."""
 
     def __init__(
         self,
         *,
         tags: _abc.Iterable[Global___TrendingTag] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetTrendingResponse: _TypeAlias = GetTrendingResponse  # noqa: Y015
+Global___ListTrendingTagsResponse: _TypeAlias = ListTrendingTagsResponse  # noqa: Y015
+
+@_typing.final
+class ListTrendingPostsRequest(_message.Message):
+    """A page of trending posts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    window: Global___TrendWindow.ValueType
+    """The window; unset means a day."""
+    page_size: _builtins.int
+    """Maximum posts to return: default 20, at most 100."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        window: Global___TrendWindow.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTrendingPostsRequest: _TypeAlias = ListTrendingPostsRequest  # noqa: Y015
+
+@_typing.final
+class ListTrendingPostsResponse(_message.Message):
+    """Trending posts, hottest first, as the caller may see them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def posts(self) -> _containers.RepeatedCompositeFieldContainer[_post_pb2.Post]:
+        """The posts on this page (the caller may see every one)."""
+
+    def __init__(
+        self,
+        *,
+        posts: _abc.Iterable[_post_pb2.Post] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "posts", b"posts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTrendingPostsResponse: _TypeAlias = ListTrendingPostsResponse  # noqa: Y015

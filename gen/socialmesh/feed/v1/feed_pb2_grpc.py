@@ -26,9 +26,14 @@ if _version_not_supported:
 
 
 class FeedServiceStub:
-    """FeedService serves the hybrid ranked home timeline (posts of followed
-    accounts fanned out into Redis, mixed with recommendations), records what
-    the client showed, and computes trending hashtags.
+    """FeedService serves the home feed in two tabs: FOLLOWING (reverse
+    chronological, from followed accounts and their reposts, fanned out into
+    capped Redis timelines with celebrity posts merged at read time) and RANKED
+    ("For you", scored; FOLLOWING is its fallback). It records what clients
+    showed and what users asked to see less of, and computes trends. Every post
+    is re-checked against the viewer at read time: what the viewer may not see
+    (FOLLOWERS posts of accounts they do not follow, private accounts, blocks,
+    deleted posts) never appears in any list.
     """
 
     def __init__(self, channel):
@@ -47,37 +52,73 @@ class FeedServiceStub:
                 request_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.RecordImpressionsRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.RecordImpressionsResponse.FromString,
                 _registered_method=True)
-        self.GetTrending = channel.unary_unary(
-                '/socialmesh.feed.v1.FeedService/GetTrending',
-                request_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.GetTrendingRequest.SerializeToString,
-                response_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.GetTrendingResponse.FromString,
+        self.SubmitFeedback = channel.unary_unary(
+                '/socialmesh.feed.v1.FeedService/SubmitFeedback',
+                request_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.SubmitFeedbackRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.SubmitFeedbackResponse.FromString,
+                _registered_method=True)
+        self.ListTrendingTags = channel.unary_unary(
+                '/socialmesh.feed.v1.FeedService/ListTrendingTags',
+                request_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingTagsRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingTagsResponse.FromString,
+                _registered_method=True)
+        self.ListTrendingPosts = channel.unary_unary(
+                '/socialmesh.feed.v1.FeedService/ListTrendingPosts',
+                request_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingPostsRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingPostsResponse.FromString,
                 _registered_method=True)
 
 
 class FeedServiceServicer:
-    """FeedService serves the hybrid ranked home timeline (posts of followed
-    accounts fanned out into Redis, mixed with recommendations), records what
-    the client showed, and computes trending hashtags.
+    """FeedService serves the home feed in two tabs: FOLLOWING (reverse
+    chronological, from followed accounts and their reposts, fanned out into
+    capped Redis timelines with celebrity posts merged at read time) and RANKED
+    ("For you", scored; FOLLOWING is its fallback). It records what clients
+    showed and what users asked to see less of, and computes trends. Every post
+    is re-checked against the viewer at read time: what the viewer may not see
+    (FOLLOWERS posts of accounts they do not follow, private accounts, blocks,
+    deleted posts) never appears in any list.
     """
 
     def GetHomeFeed(self, request, context):
-        """The caller's home feed, best first. The page token is an opaque cursor
-        that stays stable while new posts arrive (they show up on refresh).
+        """The caller's home feed, one page. Cursors go both ways: `next_page_token`
+        continues towards older items, `newer_page_token` fetches what arrived
+        above the page (refresh without repeats). Pages neither repeat nor skip
+        while new posts arrive.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RecordImpressions(self, request, context):
-        """Records which feed items the client displayed and how the user reacted;
-        feeds ranking, experiments and analytics. Idempotent per impression_id.
+        """Records which feed items the client displayed. Idempotent per
+        (caller, impression_id). Engagement (likes, shares) is taken from post
+        events, not from here.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetTrending(self, request, context):
-        """Hashtags gaining the most engagement recently. Public.
+    def SubmitFeedback(self, request, context):
+        """Negative or positive feedback on a feed item; durable and effective from
+        the caller's next page. Idempotent per (caller, post, kind).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrendingTags(self, request, context):
+        """Hashtags used most in public posts over a window, time-decayed, hottest
+        first (AIP-158 pages). Needs no account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrendingPosts(self, request, context):
+        """Posts gaining the most engagement (likes, shares, comments) over a
+        window, time-decayed, hottest first, as the caller may see them (AIP-158
+        pages). Needs no account.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,10 +137,20 @@ def add_FeedServiceServicer_to_server(servicer, server):
                     request_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.RecordImpressionsRequest.FromString,
                     response_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.RecordImpressionsResponse.SerializeToString,
             ),
-            'GetTrending': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetTrending,
-                    request_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.GetTrendingRequest.FromString,
-                    response_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.GetTrendingResponse.SerializeToString,
+            'SubmitFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitFeedback,
+                    request_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.SubmitFeedbackRequest.FromString,
+                    response_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.SubmitFeedbackResponse.SerializeToString,
+            ),
+            'ListTrendingTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrendingTags,
+                    request_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingTagsRequest.FromString,
+                    response_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingTagsResponse.SerializeToString,
+            ),
+            'ListTrendingPosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrendingPosts,
+                    request_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingPostsRequest.FromString,
+                    response_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingPostsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -110,9 +161,14 @@ def add_FeedServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class FeedService:
-    """FeedService serves the hybrid ranked home timeline (posts of followed
-    accounts fanned out into Redis, mixed with recommendations), records what
-    the client showed, and computes trending hashtags.
+    """FeedService serves the home feed in two tabs: FOLLOWING (reverse
+    chronological, from followed accounts and their reposts, fanned out into
+    capped Redis timelines with celebrity posts merged at read time) and RANKED
+    ("For you", scored; FOLLOWING is its fallback). It records what clients
+    showed and what users asked to see less of, and computes trends. Every post
+    is re-checked against the viewer at read time: what the viewer may not see
+    (FOLLOWERS posts of accounts they do not follow, private accounts, blocks,
+    deleted posts) never appears in any list.
     """
 
     @staticmethod
@@ -170,7 +226,7 @@ class FeedService:
             _registered_method=True)
 
     @staticmethod
-    def GetTrending(request,
+    def SubmitFeedback(request,
             target,
             options=(),
             channel_credentials=None,
@@ -183,9 +239,63 @@ class FeedService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/socialmesh.feed.v1.FeedService/GetTrending',
-            socialmesh_dot_feed_dot_v1_dot_feed__pb2.GetTrendingRequest.SerializeToString,
-            socialmesh_dot_feed_dot_v1_dot_feed__pb2.GetTrendingResponse.FromString,
+            '/socialmesh.feed.v1.FeedService/SubmitFeedback',
+            socialmesh_dot_feed_dot_v1_dot_feed__pb2.SubmitFeedbackRequest.SerializeToString,
+            socialmesh_dot_feed_dot_v1_dot_feed__pb2.SubmitFeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrendingTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.feed.v1.FeedService/ListTrendingTags',
+            socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingTagsRequest.SerializeToString,
+            socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingTagsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrendingPosts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.feed.v1.FeedService/ListTrendingPosts',
+            socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingPostsRequest.SerializeToString,
+            socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingPostsResponse.FromString,
             options,
             channel_credentials,
             insecure,

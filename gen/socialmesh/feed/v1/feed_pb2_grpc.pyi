@@ -27,9 +27,14 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class FeedServiceStub:
-    """FeedService serves the hybrid ranked home timeline (posts of followed
-    accounts fanned out into Redis, mixed with recommendations), records what
-    the client showed, and computes trending hashtags.
+    """FeedService serves the home feed in two tabs: FOLLOWING (reverse
+    chronological, from followed accounts and their reposts, fanned out into
+    capped Redis timelines with celebrity posts merged at read time) and RANKED
+    ("For you", scored; FOLLOWING is its fallback). It records what clients
+    showed and what users asked to see less of, and computes trends. Every post
+    is re-checked against the viewer at read time: what the viewer may not see
+    (FOLLOWERS posts of accounts they do not follow, private accounts, blocks,
+    deleted posts) never appears in any list.
     """
 
     @_typing.overload
@@ -37,39 +42,77 @@ class FeedServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FeedServiceAsyncStub: ...
     GetHomeFeed: _grpc.UnaryUnaryMultiCallable[_feed_pb2.GetHomeFeedRequest, _feed_pb2.GetHomeFeedResponse]
-    """The caller's home feed, best first. The page token is an opaque cursor
-    that stays stable while new posts arrive (they show up on refresh).
+    """The caller's home feed, one page. Cursors go both ways: `next_page_token`
+    continues towards older items, `newer_page_token` fetches what arrived
+    above the page (refresh without repeats). Pages neither repeat nor skip
+    while new posts arrive.
     """
     RecordImpressions: _grpc.UnaryUnaryMultiCallable[_feed_pb2.RecordImpressionsRequest, _feed_pb2.RecordImpressionsResponse]
-    """Records which feed items the client displayed and how the user reacted;
-    feeds ranking, experiments and analytics. Idempotent per impression_id.
+    """Records which feed items the client displayed. Idempotent per
+    (caller, impression_id). Engagement (likes, shares) is taken from post
+    events, not from here.
     """
-    GetTrending: _grpc.UnaryUnaryMultiCallable[_feed_pb2.GetTrendingRequest, _feed_pb2.GetTrendingResponse]
-    """Hashtags gaining the most engagement recently. Public."""
+    SubmitFeedback: _grpc.UnaryUnaryMultiCallable[_feed_pb2.SubmitFeedbackRequest, _feed_pb2.SubmitFeedbackResponse]
+    """Negative or positive feedback on a feed item; durable and effective from
+    the caller's next page. Idempotent per (caller, post, kind).
+    """
+    ListTrendingTags: _grpc.UnaryUnaryMultiCallable[_feed_pb2.ListTrendingTagsRequest, _feed_pb2.ListTrendingTagsResponse]
+    """Hashtags used most in public posts over a window, time-decayed, hottest
+    first (AIP-158 pages). Needs no account.
+    """
+    ListTrendingPosts: _grpc.UnaryUnaryMultiCallable[_feed_pb2.ListTrendingPostsRequest, _feed_pb2.ListTrendingPostsResponse]
+    """Posts gaining the most engagement (likes, shares, comments) over a
+    window, time-decayed, hottest first, as the caller may see them (AIP-158
+    pages). Needs no account.
+    """
 
 @_typing.type_check_only
 class FeedServiceAsyncStub(FeedServiceStub):
-    """FeedService serves the hybrid ranked home timeline (posts of followed
-    accounts fanned out into Redis, mixed with recommendations), records what
-    the client showed, and computes trending hashtags.
+    """FeedService serves the home feed in two tabs: FOLLOWING (reverse
+    chronological, from followed accounts and their reposts, fanned out into
+    capped Redis timelines with celebrity posts merged at read time) and RANKED
+    ("For you", scored; FOLLOWING is its fallback). It records what clients
+    showed and what users asked to see less of, and computes trends. Every post
+    is re-checked against the viewer at read time: what the viewer may not see
+    (FOLLOWERS posts of accounts they do not follow, private accounts, blocks,
+    deleted posts) never appears in any list.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetHomeFeed: _aio.UnaryUnaryMultiCallable[_feed_pb2.GetHomeFeedRequest, _feed_pb2.GetHomeFeedResponse]  # type: ignore[assignment]
-    """The caller's home feed, best first. The page token is an opaque cursor
-    that stays stable while new posts arrive (they show up on refresh).
+    """The caller's home feed, one page. Cursors go both ways: `next_page_token`
+    continues towards older items, `newer_page_token` fetches what arrived
+    above the page (refresh without repeats). Pages neither repeat nor skip
+    while new posts arrive.
     """
     RecordImpressions: _aio.UnaryUnaryMultiCallable[_feed_pb2.RecordImpressionsRequest, _feed_pb2.RecordImpressionsResponse]  # type: ignore[assignment]
-    """Records which feed items the client displayed and how the user reacted;
-    feeds ranking, experiments and analytics. Idempotent per impression_id.
+    """Records which feed items the client displayed. Idempotent per
+    (caller, impression_id). Engagement (likes, shares) is taken from post
+    events, not from here.
     """
-    GetTrending: _aio.UnaryUnaryMultiCallable[_feed_pb2.GetTrendingRequest, _feed_pb2.GetTrendingResponse]  # type: ignore[assignment]
-    """Hashtags gaining the most engagement recently. Public."""
+    SubmitFeedback: _aio.UnaryUnaryMultiCallable[_feed_pb2.SubmitFeedbackRequest, _feed_pb2.SubmitFeedbackResponse]  # type: ignore[assignment]
+    """Negative or positive feedback on a feed item; durable and effective from
+    the caller's next page. Idempotent per (caller, post, kind).
+    """
+    ListTrendingTags: _aio.UnaryUnaryMultiCallable[_feed_pb2.ListTrendingTagsRequest, _feed_pb2.ListTrendingTagsResponse]  # type: ignore[assignment]
+    """Hashtags used most in public posts over a window, time-decayed, hottest
+    first (AIP-158 pages). Needs no account.
+    """
+    ListTrendingPosts: _aio.UnaryUnaryMultiCallable[_feed_pb2.ListTrendingPostsRequest, _feed_pb2.ListTrendingPostsResponse]  # type: ignore[assignment]
+    """Posts gaining the most engagement (likes, shares, comments) over a
+    window, time-decayed, hottest first, as the caller may see them (AIP-158
+    pages). Needs no account.
+    """
 
 class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
-    """FeedService serves the hybrid ranked home timeline (posts of followed
-    accounts fanned out into Redis, mixed with recommendations), records what
-    the client showed, and computes trending hashtags.
+    """FeedService serves the home feed in two tabs: FOLLOWING (reverse
+    chronological, from followed accounts and their reposts, fanned out into
+    capped Redis timelines with celebrity posts merged at read time) and RANKED
+    ("For you", scored; FOLLOWING is its fallback). It records what clients
+    showed and what users asked to see less of, and computes trends. Every post
+    is re-checked against the viewer at read time: what the viewer may not see
+    (FOLLOWERS posts of accounts they do not follow, private accounts, blocks,
+    deleted posts) never appears in any list.
     """
 
     @_abc_1.abstractmethod
@@ -78,8 +121,10 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _feed_pb2.GetHomeFeedRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_feed_pb2.GetHomeFeedResponse, _abc.Awaitable[_feed_pb2.GetHomeFeedResponse]]:
-        """The caller's home feed, best first. The page token is an opaque cursor
-        that stays stable while new posts arrive (they show up on refresh).
+        """The caller's home feed, one page. Cursors go both ways: `next_page_token`
+        continues towards older items, `newer_page_token` fetches what arrived
+        above the page (refresh without repeats). Pages neither repeat nor skip
+        while new posts arrive.
         """
 
     @_abc_1.abstractmethod
@@ -88,16 +133,40 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _feed_pb2.RecordImpressionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_feed_pb2.RecordImpressionsResponse, _abc.Awaitable[_feed_pb2.RecordImpressionsResponse]]:
-        """Records which feed items the client displayed and how the user reacted;
-        feeds ranking, experiments and analytics. Idempotent per impression_id.
+        """Records which feed items the client displayed. Idempotent per
+        (caller, impression_id). Engagement (likes, shares) is taken from post
+        events, not from here.
         """
 
     @_abc_1.abstractmethod
-    def GetTrending(
+    def SubmitFeedback(
         self,
-        request: _feed_pb2.GetTrendingRequest,
+        request: _feed_pb2.SubmitFeedbackRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_feed_pb2.GetTrendingResponse, _abc.Awaitable[_feed_pb2.GetTrendingResponse]]:
-        """Hashtags gaining the most engagement recently. Public."""
+    ) -> _typing.Union[_feed_pb2.SubmitFeedbackResponse, _abc.Awaitable[_feed_pb2.SubmitFeedbackResponse]]:
+        """Negative or positive feedback on a feed item; durable and effective from
+        the caller's next page. Idempotent per (caller, post, kind).
+        """
+
+    @_abc_1.abstractmethod
+    def ListTrendingTags(
+        self,
+        request: _feed_pb2.ListTrendingTagsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_feed_pb2.ListTrendingTagsResponse, _abc.Awaitable[_feed_pb2.ListTrendingTagsResponse]]:
+        """Hashtags used most in public posts over a window, time-decayed, hottest
+        first (AIP-158 pages). Needs no account.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTrendingPosts(
+        self,
+        request: _feed_pb2.ListTrendingPostsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_feed_pb2.ListTrendingPostsResponse, _abc.Awaitable[_feed_pb2.ListTrendingPostsResponse]]:
+        """Posts gaining the most engagement (likes, shares, comments) over a
+        window, time-decayed, hottest first, as the caller may see them (AIP-158
+        pages). Needs no account.
+        """
 
 def add_FeedServiceServicer_to_server(servicer: FeedServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -57,6 +57,11 @@ class UserServiceStub:
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.RefreshTokenRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.RefreshTokenResponse.FromString,
                 _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/socialmesh.user.v1.UserService/Logout',
+                request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutResponse.FromString,
+                _registered_method=True)
         self.GetUser = channel.unary_unary(
                 '/socialmesh.user.v1.UserService/GetUser',
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetUserRequest.SerializeToString,
@@ -81,6 +86,11 @@ class UserServiceStub:
                 '/socialmesh.user.v1.UserService/DeleteUser',
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.DeleteUserRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/socialmesh.user.v1.UserService/GetCaller',
+                request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetCallerResponse.FromString,
                 _registered_method=True)
 
 
@@ -112,6 +122,15 @@ class UserServiceServicer:
         """Rotates a refresh token: returns a new pair and retires the old refresh
         token. Presenting an already-rotated token revokes the whole session.
         Public (the refresh token is the credential).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Ends the caller's session (the one its access token belongs to): its refresh
+        tokens stop working and its unexpired access tokens are refused everywhere
+        from now on. Other sessions of the account stay signed in. Needs a user token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,6 +177,16 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCaller(self, request, context):
+        """Returns who the caller is according to its verified access token: the
+        signed-in user's id and session id. Reads no storage, so clients can check
+        a stored token (and which account it belongs to) cheaply; a revoked or
+        expired token is refused like everywhere else. Needs a user token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +204,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.RefreshToken,
                     request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.RefreshTokenRequest.FromString,
                     response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.RefreshTokenResponse.SerializeToString,
+            ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutRequest.FromString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutResponse.SerializeToString,
             ),
             'GetUser': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUser,
@@ -200,6 +234,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.DeleteUser,
                     request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.DeleteUserRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetCallerRequest.FromString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetCallerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -290,6 +329,33 @@ class UserService:
             '/socialmesh.user.v1.UserService/RefreshToken',
             socialmesh_dot_user_dot_v1_dot_user__pb2.RefreshTokenRequest.SerializeToString,
             socialmesh_dot_user_dot_v1_dot_user__pb2.RefreshTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.user.v1.UserService/Logout',
+            socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutRequest.SerializeToString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -425,6 +491,33 @@ class UserService:
             '/socialmesh.user.v1.UserService/DeleteUser',
             socialmesh_dot_user_dot_v1_dot_user__pb2.DeleteUserRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.user.v1.UserService/GetCaller',
+            socialmesh_dot_user_dot_v1_dot_user__pb2.GetCallerRequest.SerializeToString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.GetCallerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,11 @@ class UserServiceStub:
     token. Presenting an already-rotated token revokes the whole session.
     Public (the refresh token is the credential).
     """
+    Logout: _grpc.UnaryUnaryMultiCallable[_user_pb2.LogoutRequest, _user_pb2.LogoutResponse]
+    """Ends the caller's session (the one its access token belongs to): its refresh
+    tokens stop working and its unexpired access tokens are refused everywhere
+    from now on. Other sessions of the account stay signed in. Needs a user token.
+    """
     GetUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]
     """Returns a profile. Anonymous callers get the public view; a private
     account shows only handle, display name and avatar to non-followers.
@@ -70,6 +75,12 @@ class UserServiceStub:
     DeleteUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.DeleteUserRequest, _empty_pb2.Empty]
     """Soft-deletes the caller's own account: it disappears from every read and
     its sessions are revoked.
+    """
+    GetCaller: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetCallerRequest, _user_pb2.GetCallerResponse]
+    """Returns who the caller is according to its verified access token: the
+    signed-in user's id and session id. Reads no storage, so clients can check
+    a stored token (and which account it belongs to) cheaply; a revoked or
+    expired token is refused like everywhere else. Needs a user token.
     """
 
 @_typing.type_check_only
@@ -93,6 +104,11 @@ class UserServiceAsyncStub(UserServiceStub):
     token. Presenting an already-rotated token revokes the whole session.
     Public (the refresh token is the credential).
     """
+    Logout: _aio.UnaryUnaryMultiCallable[_user_pb2.LogoutRequest, _user_pb2.LogoutResponse]  # type: ignore[assignment]
+    """Ends the caller's session (the one its access token belongs to): its refresh
+    tokens stop working and its unexpired access tokens are refused everywhere
+    from now on. Other sessions of the account stay signed in. Needs a user token.
+    """
     GetUser: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]  # type: ignore[assignment]
     """Returns a profile. Anonymous callers get the public view; a private
     account shows only handle, display name and avatar to non-followers.
@@ -113,6 +129,12 @@ class UserServiceAsyncStub(UserServiceStub):
     DeleteUser: _aio.UnaryUnaryMultiCallable[_user_pb2.DeleteUserRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Soft-deletes the caller's own account: it disappears from every read and
     its sessions are revoked.
+    """
+    GetCaller: _aio.UnaryUnaryMultiCallable[_user_pb2.GetCallerRequest, _user_pb2.GetCallerResponse]  # type: ignore[assignment]
+    """Returns who the caller is according to its verified access token: the
+    signed-in user's id and session id. Reads no storage, so clients can check
+    a stored token (and which account it belongs to) cheaply; a revoked or
+    expired token is refused like everywhere else. Needs a user token.
     """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -150,6 +172,17 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         """Rotates a refresh token: returns a new pair and retires the old refresh
         token. Presenting an already-rotated token revokes the whole session.
         Public (the refresh token is the credential).
+        """
+
+    @_abc_1.abstractmethod
+    def Logout(
+        self,
+        request: _user_pb2.LogoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.LogoutResponse, _abc.Awaitable[_user_pb2.LogoutResponse]]:
+        """Ends the caller's session (the one its access token belongs to): its refresh
+        tokens stop working and its unexpired access tokens are refused everywhere
+        from now on. Other sessions of the account stay signed in. Needs a user token.
         """
 
     @_abc_1.abstractmethod
@@ -201,6 +234,18 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Soft-deletes the caller's own account: it disappears from every read and
         its sessions are revoked.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCaller(
+        self,
+        request: _user_pb2.GetCallerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.GetCallerResponse, _abc.Awaitable[_user_pb2.GetCallerResponse]]:
+        """Returns who the caller is according to its verified access token: the
+        signed-in user's id and session id. Reads no storage, so clients can check
+        a stored token (and which account it belongs to) cheaply; a revoked or
+        expired token is refused like everywhere else. Needs a user token.
         """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,1 @@
+"""The feed service: home timelines (FOLLOWING and RANKED), impressions, feedback and trends."""

@@ -1,0 +1,973 @@
+"""FeedService: timelines kept by event consumers, read with cursors, ranked, and trends.
+
+Write side (consumer group `feed`, typed events from post, graph and user):
+a post is fanned out to its author's followers who read their feed in the last
+`active_days` (ListFollowerIds pages, one pipeline per page), except for
+accounts above `fanout_threshold` followers, whose posts go into one
+per-author set merged at read time. Follows back-fill, unfollows, blocks,
+mutes and deletions remove. Every effect is idempotent (ZADD/ZREM/SADD) and
+follow/mute state is order-insensitive (`newer_than_applied`).
+
+Read side: a page is cut from the merged sets by member cursors, filtered by
+mutes and feedback, and hydrated with one BatchGetPosts and one BatchGetUsers
+under the viewer's own token, so the post service drops whatever the viewer
+may not see (FOLLOWERS posts of accounts they do not follow, private
+accounts, blocks, deleted posts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+from google.protobuf import field_mask_pb2
+from google.protobuf.message import Message
+from socialmesh.feed.v1 import feed_pb2, feed_pb2_grpc
+from socialmesh.graph.v1 import events_pb2 as graph_events
+from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
+from socialmesh.post.v1 import events_pb2 as post_events
+from socialmesh.post.v1 import post_pb2, post_pb2_grpc
+from socialmesh.user.v1 import events_pb2 as user_events
+from socialmesh.user.v1 import user_pb2, user_pb2_grpc
+
+from services.kit.auth import anonymous_calls, require_caller
+from services.kit.channels import upstream_error
+from services.kit.consumers import (
+    EventHandlers,
+    EventMeta,
+    Start,
+    first_delivery,
+    newer_than_applied,
+)
+from services.kit.errors import InvalidArgument
+from services.kit.pagination import page_size
+from services.kit.server import Runtime, ServicerBase
+from services.kit.validation import Violations
+
+from . import ranking, trends
+from .store import FeedStore, ImpressionRow
+from .timelines import (
+    CELEBRITIES,
+    Entry,
+    Timelines,
+    author_key,
+    celebs_key,
+    deleted_key,
+    muted_key,
+    share_key,
+    share_sort_key,
+)
+from .tracking import Tracking, TrackingTokens
+
+log = logging.getLogger("socialmesh.feed")
+
+FOLLOWING = feed_pb2.FEED_KIND_FOLLOWING
+RANKED = feed_pb2.FEED_KIND_RANKED
+#: GetHomeFeed page sizes (feed.proto): default 20, at most 100.
+FEED_DEFAULT_PAGE, FEED_MAX_PAGE = 20, 100
+#: Trends page sizes (feed.proto).
+TAG_DEFAULT_PAGE, TAG_MAX_PAGE = 10, 50
+TREND_POST_DEFAULT_PAGE, TREND_POST_MAX_PAGE = 20, 100
+MAX_IMPRESSIONS = 200
+MAX_IMPRESSION_ID = 64
+#: ListFollowerIds: at most 10,000 per page (graph.proto).
+FOLLOWER_PAGE = 10_000
+#: BatchListAuthorPosts: 1 to 1,000 authors (post.proto).
+AUTHOR_BATCH = 1000
+#: BatchGetPosts / BatchGetUsers: at most 500 ids (post.proto, user.proto).
+HYDRATE_BATCH = 500
+#: Posts a follow back-fills (and a rebuild takes per followed account).
+BACKFILL_PER_AUTHOR = 20
+#: A rebuild reads at most this many followed accounts (ListFollowing pages of 1,000).
+REBUILD_MAX_FOLLOWING = 5000
+#: How many FOLLOWING entries a RANKED session scores.
+RANK_CANDIDATES = 200
+RANKED_SESSION_TTL_SECONDS = 1800
+#: A page drops what the viewer may not see; it reads further at most this often.
+READ_ROUNDS = 3
+#: What an author card carries (no counts: those cost extra calls).
+AUTHOR_FIELDS = field_mask_pb2.FieldMask(
+    paths=["user_id", "handle", "display_name", "avatar_url", "is_private", "is_following"]
+)
+FEEDBACK_KINDS = {
+    feed_pb2.FEEDBACK_KIND_NOT_INTERESTED,
+    feed_pb2.FEEDBACK_KIND_SHOW_LESS_FROM_AUTHOR,
+    feed_pb2.FEEDBACK_KIND_SHOW_MORE,
+}
+TREND_WINDOWS = {feed_pb2.TREND_WINDOW_HOUR, feed_pb2.TREND_WINDOW_DAY}
+FOLLOWING_ARM = "following"
+
+
+@dataclass
+class FeedConfig:
+    """Tunables (environment): FEED_FANOUT_THRESHOLD, FEED_ACTIVE_DAYS, FEED_RANK_TIMEOUT_MS."""
+
+    #: Accounts with at least this many followers are merged at read time, not fanned out.
+    fanout_threshold: int = 10_000
+    #: Fan out only to followers who read their feed within this many days.
+    active_days: int = 7
+    #: RANKED falls back to FOLLOWING when scoring takes longer.
+    rank_timeout_seconds: float = 0.5
+    ranking: ranking.RankingConfig = field(default_factory=ranking.RankingConfig)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> FeedConfig:
+        return cls(
+            fanout_threshold=int(env.get("FEED_FANOUT_THRESHOLD", "10000")),
+            active_days=int(env.get("FEED_ACTIVE_DAYS", "7")),
+            rank_timeout_seconds=int(env.get("FEED_RANK_TIMEOUT_MS", "500")) / 1000,
+        )
+
+    @property
+    def active_seconds(self) -> int:
+        return self.active_days * 86400
+
+
+_running: list[FeedServicer] = []
+
+
+def running() -> list[FeedServicer]:
+    """Feed servicers started in this process (operators' and tests' introspection)."""
+    return list(_running)
+
+
+def affinity_key(user_id: int) -> str:
+    return f"feed:affinity:{user_id}"
+
+
+def ranked_key(user_id: int, session: str) -> str:
+    return f"feed:ranked:{user_id}:{session}"
+
+
+@dataclass
+class FeedPage:
+    """One page cut from the timelines, before it becomes a response."""
+
+    entries: list[Entry]
+    posts: dict[int, post_pb2.Post]
+    kind: int
+    next_position: dict[str, object] | None
+    newer_position: dict[str, object]
+    new_item_count: int = 0
+    scores: list[float] = field(default_factory=list)
+    first_rank: int = 0
+    arm: str = FOLLOWING_ARM
+
+
+Registration = tuple[type[Message], Callable[[Any, EventMeta], Awaitable[None]]]
+
+
+def _handlers(*table: Registration) -> EventHandlers:
+    """One consumer group's typed dispatch table."""
+    handlers = EventHandlers()
+    for event_type, handler in table:
+        handlers.on(event_type, handler)
+    return handlers
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _str_field(position: Mapping[str, object], key: str) -> str:
+    value = position.get(key, "")
+    if not isinstance(value, str):
+        raise InvalidArgument([("page_token", "invalid or tampered page token")])
+    return value
+
+
+def _int_field(position: Mapping[str, object], key: str) -> int:
+    value = position.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidArgument([("page_token", "invalid or tampered page token")])
+    return value
+
+
+class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime)
+        self.config = FeedConfig.from_env(os.environ)
+        secret = runtime.settings.page_token_secret.encode() or secrets.token_bytes(32)
+        self._tracking = TrackingTokens(secret)
+        self._timelines: Timelines | None = None
+        self._store: FeedStore | None = None
+        self._trends: trends.Trends | None = None
+        self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
+        self._graph: graph_pb2_grpc.GraphServiceAsyncStub | None = None
+        self._users: user_pb2_grpc.UserServiceAsyncStub | None = None
+
+    async def on_ready(self) -> None:
+        redis = self._rt.redis
+        self._timelines = Timelines(redis, ttl_seconds=self.config.active_seconds)
+        self._store = FeedStore(self._rt.db)
+        self._trends = trends.Trends(redis)
+        self._posts = post_pb2_grpc.PostServiceStub(self.peer("post"))
+        self._graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
+        self._users = user_pb2_grpc.UserServiceStub(self.peer("user"))
+        # Timelines are a rebuildable cache, but EARLIEST still fans out posts
+        # published before this group existed (within the stream's 24 h).
+        await self.consume(
+            "feed",
+            _handlers(
+                (post_events.PostCreated, self._on_post_created),
+                (post_events.PostDeleted, self._on_post_deleted),
+                (post_events.PostShared, self._on_post_shared),
+                (post_events.PostUnshared, self._on_post_unshared),
+                (post_events.PostLiked, self._on_post_liked),
+                (post_events.PostUnliked, self._on_post_unliked),
+                (graph_events.Followed, self._on_followed),
+                (graph_events.Unfollowed, self._on_unfollowed),
+                (graph_events.Blocked, self._on_blocked),
+                (graph_events.Muted, self._on_muted),
+                (graph_events.Unmuted, self._on_unmuted),
+                (user_events.UserDeleted, self._on_user_deleted),
+            ),
+            start=Start.EARLIEST,
+        )
+        # Trend counters are not idempotent (ZINCRBY): their own group, each
+        # event counted once (first_delivery).
+        await self.consume(
+            "feed-trends",
+            _handlers(
+                (post_events.PostCreated, self._trend_post_created),
+                (post_events.PostLiked, self._trend_liked),
+                (post_events.PostUnliked, self._trend_unliked),
+                (post_events.PostShared, self._trend_shared),
+                (post_events.PostUnshared, self._trend_unshared),
+                (post_events.CommentCreated, self._trend_commented),
+            ),
+            start=Start.EARLIEST,
+        )
+        _running.append(self)
+
+    async def on_stop(self) -> None:
+        if self in _running:
+            _running.remove(self)
+        await super().on_stop()
+
+    @property
+    def timelines(self) -> Timelines:
+        return self.ready(self._timelines)
+
+    @property
+    def store(self) -> FeedStore:
+        return self.ready(self._store)
+
+    @property
+    def trends(self) -> trends.Trends:
+        return self.ready(self._trends)
+
+    @property
+    def posts(self) -> post_pb2_grpc.PostServiceAsyncStub:
+        return self.ready(self._posts)
+
+    @property
+    def graph(self) -> graph_pb2_grpc.GraphServiceAsyncStub:
+        return self.ready(self._graph)
+
+    @property
+    def users(self) -> user_pb2_grpc.UserServiceAsyncStub:
+        return self.ready(self._users)
+
+    # -- peers -------------------------------------------------------------------
+
+    async def _follower_pages(self, user_id: int) -> list[list[int]]:
+        """Every follower id, in ListFollowerIds pages (service credential)."""
+        pages: list[list[int]] = []
+        token = ""
+        while True:
+            with anonymous_calls():
+                try:
+                    reply = await self.graph.ListFollowerIds(
+                        graph_pb2.ListFollowerIdsRequest(
+                            user_id=user_id, page_size=FOLLOWER_PAGE, page_token=token
+                        )
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    raise upstream_error(exc, "graph") from exc
+            pages.append(list(reply.follower_ids))
+            token = reply.next_page_token
+            if not token:
+                return pages
+
+    async def _follower_count(self, user_id: int) -> int:
+        with anonymous_calls():
+            try:
+                reply = await self.graph.BatchGetFollowCounts(
+                    graph_pb2.BatchGetFollowCountsRequest(user_ids=[user_id])
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise upstream_error(exc, "graph") from exc
+        return next((c.follower_count for c in reply.counts if c.user_id == user_id), 0)
+
+    async def _author_posts(
+        self, author_ids: Sequence[int], *, since_days: int | None = None
+    ) -> list[Entry]:
+        """Recent posts of many authors (BatchListAuthorPosts, service credential)."""
+        entries: list[Entry] = []
+        for chunk in _chunks(author_ids, AUTHOR_BATCH):
+            request = post_pb2.BatchListAuthorPostsRequest(
+                author_ids=chunk, per_author_limit=BACKFILL_PER_AUTHOR
+            )
+            if since_days is not None:
+                request.since_time.FromDatetime(_utcnow() - timedelta(days=since_days))
+            with anonymous_calls():
+                try:
+                    reply = await self.posts.BatchListAuthorPosts(request)
+                except grpc.aio.AioRpcError as exc:
+                    raise upstream_error(exc, "post") from exc
+            entries.extend(Entry.post(r.post_id, r.author_id) for r in reply.posts)
+        return entries
+
+    async def _hydrate(self, post_ids: Sequence[int]) -> dict[int, post_pb2.Post]:
+        """The posts as the caller may see them (their own token): invisible ones are absent."""
+        found: dict[int, post_pb2.Post] = {}
+        wanted = list(dict.fromkeys(post_ids))
+        for chunk in _chunks(wanted, HYDRATE_BATCH):
+            try:
+                request = post_pb2.BatchGetPostsRequest(post_ids=chunk)
+                reply = await self.posts.BatchGetPosts(request)
+            except grpc.aio.AioRpcError as exc:
+                raise upstream_error(exc, "post") from exc
+            found.update((p.post_id, p) for p in reply.posts)
+        return found
+
+    async def _authors(self, user_ids: Sequence[int]) -> list[user_pb2.User]:
+        wanted = list(dict.fromkeys(user_ids))
+        cards: list[user_pb2.User] = []
+        for chunk in _chunks(wanted, HYDRATE_BATCH):
+            try:
+                reply = await self.users.BatchGetUsers(
+                    user_pb2.BatchGetUsersRequest(user_ids=chunk, read_mask=AUTHOR_FIELDS)
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise upstream_error(exc, "user") from exc
+            cards.extend(reply.users)
+        return cards
+
+    # -- write side: timelines -------------------------------------------------------
+
+    async def _is_celebrity(self, author_id: int) -> bool:
+        """Above the fan-out threshold: served by read-time merge (sticky once crossed)."""
+        redis = self._rt.redis
+        if await redis.sismember(CELEBRITIES, str(author_id)):
+            return True
+        if await self._follower_count(author_id) < self.config.fanout_threshold:
+            return False
+        # Followers learn to merge this account first, then it becomes one: a
+        # crash in between is redone on redelivery.
+        for page in await self._follower_pages(author_id):
+            pipe = redis.pipeline(transaction=False)
+            for follower in page:
+                pipe.sadd(celebs_key(follower), str(author_id))
+            await pipe.execute()
+        await redis.sadd(CELEBRITIES, str(author_id))
+        return True
+
+    async def _distribute(self, author_id: int, entry: Entry) -> None:
+        """Hybrid fan-out: followers' timelines, or the author's own set above the threshold."""
+        if await self._is_celebrity(author_id):
+            await self.timelines.push_author(author_id, entry)
+            return
+        await self.timelines.push([author_id], [entry])
+        for page in await self._follower_pages(author_id):
+            active = await self.timelines.active_among(page, self.config.active_seconds)
+            await self.timelines.push(active, [entry])
+
+    async def _withdraw(self, author_id: int, entry: Entry) -> None:
+        """Removes an entry wherever `_distribute` may have put it."""
+        redis = self._rt.redis
+        await redis.zrem(author_key(author_id), entry.member)
+        await self.timelines.remove([author_id], [entry])
+        for page in await self._follower_pages(author_id):
+            await self.timelines.remove(page, [entry])
+
+    async def _on_post_created(self, event: post_events.PostCreated, _: EventMeta) -> None:
+        if await self._rt.redis.exists(deleted_key(event.post_id)):
+            return  # deleted before its creation was consumed
+        await self._distribute(event.author_id, Entry.post(event.post_id, event.author_id))
+
+    async def _on_post_deleted(self, event: post_events.PostDeleted, _: EventMeta) -> None:
+        await self._rt.redis.set(deleted_key(event.post_id), 1, ex=7 * 86400)
+        await self._withdraw(event.author_id, Entry.post(event.post_id, event.author_id))
+
+    async def _on_post_shared(self, event: post_events.PostShared, _: EventMeta) -> None:
+        if event.visibility != post_pb2.VISIBILITY_PUBLIC:
+            return  # a repost never widens a post's audience
+        sort_key = share_sort_key(event.share_time.ToDatetime(tzinfo=UTC), event.post_id)
+        await self._rt.redis.set(share_key(event.post_id, event.user_id), sort_key, ex=30 * 86400)
+        entry = Entry(sort_key, event.post_id, event.post_author_id, event.user_id)
+        await self._distribute(event.user_id, entry)
+
+    async def _on_post_unshared(self, event: post_events.PostUnshared, _: EventMeta) -> None:
+        raw = await self._rt.redis.get(share_key(event.post_id, event.user_id))
+        if raw is None:
+            return
+        entry = Entry(int(raw), event.post_id, event.post_author_id, event.user_id)
+        await self._withdraw(event.user_id, entry)
+
+    async def _on_post_liked(self, event: post_events.PostLiked, meta: EventMeta) -> None:
+        # Author affinity for RANKED; HINCRBY is not idempotent, so once per event.
+        if await first_delivery(self._rt.redis, "feed-affinity", meta):
+            await self._rt.redis.hincrby(affinity_key(event.user_id), str(event.post_author_id), 1)
+
+    async def _on_post_unliked(self, event: post_events.PostUnliked, meta: EventMeta) -> None:
+        if await first_delivery(self._rt.redis, "feed-affinity", meta):
+            await self._rt.redis.hincrby(affinity_key(event.user_id), str(event.post_author_id), -1)
+
+    async def _stale(self, key: str, meta: EventMeta) -> bool:
+        """A newer event about this key was applied already (order-insensitivity)."""
+        current = await self._rt.redis.get(key)
+        if current is None:
+            return False
+        applied = current.decode() if isinstance(current, bytes) else str(current)
+        return applied > f"{meta.event_id:020d}"
+
+    async def _on_followed(self, event: graph_events.Followed, meta: EventMeta) -> None:
+        fan, idol = event.follower_id, event.followee_id
+        key = f"feed:follow:{fan}:{idol}"
+        if await self._stale(key, meta):
+            return
+        redis = self._rt.redis
+        if await redis.sismember(CELEBRITIES, str(idol)):
+            await redis.sadd(celebs_key(fan), str(idol))
+        elif await self.timelines.is_built(fan):  # otherwise the next read rebuilds it
+            await self.timelines.push([fan], await self._author_posts([idol]))
+        await newer_than_applied(redis, key, meta)
+
+    async def _on_unfollowed(self, event: graph_events.Unfollowed, meta: EventMeta) -> None:
+        fan, idol = event.follower_id, event.followee_id
+        key = f"feed:follow:{fan}:{idol}"
+        if await self._stale(key, meta):
+            return
+        await self._rt.redis.srem(celebs_key(fan), str(idol))
+        await self.timelines.remove_involving(fan, idol)
+        await newer_than_applied(self._rt.redis, key, meta)
+
+    async def _on_blocked(self, event: graph_events.Blocked, _: EventMeta) -> None:
+        a, b = event.blocker_id, event.blocked_id
+        redis = self._rt.redis
+        await redis.srem(celebs_key(a), str(b))
+        await redis.srem(celebs_key(b), str(a))
+        await self.timelines.remove_involving(a, b)
+        await self.timelines.remove_involving(b, a)
+
+    async def _on_muted(self, event: graph_events.Muted, meta: EventMeta) -> None:
+        key = f"feed:mute:{event.muter_id}:{event.muted_id}"
+        if await self._stale(key, meta):
+            return
+        await self._rt.redis.sadd(muted_key(event.muter_id), str(event.muted_id))
+        await self.timelines.remove_involving(event.muter_id, event.muted_id)
+        await newer_than_applied(self._rt.redis, key, meta)
+
+    async def _on_unmuted(self, event: graph_events.Unmuted, meta: EventMeta) -> None:
+        key = f"feed:mute:{event.muter_id}:{event.muted_id}"
+        if await self._stale(key, meta):
+            return
+        await self._rt.redis.srem(muted_key(event.muter_id), str(event.muted_id))
+        await newer_than_applied(self._rt.redis, key, meta)
+
+    async def _on_user_deleted(self, event: user_events.UserDeleted, _: EventMeta) -> None:
+        user = event.user_id
+        redis = self._rt.redis
+        await redis.delete(
+            f"feed:tl:{user}", f"feed:tl:{user}:built", celebs_key(user), muted_key(user)
+        )
+        await redis.zrem("feed:active", str(user))
+
+    # -- write side: trends --------------------------------------------------------
+
+    async def _trend(self, meta: EventMeta, what: str, members: dict[str, float]) -> None:
+        if members and await first_delivery(self._rt.redis, "feed-trends", meta):
+            await self.trends.add(what, members, meta.occur_time.replace(tzinfo=UTC))
+
+    async def _trend_post_created(self, event: post_events.PostCreated, meta: EventMeta) -> None:
+        if event.visibility == post_pb2.VISIBILITY_PUBLIC:
+            await self._trend(meta, trends.TAGS, {tag: 1.0 for tag in event.hashtags})
+
+    async def _trend_liked(self, event: post_events.PostLiked, meta: EventMeta) -> None:
+        await self._trend(meta, trends.POSTS, {str(event.post_id): 1.0})
+
+    async def _trend_unliked(self, event: post_events.PostUnliked, meta: EventMeta) -> None:
+        await self._trend(meta, trends.POSTS, {str(event.post_id): -1.0})
+
+    async def _trend_shared(self, event: post_events.PostShared, meta: EventMeta) -> None:
+        await self._trend(meta, trends.POSTS, {str(event.post_id): 2.0})
+
+    async def _trend_unshared(self, event: post_events.PostUnshared, meta: EventMeta) -> None:
+        await self._trend(meta, trends.POSTS, {str(event.post_id): -2.0})
+
+    async def _trend_commented(self, event: post_events.CommentCreated, meta: EventMeta) -> None:
+        await self._trend(meta, trends.POSTS, {str(event.post_id): 1.0})
+
+    # -- read side -------------------------------------------------------------------
+
+    async def _rebuild(self, viewer: int) -> None:
+        """Refills a timeline from graph and post (a returning or new reader)."""
+        followees: list[int] = []
+        token = ""
+        while len(followees) < REBUILD_MAX_FOLLOWING:
+            try:  # the viewer's own list, under the viewer's token
+                reply = await self.graph.ListFollowing(
+                    graph_pb2.ListFollowingRequest(user_id=viewer, page_size=1000, page_token=token)
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise upstream_error(exc, "graph") from exc
+            followees.extend(edge.user_id for edge in reply.following)
+            token = reply.next_page_token
+            if not token:
+                break
+        redis = self._rt.redis
+        flags = (
+            await redis.smismember(CELEBRITIES, [str(f) for f in followees]) if followees else []
+        )
+        celebs = [f for f, is_celeb in zip(followees, flags, strict=True) if is_celeb]
+        ordinary = [f for f, is_celeb in zip(followees, flags, strict=True) if not is_celeb]
+        pipe = redis.pipeline(transaction=True)
+        pipe.delete(celebs_key(viewer))
+        if celebs:
+            pipe.sadd(celebs_key(viewer), *(str(c) for c in celebs))
+        await pipe.execute()
+        entries = await self._author_posts([viewer, *ordinary], since_days=self.config.active_days)
+        await self.timelines.push([viewer], entries)
+        await self.timelines.mark_built(viewer)
+
+    def _allowed(self, entry: Entry, muted: set[int], hidden: set[int]) -> bool:
+        return (
+            entry.post_id not in hidden
+            and entry.author_id not in muted
+            and entry.sharer_id not in muted
+        )
+
+    async def _following(
+        self,
+        viewer: int,
+        keys: Sequence[str],
+        position: Mapping[str, object] | None,
+        size: int,
+        muted: set[int],
+        hidden: set[int],
+    ) -> FeedPage:
+        """A FOLLOWING page: older than the cursor (or the top), or newer than it."""
+        tl = self.timelines
+        if position is not None and "a" in position:  # newer_page_token
+            after = _str_field(position, "a")
+            page = await self._cut(keys, after, size, muted, hidden, newer=True)
+            top = page.last_examined or after
+            page.entries.reverse()
+            return FeedPage(
+                entries=page.entries,
+                posts=page.posts,
+                kind=FOLLOWING,
+                next_position=None,
+                newer_position={"a": top},
+                new_item_count=await tl.count_newer(keys, top),
+            )
+        before = _str_field(position, "b") if position is not None else ""
+        session_top = _str_field(position, "t") if position is not None else ""
+        page = await self._cut(keys, before, size, muted, hidden, newer=False)
+        if position is None:
+            session_top = page.first_examined
+        return FeedPage(
+            entries=page.entries,
+            posts=page.posts,
+            kind=FOLLOWING,
+            next_position=({"b": page.last_examined, "t": session_top} if page.more else None),
+            newer_position={"a": session_top},
+            new_item_count=await tl.count_newer(keys, session_top) if position else 0,
+        )
+
+    async def _cut(
+        self,
+        keys: Sequence[str],
+        cursor: str,
+        size: int,
+        muted: set[int],
+        hidden: set[int],
+        *,
+        newer: bool,
+    ) -> _Cut:
+        """Walks the merged sets from `cursor`, keeping what the viewer may see."""
+        cut = _Cut()
+        seen: set[int] = set()
+        for _ in range(READ_ROUNDS):
+            want = (size - len(cut.entries)) * 2
+            if newer:
+                batch = await self.timelines.newer(keys, cursor, want)
+            else:
+                batch = await self.timelines.older(keys, cursor or None, want)
+            if not batch:
+                cut.more = False
+                return cut
+            if not cut.first_examined:
+                cut.first_examined = batch[0].member
+            kept = {e.member: e for e in batch if self._allowed(e, muted, hidden)}
+            posts = await self._hydrate([e.post_id for e in kept.values()]) if kept else {}
+            examined = 0
+            for entry in batch:
+                if len(cut.entries) == size:
+                    break
+                examined += 1
+                cursor = cut.last_examined = entry.member
+                if entry.post_id in posts and entry.post_id not in seen and entry.member in kept:
+                    seen.add(entry.post_id)
+                    cut.entries.append(entry)
+                    cut.posts[entry.post_id] = posts[entry.post_id]
+            if len(cut.entries) == size:
+                cut.more = True
+                return cut
+            if len(batch) < want:  # every source is exhausted
+                cut.more = False
+                return cut
+        cut.more = True
+        return cut
+
+    async def _ranked(
+        self,
+        viewer: int,
+        keys: Sequence[str],
+        position: Mapping[str, object] | None,
+        size: int,
+        muted: set[int],
+        feedback_hidden: set[int],
+        less_authors: set[int],
+    ) -> FeedPage:
+        """A RANKED page from the viewer's ranked session (scored once, paged by offset)."""
+        redis = self._rt.redis
+        known: dict[int, post_pb2.Post] = {}
+        session = _str_field(position, "r") if position is not None else ""
+        offset = _int_field(position, "o") if position is not None else 0
+        top = _str_field(position, "t") if position is not None else ""
+        if not session or not await redis.exists(ranked_key(viewer, session)):
+            # A new session (or an expired one, which starts over from the top).
+            session, offset = uuid.uuid4().hex[:16], 0
+            scored, known, top = await asyncio.wait_for(
+                self._score(viewer, keys, muted, feedback_hidden),
+                timeout=self.config.rank_timeout_seconds,
+            )
+            key = ranked_key(viewer, session)
+            pipe = redis.pipeline(transaction=True)
+            if scored:
+                pipe.rpush(key, *(json.dumps([s.entry.member, s.score]) for s in scored))
+            else:
+                pipe.rpush(key, json.dumps(["", 0.0]))  # an empty session still exists
+            pipe.expire(key, RANKED_SESSION_TTL_SECONDS)
+            await pipe.execute()
+        rows = await redis.lrange(ranked_key(viewer, session), offset, offset + size * 2 - 1)
+        candidates: list[tuple[Entry, float]] = []
+        for raw in rows:
+            member, score = json.loads(raw)
+            if member:
+                candidates.append((Entry.parse(member), float(score)))
+        # Feedback given since the session was scored counts from this page on.
+        allowed = {
+            e.member
+            for e, _ in candidates
+            if self._allowed(e, muted, feedback_hidden) and e.author_id not in less_authors
+        }
+        missing = [
+            e.post_id for e, _ in candidates if e.member in allowed and e.post_id not in known
+        ]
+        if missing:
+            known.update(await self._hydrate(missing))
+        entries: list[Entry] = []
+        scores: list[float] = []
+        examined = 0
+        for entry, score in candidates:
+            if len(entries) == size:
+                break
+            examined += 1
+            if entry.member in allowed and entry.post_id in known:
+                entries.append(entry)
+                scores.append(score)
+        more = examined < len(candidates) or len(rows) == size * 2
+        return FeedPage(
+            entries=entries,
+            posts=known,
+            kind=RANKED,
+            next_position={"r": session, "o": offset + examined, "t": top} if more else None,
+            newer_position={"a": top},
+            new_item_count=await self.timelines.count_newer(keys, top) if position else 0,
+            scores=scores,
+            first_rank=offset,
+            arm=self.config.ranking.arm,
+        )
+
+    async def _score(
+        self, viewer: int, keys: Sequence[str], muted: set[int], hidden: set[int]
+    ) -> tuple[list[ranking.Scored], dict[int, post_pb2.Post], str]:
+        candidates = await self.timelines.older(keys, None, RANK_CANDIDATES)
+        top = candidates[0].member if candidates else ""
+        kept = [e for e in candidates if self._allowed(e, muted, hidden)]
+        unique: dict[int, Entry] = {}
+        for entry in kept:  # a post and its reposts: the newest entry stands for all
+            unique.setdefault(entry.post_id, entry)
+        posts = await self._hydrate(list(unique)) if unique else {}
+        raw = await self._rt.redis.hgetall(affinity_key(viewer))
+        affinity = {int(k): int(v) for k, v in raw.items()}
+        feedback = await self.store.feedback(viewer)
+        now_ms = int(time.time() * 1000)
+        scored = ranking.rank(
+            list(unique.values()), posts, now_ms, affinity, feedback, self.config.ranking
+        )
+        return scored, posts, top
+
+    def _response(self, viewer: int, page: FeedPage, partial: bool) -> feed_pb2.GetHomeFeedResponse:
+        scope = f"feed:{viewer}:{page.kind}"
+        tokens = self._rt.page_tokens
+        items = []
+        for i, entry in enumerate(page.entries):
+            tracking = Tracking(
+                post_id=entry.post_id,
+                kind=page.kind,
+                position=page.first_rank + i,
+                score=page.scores[i] if page.scores else 0.0,
+                arm=page.arm,
+            )
+            items.append(
+                feed_pb2.FeedItem(
+                    post_id=entry.post_id,
+                    reason=(
+                        feed_pb2.FEED_REASON_SHARED_BY_FOLLOWING
+                        if entry.sharer_id
+                        else feed_pb2.FEED_REASON_FOLLOWING
+                    ),
+                    shared_by_user_id=entry.sharer_id,
+                    tracking_token=self._tracking.seal(viewer, tracking),
+                )
+            )
+        post_ids = list(dict.fromkeys(e.post_id for e in page.entries))
+        return feed_pb2.GetHomeFeedResponse(
+            items=items,
+            next_page_token=(
+                tokens.encode(scope, dict(page.next_position)) if page.next_position else ""
+            ),
+            newer_page_token=tokens.encode(f"feed:{viewer}:{FOLLOWING}", page.newer_position),
+            new_item_count=page.new_item_count,
+            partial=partial,
+            kind=page.kind,  # type: ignore[arg-type]
+            posts=[page.posts[p] for p in post_ids],
+        )
+
+    async def GetHomeFeed(
+        self, request: feed_pb2.GetHomeFeedRequest, context: grpc.aio.ServicerContext
+    ) -> feed_pb2.GetHomeFeedResponse:
+        viewer = require_caller().user_id
+        kind = request.kind or RANKED
+        if kind not in (RANKED, FOLLOWING):
+            raise InvalidArgument([("kind", "must be FEED_KIND_RANKED or FEED_KIND_FOLLOWING")])
+        size = page_size(request.page_size, default=FEED_DEFAULT_PAGE, maximum=FEED_MAX_PAGE)
+        tokens = self._rt.page_tokens
+        # A newer_page_token (from either tab) refreshes FOLLOWING-style from its top.
+        position = None
+        if request.page_token:
+            try:
+                position = tokens.decode(f"feed:{viewer}:{kind}", request.page_token)
+            except InvalidArgument:
+                position = tokens.decode(f"feed:{viewer}:{FOLLOWING}", request.page_token)
+                if position is None or "a" not in position:
+                    raise
+        partial = False
+        if not await self.timelines.touch(viewer):
+            await self._rebuild(viewer)
+            partial = True
+        keys = await self.timelines.sources(viewer)
+        muted = await self.timelines.muted(viewer)
+        feedback = await self.store.feedback(viewer)
+        page: FeedPage | None = None
+        if kind == RANKED and (position is None or "a" not in position):
+            try:
+                page = await self._ranked(
+                    viewer,
+                    keys,
+                    position,
+                    size,
+                    muted,
+                    feedback.hidden_posts,
+                    feedback.less_authors,
+                )
+            except InvalidArgument:
+                raise
+            except Exception:  # ranking must never take the feed down
+                log.warning("ranking failed for %d; serving FOLLOWING", viewer, exc_info=True)
+                position = None
+        if page is None:
+            page = await self._following(viewer, keys, position, size, muted, feedback.hidden_posts)
+        response = self._response(viewer, page, partial)
+        people = [e.author_id for e in page.entries] + [
+            e.sharer_id for e in page.entries if e.sharer_id
+        ]
+        if people:
+            response.authors.extend(await self._authors(people))
+        return response
+
+    # -- impressions and feedback ----------------------------------------------------
+
+    async def RecordImpressions(
+        self, request: feed_pb2.RecordImpressionsRequest, context: grpc.aio.ServicerContext
+    ) -> feed_pb2.RecordImpressionsResponse:
+        viewer = require_caller().user_id
+        v = Violations()
+        v.check(
+            0 < len(request.impressions) <= MAX_IMPRESSIONS,
+            "impressions",
+            f"give 1 to {MAX_IMPRESSIONS} impressions",
+        )
+        rows: dict[str, ImpressionRow] = {}
+        for i, imp in enumerate(request.impressions):
+            at = f"impressions[{i}]"
+            v.check(
+                0 < len(imp.impression_id) <= MAX_IMPRESSION_ID,
+                f"{at}.impression_id",
+                f"1 to {MAX_IMPRESSION_ID} characters",
+            )
+            v.check(imp.post_id > 0, f"{at}.post_id", "must be a positive id")
+            v.check(imp.position >= 0, f"{at}.position", "must not be negative")
+            v.check(
+                imp.dwell.seconds >= 0 and imp.dwell.nanos >= 0,
+                f"{at}.dwell",
+                "must not be negative",
+            )
+            try:
+                tracking = self._tracking.open(viewer, imp.tracking_token, f"{at}.tracking_token")
+            except InvalidArgument:
+                v.add(f"{at}.tracking_token", "invalid or tampered tracking token")
+                continue
+            if not v.check(
+                tracking.post_id == imp.post_id, f"{at}.tracking_token", "belongs to another post"
+            ):
+                continue
+            rows.setdefault(
+                imp.impression_id,
+                ImpressionRow(
+                    impression_id=imp.impression_id,
+                    post_id=imp.post_id,
+                    surface=int(imp.surface),
+                    position=imp.position,
+                    served_kind=tracking.kind,
+                    served_rank=tracking.position,
+                    score=tracking.score,
+                    arm=tracking.arm,
+                    dwell_ms=imp.dwell.seconds * 1000 + imp.dwell.nanos // 1_000_000,
+                    display_time=(
+                        imp.display_time.ToDatetime(tzinfo=UTC)
+                        if imp.HasField("display_time")
+                        else None
+                    ),
+                ),
+            )
+        v.raise_if_any()
+        recorded = await self.store.record_impressions(viewer, list(rows.values()))
+        return feed_pb2.RecordImpressionsResponse(recorded_count=recorded)
+
+    async def SubmitFeedback(
+        self, request: feed_pb2.SubmitFeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> feed_pb2.SubmitFeedbackResponse:
+        viewer = require_caller().user_id
+        v = Violations()
+        v.check(request.post_id > 0, "post_id", "must be a positive id")
+        v.check(request.kind in FEEDBACK_KINDS, "kind", "name a feedback kind")
+        v.raise_if_any()
+        if request.tracking_token:
+            tracking = self._tracking.open(viewer, request.tracking_token, "tracking_token")
+            if tracking.post_id != request.post_id:
+                raise InvalidArgument([("tracking_token", "belongs to another post")])
+        try:  # as the caller may see it: NOT_FOUND / PERMISSION_DENIED pass through
+            post = await self.posts.GetPost(post_pb2.GetPostRequest(post_id=request.post_id))
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "post") from exc
+        recorded = await self.store.add_feedback(viewer, post.post_id, post.author_id, request.kind)
+        return feed_pb2.SubmitFeedbackResponse(recorded=recorded)
+
+    # -- trends ------------------------------------------------------------------------
+
+    async def _trend_snapshot(self, what: str, window: int, token: str) -> tuple[str, int, str]:
+        """(snapshot id, offset, scope) of a trends listing; a new snapshot for page 1."""
+        if window not in TREND_WINDOWS:
+            raise InvalidArgument([("window", "must be TREND_WINDOW_HOUR or TREND_WINDOW_DAY")])
+        scope = f"trends:{what}:{window}"
+        position = self._rt.page_tokens.decode(scope, token)
+        if position is None:
+            return await self.trends.snapshot(what, window), 0, scope
+        snapshot = _str_field(position, "k")
+        offset = _int_field(position, "o")
+        if not await self.trends.snapshot_exists(snapshot):
+            raise InvalidArgument([("page_token", "expired page token: list again from page 1")])
+        return snapshot, offset, scope
+
+    async def ListTrendingTags(
+        self, request: feed_pb2.ListTrendingTagsRequest, context: grpc.aio.ServicerContext
+    ) -> feed_pb2.ListTrendingTagsResponse:
+        size = page_size(request.page_size, default=TAG_DEFAULT_PAGE, maximum=TAG_MAX_PAGE)
+        window = request.window or feed_pb2.TREND_WINDOW_DAY
+        snapshot, offset, scope = await self._trend_snapshot(
+            trends.TAGS, window, request.page_token
+        )
+        rows = await self.trends.page(snapshot, offset, size + 1)
+        more = len(rows) > size
+        return feed_pb2.ListTrendingTagsResponse(
+            tags=[feed_pb2.TrendingTag(hashtag=tag, score=score) for tag, score in rows[:size]],
+            next_page_token=(
+                self._rt.page_tokens.encode(scope, {"k": snapshot, "o": offset + size})
+                if more
+                else ""
+            ),
+        )
+
+    async def ListTrendingPosts(
+        self, request: feed_pb2.ListTrendingPostsRequest, context: grpc.aio.ServicerContext
+    ) -> feed_pb2.ListTrendingPostsResponse:
+        size = page_size(
+            request.page_size, default=TREND_POST_DEFAULT_PAGE, maximum=TREND_POST_MAX_PAGE
+        )
+        window = request.window or feed_pb2.TREND_WINDOW_DAY
+        snapshot, offset, scope = await self._trend_snapshot(
+            trends.POSTS, window, request.page_token
+        )
+        fetch = size * 2
+        rows = await self.trends.page(snapshot, offset, fetch)
+        # As the caller may see them (anonymous callers see public posts only).
+        visible = await self._hydrate([int(p) for p, _ in rows]) if rows else {}
+        posts: list[post_pb2.Post] = []
+        examined = 0
+        for post_id, _score in rows:
+            if len(posts) == size:
+                break
+            examined += 1
+            if int(post_id) in visible:
+                posts.append(visible[int(post_id)])
+        more = examined < len(rows) or len(rows) == fetch
+        return feed_pb2.ListTrendingPostsResponse(
+            posts=posts,
+            next_page_token=(
+                self._rt.page_tokens.encode(scope, {"k": snapshot, "o": offset + examined})
+                if more
+                else ""
+            ),
+        )
+
+
+@dataclass
+class _Cut:
+    """What `_cut` walked: the kept entries and where it stopped."""
+
+    entries: list[Entry] = field(default_factory=list)
+    posts: dict[int, post_pb2.Post] = field(default_factory=dict)
+    first_examined: str = ""
+    last_examined: str = ""
+    more: bool = False
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
