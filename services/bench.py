@@ -67,53 +67,21 @@ async def _seed(
     database_url: str, graph: dataset.Graph, posts_per_user: int, seed: int
 ) -> tuple[list[int], list[int]]:
     """Users, follows and posts through each service's own seeder (COPY)."""
-    from services import registry
-    from services.kit.db import Database
     from services.kit.ids import IdGenerator
-    from services.kit.migrations import migrate
-    from services.seed import Progress
+    from services.seed import load
 
-    users, follows, posts = (registry.get(name).load_seeder() for name in ("user", "graph", "post"))
-    ids = IdGenerator(1022)
-    rng = random.Random(seed)
-    db = await Database.connect(database_url)
-    try:
-        async with db.primary.acquire() as conn:
-            for name in registry.IMPLEMENTED:
-                spec = registry.get(name).build_spec()
-                await migrate(conn, spec.schema, spec.migrations_dir)
-        user_ids = [ids.next_id() for _ in range(graph.users)]
-        async with db.transaction() as conn:
-            await users.seed_users(conn, user_ids, progress=Progress("users", len(user_ids)))
-        async with db.transaction() as conn:
-            await follows.seed_follows(
-                conn,
-                [(user_ids[a], user_ids[b]) for a, b in graph.follows],
-                ids,
-                progress=Progress("follows", len(graph.follows)),
-            )
-        n_posts = graph.users * posts_per_user
-        post_ids: list[int] = []
-        if n_posts:
-            async with db.transaction() as conn:
-                post_ids = await posts.seed_posts(
-                    conn,
-                    user_ids,
-                    ids,
-                    n_posts=n_posts,
-                    n_likes=n_posts * 2,
-                    n_comments=n_posts // 2,
-                    rng=rng,
-                    progress=Progress("posts", n_posts * 3 + n_posts // 2),
-                )
-        async with db.primary.acquire() as conn:
-            await conn.execute(
-                'ANALYZE graph.follows; ANALYZE graph.counts; ANALYZE "user".users; '
-                "ANALYZE post.posts"
-            )
-    finally:
-        await db.close()
-    return user_ids, post_ids
+    n_posts = graph.users * posts_per_user
+    seeded = await load(
+        database_url,
+        graph.users,
+        graph.follows,
+        ids=IdGenerator(1022),
+        rng=random.Random(seed),
+        posts=n_posts,
+        likes=n_posts * 2,
+        comments=n_posts // 2,
+    )
+    return seeded.user_ids, seeded.post_ids
 
 
 def stack_population(stack: Any, graph: dataset.Graph, posts_per_user: int) -> Population:

@@ -74,19 +74,26 @@ class Seeded:
     post_ids: list[int]
 
 
-async def seed(args: argparse.Namespace, database_url: str) -> Seeded:
-    """Loads users, the follow graph and (if asked) posts, likes and comments.
+async def load(
+    database_url: str,
+    n_users: int,
+    follows_idx: list[tuple[int, int]],
+    *,
+    ids: IdGenerator,
+    rng: random.Random,
+    posts: int = 0,
+    likes: int = 0,
+    comments: int = 0,
+    private_every: int = 0,
+) -> Seeded:
+    """Migrates every implemented service, then fills it with COPY.
 
-    Every implemented service's schema is migrated first (as `socialmesh up` would);
-    each table is filled by its own service's seeder (`registry.Service.seeder`).
+    Each table is filled by its own service's seeder (`registry.Service.seeder`);
+    `follows_idx` are (follower, followee) indexes into the generated users.
+    `socialmesh seed` and `socialmesh bench` both load their data through here.
     """
-    users, graph, posts = (registry.get(name).load_seeder() for name in ("user", "graph", "post"))
-    rng = random.Random(args.random_seed)
-    ids = IdGenerator(1023)
-    started = time.monotonic()
-    edges_idx = power_law_edges(args.users, args.follows, args.celebrity_followers, rng)
-    print(
-        f"generated {len(edges_idx):,} edges in {time.monotonic() - started:.1f}s", file=sys.stderr
+    user_seeder, graph_seeder, post_seeder = (
+        registry.get(name).load_seeder() for name in ("user", "graph", "post")
     )
     db = await Database.connect(database_url)
     try:
@@ -94,51 +101,73 @@ async def seed(args: argparse.Namespace, database_url: str) -> Seeded:
             for name in registry.IMPLEMENTED:
                 spec = registry.get(name).build_spec()
                 await migrate(conn, spec.schema, spec.migrations_dir)
-        user_ids = [ids.next_id() for _ in range(args.users)]
-        load_started = time.monotonic()
+        user_ids = [ids.next_id() for _ in range(n_users)]
         async with db.transaction() as conn:
-            await users.seed_users(
+            await user_seeder.seed_users(
                 conn,
                 user_ids,
-                private_every=args.private_every,
+                private_every=private_every,
                 progress=Progress("users", len(user_ids)),
             )
         async with db.transaction() as conn:
-            await graph.seed_follows(
+            await graph_seeder.seed_follows(
                 conn,
-                [(user_ids[a], user_ids[b]) for a, b in edges_idx],
+                [(user_ids[a], user_ids[b]) for a, b in follows_idx],
                 ids,
-                progress=Progress("follows", len(edges_idx)),
+                progress=Progress("follows", len(follows_idx)),
             )
-        n_posts = getattr(args, "posts", 0)
         post_ids: list[int] = []
-        if n_posts:
+        if posts:
             async with db.transaction() as conn:
-                post_ids = await posts.seed_posts(
+                post_ids = await post_seeder.seed_posts(
                     conn,
                     user_ids,
                     ids,
-                    n_posts=n_posts,
-                    n_likes=args.likes,
-                    n_comments=args.comments,
+                    n_posts=posts,
+                    n_likes=likes,
+                    n_comments=comments,
                     rng=rng,
-                    progress=Progress("posts", n_posts + args.likes + args.comments),
+                    progress=Progress("posts", posts + likes + comments),
                 )
         async with db.primary.acquire() as conn:
             await conn.execute(
                 'ANALYZE graph.follows; ANALYZE graph.counts; ANALYZE "user".users; '
                 "ANALYZE post.posts"
             )
-        print(
-            f"seeded {args.users:,} users and {len(edges_idx):,} follows in "
-            f"{time.monotonic() - load_started:.1f}s (COPY); celebrity user_id={user_ids[0]} "
-            f"handle=seed_0 with {args.celebrity_followers:,} followers; "
-            f"{n_posts:,} posts, {getattr(args, 'likes', 0):,} likes, "
-            f"{getattr(args, 'comments', 0):,} comments",
-        )
     finally:
         await db.close()
     return Seeded(user_ids, post_ids)
+
+
+async def seed(args: argparse.Namespace, database_url: str) -> Seeded:
+    """Loads a power-law graph of users and follows and (if asked) posts, likes, comments."""
+    rng = random.Random(args.random_seed)
+    started = time.monotonic()
+    edges_idx = power_law_edges(args.users, args.follows, args.celebrity_followers, rng)
+    print(
+        f"generated {len(edges_idx):,} edges in {time.monotonic() - started:.1f}s", file=sys.stderr
+    )
+    n_posts = getattr(args, "posts", 0)
+    load_started = time.monotonic()
+    seeded = await load(
+        database_url,
+        args.users,
+        edges_idx,
+        ids=IdGenerator(1023),
+        rng=rng,
+        posts=n_posts,
+        likes=getattr(args, "likes", 0),
+        comments=getattr(args, "comments", 0),
+        private_every=args.private_every,
+    )
+    print(
+        f"seeded {args.users:,} users and {len(edges_idx):,} follows in "
+        f"{time.monotonic() - load_started:.1f}s (COPY); celebrity user_id={seeded.user_ids[0]} "
+        f"handle=seed_0 with {args.celebrity_followers:,} followers; "
+        f"{n_posts:,} posts, {getattr(args, 'likes', 0):,} likes, "
+        f"{getattr(args, 'comments', 0):,} comments",
+    )
+    return seeded
 
 
 def main(args: argparse.Namespace) -> int:
