@@ -61,6 +61,10 @@ from envoy_data_plane.envoy.config.cluster.v3 import (
 from envoy_data_plane.envoy.config.core.v3 import (
     Address,
     DataSource,
+    GrpcService,
+    GrpcServiceEnvoyGrpc,
+    HeaderValue,
+    HeaderValueOption,
     HealthCheck,
     HealthCheckGrpcHealthCheck,
     Http2ProtocolOptions,
@@ -70,6 +74,8 @@ from envoy_data_plane.envoy.config.core.v3 import (
     RuntimeFractionalPercent,
     RuntimeUInt32,
     SocketAddress,
+    SubstitutionFormatString,
+    TransportSocket,
 )
 from envoy_data_plane.envoy.config.endpoint.v3 import (
     ClusterLoadAssignment,
@@ -78,12 +84,23 @@ from envoy_data_plane.envoy.config.endpoint.v3 import (
     LocalityLbEndpoints,
 )
 from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.overload.v3 import (
+    OverloadAction,
+    OverloadManager,
+    ResourceMonitor,
+    ThresholdTrigger,
+    Trigger,
+)
 from envoy_data_plane.envoy.config.route.v3 import (
     DirectResponseAction,
     FilterConfig,
     HeaderMatcher,
     QueryParameterMatcher,
+    RateLimit,
+    RateLimitAction,
+    RateLimitActionRemoteAddress,
     RetryPolicy,
+    RetryPolicyRetryHostPredicate,
     Route,
     RouteAction,
     RouteActionMaxStreamDuration,
@@ -91,10 +108,15 @@ from envoy_data_plane.envoy.config.route.v3 import (
     RouteMatch,
     VirtualHost,
 )
+from envoy_data_plane.envoy.config.trace.v3 import OpenTelemetryConfig, TracingHttp
 from envoy_data_plane.envoy.extensions.access_loggers.stream.v3 import StdoutAccessLog
 from envoy_data_plane.envoy.extensions.clusters.common.dns.v3 import DnsLookupFamily
 from envoy_data_plane.envoy.extensions.clusters.dns.v3 import DnsCluster
-from envoy_data_plane.envoy.extensions.common.ratelimit.v3 import XRateLimitHeadersRfcVersion
+from envoy_data_plane.envoy.extensions.common.ratelimit.v3 import (
+    LocalRateLimitDescriptor,
+    RateLimitDescriptorEntry,
+    XRateLimitHeadersRfcVersion,
+)
 from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer, BufferPerRoute
 from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
 from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 import (
@@ -120,9 +142,20 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
     HttpConnectionManager,
     HttpConnectionManagerCodecType,
     HttpConnectionManagerPathWithEscapedSlashesAction,
+    HttpConnectionManagerTracing,
     HttpFilter,
     LocalReplyConfig,
     ResponseMapper,
+)
+from envoy_data_plane.envoy.extensions.resource_monitors.downstream_connections.v3 import (
+    DownstreamConnectionsConfig,
+)
+from envoy_data_plane.envoy.extensions.resource_monitors.fixed_heap.v3 import FixedHeapConfig
+from envoy_data_plane.envoy.extensions.retry.host.previous_hosts.v3 import PreviousHostsPredicate
+from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
+    CommonTlsContext,
+    DownstreamTlsContext,
+    TlsCertificate,
 )
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
     HttpProtocolOptions as UpstreamHttpProtocolOptions,
@@ -137,7 +170,7 @@ from envoy_data_plane.envoy.type.v3 import (
     Percent,
     TokenBucket,
 )
-from envoy_data_plane.google.protobuf import Any, Empty
+from envoy_data_plane.google.protobuf import Any, Empty, Struct
 from socialmesh.api.v1 import access_pb2
 
 from .descriptors import Contract, HttpBinding, MethodInfo, load_contract, with_error_detail_types
@@ -147,6 +180,7 @@ __all__ = [
     "MAX_RESPONSE_BODY_BYTES",
     "STRIPPED_IDENTITY_HEADERS",
     "EdgeSettings",
+    "FileRoute",
     "Upstream",
     "build_bootstrap",
     "render_yaml",
@@ -184,6 +218,9 @@ CORS_EXPOSE_HEADERS = "grpc-status,grpc-message"
 
 # Upstream resilience knobs shared by every service cluster.
 CONNECT_TIMEOUT = timedelta(seconds=1)
+CONNECTION_BUFFER_BYTES = 32 * 1024
+HEAP_MONITOR = "envoy.resource_monitors.fixed_heap"
+CONNECTIONS_MONITOR = "envoy.resource_monitors.global_downstream_max_connections"
 HEALTH_CHECK_INTERVAL = timedelta(seconds=2)
 HEALTH_CHECK_TIMEOUT = timedelta(seconds=1)
 RETRIES_ON_UNAVAILABLE = 2
@@ -248,6 +285,26 @@ class Upstream:
     host: str
     port: int
     grpc_service: str  # fully-qualified, e.g. "socialmesh.user.v1.UserService"
+    #: Concurrent requests (streams included) the edge sends this cluster before its
+    #: circuit breaker opens. Services holding long-lived streams (chat) need far more
+    #: than a request/response service: each open stream is a request.
+    max_requests: int = 4096
+    #: More instances of the same service beside (host, port) (several on a laptop or in
+    #: a test; in a cluster one DNS name finds every pod instead).
+    replicas: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class FileRoute:
+    """A plain-HTTP upstream serving bytes under a path prefix (media files in `socialmesh
+    up`): GET and HEAD only, no token (the unguessable URL is the capability), neither
+    transcoded nor buffered, so Range/206, ETag/304 and HEAD reach the client intact.
+    `name` becomes the Envoy cluster name."""
+
+    name: str
+    prefix: str
+    host: str
+    port: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,6 +319,31 @@ class EdgeSettings:
     audience: str = "socialmesh-api"
     descriptor_path: Path
     rate_limit_per_second: int = 2000
+    #: Each client address has its own bucket (the edge-wide one stays as a backstop), so
+    #: one client's flood cannot get everyone a 429. Burst: twice the rate.
+    rate_limit_per_client_per_second: int = 200
+    #: Distinct client addresses whose buckets are kept (LRU); more share the edge-wide one.
+    rate_limit_clients: int = 100_000
+    #: Overload manager: connections beyond this are refused at accept (silent sockets
+    #: cannot pile up to the fd limit), and the heap this Envoy may use before it
+    #: sheds load (stops keep-alive at 95 %, refuses new requests at 98 %).
+    max_downstream_connections: int = 50_000
+    max_heap_bytes: int = 1 << 30
+    #: Closes downstream connections with no request in flight (security review L7: 1 h
+    #: kept silent sockets open); streams keep theirs open while they run.
+    idle_timeout_seconds: float = 60.0
+    #: `host:port` of an OTLP/gRPC collector: the edge then starts a span per request and
+    #: passes its `traceparent` upstream, so edge and service spans share one trace.
+    #: Empty (the laptop default): no tracer; a client's own traceparent still passes.
+    otlp_collector: str = ""
+    #: PEM certificate chain and key: the listener then speaks TLS only, offering h2
+    #: and http/1.1 by ALPN (browsers use HTTP/2 only over TLS). Empty: plaintext, where
+    #: HTTP/1.1 and h2c (gRPC) share the port.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: The OpenAPI document of this REST surface (gen/openapi.json), answered at
+    #: `GET /openapi.json` by Envoy itself; empty: not served.
+    openapi_file: str = ""
     cors_allowed_origins: tuple[str, ...] = ("*",)
     request_timeout_seconds: float = 15.0
     # How often Envoy pings each upstream connection (HTTP/2 PING) to notice a dead peer.
@@ -269,6 +351,8 @@ class EdgeSettings:
     # they answer GOAWAY `too_many_pings` and kill quiet streams: see
     # services/kit/server.py (MIN_PING_INTERVAL_WITHOUT_DATA_MS, which must not exceed it).
     upstream_keepalive_interval_seconds: float = 30.0
+    #: Plain-HTTP byte routes (none by default); they win over the API routes.
+    file_routes: tuple[FileRoute, ...] = ()
 
 
 def build_bootstrap(settings: EdgeSettings, upstreams: Sequence[Upstream]) -> Bootstrap:
@@ -283,10 +367,48 @@ def build_bootstrap(settings: EdgeSettings, upstreams: Sequence[Upstream]) -> Bo
         raise ValueError("contract cannot be served by the edge:\n  " + "\n  ".join(problems))
     return Bootstrap(
         admin=Admin(address=_socket("127.0.0.1", settings.admin_port)),
+        overload_manager=_overload_manager(settings),
         static_resources=BootstrapStaticResources(
             listeners=[_listener(settings, upstreams, methods, contract)],
-            clusters=[_cluster(u, settings) for u in upstreams],
+            clusters=[_cluster(u, settings) for u in upstreams]
+            + [_file_cluster(f) for f in settings.file_routes]
+            + ([_collector_cluster(settings.otlp_collector)] if settings.otlp_collector else []),
         ),
+    )
+
+
+def _overload_manager(settings: EdgeSettings) -> OverloadManager:
+    """Sheds load before Envoy runs out of memory or file descriptors (edge-proxy guide)."""
+
+    def at(fraction: float) -> Trigger:
+        return Trigger(name=HEAP_MONITOR, threshold=ThresholdTrigger(value=fraction))
+
+    return OverloadManager(
+        refresh_interval=timedelta(milliseconds=250),
+        resource_monitors=[
+            ResourceMonitor(
+                name=HEAP_MONITOR,
+                typed_config=Any.pack(FixedHeapConfig(max_heap_size_bytes=settings.max_heap_bytes)),
+            ),
+            # A proactive monitor: connections past the cap are refused at accept.
+            ResourceMonitor(
+                name=CONNECTIONS_MONITOR,
+                typed_config=Any.pack(
+                    DownstreamConnectionsConfig(
+                        max_active_downstream_connections=settings.max_downstream_connections
+                    )
+                ),
+            ),
+        ],
+        actions=[
+            OverloadAction(name="envoy.overload_actions.shrink_heap", triggers=[at(0.95)]),
+            OverloadAction(
+                name="envoy.overload_actions.disable_http_keepalive", triggers=[at(0.95)]
+            ),
+            OverloadAction(
+                name="envoy.overload_actions.stop_accepting_requests", triggers=[at(0.98)]
+            ),
+        ],
     )
 
 
@@ -379,12 +501,15 @@ def _listener(
         merge_slashes=True,
         path_with_escaped_slashes_action=HttpConnectionManagerPathWithEscapedSlashesAction.REJECT_REQUEST,
         common_http_protocol_options=HttpProtocolOptions(
-            idle_timeout=timedelta(hours=1),
+            # A connection with no request in flight is closed after this (one that
+            # never sends a byte included).
+            idle_timeout=timedelta(seconds=settings.idle_timeout_seconds),
             # `x_user_id` must not slip past the header stripping as a look-alike.
             headers_with_underscores_action=HttpProtocolOptionsHeadersWithUnderscoresAction.DROP_HEADER,
         ),
         http2_protocol_options=Http2ProtocolOptions(
-            max_concurrent_streams=1000,
+            # Envoy's edge-proxy guide: 100 streams per connection, 64 KiB/1 MiB windows.
+            max_concurrent_streams=100,
             initial_stream_window_size=65536,
             initial_connection_window_size=1048576,
         ),
@@ -394,6 +519,7 @@ def _listener(
         stream_idle_timeout=timedelta(minutes=5),
         access_log=[_pack_access_log()],
         local_reply_config=_local_replies(),
+        tracing=_tracing(settings),
     )
     return Listener(
         name=LISTENER_NAME,
@@ -403,17 +529,97 @@ def _listener(
         # connections - bearer tokens included - between the two. Without it that second
         # bind fails loudly with "Address already in use".
         enable_reuse_port=False,
+        # Bounds what one connection can make Envoy buffer (edge-proxy guide); filters
+        # that need whole bodies (buffer, transcoder) raise it for their own streams.
+        per_connection_buffer_limit_bytes=CONNECTION_BUFFER_BYTES,
         filter_chains=[
             FilterChain(
+                transport_socket=_tls(settings),
                 filters=[
                     Filter(
                         name="envoy.filters.network.http_connection_manager",
                         typed_config=Any.pack(hcm),
                     )
-                ]
+                ],
             )
         ],
     )
+
+
+OTEL_COLLECTOR_CLUSTER = "otel_collector"
+MAX_DIRECT_RESPONSE_BYTES = 4 * 1024 * 1024
+
+
+def _tls(settings: EdgeSettings) -> TransportSocket | None:
+    """TLS termination (DownstreamTlsContext) when a certificate is configured."""
+    if not settings.tls_cert_file:
+        return None
+    context = DownstreamTlsContext(
+        common_tls_context=CommonTlsContext(
+            tls_certificates=[
+                TlsCertificate(
+                    certificate_chain=DataSource(filename=settings.tls_cert_file),
+                    private_key=DataSource(filename=settings.tls_key_file),
+                )
+            ],
+            alpn_protocols=["h2", "http/1.1"],
+        )
+    )
+    return TransportSocket(name="envoy.transport_sockets.tls", typed_config=Any.pack(context))
+
+
+def _tracing(settings: EdgeSettings) -> HttpConnectionManagerTracing | None:
+    """Envoy's OpenTelemetry tracer, exporting to `settings.otlp_collector` over OTLP/gRPC."""
+    if not settings.otlp_collector:
+        return None
+    return HttpConnectionManagerTracing(
+        provider=TracingHttp(
+            name="envoy.tracers.opentelemetry",
+            typed_config=Any.pack(
+                OpenTelemetryConfig(
+                    grpc_service=GrpcService(
+                        envoy_grpc=GrpcServiceEnvoyGrpc(cluster_name=OTEL_COLLECTOR_CLUSTER)
+                    ),
+                    service_name="socialmesh-edge",
+                )
+            ),
+        ),
+        random_sampling=Percent(value=100.0),
+    )
+
+
+def _collector_cluster(address: str) -> Cluster:
+    """HTTP/2 cluster for the OTLP collector (no health check: tracing is best effort)."""
+    host, _, port = address.rpartition(":")
+    cluster = Cluster(
+        name=OTEL_COLLECTOR_CLUSTER,
+        connect_timeout=CONNECT_TIMEOUT,
+        load_assignment=ClusterLoadAssignment(
+            cluster_name=OTEL_COLLECTOR_CLUSTER,
+            endpoints=[
+                LocalityLbEndpoints(
+                    lb_endpoints=[LbEndpoint(endpoint=Endpoint(address=_socket(host, int(port))))]
+                )
+            ],
+        ),
+    )
+    if _is_ip(host):
+        cluster.type = ClusterDiscoveryType.STATIC
+    else:
+        cluster.cluster_type = ClusterCustomClusterType(
+            name="envoy.clusters.dns",
+            typed_config=Any.pack(DnsCluster(dns_lookup_family=DnsLookupFamily.V4_PREFERRED)),
+        )
+    cluster.typed_extension_protocol_options = {
+        _UPSTREAM_PROTOCOL_OPTIONS_KEY: Any.pack(
+            UpstreamHttpProtocolOptions(
+                explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+                    http2_protocol_options=Http2ProtocolOptions()
+                )
+            )
+        )
+    }
+    return cluster
 
 
 def _local_replies() -> LocalReplyConfig:
@@ -449,9 +655,42 @@ def _http_filter(name: str, config: betterproto2.Message) -> HttpFilter:
     return HttpFilter(name=name, typed_config=Any.pack(config))
 
 
+#: One JSON object per request: what ops search by (request id, trace, client, gRPC
+#: status, upstream) next to the usual HTTP fields.
+ACCESS_LOG_FIELDS = {
+    "time": "%START_TIME%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "traceparent": "%REQ(TRACEPARENT)%",
+    "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "status": "%RESPONSE_CODE%",
+    "grpc_status": "%GRPC_STATUS%",
+    "flags": "%RESPONSE_FLAGS%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "duration_ms": "%DURATION%",
+    "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    "bytes_in": "%BYTES_RECEIVED%",
+    "bytes_out": "%BYTES_SENT%",
+    "upstream": "%UPSTREAM_CLUSTER%",
+    "upstream_host": "%UPSTREAM_HOST%",
+    "user_agent": "%REQ(USER-AGENT)%",
+}
+
+
 def _pack_access_log() -> AccessLog:
-    """Default-format access log on stdout: one line per request, for `socialmesh up`."""
-    return AccessLog(name="envoy.access_loggers.stdout", typed_config=Any.pack(StdoutAccessLog()))
+    """JSON access log on stdout, one object per request (`ACCESS_LOG_FIELDS`)."""
+    return AccessLog(
+        name="envoy.access_loggers.stdout",
+        typed_config=Any.pack(
+            StdoutAccessLog(
+                log_format=SubstitutionFormatString(
+                    json_format=Struct.from_dict(dict(ACCESS_LOG_FIELDS))
+                )
+            )
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------- routes
@@ -472,7 +711,10 @@ def _route_config(
     transcoding (see below), and a catch-all answering 404.
     """
     unary_timeout = timedelta(seconds=settings.request_timeout_seconds)
-    routes: list[Route] = [
+    routes: list[Route] = [_file_route(f) for f in settings.file_routes]
+    if settings.openapi_file:
+        routes.append(_openapi_route(settings.openapi_file))
+    routes += [
         _refusal(f"internal {m.full_name}", RouteMatch(path=m.grpc_path))
         for upstream in upstreams
         for m in methods[upstream.name]
@@ -502,6 +744,7 @@ def _route_config(
                     max_stream_duration=RouteActionMaxStreamDuration(
                         grpc_timeout_header_max=unary_timeout
                     ),
+                    retry_policy=_retry_policy(RETRY_ON_ANY),
                 ),
             )
         )
@@ -549,6 +792,8 @@ def _route_config(
     )
     return RouteConfiguration(
         name=ROUTE_CONFIG_NAME,
+        # Direct responses are capped at 4 KiB by default; the OpenAPI document is larger.
+        max_direct_response_body_size_bytes=MAX_DIRECT_RESPONSE_BYTES,
         virtual_hosts=[
             VirtualHost(
                 name="api",
@@ -584,6 +829,26 @@ def _refusal(name: str, match: RouteMatch) -> Route:
         name=name,
         match=match,
         direct_response=_not_found(),
+        typed_per_filter_config={JWT_FILTER: off, TRANSCODER_FILTER: off},
+    )
+
+
+OPENAPI_PATH = "/openapi.json"
+
+
+def _openapi_route(path: str) -> Route:
+    """`GET /openapi.json`: the generated document, answered by Envoy (no token needed)."""
+    off = Any.pack(FilterConfig(disabled=True))
+    return Route(
+        name="openapi",
+        match=RouteMatch(
+            path=OPENAPI_PATH,
+            headers=[HeaderMatcher(name=":method", string_match=StringMatcher(exact="GET"))],
+        ),
+        direct_response=DirectResponseAction(status=200, body=DataSource(filename=path)),
+        response_headers_to_add=[
+            HeaderValueOption(header=HeaderValue(key="content-type", value="application/json"))
+        ],
         typed_per_filter_config={JWT_FILTER: off, TRANSCODER_FILTER: off},
     )
 
@@ -656,14 +921,33 @@ def _route_action(upstream: Upstream, settings: EdgeSettings, m: MethodInfo) -> 
             timeout=timeout,
             max_stream_duration=RouteActionMaxStreamDuration(grpc_timeout_header_max=timeout),
         )
-    # Only reads are retried (a retried write could apply twice), and not client streams,
-    # whose request body Envoy would have to buffer to replay.
+    # Reads are retried on UNAVAILABLE, CANCELLED (what a stopping grpc server answers to
+    # calls it will not run) and resets too (a retried write could apply twice),
+    # but not client streams, whose request body Envoy would have to buffer to replay.
     if m.idempotent and not m.client_streaming:
-        action.retry_policy = RetryPolicy(
-            retry_on="unavailable",
-            num_retries=RETRIES_ON_UNAVAILABLE,
-        )
+        action.retry_policy = _retry_policy(RETRY_ON_READS)
     return action
+
+
+#: Failures where the request never reached a servicer (no connection, or the stream
+#: refused by a server that is shutting down): safe to retry for every method.
+RETRY_ON_ANY = "connect-failure,refused-stream"
+RETRY_ON_READS = "unavailable,cancelled,reset,connect-failure,refused-stream"
+
+
+def _retry_policy(retry_on: str) -> RetryPolicy:
+    """Retries go to another instance (`previous_hosts`): the one that failed is draining."""
+    return RetryPolicy(
+        retry_on=retry_on,
+        num_retries=RETRIES_ON_UNAVAILABLE,
+        retry_host_predicate=[
+            RetryPolicyRetryHostPredicate(
+                name="envoy.retry_host_predicates.previous_hosts",
+                typed_config=Any.pack(PreviousHostsPredicate()),
+            )
+        ],
+        host_selection_retry_max_attempts=3,
+    )
 
 
 def _cors_policy(settings: EdgeSettings) -> CorsPolicy:
@@ -689,18 +973,38 @@ def _cors_policy(settings: EdgeSettings) -> CorsPolicy:
 
 
 def _rate_limit(settings: EdgeSettings) -> LocalRateLimit:
-    """Edge-wide token bucket (shared by all workers), 429 when empty."""
+    """A token bucket per client address, and the edge-wide one as a backstop; 429 when empty.
+
+    The per-client bucket is a wildcard descriptor (`remote_address` without a value):
+    Envoy keeps one bucket per distinct address, up to `rate_limit_clients` (LRU). The
+    address is the socket peer (`use_remote_address`, no trusted hops), never a header.
+    """
     everyone = RuntimeFractionalPercent(
         default_value=FractionalPercent(
             numerator=100, denominator=FractionalPercentDenominatorType.HUNDRED
         ),
     )
     rate = settings.rate_limit_per_second
+    per_client = settings.rate_limit_per_client_per_second
     return LocalRateLimit(
         stat_prefix="edge_rate_limit",
         token_bucket=TokenBucket(
             max_tokens=rate, tokens_per_fill=rate, fill_interval=timedelta(seconds=1)
         ),
+        rate_limits=[
+            RateLimit(actions=[RateLimitAction(remote_address=RateLimitActionRemoteAddress())])
+        ],
+        descriptors=[
+            LocalRateLimitDescriptor(
+                entries=[RateLimitDescriptorEntry(key="remote_address")],
+                token_bucket=TokenBucket(
+                    max_tokens=2 * per_client,
+                    tokens_per_fill=per_client,
+                    fill_interval=timedelta(seconds=1),
+                ),
+            )
+        ],
+        max_dynamic_descriptors=settings.rate_limit_clients,
         # Both default to 0%: without them the filter is configured but does nothing.
         filter_enabled=everyone,
         filter_enforced=everyone,
@@ -833,6 +1137,8 @@ def _transcoder(upstreams: Sequence[Upstream], contract: Contract) -> GrpcJsonTr
         ),
         # gRPC errors become 400/401/403/404/409/429/503... with a google.rpc.Status body.
         convert_grpc_status=True,
+        # `?query=a+b` means "a b" in every HTML form and most clients (search queries).
+        query_param_unescape_plus=True,
         # What it may buffer, the same over HTTP/1.1 and HTTP/2 (see the constants).
         max_request_body_size=MAX_REQUEST_BODY_BYTES,
         max_response_body_size=MAX_RESPONSE_BODY_BYTES,
@@ -848,7 +1154,58 @@ def _transcoder(upstreams: Sequence[Upstream], contract: Contract) -> GrpcJsonTr
     )
 
 
+def _file_route(files: FileRoute) -> Route:
+    """GET/HEAD under the prefix go to the file server, past jwt_authn and the transcoder.
+
+    Both filters are off for this route (as for the refusals): the transcoder would
+    answer with its own Download binding (always 200, no Range, no 304, no HEAD), and
+    jwt_authn only knows the API's rules. No route timeout: a large video may take long.
+    """
+    off = Any.pack(FilterConfig(disabled=True))
+    return Route(
+        name=f"files {files.prefix}",
+        match=RouteMatch(
+            prefix=files.prefix,
+            headers=[
+                HeaderMatcher(
+                    name=":method",
+                    string_match=StringMatcher(safe_regex=RegexMatcher(regex="GET|HEAD")),
+                )
+            ],
+        ),
+        route=RouteAction(cluster=files.name, timeout=timedelta(0)),
+        typed_per_filter_config={JWT_FILTER: off, TRANSCODER_FILTER: off, **_no_buffer()},
+    )
+
+
 # ---------------------------------------------------------------------------- clusters
+
+
+def _file_cluster(files: FileRoute) -> Cluster:
+    """An HTTP/1.1 cluster for a file server (plain HTTP, no gRPC health check)."""
+    cluster = Cluster(
+        name=files.name,
+        connect_timeout=CONNECT_TIMEOUT,
+        lb_policy=ClusterLbPolicy.ROUND_ROBIN,
+        load_assignment=ClusterLoadAssignment(
+            cluster_name=files.name,
+            endpoints=[
+                LocalityLbEndpoints(
+                    lb_endpoints=[
+                        LbEndpoint(endpoint=Endpoint(address=_socket(files.host, files.port)))
+                    ]
+                )
+            ],
+        ),
+    )
+    if _is_ip(files.host):
+        cluster.type = ClusterDiscoveryType.STATIC
+    else:
+        cluster.cluster_type = ClusterCustomClusterType(
+            name="envoy.clusters.dns",
+            typed_config=Any.pack(DnsCluster(dns_lookup_family=DnsLookupFamily.V4_PREFERRED)),
+        )
+    return cluster
 
 
 def _cluster(upstream: Upstream, settings: EdgeSettings) -> Cluster:
@@ -856,13 +1213,15 @@ def _cluster(upstream: Upstream, settings: EdgeSettings) -> Cluster:
     cluster = Cluster(
         name=upstream.name,
         connect_timeout=CONNECT_TIMEOUT,
+        per_connection_buffer_limit_bytes=CONNECTION_BUFFER_BYTES,
         lb_policy=ClusterLbPolicy.ROUND_ROBIN,
         load_assignment=ClusterLoadAssignment(
             cluster_name=upstream.name,
             endpoints=[
                 LocalityLbEndpoints(
                     lb_endpoints=[
-                        LbEndpoint(endpoint=Endpoint(address=_socket(upstream.host, upstream.port)))
+                        LbEndpoint(endpoint=Endpoint(address=_socket(host, port)))
+                        for host, port in ((upstream.host, upstream.port), *upstream.replicas)
                     ]
                 )
             ],
@@ -912,7 +1271,7 @@ def _cluster(upstream: Upstream, settings: EdgeSettings) -> Cluster:
                 CircuitBreakersThresholds(
                     max_connections=1024,
                     max_pending_requests=1024,
-                    max_requests=4096,
+                    max_requests=upstream.max_requests,
                     # Retries may add at most 20% load on top of live requests.
                     retry_budget=CircuitBreakersThresholdsRetryBudget(
                         budget_percent=Percent(value=20.0), min_retry_concurrency=10
@@ -959,6 +1318,10 @@ def _check_settings(settings: EdgeSettings, upstreams: Iterable[Upstream]) -> No
             raise ValueError(f"duplicate {label}: {values}")
     if settings.rate_limit_per_second < 1:
         raise ValueError("rate_limit_per_second must be at least 1")
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        raise ValueError("TLS needs both tls_cert_file and tls_key_file")
+    if settings.rate_limit_per_client_per_second < 1:
+        raise ValueError("rate_limit_per_client_per_second must be at least 1")
     if settings.request_timeout_seconds <= 0:
         raise ValueError("request_timeout_seconds must be positive (0 would disable it)")
     if settings.upstream_keepalive_interval_seconds <= 0:

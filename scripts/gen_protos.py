@@ -58,6 +58,13 @@ def generate(out: Path) -> None:
         *(p for p in (out / "socialmesh").rglob("*") if p.is_dir()),
     ]:
         (directory / "__init__.py").touch()
+    # The REST edge's OpenAPI document, from the same descriptor set (gateway/openapi.py).
+    sys.path.insert(0, str(ROOT))
+    from gateway.openapi import render
+
+    (out / "socialmesh" / "openapi.json").write_text(
+        render(out / "socialmesh" / "socialmesh.binpb")
+    )
 
 
 if __name__ == "__main__":

@@ -38,6 +38,10 @@ ENVOY_CONFIG = "envoy-config"
 SERVICE_PUBLIC_KEYS = "socialmesh-service-public-keys"
 CONFIG_DIR = "config"
 GRPC_PORT = 50051
+#: Prometheus `/metrics` of every service (METRICS_PORT).
+METRICS_PORT = 9090
+#: Media's plain-HTTP file server (Range, 304, HEAD), reached by the edge only.
+MEDIA_FILES_PORT = 8081
 PART_OF = {"app.kubernetes.io/part-of": "socialmesh"}
 JWT_DIR = "/etc/socialmesh/jwt"
 #: This service's own identity key (Secret `socialmesh-service-key-<name>`, key `key.pem`).
@@ -102,10 +106,19 @@ def service_env(name: str) -> list[dict[str, Any]]:
         {"name": "SOCIALMESH_GRPC_HOST", "value": "0.0.0.0"},
         {"name": "SOCIALMESH_GRPC_PORT", "value": str(GRPC_PORT)},
         {"name": "SHUTDOWN_GRACE_SECONDS", "value": "10"},
+        # Envoy health-checks every 2 s and ejects after 2 failures: keep serving 5 s.
+        {"name": "DRAIN_DELAY_SECONDS", "value": "5"},
         {"name": "JWT_PUBLIC_KEY_FILE", "value": f"{JWT_DIR}/public.pem"},
         {"name": "SERVICE_KEY_FILE", "value": f"{SERVICE_KEY_DIR}/key.pem"},
         {"name": "SERVICE_PUBLIC_KEYS_DIR", "value": SERVICE_PUBLIC_KEYS_DIR},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        # One JSON object per log line, with the trace and span ids of the request.
+        {"name": "LOG_FORMAT", "value": "json"},
+        {"name": "METRICS_PORT", "value": str(METRICS_PORT)},
+        # Spans go to an OpenTelemetry Collector in the namespace (OTLP/HTTP); point
+        # OTEL_EXPORTER_OTLP_ENDPOINT elsewhere in an overlay, or set "none".
+        {"name": "OTEL_TRACES_EXPORTER", "value": "otlp"},
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel-collector:4318"},
     ]
     for other in registry.NAMES:
         env.append(
@@ -129,6 +142,35 @@ def service_env(name: str) -> list[dict[str, Any]]:
         )
     if registry.get(name).mints_tokens:
         env.append({"name": "JWT_PRIVATE_KEY_FILE", "value": f"{JWT_DIR}/private.pem"})
+    if name == "media":
+        env += media_env()
+    return env
+
+
+def media_env() -> list[dict[str, Any]]:
+    """Media's blob store is S3-compatible in a cluster (a local directory only works with
+    one replica); bytes are served by its file server behind the edge (k8s/README.md)."""
+    env: list[dict[str, Any]] = [
+        {"name": "MEDIA_HTTP_PORT", "value": str(MEDIA_FILES_PORT)},
+        {"name": "MEDIA_STAGING_DIR", "value": "/tmp/media-staging"},
+    ]
+    for var, key, optional in (
+        ("MEDIA_STORAGE_URL", "storage-url", False),  # e.g. s3://socialmesh-media
+        ("MEDIA_PUBLIC_BASE_URL", "public-base-url", True),  # a CDN in front of the edge
+        ("AWS_ENDPOINT_URL", "endpoint-url", True),  # e.g. http://minio:9000
+        ("AWS_REGION", "region", True),
+        ("AWS_ACCESS_KEY_ID", "access-key-id", True),
+        ("AWS_SECRET_ACCESS_KEY", "secret-access-key", True),
+        ("AWS_ALLOW_HTTP", "allow-http", True),
+    ):
+        env.append(
+            {
+                "name": var,
+                "valueFrom": {
+                    "secretKeyRef": {"name": "socialmesh-media", "key": key, "optional": optional}
+                },
+            }
+        )
     return env
 
 
@@ -150,7 +192,16 @@ def deployment(name: str) -> dict[str, Any]:
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
             "template": {
-                "metadata": {"labels": labels(name)},
+                "metadata": {
+                    "labels": labels(name),
+                    # Prometheus' conventional pod annotations (kube-prometheus, Datadog,
+                    # Grafana Agent all honour them).
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(METRICS_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
                 "spec": {
                     "terminationGracePeriodSeconds": 30,
                     # No pod talks to the Kubernetes API: no token in the pod.
@@ -165,7 +216,15 @@ def deployment(name: str) -> dict[str, Any]:
                             # node's cached copy is the right one.
                             "imagePullPolicy": "IfNotPresent",
                             "command": ["socialmesh", "serve", name],
-                            "ports": [{"name": "grpc", "containerPort": GRPC_PORT}],
+                            "ports": [
+                                {"name": "grpc", "containerPort": GRPC_PORT},
+                                {"name": "metrics", "containerPort": METRICS_PORT},
+                                *(
+                                    [{"name": "files", "containerPort": MEDIA_FILES_PORT}]
+                                    if name == "media"
+                                    else []
+                                ),
+                            ],
                             "env": service_env(name),
                             # NOT_SERVING until PostgreSQL/Redis answer and migrations ran,
                             # and again while draining after SIGTERM.
@@ -181,7 +240,11 @@ def deployment(name: str) -> dict[str, Any]:
                             },
                             "resources": {
                                 "requests": {"cpu": "250m", "memory": "256Mi"},
-                                "limits": {"cpu": "1", "memory": "512Mi"},
+                                # Media decodes images up to 50 Mpx (~170 MiB peak per job).
+                                "limits": {
+                                    "cpu": "1",
+                                    "memory": "1Gi" if name == "media" else "512Mi",
+                                },
                             },
                             "securityContext": security_context(),
                             "volumeMounts": [
@@ -323,12 +386,21 @@ def edge() -> list[dict[str, Any]]:
                             },
                             "securityContext": security_context(),
                             "volumeMounts": [
-                                {"name": "config", "mountPath": "/etc/envoy", "readOnly": True}
+                                {"name": "config", "mountPath": "/etc/envoy", "readOnly": True},
+                                {"name": "tls", "mountPath": "/etc/envoy-tls", "readOnly": True},
                             ],
                         }
                     ],
                     # Rendered by `socialmesh envoy-config` (see k8s/README.md), never hand-edited.
-                    "volumes": [{"name": "config", "configMap": {"name": ENVOY_CONFIG}}],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": ENVOY_CONFIG}},
+                        # TLS at the edge: a kubernetes.io/tls Secret, used when the config
+                        # is rendered with --tls-cert-file /etc/envoy-tls/tls.crt (k8s/README.md).
+                        {
+                            "name": "tls",
+                            "secret": {"secretName": "socialmesh-edge-tls", "optional": True},
+                        },
+                    ],
                 },
             },
         },
@@ -433,6 +505,23 @@ def network_policies() -> list[dict[str, Any]]:
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
+            "metadata": {"name": "media-files-from-the-edge", **meta},
+            "spec": {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "media"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "edge"}}}
+                        ],
+                        "ports": [{"port": MEDIA_FILES_PORT, "protocol": "TCP"}],
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
             "metadata": {"name": "services-from-the-mesh", **meta},
             "spec": {
                 "podSelector": {
@@ -451,7 +540,19 @@ def network_policies() -> list[dict[str, Any]]:
                     {
                         "from": [{"podSelector": {"matchLabels": PART_OF}}],
                         "ports": [{"port": GRPC_PORT, "protocol": "TCP"}],
-                    }
+                    },
+                    # Metrics scrapers live in another namespace (label it
+                    # `socialmesh.dev/scrapes-metrics: "true"`).
+                    {
+                        "from": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": {"socialmesh.dev/scrapes-metrics": "true"}
+                                }
+                            }
+                        ],
+                        "ports": [{"port": METRICS_PORT, "protocol": "TCP"}],
+                    },
                 ],
             },
         },

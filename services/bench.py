@@ -39,14 +39,20 @@ from services.benchkit import dataset, report
 from services.benchkit.loadgen import Generator, Step, Workload, find_max
 from services.benchkit.workloads import Ceiling, GraphOps, Mix, PostOps, Profile
 
-SCENARIOS = ("ceiling", "mix", "profile", "graph", "post")
+SCENARIOS = ("ceiling", "mix", "profile", "graph", "post", "chat", "chat-streams")
+#: Run by services/benchkit/chat.py (streams, not the request/response generator).
+CHAT = frozenset({"chat", "chat-streams"})
 #: Scenarios that need the data set loaded (and tokens signed) in a stack bench started.
 SEEDED = frozenset({"mix", "graph", "post"})
 
 
 def parse_scenarios(value: str) -> list[str]:
-    """`all` or a comma-separated list; `ceiling` is always measured, first."""
-    names = list(SCENARIOS) if value == "all" else [v.strip() for v in value.split(",") if v]
+    """`all` (every request/response scenario; chat ones are opt-in) or a comma-separated
+    list; `ceiling` is always measured, first."""
+    if value == "all":
+        names = [n for n in SCENARIOS if n not in CHAT]
+    else:
+        names = [v.strip() for v in value.split(",") if v]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; choose from {SCENARIOS}")
@@ -206,6 +212,7 @@ def main(args: argparse.Namespace) -> int:
             base_port=base_port,
             log_dir=Path(tempfile.mkdtemp(prefix="socialmesh-bench-logs-")),
             edge_rate_limit=args.edge_rate_limit,
+            edge_rate_limit_per_client=args.edge_rate_limit_per_client,
         )
         stack.start()
         edge = stack.edge_url
@@ -244,7 +251,7 @@ def main(args: argparse.Namespace) -> int:
             arrival=args.arrival,
             request_timeout=args.timeout,
         ) as gen:
-            for name in scenarios:
+            for name in [s for s in scenarios if s not in CHAT]:
                 before = _cache_stats(stack.env["REDIS_URL"]) if stack and name == "profile" else {}
                 result = measure(gen, workloads[name], args)
                 if before and stack is not None:
@@ -256,6 +263,14 @@ def main(args: argparse.Namespace) -> int:
                     result.extra["cache"] = delta
                     result.extra["cache_hit_rate"] = round(hits / total, 4) if total else None
                 results.append(result)
+        if CHAT & set(scenarios):
+            from services.benchkit import chat
+
+            found, chat_notes = chat.run_scenarios(
+                scenarios, args, stack, edge, people.user_ids, people.tokens
+            )
+            results.extend(found)
+            notes.extend(chat_notes)
     finally:
         if stack is not None:
             stack.stop()

@@ -28,6 +28,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         base_port=args.base_port,
         log_dir=Path(args.log_dir).resolve() if args.log_dir else None,
         edge_rate_limit=args.edge_rate_limit,
+        edge_rate_limit_per_client=args.edge_rate_limit_per_client,
+        tls=args.tls,
     )
     stopping = threading.Event()
     received: list[int] = []
@@ -80,7 +82,7 @@ def _cmd_envoy_config(args: argparse.Namespace) -> int:
     from services.kit.config import JWT_AUDIENCE_DEFAULT, JWT_ISSUER_DEFAULT
 
     if args.jwt_public_key_file:
-        public_key = Path(args.jwt_public_key_file)
+        public_key: Path | str = args.jwt_public_key_file  # may list several, comma-separated
     else:
         _, public_key = jwt_key_pair(Path(args.data_dir).resolve() / "keys")
     names = args.services.split(",") if args.services else registry.IMPLEMENTED
@@ -101,9 +103,25 @@ def _cmd_envoy_config(args: argparse.Namespace) -> int:
             public_key_file=public_key,
             issuer=args.jwt_issuer or JWT_ISSUER_DEFAULT,
             audience=args.jwt_audience or JWT_AUDIENCE_DEFAULT,
+            rate_limit_per_second=args.edge_rate_limit,
+            rate_limit_per_client_per_second=args.edge_rate_limit_per_client,
+            otlp_collector=args.otlp_collector,
+            tls_cert_file=args.tls_cert_file,
+            tls_key_file=args.tls_key_file,
+            **_media_files(args.media_files),
         )
     )
     return 0
+
+
+def _media_files(address: str) -> dict[str, object]:
+    """`--media-files host:port`: the edge routes /v1/media/files/ to media's file server."""
+    if not address:
+        return {}
+    from gateway.envoy_config import FileRoute
+
+    host, _, port = address.rpartition(":")
+    return {"file_routes": (FileRoute("media-files", "/v1/media/files/", host, int(port)),)}
 
 
 def _cmd_service_keys(args: argparse.Namespace) -> int:
@@ -218,6 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="socialmesh", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def edge_limit_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--edge-rate-limit", type=int, default=2000, help="edge-wide requests/s before 429"
+        )
+        p.add_argument(
+            "--edge-rate-limit-per-client",
+            type=int,
+            default=200,
+            help="requests/s per client address before 429 (burst: twice that)",
+        )
+
     def stack_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--edge-port", type=int, default=8080, help="REST/gRPC edge port")
         p.add_argument("--admin-port", type=int, default=9901, help="Envoy admin port")
@@ -232,8 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run PostgreSQL, Redis, every service and Envoy")
     stack_flags(up)
     up.add_argument("--log-dir", help="write each process's log to a file here")
+    edge_limit_flags(up)
     up.add_argument(
-        "--edge-rate-limit", type=int, default=2000, help="edge-wide requests/s before 429"
+        "--tls",
+        action="store_true",
+        help="serve the edge over TLS (h2 + http/1.1) with a generated localhost certificate",
     )
     up.set_defaults(func=_cmd_up)
 
@@ -254,6 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
     envoy.add_argument("--jwt-public-key-file", default="", help="default: the data dir's key")
     envoy.add_argument("--jwt-issuer", default="")
     envoy.add_argument("--jwt-audience", default="")
+    edge_limit_flags(envoy)
+    envoy.add_argument(
+        "--media-files", default="", help="host:port of media's file server (Range, 304, HEAD)"
+    )
+    envoy.add_argument("--tls-cert-file", default="", help="PEM chain: the edge speaks TLS")
+    envoy.add_argument("--tls-key-file", default="", help="PEM key of --tls-cert-file")
+    envoy.add_argument(
+        "--otlp-collector",
+        default="",
+        help="host:port of an OTLP/gRPC collector: the edge traces requests (joins services)",
+    )
     envoy.set_defaults(func=_cmd_envoy_config)
 
     keys = sub.add_parser(
@@ -273,8 +316,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--scenario",
         default="all",
-        help="all, or comma-separated: ceiling,mix,profile,graph,post (ceiling always runs)",
+        help="all (ceiling,mix,profile,graph,post), or comma-separated, also chat,chat-streams "
+        "(ceiling always runs)",
     )
+    bench.add_argument("--pairs", type=int, default=100, help="chat: sender->receiver DM pairs")
+    bench.add_argument(
+        "--chat-streams",
+        default="1000,2000,5000,10000",
+        help="chat-streams: cumulative open-stream steps on one chat instance",
+    )
+    bench.add_argument("--chat-channels", type=int, default=16, help="chat: gRPC client channels")
+    bench.add_argument(
+        "--chat-open-batch", type=int, default=50, help="chat-streams: streams opened at once"
+    )
+    bench.add_argument(
+        "--chat-hold", type=float, default=25.0, help="chat-streams: seconds to hold each step"
+    )
+    bench.add_argument(
+        "--chat-redis-pool",
+        type=int,
+        default=0,
+        help="chat: Redis max_connections of the bench's second chat instance (0: default)",
+    )
+    bench.add_argument("--resume-messages", type=int, default=50, help="chat: M in resume")
+    bench.add_argument("--resume-repeats", type=int, default=3, help="chat: resume measurements")
     bench.add_argument("--graph", choices=("reed98", "powerlaw"), default="reed98")
     bench.add_argument("--users", type=int, default=10_000, help="users of --graph powerlaw")
     bench.add_argument("--posts-per-user", type=int, default=10, help="seeded posts per user")
@@ -302,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1_000_000,
         help="edge-wide local rate limit of the stack bench starts (high: measure the mesh)",
+    )
+    bench.add_argument(
+        "--edge-rate-limit-per-client",
+        type=int,
+        default=1_000_000,
+        help="per-client-address limit of the stack bench starts (one load generator)",
     )
     bench.set_defaults(func=_cmd_bench)
     events = sub.add_parser("events", help="event bus: group status, dead letters, replay")

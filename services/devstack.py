@@ -35,7 +35,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services import registry
-from services.kit.auth import generate_signing_key, jwks_json, load_public_key
+from services.kit.auth import generate_signing_key, jwks_json, load_public_keys
 from services.kit.config import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +56,8 @@ def descriptor_set_path() -> Path:
 
 
 DESCRIPTOR_SET = descriptor_set_path()
+#: The REST edge's OpenAPI document (gateway/openapi.py), beside the descriptor set.
+OPENAPI_DOCUMENT = DESCRIPTOR_SET.with_name("openapi.json")
 
 _PR_SET_PDEATHSIG = 1
 try:  # resolved once here: the hook below runs between fork and exec
@@ -96,6 +98,60 @@ def jwt_key_pair(keys_dir: Path) -> tuple[Path, Path]:
     return private_key, public_key
 
 
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A localhost certificate for `socialmesh up --tls` (created once, valid a year).
+
+    For testing HTTP/2 browsers and TLS clients on a laptop; clients must trust
+    this file explicitly (`curl --cacert`). Deployments bring their own.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    cert_file, key_file = directory / "edge.crt.pem", directory / "edge.key.pem"
+    if cert_file.exists() and key_file.exists():
+        return cert_file, key_file
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "socialmesh localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_file, key_file
+
+
 def service_key_file(directory: Path, service: str) -> Path:
     return directory / f"{service}.key.pem"
 
@@ -132,7 +188,7 @@ def free_port_block(size: int) -> int:
 
 def free_stack_ports() -> tuple[int, int, int]:
     """Free (edge, admin, base) ports for one stack; the services follow the base port."""
-    base = free_port_block(2 + registry.port_span())
+    base = free_port_block(3 + registry.port_span())  # + the media file server
     return base, base + 1, base + 2
 
 
@@ -228,10 +284,12 @@ def edge_yaml(
     edge_port: int,
     admin_port: int,
     bind_address: str,
-    public_key_file: Path,
+    public_key_file: Path | str,
     issuer: str,
     audience: str,
     rate_limit_per_second: int = 2000,
+    rate_limit_per_client_per_second: int = 200,
+    **edge: Any,
 ) -> str:
     """Renders the Envoy bootstrap for the given service addresses."""
     from gateway.envoy_config import EdgeSettings, Upstream, render_yaml
@@ -241,15 +299,23 @@ def edge_yaml(
             edge_port=edge_port,
             admin_port=admin_port,
             bind_address=bind_address,
-            jwks_json=jwks_json([load_public_key(public_key_file)]),
+            jwks_json=jwks_json(load_public_keys(public_key_file)),
             issuer=issuer,
             audience=audience,
             descriptor_path=DESCRIPTOR_SET,
             rate_limit_per_second=rate_limit_per_second,
+            rate_limit_per_client_per_second=rate_limit_per_client_per_second,
+            **edge,
             # Who may call what comes from the contract's access option (descriptor_path).
         ),
         [
-            Upstream(name=name, host=host, port=port, grpc_service=registry.get(name).grpc_service)
+            Upstream(
+                name=name,
+                host=host,
+                port=port,
+                grpc_service=registry.get(name).grpc_service,
+                max_requests=registry.get(name).edge_max_requests,
+            )
             for name, (host, port) in upstreams.items()
         ],
     )
@@ -299,6 +365,10 @@ class Stack:
     log_dir: Path | None = None
     #: Edge-wide local rate limit (requests/s); a shield, not a per-user quota.
     edge_rate_limit: int = 2000
+    #: Per-client-address local rate limit (requests/s, burst twice that).
+    edge_rate_limit_per_client: int = 200
+    #: Serve the edge over TLS with a generated localhost certificate (`up --tls`).
+    tls: bool = False
     processes: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     _pg: Any = None
@@ -312,7 +382,12 @@ class Stack:
 
     @property
     def edge_url(self) -> str:
-        return f"http://127.0.0.1:{self.edge_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.edge_port}"
+
+    @property
+    def tls_files(self) -> tuple[Path, Path]:
+        return self_signed_certificate(self.data_dir / "keys" / "tls")
 
     @property
     def service_keys_dir(self) -> Path:
@@ -329,6 +404,7 @@ class Stack:
                     "edge": self.edge_port,
                     "Envoy admin": self.admin_port,
                     **{service: self.port_of(service) for service in self.services},
+                    **({"media files": self.media_files_port} if self.serves_media else {}),
                 }
             )
             self._checkpoint()
@@ -402,9 +478,30 @@ class Stack:
         self.processes[name] = proc
         self._outputs[name] = ChildOutput(name, proc.stdout, sink, owns_sink)
 
+    @property
+    def serves_media(self) -> bool:
+        return "media" in self.services
+
+    @property
+    def media_files_port(self) -> int:
+        """The media service's plain-HTTP file server: one past the last gRPC port."""
+        return self.base_port + registry.port_span()
+
+    def _file_routes(self) -> dict[str, Any]:
+        """Media bytes go through the edge to the media file server (Range, 304, HEAD)."""
+        if not self.serves_media:
+            return {}
+        from gateway.envoy_config import FileRoute
+
+        route = FileRoute("media-files", "/v1/media/files/", "127.0.0.1", self.media_files_port)
+        return {"file_routes": (route,)}
+
     def _start_service(self, service: str) -> None:
         env = dict(self.env)
         env["SOCIALMESH_GRPC_PORT"] = str(self.port_of(service))
+        env["SOCIALMESH_DATA_DIR"] = str(self.data_dir)
+        if service == "media":
+            env["MEDIA_HTTP_PORT"] = str(self.media_files_port)
         env["SERVICE_KEY_FILE"] = str(service_key_file(self.service_keys_dir, service))
         if not registry.get(service).mints_tokens:
             env.pop("JWT_PRIVATE_KEY_FILE", None)
@@ -421,7 +518,17 @@ class Stack:
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             rate_limit_per_second=self.edge_rate_limit,
+            rate_limit_per_client_per_second=self.edge_rate_limit_per_client,
+            **self._tls_settings(),
+            **self._file_routes(),
+            openapi_file=str(OPENAPI_DOCUMENT),
         )
+
+    def _tls_settings(self) -> dict[str, str]:
+        if not self.tls:
+            return {}
+        cert, key = self.tls_files
+        return {"tls_cert_file": str(cert), "tls_key_file": str(key)}
 
     def _start_envoy(self) -> None:
         config = self.data_dir / "envoy.yaml"
@@ -460,6 +567,8 @@ class Stack:
             f"  REST/JSON + gRPC edge  {self.edge_url}",
             f"  Envoy admin            http://127.0.0.1:{self.admin_port}",
         ]
+        if self.tls:
+            lines.append(f"  TLS certificate        {self.tls_files[0]} (curl --cacert it)")
         for service in self.services:
             lines.append(f"  {service:<22} grpc://127.0.0.1:{self.port_of(service)}")
         lines.append(f"  PostgreSQL             {self.env.get('DATABASE_URL', '')}")

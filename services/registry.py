@@ -33,6 +33,9 @@ class Service:
     seeder: str | None = None
     #: Holds the access-token signing key, i.e. mints user tokens.
     mints_tokens: bool = False
+    #: Concurrent requests the edge may send it (its circuit breaker); every open
+    #: stream counts, so a service holding long-lived streams needs many more.
+    edge_max_requests: int = 4096
 
     @property
     def implemented(self) -> bool:
@@ -63,8 +66,8 @@ SERVICES: tuple[Service, ...] = (
     Service("graph", 50052, "services.graph.service", "services.graph.seed"),
     Service("post", 50053, "services.post.service", "services.post.seed"),
     Service("feed", 50054, "services.feed.service"),
-    Service("chat", 50055),
-    Service("media", 50056),
+    Service("chat", 50055, "services.chat.service", edge_max_requests=100_000),
+    Service("media", 50056, "services.media.service"),
 )
 
 BY_NAME: Mapping[str, Service] = {s.name: s for s in SERVICES}

@@ -54,6 +54,7 @@ def launch_up(data_dir: Path, log_dir: Path, ports: tuple[int, int, int]) -> sub
             "USER_REGISTRATIONS_PER_CLIENT_PER_HOUR": "100000",
             "USER_LOGIN_ATTEMPTS_PER_CLIENT": "100000",
             "USER_LOGIN_FAILURES_PER_CLIENT": "100000",
+            "SEARCH_ANONYMOUS_PER_MINUTE": "100000",
         }
     )
     return subprocess.Popen(
@@ -72,6 +73,10 @@ def launch_up(data_dir: Path, log_dir: Path, ports: tuple[int, int, int]) -> sub
             str(data_dir),
             "--log-dir",
             str(log_dir),
+            # One loopback client runs the whole suite; the per-client bucket is
+            # tested on an edge of its own (test_security.py, L8).
+            "--edge-rate-limit-per-client",
+            "100000",
         ],
         cwd=ROOT,
         env=env,

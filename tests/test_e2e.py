@@ -269,3 +269,21 @@ def test_restart_keeps_data_and_shutdown_leaves_nothing(tmp_path: Path) -> None:
             assert login(c, user["handle"])["user"]["userId"] == user["userId"]
     finally:
         second.stop()
+
+
+def test_the_edge_serves_its_openapi_document(client: httpx.Client) -> None:
+    r = client.get("/openapi.json")  # no token needed
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    doc = r.json()
+    assert doc["openapi"].startswith("3.")
+    login = doc["paths"]["/v1/auth:login"]["post"]
+    assert login["security"] == [{}, {"bearer": []}]  # public
+    send = doc["paths"]["/v1/conversations/{conversation_id}/messages"]["post"]
+    assert {p["name"] for p in send["parameters"]} == {"conversation_id", "requestId"}
+    assert send["security"] == [{"bearer": []}]
+    # Internal methods are not part of the public surface.
+    operations = {op["operationId"] for ops in doc["paths"].values() for op in ops.values()}
+    assert "GraphService_BatchGetRelationships" not in operations
+    assert "GraphService_FollowUser" in operations
+    user_id = doc["components"]["schemas"]["socialmesh.user.v1.User"]["properties"]["userId"]
+    assert user_id == {"type": "string", "format": "int64"}  # proto3 JSON: int64 as string

@@ -116,3 +116,18 @@ def test_home_feed_over_rest(client: httpx.Client) -> None:
         )
     )
     assert client.get("/v1/trends/posts").status_code == 200
+
+
+def test_suggested_users_over_rest(client: httpx.Client) -> None:
+    me, me_h = person(client)
+    friend, friend_h = person(client)
+    their_friend, _ = person(client)
+    assert client.get("/v1/users:suggested").status_code == 401  # needs an account
+    assert client.post(f"/v1/users/{friend}:follow", json={}, headers=me_h).status_code == 200
+    r = client.post(f"/v1/users/{their_friend}:follow", json={}, headers=friend_h)
+    assert r.status_code == 200
+    reply = client.get("/v1/users:suggested", params={"pageSize": 5}, headers=me_h)
+    assert reply.status_code == 200, reply.text
+    first = reply.json()["users"][0]
+    assert first["user"]["userId"] == their_friend and first["mutualCount"] == "1"
+    assert me not in [u["user"]["userId"] for u in reply.json()["users"]]

@@ -540,3 +540,25 @@ async def test_trending_tags_are_counted_decayed_and_paginated(feed, posts, make
         feed.ListTrendingTags(feed_pb2.ListTrendingTagsRequest(page_token="forged.token"))
     )
     assert bad == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_suggested_users_are_friends_of_friends_ranked_by_mutuals(feed, graph, make_person):
+    me, b, e, c, d, blocker, muted = [await make_person() for _ in range(7)]
+    for fan, idol in ((me, b), (me, e), (b, c), (b, d), (e, d), (b, blocker), (b, muted), (e, me)):
+        await follow(graph, fan, idol)
+    await graph.BlockUser(graph_pb2.BlockUserRequest(user_id=me.id), metadata=blocker.md)
+    await graph.MuteUser(graph_pb2.MuteUserRequest(user_id=muted.id), metadata=me.md)
+    reply = await feed.ListSuggestedUsers(
+        feed_pb2.ListSuggestedUsersRequest(page_size=10), metadata=me.md
+    )
+    ranked = [(s.user.user_id, s.mutual_count) for s in reply.users]
+    assert ranked[:2] == [(d.id, 2), (c.id, 1)]  # d is followed by two of my follows
+    suggested = {u for u, _ in ranked}
+    # Never me, accounts I follow, accounts that block me or that I mute.
+    assert not suggested & {me.id, b.id, e.id, blocker.id, muted.id}
+    assert all(m == 0 for _, m in ranked[2:])  # the rest: popular accounts
+    assert reply.users[0].user.handle == d.handle  # side-loaded profile
+    two = await feed.ListSuggestedUsers(
+        feed_pb2.ListSuggestedUsersRequest(page_size=2), metadata=me.md
+    )
+    assert [s.user.user_id for s in two.users] == [d.id, c.id]

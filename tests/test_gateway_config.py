@@ -396,6 +396,47 @@ def test_rate_limit_is_enforced_from_settings(descriptor: Path, jwks: str) -> No
     assert limit.get("status", {}).get("code", 429) == 429
 
 
+def test_each_client_address_gets_its_own_bucket(descriptor: Path, jwks: str) -> None:
+    config = yaml.safe_load(
+        render_yaml(
+            settings_for(descriptor, jwks, rate_limit_per_client_per_second=7),
+            upstreams_for(descriptor),
+        )
+    )
+    limit = http_filter(config, "envoy.filters.http.local_ratelimit")
+    assert limit["rate_limits"] == [{"actions": [{"remote_address": {}}]}]
+    (per_client,) = limit["descriptors"]
+    assert per_client["entries"] == [{"key": "remote_address"}]  # wildcard: one bucket each
+    assert per_client["token_bucket"] == {
+        "max_tokens": 14,
+        "tokens_per_fill": 7,
+        "fill_interval": "1s",
+    }
+    assert int(limit["max_dynamic_descriptors"]) >= 10_000
+
+
+def test_edge_overload_protection(descriptor: Path, jwks: str) -> None:
+    config = yaml.safe_load(render_yaml(settings_for(descriptor, jwks), upstreams_for(descriptor)))
+    monitors = {
+        m["name"]: m["typed_config"] for m in config["overload_manager"]["resource_monitors"]
+    }
+    cap = monitors["envoy.resource_monitors.global_downstream_max_connections"]
+    assert int(cap["max_active_downstream_connections"]) > 0
+    assert int(monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"]) > 0
+    actions = {a["name"] for a in config["overload_manager"]["actions"]}
+    assert "envoy.overload_actions.stop_accepting_requests" in actions
+    (listener,) = config["static_resources"]["listeners"]
+    assert listener["per_connection_buffer_limit_bytes"] == 32768
+    assert all(
+        c["per_connection_buffer_limit_bytes"] == 32768
+        for c in config["static_resources"]["clusters"]
+        if "load_assignment" in c and c["name"] != "edge"
+    )
+    options = hcm(config)
+    assert options["common_http_protocol_options"]["idle_timeout"] == "60s"
+    assert options["http2_protocol_options"]["max_concurrent_streams"] == 100
+
+
 def test_cors_policy_and_preflight_bypass(descriptor: Path, jwks: str) -> None:
     origins = ("https://app.example.com", "*")
     config = yaml.safe_load(
@@ -520,16 +561,30 @@ def test_reads_retry_on_unavailable_and_writes_do_not(config: dict[str, Any]) ->
     assert get_user["match"] == {"path": f"/{USER_SERVICE}/GetUser"}
     assert get_user["route"]["cluster"] == "user"
     assert get_user["route"]["timeout"] == "15s"
-    assert get_user["route"]["retry_policy"] == {"retry_on": "unavailable", "num_retries": 2}
+    read_policy = get_user["route"]["retry_policy"]
+    assert read_policy["retry_on"].split(",") == [
+        "unavailable",
+        "cancelled",
+        "reset",
+        "connect-failure",
+        "refused-stream",
+    ]
+    assert read_policy["num_retries"] == 2
+    # Retries go to another instance: the one that failed is likely draining.
+    (predicate,) = read_policy["retry_host_predicate"]
+    assert predicate["name"] == "envoy.retry_host_predicates.previous_hosts"
     # Idempotent by name even though bound to POST.
     listing = route_named(config, f"{EDGETEST_SERVICE}.ListEvents")["route"]
-    assert listing["retry_policy"]["retry_on"] == "unavailable"
+    assert listing["retry_policy"]["retry_on"] == read_policy["retry_on"]
     names = {r["name"] for r in routes(config)}
     assert f"{USER_SERVICE}.UpdateUser" not in names and f"{EDGETEST_SERVICE}.Poke" not in names
     service_default = route_named(config, USER_SERVICE)
     assert service_default["match"] == {"prefix": f"/{USER_SERVICE}/"}
     assert service_default["route"]["timeout"] == "15s"
-    assert "retry_policy" not in service_default["route"]
+    # Writes are retried only where the request never reached a servicer: a retried
+    # UNAVAILABLE, CANCELLED or reset could apply a write twice.
+    write_policy = service_default["route"]["retry_policy"]
+    assert write_policy["retry_on"].split(",") == ["connect-failure", "refused-stream"]
 
 
 def test_streaming_methods_have_no_route_timeout(config: dict[str, Any]) -> None:
@@ -754,3 +809,30 @@ def test_template_to_regex(template: str, matches: list[str], misses: list[str])
         assert re.fullmatch(regex, path), (regex, path)
     for path in misses:
         assert not re.fullmatch(regex, path), (regex, path)
+
+
+def test_access_log_is_json_with_request_id_grpc_status_and_upstream(
+    descriptor: Path, jwks: str
+) -> None:
+    config = yaml.safe_load(render_yaml(settings_for(descriptor, jwks), upstreams_for(descriptor)))
+    (log,) = hcm(config)["access_log"]
+    fields = log["typed_config"]["log_format"]["json_format"]
+    assert fields["request_id"] == "%REQ(X-REQUEST-ID)%"
+    assert fields["grpc_status"] == "%GRPC_STATUS%"
+    assert fields["upstream"] == "%UPSTREAM_CLUSTER%"
+    assert fields["traceparent"] == "%REQ(TRACEPARENT)%"
+
+
+def test_edge_traces_only_when_a_collector_is_given(descriptor: Path, jwks: str) -> None:
+    plain = yaml.safe_load(render_yaml(settings_for(descriptor, jwks), upstreams_for(descriptor)))
+    assert "tracing" not in hcm(plain)
+    traced = yaml.safe_load(
+        render_yaml(
+            settings_for(descriptor, jwks, otlp_collector="otel-collector:4317"),
+            upstreams_for(descriptor),
+        )
+    )
+    provider = hcm(traced)["tracing"]["provider"]
+    assert provider["name"] == "envoy.tracers.opentelemetry"
+    cluster = provider["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"]
+    assert cluster in {c["name"] for c in traced["static_resources"]["clusters"]}

@@ -470,3 +470,20 @@ async def test_graph_events_reach_the_stream(graph, make_person, mesh: Mesh):
             assert envelope.aggregate_id == event.target_id
         else:
             assert envelope.aggregate_id == next(v for _, v in event.ListFields())
+
+
+async def test_suggestions_are_only_for_the_caller_unless_a_service_asks(graph, make_person, infra):
+    me, other = await make_person(), await make_person()
+    mine = await graph.ListSuggestedAccounts(
+        graph_pb2.ListSuggestedAccountsRequest(viewer_id=me.id), metadata=me.md
+    )
+    assert me.id not in [a.user_id for a in mine.accounts]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await graph.ListSuggestedAccounts(
+            graph_pb2.ListSuggestedAccountsRequest(viewer_id=other.id), metadata=me.md
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    as_feed = await graph.ListSuggestedAccounts(
+        graph_pb2.ListSuggestedAccountsRequest(viewer_id=other.id), metadata=infra.service_auth()
+    )
+    assert other.id not in [a.user_id for a in as_feed.accounts]

@@ -512,6 +512,23 @@ def test_rendered_envoy_config_fits_the_edge(rendered_envoy: Doc) -> None:
     }
     upstreams = set()
     for cluster in rendered_envoy["static_resources"]["clusters"]:
+        if cluster["name"] == "otel_collector":
+            # The OpenTelemetry Collector is deployed beside, not by, these manifests
+            # (k8s/README.md, "Logs and traces").
+            assert socket_of(
+                cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+            ) == ("otel-collector", 4317)
+            continue
+        if cluster["name"] == "media-files":
+            # Media's file server: its own port on the media pods, open to the edge only.
+            (endpoint,) = cluster["load_assignment"]["endpoints"]
+            host, port = socket_of(endpoint["lb_endpoints"][0]["endpoint"]["address"])
+            media = of_kind("Deployment", docs)["media"]
+            assert (host, port) == (
+                f"media.{NAMESPACE}.svc.cluster.local",
+                container_port(media, "files"),
+            )
+            continue
         for endpoint in cluster["load_assignment"]["endpoints"]:
             for lb in endpoint["lb_endpoints"]:
                 upstreams.add(socket_of(lb["endpoint"]["address"]))

@@ -332,3 +332,34 @@ async def test_cancel_and_wait_stops_a_task_that_swallows_a_cancellation():
     await asyncio.sleep(0.02)
     await asyncio.wait_for(cancel_and_wait(task, wait_seconds=0.05), timeout=2)
     assert task.done() and swallowed == [1]
+
+
+def test_json_logs_carry_the_current_trace_and_span_ids() -> None:
+    import io
+    import json as jsonlib
+    import logging
+
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from services.kit.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("chat"))
+    logger = logging.getLogger("socialmesh.test.jsonlogs")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        tracer = TracerProvider().get_tracer("test")
+        with tracer.start_as_current_span("work") as span:
+            logger.warning("inside %s", "a span")
+        logger.warning("outside")
+    finally:
+        logger.removeHandler(handler)
+    inside, outside = (jsonlib.loads(line) for line in stream.getvalue().splitlines())
+    context = span.get_span_context()
+    assert inside["message"] == "inside a span" and inside["service"] == "chat"
+    assert inside["trace_id"] == f"{context.trace_id:032x}"
+    assert inside["span_id"] == f"{context.span_id:016x}"
+    assert inside["level"] == "WARNING"
+    assert "trace_id" not in outside

@@ -53,7 +53,7 @@ async def test_text_and_attachment_validation_names_the_field(posts, make_person
         ({"text": "x" * 5001}, "post.text"),
         ({"text": ""}, "post.text"),
         ({"text": "hi", "media_ids": [1, 2, 3, 4, 5]}, "post.media_ids"),
-        ({"text": "hi", "media_ids": [1]}, "post.media_ids"),
+        ({"text": "hi", "media_ids": [7, 7]}, "post.media_ids"),
     ]
     for fields, field in cases:
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -576,3 +576,32 @@ async def test_no_event_is_lost_if_the_service_dies_between_commit_and_publish(
             await restarted.stop()
     finally:
         shared_relay.start()
+
+
+async def test_posts_embed_the_author_s_ready_media_and_nobody_else_s(posts, make_person, mesh):
+    from socialmesh.media.v1 import media_pb2, media_pb2_grpc
+
+    from .test_media_service import image_bytes, settled, upload
+
+    media = media_pb2_grpc.MediaServiceStub(mesh["media"].channel)
+    author, other = await make_person(), await make_person()
+    photo = await upload(media, author, image_bytes("PNG"), description="alt text")
+    assert (await settled(media, author, photo.media_id)).state == media_pb2.MEDIA_STATE_READY
+    post = await posts.CreatePost(
+        post_pb2.CreatePostRequest(post=post_pb2.Post(media_ids=[photo.media_id])),
+        metadata=author.md,
+    )
+    (embedded,) = post.media
+    assert embedded.media_id == photo.media_id and embedded.description == "alt text"
+    assert embedded.variants and embedded.blurhash
+    read = await posts.GetPost(post_pb2.GetPostRequest(post_id=post.post_id), metadata=other.md)
+    assert [m.media_id for m in read.media] == [photo.media_id]
+    stolen = posts.CreatePost(
+        post_pb2.CreatePostRequest(post=post_pb2.Post(media_ids=[photo.media_id])),
+        metadata=other.md,
+    )
+    assert await code_of(stolen) == grpc.StatusCode.PERMISSION_DENIED
+    missing = posts.CreatePost(
+        post_pb2.CreatePostRequest(post=post_pb2.Post(media_ids=[2**62])), metadata=author.md
+    )
+    assert await code_of(missing) == grpc.StatusCode.NOT_FOUND

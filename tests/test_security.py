@@ -8,10 +8,14 @@ budget talk to the edge from their own loopback address (127.0.0.x).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -22,6 +26,7 @@ from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
+from services import registry
 from services.kit.auth import ACCESS_TOKEN_TYPE, key_id, load_private_key
 
 from .conftest import Infra, Mesh, unique
@@ -253,6 +258,52 @@ async def test_deleting_a_comment_on_an_unreadable_post_answers_the_same_either_
 
 
 # ------------------------------------------------------------------ token hygiene
+
+
+async def test_signing_keys_rotate_by_kid_without_a_flag_day(
+    infra: Infra, mesh: Mesh, tmp_path: Path
+):
+    """Services accept every listed key by `kid`; a key no longer listed is refused."""
+    from services.kit.auth import TokenSigner, generate_signing_key, jwks_json, load_public_keys
+    from services.kit.server import ServiceHost
+
+    new_private, new_public = tmp_path / "new.pem", tmp_path / "new.pub.pem"
+    generate_signing_key(new_private, new_public)
+    both = f"{infra.public_key_file},{new_public}"
+    host = ServiceHost(
+        registry.get("user").build_spec(),
+        infra.settings(
+            "user", {**mesh.env, "JWT_PUBLIC_KEY_FILE": both, "SOCIALMESH_GRPC_PORT": "0"}
+        ),
+    )
+    await host.start()
+    try:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
+        stub = user_pb2_grpc.UserServiceStub(channel)
+
+        def signer(path: Path) -> TokenSigner:
+            return TokenSigner(
+                load_private_key(path), issuer="socialmesh", audience="socialmesh-api", ttl=300
+            )
+
+        for key in (infra.private_key_file, new_private):  # old tokens still work, new ones too
+            token = signer(key).sign(4242, 7)
+            caller = await stub.GetCaller(user_pb2.GetCallerRequest(), metadata=auth(token))
+            assert caller.user_id == 4242
+        retired_private, _ = tmp_path / "old.pem", tmp_path / "old.pub.pem"
+        generate_signing_key(retired_private, tmp_path / "old.pub.pem")
+        err = await refused(
+            stub.GetCaller(
+                user_pb2.GetCallerRequest(), metadata=auth(signer(retired_private).sign(4242, 7))
+            )
+        )
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+        await channel.close()
+    finally:
+        await host.stop()
+    # The edge's JWKS carries every listed key, each under its own kid.
+    keys = json.loads(jwks_json(load_public_keys(both)))["keys"]
+    assert len({k["kid"] for k in keys}) == 2
 
 
 async def test_access_tokens_are_typed_and_untyped_ones_are_refused(users, infra: Infra):
@@ -535,3 +586,118 @@ def test_edge_blocks_and_comment_oracle(edge: httpx.Client) -> None:
         fake.status_code,
         fake.json()["message"],
     )
+
+
+@contextlib.contextmanager
+def own_edge(
+    stack: UpProcess, tmp_path: Path, scheme: str = "http", **edge: object
+) -> Iterator[str]:
+    """A second Envoy in front of the running stack's services, with its own settings."""
+    from services import registry
+    from services.devstack import edge_yaml, envoy_binary, free_port_block, jwt_key_pair
+
+    port = free_port_block(2)
+    _, public_key = jwt_key_pair(stack.data_dir / "keys")
+    ports = registry.ports(stack.base_port)
+    config = tmp_path / "envoy.yaml"
+    config.write_text(
+        edge_yaml(
+            {name: ("127.0.0.1", ports[name]) for name in registry.IMPLEMENTED},
+            edge_port=port,
+            admin_port=port + 1,
+            bind_address="127.0.0.1",
+            public_key_file=public_key,
+            issuer="socialmesh",
+            audience="socialmesh-api",
+            **edge,  # type: ignore[arg-type]
+        )
+    )
+    proc = subprocess.Popen(
+        [
+            envoy_binary(),
+            "-c",
+            str(config),
+            "--disable-hot-restart",
+            "--log-level",
+            "error",
+            "--base-id",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"{scheme}://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1, verify=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "second edge did not come up"
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.e2e
+def test_edge_l8_each_client_address_has_its_own_bucket(stack: UpProcess, tmp_path: Path) -> None:
+    with own_edge(stack, tmp_path, rate_limit_per_client_per_second=1) as url:
+
+        def codes(source: str, n: int) -> list[int]:
+            transport = httpx.HTTPTransport(local_address=source)
+            with httpx.Client(base_url=url, timeout=10, transport=transport) as c:
+                return [c.get("/v1/auth:caller").status_code for _ in range(n)]
+
+        # A burst of two (twice the rate), then 429 for this address only...
+        assert codes("127.0.0.2", 3) == [401, 401, 429]
+        # ...while a client that has sent nothing keeps its whole budget.
+        assert codes("127.0.0.3", 2) == [401, 401]
+
+
+@pytest.mark.e2e
+def test_edge_l7_silent_connections_are_reaped_and_capped(stack: UpProcess, tmp_path: Path) -> None:
+    with own_edge(stack, tmp_path, idle_timeout_seconds=1, max_downstream_connections=5) as url:
+        host, port = url.removeprefix("http://").split(":")
+        silent = [socket.create_connection((host, int(port)), timeout=5) for _ in range(5)]
+        # Past the cap, a connection is refused at accept: closed before any reply.
+        extra = socket.create_connection((host, int(port)), timeout=5)
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            assert extra.recv(1024) == b""
+        except ConnectionResetError:
+            pass
+        extra.close()
+        # The silent ones are closed by the idle timeout (1 s here), not kept for an hour.
+        started = time.monotonic()
+        for conn in silent:
+            try:
+                assert conn.recv(1024) == b""
+            except ConnectionResetError:
+                pass
+            conn.close()
+        assert time.monotonic() - started < 5
+        # Capacity is back once they are gone.
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+
+
+@pytest.mark.e2e
+def test_edge_tls_offers_http2_and_http1_by_alpn(stack: UpProcess, tmp_path: Path) -> None:
+    from services.devstack import self_signed_certificate
+
+    cert, key = self_signed_certificate(tmp_path / "tls")
+    with own_edge(
+        stack, tmp_path, tls_cert_file=str(cert), tls_key_file=str(key), scheme="https"
+    ) as url:
+        with httpx.Client(base_url=url, verify=str(cert), http2=True, timeout=10) as h2:
+            r = h2.get("/healthz")
+            assert r.status_code == 200 and r.http_version == "HTTP/2"
+            assert h2.get("/v1/auth:caller").status_code == 401  # the API behind it, over h2
+        with httpx.Client(base_url=url, verify=str(cert), timeout=10) as h1:
+            assert h1.get("/healthz").http_version == "HTTP/1.1"
+        # Plaintext is not served on a TLS listener.
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(url.replace("https://", "http://") + "/healthz", timeout=5)

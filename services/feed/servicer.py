@@ -104,6 +104,8 @@ FEEDBACK_KINDS = {
     feed_pb2.FEEDBACK_KIND_SHOW_LESS_FROM_AUTHOR,
     feed_pb2.FEEDBACK_KIND_SHOW_MORE,
 }
+#: ListSuggestedUsers sizes (feed.proto).
+SUGGEST_DEFAULT, SUGGEST_MAX = 20, 50
 TREND_WINDOWS = {feed_pb2.TREND_WINDOW_HOUR, feed_pb2.TREND_WINDOW_DAY}
 FOLLOWING_ARM = "following"
 
@@ -905,6 +907,30 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         if not await self.trends.snapshot_exists(snapshot):
             raise InvalidArgument([("page_token", "expired page token: list again from page 1")])
         return snapshot, offset, scope
+
+    async def ListSuggestedUsers(
+        self, request: feed_pb2.ListSuggestedUsersRequest, context: grpc.aio.ServicerContext
+    ) -> feed_pb2.ListSuggestedUsersResponse:
+        caller = require_caller()
+        size = page_size(request.page_size, default=SUGGEST_DEFAULT, maximum=SUGGEST_MAX)
+        try:
+            # A little extra: hydration drops accounts the caller may not see.
+            reply = await self.graph.ListSuggestedAccounts(
+                graph_pb2.ListSuggestedAccountsRequest(
+                    viewer_id=caller.user_id, max_results=size + 10
+                )
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "graph") from exc
+        mutual = {a.user_id: a.mutual_count for a in reply.accounts}
+        cards = {u.user_id: u for u in await self._authors(list(mutual))}
+        return feed_pb2.ListSuggestedUsersResponse(
+            users=[
+                feed_pb2.SuggestedUser(user=cards[u], mutual_count=m)
+                for u, m in mutual.items()
+                if u in cards
+            ][:size]
+        )
 
     async def ListTrendingTags(
         self, request: feed_pb2.ListTrendingTagsRequest, context: grpc.aio.ServicerContext

@@ -287,6 +287,25 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
             relationships=[relationship_proto(i, rels[i]) for i in ids]
         )
 
+    async def ListSuggestedAccounts(
+        self, request: graph_pb2.ListSuggestedAccountsRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ListSuggestedAccountsResponse:
+        caller = current_caller()
+        if caller is not None and caller.is_service:
+            require_positive_id(request.viewer_id, "viewer_id")
+        elif request.viewer_id != require_caller().user_id:
+            raise PermissionDenied("viewer_id must be the caller")
+        if request.max_results < 0:
+            raise InvalidArgument([("max_results", "must not be negative")])
+        limit = min(request.max_results or 20, 200)
+        rows = await self.store.suggestions(request.viewer_id, limit)
+        return graph_pb2.ListSuggestedAccountsResponse(
+            accounts=[
+                graph_pb2.SuggestedAccount(user_id=u, mutual_count=m, follower_count=f)
+                for u, m, f in rows
+            ]
+        )
+
     async def BatchGetFollowCounts(
         self, request: graph_pb2.BatchGetFollowCountsRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.BatchGetFollowCountsResponse:

@@ -298,6 +298,48 @@ class GraphStore:
         )
         return [Edge(r["user_id"], r["edge_id"]) for r in rows]
 
+    async def suggestions(self, viewer_id: int, limit: int) -> list[tuple[int, int, int]]:
+        """(user_id, mutual_count, follower_count), best first; see ListSuggestedAccounts.
+
+        Bounded whatever the graph: the viewer's 500 newest follows, 200 newest follows
+        of each, then the most-followed accounts to top up.
+        """
+        rows = await self._db.reader().fetch(
+            """WITH mine AS (
+                   SELECT followee_id FROM graph.follows WHERE follower_id = $1
+                   ORDER BY edge_id DESC LIMIT 500),
+               fof AS (
+                   SELECT f.followee_id AS user_id, count(*) AS mutual
+                   FROM mine m CROSS JOIN LATERAL (
+                       SELECT followee_id FROM graph.follows WHERE follower_id = m.followee_id
+                       ORDER BY edge_id DESC LIMIT 200) f
+                   GROUP BY f.followee_id),
+               popular AS (
+                   SELECT user_id, 0::bigint AS mutual FROM graph.counts
+                   ORDER BY follower_count DESC LIMIT $2 * 4),
+               candidates AS (
+                   SELECT user_id, max(mutual) AS mutual
+                   FROM (SELECT * FROM fof UNION ALL SELECT * FROM popular) c
+                   GROUP BY user_id)
+               SELECT c.user_id, c.mutual, coalesce(k.follower_count, 0) AS followers
+               FROM candidates c LEFT JOIN graph.counts k USING (user_id)
+               WHERE c.user_id <> $1
+                 AND NOT EXISTS (SELECT 1 FROM graph.follows
+                                 WHERE follower_id = $1 AND followee_id = c.user_id)
+                 AND NOT EXISTS (SELECT 1 FROM graph.follow_requests
+                                 WHERE requester_id = $1 AND target_id = c.user_id)
+                 AND NOT EXISTS (SELECT 1 FROM graph.blocks
+                                 WHERE (blocker_id = $1 AND blocked_id = c.user_id)
+                                    OR (blocker_id = c.user_id AND blocked_id = $1))
+                 AND NOT EXISTS (SELECT 1 FROM graph.mutes
+                                 WHERE muter_id = $1 AND muted_id = c.user_id)
+               ORDER BY c.mutual DESC, followers DESC, c.user_id
+               LIMIT $2""",
+            viewer_id,
+            limit,
+        )
+        return [(r["user_id"], int(r["mutual"]), int(r["followers"])) for r in rows]
+
     async def following(self, user_id: int, before_edge: int | None, limit: int) -> list[Edge]:
         rows = await self._db.reader().fetch(
             """SELECT followee_id AS user_id, edge_id FROM graph.follows

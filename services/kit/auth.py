@@ -72,6 +72,8 @@ class Caller:
     bearer: str = field(default="", repr=False)
     #: The calling service's name for a service credential; empty for users.
     service: str = ""
+    #: The token's `exp` (Unix seconds): long-lived streams close before it.
+    expires_at: float = 0.0
 
     @property
     def is_service(self) -> bool:
@@ -152,7 +154,12 @@ def set_caller(caller: Caller | None) -> contextvars.Token[Caller | None]:
 
 
 def reset_caller(token: contextvars.Token[Caller | None]) -> None:
-    _current_caller.reset(token)
+    try:
+        _current_caller.reset(token)
+    except ValueError:
+        # A stream cancelled by its client is closed from another task's context; the
+        # token belongs to the one that ended, so just leave this context anonymous.
+        _current_caller.set(None)
 
 
 _access_by_path: dict[str, MethodAccess] = {}
@@ -252,6 +259,19 @@ def load_public_key(path: str | Path) -> ec.EllipticCurvePublicKey:
     return key
 
 
+def load_public_keys(paths: str | Path) -> list[ec.EllipticCurvePublicKey]:
+    """Every key of a comma-separated list of PEM files (JWT_PUBLIC_KEY_FILE).
+
+    Several keys make rotation possible without a flag day: verifiers (edge and
+    services) accept tokens of any listed key by its `kid`; the signer switches to
+    the new private key; the old public key is dropped once its last token expired.
+    """
+    files = [p.strip() for p in str(paths).split(",") if p.strip()]
+    if not files:
+        raise ValueError("no public key file given")
+    return [load_public_key(f) for f in files]
+
+
 def load_private_key(path: str | Path) -> ec.EllipticCurvePrivateKey:
     key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -333,6 +353,7 @@ class TokenVerifier:
                 session_id=int(claims.get("sid", "0")),
                 token_id=str(claims.get("jti", "")),
                 bearer=token,
+                expires_at=float(claims["exp"]),
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthenticated("access token expired") from exc

@@ -21,6 +21,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from .metrics import CACHE_HIT_RATE
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("socialmesh.cache")
@@ -118,6 +119,7 @@ class TwoLayerCache:
         key = f"cache-stats:{self._ns}"
         while True:
             await asyncio.sleep(every_seconds)
+            CACHE_HIT_RATE.labels(self._ns).set(self.stats.hit_rate)
             try:
                 await self._redis.hset(key, self._instance, json.dumps(self.stats.__dict__))
                 await self._redis.expire(key, 3600)

@@ -49,10 +49,17 @@ class Settings:
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     shutdown_grace_seconds: float = 5.0
+    #: After SIGTERM, keep serving (health NOT_SERVING) this long before refusing new
+    #: calls, so load balancers see the health change first (k8s: the preStop window).
+    drain_delay_seconds: float = 0.0
     #: Snowflake worker id; -1 leases one from Redis at start (the default).
     worker_id: int = -1
     service_addresses: dict[str, str] = field(default_factory=dict)
     log_level: str = "INFO"
+    #: `text` (laptop) or `json` (one object per line with trace/span ids; k8s sets it).
+    log_format: str = "text"
+    #: Port of the Prometheus `/metrics` endpoint; 0 (the default) serves none.
+    metrics_port: int = 0
     #: HMAC key for page tokens; shared by every instance of a service.
     page_token_secret: str = ""
 
@@ -92,8 +99,11 @@ class Settings:
             access_token_ttl_seconds=int(e.get("ACCESS_TOKEN_TTL_SECONDS", "900")),
             refresh_token_ttl_seconds=int(e.get("REFRESH_TOKEN_TTL_SECONDS", str(30 * 24 * 3600))),
             shutdown_grace_seconds=float(e.get("SHUTDOWN_GRACE_SECONDS", "5")),
+            drain_delay_seconds=float(e.get("DRAIN_DELAY_SECONDS", "0")),
             worker_id=int(e.get("SOCIALMESH_WORKER_ID", "-1")),
             service_addresses=addresses,
             log_level=e.get("LOG_LEVEL", "INFO"),
+            log_format=e.get("LOG_FORMAT", "text"),
+            metrics_port=int(e.get("METRICS_PORT", "0")),
             page_token_secret=e.get("PAGE_TOKEN_SECRET", ""),
         )

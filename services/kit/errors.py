@@ -34,16 +34,19 @@ class ServiceError(Exception):
             error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN),
         ]
 
-    def to_status(self) -> grpc.Status:
+    def status_proto(self) -> status_pb2.Status:
+        """As a google.rpc.Status (also what stream acks carry)."""
         packed = []
         for detail in self.details():
             holder = any_pb2.Any()
             holder.Pack(detail)  # type: ignore[arg-type]
             packed.append(holder)
-        proto = status_pb2.Status(
+        return status_pb2.Status(
             code=getattr(code_pb2, self.code.name), message=self.message, details=packed
         )
-        return rpc_status.to_status(proto)
+
+    def to_status(self) -> grpc.Status:
+        return rpc_status.to_status(self.status_proto())
 
 
 class InvalidArgument(ServiceError):

@@ -20,7 +20,9 @@ PERMISSION_DENIED: the caller is known, it just may not do this (AIP-193).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +51,7 @@ from .errors import (
     Unauthenticated,
     Unavailable,
 )
+from .metrics import RPC_HANDLED, RPC_SECONDS, method_name
 from .validation import bad_utf8_field, request_violations
 
 log = logging.getLogger("socialmesh.rpc")
@@ -81,7 +84,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         verifier: CallerVerifier,
         access: Mapping[str, MethodAccess],
         revocations: Callable[[], Revocations | None] = lambda: None,
+        service: str = "",
     ) -> None:
+        self._service = service
         self._verifier = verifier
         self._revocations = revocations
         #: gRPC path -> access level; a method missing here needs a signed-in user.
@@ -140,32 +145,49 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         set_caller(caller)
 
     def _wrap_unary(self, behavior: Any, method: str, access: MethodAccess) -> Any:
+        name = method_name(method)
+
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             caller_token = set_caller(None)
+            started, code = time.perf_counter(), grpc.StatusCode.OK
             try:
                 await self._authenticate(context, access)
                 _check_request(request)
                 return await behavior(request, context)
             except Exception as exc:
+                code = _code_for(exc, context)
                 await _abort_for(exc, context, method)
             finally:
                 reset_caller(caller_token)
+                self._record(name, code, started)
 
         return wrapper
 
+    def _record(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        RPC_HANDLED.labels(self._service, method, code.name).inc()
+        RPC_SECONDS.labels(self._service, method).observe(time.perf_counter() - started)
+
     def _wrap_stream(self, behavior: Any, method: str, access: MethodAccess) -> Any:
+        name = method_name(method)
+
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             caller_token = set_caller(None)
+            started, code = time.perf_counter(), grpc.StatusCode.OK
             try:
                 await self._authenticate(context, access)
                 if not isinstance(request, AsyncIterator):
                     _check_request(request)
                 async for response in behavior(request, context):
                     yield response
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED  # the client went away
+                raise
             except Exception as exc:
+                code = _code_for(exc, context)
                 await _abort_for(exc, context, method)
             finally:
                 reset_caller(caller_token)
+                self._record(name, code, started)
 
         return wrapper
 
@@ -208,6 +230,20 @@ def _check_request(request: Any) -> None:
         problems = request_violations(request)
         if problems:
             raise InvalidArgument(problems)
+
+
+def _code_for(exc: Exception, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """The status `_abort_for` will end the call with (for metrics)."""
+    if isinstance(exc, grpc.aio.AbortError):
+        code = context.code()
+        return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+    if isinstance(exc, asyncpg.DataError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, ServiceError):
+        return exc.code
+    if isinstance(exc, DEPENDENCY_OUTAGES):
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.INTERNAL
 
 
 async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: str) -> None:

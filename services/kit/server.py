@@ -35,7 +35,7 @@ from .auth import (
     TokenVerifier,
     key_id,
     load_private_key,
-    load_public_key,
+    load_public_keys,
     load_service_public_keys,
     service_methods_access,
 )
@@ -47,6 +47,8 @@ from .errors import Unavailable
 from .events import OutboxRelay
 from .ids import IdGenerator, lease_worker_id, renew_worker_id
 from .interceptors import ServiceInterceptor
+from .logs import setup_logging
+from .metrics import MetricsSampler, serve_metrics
 from .migrations import migrate
 from .pagination import PageTokens
 from .redis import connect_redis
@@ -74,6 +76,8 @@ class Runtime:
         #: This service's own credential for internal methods of its peers.
         self.service_credentials = build_service_credentials(settings)
         self.revocations: Revocations | None = None
+        #: Every consumer the servicers run (metrics report their lag).
+        self.consumers: list[StreamConsumer] = []
         secret = settings.page_token_secret.encode()
         if not secret:
             log.warning("PAGE_TOKEN_SECRET unset: page tokens only work on this instance")
@@ -115,6 +119,9 @@ class ServiceSpec:
     on_ready: Callable[[Runtime], Awaitable[None]] | None = None
     #: Runs while draining, before pools close.
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    #: Runs when draining starts, before in-flight calls are awaited: long-lived
+    #: streams tell their clients to reconnect elsewhere and end.
+    on_drain: Callable[[Runtime], Awaitable[None]] | None = None
     #: Serves streams that must outlive the connection-age cut (chat): no max age.
     long_lived_streams: bool = False
 
@@ -169,10 +176,16 @@ class ServicerBase:
             await consumer.ensure_group()
             consumer.start()
             self._consumers.append(consumer)
+            self._rt.consumers.append(consumer)
+
+    async def on_drain(self) -> None:
+        """Draining has begun (health is NOT_SERVING): end long-lived streams politely."""
 
     async def on_stop(self) -> None:
         for consumer in self._consumers:
             await consumer.stop()
+            if consumer in self._rt.consumers:
+                self._rt.consumers.remove(consumer)
         self._consumers.clear()
         for channel in self._peers:
             await channel.close(grace=None)
@@ -201,6 +214,9 @@ def servicer_spec(
     async def on_stop(runtime: Runtime) -> None:
         await holder[0].on_stop()
 
+    async def on_drain(runtime: Runtime) -> None:
+        await holder[0].on_drain()
+
     return ServiceSpec(
         name=name,
         schema=name,
@@ -209,6 +225,7 @@ def servicer_spec(
         register=register,
         on_ready=on_ready,
         on_stop=on_stop,
+        on_drain=on_drain,
         long_lived_streams=long_lived_streams,
     )
 
@@ -222,7 +239,7 @@ def build_verifier(settings: Settings) -> CallerVerifier:
     if settings.service_token_audience == settings.jwt_audience:
         raise SystemExit("SERVICE_TOKEN_AUDIENCE must differ from JWT_AUDIENCE (the edge's)")
     users = TokenVerifier(
-        [load_public_key(settings.jwt_public_key_file)],
+        load_public_keys(settings.jwt_public_key_file),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
     )
@@ -316,6 +333,7 @@ class ServiceHost:
                     build_verifier(settings),
                     service_methods_access(spec.grpc_services),
                     revocations=lambda: self.runtime.revocations,
+                    service=spec.name,
                 )
             ],
             # Long-lived streams (chat) would be cut by the 5-minute connection age.
@@ -325,6 +343,7 @@ class ServiceHost:
         self._watch: asyncio.Task[None] | None = None
         self._worker_owner = ""
         self._worker_id = -1
+        self._sampler: asyncio.Task[None] | None = None
 
     async def _set_health(
         self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
@@ -384,6 +403,8 @@ class ServiceHost:
         self.runtime.relay.start()
         if self.spec.on_ready:
             await self.spec.on_ready(self.runtime)
+        sampler = MetricsSampler(self.spec.schema, db, redis, lambda: list(self.runtime.consumers))
+        self._sampler = asyncio.create_task(sampler.run(), name=f"metrics-{self.spec.name}")
 
     async def _watch_dependencies(self) -> None:
         """Flips health to NOT_SERVING while PostgreSQL or Redis is unreachable."""
@@ -411,8 +432,16 @@ class ServiceHost:
 
     async def stop(self) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.settings.drain_delay_seconds > 0:
+            # Still serving: balancers (Envoy's health checks, kube-proxy) stop sending
+            # new calls during this window; then the server refuses what still comes.
+            await asyncio.sleep(self.settings.drain_delay_seconds)
         if self._watch:
             await cancel_and_wait(self._watch)
+        if self._sampler:
+            await cancel_and_wait(self._sampler)
+        if self.spec.on_drain and self.runtime.ready:
+            await self.spec.on_drain(self.runtime)
         await self.server.stop(self.settings.shutdown_grace_seconds)
         if self.spec.on_stop and self.runtime.ready:
             await self.spec.on_stop(self.runtime)
@@ -455,8 +484,8 @@ def run(spec: ServiceSpec, settings: Settings | None = None) -> None:
     """Process entry point (`socialmesh serve <name>`): uvloop + serve."""
     import uvloop
 
-    logging.basicConfig(
-        level=(settings.log_level if settings else "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    uvloop.run(serve(spec, settings or Settings.from_env(spec.name)))
+    settings = settings or Settings.from_env(spec.name)
+    setup_logging(spec.name, level=settings.log_level, fmt=settings.log_format)
+    if settings.metrics_port:
+        serve_metrics(settings.metrics_port)
+    uvloop.run(serve(spec, settings))

@@ -77,6 +77,21 @@ async def seed_posts(
         schema_name="post",
     )
     progress(n_posts)
+    # Search (docs/search.md): COPY cannot call the document function, so the
+    # seeded rows get their tsvector and their hashtags' counts here.
+    await conn.execute(
+        """UPDATE post.posts SET search_tsv = post.search_document(text)
+           WHERE post_id = ANY($1::bigint[])""",
+        post_ids,
+    )
+    await conn.execute(
+        """INSERT INTO post.tag_counts (tag, post_count)
+           SELECT t, count(*) FROM post.posts, unnest(hashtags) AS t
+           WHERE post_id = ANY($1::bigint[]) AND visibility = 1 GROUP BY t ORDER BY t
+           ON CONFLICT (tag) DO UPDATE
+           SET post_count = post.tag_counts.post_count + EXCLUDED.post_count""",
+        post_ids,
+    )
     await conn.copy_records_to_table(
         "likes",
         records=[(p, u, now) for p, u in likes],

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import grpc
 from google.protobuf import empty_pb2, field_mask_pb2
+from socialmesh.media.v1 import media_pb2, media_pb2_grpc
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
@@ -17,6 +18,7 @@ from services.kit.auth import (
     require_service,
 )
 from services.kit.channels import upstream_error
+from services.kit.consumers import Start
 from services.kit.errors import NotFound, PermissionDenied
 from services.kit.pagination import PageSizes, page_size
 from services.kit.ratelimit import RateLimiter
@@ -24,6 +26,7 @@ from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_datetime
 from services.kit.validation import Violations, batch_ids, require_positive_id
 
+from . import search as search_rules
 from . import text as text_rules
 from .store import CommentRow, PostRef, PostRow, PostStore
 
@@ -61,6 +64,7 @@ def post_proto(row: PostRow) -> post_pb2.Post:
         author_id=row.author_id,
         text=row.text,
         media_ids=row.media_ids,
+        media=media_pb2.AttachMediaResponse.FromString(row.media).media if row.media else [],
         visibility=row.visibility,  # type: ignore[arg-type]
         hashtags=row.hashtags,
         mention_ids=row.mention_ids,
@@ -109,18 +113,35 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         super().__init__(runtime)
         self._store: PostStore | None = None
         self._users: user_pb2_grpc.UserServiceAsyncStub | None = None
+        self._media: media_pb2_grpc.MediaServiceAsyncStub | None = None
         self._post_limit: RateLimiter | None = None
         self._comment_limit: RateLimiter | None = None
+        self._search: search_rules.PostSearch | None = None
 
     async def on_ready(self) -> None:
         self._store = PostStore(self._rt.db, self._rt.ids)
         self._users = user_pb2_grpc.UserServiceStub(self.peer("user"))
+        self._media = media_pb2_grpc.MediaServiceStub(self.peer("media"))
         self._post_limit = RateLimiter(
             self._rt.redis, "create-post", limit=POSTS_PER_MINUTE, window_seconds=60
         )
         self._comment_limit = RateLimiter(
             self._rt.redis, "create-comment", limit=COMMENTS_PER_MINUTE, window_seconds=60
         )
+        self._search = search_rules.PostSearch(
+            self._rt.db,
+            self._rt.ids,
+            self._rt.page_tokens,
+            RateLimiter(
+                self._rt.redis,
+                "search-posts-client",
+                limit=search_rules.anonymous_limit(),
+                window_seconds=60,
+            ),
+        )
+        # Search's projection of follows, blocks and private/deleted accounts
+        # (docs/search.md); EARLIEST: every retained event counts.
+        await self.consume("post-search", self._search.handlers(), start=Start.EARLIEST)
 
     @property
     def store(self) -> PostStore:
@@ -202,12 +223,8 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         v.check(len(body) <= MAX_TEXT, "post.text", f"at most {MAX_TEXT} characters")
         if len(media) > MAX_MEDIA:
             v.add("post.media_ids", f"at most {MAX_MEDIA} attachments")
-        elif media:
-            v.add(
-                "post.media_ids",
-                "media attachments are not available yet: the media "
-                "service is not deployed, so send text only",
-            )
+        elif len(set(media)) != len(media) or any(m <= 0 for m in media):
+            v.add("post.media_ids", "distinct positive media ids")
         v.check(bool(body) or bool(media), "post.text", "required unless media is attached")
         visibility = request.post.visibility or PUBLIC
         v.check(visibility in (PUBLIC, FOLLOWERS), "post.visibility", "PUBLIC or FOLLOWERS")
@@ -224,6 +241,7 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
                 return await self._reread(existing, caller.user_id)
         await self.ready(self._post_limit).enforce(str(caller.user_id), "posts")
         mention_ids = await self._resolve_mentions(text_rules.mentioned_handles(body))
+        attached = await self._attach(caller.user_id, media)
         post_id, _created = await self.store.create_post(
             author_id=caller.user_id,
             text=body,
@@ -232,9 +250,27 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
             hashtags=text_rules.hashtags(body),
             mention_ids=mention_ids,
             request_id=request_id or None,
+            media=attached,
         )
         self.poke_relay()
         return await self._reread(post_id, caller.user_id)
+
+    async def _attach(self, author_id: int, media_ids: list[int]) -> bytes | None:
+        """The author's READY uploads, marked in use by the media service (all or nothing).
+
+        Before the post is stored: a failed publish leaves media attached (kept), which
+        is harmless; the other order could lose a photo to the collection of unattached
+        uploads. The answer is stored with the post (attached media never changes).
+        """
+        if not media_ids:
+            return None
+        try:
+            reply = await self.ready(self._media).AttachMedia(
+                media_pb2.AttachMediaRequest(owner_id=author_id, media_ids=media_ids)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "media") from exc
+        return reply.SerializeToString()
 
     async def _resolve_mentions(self, handles: list[str]) -> list[int]:
         if not handles:
@@ -441,3 +477,25 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
             ids, min_post_id=request.min_post_id, since=since, per_author_limit=limit
         )
         return post_pb2.BatchListAuthorPostsResponse(posts=[post_ref_proto(r) for r in refs])
+
+    # -- search (services/post/search.py, docs/search.md) ---------------------------
+
+    async def SearchPosts(
+        self, request: post_pb2.SearchPostsRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.SearchPostsResponse:
+        search = self.ready(self._search)
+        viewer = await search.limit_anonymous(context)
+        rows, token = await search.search_posts(request, viewer, self.users)
+        # Visibility is decided in the query; this authoritative re-check (one batch
+        # call) only covers the moment between a change and its event's arrival.
+        visible = await self._visible(rows, viewer)
+        return post_pb2.SearchPostsResponse(
+            posts=[post_proto(r) for r in visible], next_page_token=token
+        )
+
+    async def SearchTags(
+        self, request: post_pb2.SearchTagsRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.SearchTagsResponse:
+        search = self.ready(self._search)
+        await search.limit_anonymous(context)
+        return await search.search_tags(request)

@@ -26,7 +26,8 @@ SCHEMA = "post"
 COMMENT_SNIPPET_CHARS = 140
 
 _POST_SELECT = """
-SELECT p.post_id, p.author_id, p.text, p.media_ids, p.visibility, p.hashtags, p.mention_ids,
+SELECT p.post_id, p.author_id, p.text, p.media_ids, p.media, p.visibility, p.hashtags,
+       p.mention_ids,
        p.like_count, p.comment_count, p.share_count, p.created_at,
        EXISTS (SELECT 1 FROM post.likes l WHERE l.post_id = p.post_id AND l.user_id = $1)
          AS is_liked,
@@ -38,12 +39,27 @@ FROM post.posts p
 """
 
 
+async def _count_tags(conn: asyncpg.Connection, tags: list[str], delta: int) -> None:
+    """Search's per-tag count of live PUBLIC posts, in the write's own transaction."""
+    if tags:
+        await conn.execute(
+            """INSERT INTO post.tag_counts (tag, post_count)
+               SELECT t, GREATEST($2, 0) FROM unnest($1::text[]) AS t ORDER BY t
+               ON CONFLICT (tag) DO UPDATE
+               SET post_count = GREATEST(post.tag_counts.post_count + $2, 0)""",
+            tags,
+            delta,
+        )
+
+
 @dataclass(frozen=True)
 class PostRow:
     post_id: int
     author_id: int
     text: str
     media_ids: list[int]
+    #: Serialized AttachMediaResponse (the embedded media), None without attachments.
+    media: bytes | None
     visibility: int
     hashtags: list[str]
     mention_ids: list[int]
@@ -103,13 +119,15 @@ class PostStore:
         hashtags: list[str],
         mention_ids: list[int],
         request_id: str | None,
+        media: bytes | None = None,
     ) -> tuple[int, bool]:
         """(post id, created). A repeated request_id returns the first post's id."""
         async with self._db.transaction() as conn:
             created = await conn.fetchrow(
                 """INSERT INTO post.posts (post_id, author_id, text, media_ids, visibility,
-                                           hashtags, mention_ids, request_id)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                           hashtags, mention_ids, request_id, search_tsv,
+                                           media)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, post.search_document($3), $9)
                    ON CONFLICT (author_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
                    RETURNING post_id, created_at""",
                 self._ids.next_id(),
@@ -120,6 +138,7 @@ class PostStore:
                 hashtags,
                 mention_ids,
                 request_id,
+                media,
             )
             if created is None:
                 existing = await conn.fetchval(
@@ -134,6 +153,8 @@ class PostStore:
                    DO UPDATE SET post_count = post.author_counts.post_count + 1""",
                 author_id,
             )
+            if visibility == post_pb2.VISIBILITY_PUBLIC:
+                await _count_tags(conn, hashtags, +1)
             post_id = created["post_id"]
             await self._event(
                 conn,
@@ -223,13 +244,17 @@ class PostStore:
 
     async def delete_post(self, post_id: int) -> None:
         async with self._db.transaction() as conn:
-            author = await conn.fetchval(
+            deleted = await conn.fetchrow(
                 """UPDATE post.posts SET deleted_at = now()
-                   WHERE post_id = $1 AND deleted_at IS NULL RETURNING author_id""",
+                   WHERE post_id = $1 AND deleted_at IS NULL
+                   RETURNING author_id, visibility, hashtags""",
                 post_id,
             )
-            if author is None:
+            if deleted is None:
                 raise NotFound(f"post {post_id} not found")
+            author = deleted["author_id"]
+            if deleted["visibility"] == post_pb2.VISIBILITY_PUBLIC:
+                await _count_tags(conn, deleted["hashtags"], -1)
             await conn.execute(
                 "UPDATE post.author_counts SET post_count = post_count - 1 WHERE user_id = $1",
                 author,

@@ -44,6 +44,7 @@ from services.kit.validation import (
 )
 
 from . import mailer as mail
+from . import search as search_rules
 from .store import SessionRevoked, UserRecord, UserStore
 
 HANDLE = re.compile(r"^[a-z0-9_]{3,30}$")
@@ -147,6 +148,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self._register_limit: RateLimiter | None = None
         self._graph: graph_pb2_grpc.GraphServiceAsyncStub | None = None
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
+        self._search: search_rules.UserSearch | None = None
         #: Where registration outcomes go (M4); replace with a real sender in production.
         self.mailer: mail.Mailer = mail.LogMailer()
         self._mail_tasks: set[asyncio.Task[None]] = set()
@@ -202,6 +204,19 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         revocations.on(user_events_pb2.UserDeleted, self._on_user_deleted)
         revocations.on(user_events_pb2.SessionRevoked, self._on_session_revoked)
         await self.consume("user-revocations", revocations, start=Start.EARLIEST)
+
+        # People search's projection of follows and blocks (docs/search.md).
+        self._search = search_rules.UserSearch(
+            self._rt.db,
+            self._rt.page_tokens,
+            RateLimiter(
+                redis,
+                "search-users-client",
+                limit=search_rules.anonymous_limit(),
+                window_seconds=60,
+            ),
+        )
+        await self.consume("user-search", self._search.handlers(), start=Start.EARLIEST)
 
     async def _on_user_deleted(self, event: user_events_pb2.UserDeleted, _: EventMeta) -> None:
         await self._revocations().revoke_user(event.user_id)
@@ -586,3 +601,15 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         # The interceptor already verified the token (and its revocation): no storage.
         caller = require_caller()
         return user_pb2.GetCallerResponse(user_id=caller.user_id, session_id=caller.session_id)
+
+    async def SearchUsers(
+        self, request: user_pb2.SearchUsersRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.SearchUsersResponse:
+        """Typeahead (services/user/search.py, docs/search.md): blocks are excluded in
+        the query; profiles are presented as to this viewer (limited view of private
+        accounts), with one relationship batch call and no counts."""
+        search = self.ready(self._search)
+        viewer = await search.limit_anonymous(context)
+        records, token = await search.search(request, viewer)
+        users = await self._present(records, viewer, counts=False)
+        return user_pb2.SearchUsersResponse(users=users, next_page_token=token)

@@ -5,10 +5,14 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.rpc import status_pb2 as _status_pb2
+from socialmesh.media.v1 import media_pb2 as _media_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -44,6 +48,130 @@ CONVERSATION_TYPE_GROUP: ConversationType.ValueType  # 2
 """Up to 256 members, with a title."""
 Global___ConversationType: _TypeAlias = ConversationType  # noqa: Y015
 
+class _ConversationState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ConversationStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ConversationState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONVERSATION_STATE_UNSPECIFIED: _ConversationState.ValueType  # 0
+    """Not set."""
+    CONVERSATION_STATE_ACCEPTED: _ConversationState.ValueType  # 1
+    """In the member's inbox."""
+    CONVERSATION_STATE_REQUEST: _ConversationState.ValueType  # 2
+    """A message request: a direct conversation from someone the member does
+    not follow, waiting for AcceptConversation.
+    """
+
+class ConversationState(_ConversationState, metaclass=_ConversationStateEnumTypeWrapper):
+    """Where a conversation stands for one member."""
+
+CONVERSATION_STATE_UNSPECIFIED: ConversationState.ValueType  # 0
+"""Not set."""
+CONVERSATION_STATE_ACCEPTED: ConversationState.ValueType  # 1
+"""In the member's inbox."""
+CONVERSATION_STATE_REQUEST: ConversationState.ValueType  # 2
+"""A message request: a direct conversation from someone the member does
+not follow, waiting for AcceptConversation.
+"""
+Global___ConversationState: _TypeAlias = ConversationState  # noqa: Y015
+
+class _MemberRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MemberRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MemberRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MEMBER_ROLE_UNSPECIFIED: _MemberRole.ValueType  # 0
+    """Not set."""
+    MEMBER_ROLE_OWNER: _MemberRole.ValueType  # 1
+    """Created the group; renames, adds and removes anyone."""
+    MEMBER_ROLE_ADMIN: _MemberRole.ValueType  # 2
+    """Renames, adds and removes plain members."""
+    MEMBER_ROLE_MEMBER: _MemberRole.ValueType  # 3
+    """Reads and writes."""
+
+class MemberRole(_MemberRole, metaclass=_MemberRoleEnumTypeWrapper):
+    """A member's role in a group."""
+
+MEMBER_ROLE_UNSPECIFIED: MemberRole.ValueType  # 0
+"""Not set."""
+MEMBER_ROLE_OWNER: MemberRole.ValueType  # 1
+"""Created the group; renames, adds and removes anyone."""
+MEMBER_ROLE_ADMIN: MemberRole.ValueType  # 2
+"""Renames, adds and removes plain members."""
+MEMBER_ROLE_MEMBER: MemberRole.ValueType  # 3
+"""Reads and writes."""
+Global___MemberRole: _TypeAlias = MemberRole  # noqa: Y015
+
+class _PresenceState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PresenceStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PresenceState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRESENCE_STATE_UNSPECIFIED: _PresenceState.ValueType  # 0
+    """Not set."""
+    PRESENCE_STATE_ONLINE: _PresenceState.ValueType  # 1
+    """An open stream and activity in the last 5 minutes."""
+    PRESENCE_STATE_IDLE: _PresenceState.ValueType  # 2
+    """An open stream but no activity for 5 minutes."""
+    PRESENCE_STATE_OFFLINE: _PresenceState.ValueType  # 3
+    """No open stream."""
+
+class PresenceState(_PresenceState, metaclass=_PresenceStateEnumTypeWrapper):
+    """Whether someone is reachable now."""
+
+PRESENCE_STATE_UNSPECIFIED: PresenceState.ValueType  # 0
+"""Not set."""
+PRESENCE_STATE_ONLINE: PresenceState.ValueType  # 1
+"""An open stream and activity in the last 5 minutes."""
+PRESENCE_STATE_IDLE: PresenceState.ValueType  # 2
+"""An open stream but no activity for 5 minutes."""
+PRESENCE_STATE_OFFLINE: PresenceState.ValueType  # 3
+"""No open stream."""
+Global___PresenceState: _TypeAlias = PresenceState  # noqa: Y015
+
+class _ConversationChangeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ConversationChangeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ConversationChangeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONVERSATION_CHANGE_KIND_UNSPECIFIED: _ConversationChangeKind.ValueType  # 0
+    """Not set."""
+    CONVERSATION_CHANGE_KIND_JOINED: _ConversationChangeKind.ValueType  # 1
+    """The conversation was created with the receiver in it, or they were added."""
+    CONVERSATION_CHANGE_KIND_MEMBERS_ADDED: _ConversationChangeKind.ValueType  # 2
+    """Members were added."""
+    CONVERSATION_CHANGE_KIND_MEMBER_REMOVED: _ConversationChangeKind.ValueType  # 3
+    """A member was removed or left."""
+    CONVERSATION_CHANGE_KIND_REMOVED: _ConversationChangeKind.ValueType  # 4
+    """The receiver was removed (or left): no more events of it arrive."""
+    CONVERSATION_CHANGE_KIND_RENAMED: _ConversationChangeKind.ValueType  # 5
+    """The title changed."""
+    CONVERSATION_CHANGE_KIND_ACCEPTED: _ConversationChangeKind.ValueType  # 6
+    """The receiver accepted the message request."""
+
+class ConversationChangeKind(_ConversationChangeKind, metaclass=_ConversationChangeKindEnumTypeWrapper):
+    """What changed in a conversation's membership or settings."""
+
+CONVERSATION_CHANGE_KIND_UNSPECIFIED: ConversationChangeKind.ValueType  # 0
+"""Not set."""
+CONVERSATION_CHANGE_KIND_JOINED: ConversationChangeKind.ValueType  # 1
+"""The conversation was created with the receiver in it, or they were added."""
+CONVERSATION_CHANGE_KIND_MEMBERS_ADDED: ConversationChangeKind.ValueType  # 2
+"""Members were added."""
+CONVERSATION_CHANGE_KIND_MEMBER_REMOVED: ConversationChangeKind.ValueType  # 3
+"""A member was removed or left."""
+CONVERSATION_CHANGE_KIND_REMOVED: ConversationChangeKind.ValueType  # 4
+"""The receiver was removed (or left): no more events of it arrive."""
+CONVERSATION_CHANGE_KIND_RENAMED: ConversationChangeKind.ValueType  # 5
+"""The title changed."""
+CONVERSATION_CHANGE_KIND_ACCEPTED: ConversationChangeKind.ValueType  # 6
+"""The receiver accepted the message request."""
+Global___ConversationChangeKind: _TypeAlias = ConversationChangeKind  # noqa: Y015
+
 class _NotificationType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -53,17 +181,19 @@ class _NotificationTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Noti
     NOTIFICATION_TYPE_UNSPECIFIED: _NotificationType.ValueType  # 0
     """Not set."""
     NOTIFICATION_TYPE_FOLLOW: _NotificationType.ValueType  # 1
-    """Someone followed the user (or requested to)."""
+    """Someone followed the user."""
     NOTIFICATION_TYPE_LIKE: _NotificationType.ValueType  # 2
     """Someone liked the user's post."""
     NOTIFICATION_TYPE_COMMENT: _NotificationType.ValueType  # 3
     """Someone commented on the user's post."""
     NOTIFICATION_TYPE_MENTION: _NotificationType.ValueType  # 4
-    """Someone mentioned the user."""
+    """Someone mentioned the user in a post."""
     NOTIFICATION_TYPE_SHARE: _NotificationType.ValueType  # 5
     """Someone reposted the user's post."""
-    NOTIFICATION_TYPE_MESSAGE: _NotificationType.ValueType  # 6
-    """A new message while the user was away."""
+    NOTIFICATION_TYPE_FOLLOW_REQUEST: _NotificationType.ValueType  # 6
+    """Someone asked to follow the user's private account."""
+    NOTIFICATION_TYPE_FOLLOW_ACCEPTED: _NotificationType.ValueType  # 7
+    """The user's follow request was accepted."""
 
 class NotificationType(_NotificationType, metaclass=_NotificationTypeEnumTypeWrapper):
     """Kind of notification."""
@@ -71,18 +201,100 @@ class NotificationType(_NotificationType, metaclass=_NotificationTypeEnumTypeWra
 NOTIFICATION_TYPE_UNSPECIFIED: NotificationType.ValueType  # 0
 """Not set."""
 NOTIFICATION_TYPE_FOLLOW: NotificationType.ValueType  # 1
-"""Someone followed the user (or requested to)."""
+"""Someone followed the user."""
 NOTIFICATION_TYPE_LIKE: NotificationType.ValueType  # 2
 """Someone liked the user's post."""
 NOTIFICATION_TYPE_COMMENT: NotificationType.ValueType  # 3
 """Someone commented on the user's post."""
 NOTIFICATION_TYPE_MENTION: NotificationType.ValueType  # 4
-"""Someone mentioned the user."""
+"""Someone mentioned the user in a post."""
 NOTIFICATION_TYPE_SHARE: NotificationType.ValueType  # 5
 """Someone reposted the user's post."""
-NOTIFICATION_TYPE_MESSAGE: NotificationType.ValueType  # 6
-"""A new message while the user was away."""
+NOTIFICATION_TYPE_FOLLOW_REQUEST: NotificationType.ValueType  # 6
+"""Someone asked to follow the user's private account."""
+NOTIFICATION_TYPE_FOLLOW_ACCEPTED: NotificationType.ValueType  # 7
+"""The user's follow request was accepted."""
 Global___NotificationType: _TypeAlias = NotificationType  # noqa: Y015
+
+class _StreamControlKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StreamControlKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StreamControlKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STREAM_CONTROL_KIND_UNSPECIFIED: _StreamControlKind.ValueType  # 0
+    """Not set."""
+    STREAM_CONTROL_KIND_HELLO: _StreamControlKind.ValueType  # 1
+    """First event of every stream: heartbeat interval and server time."""
+    STREAM_CONTROL_KIND_RECONNECT: _StreamControlKind.ValueType  # 2
+    """The server is closing the stream (deploy, rebalancing): reconnect with
+    the last cursor after `retry_after`.
+    """
+    STREAM_CONTROL_KIND_RESYNC_REQUIRED: _StreamControlKind.ValueType  # 3
+    """The cursor is older than the log keeps (or unknown): refetch
+    conversations and messages, then continue from this event's cursor.
+    """
+    STREAM_CONTROL_KIND_TOKEN_EXPIRING: _StreamControlKind.ValueType  # 4
+    """The access token expires soon: refresh it and reconnect with the last cursor."""
+    STREAM_CONTROL_KIND_SESSION_ENDED: _StreamControlKind.ValueType  # 5
+    """The session was revoked (logout, account deleted): sign in again."""
+
+class StreamControlKind(_StreamControlKind, metaclass=_StreamControlKindEnumTypeWrapper):
+    """What a stream control event asks of the client."""
+
+STREAM_CONTROL_KIND_UNSPECIFIED: StreamControlKind.ValueType  # 0
+"""Not set."""
+STREAM_CONTROL_KIND_HELLO: StreamControlKind.ValueType  # 1
+"""First event of every stream: heartbeat interval and server time."""
+STREAM_CONTROL_KIND_RECONNECT: StreamControlKind.ValueType  # 2
+"""The server is closing the stream (deploy, rebalancing): reconnect with
+the last cursor after `retry_after`.
+"""
+STREAM_CONTROL_KIND_RESYNC_REQUIRED: StreamControlKind.ValueType  # 3
+"""The cursor is older than the log keeps (or unknown): refetch
+conversations and messages, then continue from this event's cursor.
+"""
+STREAM_CONTROL_KIND_TOKEN_EXPIRING: StreamControlKind.ValueType  # 4
+"""The access token expires soon: refresh it and reconnect with the last cursor."""
+STREAM_CONTROL_KIND_SESSION_ENDED: StreamControlKind.ValueType  # 5
+"""The session was revoked (logout, account deleted): sign in again."""
+Global___StreamControlKind: _TypeAlias = StreamControlKind  # noqa: Y015
+
+@_typing.final
+class Member(_message.Message):
+    """One member of a conversation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    JOIN_TIME_FIELD_NUMBER: _builtins.int
+    LAST_READ_SEQUENCE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """The member."""
+    role: Global___MemberRole.ValueType
+    """Their role (direct conversations: both MEMBER)."""
+    last_read_sequence: _builtins.int
+    """Everything up to this sequence is read by them ("seen by")."""
+    @_builtins.property
+    def join_time(self) -> _timestamp_pb2.Timestamp:
+        """When they joined."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        role: Global___MemberRole.ValueType = ...,
+        join_time: _timestamp_pb2.Timestamp | None = ...,
+        last_read_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "last_read_sequence", b"last_read_sequence", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Member: _TypeAlias = Member  # noqa: Y015
 
 @_typing.final
 class Conversation(_message.Message):
@@ -97,6 +309,10 @@ class Conversation(_message.Message):
     LAST_MESSAGE_FIELD_NUMBER: _builtins.int
     UNREAD_COUNT_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    MAX_SEQUENCE_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.int
     """Time-ordered 64-bit id."""
     type: Global___ConversationType.ValueType
@@ -105,9 +321,15 @@ class Conversation(_message.Message):
     """Group title, at most 100 characters; empty for direct conversations."""
     unread_count: _builtins.int
     """Messages the caller has not read."""
+    max_sequence: _builtins.int
+    """Sequence of the newest message: a client detects gaps without fetching."""
+    state: Global___ConversationState.ValueType
+    """Accepted or a message request, for the caller."""
     @_builtins.property
     def member_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Member user ids (the creator is added automatically)."""
+        """Member user ids. On create: the others (1 for direct, up to 255 for a
+        group); the caller is always added.
+        """
 
     @_builtins.property
     def last_message(self) -> Global___Message:
@@ -116,6 +338,14 @@ class Conversation(_message.Message):
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was created."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Last activity (message or change): the sort key of ListConversations."""
+
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___Member]:
+        """Members with roles and read marks."""
 
     def __init__(
         self,
@@ -127,14 +357,44 @@ class Conversation(_message.Message):
         last_message: Global___Message | None = ...,
         unread_count: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        max_sequence: _builtins.int = ...,
+        members: _abc.Iterable[Global___Member] | None = ...,
+        state: Global___ConversationState.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_message", b"last_message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_message", b"last_message", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "create_time", b"create_time", "last_message", b"last_message", "member_ids", b"member_ids", "title", b"title", "type", b"type", "unread_count", b"unread_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "create_time", b"create_time", "last_message", b"last_message", "max_sequence", b"max_sequence", "member_ids", b"member_ids", "members", b"members", "state", b"state", "title", b"title", "type", b"type", "unread_count", b"unread_count", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Conversation: _TypeAlias = Conversation  # noqa: Y015
+
+@_typing.final
+class ReactionCount(_message.Message):
+    """How many people reacted with one emoji."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMOJI_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    emoji: _builtins.str
+    """The emoji (one grapheme, at most 16 characters)."""
+    count: _builtins.int
+    """How many members reacted with it."""
+    def __init__(
+        self,
+        *,
+        emoji: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "emoji", b"emoji"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactionCount: _TypeAlias = ReactionCount  # noqa: Y015
 
 @_typing.final
 class Message(_message.Message):
@@ -148,6 +408,12 @@ class Message(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    MEDIA_IDS_FIELD_NUMBER: _builtins.int
+    REPLY_TO_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    DELETE_TIME_FIELD_NUMBER: _builtins.int
+    REACTIONS_FIELD_NUMBER: _builtins.int
+    MEDIA_FIELD_NUMBER: _builtins.int
     message_id: _builtins.int
     """Time-ordered 64-bit id."""
     conversation_id: _builtins.int
@@ -155,12 +421,38 @@ class Message(_message.Message):
     sender_id: _builtins.int
     """Who sent it."""
     text: _builtins.str
-    """1 to 4,000 characters."""
+    """1 to 4,000 characters (NFC-normalized); may be empty when media is
+    attached. Empty on a deleted message.
+    """
     sequence: _builtins.int
     """Position in the conversation, gapless from 1: clients detect gaps with it."""
+    reply_to_message_id: _builtins.int
+    """The message this one replies to, in the same conversation."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the server accepted it."""
+
+    @_builtins.property
+    def media_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Attached media (up to 4): the sender's own uploads, READY (media service)."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the text was last edited."""
+
+    @_builtins.property
+    def delete_time(self) -> _timestamp_pb2.Timestamp:
+        """Set when deleted: the message is a tombstone."""
+
+    @_builtins.property
+    def reactions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReactionCount]:
+        """Reactions by emoji."""
+
+    @_builtins.property
+    def media(self) -> _containers.RepeatedCompositeFieldContainer[_media_pb2.Media]:
+        """The attached media (variants, blurhash, alt text), in media_ids order, so
+        clients render without another call. Empty on a deleted message.
+        """
 
     def __init__(
         self,
@@ -171,14 +463,88 @@ class Message(_message.Message):
         text: _builtins.str = ...,
         sequence: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        media_ids: _abc.Iterable[_builtins.int] | None = ...,
+        reply_to_message_id: _builtins.int = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        delete_time: _timestamp_pb2.Timestamp | None = ...,
+        reactions: _abc.Iterable[Global___ReactionCount] | None = ...,
+        media: _abc.Iterable[_media_pb2.Media] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "delete_time", b"delete_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "create_time", b"create_time", "message_id", b"message_id", "sender_id", b"sender_id", "sequence", b"sequence", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "create_time", b"create_time", "delete_time", b"delete_time", "media", b"media", "media_ids", b"media_ids", "message_id", b"message_id", "reactions", b"reactions", "reply_to_message_id", b"reply_to_message_id", "sender_id", b"sender_id", "sequence", b"sequence", "text", b"text", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class MessageDeleted(_message.Message):
+    """A message was deleted (its tombstone)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.int
+    """The conversation."""
+    message_id: _builtins.int
+    """The deleted message."""
+    sequence: _builtins.int
+    """Its sequence."""
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "message_id", b"message_id", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageDeleted: _TypeAlias = MessageDeleted  # noqa: Y015
+
+@_typing.final
+class ReactionChange(_message.Message):
+    """A reaction was added or removed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    EMOJI_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.int
+    """The conversation."""
+    message_id: _builtins.int
+    """The message."""
+    user_id: _builtins.int
+    """Who reacted."""
+    emoji: _builtins.str
+    """The emoji."""
+    added: _builtins.bool
+    """True when added, false when removed."""
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+        user_id: _builtins.int = ...,
+        emoji: _builtins.str = ...,
+        added: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "conversation_id", b"conversation_id", "emoji", b"emoji", "message_id", b"message_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactionChange: _TypeAlias = ReactionChange  # noqa: Y015
 
 @_typing.final
 class TypingIndicator(_message.Message):
@@ -189,22 +555,28 @@ class TypingIndicator(_message.Message):
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     TYPING_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.int
     """The conversation."""
     user_id: _builtins.int
     """Who is typing."""
     typing: _builtins.bool
-    """True while typing; indicators also expire after a few seconds."""
+    """True while typing."""
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration:
+        """Treat as stopped after this long without a renewal."""
+
     def __init__(
         self,
         *,
         conversation_id: _builtins.int = ...,
         user_id: _builtins.int = ...,
         typing: _builtins.bool = ...,
+        ttl: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "typing", b"typing", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "ttl", b"ttl", "typing", b"typing", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -212,20 +584,20 @@ Global___TypingIndicator: _TypeAlias = TypingIndicator  # noqa: Y015
 
 @_typing.final
 class ReadReceipt(_message.Message):
-    """A member read up to a message."""
+    """A member read up to a sequence."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
-    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     READ_TIME_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.int
     """The conversation."""
     user_id: _builtins.int
     """Who read."""
-    message_id: _builtins.int
-    """Everything up to this message is read."""
+    sequence: _builtins.int
+    """Everything up to this sequence is read."""
     @_builtins.property
     def read_time(self) -> _timestamp_pb2.Timestamp:
         """When."""
@@ -235,52 +607,94 @@ class ReadReceipt(_message.Message):
         *,
         conversation_id: _builtins.int = ...,
         user_id: _builtins.int = ...,
-        message_id: _builtins.int = ...,
+        sequence: _builtins.int = ...,
         read_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["read_time", b"read_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "message_id", b"message_id", "read_time", b"read_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "read_time", b"read_time", "sequence", b"sequence", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReadReceipt: _TypeAlias = ReadReceipt  # noqa: Y015
 
 @_typing.final
-class PresenceChange(_message.Message):
-    """Someone came online or went offline."""
+class Presence(_message.Message):
+    """One user's presence."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_ID_FIELD_NUMBER: _builtins.int
-    ONLINE_FIELD_NUMBER: _builtins.int
-    LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    LAST_ACTIVE_TIME_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """The user."""
-    online: _builtins.bool
-    """Online now."""
+    state: Global___PresenceState.ValueType
+    """Online, idle or offline."""
     @_builtins.property
-    def last_seen_time(self) -> _timestamp_pb2.Timestamp:
-        """When they were last seen."""
+    def last_active_time(self) -> _timestamp_pb2.Timestamp:
+        """Last activity seen from any of their devices."""
 
     def __init__(
         self,
         *,
         user_id: _builtins.int = ...,
-        online: _builtins.bool = ...,
-        last_seen_time: _timestamp_pb2.Timestamp | None = ...,
+        state: Global___PresenceState.ValueType = ...,
+        last_active_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen_time", b"last_seen_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_active_time", b"last_active_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_seen_time", b"last_seen_time", "online", b"online", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_active_time", b"last_active_time", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___PresenceChange: _TypeAlias = PresenceChange  # noqa: Y015
+Global___Presence: _TypeAlias = Presence  # noqa: Y015
+
+@_typing.final
+class ConversationChange(_message.Message):
+    """A conversation changed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    CONVERSATION_FIELD_NUMBER: _builtins.int
+    ACTOR_ID_FIELD_NUMBER: _builtins.int
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    kind: Global___ConversationChangeKind.ValueType
+    """What changed."""
+    actor_id: _builtins.int
+    """Who made the change."""
+    @_builtins.property
+    def conversation(self) -> Global___Conversation:
+        """The conversation as the receiver sees it after the change (only the id
+        when the receiver was removed).
+        """
+
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The members added or removed."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___ConversationChangeKind.ValueType = ...,
+        conversation: Global___Conversation | None = ...,
+        actor_id: _builtins.int = ...,
+        user_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "conversation", b"conversation", "kind", b"kind", "user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConversationChange: _TypeAlias = ConversationChange  # noqa: Y015
 
 @_typing.final
 class Notification(_message.Message):
-    """Something that happened to the user."""
+    """Something that happened to the user; similar ones are grouped ("A and 3
+    others liked your post").
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -288,24 +702,43 @@ class Notification(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     ACTOR_ID_FIELD_NUMBER: _builtins.int
     POST_ID_FIELD_NUMBER: _builtins.int
-    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
     READ_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    GROUP_KEY_FIELD_NUMBER: _builtins.int
+    SAMPLE_ACTOR_IDS_FIELD_NUMBER: _builtins.int
+    ACTOR_COUNT_FIELD_NUMBER: _builtins.int
+    LATEST_TIME_FIELD_NUMBER: _builtins.int
+    SNIPPET_FIELD_NUMBER: _builtins.int
     notification_id: _builtins.int
-    """Time-ordered 64-bit id."""
+    """Time-ordered id; a group's id moves forward with its latest activity."""
     type: Global___NotificationType.ValueType
     """What happened."""
     actor_id: _builtins.int
-    """Who did it."""
+    """The most recent actor."""
     post_id: _builtins.int
     """The post involved, if any."""
-    conversation_id: _builtins.int
-    """The conversation involved, if any."""
+    comment_id: _builtins.int
+    """The comment involved, if any (deep link)."""
     read: _builtins.bool
-    """Whether the user has seen it."""
+    """Whether the user has read it (its id is at or below their read mark)."""
+    group_key: _builtins.str
+    """What groups it: same type and same post (or same day for follows)."""
+    actor_count: _builtins.int
+    """Distinct actors in the group."""
+    snippet: _builtins.str
+    """Comment snippet (comments and mentions), at most 140 characters."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
-        """When it happened."""
+        """When the group was created."""
+
+    @_builtins.property
+    def sample_actor_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Up to 8 most recent actors, newest first."""
+
+    @_builtins.property
+    def latest_time(self) -> _timestamp_pb2.Timestamp:
+        """The latest activity in the group."""
 
     def __init__(
         self,
@@ -314,17 +747,124 @@ class Notification(_message.Message):
         type: Global___NotificationType.ValueType = ...,
         actor_id: _builtins.int = ...,
         post_id: _builtins.int = ...,
-        conversation_id: _builtins.int = ...,
+        comment_id: _builtins.int = ...,
         read: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        group_key: _builtins.str = ...,
+        sample_actor_ids: _abc.Iterable[_builtins.int] | None = ...,
+        actor_count: _builtins.int = ...,
+        latest_time: _timestamp_pb2.Timestamp | None = ...,
+        snippet: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "latest_time", b"latest_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "conversation_id", b"conversation_id", "create_time", b"create_time", "notification_id", b"notification_id", "post_id", b"post_id", "read", b"read", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_count", b"actor_count", "actor_id", b"actor_id", "comment_id", b"comment_id", "create_time", b"create_time", "group_key", b"group_key", "latest_time", b"latest_time", "notification_id", b"notification_id", "post_id", b"post_id", "read", b"read", "sample_actor_ids", b"sample_actor_ids", "snippet", b"snippet", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Notification: _TypeAlias = Notification  # noqa: Y015
+
+@_typing.final
+class UnreadCounts(_message.Message):
+    """Unread totals for badges."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    CONVERSATIONS_FIELD_NUMBER: _builtins.int
+    notifications: _builtins.int
+    """Unread notification groups."""
+    messages: _builtins.int
+    """Unread messages across accepted conversations."""
+    conversations: _builtins.int
+    """Conversations with unread messages."""
+    def __init__(
+        self,
+        *,
+        notifications: _builtins.int = ...,
+        messages: _builtins.int = ...,
+        conversations: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversations", b"conversations", "messages", b"messages", "notifications", b"notifications"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnreadCounts: _TypeAlias = UnreadCounts  # noqa: Y015
+
+@_typing.final
+class Heartbeat(_message.Message):
+    """Keeps streams alive through proxies; carries the current cursor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVER_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def server_time(self) -> _timestamp_pb2.Timestamp:
+        """Server clock."""
+
+    def __init__(
+        self,
+        *,
+        server_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class StreamControl(_message.Message):
+    """A stream control event (the stream closes after every kind but HELLO and
+    RESYNC_REQUIRED).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    SERVER_TIME_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    kind: Global___StreamControlKind.ValueType
+    """What the client should do."""
+    reason: _builtins.str
+    """Human-readable reason."""
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """HELLO: how often heartbeats arrive; a client that hears nothing for two
+        intervals reconnects.
+        """
+
+    @_builtins.property
+    def server_time(self) -> _timestamp_pb2.Timestamp:
+        """HELLO: server clock."""
+
+    @_builtins.property
+    def retry_after(self) -> _duration_pb2.Duration:
+        """RECONNECT: wait this long (jittered) before reconnecting."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___StreamControlKind.ValueType = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+        server_time: _timestamp_pb2.Timestamp | None = ...,
+        retry_after: _duration_pb2.Duration | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "retry_after", b"retry_after", "server_time", b"server_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "kind", b"kind", "reason", b"reason", "retry_after", b"retry_after", "server_time", b"server_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamControl: _TypeAlias = StreamControl  # noqa: Y015
 
 @_typing.final
 class ChatEvent(_message.Message):
@@ -332,14 +872,48 @@ class ChatEvent(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    CURSOR_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    ORIGIN_REQUEST_ID_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    MESSAGE_UPDATED_FIELD_NUMBER: _builtins.int
+    MESSAGE_DELETED_FIELD_NUMBER: _builtins.int
+    REACTION_FIELD_NUMBER: _builtins.int
     TYPING_FIELD_NUMBER: _builtins.int
     READ_RECEIPT_FIELD_NUMBER: _builtins.int
     PRESENCE_FIELD_NUMBER: _builtins.int
     NOTIFICATION_FIELD_NUMBER: _builtins.int
+    CONVERSATION_CHANGED_FIELD_NUMBER: _builtins.int
+    UNREAD_COUNTS_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    CONTROL_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.str
+    """Resume point: pass the last one seen as `since`. Heartbeats and controls
+    carry the current position too.
+    """
+    origin_request_id: _builtins.str
+    """The client request id of the action that caused it, on the actor's own
+    events only (so a device recognises its own sends).
+    """
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the event happened."""
+
     @_builtins.property
     def message(self) -> Global___Message:
         """A new message."""
+
+    @_builtins.property
+    def message_updated(self) -> Global___Message:
+        """A message was edited."""
+
+    @_builtins.property
+    def message_deleted(self) -> Global___MessageDeleted:
+        """A message was deleted."""
+
+    @_builtins.property
+    def reaction(self) -> Global___ReactionChange:
+        """A reaction was added or removed."""
 
     @_builtins.property
     def typing(self) -> Global___TypingIndicator:
@@ -347,30 +921,56 @@ class ChatEvent(_message.Message):
 
     @_builtins.property
     def read_receipt(self) -> Global___ReadReceipt:
-        """A read receipt."""
+        """A read receipt (also the receiver's own read marks from other devices)."""
 
     @_builtins.property
-    def presence(self) -> Global___PresenceChange:
-        """A presence change."""
+    def presence(self) -> Global___Presence:
+        """A presence change of someone sharing a conversation."""
 
     @_builtins.property
     def notification(self) -> Global___Notification:
-        """A notification."""
+        """A new or updated notification group."""
+
+    @_builtins.property
+    def conversation_changed(self) -> Global___ConversationChange:
+        """Membership or settings changed."""
+
+    @_builtins.property
+    def unread_counts(self) -> Global___UnreadCounts:
+        """Unread totals changed."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___Heartbeat:
+        """Keep-alive."""
+
+    @_builtins.property
+    def control(self) -> Global___StreamControl:
+        """Stream control."""
 
     def __init__(
         self,
         *,
+        cursor: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        origin_request_id: _builtins.str = ...,
         message: Global___Message | None = ...,
+        message_updated: Global___Message | None = ...,
+        message_deleted: Global___MessageDeleted | None = ...,
+        reaction: Global___ReactionChange | None = ...,
         typing: Global___TypingIndicator | None = ...,
         read_receipt: Global___ReadReceipt | None = ...,
-        presence: Global___PresenceChange | None = ...,
+        presence: Global___Presence | None = ...,
         notification: Global___Notification | None = ...,
+        conversation_changed: Global___ConversationChange | None = ...,
+        unread_counts: Global___UnreadCounts | None = ...,
+        heartbeat: Global___Heartbeat | None = ...,
+        control: Global___StreamControl | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "message", b"message", "notification", b"notification", "presence", b"presence", "read_receipt", b"read_receipt", "typing", b"typing"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["control", b"control", "conversation_changed", b"conversation_changed", "create_time", b"create_time", "event", b"event", "heartbeat", b"heartbeat", "message", b"message", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "notification", b"notification", "presence", b"presence", "reaction", b"reaction", "read_receipt", b"read_receipt", "typing", b"typing", "unread_counts", b"unread_counts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "message", b"message", "notification", b"notification", "presence", b"presence", "read_receipt", b"read_receipt", "typing", b"typing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["control", b"control", "conversation_changed", b"conversation_changed", "create_time", b"create_time", "cursor", b"cursor", "event", b"event", "heartbeat", b"heartbeat", "message", b"message", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "notification", b"notification", "origin_request_id", b"origin_request_id", "presence", b"presence", "reaction", b"reaction", "read_receipt", b"read_receipt", "typing", b"typing", "unread_counts", b"unread_counts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "typing", "read_receipt", "presence", "notification"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "message_updated", "message_deleted", "reaction", "typing", "read_receipt", "presence", "notification", "conversation_changed", "unread_counts", "heartbeat", "control"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -383,6 +983,11 @@ class CreateConversationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONVERSATION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client key (at most 64 characters) that makes a retried group create
+    safe. Over REST a query parameter (`requestId`): the body is the conversation.
+    """
     @_builtins.property
     def conversation(self) -> Global___Conversation:
         """type, member_ids and title are read; the caller is always a member."""
@@ -391,10 +996,11 @@ class CreateConversationRequest(_message.Message):
         self,
         *,
         conversation: Global___Conversation | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -408,19 +1014,23 @@ class ListConversationsRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum conversations to return: default 20, at most 100."""
     page_token: _builtins.str
     """next_page_token of the previous page; empty for the first page."""
+    state: Global___ConversationState.ValueType
+    """Which list: ACCEPTED (the inbox, the default) or REQUEST (message requests)."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        state: Global___ConversationState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -477,6 +1087,134 @@ class GetConversationRequest(_message.Message):
 Global___GetConversationRequest: _TypeAlias = GetConversationRequest  # noqa: Y015
 
 @_typing.final
+class UpdateConversationRequest(_message.Message):
+    """Rename a group."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def conversation(self) -> Global___Conversation:
+        """The conversation (conversation_id) and the new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: only `title`."""
+
+    def __init__(
+        self,
+        *,
+        conversation: Global___Conversation | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateConversationRequest: _TypeAlias = UpdateConversationRequest  # noqa: Y015
+
+@_typing.final
+class AddMembersRequest(_message.Message):
+    """Add members to a group."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.int
+    """The group."""
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """1 to 255 users; the group stays at most 256."""
+
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.int = ...,
+        user_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddMembersRequest: _TypeAlias = AddMembersRequest  # noqa: Y015
+
+@_typing.final
+class RemoveMemberRequest(_message.Message):
+    """Remove a member from a group."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.int
+    """The group."""
+    user_id: _builtins.int
+    """The member to remove (not the caller: use LeaveConversation)."""
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.int = ...,
+        user_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveMemberRequest: _TypeAlias = RemoveMemberRequest  # noqa: Y015
+
+@_typing.final
+class LeaveConversationRequest(_message.Message):
+    """Leave a group."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.int
+    """The group."""
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaveConversationRequest: _TypeAlias = LeaveConversationRequest  # noqa: Y015
+
+@_typing.final
+class AcceptConversationRequest(_message.Message):
+    """Accept a message request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.int
+    """The conversation."""
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcceptConversationRequest: _TypeAlias = AcceptConversationRequest  # noqa: Y015
+
+@_typing.final
 class SendMessageRequest(_message.Message):
     """Send a message."""
 
@@ -488,10 +1226,12 @@ class SendMessageRequest(_message.Message):
     conversation_id: _builtins.int
     """The conversation."""
     request_id: _builtins.str
-    """Client key (at most 64 characters) that makes retries safe."""
+    """Client key (at most 64 characters) that makes retries safe. Over REST a
+    query parameter (`requestId`): the body is the message.
+    """
     @_builtins.property
     def message(self) -> Global___Message:
-        """The message: only text is read."""
+        """The message: text, media_ids and reply_to_message_id are read."""
 
     def __init__(
         self,
@@ -517,22 +1257,28 @@ class ListMessagesRequest(_message.Message):
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.int
     """The conversation."""
     page_size: _builtins.int
-    """Maximum messages to return: default 50, at most 200."""
+    """Maximum messages to return: default 50, at most 100."""
     page_token: _builtins.str
     """next_page_token of the previous page; empty for the newest messages."""
+    after_sequence: _builtins.int
+    """Read forwards: messages with a larger sequence, oldest first (fills a
+    gap after reconnecting). Not combined with page_token.
+    """
     def __init__(
         self,
         *,
         conversation_id: _builtins.int = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "conversation_id", b"conversation_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -540,14 +1286,14 @@ Global___ListMessagesRequest: _TypeAlias = ListMessagesRequest  # noqa: Y015
 
 @_typing.final
 class ListMessagesResponse(_message.Message):
-    """Messages, newest first."""
+    """Messages, newest first (or oldest first after `after_sequence`)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     MESSAGES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
-    """Token for older messages; empty at the beginning of the conversation."""
+    """Token for the next page in the same direction; empty at the end."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]:
         """The messages on this page."""
@@ -567,8 +1313,42 @@ class ListMessagesResponse(_message.Message):
 Global___ListMessagesResponse: _TypeAlias = ListMessagesResponse  # noqa: Y015
 
 @_typing.final
-class MarkReadRequest(_message.Message):
-    """Move the caller's read mark."""
+class UpdateMessageRequest(_message.Message):
+    """Edit a message."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.int
+    """The conversation."""
+    @_builtins.property
+    def message(self) -> Global___Message:
+        """The message (message_id) and its new text."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: only `text`."""
+
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.int = ...,
+        message: Global___Message | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "message", b"message", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMessageRequest: _TypeAlias = UpdateMessageRequest  # noqa: Y015
+
+@_typing.final
+class DeleteMessageRequest(_message.Message):
+    """Delete a message."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -577,7 +1357,7 @@ class MarkReadRequest(_message.Message):
     conversation_id: _builtins.int
     """The conversation."""
     message_id: _builtins.int
-    """The newest message read."""
+    """The message."""
     def __init__(
         self,
         *,
@@ -587,6 +1367,92 @@ class MarkReadRequest(_message.Message):
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteMessageRequest: _TypeAlias = DeleteMessageRequest  # noqa: Y015
+
+@_typing.final
+class AddReactionRequest(_message.Message):
+    """Add a reaction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    EMOJI_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.int
+    """The conversation."""
+    message_id: _builtins.int
+    """The message."""
+    emoji: _builtins.str
+    """The emoji, 1 to 16 characters."""
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+        emoji: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "emoji", b"emoji", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddReactionRequest: _TypeAlias = AddReactionRequest  # noqa: Y015
+
+@_typing.final
+class RemoveReactionRequest(_message.Message):
+    """Remove a reaction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    EMOJI_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.int
+    """The conversation."""
+    message_id: _builtins.int
+    """The message."""
+    emoji: _builtins.str
+    """The emoji."""
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+        emoji: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "emoji", b"emoji", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveReactionRequest: _TypeAlias = RemoveReactionRequest  # noqa: Y015
+
+@_typing.final
+class MarkReadRequest(_message.Message):
+    """Move the caller's read mark."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.int
+    """The conversation."""
+    sequence: _builtins.int
+    """Everything up to this sequence is read (at most the conversation's max_sequence)."""
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.int = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -617,7 +1483,7 @@ class MarkReadResponse(_message.Message):
 Global___MarkReadResponse: _TypeAlias = MarkReadResponse  # noqa: Y015
 
 @_typing.final
-class TypingUpdate(_message.Message):
+class SendTypingRequest(_message.Message):
     """Start or stop typing."""
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -627,7 +1493,7 @@ class TypingUpdate(_message.Message):
     conversation_id: _builtins.int
     """The conversation."""
     typing: _builtins.bool
-    """True when typing started, false when it stopped."""
+    """True when typing started (renew every few seconds), false when it stopped."""
     def __init__(
         self,
         *,
@@ -640,15 +1506,64 @@ class TypingUpdate(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___TypingUpdate: _TypeAlias = TypingUpdate  # noqa: Y015
+Global___SendTypingRequest: _TypeAlias = SendTypingRequest  # noqa: Y015
 
 @_typing.final
-class Heartbeat(_message.Message):
-    """Keeps the stream (and the caller's presence) alive; send every ~20 s."""
+class SendTypingResponse(_message.Message):
+    """Typing accepted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TTL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration:
+        """How long the indicator lasts without a renewal."""
+
+    def __init__(
+        self,
+        *,
+        ttl: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendTypingResponse: _TypeAlias = SendTypingResponse  # noqa: Y015
+
+@_typing.final
+class Subscribe(_message.Message):
+    """Start delivery on a Connect stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    since: _builtins.str
+    """The last cursor the client saw; empty starts from now."""
+    def __init__(
+        self,
+        *,
+        since: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Subscribe: _TypeAlias = Subscribe  # noqa: Y015
+
+@_typing.final
+class ClientHeartbeat(_message.Message):
+    """Keeps a Connect stream alive and tells whether the user is active."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     CLIENT_TIME_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    active: _builtins.bool
+    """The user is interacting (keeps presence ONLINE rather than IDLE)."""
     @_builtins.property
     def client_time(self) -> _timestamp_pb2.Timestamp:
         """Client clock, for latency measurement."""
@@ -657,60 +1572,15 @@ class Heartbeat(_message.Message):
         self,
         *,
         client_time: _timestamp_pb2.Timestamp | None = ...,
+        active: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["client_time", b"client_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_time", b"client_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "client_time", b"client_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
-
-@_typing.final
-class Resume(_message.Message):
-    """Resume delivery after a reconnect."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    @_typing.final
-    class LastSequencesEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.int
-        value: _builtins.int
-        def __init__(
-            self,
-            *,
-            key: _builtins.int = ...,
-            value: _builtins.int = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-    LAST_SEQUENCES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def last_sequences(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
-        """Per conversation, the last sequence the client has; the server replays
-        anything newer before live events.
-        """
-
-    def __init__(
-        self,
-        *,
-        last_sequences: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_sequences", b"last_sequences"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___Resume: _TypeAlias = Resume  # noqa: Y015
+Global___ClientHeartbeat: _TypeAlias = ClientHeartbeat  # noqa: Y015
 
 @_typing.final
 class ConnectRequest(_message.Message):
@@ -718,17 +1588,24 @@ class ConnectRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SUBSCRIBE_FIELD_NUMBER: _builtins.int
     SEND_FIELD_NUMBER: _builtins.int
     TYPING_FIELD_NUMBER: _builtins.int
     MARK_READ_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
-    RESUME_FIELD_NUMBER: _builtins.int
+    client_request_id: _builtins.str
+    """Echoed in the ack of this action; at most 64 characters."""
     @_builtins.property
-    def send(self) -> Global___SendMessageRequest:
-        """Send a message."""
+    def subscribe(self) -> Global___Subscribe:
+        """Start (or restart) delivery from a cursor."""
 
     @_builtins.property
-    def typing(self) -> Global___TypingUpdate:
+    def send(self) -> Global___SendMessageRequest:
+        """Send a message (request_id defaults to client_request_id)."""
+
+    @_builtins.property
+    def typing(self) -> Global___SendTypingRequest:
         """Typing started or stopped."""
 
     @_builtins.property
@@ -736,31 +1613,62 @@ class ConnectRequest(_message.Message):
         """Move the read mark."""
 
     @_builtins.property
-    def heartbeat(self) -> Global___Heartbeat:
+    def heartbeat(self) -> Global___ClientHeartbeat:
         """Keep-alive."""
-
-    @_builtins.property
-    def resume(self) -> Global___Resume:
-        """Replay missed events (send first after reconnecting)."""
 
     def __init__(
         self,
         *,
+        client_request_id: _builtins.str = ...,
+        subscribe: Global___Subscribe | None = ...,
         send: Global___SendMessageRequest | None = ...,
-        typing: Global___TypingUpdate | None = ...,
+        typing: Global___SendTypingRequest | None = ...,
         mark_read: Global___MarkReadRequest | None = ...,
-        heartbeat: Global___Heartbeat | None = ...,
-        resume: Global___Resume | None = ...,
+        heartbeat: Global___ClientHeartbeat | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "heartbeat", b"heartbeat", "mark_read", b"mark_read", "resume", b"resume", "send", b"send", "typing", b"typing"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "heartbeat", b"heartbeat", "mark_read", b"mark_read", "send", b"send", "subscribe", b"subscribe", "typing", b"typing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "heartbeat", b"heartbeat", "mark_read", b"mark_read", "resume", b"resume", "send", b"send", "typing", b"typing"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "client_request_id", b"client_request_id", "heartbeat", b"heartbeat", "mark_read", b"mark_read", "send", b"send", "subscribe", b"subscribe", "typing", b"typing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["send", "typing", "mark_read", "heartbeat", "resume"]  # noqa: Y015
+    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["subscribe", "send", "typing", "mark_read", "heartbeat"]  # noqa: Y015
     _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_action) -> _WhichOneofReturnType_action | None: ...
 
 Global___ConnectRequest: _TypeAlias = ConnectRequest  # noqa: Y015
+
+@_typing.final
+class Ack(_message.Message):
+    """The outcome of one client action."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    client_request_id: _builtins.str
+    """The action's client_request_id."""
+    @_builtins.property
+    def status(self) -> _status_pb2.Status:
+        """OK, or why it failed (with the same details as a unary call)."""
+
+    @_builtins.property
+    def message(self) -> Global___Message:
+        """For sends: the stored message."""
+
+    def __init__(
+        self,
+        *,
+        client_request_id: _builtins.str = ...,
+        status: _status_pb2.Status | None = ...,
+        message: Global___Message | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_request_id", b"client_request_id", "message", b"message", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Ack: _TypeAlias = Ack  # noqa: Y015
 
 @_typing.final
 class ConnectResponse(_message.Message):
@@ -769,72 +1677,114 @@ class ConnectResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
-    SENT_FIELD_NUMBER: _builtins.int
+    ACK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> Global___ChatEvent:
         """A pushed event."""
 
     @_builtins.property
-    def sent(self) -> Global___Message:
-        """Set when this response acknowledges a client `send`: the stored message."""
+    def ack(self) -> Global___Ack:
+        """The outcome of a client action."""
 
     def __init__(
         self,
         *,
         event: Global___ChatEvent | None = ...,
-        sent: Global___Message | None = ...,
+        ack: Global___Ack | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "sent", b"sent"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "event", b"event", "response", b"response"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "sent", b"sent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "event", b"event", "response", b"response"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["event", "ack"]  # noqa: Y015
+    _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 
 Global___ConnectResponse: _TypeAlias = ConnectResponse  # noqa: Y015
 
 @_typing.final
-class SubscribeEventsRequest(_message.Message):
+class StreamEventsRequest(_message.Message):
     """Subscribe to the caller's events over REST."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    @_typing.final
-    class LastSequencesEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
+    SINCE_FIELD_NUMBER: _builtins.int
+    since: _builtins.str
+    """The last cursor seen; empty starts from now."""
+    def __init__(
+        self,
+        *,
+        since: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.int
-        value: _builtins.int
-        def __init__(
-            self,
-            *,
-            key: _builtins.int = ...,
-            value: _builtins.int = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
+Global___StreamEventsRequest: _TypeAlias = StreamEventsRequest  # noqa: Y015
 
-    LAST_SEQUENCES_FIELD_NUMBER: _builtins.int
+@_typing.final
+class SyncEventsRequest(_message.Message):
+    """Long-poll for events."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    since: _builtins.str
+    """The last cursor seen; empty returns the current cursor at once."""
+    page_size: _builtins.int
+    """Maximum events to return: default 100, at most 500."""
     @_builtins.property
-    def last_sequences(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
-        """Optional resume point per conversation (see Resume)."""
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long to wait for the first event: default 25 s, at most 30 s."""
 
     def __init__(
         self,
         *,
-        last_sequences: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+        since: _builtins.str = ...,
+        timeout: _duration_pb2.Duration | None = ...,
+        page_size: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_sequences", b"last_sequences"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "since", b"since", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SubscribeEventsRequest: _TypeAlias = SubscribeEventsRequest  # noqa: Y015
+Global___SyncEventsRequest: _TypeAlias = SyncEventsRequest  # noqa: Y015
+
+@_typing.final
+class SyncEventsResponse(_message.Message):
+    """Events after `since`, oldest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """Pass as the next `since`."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatEvent]:
+        """The events (may be empty after the timeout). A RESYNC_REQUIRED control
+        comes first when `since` is older than the log keeps.
+        """
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___ChatEvent] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_cursor", b"next_cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncEventsResponse: _TypeAlias = SyncEventsResponse  # noqa: Y015
 
 @_typing.final
 class ListNotificationsRequest(_message.Message):
@@ -844,19 +1794,31 @@ class ListNotificationsRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    EXCLUDE_TYPES_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum notifications to return: default 20, at most 100."""
     page_token: _builtins.str
     """next_page_token of the previous page; empty for the newest."""
+    @_builtins.property
+    def types(self) -> _containers.RepeatedScalarFieldContainer[Global___NotificationType.ValueType]:
+        """Only these types (empty: all)."""
+
+    @_builtins.property
+    def exclude_types(self) -> _containers.RepeatedScalarFieldContainer[Global___NotificationType.ValueType]:
+        """Leave out these types."""
+
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        types: _abc.Iterable[Global___NotificationType.ValueType] | None = ...,
+        exclude_types: _abc.Iterable[Global___NotificationType.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exclude_types", b"exclude_types", "page_size", b"page_size", "page_token", b"page_token", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -874,7 +1836,7 @@ class ListNotificationsResponse(_message.Message):
     next_page_token: _builtins.str
     """Token for older notifications; empty at the end."""
     unread_count: _builtins.int
-    """Unread notifications in total."""
+    """Unread notification groups in total."""
     @_builtins.property
     def notifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___Notification]:
         """The notifications on this page."""
@@ -893,6 +1855,145 @@ class ListNotificationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListNotificationsResponse: _TypeAlias = ListNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class GetUnreadCountsRequest(_message.Message):
+    """Ask for unread totals."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUnreadCountsRequest: _TypeAlias = GetUnreadCountsRequest  # noqa: Y015
+
+@_typing.final
+class MarkNotificationsReadRequest(_message.Message):
+    """Mark notifications read."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UP_TO_NOTIFICATION_ID_FIELD_NUMBER: _builtins.int
+    up_to_notification_id: _builtins.int
+    """Everything up to this notification id is read."""
+    def __init__(
+        self,
+        *,
+        up_to_notification_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["up_to_notification_id", b"up_to_notification_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkNotificationsReadRequest: _TypeAlias = MarkNotificationsReadRequest  # noqa: Y015
+
+@_typing.final
+class DismissNotificationRequest(_message.Message):
+    """Dismiss one notification group."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_ID_FIELD_NUMBER: _builtins.int
+    notification_id: _builtins.int
+    """The notification."""
+    def __init__(
+        self,
+        *,
+        notification_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notification_id", b"notification_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DismissNotificationRequest: _TypeAlias = DismissNotificationRequest  # noqa: Y015
+
+@_typing.final
+class PushEndpoint(_message.Message):
+    """Where to deliver pushes for a device that is offline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PUSH_ENDPOINT_ID_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    push_endpoint_id: _builtins.int
+    """Server-assigned id."""
+    url: _builtins.str
+    """An https URL (http only for localhost) receiving a JSON POST per push."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was registered."""
+
+    def __init__(
+        self,
+        *,
+        push_endpoint_id: _builtins.int = ...,
+        url: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "push_endpoint_id", b"push_endpoint_id", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PushEndpoint: _TypeAlias = PushEndpoint  # noqa: Y015
+
+@_typing.final
+class CreatePushEndpointRequest(_message.Message):
+    """Register a push endpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PUSH_ENDPOINT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def push_endpoint(self) -> Global___PushEndpoint:
+        """The endpoint (url)."""
+
+    def __init__(
+        self,
+        *,
+        push_endpoint: Global___PushEndpoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["push_endpoint", b"push_endpoint"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["push_endpoint", b"push_endpoint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePushEndpointRequest: _TypeAlias = CreatePushEndpointRequest  # noqa: Y015
+
+@_typing.final
+class DeletePushEndpointRequest(_message.Message):
+    """Remove a push endpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PUSH_ENDPOINT_ID_FIELD_NUMBER: _builtins.int
+    push_endpoint_id: _builtins.int
+    """The endpoint."""
+    def __init__(
+        self,
+        *,
+        push_endpoint_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["push_endpoint_id", b"push_endpoint_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePushEndpointRequest: _TypeAlias = DeletePushEndpointRequest  # noqa: Y015
 
 @_typing.final
 class BatchGetPresenceRequest(_message.Message):
@@ -926,13 +2027,13 @@ class BatchGetPresenceResponse(_message.Message):
 
     PRESENCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def presence(self) -> _containers.RepeatedCompositeFieldContainer[Global___PresenceChange]:
+    def presence(self) -> _containers.RepeatedCompositeFieldContainer[Global___Presence]:
         """The presence entries."""
 
     def __init__(
         self,
         *,
-        presence: _abc.Iterable[Global___PresenceChange] | None = ...,
+        presence: _abc.Iterable[Global___Presence] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

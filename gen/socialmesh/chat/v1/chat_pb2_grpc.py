@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from socialmesh.chat.v1 import chat_pb2 as socialmesh_dot_chat_dot_v1_dot_chat__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -26,12 +27,16 @@ if _version_not_supported:
 
 
 class ChatServiceStub:
-    """ChatService owns conversations, messages, read receipts, presence and
-    notifications. PostgreSQL is the source of truth; live delivery goes over
-    the Connect stream (native gRPC) or SubscribeEvents (REST, server stream),
-    woken across instances by Redis pub/sub, with gaps back-filled from the
-    database by message sequence. Only members may read or write a
-    conversation; a blocked user cannot message the blocker.
+    """ChatService owns conversations, messages, reactions, read marks, typing,
+    presence, notifications and push endpoints.
+
+    Every event a user should see gets a position in that user's durable event
+    log (PostgreSQL, monotonic per user). Each event carries an opaque `cursor`;
+    a client resumes with the last one it saw (`since`) on any of the three
+    delivery paths: `Connect` (native bidirectional gRPC), `StreamEvents`
+    (server stream, framed as Server-Sent Events by the edge) and `SyncEvents`
+    (long-poll). Redis pub/sub only wakes streams; the log is the source.
+    Only members read or write a conversation; nothing crosses a block.
     """
 
     def __init__(self, channel):
@@ -55,6 +60,31 @@ class ChatServiceStub:
                 request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.GetConversationRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.FromString,
                 _registered_method=True)
+        self.UpdateConversation = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/UpdateConversation',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.UpdateConversationRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.FromString,
+                _registered_method=True)
+        self.AddMembers = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/AddMembers',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.AddMembersRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.FromString,
+                _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/RemoveMember',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.FromString,
+                _registered_method=True)
+        self.LeaveConversation = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/LeaveConversation',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.LeaveConversationRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.AcceptConversation = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/AcceptConversation',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.AcceptConversationRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.FromString,
+                _registered_method=True)
         self.SendMessage = channel.unary_unary(
                 '/socialmesh.chat.v1.ChatService/SendMessage',
                 request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SendMessageRequest.SerializeToString,
@@ -65,25 +95,80 @@ class ChatServiceStub:
                 request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ListMessagesRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ListMessagesResponse.FromString,
                 _registered_method=True)
+        self.UpdateMessage = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/UpdateMessage',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.UpdateMessageRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Message.FromString,
+                _registered_method=True)
+        self.DeleteMessage = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/DeleteMessage',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.DeleteMessageRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Message.FromString,
+                _registered_method=True)
+        self.AddReaction = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/AddReaction',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.AddReactionRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Message.FromString,
+                _registered_method=True)
+        self.RemoveReaction = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/RemoveReaction',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.RemoveReactionRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Message.FromString,
+                _registered_method=True)
         self.MarkRead = channel.unary_unary(
                 '/socialmesh.chat.v1.ChatService/MarkRead',
                 request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.MarkReadRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.MarkReadResponse.FromString,
+                _registered_method=True)
+        self.SendTyping = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/SendTyping',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SendTypingRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SendTypingResponse.FromString,
                 _registered_method=True)
         self.Connect = channel.stream_stream(
                 '/socialmesh.chat.v1.ChatService/Connect',
                 request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ConnectRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ConnectResponse.FromString,
                 _registered_method=True)
-        self.SubscribeEvents = channel.unary_stream(
-                '/socialmesh.chat.v1.ChatService/SubscribeEvents',
-                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SubscribeEventsRequest.SerializeToString,
+        self.StreamEvents = channel.unary_stream(
+                '/socialmesh.chat.v1.ChatService/StreamEvents',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.StreamEventsRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ChatEvent.FromString,
+                _registered_method=True)
+        self.SyncEvents = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/SyncEvents',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SyncEventsRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SyncEventsResponse.FromString,
                 _registered_method=True)
         self.ListNotifications = channel.unary_unary(
                 '/socialmesh.chat.v1.ChatService/ListNotifications',
                 request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ListNotificationsRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ListNotificationsResponse.FromString,
+                _registered_method=True)
+        self.GetUnreadCounts = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/GetUnreadCounts',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.GetUnreadCountsRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.UnreadCounts.FromString,
+                _registered_method=True)
+        self.MarkNotificationsRead = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/MarkNotificationsRead',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.MarkNotificationsReadRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.UnreadCounts.FromString,
+                _registered_method=True)
+        self.DismissNotification = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/DismissNotification',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.DismissNotificationRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CreatePushEndpoint = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/CreatePushEndpoint',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.CreatePushEndpointRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.PushEndpoint.FromString,
+                _registered_method=True)
+        self.DeletePushEndpoint = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/DeletePushEndpoint',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.DeletePushEndpointRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.BatchGetPresence = channel.unary_unary(
                 '/socialmesh.chat.v1.ChatService/BatchGetPresence',
@@ -93,17 +178,22 @@ class ChatServiceStub:
 
 
 class ChatServiceServicer:
-    """ChatService owns conversations, messages, read receipts, presence and
-    notifications. PostgreSQL is the source of truth; live delivery goes over
-    the Connect stream (native gRPC) or SubscribeEvents (REST, server stream),
-    woken across instances by Redis pub/sub, with gaps back-filled from the
-    database by message sequence. Only members may read or write a
-    conversation; a blocked user cannot message the blocker.
+    """ChatService owns conversations, messages, reactions, read marks, typing,
+    presence, notifications and push endpoints.
+
+    Every event a user should see gets a position in that user's durable event
+    log (PostgreSQL, monotonic per user). Each event carries an opaque `cursor`;
+    a client resumes with the last one it saw (`since`) on any of the three
+    delivery paths: `Connect` (native bidirectional gRPC), `StreamEvents`
+    (server stream, framed as Server-Sent Events by the edge) and `SyncEvents`
+    (long-poll). Redis pub/sub only wakes streams; the log is the source.
+    Only members read or write a conversation; nothing crosses a block.
     """
 
     def CreateConversation(self, request, context):
         """Starts a direct (2 members) or group (up to 256) conversation. A direct
-        conversation between the same two users is returned, not duplicated.
+        conversation between the same two users is returned, not duplicated; a
+        repeated `requestId` (query parameter) returns the first group.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,58 +213,179 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateConversation(self, request, context):
+        """Renames a group (`update_mask`: title). Owners and admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddMembers(self, request, context):
+        """Adds members to a group. Owners and admins only; never across a block.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """Removes a member from a group. Owners remove anyone, admins remove members.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LeaveConversation(self, request, context):
+        """The caller leaves a group; ownership passes to the longest-standing member.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptConversation(self, request, context):
+        """Accepts a message request (a direct conversation started by someone the
+        caller does not follow).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SendMessage(self, request, context):
-        """Sends a message. A repeated request_id returns the original message.
+        """Sends a message. A repeated `requestId` (a query parameter over REST:
+        the body is the message) returns the original message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListMessages(self, request, context):
-        """A conversation's messages, newest first (page backwards in history).
+        """A conversation's messages: newest first by default (page backwards), or
+        forwards from `after_sequence` to fill a gap.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMessage(self, request, context):
+        """Edits a message's text (`update_mask`: text) within 15 minutes of
+        sending. Sender only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMessage(self, request, context):
+        """Deletes a message for everyone, leaving a tombstone (empty text,
+        `delete_time` set) so sequences stay gapless. Sender only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddReaction(self, request, context):
+        """Adds the caller's reaction to a message. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveReaction(self, request, context):
+        """Removes the caller's reaction. Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def MarkRead(self, request, context):
-        """Marks everything up to a message as read by the caller (a read receipt
-        for the other members). Moving the mark backwards is ignored.
+        """Marks everything up to a sequence as read (a read receipt for the other
+        members, and a read-mark sync for the caller's other devices). Moving
+        the mark backwards is ignored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendTyping(self, request, context):
+        """The caller started or stopped typing. Ephemeral, rate-limited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Connect(self, request_iterator, context):
-        """The real-time channel for native gRPC clients: the client sends
-        messages, typing indicators, read marks and heartbeats; the server
-        pushes messages, typing indicators, receipts, presence changes and
-        notifications. Events carry a per-conversation sequence so a client can
-        resume after reconnecting without gaps.
+        """The real-time channel for native gRPC clients. The server greets with a
+        HELLO control (heartbeat interval, server time, current cursor); the
+        client sends `subscribe` with its last cursor to start delivery, and may
+        send actions at any time, each answered by an `ack` carrying its
+        `client_request_id` and a google.rpc.Status.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def SubscribeEvents(self, request, context):
-        """Server-streamed events for clients that cannot hold a bidirectional
-        stream (browsers over REST): the same envelope as Connect's responses.
-        The edge frames each event as a Server-Sent Event (`data: <json>`).
+    def StreamEvents(self, request, context):
+        """The caller's events for clients without bidirectional streams (browsers
+        over REST): the edge frames each event as a Server-Sent Event. Heartbeat
+        events arrive every 20 s; a control event precedes every deliberate
+        close; on any end of stream, reconnect with the last cursor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SyncEvents(self, request, context):
+        """Long-poll fallback with the same cursor: returns at once when events are
+        waiting, else waits up to `timeout` for the first one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListNotifications(self, request, context):
-        """The caller's notifications (mentions, follows, likes, messages), newest first.
+        """The caller's notifications, grouped ("A and 3 others liked your post"),
+        newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUnreadCounts(self, request, context):
+        """Unread notification groups and unread messages, cheaply.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkNotificationsRead(self, request, context):
+        """Marks notifications up to an id as read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DismissNotification(self, request, context):
+        """Dismisses one notification group.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePushEndpoint(self, request, context):
+        """Registers a push endpoint (webhook) for the caller's offline devices.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePushEndpoint(self, request, context):
+        """Removes one of the caller's push endpoints.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def BatchGetPresence(self, request, context):
-        """Whether users are online now (visible only for accounts the caller
-        shares a conversation with or follows).
+        """Presence of users who share a conversation with the caller (others are
+        left out).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -198,6 +409,31 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.GetConversationRequest.FromString,
                     response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.SerializeToString,
             ),
+            'UpdateConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateConversation,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.UpdateConversationRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.SerializeToString,
+            ),
+            'AddMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMembers,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.AddMembersRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.SerializeToString,
+            ),
+            'LeaveConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaveConversation,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.LeaveConversationRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'AcceptConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptConversation,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.AcceptConversationRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.SerializeToString,
+            ),
             'SendMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.SendMessage,
                     request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SendMessageRequest.FromString,
@@ -208,25 +444,80 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ListMessagesRequest.FromString,
                     response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ListMessagesResponse.SerializeToString,
             ),
+            'UpdateMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMessage,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.UpdateMessageRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Message.SerializeToString,
+            ),
+            'DeleteMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMessage,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.DeleteMessageRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Message.SerializeToString,
+            ),
+            'AddReaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddReaction,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.AddReactionRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Message.SerializeToString,
+            ),
+            'RemoveReaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveReaction,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.RemoveReactionRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Message.SerializeToString,
+            ),
             'MarkRead': grpc.unary_unary_rpc_method_handler(
                     servicer.MarkRead,
                     request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.MarkReadRequest.FromString,
                     response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.MarkReadResponse.SerializeToString,
+            ),
+            'SendTyping': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendTyping,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SendTypingRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SendTypingResponse.SerializeToString,
             ),
             'Connect': grpc.stream_stream_rpc_method_handler(
                     servicer.Connect,
                     request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ConnectRequest.FromString,
                     response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ConnectResponse.SerializeToString,
             ),
-            'SubscribeEvents': grpc.unary_stream_rpc_method_handler(
-                    servicer.SubscribeEvents,
-                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SubscribeEventsRequest.FromString,
+            'StreamEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamEvents,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.StreamEventsRequest.FromString,
                     response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ChatEvent.SerializeToString,
+            ),
+            'SyncEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncEvents,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SyncEventsRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SyncEventsResponse.SerializeToString,
             ),
             'ListNotifications': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNotifications,
                     request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ListNotificationsRequest.FromString,
                     response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ListNotificationsResponse.SerializeToString,
+            ),
+            'GetUnreadCounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUnreadCounts,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.GetUnreadCountsRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.UnreadCounts.SerializeToString,
+            ),
+            'MarkNotificationsRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkNotificationsRead,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.MarkNotificationsReadRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.UnreadCounts.SerializeToString,
+            ),
+            'DismissNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.DismissNotification,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.DismissNotificationRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreatePushEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePushEndpoint,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.CreatePushEndpointRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.PushEndpoint.SerializeToString,
+            ),
+            'DeletePushEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePushEndpoint,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.DeletePushEndpointRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'BatchGetPresence': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchGetPresence,
@@ -242,12 +533,16 @@ def add_ChatServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ChatService:
-    """ChatService owns conversations, messages, read receipts, presence and
-    notifications. PostgreSQL is the source of truth; live delivery goes over
-    the Connect stream (native gRPC) or SubscribeEvents (REST, server stream),
-    woken across instances by Redis pub/sub, with gaps back-filled from the
-    database by message sequence. Only members may read or write a
-    conversation; a blocked user cannot message the blocker.
+    """ChatService owns conversations, messages, reactions, read marks, typing,
+    presence, notifications and push endpoints.
+
+    Every event a user should see gets a position in that user's durable event
+    log (PostgreSQL, monotonic per user). Each event carries an opaque `cursor`;
+    a client resumes with the last one it saw (`since`) on any of the three
+    delivery paths: `Connect` (native bidirectional gRPC), `StreamEvents`
+    (server stream, framed as Server-Sent Events by the edge) and `SyncEvents`
+    (long-poll). Redis pub/sub only wakes streams; the log is the source.
+    Only members read or write a conversation; nothing crosses a block.
     """
 
     @staticmethod
@@ -332,6 +627,141 @@ class ChatService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/UpdateConversation',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.UpdateConversationRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/AddMembers',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.AddMembersRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/RemoveMember',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.RemoveMemberRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaveConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/LeaveConversation',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.LeaveConversationRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/AcceptConversation',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.AcceptConversationRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def SendMessage(request,
             target,
             options=(),
@@ -386,6 +816,114 @@ class ChatService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/UpdateMessage',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.UpdateMessageRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/DeleteMessage',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.DeleteMessageRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddReaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/AddReaction',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.AddReactionRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveReaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/RemoveReaction',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.RemoveReactionRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def MarkRead(request,
             target,
             options=(),
@@ -402,6 +940,33 @@ class ChatService:
             '/socialmesh.chat.v1.ChatService/MarkRead',
             socialmesh_dot_chat_dot_v1_dot_chat__pb2.MarkReadRequest.SerializeToString,
             socialmesh_dot_chat_dot_v1_dot_chat__pb2.MarkReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendTyping(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/SendTyping',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.SendTypingRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.SendTypingResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -440,7 +1005,7 @@ class ChatService:
             _registered_method=True)
 
     @staticmethod
-    def SubscribeEvents(request,
+    def StreamEvents(request,
             target,
             options=(),
             channel_credentials=None,
@@ -453,9 +1018,36 @@ class ChatService:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/socialmesh.chat.v1.ChatService/SubscribeEvents',
-            socialmesh_dot_chat_dot_v1_dot_chat__pb2.SubscribeEventsRequest.SerializeToString,
+            '/socialmesh.chat.v1.ChatService/StreamEvents',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.StreamEventsRequest.SerializeToString,
             socialmesh_dot_chat_dot_v1_dot_chat__pb2.ChatEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/SyncEvents',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.SyncEventsRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.SyncEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -483,6 +1075,141 @@ class ChatService:
             '/socialmesh.chat.v1.ChatService/ListNotifications',
             socialmesh_dot_chat_dot_v1_dot_chat__pb2.ListNotificationsRequest.SerializeToString,
             socialmesh_dot_chat_dot_v1_dot_chat__pb2.ListNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUnreadCounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/GetUnreadCounts',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.GetUnreadCountsRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.UnreadCounts.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkNotificationsRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/MarkNotificationsRead',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.MarkNotificationsReadRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.UnreadCounts.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DismissNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/DismissNotification',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.DismissNotificationRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePushEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/CreatePushEndpoint',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.CreatePushEndpointRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.PushEndpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePushEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/DeletePushEndpoint',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.DeletePushEndpointRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

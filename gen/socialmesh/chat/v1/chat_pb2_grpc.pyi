@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 from socialmesh.chat.v1 import chat_pb2 as _chat_pb2
 import abc as _abc_1
@@ -27,12 +28,16 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ChatServiceStub:
-    """ChatService owns conversations, messages, read receipts, presence and
-    notifications. PostgreSQL is the source of truth; live delivery goes over
-    the Connect stream (native gRPC) or SubscribeEvents (REST, server stream),
-    woken across instances by Redis pub/sub, with gaps back-filled from the
-    database by message sequence. Only members may read or write a
-    conversation; a blocked user cannot message the blocker.
+    """ChatService owns conversations, messages, reactions, read marks, typing,
+    presence, notifications and push endpoints.
+
+    Every event a user should see gets a position in that user's durable event
+    log (PostgreSQL, monotonic per user). Each event carries an opaque `cursor`;
+    a client resumes with the last one it saw (`since`) on any of the three
+    delivery paths: `Connect` (native bidirectional gRPC), `StreamEvents`
+    (server stream, framed as Server-Sent Events by the edge) and `SyncEvents`
+    (long-poll). Redis pub/sub only wakes streams; the log is the source.
+    Only members read or write a conversation; nothing crosses a block.
     """
 
     @_typing.overload
@@ -41,92 +46,198 @@ class ChatServiceStub:
     def __new__(cls, channel: _aio.Channel) -> ChatServiceAsyncStub: ...
     CreateConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.CreateConversationRequest, _chat_pb2.Conversation]
     """Starts a direct (2 members) or group (up to 256) conversation. A direct
-    conversation between the same two users is returned, not duplicated.
+    conversation between the same two users is returned, not duplicated; a
+    repeated `requestId` (query parameter) returns the first group.
     """
     ListConversations: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListConversationsRequest, _chat_pb2.ListConversationsResponse]
     """The caller's conversations, most recently active first."""
     GetConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetConversationRequest, _chat_pb2.Conversation]
     """One conversation the caller is a member of."""
+    UpdateConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.UpdateConversationRequest, _chat_pb2.Conversation]
+    """Renames a group (`update_mask`: title). Owners and admins only."""
+    AddMembers: _grpc.UnaryUnaryMultiCallable[_chat_pb2.AddMembersRequest, _chat_pb2.Conversation]
+    """Adds members to a group. Owners and admins only; never across a block."""
+    RemoveMember: _grpc.UnaryUnaryMultiCallable[_chat_pb2.RemoveMemberRequest, _chat_pb2.Conversation]
+    """Removes a member from a group. Owners remove anyone, admins remove members."""
+    LeaveConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.LeaveConversationRequest, _empty_pb2.Empty]
+    """The caller leaves a group; ownership passes to the longest-standing member."""
+    AcceptConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.AcceptConversationRequest, _chat_pb2.Conversation]
+    """Accepts a message request (a direct conversation started by someone the
+    caller does not follow).
+    """
     SendMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SendMessageRequest, _chat_pb2.Message]
-    """Sends a message. A repeated request_id returns the original message."""
+    """Sends a message. A repeated `requestId` (a query parameter over REST:
+    the body is the message) returns the original message.
+    """
     ListMessages: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListMessagesRequest, _chat_pb2.ListMessagesResponse]
-    """A conversation's messages, newest first (page backwards in history)."""
+    """A conversation's messages: newest first by default (page backwards), or
+    forwards from `after_sequence` to fill a gap.
+    """
+    UpdateMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.UpdateMessageRequest, _chat_pb2.Message]
+    """Edits a message's text (`update_mask`: text) within 15 minutes of
+    sending. Sender only.
+    """
+    DeleteMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DeleteMessageRequest, _chat_pb2.Message]
+    """Deletes a message for everyone, leaving a tombstone (empty text,
+    `delete_time` set) so sequences stay gapless. Sender only.
+    """
+    AddReaction: _grpc.UnaryUnaryMultiCallable[_chat_pb2.AddReactionRequest, _chat_pb2.Message]
+    """Adds the caller's reaction to a message. Idempotent."""
+    RemoveReaction: _grpc.UnaryUnaryMultiCallable[_chat_pb2.RemoveReactionRequest, _chat_pb2.Message]
+    """Removes the caller's reaction. Idempotent."""
     MarkRead: _grpc.UnaryUnaryMultiCallable[_chat_pb2.MarkReadRequest, _chat_pb2.MarkReadResponse]
-    """Marks everything up to a message as read by the caller (a read receipt
-    for the other members). Moving the mark backwards is ignored.
+    """Marks everything up to a sequence as read (a read receipt for the other
+    members, and a read-mark sync for the caller's other devices). Moving
+    the mark backwards is ignored.
     """
+    SendTyping: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SendTypingRequest, _chat_pb2.SendTypingResponse]
+    """The caller started or stopped typing. Ephemeral, rate-limited."""
     Connect: _grpc.StreamStreamMultiCallable[_chat_pb2.ConnectRequest, _chat_pb2.ConnectResponse]
-    """The real-time channel for native gRPC clients: the client sends
-    messages, typing indicators, read marks and heartbeats; the server
-    pushes messages, typing indicators, receipts, presence changes and
-    notifications. Events carry a per-conversation sequence so a client can
-    resume after reconnecting without gaps.
+    """The real-time channel for native gRPC clients. The server greets with a
+    HELLO control (heartbeat interval, server time, current cursor); the
+    client sends `subscribe` with its last cursor to start delivery, and may
+    send actions at any time, each answered by an `ack` carrying its
+    `client_request_id` and a google.rpc.Status.
     """
-    SubscribeEvents: _grpc.UnaryStreamMultiCallable[_chat_pb2.SubscribeEventsRequest, _chat_pb2.ChatEvent]
-    """Server-streamed events for clients that cannot hold a bidirectional
-    stream (browsers over REST): the same envelope as Connect's responses.
-    The edge frames each event as a Server-Sent Event (`data: <json>`).
+    StreamEvents: _grpc.UnaryStreamMultiCallable[_chat_pb2.StreamEventsRequest, _chat_pb2.ChatEvent]
+    """The caller's events for clients without bidirectional streams (browsers
+    over REST): the edge frames each event as a Server-Sent Event. Heartbeat
+    events arrive every 20 s; a control event precedes every deliberate
+    close; on any end of stream, reconnect with the last cursor.
+    """
+    SyncEvents: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SyncEventsRequest, _chat_pb2.SyncEventsResponse]
+    """Long-poll fallback with the same cursor: returns at once when events are
+    waiting, else waits up to `timeout` for the first one.
     """
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListNotificationsRequest, _chat_pb2.ListNotificationsResponse]
-    """The caller's notifications (mentions, follows, likes, messages), newest first."""
+    """The caller's notifications, grouped ("A and 3 others liked your post"),
+    newest first.
+    """
+    GetUnreadCounts: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetUnreadCountsRequest, _chat_pb2.UnreadCounts]
+    """Unread notification groups and unread messages, cheaply."""
+    MarkNotificationsRead: _grpc.UnaryUnaryMultiCallable[_chat_pb2.MarkNotificationsReadRequest, _chat_pb2.UnreadCounts]
+    """Marks notifications up to an id as read."""
+    DismissNotification: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DismissNotificationRequest, _empty_pb2.Empty]
+    """Dismisses one notification group."""
+    CreatePushEndpoint: _grpc.UnaryUnaryMultiCallable[_chat_pb2.CreatePushEndpointRequest, _chat_pb2.PushEndpoint]
+    """Registers a push endpoint (webhook) for the caller's offline devices."""
+    DeletePushEndpoint: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DeletePushEndpointRequest, _empty_pb2.Empty]
+    """Removes one of the caller's push endpoints."""
     BatchGetPresence: _grpc.UnaryUnaryMultiCallable[_chat_pb2.BatchGetPresenceRequest, _chat_pb2.BatchGetPresenceResponse]
-    """Whether users are online now (visible only for accounts the caller
-    shares a conversation with or follows).
+    """Presence of users who share a conversation with the caller (others are
+    left out).
     """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
-    """ChatService owns conversations, messages, read receipts, presence and
-    notifications. PostgreSQL is the source of truth; live delivery goes over
-    the Connect stream (native gRPC) or SubscribeEvents (REST, server stream),
-    woken across instances by Redis pub/sub, with gaps back-filled from the
-    database by message sequence. Only members may read or write a
-    conversation; a blocked user cannot message the blocker.
+    """ChatService owns conversations, messages, reactions, read marks, typing,
+    presence, notifications and push endpoints.
+
+    Every event a user should see gets a position in that user's durable event
+    log (PostgreSQL, monotonic per user). Each event carries an opaque `cursor`;
+    a client resumes with the last one it saw (`since`) on any of the three
+    delivery paths: `Connect` (native bidirectional gRPC), `StreamEvents`
+    (server stream, framed as Server-Sent Events by the edge) and `SyncEvents`
+    (long-poll). Redis pub/sub only wakes streams; the log is the source.
+    Only members read or write a conversation; nothing crosses a block.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.CreateConversationRequest, _chat_pb2.Conversation]  # type: ignore[assignment]
     """Starts a direct (2 members) or group (up to 256) conversation. A direct
-    conversation between the same two users is returned, not duplicated.
+    conversation between the same two users is returned, not duplicated; a
+    repeated `requestId` (query parameter) returns the first group.
     """
     ListConversations: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListConversationsRequest, _chat_pb2.ListConversationsResponse]  # type: ignore[assignment]
     """The caller's conversations, most recently active first."""
     GetConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetConversationRequest, _chat_pb2.Conversation]  # type: ignore[assignment]
     """One conversation the caller is a member of."""
+    UpdateConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.UpdateConversationRequest, _chat_pb2.Conversation]  # type: ignore[assignment]
+    """Renames a group (`update_mask`: title). Owners and admins only."""
+    AddMembers: _aio.UnaryUnaryMultiCallable[_chat_pb2.AddMembersRequest, _chat_pb2.Conversation]  # type: ignore[assignment]
+    """Adds members to a group. Owners and admins only; never across a block."""
+    RemoveMember: _aio.UnaryUnaryMultiCallable[_chat_pb2.RemoveMemberRequest, _chat_pb2.Conversation]  # type: ignore[assignment]
+    """Removes a member from a group. Owners remove anyone, admins remove members."""
+    LeaveConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.LeaveConversationRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """The caller leaves a group; ownership passes to the longest-standing member."""
+    AcceptConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.AcceptConversationRequest, _chat_pb2.Conversation]  # type: ignore[assignment]
+    """Accepts a message request (a direct conversation started by someone the
+    caller does not follow).
+    """
     SendMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.SendMessageRequest, _chat_pb2.Message]  # type: ignore[assignment]
-    """Sends a message. A repeated request_id returns the original message."""
+    """Sends a message. A repeated `requestId` (a query parameter over REST:
+    the body is the message) returns the original message.
+    """
     ListMessages: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListMessagesRequest, _chat_pb2.ListMessagesResponse]  # type: ignore[assignment]
-    """A conversation's messages, newest first (page backwards in history)."""
+    """A conversation's messages: newest first by default (page backwards), or
+    forwards from `after_sequence` to fill a gap.
+    """
+    UpdateMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.UpdateMessageRequest, _chat_pb2.Message]  # type: ignore[assignment]
+    """Edits a message's text (`update_mask`: text) within 15 minutes of
+    sending. Sender only.
+    """
+    DeleteMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.DeleteMessageRequest, _chat_pb2.Message]  # type: ignore[assignment]
+    """Deletes a message for everyone, leaving a tombstone (empty text,
+    `delete_time` set) so sequences stay gapless. Sender only.
+    """
+    AddReaction: _aio.UnaryUnaryMultiCallable[_chat_pb2.AddReactionRequest, _chat_pb2.Message]  # type: ignore[assignment]
+    """Adds the caller's reaction to a message. Idempotent."""
+    RemoveReaction: _aio.UnaryUnaryMultiCallable[_chat_pb2.RemoveReactionRequest, _chat_pb2.Message]  # type: ignore[assignment]
+    """Removes the caller's reaction. Idempotent."""
     MarkRead: _aio.UnaryUnaryMultiCallable[_chat_pb2.MarkReadRequest, _chat_pb2.MarkReadResponse]  # type: ignore[assignment]
-    """Marks everything up to a message as read by the caller (a read receipt
-    for the other members). Moving the mark backwards is ignored.
+    """Marks everything up to a sequence as read (a read receipt for the other
+    members, and a read-mark sync for the caller's other devices). Moving
+    the mark backwards is ignored.
     """
+    SendTyping: _aio.UnaryUnaryMultiCallable[_chat_pb2.SendTypingRequest, _chat_pb2.SendTypingResponse]  # type: ignore[assignment]
+    """The caller started or stopped typing. Ephemeral, rate-limited."""
     Connect: _aio.StreamStreamMultiCallable[_chat_pb2.ConnectRequest, _chat_pb2.ConnectResponse]  # type: ignore[assignment]
-    """The real-time channel for native gRPC clients: the client sends
-    messages, typing indicators, read marks and heartbeats; the server
-    pushes messages, typing indicators, receipts, presence changes and
-    notifications. Events carry a per-conversation sequence so a client can
-    resume after reconnecting without gaps.
+    """The real-time channel for native gRPC clients. The server greets with a
+    HELLO control (heartbeat interval, server time, current cursor); the
+    client sends `subscribe` with its last cursor to start delivery, and may
+    send actions at any time, each answered by an `ack` carrying its
+    `client_request_id` and a google.rpc.Status.
     """
-    SubscribeEvents: _aio.UnaryStreamMultiCallable[_chat_pb2.SubscribeEventsRequest, _chat_pb2.ChatEvent]  # type: ignore[assignment]
-    """Server-streamed events for clients that cannot hold a bidirectional
-    stream (browsers over REST): the same envelope as Connect's responses.
-    The edge frames each event as a Server-Sent Event (`data: <json>`).
+    StreamEvents: _aio.UnaryStreamMultiCallable[_chat_pb2.StreamEventsRequest, _chat_pb2.ChatEvent]  # type: ignore[assignment]
+    """The caller's events for clients without bidirectional streams (browsers
+    over REST): the edge frames each event as a Server-Sent Event. Heartbeat
+    events arrive every 20 s; a control event precedes every deliberate
+    close; on any end of stream, reconnect with the last cursor.
+    """
+    SyncEvents: _aio.UnaryUnaryMultiCallable[_chat_pb2.SyncEventsRequest, _chat_pb2.SyncEventsResponse]  # type: ignore[assignment]
+    """Long-poll fallback with the same cursor: returns at once when events are
+    waiting, else waits up to `timeout` for the first one.
     """
     ListNotifications: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListNotificationsRequest, _chat_pb2.ListNotificationsResponse]  # type: ignore[assignment]
-    """The caller's notifications (mentions, follows, likes, messages), newest first."""
+    """The caller's notifications, grouped ("A and 3 others liked your post"),
+    newest first.
+    """
+    GetUnreadCounts: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetUnreadCountsRequest, _chat_pb2.UnreadCounts]  # type: ignore[assignment]
+    """Unread notification groups and unread messages, cheaply."""
+    MarkNotificationsRead: _aio.UnaryUnaryMultiCallable[_chat_pb2.MarkNotificationsReadRequest, _chat_pb2.UnreadCounts]  # type: ignore[assignment]
+    """Marks notifications up to an id as read."""
+    DismissNotification: _aio.UnaryUnaryMultiCallable[_chat_pb2.DismissNotificationRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Dismisses one notification group."""
+    CreatePushEndpoint: _aio.UnaryUnaryMultiCallable[_chat_pb2.CreatePushEndpointRequest, _chat_pb2.PushEndpoint]  # type: ignore[assignment]
+    """Registers a push endpoint (webhook) for the caller's offline devices."""
+    DeletePushEndpoint: _aio.UnaryUnaryMultiCallable[_chat_pb2.DeletePushEndpointRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Removes one of the caller's push endpoints."""
     BatchGetPresence: _aio.UnaryUnaryMultiCallable[_chat_pb2.BatchGetPresenceRequest, _chat_pb2.BatchGetPresenceResponse]  # type: ignore[assignment]
-    """Whether users are online now (visible only for accounts the caller
-    shares a conversation with or follows).
+    """Presence of users who share a conversation with the caller (others are
+    left out).
     """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
-    """ChatService owns conversations, messages, read receipts, presence and
-    notifications. PostgreSQL is the source of truth; live delivery goes over
-    the Connect stream (native gRPC) or SubscribeEvents (REST, server stream),
-    woken across instances by Redis pub/sub, with gaps back-filled from the
-    database by message sequence. Only members may read or write a
-    conversation; a blocked user cannot message the blocker.
+    """ChatService owns conversations, messages, reactions, read marks, typing,
+    presence, notifications and push endpoints.
+
+    Every event a user should see gets a position in that user's durable event
+    log (PostgreSQL, monotonic per user). Each event carries an opaque `cursor`;
+    a client resumes with the last one it saw (`since`) on any of the three
+    delivery paths: `Connect` (native bidirectional gRPC), `StreamEvents`
+    (server stream, framed as Server-Sent Events by the edge) and `SyncEvents`
+    (long-poll). Redis pub/sub only wakes streams; the log is the source.
+    Only members read or write a conversation; nothing crosses a block.
     """
 
     @_abc_1.abstractmethod
@@ -136,7 +247,8 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.Conversation, _abc.Awaitable[_chat_pb2.Conversation]]:
         """Starts a direct (2 members) or group (up to 256) conversation. A direct
-        conversation between the same two users is returned, not duplicated.
+        conversation between the same two users is returned, not duplicated; a
+        repeated `requestId` (query parameter) returns the first group.
         """
 
     @_abc_1.abstractmethod
@@ -156,12 +268,56 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         """One conversation the caller is a member of."""
 
     @_abc_1.abstractmethod
+    def UpdateConversation(
+        self,
+        request: _chat_pb2.UpdateConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Conversation, _abc.Awaitable[_chat_pb2.Conversation]]:
+        """Renames a group (`update_mask`: title). Owners and admins only."""
+
+    @_abc_1.abstractmethod
+    def AddMembers(
+        self,
+        request: _chat_pb2.AddMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Conversation, _abc.Awaitable[_chat_pb2.Conversation]]:
+        """Adds members to a group. Owners and admins only; never across a block."""
+
+    @_abc_1.abstractmethod
+    def RemoveMember(
+        self,
+        request: _chat_pb2.RemoveMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Conversation, _abc.Awaitable[_chat_pb2.Conversation]]:
+        """Removes a member from a group. Owners remove anyone, admins remove members."""
+
+    @_abc_1.abstractmethod
+    def LeaveConversation(
+        self,
+        request: _chat_pb2.LeaveConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """The caller leaves a group; ownership passes to the longest-standing member."""
+
+    @_abc_1.abstractmethod
+    def AcceptConversation(
+        self,
+        request: _chat_pb2.AcceptConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Conversation, _abc.Awaitable[_chat_pb2.Conversation]]:
+        """Accepts a message request (a direct conversation started by someone the
+        caller does not follow).
+        """
+
+    @_abc_1.abstractmethod
     def SendMessage(
         self,
         request: _chat_pb2.SendMessageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.Message, _abc.Awaitable[_chat_pb2.Message]]:
-        """Sends a message. A repeated request_id returns the original message."""
+        """Sends a message. A repeated `requestId` (a query parameter over REST:
+        the body is the message) returns the original message.
+        """
 
     @_abc_1.abstractmethod
     def ListMessages(
@@ -169,7 +325,45 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.ListMessagesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.ListMessagesResponse, _abc.Awaitable[_chat_pb2.ListMessagesResponse]]:
-        """A conversation's messages, newest first (page backwards in history)."""
+        """A conversation's messages: newest first by default (page backwards), or
+        forwards from `after_sequence` to fill a gap.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateMessage(
+        self,
+        request: _chat_pb2.UpdateMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Message, _abc.Awaitable[_chat_pb2.Message]]:
+        """Edits a message's text (`update_mask`: text) within 15 minutes of
+        sending. Sender only.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteMessage(
+        self,
+        request: _chat_pb2.DeleteMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Message, _abc.Awaitable[_chat_pb2.Message]]:
+        """Deletes a message for everyone, leaving a tombstone (empty text,
+        `delete_time` set) so sequences stay gapless. Sender only.
+        """
+
+    @_abc_1.abstractmethod
+    def AddReaction(
+        self,
+        request: _chat_pb2.AddReactionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Message, _abc.Awaitable[_chat_pb2.Message]]:
+        """Adds the caller's reaction to a message. Idempotent."""
+
+    @_abc_1.abstractmethod
+    def RemoveReaction(
+        self,
+        request: _chat_pb2.RemoveReactionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.Message, _abc.Awaitable[_chat_pb2.Message]]:
+        """Removes the caller's reaction. Idempotent."""
 
     @_abc_1.abstractmethod
     def MarkRead(
@@ -177,9 +371,18 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.MarkReadRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.MarkReadResponse, _abc.Awaitable[_chat_pb2.MarkReadResponse]]:
-        """Marks everything up to a message as read by the caller (a read receipt
-        for the other members). Moving the mark backwards is ignored.
+        """Marks everything up to a sequence as read (a read receipt for the other
+        members, and a read-mark sync for the caller's other devices). Moving
+        the mark backwards is ignored.
         """
+
+    @_abc_1.abstractmethod
+    def SendTyping(
+        self,
+        request: _chat_pb2.SendTypingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.SendTypingResponse, _abc.Awaitable[_chat_pb2.SendTypingResponse]]:
+        """The caller started or stopped typing. Ephemeral, rate-limited."""
 
     @_abc_1.abstractmethod
     def Connect(
@@ -187,22 +390,33 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_chat_pb2.ConnectRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_chat_pb2.ConnectResponse], _abc.AsyncIterator[_chat_pb2.ConnectResponse]]:
-        """The real-time channel for native gRPC clients: the client sends
-        messages, typing indicators, read marks and heartbeats; the server
-        pushes messages, typing indicators, receipts, presence changes and
-        notifications. Events carry a per-conversation sequence so a client can
-        resume after reconnecting without gaps.
+        """The real-time channel for native gRPC clients. The server greets with a
+        HELLO control (heartbeat interval, server time, current cursor); the
+        client sends `subscribe` with its last cursor to start delivery, and may
+        send actions at any time, each answered by an `ack` carrying its
+        `client_request_id` and a google.rpc.Status.
         """
 
     @_abc_1.abstractmethod
-    def SubscribeEvents(
+    def StreamEvents(
         self,
-        request: _chat_pb2.SubscribeEventsRequest,
+        request: _chat_pb2.StreamEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_chat_pb2.ChatEvent], _abc.AsyncIterator[_chat_pb2.ChatEvent]]:
-        """Server-streamed events for clients that cannot hold a bidirectional
-        stream (browsers over REST): the same envelope as Connect's responses.
-        The edge frames each event as a Server-Sent Event (`data: <json>`).
+        """The caller's events for clients without bidirectional streams (browsers
+        over REST): the edge frames each event as a Server-Sent Event. Heartbeat
+        events arrive every 20 s; a control event precedes every deliberate
+        close; on any end of stream, reconnect with the last cursor.
+        """
+
+    @_abc_1.abstractmethod
+    def SyncEvents(
+        self,
+        request: _chat_pb2.SyncEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.SyncEventsResponse, _abc.Awaitable[_chat_pb2.SyncEventsResponse]]:
+        """Long-poll fallback with the same cursor: returns at once when events are
+        waiting, else waits up to `timeout` for the first one.
         """
 
     @_abc_1.abstractmethod
@@ -211,7 +425,49 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.ListNotificationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.ListNotificationsResponse, _abc.Awaitable[_chat_pb2.ListNotificationsResponse]]:
-        """The caller's notifications (mentions, follows, likes, messages), newest first."""
+        """The caller's notifications, grouped ("A and 3 others liked your post"),
+        newest first.
+        """
+
+    @_abc_1.abstractmethod
+    def GetUnreadCounts(
+        self,
+        request: _chat_pb2.GetUnreadCountsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.UnreadCounts, _abc.Awaitable[_chat_pb2.UnreadCounts]]:
+        """Unread notification groups and unread messages, cheaply."""
+
+    @_abc_1.abstractmethod
+    def MarkNotificationsRead(
+        self,
+        request: _chat_pb2.MarkNotificationsReadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.UnreadCounts, _abc.Awaitable[_chat_pb2.UnreadCounts]]:
+        """Marks notifications up to an id as read."""
+
+    @_abc_1.abstractmethod
+    def DismissNotification(
+        self,
+        request: _chat_pb2.DismissNotificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Dismisses one notification group."""
+
+    @_abc_1.abstractmethod
+    def CreatePushEndpoint(
+        self,
+        request: _chat_pb2.CreatePushEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.PushEndpoint, _abc.Awaitable[_chat_pb2.PushEndpoint]]:
+        """Registers a push endpoint (webhook) for the caller's offline devices."""
+
+    @_abc_1.abstractmethod
+    def DeletePushEndpoint(
+        self,
+        request: _chat_pb2.DeletePushEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Removes one of the caller's push endpoints."""
 
     @_abc_1.abstractmethod
     def BatchGetPresence(
@@ -219,8 +475,8 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.BatchGetPresenceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.BatchGetPresenceResponse, _abc.Awaitable[_chat_pb2.BatchGetPresenceResponse]]:
-        """Whether users are online now (visible only for accounts the caller
-        shares a conversation with or follows).
+        """Presence of users who share a conversation with the caller (others are
+        left out).
         """
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -582,3 +582,77 @@ class ListTrendingPostsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTrendingPostsResponse: _TypeAlias = ListTrendingPostsResponse  # noqa: Y015
+
+@_typing.final
+class ListSuggestedUsersRequest(_message.Message):
+    """Ask for follow suggestions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """How many: default 20, at most 50."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSuggestedUsersRequest: _TypeAlias = ListSuggestedUsersRequest  # noqa: Y015
+
+@_typing.final
+class SuggestedUser(_message.Message):
+    """One suggestion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    MUTUAL_COUNT_FIELD_NUMBER: _builtins.int
+    mutual_count: _builtins.int
+    """How many accounts the caller follows follow it (0: suggested as popular)."""
+    @_builtins.property
+    def user(self) -> _user_pb2.User:
+        """The account as the caller may see it."""
+
+    def __init__(
+        self,
+        *,
+        user: _user_pb2.User | None = ...,
+        mutual_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mutual_count", b"mutual_count", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuggestedUser: _TypeAlias = SuggestedUser  # noqa: Y015
+
+@_typing.final
+class ListSuggestedUsersResponse(_message.Message):
+    """Suggestions, best first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___SuggestedUser]:
+        """The suggested accounts."""
+
+    def __init__(
+        self,
+        *,
+        users: _abc.Iterable[Global___SuggestedUser] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSuggestedUsersResponse: _TypeAlias = ListSuggestedUsersResponse  # noqa: Y015

@@ -67,6 +67,11 @@ class FeedServiceStub:
                 request_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingPostsRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingPostsResponse.FromString,
                 _registered_method=True)
+        self.ListSuggestedUsers = channel.unary_unary(
+                '/socialmesh.feed.v1.FeedService/ListSuggestedUsers',
+                request_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListSuggestedUsersRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListSuggestedUsersResponse.FromString,
+                _registered_method=True)
 
 
 class FeedServiceServicer:
@@ -124,6 +129,17 @@ class FeedServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSuggestedUsers(self, request, context):
+        """Who to follow: friends of friends first (accounts followed by the
+        accounts the caller follows, ranked by how many of them), topped up with
+        popular accounts. Never the caller, accounts they follow or asked to
+        follow, mute, or that are blocked either way. A ranked snapshot of at most
+        50, recomputed on every call (not paginated).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeedServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -151,6 +167,11 @@ def add_FeedServiceServicer_to_server(servicer, server):
                     servicer.ListTrendingPosts,
                     request_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingPostsRequest.FromString,
                     response_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingPostsResponse.SerializeToString,
+            ),
+            'ListSuggestedUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSuggestedUsers,
+                    request_deserializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListSuggestedUsersRequest.FromString,
+                    response_serializer=socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListSuggestedUsersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -296,6 +317,33 @@ class FeedService:
             '/socialmesh.feed.v1.FeedService/ListTrendingPosts',
             socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingPostsRequest.SerializeToString,
             socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListTrendingPostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSuggestedUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.feed.v1.FeedService/ListSuggestedUsers',
+            socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListSuggestedUsersRequest.SerializeToString,
+            socialmesh_dot_feed_dot_v1_dot_feed__pb2.ListSuggestedUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,13 @@ class FeedServiceStub:
     window, time-decayed, hottest first, as the caller may see them (AIP-158
     pages). Needs no account.
     """
+    ListSuggestedUsers: _grpc.UnaryUnaryMultiCallable[_feed_pb2.ListSuggestedUsersRequest, _feed_pb2.ListSuggestedUsersResponse]
+    """Who to follow: friends of friends first (accounts followed by the
+    accounts the caller follows, ranked by how many of them), topped up with
+    popular accounts. Never the caller, accounts they follow or asked to
+    follow, mute, or that are blocked either way. A ranked snapshot of at most
+    50, recomputed on every call (not paginated).
+    """
 
 @_typing.type_check_only
 class FeedServiceAsyncStub(FeedServiceStub):
@@ -102,6 +109,13 @@ class FeedServiceAsyncStub(FeedServiceStub):
     """Posts gaining the most engagement (likes, shares, comments) over a
     window, time-decayed, hottest first, as the caller may see them (AIP-158
     pages). Needs no account.
+    """
+    ListSuggestedUsers: _aio.UnaryUnaryMultiCallable[_feed_pb2.ListSuggestedUsersRequest, _feed_pb2.ListSuggestedUsersResponse]  # type: ignore[assignment]
+    """Who to follow: friends of friends first (accounts followed by the
+    accounts the caller follows, ranked by how many of them), topped up with
+    popular accounts. Never the caller, accounts they follow or asked to
+    follow, mute, or that are blocked either way. A ranked snapshot of at most
+    50, recomputed on every call (not paginated).
     """
 
 class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -167,6 +181,19 @@ class FeedServiceServicer(metaclass=_abc_1.ABCMeta):
         """Posts gaining the most engagement (likes, shares, comments) over a
         window, time-decayed, hottest first, as the caller may see them (AIP-158
         pages). Needs no account.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSuggestedUsers(
+        self,
+        request: _feed_pb2.ListSuggestedUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_feed_pb2.ListSuggestedUsersResponse, _abc.Awaitable[_feed_pb2.ListSuggestedUsersResponse]]:
+        """Who to follow: friends of friends first (accounts followed by the
+        accounts the caller follows, ranked by how many of them), topped up with
+        popular accounts. Never the caller, accounts they follow or asked to
+        follow, mute, or that are blocked either way. A ranked snapshot of at most
+        50, recomputed on every call (not paginated).
         """
 
 def add_FeedServiceServicer_to_server(servicer: FeedServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

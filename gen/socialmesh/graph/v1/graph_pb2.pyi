@@ -834,6 +834,86 @@ class ListFollowerIdsRequest(_message.Message):
 Global___ListFollowerIdsRequest: _TypeAlias = ListFollowerIdsRequest  # noqa: Y015
 
 @_typing.final
+class ListSuggestedAccountsRequest(_message.Message):
+    """Whose suggestions (internal)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIEWER_ID_FIELD_NUMBER: _builtins.int
+    MAX_RESULTS_FIELD_NUMBER: _builtins.int
+    viewer_id: _builtins.int
+    """Whose suggestions."""
+    max_results: _builtins.int
+    """How many: default 20, at most 200."""
+    def __init__(
+        self,
+        *,
+        viewer_id: _builtins.int = ...,
+        max_results: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_results", b"max_results", "viewer_id", b"viewer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSuggestedAccountsRequest: _TypeAlias = ListSuggestedAccountsRequest  # noqa: Y015
+
+@_typing.final
+class SuggestedAccount(_message.Message):
+    """One suggested account."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    MUTUAL_COUNT_FIELD_NUMBER: _builtins.int
+    FOLLOWER_COUNT_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """The account."""
+    mutual_count: _builtins.int
+    """How many accounts the viewer follows follow it (0: a popular account)."""
+    follower_count: _builtins.int
+    """Its followers."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        mutual_count: _builtins.int = ...,
+        follower_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follower_count", b"follower_count", "mutual_count", b"mutual_count", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuggestedAccount: _TypeAlias = SuggestedAccount  # noqa: Y015
+
+@_typing.final
+class ListSuggestedAccountsResponse(_message.Message):
+    """Suggestions, best first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___SuggestedAccount]:
+        """The accounts."""
+
+    def __init__(
+        self,
+        *,
+        accounts: _abc.Iterable[Global___SuggestedAccount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSuggestedAccountsResponse: _TypeAlias = ListSuggestedAccountsResponse  # noqa: Y015
+
+@_typing.final
 class ListFollowerIdsResponse(_message.Message):
     """Follower ids, newest follow first."""
 

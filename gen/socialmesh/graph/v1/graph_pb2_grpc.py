@@ -98,6 +98,11 @@ class GraphServiceStub:
                 request_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowerIdsRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowerIdsResponse.FromString,
                 _registered_method=True)
+        self.ListSuggestedAccounts = channel.unary_unary(
+                '/socialmesh.graph.v1.GraphService/ListSuggestedAccounts',
+                request_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListSuggestedAccountsRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListSuggestedAccountsResponse.FromString,
+                _registered_method=True)
         self.ListFollowRequests = channel.unary_unary(
                 '/socialmesh.graph.v1.GraphService/ListFollowRequests',
                 request_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowRequestsRequest.SerializeToString,
@@ -216,6 +221,18 @@ class GraphServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSuggestedAccounts(self, request, context):
+        """Internal: accounts the viewer may want to follow. Friends of friends
+        first (accounts followed by the accounts the viewer follows, ranked by
+        how many of those follow them, then by follower count), topped up with
+        the most-followed accounts. Never the viewer, an account they follow or
+        asked to follow, one they mute, or one blocked either way. viewer_id
+        must be the calling user unless the caller is a service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFollowRequests(self, request, context):
         """Lists pending requests to follow the caller, newest first.
         """
@@ -299,6 +316,11 @@ def add_GraphServiceServicer_to_server(servicer, server):
                     servicer.ListFollowerIds,
                     request_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowerIdsRequest.FromString,
                     response_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowerIdsResponse.SerializeToString,
+            ),
+            'ListSuggestedAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSuggestedAccounts,
+                    request_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListSuggestedAccountsRequest.FromString,
+                    response_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListSuggestedAccountsResponse.SerializeToString,
             ),
             'ListFollowRequests': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFollowRequests,
@@ -644,6 +666,33 @@ class GraphService:
             '/socialmesh.graph.v1.GraphService/ListFollowerIds',
             socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowerIdsRequest.SerializeToString,
             socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowerIdsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSuggestedAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.graph.v1.GraphService/ListSuggestedAccounts',
+            socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListSuggestedAccountsRequest.SerializeToString,
+            socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListSuggestedAccountsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,6 +77,14 @@ class GraphServiceStub:
     newest follow first, for fan-out. Ignores privacy (workers act for the
     account itself); refused to user tokens.
     """
+    ListSuggestedAccounts: _grpc.UnaryUnaryMultiCallable[_graph_pb2.ListSuggestedAccountsRequest, _graph_pb2.ListSuggestedAccountsResponse]
+    """Internal: accounts the viewer may want to follow. Friends of friends
+    first (accounts followed by the accounts the viewer follows, ranked by
+    how many of those follow them, then by follower count), topped up with
+    the most-followed accounts. Never the viewer, an account they follow or
+    asked to follow, one they mute, or one blocked either way. viewer_id
+    must be the calling user unless the caller is a service.
+    """
     ListFollowRequests: _grpc.UnaryUnaryMultiCallable[_graph_pb2.ListFollowRequestsRequest, _graph_pb2.ListFollowRequestsResponse]
     """Lists pending requests to follow the caller, newest first."""
     AcceptFollowRequest: _grpc.UnaryUnaryMultiCallable[_graph_pb2.AcceptFollowRequestRequest, _graph_pb2.AcceptFollowRequestResponse]
@@ -132,6 +140,14 @@ class GraphServiceAsyncStub(GraphServiceStub):
     """Internal, services only: every follower id of an account in large pages,
     newest follow first, for fan-out. Ignores privacy (workers act for the
     account itself); refused to user tokens.
+    """
+    ListSuggestedAccounts: _aio.UnaryUnaryMultiCallable[_graph_pb2.ListSuggestedAccountsRequest, _graph_pb2.ListSuggestedAccountsResponse]  # type: ignore[assignment]
+    """Internal: accounts the viewer may want to follow. Friends of friends
+    first (accounts followed by the accounts the viewer follows, ranked by
+    how many of those follow them, then by follower count), topped up with
+    the most-followed accounts. Never the viewer, an account they follow or
+    asked to follow, one they mute, or one blocked either way. viewer_id
+    must be the calling user unless the caller is a service.
     """
     ListFollowRequests: _aio.UnaryUnaryMultiCallable[_graph_pb2.ListFollowRequestsRequest, _graph_pb2.ListFollowRequestsResponse]  # type: ignore[assignment]
     """Lists pending requests to follow the caller, newest first."""
@@ -257,6 +273,20 @@ class GraphServiceServicer(metaclass=_abc_1.ABCMeta):
         """Internal, services only: every follower id of an account in large pages,
         newest follow first, for fan-out. Ignores privacy (workers act for the
         account itself); refused to user tokens.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSuggestedAccounts(
+        self,
+        request: _graph_pb2.ListSuggestedAccountsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_graph_pb2.ListSuggestedAccountsResponse, _abc.Awaitable[_graph_pb2.ListSuggestedAccountsResponse]]:
+        """Internal: accounts the viewer may want to follow. Friends of friends
+        first (accounts followed by the accounts the viewer follows, ranked by
+        how many of those follow them, then by follower count), topped up with
+        the most-followed accounts. Never the viewer, an account they follow or
+        asked to follow, one they mute, or one blocked either way. viewer_id
+        must be the calling user unless the caller is a service.
         """
 
     @_abc_1.abstractmethod

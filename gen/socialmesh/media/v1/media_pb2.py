@@ -23,13 +23,15 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
-from socialmesh.api.v1 import access_pb2 as socialmesh_dot_api_dot_v1_dot_access__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from socialmesh.api.v1 import access_pb2 as socialmesh_dot_api_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsocialmesh/media/v1/media.proto\x12\x13socialmesh.media.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1esocialmesh/api/v1/access.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x02\n\x05Media\x12\x16\n\x08media_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x08\x12\x16\n\x08owner_id\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x63ontent_type\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\x05state\x18\x04 \x01(\x0e\x32\x1f.socialmesh.media.v1.MediaStateB\x04\xe2\x41\x01\x03\x12\x39\n\x08variants\x18\x05 \x03(\x0b\x32!.socialmesh.media.v1.MediaVariantB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"r\n\x0cMediaVariant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x0b\n\x03url\x18\x06 \x01(\t\"X\n\x0eUploadMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x1a\n\x0c\x63ontent_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nsize_bytes\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x02\"d\n\rUploadRequest\x12\x37\n\x08metadata\x18\x01 \x01(\x0b\x32#.socialmesh.media.v1.UploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\")\n\x0fGetMediaRequest\x12\x16\n\x08media_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"/\n\x14\x42\x61tchGetMediaRequest\x12\x17\n\tmedia_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\"B\n\x15\x42\x61tchGetMediaResponse\x12)\n\x05media\x18\x01 \x03(\x0b\x32\x1a.socialmesh.media.v1.Media\"@\n\x0f\x44ownloadRequest\x12\x16\n\x08media_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x15\n\x07variant\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02*t\n\nMediaState\x12\x1b\n\x17MEDIA_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEDIA_STATE_PROCESSING\x10\x01\x12\x15\n\x11MEDIA_STATE_READY\x10\x02\x12\x16\n\x12MEDIA_STATE_FAILED\x10\x03\x32\xd6\x03\n\x0cMediaService\x12g\n\x06Upload\x12\".socialmesh.media.v1.UploadRequest\x1a\x1a.socialmesh.media.v1.Media\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/media:upload:\x01*(\x01\x12j\n\x08GetMedia\x12$.socialmesh.media.v1.GetMediaRequest\x1a\x1a.socialmesh.media.v1.Media\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/media/{media_id}\x12l\n\rBatchGetMedia\x12).socialmesh.media.v1.BatchGetMediaRequest\x1a*.socialmesh.media.v1.BatchGetMediaResponse\"\x04\x88\xb5\x18\x02\x12\x82\x01\n\x08\x44ownload\x12$.socialmesh.media.v1.DownloadRequest\x1a\x14.google.api.HttpBody\"8\x82\xd3\xe4\x93\x02\x32\x12\x30/v1/media/{media_id}/variants/{variant}:download0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsocialmesh/media/v1/media.proto\x12\x13socialmesh.media.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esocialmesh/api/v1/access.proto\"\x88\x05\n\x05Media\x12\x16\n\x08media_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x08\x12\x16\n\x08owner_id\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x63ontent_type\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\x05state\x18\x04 \x01(\x0e\x32\x1f.socialmesh.media.v1.MediaStateB\x04\xe2\x41\x01\x03\x12\x39\n\x08variants\x18\x05 \x03(\x0b\x32!.socialmesh.media.v1.MediaVariantB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x66\x61ilure_reason\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x64\x65scription\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12\x38\n\nmedia_type\x18\t \x01(\x0e\x32\x1e.socialmesh.media.v1.MediaTypeB\x04\xe2\x41\x01\x03\x12#\n\x15\x64\x65\x63lared_content_type\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08\x66ilename\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nsize_bytes\x18\x0c \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06sha256\x18\r \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05width\x18\x0e \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06height\x18\x0f \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08\x62lurhash\x18\x10 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x64uration_ms\x18\x11 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08\x61ttached\x18\x12 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xa4\x01\n\x0cMediaVariant\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .socialmesh.media.v1.VariantKind\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x0b\n\x03url\x18\x06 \x01(\t\x12\x0e\n\x06sha256\x18\x07 \x01(\t\"\xa5\x01\n\x12UploadMediaRequest\x12\x16\n\x08\x66ilename\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x19\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nsize_bytes\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12(\n\x04\x66ile\x18\x05 \x01(\x0b\x32\x14.google.api.HttpBodyB\x04\xe2\x41\x01\x02\")\n\x0fGetMediaRequest\x12\x16\n\x08media_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"|\n\x12UpdateMediaRequest\x12/\n\x05media\x18\x01 \x01(\x0b\x32\x1a.socialmesh.media.v1.MediaB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\",\n\x12\x44\x65leteMediaRequest\x12\x16\n\x08media_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"/\n\x14\x42\x61tchGetMediaRequest\x12\x17\n\tmedia_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\"B\n\x15\x42\x61tchGetMediaResponse\x12)\n\x05media\x18\x01 \x03(\x0b\x32\x1a.socialmesh.media.v1.Media\"E\n\x12\x41ttachMediaRequest\x12\x16\n\x08owner_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x17\n\tmedia_ids\x18\x02 \x03(\x03\x42\x04\xe2\x41\x01\x02\"@\n\x13\x41ttachMediaResponse\x12)\n\x05media\x18\x01 \x03(\x0b\x32\x1a.socialmesh.media.v1.Media\"=\n\x0f\x44ownloadRequest\x12\x13\n\x05token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07variant\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02*t\n\nMediaState\x12\x1b\n\x17MEDIA_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEDIA_STATE_PROCESSING\x10\x01\x12\x15\n\x11MEDIA_STATE_READY\x10\x02\x12\x16\n\x12MEDIA_STATE_FAILED\x10\x03*S\n\tMediaType\x12\x1a\n\x16MEDIA_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10MEDIA_TYPE_IMAGE\x10\x01\x12\x14\n\x10MEDIA_TYPE_VIDEO\x10\x02*\x8c\x01\n\x0bVariantKind\x12\x1c\n\x18VARIANT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15VARIANT_KIND_ORIGINAL\x10\x01\x12\x15\n\x11VARIANT_KIND_W320\x10\x02\x12\x15\n\x11VARIANT_KIND_W640\x10\x03\x12\x16\n\x12VARIANT_KIND_W1080\x10\x04\x32\xac\x06\n\x0cMediaService\x12t\n\x0bUploadMedia\x12\'.socialmesh.media.v1.UploadMediaRequest\x1a\x1a.socialmesh.media.v1.Media\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x10/v1/media:upload:\x04\x66ile(\x01\x12j\n\x08GetMedia\x12$.socialmesh.media.v1.GetMediaRequest\x1a\x1a.socialmesh.media.v1.Media\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/media/{media_id}\x12}\n\x0bUpdateMedia\x12\'.socialmesh.media.v1.UpdateMediaRequest\x1a\x1a.socialmesh.media.v1.Media\")\x82\xd3\xe4\x93\x02#2\x1a/v1/media/{media.media_id}:\x05media\x12l\n\x0b\x44\x65leteMedia\x12\'.socialmesh.media.v1.DeleteMediaRequest\x1a\x16.google.protobuf.Empty\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/v1/media/{media_id}\x12l\n\rBatchGetMedia\x12).socialmesh.media.v1.BatchGetMediaRequest\x1a*.socialmesh.media.v1.BatchGetMediaResponse\"\x04\x88\xb5\x18\x02\x12\x66\n\x0b\x41ttachMedia\x12\'.socialmesh.media.v1.AttachMediaRequest\x1a(.socialmesh.media.v1.AttachMediaResponse\"\x04\x88\xb5\x18\x02\x12w\n\x08\x44ownload\x12$.socialmesh.media.v1.DownloadRequest\x1a\x14.google.api.HttpBody\"-\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02#\x12!/v1/media/files/{token}/{variant}0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,44 +52,100 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEDIA'].fields_by_name['failure_reason']._serialized_options = b'\342A\001\003'
   _globals['_MEDIA'].fields_by_name['create_time']._loaded_options = None
   _globals['_MEDIA'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
-  _globals['_UPLOADMETADATA'].fields_by_name['content_type']._loaded_options = None
-  _globals['_UPLOADMETADATA'].fields_by_name['content_type']._serialized_options = b'\342A\001\002'
-  _globals['_UPLOADMETADATA'].fields_by_name['size_bytes']._loaded_options = None
-  _globals['_UPLOADMETADATA'].fields_by_name['size_bytes']._serialized_options = b'\342A\001\002'
+  _globals['_MEDIA'].fields_by_name['description']._loaded_options = None
+  _globals['_MEDIA'].fields_by_name['description']._serialized_options = b'\342A\001\001'
+  _globals['_MEDIA'].fields_by_name['media_type']._loaded_options = None
+  _globals['_MEDIA'].fields_by_name['media_type']._serialized_options = b'\342A\001\003'
+  _globals['_MEDIA'].fields_by_name['declared_content_type']._loaded_options = None
+  _globals['_MEDIA'].fields_by_name['declared_content_type']._serialized_options = b'\342A\001\003'
+  _globals['_MEDIA'].fields_by_name['filename']._loaded_options = None
+  _globals['_MEDIA'].fields_by_name['filename']._serialized_options = b'\342A\001\003'
+  _globals['_MEDIA'].fields_by_name['size_bytes']._loaded_options = None
+  _globals['_MEDIA'].fields_by_name['size_bytes']._serialized_options = b'\342A\001\003'
+  _globals['_MEDIA'].fields_by_name['sha256']._loaded_options = None
+  _globals['_MEDIA'].fields_by_name['sha256']._serialized_options = b'\342A\001\003'
+  _globals['_MEDIA'].fields_by_name['width']._loaded_options = None
+  _globals['_MEDIA'].fields_by_name['width']._serialized_options = b'\342A\001\003'
+  _globals['_MEDIA'].fields_by_name['height']._loaded_options = None
+  _globals['_MEDIA'].fields_by_name['height']._serialized_options = b'\342A\001\003'
+  _globals['_MEDIA'].fields_by_name['blurhash']._loaded_options = None
+  _globals['_MEDIA'].fields_by_name['blurhash']._serialized_options = b'\342A\001\003'
+  _globals['_MEDIA'].fields_by_name['duration_ms']._loaded_options = None
+  _globals['_MEDIA'].fields_by_name['duration_ms']._serialized_options = b'\342A\001\003'
+  _globals['_MEDIA'].fields_by_name['attached']._loaded_options = None
+  _globals['_MEDIA'].fields_by_name['attached']._serialized_options = b'\342A\001\003'
+  _globals['_MEDIA'].fields_by_name['update_time']._loaded_options = None
+  _globals['_MEDIA'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_UPLOADMEDIAREQUEST'].fields_by_name['filename']._loaded_options = None
+  _globals['_UPLOADMEDIAREQUEST'].fields_by_name['filename']._serialized_options = b'\342A\001\001'
+  _globals['_UPLOADMEDIAREQUEST'].fields_by_name['description']._loaded_options = None
+  _globals['_UPLOADMEDIAREQUEST'].fields_by_name['description']._serialized_options = b'\342A\001\001'
+  _globals['_UPLOADMEDIAREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_UPLOADMEDIAREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_UPLOADMEDIAREQUEST'].fields_by_name['size_bytes']._loaded_options = None
+  _globals['_UPLOADMEDIAREQUEST'].fields_by_name['size_bytes']._serialized_options = b'\342A\001\001'
+  _globals['_UPLOADMEDIAREQUEST'].fields_by_name['file']._loaded_options = None
+  _globals['_UPLOADMEDIAREQUEST'].fields_by_name['file']._serialized_options = b'\342A\001\002'
   _globals['_GETMEDIAREQUEST'].fields_by_name['media_id']._loaded_options = None
   _globals['_GETMEDIAREQUEST'].fields_by_name['media_id']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEMEDIAREQUEST'].fields_by_name['media']._loaded_options = None
+  _globals['_UPDATEMEDIAREQUEST'].fields_by_name['media']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEMEDIAREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATEMEDIAREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEMEDIAREQUEST'].fields_by_name['media_id']._loaded_options = None
+  _globals['_DELETEMEDIAREQUEST'].fields_by_name['media_id']._serialized_options = b'\342A\001\002'
   _globals['_BATCHGETMEDIAREQUEST'].fields_by_name['media_ids']._loaded_options = None
   _globals['_BATCHGETMEDIAREQUEST'].fields_by_name['media_ids']._serialized_options = b'\342A\001\002'
-  _globals['_DOWNLOADREQUEST'].fields_by_name['media_id']._loaded_options = None
-  _globals['_DOWNLOADREQUEST'].fields_by_name['media_id']._serialized_options = b'\342A\001\002'
+  _globals['_ATTACHMEDIAREQUEST'].fields_by_name['owner_id']._loaded_options = None
+  _globals['_ATTACHMEDIAREQUEST'].fields_by_name['owner_id']._serialized_options = b'\342A\001\002'
+  _globals['_ATTACHMEDIAREQUEST'].fields_by_name['media_ids']._loaded_options = None
+  _globals['_ATTACHMEDIAREQUEST'].fields_by_name['media_ids']._serialized_options = b'\342A\001\002'
+  _globals['_DOWNLOADREQUEST'].fields_by_name['token']._loaded_options = None
+  _globals['_DOWNLOADREQUEST'].fields_by_name['token']._serialized_options = b'\342A\001\002'
   _globals['_DOWNLOADREQUEST'].fields_by_name['variant']._loaded_options = None
   _globals['_DOWNLOADREQUEST'].fields_by_name['variant']._serialized_options = b'\342A\001\002'
-  _globals['_MEDIASERVICE'].methods_by_name['Upload']._loaded_options = None
-  _globals['_MEDIASERVICE'].methods_by_name['Upload']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/media:upload:\001*'
+  _globals['_MEDIASERVICE'].methods_by_name['UploadMedia']._loaded_options = None
+  _globals['_MEDIASERVICE'].methods_by_name['UploadMedia']._serialized_options = b'\202\323\344\223\002\030\"\020/v1/media:upload:\004file'
   _globals['_MEDIASERVICE'].methods_by_name['GetMedia']._loaded_options = None
   _globals['_MEDIASERVICE'].methods_by_name['GetMedia']._serialized_options = b'\202\323\344\223\002\026\022\024/v1/media/{media_id}'
+  _globals['_MEDIASERVICE'].methods_by_name['UpdateMedia']._loaded_options = None
+  _globals['_MEDIASERVICE'].methods_by_name['UpdateMedia']._serialized_options = b'\202\323\344\223\002#2\032/v1/media/{media.media_id}:\005media'
+  _globals['_MEDIASERVICE'].methods_by_name['DeleteMedia']._loaded_options = None
+  _globals['_MEDIASERVICE'].methods_by_name['DeleteMedia']._serialized_options = b'\202\323\344\223\002\026*\024/v1/media/{media_id}'
   _globals['_MEDIASERVICE'].methods_by_name['BatchGetMedia']._loaded_options = None
   _globals['_MEDIASERVICE'].methods_by_name['BatchGetMedia']._serialized_options = b'\210\265\030\002'
+  _globals['_MEDIASERVICE'].methods_by_name['AttachMedia']._loaded_options = None
+  _globals['_MEDIASERVICE'].methods_by_name['AttachMedia']._serialized_options = b'\210\265\030\002'
   _globals['_MEDIASERVICE'].methods_by_name['Download']._loaded_options = None
-  _globals['_MEDIASERVICE'].methods_by_name['Download']._serialized_options = b'\202\323\344\223\0022\0220/v1/media/{media_id}/variants/{variant}:download'
-  _globals['_MEDIASTATE']._serialized_start=1029
-  _globals['_MEDIASTATE']._serialized_end=1145
-  _globals['_MEDIA']._serialized_start=212
-  _globals['_MEDIA']._serialized_end=493
-  _globals['_MEDIAVARIANT']._serialized_start=495
-  _globals['_MEDIAVARIANT']._serialized_end=609
-  _globals['_UPLOADMETADATA']._serialized_start=611
-  _globals['_UPLOADMETADATA']._serialized_end=699
-  _globals['_UPLOADREQUEST']._serialized_start=701
-  _globals['_UPLOADREQUEST']._serialized_end=801
-  _globals['_GETMEDIAREQUEST']._serialized_start=803
-  _globals['_GETMEDIAREQUEST']._serialized_end=844
-  _globals['_BATCHGETMEDIAREQUEST']._serialized_start=846
-  _globals['_BATCHGETMEDIAREQUEST']._serialized_end=893
-  _globals['_BATCHGETMEDIARESPONSE']._serialized_start=895
-  _globals['_BATCHGETMEDIARESPONSE']._serialized_end=961
-  _globals['_DOWNLOADREQUEST']._serialized_start=963
-  _globals['_DOWNLOADREQUEST']._serialized_end=1027
-  _globals['_MEDIASERVICE']._serialized_start=1148
-  _globals['_MEDIASERVICE']._serialized_end=1618
+  _globals['_MEDIASERVICE'].methods_by_name['Download']._serialized_options = b'\210\265\030\001\202\323\344\223\002#\022!/v1/media/files/{token}/{variant}'
+  _globals['_MEDIASTATE']._serialized_start=1792
+  _globals['_MEDIASTATE']._serialized_end=1908
+  _globals['_MEDIATYPE']._serialized_start=1910
+  _globals['_MEDIATYPE']._serialized_end=1993
+  _globals['_VARIANTKIND']._serialized_start=1996
+  _globals['_VARIANTKIND']._serialized_end=2136
+  _globals['_MEDIA']._serialized_start=275
+  _globals['_MEDIA']._serialized_end=923
+  _globals['_MEDIAVARIANT']._serialized_start=926
+  _globals['_MEDIAVARIANT']._serialized_end=1090
+  _globals['_UPLOADMEDIAREQUEST']._serialized_start=1093
+  _globals['_UPLOADMEDIAREQUEST']._serialized_end=1258
+  _globals['_GETMEDIAREQUEST']._serialized_start=1260
+  _globals['_GETMEDIAREQUEST']._serialized_end=1301
+  _globals['_UPDATEMEDIAREQUEST']._serialized_start=1303
+  _globals['_UPDATEMEDIAREQUEST']._serialized_end=1427
+  _globals['_DELETEMEDIAREQUEST']._serialized_start=1429
+  _globals['_DELETEMEDIAREQUEST']._serialized_end=1473
+  _globals['_BATCHGETMEDIAREQUEST']._serialized_start=1475
+  _globals['_BATCHGETMEDIAREQUEST']._serialized_end=1522
+  _globals['_BATCHGETMEDIARESPONSE']._serialized_start=1524
+  _globals['_BATCHGETMEDIARESPONSE']._serialized_end=1590
+  _globals['_ATTACHMEDIAREQUEST']._serialized_start=1592
+  _globals['_ATTACHMEDIAREQUEST']._serialized_end=1661
+  _globals['_ATTACHMEDIARESPONSE']._serialized_start=1663
+  _globals['_ATTACHMEDIARESPONSE']._serialized_end=1727
+  _globals['_DOWNLOADREQUEST']._serialized_start=1729
+  _globals['_DOWNLOADREQUEST']._serialized_end=1790
+  _globals['_MEDIASERVICE']._serialized_start=2139
+  _globals['_MEDIASERVICE']._serialized_end=2951
 # @@protoc_insertion_point(module_scope)

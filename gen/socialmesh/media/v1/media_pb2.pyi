@@ -4,7 +4,9 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -48,6 +50,66 @@ MEDIA_STATE_FAILED: MediaState.ValueType  # 3
 """The file could not be processed (see Media.failure_reason)."""
 Global___MediaState: _TypeAlias = MediaState  # noqa: Y015
 
+class _MediaType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MediaTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MediaType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MEDIA_TYPE_UNSPECIFIED: _MediaType.ValueType  # 0
+    """Not set."""
+    MEDIA_TYPE_IMAGE: _MediaType.ValueType  # 1
+    """A still (or the first frame of an animated) image."""
+    MEDIA_TYPE_VIDEO: _MediaType.ValueType  # 2
+    """An MP4 video."""
+
+class MediaType(_MediaType, metaclass=_MediaTypeEnumTypeWrapper):
+    """What kind of file it is (decided from its bytes)."""
+
+MEDIA_TYPE_UNSPECIFIED: MediaType.ValueType  # 0
+"""Not set."""
+MEDIA_TYPE_IMAGE: MediaType.ValueType  # 1
+"""A still (or the first frame of an animated) image."""
+MEDIA_TYPE_VIDEO: MediaType.ValueType  # 2
+"""An MP4 video."""
+Global___MediaType: _TypeAlias = MediaType  # noqa: Y015
+
+class _VariantKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VariantKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VariantKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VARIANT_KIND_UNSPECIFIED: _VariantKind.ValueType  # 0
+    """Not set."""
+    VARIANT_KIND_ORIGINAL: _VariantKind.ValueType  # 1
+    """The uploaded file itself (video only: images are never served as
+    uploaded, since the original may carry EXIF and GPS data).
+    """
+    VARIANT_KIND_W320: _VariantKind.ValueType  # 2
+    """320 px wide (thumbnails, avatars), as WebP and AVIF."""
+    VARIANT_KIND_W640: _VariantKind.ValueType  # 3
+    """640 px wide (timelines), as WebP and AVIF."""
+    VARIANT_KIND_W1080: _VariantKind.ValueType  # 4
+    """1080 px wide (full screen), as WebP and AVIF."""
+
+class VariantKind(_VariantKind, metaclass=_VariantKindEnumTypeWrapper):
+    """Which rendition a variant is. Image widths never exceed the original's."""
+
+VARIANT_KIND_UNSPECIFIED: VariantKind.ValueType  # 0
+"""Not set."""
+VARIANT_KIND_ORIGINAL: VariantKind.ValueType  # 1
+"""The uploaded file itself (video only: images are never served as
+uploaded, since the original may carry EXIF and GPS data).
+"""
+VARIANT_KIND_W320: VariantKind.ValueType  # 2
+"""320 px wide (thumbnails, avatars), as WebP and AVIF."""
+VARIANT_KIND_W640: VariantKind.ValueType  # 3
+"""640 px wide (timelines), as WebP and AVIF."""
+VARIANT_KIND_W1080: VariantKind.ValueType  # 4
+"""1080 px wide (full screen), as WebP and AVIF."""
+Global___VariantKind: _TypeAlias = VariantKind  # noqa: Y015
+
 @_typing.final
 class Media(_message.Message):
     """An uploaded file and its variants."""
@@ -61,23 +123,63 @@ class Media(_message.Message):
     VARIANTS_FIELD_NUMBER: _builtins.int
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    DECLARED_CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    BLURHASH_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    ATTACHED_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
     media_id: _builtins.int
     """Time-ordered 64-bit id."""
     owner_id: _builtins.int
     """Who uploaded it."""
     content_type: _builtins.str
-    """MIME type of the original, e.g. image/jpeg."""
+    """MIME type of the original as decided from its bytes, e.g. image/jpeg."""
     state: Global___MediaState.ValueType
     """Processing state."""
     failure_reason: _builtins.str
     """Why processing failed, for MEDIA_STATE_FAILED."""
+    description: _builtins.str
+    """Alt text, at most 1,500 characters."""
+    media_type: Global___MediaType.ValueType
+    """Image or video."""
+    declared_content_type: _builtins.str
+    """What the uploader declared (informational; content_type is what counts)."""
+    filename: _builtins.str
+    """Original file name as given (informational)."""
+    size_bytes: _builtins.int
+    """Size of the original in bytes."""
+    sha256: _builtins.str
+    """Hex SHA-256 of the original's bytes."""
+    width: _builtins.int
+    """Width in pixels after EXIF orientation (0 until known, and for video)."""
+    height: _builtins.int
+    """Height in pixels after EXIF orientation (0 until known, and for video)."""
+    blurhash: _builtins.str
+    """Blurhash placeholder (images, once READY)."""
+    duration_ms: _builtins.int
+    """Duration of a video in milliseconds (0 if unknown)."""
+    attached: _builtins.bool
+    """Whether a post, message or profile uses it (attached media cannot be
+    deleted, and is never garbage-collected).
+    """
     @_builtins.property
     def variants(self) -> _containers.RepeatedCompositeFieldContainer[Global___MediaVariant]:
-        """The available renditions."""
+        """The available renditions (empty until READY)."""
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was uploaded."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Last change (upload, processing or alt text)."""
 
     def __init__(
         self,
@@ -89,10 +191,22 @@ class Media(_message.Message):
         variants: _abc.Iterable[Global___MediaVariant] | None = ...,
         failure_reason: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        description: _builtins.str = ...,
+        media_type: Global___MediaType.ValueType = ...,
+        declared_content_type: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+        blurhash: _builtins.str = ...,
+        duration_ms: _builtins.int = ...,
+        attached: _builtins.bool = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "create_time", b"create_time", "failure_reason", b"failure_reason", "media_id", b"media_id", "owner_id", b"owner_id", "state", b"state", "variants", b"variants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attached", b"attached", "blurhash", b"blurhash", "content_type", b"content_type", "create_time", b"create_time", "declared_content_type", b"declared_content_type", "description", b"description", "duration_ms", b"duration_ms", "failure_reason", b"failure_reason", "filename", b"filename", "height", b"height", "media_id", b"media_id", "media_type", b"media_type", "owner_id", b"owner_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "state", b"state", "update_time", b"update_time", "variants", b"variants", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -100,105 +214,101 @@ Global___Media: _TypeAlias = Media  # noqa: Y015
 
 @_typing.final
 class MediaVariant(_message.Message):
-    """One rendition of a media item."""
+    """One rendition of a media item. Images have each kind twice: image/webp
+    (listed first; every browser) and image/avif (smaller) where the server's
+    encoder supports it.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     WIDTH_FIELD_NUMBER: _builtins.int
     HEIGHT_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
-    name: _builtins.str
-    """Variant name: original, thumbnail, small or medium."""
+    SHA256_FIELD_NUMBER: _builtins.int
+    kind: Global___VariantKind.ValueType
+    """Which rendition."""
     width: _builtins.int
-    """Width in pixels (0 for non-images)."""
+    """Width in pixels (0 for video)."""
     height: _builtins.int
-    """Height in pixels (0 for non-images)."""
+    """Height in pixels (0 for video)."""
     content_type: _builtins.str
-    """MIME type."""
+    """MIME type: image/webp, image/avif, or video/mp4 for ORIGINAL."""
     size_bytes: _builtins.int
     """Size in bytes."""
     url: _builtins.str
-    """Edge URL that downloads it."""
+    """Immutable, unguessable URL of the bytes:
+    <base>/v1/media/files/<token>/<kind>.<ext>, e.g. .../w640.webp, where the
+    token is random (not the media id). Cacheable forever.
+    """
+    sha256: _builtins.str
+    """Hex SHA-256 of the bytes (also the HTTP ETag)."""
     def __init__(
         self,
         *,
-        name: _builtins.str = ...,
+        kind: Global___VariantKind.ValueType = ...,
         width: _builtins.int = ...,
         height: _builtins.int = ...,
         content_type: _builtins.str = ...,
         size_bytes: _builtins.int = ...,
         url: _builtins.str = ...,
+        sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "height", b"height", "name", b"name", "size_bytes", b"size_bytes", "url", b"url", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "height", b"height", "kind", b"kind", "sha256", b"sha256", "size_bytes", b"size_bytes", "url", b"url", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MediaVariant: _TypeAlias = MediaVariant  # noqa: Y015
 
 @_typing.final
-class UploadMetadata(_message.Message):
-    """What is being uploaded; sent once, first."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILENAME_FIELD_NUMBER: _builtins.int
-    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
-    SIZE_BYTES_FIELD_NUMBER: _builtins.int
-    filename: _builtins.str
-    """Original file name (informational, at most 255 characters)."""
-    content_type: _builtins.str
-    """Declared MIME type; checked against the bytes."""
-    size_bytes: _builtins.int
-    """Total size in bytes, at most 50 MiB."""
-    def __init__(
-        self,
-        *,
-        filename: _builtins.str = ...,
-        content_type: _builtins.str = ...,
-        size_bytes: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "filename", b"filename", "size_bytes", b"size_bytes"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UploadMetadata: _TypeAlias = UploadMetadata  # noqa: Y015
-
-@_typing.final
-class UploadRequest(_message.Message):
+class UploadMediaRequest(_message.Message):
     """One message of an upload stream."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    METADATA_FIELD_NUMBER: _builtins.int
-    CHUNK_FIELD_NUMBER: _builtins.int
-    chunk: _builtins.bytes
-    """Subsequent messages: the next bytes of the file (at most 1 MiB)."""
+    FILENAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    FILE_FIELD_NUMBER: _builtins.int
+    filename: _builtins.str
+    """Original file name (informational, at most 255 characters). First message only."""
+    description: _builtins.str
+    """Alt text, at most 1,500 characters. First message only."""
+    request_id: _builtins.str
+    """Client-chosen id (at most 64 characters) that makes a retried upload
+    return the first result (AIP-155). First message only.
+    """
+    size_bytes: _builtins.int
+    """Declared total size; if given, the upload must have exactly this many
+    bytes. First message only.
+    """
     @_builtins.property
-    def metadata(self) -> Global___UploadMetadata:
-        """First message only."""
+    def file(self) -> _httpbody_pb2.HttpBody:
+        """content_type (declared, first message only; over REST the Content-Type
+        header) and the next bytes of the file in data.
+        """
 
     def __init__(
         self,
         *,
-        metadata: Global___UploadMetadata | None = ...,
-        chunk: _builtins.bytes = ...,
+        filename: _builtins.str = ...,
+        description: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        file: _httpbody_pb2.HttpBody | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "file", b"file", "filename", b"filename", "request_id", b"request_id", "size_bytes", b"size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["metadata", "chunk"]  # noqa: Y015
-    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UploadRequest: _TypeAlias = UploadRequest  # noqa: Y015
+Global___UploadMediaRequest: _TypeAlias = UploadMediaRequest  # noqa: Y015
 
 @_typing.final
 class GetMediaRequest(_message.Message):
@@ -221,6 +331,58 @@ class GetMediaRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMediaRequest: _TypeAlias = GetMediaRequest  # noqa: Y015
+
+@_typing.final
+class UpdateMediaRequest(_message.Message):
+    """What to change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def media(self) -> Global___Media:
+        """The media item (media_id) with the new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change; only "description" may be given."""
+
+    def __init__(
+        self,
+        *,
+        media: Global___Media | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["media", b"media", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["media", b"media", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMediaRequest: _TypeAlias = UpdateMediaRequest  # noqa: Y015
+
+@_typing.final
+class DeleteMediaRequest(_message.Message):
+    """Which media item."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_ID_FIELD_NUMBER: _builtins.int
+    media_id: _builtins.int
+    """The media item."""
+    def __init__(
+        self,
+        *,
+        media_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["media_id", b"media_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteMediaRequest: _TypeAlias = DeleteMediaRequest  # noqa: Y015
 
 @_typing.final
 class BatchGetMediaRequest(_message.Message):
@@ -271,26 +433,80 @@ class BatchGetMediaResponse(_message.Message):
 Global___BatchGetMediaResponse: _TypeAlias = BatchGetMediaResponse  # noqa: Y015
 
 @_typing.final
+class AttachMediaRequest(_message.Message):
+    """Media to attach."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    MEDIA_IDS_FIELD_NUMBER: _builtins.int
+    owner_id: _builtins.int
+    """Who creates the thing the media is attached to: must own every item."""
+    @_builtins.property
+    def media_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """1 to 100 media ids."""
+
+    def __init__(
+        self,
+        *,
+        owner_id: _builtins.int = ...,
+        media_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["media_ids", b"media_ids", "owner_id", b"owner_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachMediaRequest: _TypeAlias = AttachMediaRequest  # noqa: Y015
+
+@_typing.final
+class AttachMediaResponse(_message.Message):
+    """The attached media, in request order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def media(self) -> _containers.RepeatedCompositeFieldContainer[Global___Media]:
+        """The media items."""
+
+    def __init__(
+        self,
+        *,
+        media: _abc.Iterable[Global___Media] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["media", b"media"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachMediaResponse: _TypeAlias = AttachMediaResponse  # noqa: Y015
+
+@_typing.final
 class DownloadRequest(_message.Message):
     """Which bytes to stream."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    MEDIA_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
     VARIANT_FIELD_NUMBER: _builtins.int
-    media_id: _builtins.int
-    """The media item."""
+    token: _builtins.str
+    """The unguessable token of the media's URLs."""
     variant: _builtins.str
-    """Variant name: original, thumbnail, small or medium."""
+    """The variant's file name as in the URL: w320.webp, w640.avif,
+    original.mp4, ...
+    """
     def __init__(
         self,
         *,
-        media_id: _builtins.int = ...,
+        token: _builtins.str = ...,
         variant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["media_id", b"media_id", "variant", b"variant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token", "variant", b"variant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from socialmesh.media.v1 import media_pb2 as socialmesh_dot_media_dot_v1_dot_media__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -27,8 +28,10 @@ if _version_not_supported:
 
 
 class MediaServiceStub:
-    """MediaService stores uploads and their optimized variants (thumbnail,
-    small, medium) and serves them back. Posts attach media by id.
+    """MediaService stores uploads (images and MP4 video), produces their optimized
+    variants (320, 640 and 1080 px wide, WebP and AVIF) and a blurhash placeholder, and
+    hands out unguessable URLs for them. Posts, chat messages and avatars attach
+    media by id; they read it with the internal BatchGetMedia.
     """
 
     def __init__(self, channel):
@@ -37,9 +40,9 @@ class MediaServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Upload = channel.stream_unary(
-                '/socialmesh.media.v1.MediaService/Upload',
-                request_serializer=socialmesh_dot_media_dot_v1_dot_media__pb2.UploadRequest.SerializeToString,
+        self.UploadMedia = channel.stream_unary(
+                '/socialmesh.media.v1.MediaService/UploadMedia',
+                request_serializer=socialmesh_dot_media_dot_v1_dot_media__pb2.UploadMediaRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_media_dot_v1_dot_media__pb2.Media.FromString,
                 _registered_method=True)
         self.GetMedia = channel.unary_unary(
@@ -47,10 +50,25 @@ class MediaServiceStub:
                 request_serializer=socialmesh_dot_media_dot_v1_dot_media__pb2.GetMediaRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_media_dot_v1_dot_media__pb2.Media.FromString,
                 _registered_method=True)
+        self.UpdateMedia = channel.unary_unary(
+                '/socialmesh.media.v1.MediaService/UpdateMedia',
+                request_serializer=socialmesh_dot_media_dot_v1_dot_media__pb2.UpdateMediaRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_media_dot_v1_dot_media__pb2.Media.FromString,
+                _registered_method=True)
+        self.DeleteMedia = channel.unary_unary(
+                '/socialmesh.media.v1.MediaService/DeleteMedia',
+                request_serializer=socialmesh_dot_media_dot_v1_dot_media__pb2.DeleteMediaRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.BatchGetMedia = channel.unary_unary(
                 '/socialmesh.media.v1.MediaService/BatchGetMedia',
                 request_serializer=socialmesh_dot_media_dot_v1_dot_media__pb2.BatchGetMediaRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_media_dot_v1_dot_media__pb2.BatchGetMediaResponse.FromString,
+                _registered_method=True)
+        self.AttachMedia = channel.unary_unary(
+                '/socialmesh.media.v1.MediaService/AttachMedia',
+                request_serializer=socialmesh_dot_media_dot_v1_dot_media__pb2.AttachMediaRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_media_dot_v1_dot_media__pb2.AttachMediaResponse.FromString,
                 _registered_method=True)
         self.Download = channel.unary_stream(
                 '/socialmesh.media.v1.MediaService/Download',
@@ -60,37 +78,80 @@ class MediaServiceStub:
 
 
 class MediaServiceServicer:
-    """MediaService stores uploads and their optimized variants (thumbnail,
-    small, medium) and serves them back. Posts attach media by id.
+    """MediaService stores uploads (images and MP4 video), produces their optimized
+    variants (320, 640 and 1080 px wide, WebP and AVIF) and a blurhash placeholder, and
+    hands out unguessable URLs for them. Posts, chat messages and avatars attach
+    media by id; they read it with the internal BatchGetMedia.
     """
 
-    def Upload(self, request_iterator, context):
-        """Uploads one file as a client stream: the first message carries the
-        metadata, every following message a chunk of bytes (at most 1 MiB each,
-        50 MiB in total). Returns the media in state PROCESSING or READY.
+    def UploadMedia(self, request_iterator, context):
+        """Uploads one file as a client stream. Every message is an UploadMediaRequest:
+        the first carries the metadata (filename, description, request_id,
+        size_bytes, file.content_type) and may carry bytes in file.data; every
+        following message carries the next bytes in file.data (any size the
+        transport chooses). Over REST the raw file is the request body, the
+        metadata comes from the query string and file.content_type from the
+        Content-Type header:
+        POST /v1/media:upload?filename=a.jpg&description=...&requestId=...
+        The type is decided by the bytes, never by the declared content type or
+        the filename. Images are limited to 20 MiB, MP4 video to 100 MiB; an
+        upload past its limit is aborted with INVALID_ARGUMENT. Returns the media
+        in state PROCESSING (variants follow asynchronously). A retry with the
+        same request_id returns the first upload's media.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetMedia(self, request, context):
-        """Reads one media item's metadata and variants. Public.
+        """Reads one of the caller's own media items (others' media is NOT_FOUND:
+        ids are enumerable; others reach media through the post or message that
+        attaches it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMedia(self, request, context):
+        """Changes the alt text (update_mask: description). Owner only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMedia(self, request, context):
+        """Deletes one of the caller's media items; refused (FAILED_PRECONDITION)
+        once it is attached to a post, message or profile.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def BatchGetMedia(self, request, context):
-        """Internal: many media items at once, for the post
-        service to validate attachments (owner and state).
+        """Internal: many media items at once, for services that attach media (post,
+        chat, user avatars) to check owner and state and to side-load variants.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AttachMedia(self, request, context):
+        """Internal: marks media as in use by something its owner created (a chat
+        message, a profile), so it is never collected and can no longer be
+        deleted; all or nothing. Every id must exist, belong to `owner_id` and be
+        READY (NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION otherwise).
+        Idempotent. Returns the media in request order, to embed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Download(self, request, context):
-        """Streams one variant's bytes. Over REST the edge returns the raw body
-        with the variant's content type. Public.
+        """Streams one variant's bytes, addressed as in its URL: the media's
+        unguessable token (never the media id) and the variant's file name. The
+        first message is at most 16 KiB; ETag and
+        Cache-Control come as initial metadata. For native and internal callers:
+        browsers use MediaVariant.url (Range, 304 and HEAD need plain HTTP).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -99,9 +160,9 @@ class MediaServiceServicer:
 
 def add_MediaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Upload': grpc.stream_unary_rpc_method_handler(
-                    servicer.Upload,
-                    request_deserializer=socialmesh_dot_media_dot_v1_dot_media__pb2.UploadRequest.FromString,
+            'UploadMedia': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadMedia,
+                    request_deserializer=socialmesh_dot_media_dot_v1_dot_media__pb2.UploadMediaRequest.FromString,
                     response_serializer=socialmesh_dot_media_dot_v1_dot_media__pb2.Media.SerializeToString,
             ),
             'GetMedia': grpc.unary_unary_rpc_method_handler(
@@ -109,10 +170,25 @@ def add_MediaServiceServicer_to_server(servicer, server):
                     request_deserializer=socialmesh_dot_media_dot_v1_dot_media__pb2.GetMediaRequest.FromString,
                     response_serializer=socialmesh_dot_media_dot_v1_dot_media__pb2.Media.SerializeToString,
             ),
+            'UpdateMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMedia,
+                    request_deserializer=socialmesh_dot_media_dot_v1_dot_media__pb2.UpdateMediaRequest.FromString,
+                    response_serializer=socialmesh_dot_media_dot_v1_dot_media__pb2.Media.SerializeToString,
+            ),
+            'DeleteMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMedia,
+                    request_deserializer=socialmesh_dot_media_dot_v1_dot_media__pb2.DeleteMediaRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
             'BatchGetMedia': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchGetMedia,
                     request_deserializer=socialmesh_dot_media_dot_v1_dot_media__pb2.BatchGetMediaRequest.FromString,
                     response_serializer=socialmesh_dot_media_dot_v1_dot_media__pb2.BatchGetMediaResponse.SerializeToString,
+            ),
+            'AttachMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachMedia,
+                    request_deserializer=socialmesh_dot_media_dot_v1_dot_media__pb2.AttachMediaRequest.FromString,
+                    response_serializer=socialmesh_dot_media_dot_v1_dot_media__pb2.AttachMediaResponse.SerializeToString,
             ),
             'Download': grpc.unary_stream_rpc_method_handler(
                     servicer.Download,
@@ -128,12 +204,14 @@ def add_MediaServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class MediaService:
-    """MediaService stores uploads and their optimized variants (thumbnail,
-    small, medium) and serves them back. Posts attach media by id.
+    """MediaService stores uploads (images and MP4 video), produces their optimized
+    variants (320, 640 and 1080 px wide, WebP and AVIF) and a blurhash placeholder, and
+    hands out unguessable URLs for them. Posts, chat messages and avatars attach
+    media by id; they read it with the internal BatchGetMedia.
     """
 
     @staticmethod
-    def Upload(request_iterator,
+    def UploadMedia(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -146,8 +224,8 @@ class MediaService:
         return grpc.experimental.stream_unary(
             request_iterator,
             target,
-            '/socialmesh.media.v1.MediaService/Upload',
-            socialmesh_dot_media_dot_v1_dot_media__pb2.UploadRequest.SerializeToString,
+            '/socialmesh.media.v1.MediaService/UploadMedia',
+            socialmesh_dot_media_dot_v1_dot_media__pb2.UploadMediaRequest.SerializeToString,
             socialmesh_dot_media_dot_v1_dot_media__pb2.Media.FromString,
             options,
             channel_credentials,
@@ -187,6 +265,60 @@ class MediaService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.media.v1.MediaService/UpdateMedia',
+            socialmesh_dot_media_dot_v1_dot_media__pb2.UpdateMediaRequest.SerializeToString,
+            socialmesh_dot_media_dot_v1_dot_media__pb2.Media.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.media.v1.MediaService/DeleteMedia',
+            socialmesh_dot_media_dot_v1_dot_media__pb2.DeleteMediaRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def BatchGetMedia(request,
             target,
             options=(),
@@ -203,6 +335,33 @@ class MediaService:
             '/socialmesh.media.v1.MediaService/BatchGetMedia',
             socialmesh_dot_media_dot_v1_dot_media__pb2.BatchGetMediaRequest.SerializeToString,
             socialmesh_dot_media_dot_v1_dot_media__pb2.BatchGetMediaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.media.v1.MediaService/AttachMedia',
+            socialmesh_dot_media_dot_v1_dot_media__pb2.AttachMediaRequest.SerializeToString,
+            socialmesh_dot_media_dot_v1_dot_media__pb2.AttachMediaResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.api import httpbody_pb2 as _httpbody_pb2
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 from socialmesh.media.v1 import media_pb2 as _media_pb2
 import abc as _abc_1
@@ -28,67 +29,141 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class MediaServiceStub:
-    """MediaService stores uploads and their optimized variants (thumbnail,
-    small, medium) and serves them back. Posts attach media by id.
+    """MediaService stores uploads (images and MP4 video), produces their optimized
+    variants (320, 640 and 1080 px wide, WebP and AVIF) and a blurhash placeholder, and
+    hands out unguessable URLs for them. Posts, chat messages and avatars attach
+    media by id; they read it with the internal BatchGetMedia.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> MediaServiceAsyncStub: ...
-    Upload: _grpc.StreamUnaryMultiCallable[_media_pb2.UploadRequest, _media_pb2.Media]
-    """Uploads one file as a client stream: the first message carries the
-    metadata, every following message a chunk of bytes (at most 1 MiB each,
-    50 MiB in total). Returns the media in state PROCESSING or READY.
+    UploadMedia: _grpc.StreamUnaryMultiCallable[_media_pb2.UploadMediaRequest, _media_pb2.Media]
+    """Uploads one file as a client stream. Every message is an UploadMediaRequest:
+    the first carries the metadata (filename, description, request_id,
+    size_bytes, file.content_type) and may carry bytes in file.data; every
+    following message carries the next bytes in file.data (any size the
+    transport chooses). Over REST the raw file is the request body, the
+    metadata comes from the query string and file.content_type from the
+    Content-Type header:
+      POST /v1/media:upload?filename=a.jpg&description=...&requestId=...
+    The type is decided by the bytes, never by the declared content type or
+    the filename. Images are limited to 20 MiB, MP4 video to 100 MiB; an
+    upload past its limit is aborted with INVALID_ARGUMENT. Returns the media
+    in state PROCESSING (variants follow asynchronously). A retry with the
+    same request_id returns the first upload's media.
     """
     GetMedia: _grpc.UnaryUnaryMultiCallable[_media_pb2.GetMediaRequest, _media_pb2.Media]
-    """Reads one media item's metadata and variants. Public."""
+    """Reads one of the caller's own media items (others' media is NOT_FOUND:
+    ids are enumerable; others reach media through the post or message that
+    attaches it).
+    """
+    UpdateMedia: _grpc.UnaryUnaryMultiCallable[_media_pb2.UpdateMediaRequest, _media_pb2.Media]
+    """Changes the alt text (update_mask: description). Owner only."""
+    DeleteMedia: _grpc.UnaryUnaryMultiCallable[_media_pb2.DeleteMediaRequest, _empty_pb2.Empty]
+    """Deletes one of the caller's media items; refused (FAILED_PRECONDITION)
+    once it is attached to a post, message or profile.
+    """
     BatchGetMedia: _grpc.UnaryUnaryMultiCallable[_media_pb2.BatchGetMediaRequest, _media_pb2.BatchGetMediaResponse]
-    """Internal: many media items at once, for the post
-    service to validate attachments (owner and state).
+    """Internal: many media items at once, for services that attach media (post,
+    chat, user avatars) to check owner and state and to side-load variants.
+    """
+    AttachMedia: _grpc.UnaryUnaryMultiCallable[_media_pb2.AttachMediaRequest, _media_pb2.AttachMediaResponse]
+    """Internal: marks media as in use by something its owner created (a chat
+    message, a profile), so it is never collected and can no longer be
+    deleted; all or nothing. Every id must exist, belong to `owner_id` and be
+    READY (NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION otherwise).
+    Idempotent. Returns the media in request order, to embed.
     """
     Download: _grpc.UnaryStreamMultiCallable[_media_pb2.DownloadRequest, _httpbody_pb2.HttpBody]
-    """Streams one variant's bytes. Over REST the edge returns the raw body
-    with the variant's content type. Public.
+    """Streams one variant's bytes, addressed as in its URL: the media's
+    unguessable token (never the media id) and the variant's file name. The
+    first message is at most 16 KiB; ETag and
+    Cache-Control come as initial metadata. For native and internal callers:
+    browsers use MediaVariant.url (Range, 304 and HEAD need plain HTTP).
     """
 
 @_typing.type_check_only
 class MediaServiceAsyncStub(MediaServiceStub):
-    """MediaService stores uploads and their optimized variants (thumbnail,
-    small, medium) and serves them back. Posts attach media by id.
+    """MediaService stores uploads (images and MP4 video), produces their optimized
+    variants (320, 640 and 1080 px wide, WebP and AVIF) and a blurhash placeholder, and
+    hands out unguessable URLs for them. Posts, chat messages and avatars attach
+    media by id; they read it with the internal BatchGetMedia.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Upload: _aio.StreamUnaryMultiCallable[_media_pb2.UploadRequest, _media_pb2.Media]  # type: ignore[assignment]
-    """Uploads one file as a client stream: the first message carries the
-    metadata, every following message a chunk of bytes (at most 1 MiB each,
-    50 MiB in total). Returns the media in state PROCESSING or READY.
+    UploadMedia: _aio.StreamUnaryMultiCallable[_media_pb2.UploadMediaRequest, _media_pb2.Media]  # type: ignore[assignment]
+    """Uploads one file as a client stream. Every message is an UploadMediaRequest:
+    the first carries the metadata (filename, description, request_id,
+    size_bytes, file.content_type) and may carry bytes in file.data; every
+    following message carries the next bytes in file.data (any size the
+    transport chooses). Over REST the raw file is the request body, the
+    metadata comes from the query string and file.content_type from the
+    Content-Type header:
+      POST /v1/media:upload?filename=a.jpg&description=...&requestId=...
+    The type is decided by the bytes, never by the declared content type or
+    the filename. Images are limited to 20 MiB, MP4 video to 100 MiB; an
+    upload past its limit is aborted with INVALID_ARGUMENT. Returns the media
+    in state PROCESSING (variants follow asynchronously). A retry with the
+    same request_id returns the first upload's media.
     """
     GetMedia: _aio.UnaryUnaryMultiCallable[_media_pb2.GetMediaRequest, _media_pb2.Media]  # type: ignore[assignment]
-    """Reads one media item's metadata and variants. Public."""
+    """Reads one of the caller's own media items (others' media is NOT_FOUND:
+    ids are enumerable; others reach media through the post or message that
+    attaches it).
+    """
+    UpdateMedia: _aio.UnaryUnaryMultiCallable[_media_pb2.UpdateMediaRequest, _media_pb2.Media]  # type: ignore[assignment]
+    """Changes the alt text (update_mask: description). Owner only."""
+    DeleteMedia: _aio.UnaryUnaryMultiCallable[_media_pb2.DeleteMediaRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes one of the caller's media items; refused (FAILED_PRECONDITION)
+    once it is attached to a post, message or profile.
+    """
     BatchGetMedia: _aio.UnaryUnaryMultiCallable[_media_pb2.BatchGetMediaRequest, _media_pb2.BatchGetMediaResponse]  # type: ignore[assignment]
-    """Internal: many media items at once, for the post
-    service to validate attachments (owner and state).
+    """Internal: many media items at once, for services that attach media (post,
+    chat, user avatars) to check owner and state and to side-load variants.
+    """
+    AttachMedia: _aio.UnaryUnaryMultiCallable[_media_pb2.AttachMediaRequest, _media_pb2.AttachMediaResponse]  # type: ignore[assignment]
+    """Internal: marks media as in use by something its owner created (a chat
+    message, a profile), so it is never collected and can no longer be
+    deleted; all or nothing. Every id must exist, belong to `owner_id` and be
+    READY (NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION otherwise).
+    Idempotent. Returns the media in request order, to embed.
     """
     Download: _aio.UnaryStreamMultiCallable[_media_pb2.DownloadRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
-    """Streams one variant's bytes. Over REST the edge returns the raw body
-    with the variant's content type. Public.
+    """Streams one variant's bytes, addressed as in its URL: the media's
+    unguessable token (never the media id) and the variant's file name. The
+    first message is at most 16 KiB; ETag and
+    Cache-Control come as initial metadata. For native and internal callers:
+    browsers use MediaVariant.url (Range, 304 and HEAD need plain HTTP).
     """
 
 class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
-    """MediaService stores uploads and their optimized variants (thumbnail,
-    small, medium) and serves them back. Posts attach media by id.
+    """MediaService stores uploads (images and MP4 video), produces their optimized
+    variants (320, 640 and 1080 px wide, WebP and AVIF) and a blurhash placeholder, and
+    hands out unguessable URLs for them. Posts, chat messages and avatars attach
+    media by id; they read it with the internal BatchGetMedia.
     """
 
     @_abc_1.abstractmethod
-    def Upload(
+    def UploadMedia(
         self,
-        request_iterator: _MaybeAsyncIterator[_media_pb2.UploadRequest],
+        request_iterator: _MaybeAsyncIterator[_media_pb2.UploadMediaRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_media_pb2.Media, _abc.Awaitable[_media_pb2.Media]]:
-        """Uploads one file as a client stream: the first message carries the
-        metadata, every following message a chunk of bytes (at most 1 MiB each,
-        50 MiB in total). Returns the media in state PROCESSING or READY.
+        """Uploads one file as a client stream. Every message is an UploadMediaRequest:
+        the first carries the metadata (filename, description, request_id,
+        size_bytes, file.content_type) and may carry bytes in file.data; every
+        following message carries the next bytes in file.data (any size the
+        transport chooses). Over REST the raw file is the request body, the
+        metadata comes from the query string and file.content_type from the
+        Content-Type header:
+          POST /v1/media:upload?filename=a.jpg&description=...&requestId=...
+        The type is decided by the bytes, never by the declared content type or
+        the filename. Images are limited to 20 MiB, MP4 video to 100 MiB; an
+        upload past its limit is aborted with INVALID_ARGUMENT. Returns the media
+        in state PROCESSING (variants follow asynchronously). A retry with the
+        same request_id returns the first upload's media.
         """
 
     @_abc_1.abstractmethod
@@ -97,7 +172,28 @@ class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _media_pb2.GetMediaRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_media_pb2.Media, _abc.Awaitable[_media_pb2.Media]]:
-        """Reads one media item's metadata and variants. Public."""
+        """Reads one of the caller's own media items (others' media is NOT_FOUND:
+        ids are enumerable; others reach media through the post or message that
+        attaches it).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateMedia(
+        self,
+        request: _media_pb2.UpdateMediaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_media_pb2.Media, _abc.Awaitable[_media_pb2.Media]]:
+        """Changes the alt text (update_mask: description). Owner only."""
+
+    @_abc_1.abstractmethod
+    def DeleteMedia(
+        self,
+        request: _media_pb2.DeleteMediaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes one of the caller's media items; refused (FAILED_PRECONDITION)
+        once it is attached to a post, message or profile.
+        """
 
     @_abc_1.abstractmethod
     def BatchGetMedia(
@@ -105,8 +201,21 @@ class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _media_pb2.BatchGetMediaRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_media_pb2.BatchGetMediaResponse, _abc.Awaitable[_media_pb2.BatchGetMediaResponse]]:
-        """Internal: many media items at once, for the post
-        service to validate attachments (owner and state).
+        """Internal: many media items at once, for services that attach media (post,
+        chat, user avatars) to check owner and state and to side-load variants.
+        """
+
+    @_abc_1.abstractmethod
+    def AttachMedia(
+        self,
+        request: _media_pb2.AttachMediaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_media_pb2.AttachMediaResponse, _abc.Awaitable[_media_pb2.AttachMediaResponse]]:
+        """Internal: marks media as in use by something its owner created (a chat
+        message, a profile), so it is never collected and can no longer be
+        deleted; all or nothing. Every id must exist, belong to `owner_id` and be
+        READY (NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION otherwise).
+        Idempotent. Returns the media in request order, to embed.
         """
 
     @_abc_1.abstractmethod
@@ -115,8 +224,11 @@ class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _media_pb2.DownloadRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
-        """Streams one variant's bytes. Over REST the edge returns the raw body
-        with the variant's content type. Public.
+        """Streams one variant's bytes, addressed as in its URL: the media's
+        unguessable token (never the media id) and the variant's file name. The
+        first message is at most 16 KiB; ETag and
+        Cache-Control come as initial metadata. For native and internal callers:
+        browsers use MediaVariant.url (Range, 304 and HEAD need plain HTTP).
         """
 
 def add_MediaServiceServicer_to_server(servicer: MediaServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

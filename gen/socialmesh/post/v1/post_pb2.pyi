@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from socialmesh.media.v1 import media_pb2 as _media_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -44,6 +45,30 @@ VISIBILITY_FOLLOWERS: Visibility.ValueType  # 2
 """Only the author's approved followers."""
 Global___Visibility: _TypeAlias = Visibility  # noqa: Y015
 
+class _SearchOrder:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SearchOrderEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SearchOrder.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SEARCH_ORDER_UNSPECIFIED: _SearchOrder.ValueType  # 0
+    """Not set; treated as RELEVANCE."""
+    SEARCH_ORDER_RELEVANCE: _SearchOrder.ValueType  # 1
+    """Text rank with a recency decay (newer first on ties)."""
+    SEARCH_ORDER_NEWEST: _SearchOrder.ValueType  # 2
+    """Newest first."""
+
+class SearchOrder(_SearchOrder, metaclass=_SearchOrderEnumTypeWrapper):
+    """How search results are ordered."""
+
+SEARCH_ORDER_UNSPECIFIED: SearchOrder.ValueType  # 0
+"""Not set; treated as RELEVANCE."""
+SEARCH_ORDER_RELEVANCE: SearchOrder.ValueType  # 1
+"""Text rank with a recency decay (newer first on ties)."""
+SEARCH_ORDER_NEWEST: SearchOrder.ValueType  # 2
+"""Newest first."""
+Global___SearchOrder: _TypeAlias = SearchOrder  # noqa: Y015
+
 @_typing.final
 class Post(_message.Message):
     """A post as seen by one viewer."""
@@ -64,6 +89,7 @@ class Post(_message.Message):
     IS_SAVED_FIELD_NUMBER: _builtins.int
     IS_SHARED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    MEDIA_FIELD_NUMBER: _builtins.int
     post_id: _builtins.int
     """Time-ordered 64-bit id."""
     author_id: _builtins.int
@@ -86,7 +112,7 @@ class Post(_message.Message):
     """Whether the caller reposted it."""
     @_builtins.property
     def media_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Up to 4 media attachments (ids from the media service)."""
+        """Up to 4 media attachments: the author's own uploads, READY (media service)."""
 
     @_builtins.property
     def hashtags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -99,6 +125,13 @@ class Post(_message.Message):
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was published."""
+
+    @_builtins.property
+    def media(self) -> _containers.RepeatedCompositeFieldContainer[_media_pb2.Media]:
+        """The attached media (variants, blurhash, alt text) in media_ids order, so
+        clients render without another call; their URLs reach only those who may
+        see the post.
+        """
 
     def __init__(
         self,
@@ -117,10 +150,11 @@ class Post(_message.Message):
         is_saved: _builtins.bool = ...,
         is_shared: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        media: _abc.Iterable[_media_pb2.Media] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "comment_count", b"comment_count", "create_time", b"create_time", "hashtags", b"hashtags", "is_liked", b"is_liked", "is_saved", b"is_saved", "is_shared", b"is_shared", "like_count", b"like_count", "media_ids", b"media_ids", "mention_ids", b"mention_ids", "post_id", b"post_id", "share_count", b"share_count", "text", b"text", "visibility", b"visibility"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "comment_count", b"comment_count", "create_time", b"create_time", "hashtags", b"hashtags", "is_liked", b"is_liked", "is_saved", b"is_saved", "is_shared", b"is_shared", "like_count", b"like_count", "media", b"media", "media_ids", b"media_ids", "mention_ids", b"mention_ids", "post_id", b"post_id", "share_count", b"share_count", "text", b"text", "visibility", b"visibility"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -959,3 +993,155 @@ class PostRef(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PostRef: _TypeAlias = PostRef  # noqa: Y015
+
+@_typing.final
+class SearchPostsRequest(_message.Message):
+    """A post search."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """Words, "quoted phrases", -excluded words, OR, #tag, @handle (mentions)
+    and from:handle (author). 1 to 500 characters after trimming.
+    """
+    page_size: _builtins.int
+    """Maximum posts to return: default 20, at most 100."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page. Valid
+    only with the same query and order.
+    """
+    order: Global___SearchOrder.ValueType
+    """Result order; default RELEVANCE."""
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        order: Global___SearchOrder.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "page_size", b"page_size", "page_token", b"page_token", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchPostsRequest: _TypeAlias = SearchPostsRequest  # noqa: Y015
+
+@_typing.final
+class SearchPostsResponse(_message.Message):
+    """Matching posts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page. Pages are a snapshot
+    of the first page's moment: posts published later never shift them.
+    """
+    @_builtins.property
+    def posts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Post]:
+        """The posts on this page."""
+
+    def __init__(
+        self,
+        *,
+        posts: _abc.Iterable[Global___Post] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "posts", b"posts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchPostsResponse: _TypeAlias = SearchPostsResponse  # noqa: Y015
+
+@_typing.final
+class SearchTagsRequest(_message.Message):
+    """A hashtag search."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """Hashtag prefix, with or without '#'. 1 to 100 characters after trimming."""
+    page_size: _builtins.int
+    """Maximum tags to return: default 10, at most 50."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchTagsRequest: _TypeAlias = SearchTagsRequest  # noqa: Y015
+
+@_typing.final
+class SearchTagsResponse(_message.Message):
+    """Matching hashtags, most used first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAGS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedCompositeFieldContainer[Global___TagCount]:
+        """The tags on this page."""
+
+    def __init__(
+        self,
+        *,
+        tags: _abc.Iterable[Global___TagCount] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchTagsResponse: _TypeAlias = SearchTagsResponse  # noqa: Y015
+
+@_typing.final
+class TagCount(_message.Message):
+    """A hashtag and how many live public posts carry it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_FIELD_NUMBER: _builtins.int
+    POST_COUNT_FIELD_NUMBER: _builtins.int
+    tag: _builtins.str
+    """The tag, lower-cased, without '#'."""
+    post_count: _builtins.int
+    """Live PUBLIC posts carrying it."""
+    def __init__(
+        self,
+        *,
+        tag: _builtins.str = ...,
+        post_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["post_count", b"post_count", "tag", b"tag"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TagCount: _TypeAlias = TagCount  # noqa: Y015

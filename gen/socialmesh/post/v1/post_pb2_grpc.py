@@ -127,6 +127,16 @@ class PostServiceStub:
                 request_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchListAuthorPostsRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchListAuthorPostsResponse.FromString,
                 _registered_method=True)
+        self.SearchPosts = channel.unary_unary(
+                '/socialmesh.post.v1.PostService/SearchPosts',
+                request_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.SearchPostsRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.SearchPostsResponse.FromString,
+                _registered_method=True)
+        self.SearchTags = channel.unary_unary(
+                '/socialmesh.post.v1.PostService/SearchTags',
+                request_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.SearchTagsRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.SearchTagsResponse.FromString,
+                _registered_method=True)
 
 
 class PostServiceServicer:
@@ -262,6 +272,24 @@ class PostServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchPosts(self, request, context):
+        """Full-text search over the posts the caller may see (websearch syntax:
+        "quoted phrases", -word, OR; plus #tag, @handle and from:handle
+        filters). Visibility rules are those of GetPost, applied inside the
+        query. Works anonymously (public posts only), rate-limited per client.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchTags(self, request, context):
+        """Hashtags starting with a prefix, most used first, with their number of
+        public posts. Works anonymously, rate-limited per client.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PostServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -349,6 +377,16 @@ def add_PostServiceServicer_to_server(servicer, server):
                     servicer.BatchListAuthorPosts,
                     request_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchListAuthorPostsRequest.FromString,
                     response_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchListAuthorPostsResponse.SerializeToString,
+            ),
+            'SearchPosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchPosts,
+                    request_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.SearchPostsRequest.FromString,
+                    response_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.SearchPostsResponse.SerializeToString,
+            ),
+            'SearchTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchTags,
+                    request_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.SearchTagsRequest.FromString,
+                    response_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.SearchTagsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -817,6 +855,60 @@ class PostService:
             '/socialmesh.post.v1.PostService/BatchListAuthorPosts',
             socialmesh_dot_post_dot_v1_dot_post__pb2.BatchListAuthorPostsRequest.SerializeToString,
             socialmesh_dot_post_dot_v1_dot_post__pb2.BatchListAuthorPostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchPosts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.post.v1.PostService/SearchPosts',
+            socialmesh_dot_post_dot_v1_dot_post__pb2.SearchPostsRequest.SerializeToString,
+            socialmesh_dot_post_dot_v1_dot_post__pb2.SearchPostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.post.v1.PostService/SearchTags',
+            socialmesh_dot_post_dot_v1_dot_post__pb2.SearchTagsRequest.SerializeToString,
+            socialmesh_dot_post_dot_v1_dot_post__pb2.SearchTagsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -82,6 +82,16 @@ class PostServiceStub:
     than a point, newest first, without hydration (feed back-fill, celebrity
     merge, timeline rebuilds). Ignores viewers; refused to user tokens.
     """
+    SearchPosts: _grpc.UnaryUnaryMultiCallable[_post_pb2.SearchPostsRequest, _post_pb2.SearchPostsResponse]
+    """Full-text search over the posts the caller may see (websearch syntax:
+    "quoted phrases", -word, OR; plus #tag, @handle and from:handle
+    filters). Visibility rules are those of GetPost, applied inside the
+    query. Works anonymously (public posts only), rate-limited per client.
+    """
+    SearchTags: _grpc.UnaryUnaryMultiCallable[_post_pb2.SearchTagsRequest, _post_pb2.SearchTagsResponse]
+    """Hashtags starting with a prefix, most used first, with their number of
+    public posts. Works anonymously, rate-limited per client.
+    """
 
 @_typing.type_check_only
 class PostServiceAsyncStub(PostServiceStub):
@@ -135,6 +145,16 @@ class PostServiceAsyncStub(PostServiceStub):
     """Internal, services only: ids of the live posts of many authors newer
     than a point, newest first, without hydration (feed back-fill, celebrity
     merge, timeline rebuilds). Ignores viewers; refused to user tokens.
+    """
+    SearchPosts: _aio.UnaryUnaryMultiCallable[_post_pb2.SearchPostsRequest, _post_pb2.SearchPostsResponse]  # type: ignore[assignment]
+    """Full-text search over the posts the caller may see (websearch syntax:
+    "quoted phrases", -word, OR; plus #tag, @handle and from:handle
+    filters). Visibility rules are those of GetPost, applied inside the
+    query. Works anonymously (public posts only), rate-limited per client.
+    """
+    SearchTags: _aio.UnaryUnaryMultiCallable[_post_pb2.SearchTagsRequest, _post_pb2.SearchTagsResponse]  # type: ignore[assignment]
+    """Hashtags starting with a prefix, most used first, with their number of
+    public posts. Works anonymously, rate-limited per client.
     """
 
 class PostServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -288,6 +308,28 @@ class PostServiceServicer(metaclass=_abc_1.ABCMeta):
         """Internal, services only: ids of the live posts of many authors newer
         than a point, newest first, without hydration (feed back-fill, celebrity
         merge, timeline rebuilds). Ignores viewers; refused to user tokens.
+        """
+
+    @_abc_1.abstractmethod
+    def SearchPosts(
+        self,
+        request: _post_pb2.SearchPostsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_post_pb2.SearchPostsResponse, _abc.Awaitable[_post_pb2.SearchPostsResponse]]:
+        """Full-text search over the posts the caller may see (websearch syntax:
+        "quoted phrases", -word, OR; plus #tag, @handle and from:handle
+        filters). Visibility rules are those of GetPost, applied inside the
+        query. Works anonymously (public posts only), rate-limited per client.
+        """
+
+    @_abc_1.abstractmethod
+    def SearchTags(
+        self,
+        request: _post_pb2.SearchTagsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_post_pb2.SearchTagsResponse, _abc.Awaitable[_post_pb2.SearchTagsResponse]]:
+        """Hashtags starting with a prefix, most used first, with their number of
+        public posts. Works anonymously, rate-limited per client.
         """
 
 def add_PostServiceServicer_to_server(servicer: PostServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -92,6 +92,11 @@ class UserServiceStub:
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetCallerRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetCallerResponse.FromString,
                 _registered_method=True)
+        self.SearchUsers = channel.unary_unary(
+                '/socialmesh.user.v1.UserService/SearchUsers',
+                request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.SearchUsersRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.SearchUsersResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -187,6 +192,18 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchUsers(self, request, context):
+        """Typeahead over accounts: handle prefix and fuzzy (accent- and
+        case-insensitive) display name, ranked by match quality, then accounts
+        the caller follows, then follower count. Accounts that block the caller
+        or that the caller blocks are never returned; private accounts come back
+        in their limited view. Works anonymously (public view), rate-limited per
+        client address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -239,6 +256,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.GetCaller,
                     request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetCallerRequest.FromString,
                     response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetCallerResponse.SerializeToString,
+            ),
+            'SearchUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchUsers,
+                    request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.SearchUsersRequest.FromString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.SearchUsersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -518,6 +540,33 @@ class UserService:
             '/socialmesh.user.v1.UserService/GetCaller',
             socialmesh_dot_user_dot_v1_dot_user__pb2.GetCallerRequest.SerializeToString,
             socialmesh_dot_user_dot_v1_dot_user__pb2.GetCallerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.user.v1.UserService/SearchUsers',
+            socialmesh_dot_user_dot_v1_dot_user__pb2.SearchUsersRequest.SerializeToString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.SearchUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -82,6 +82,14 @@ class UserServiceStub:
     a stored token (and which account it belongs to) cheaply; a revoked or
     expired token is refused like everywhere else. Needs a user token.
     """
+    SearchUsers: _grpc.UnaryUnaryMultiCallable[_user_pb2.SearchUsersRequest, _user_pb2.SearchUsersResponse]
+    """Typeahead over accounts: handle prefix and fuzzy (accent- and
+    case-insensitive) display name, ranked by match quality, then accounts
+    the caller follows, then follower count. Accounts that block the caller
+    or that the caller blocks are never returned; private accounts come back
+    in their limited view. Works anonymously (public view), rate-limited per
+    client address.
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -135,6 +143,14 @@ class UserServiceAsyncStub(UserServiceStub):
     signed-in user's id and session id. Reads no storage, so clients can check
     a stored token (and which account it belongs to) cheaply; a revoked or
     expired token is refused like everywhere else. Needs a user token.
+    """
+    SearchUsers: _aio.UnaryUnaryMultiCallable[_user_pb2.SearchUsersRequest, _user_pb2.SearchUsersResponse]  # type: ignore[assignment]
+    """Typeahead over accounts: handle prefix and fuzzy (accent- and
+    case-insensitive) display name, ranked by match quality, then accounts
+    the caller follows, then follower count. Accounts that block the caller
+    or that the caller blocks are never returned; private accounts come back
+    in their limited view. Works anonymously (public view), rate-limited per
+    client address.
     """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -246,6 +262,20 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         signed-in user's id and session id. Reads no storage, so clients can check
         a stored token (and which account it belongs to) cheaply; a revoked or
         expired token is refused like everywhere else. Needs a user token.
+        """
+
+    @_abc_1.abstractmethod
+    def SearchUsers(
+        self,
+        request: _user_pb2.SearchUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.SearchUsersResponse, _abc.Awaitable[_user_pb2.SearchUsersResponse]]:
+        """Typeahead over accounts: handle prefix and fuzzy (accent- and
+        case-insensitive) display name, ranked by match quality, then accounts
+        the caller follows, then follower count. Accounts that block the caller
+        or that the caller blocks are never returned; private accounts come back
+        in their limited view. Works anonymously (public view), rate-limited per
+        client address.
         """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

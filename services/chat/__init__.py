@@ -1,0 +1,1 @@
+"""Chat: conversations, messages, read marks, typing, presence and notifications, streamed."""

@@ -1,0 +1,1027 @@
+"""ChatService: conversations and messages in PostgreSQL, delivered from per-user logs.
+
+Writes (send, edit, react, read marks, membership) commit the change and the
+recipients' log entries in one transaction, then wake their streams over Redis
+pub/sub. Every stream (Connect, StreamEvents, SyncEvents) reads the log from
+the client's cursor: replay and live delivery are the same code, so a stream
+on any instance, after any reconnect, sees every event exactly once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+import unicodedata
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2, empty_pb2
+from google.rpc import code_pb2, status_pb2
+from socialmesh.chat.v1 import chat_pb2, chat_pb2_grpc
+from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
+from socialmesh.media.v1 import media_pb2, media_pb2_grpc
+from socialmesh.user.v1 import user_pb2, user_pb2_grpc
+
+from services.kit.auth import Caller, anonymous_calls, require_caller
+from services.kit.channels import upstream_error
+from services.kit.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ServiceError,
+)
+from services.kit.pagination import page_size
+from services.kit.ratelimit import RateLimiter
+from services.kit.server import Runtime, ServicerBase
+from services.kit.tasks import cancel_and_wait
+from services.kit.validation import Violations, request_violations, strip_control_characters
+
+from .eventlog import EventLog, Head, Wakeups, decode_cursor, encode_cursor, event_at
+from .presence import PresenceTracker
+from .store import ACCEPTED, ADMIN, DIRECT, GROUP, OWNER, REQUEST, ChatStore, ConversationRow
+
+log = logging.getLogger("socialmesh.chat")
+
+MAX_GROUP_MEMBERS = 256
+MAX_TEXT = 4000
+MAX_TITLE = 100
+MAX_REQUEST_ID = 64
+MAX_MEDIA = 4
+MAX_EMOJI = 16
+EDIT_WINDOW = timedelta(minutes=15)
+TYPING_TTL_SECONDS = 6
+CONVERSATION_PAGES = (20, 100)
+MESSAGE_PAGES = (50, 100)
+SYNC_PAGES = (100, 500)
+#: Events read from the log per round trip while catching up.
+READ_BATCH = 200
+#: A stream ends (TOKEN_EXPIRING) this long before the caller's token expires.
+TOKEN_MARGIN_SECONDS = 60
+SYNC_DEFAULT_TIMEOUT, SYNC_MAX_TIMEOUT = 25.0, 30.0
+PRESENCE_BATCH = 200
+
+
+class ChatConfig:
+    """Tunables (environment): CHAT_HEARTBEAT_SECONDS, CHAT_LOG_RETENTION_DAYS,
+    CHAT_LOG_KEEP_PER_USER, CHAT_RECONNECT_JITTER_SECONDS."""
+
+    def __init__(self, env: dict[str, str] | os._Environ[str]) -> None:
+        self.heartbeat_seconds = float(env.get("CHAT_HEARTBEAT_SECONDS", "20"))
+        self.retention_days = float(env.get("CHAT_LOG_RETENTION_DAYS", "7"))
+        self.keep_per_user = int(env.get("CHAT_LOG_KEEP_PER_USER", "10000"))
+        self.reconnect_jitter_seconds = float(env.get("CHAT_RECONNECT_JITTER_SECONDS", "5"))
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromMilliseconds(int(seconds * 1000))
+    return value
+
+
+def _control(kind: int, cursor: str, **fields: Any) -> chat_pb2.ChatEvent:
+    event = chat_pb2.ChatEvent(cursor=cursor, control=chat_pb2.StreamControl(kind=kind, **fields))  # type: ignore[arg-type]
+    event.create_time.GetCurrentTime()
+    return event
+
+
+def _text(value: str) -> str:
+    return unicodedata.normalize("NFC", strip_control_characters(value))
+
+
+_running: list[ChatServicer] = []
+
+
+def running() -> list[ChatServicer]:
+    """Chat servicers started in this process (operators' and tests' introspection)."""
+    return list(_running)
+
+
+class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(runtime)
+        self._config = ChatConfig(os.environ)
+        self._log = EventLog()
+        self._store: ChatStore | None = None
+        self._wakeups: Wakeups | None = None
+        self._presence: PresenceTracker | None = None
+        self._graph: graph_pb2_grpc.GraphServiceAsyncStub | None = None
+        self._users: user_pb2_grpc.UserServiceAsyncStub | None = None
+        self._media: media_pb2_grpc.MediaServiceAsyncStub | None = None
+        self._typing_limit: RateLimiter | None = None
+        self._send_limit: RateLimiter | None = None
+        self._draining = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.notifications: Any = None
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    async def on_ready(self) -> None:
+        rt = self._rt
+        self._store = ChatStore(rt.db, rt.ids, self._log)
+        self._wakeups = Wakeups(rt.redis)
+        self._wakeups.start()
+        self._presence = PresenceTracker(rt.redis)
+        self._graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
+        self._users = user_pb2_grpc.UserServiceStub(self.peer("user"))
+        self._media = media_pb2_grpc.MediaServiceStub(self.peer("media"))
+        self._typing_limit = RateLimiter(rt.redis, "chat-typing", limit=20, window_seconds=10)
+        self._send_limit = RateLimiter(rt.redis, "chat-send", limit=120, window_seconds=60)
+        self._tasks.append(asyncio.create_task(self._prune_forever(), name="chat-prune"))
+        await self._start_notifications()
+        _running.append(self)
+
+    async def _start_notifications(self) -> None:
+        """Notifications and push (services/chat/notifications.py), when present."""
+        try:
+            from . import notifications
+        except ImportError:  # pragma: no cover - the module ships with the service
+            return
+        attach = getattr(notifications, "attach", None)
+        if attach is not None:
+            await attach(self)
+
+    async def on_drain(self) -> None:
+        """Tells every open stream to reconnect (jittered) and end, so the deploy moves on."""
+        self._draining = True
+        if self._wakeups is not None:
+            self._wakeups.wake_all()
+        await asyncio.sleep(0.2)  # let streams write their RECONNECT before the server stops
+
+    async def on_stop(self) -> None:
+        self._draining = True
+        if self in _running:
+            _running.remove(self)
+        for task in self._tasks:
+            await cancel_and_wait(task)
+        self._tasks.clear()
+        if self.notifications is not None and hasattr(self.notifications, "stop"):
+            await self.notifications.stop()
+        if self._wakeups is not None:
+            await self._wakeups.stop()
+        await super().on_stop()
+
+    async def _prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(300 + random.random() * 60)
+            try:
+                removed = await self._log.prune(
+                    self._rt.db.primary,
+                    older_than=datetime.now(UTC) - timedelta(days=self._config.retention_days),
+                    keep_per_user=self._config.keep_per_user,
+                )
+                if removed:
+                    log.info("pruned %d chat log events past retention", removed)
+            except Exception:
+                log.warning("chat log prune failed", exc_info=True)
+
+    @property
+    def store(self) -> ChatStore:
+        return self.ready(self._store)
+
+    @property
+    def wakeups(self) -> Wakeups:
+        return self.ready(self._wakeups)
+
+    @property
+    def presence(self) -> PresenceTracker:
+        return self.ready(self._presence)
+
+    @property
+    def event_log(self) -> EventLog:
+        return self._log
+
+    # ---- helpers -------------------------------------------------------------------
+
+    async def _relationships(self, viewer_id: int, others: Sequence[int]) -> dict[int, Any]:
+        graph = self.ready(self._graph)
+        try:
+            reply = await graph.BatchGetRelationships(
+                graph_pb2.BatchGetRelationshipsRequest(viewer_id=viewer_id, user_ids=list(others))
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "graph") from exc
+        return {r.user_id: r for r in reply.relationships}
+
+    async def _existing_users(self, user_ids: Sequence[int]) -> set[int]:
+        users = self.ready(self._users)
+        try:
+            with anonymous_calls():  # existence must not depend on blocks
+                reply = await users.BatchGetUsers(
+                    user_pb2.BatchGetUsersRequest(user_ids=list(user_ids))
+                )
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "user") from exc
+        return {u.user_id for u in reply.users}
+
+    async def _refuse_blocks(
+        self, caller_id: int, others: Sequence[int], field: str
+    ) -> dict[int, Any]:
+        relationships = await self._relationships(caller_id, others)
+        for other in others:
+            rel = relationships.get(other)
+            if rel is not None and (rel.blocking or rel.blocked_by):
+                raise PermissionDenied(f"{field}: cannot message across a block")
+        return relationships
+
+    async def _membership(self, conversation_id: int, user_id: int) -> ConversationRow:
+        """The conversation if the user is a member; NOT_FOUND otherwise (no existence leak)."""
+        if conversation_id <= 0:
+            raise InvalidArgument([("conversation_id", "must be a positive id")])
+        row = await self.store.conversation(conversation_id)
+        if row is None or row.member(user_id) is None:
+            raise NotFound("conversation not found")
+        return row
+
+    async def _deliver(self, positions: dict[int, int]) -> None:
+        await self.wakeups.notify(positions)
+
+    async def _conversation_view(
+        self, row: ConversationRow, viewer_id: int
+    ) -> chat_pb2.Conversation:
+        last = await self.store.last_messages([row.conversation_id])
+        return row.to_proto(viewer_id, last.get(row.conversation_id))
+
+    @staticmethod
+    def _request_id(value: str, field: str = "request_id") -> str:
+        if len(value) > MAX_REQUEST_ID:
+            raise InvalidArgument([(field, f"at most {MAX_REQUEST_ID} characters")])
+        return value
+
+    # ---- conversations -------------------------------------------------------------
+
+    async def CreateConversation(
+        self, request: chat_pb2.CreateConversationRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.Conversation:
+        caller = require_caller()
+        spec = request.conversation
+        violations = Violations()
+        others = [m for m in dict.fromkeys(spec.member_ids) if m != caller.user_id]
+        violations.check(
+            all(m > 0 for m in spec.member_ids), "conversation.member_ids", "ids must be positive"
+        )
+        violations.check(
+            spec.type in (DIRECT, GROUP), "conversation.type", "must be DIRECT or GROUP"
+        )
+        title = _text(spec.title).strip()
+        if spec.type == DIRECT:
+            violations.check(
+                len(others) == 1,
+                "conversation.member_ids",
+                "a direct conversation has exactly one other member",
+            )
+            violations.check(not title, "conversation.title", "direct conversations have no title")
+        elif spec.type == GROUP:
+            violations.check(
+                bool(others), "conversation.member_ids", "a group needs at least one other member"
+            )
+            violations.check(
+                len(others) + 1 <= MAX_GROUP_MEMBERS,
+                "conversation.member_ids",
+                f"a group has at most {MAX_GROUP_MEMBERS} members",
+            )
+            violations.check(
+                len(title) <= MAX_TITLE, "conversation.title", f"at most {MAX_TITLE} characters"
+            )
+        request_id = request.request_id
+        violations.check(
+            len(request_id) <= MAX_REQUEST_ID, "request_id", f"at most {MAX_REQUEST_ID} characters"
+        )
+        violations.raise_if_any()
+        existing = await self._existing_users(others)
+        missing = [m for m in others if m not in existing]
+        if missing:
+            raise NotFound(f"conversation.member_ids: no user {missing[0]}")
+        relationships = await self._refuse_blocks(caller.user_id, others, "conversation.member_ids")
+        if spec.type == DIRECT:
+            other = others[0]
+            # A DM from someone the recipient does not follow is a message request.
+            rel = relationships.get(other)
+            other_state = ACCEPTED if rel is not None and rel.followed_by else REQUEST
+            delivery = await self.store.create_direct(caller.user_id, other, other_state)
+        else:
+            delivery = await self.store.create_group(caller.user_id, others, title, request_id)
+        await self._deliver(delivery.positions)
+        assert delivery.conversation is not None
+        if delivery.conversation.member(caller.user_id) is None:
+            raise NotFound("conversation not found")  # a reused requestId after leaving it
+        return await self._conversation_view(delivery.conversation, caller.user_id)
+
+    async def GetConversation(
+        self, request: chat_pb2.GetConversationRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.Conversation:
+        caller = require_caller()
+        row = await self._membership(request.conversation_id, caller.user_id)
+        return await self._conversation_view(row, caller.user_id)
+
+    async def ListConversations(
+        self, request: chat_pb2.ListConversationsRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.ListConversationsResponse:
+        caller = require_caller()
+        size = page_size(
+            request.page_size, default=CONVERSATION_PAGES[0], maximum=CONVERSATION_PAGES[1]
+        )
+        state = request.state or ACCEPTED
+        if state not in (ACCEPTED, REQUEST):
+            raise InvalidArgument([("state", "must be ACCEPTED or REQUEST")])
+        scope = f"conversations:{caller.user_id}:{state}"
+        position = self._rt.page_tokens.decode(scope, request.page_token)
+        after = None
+        if position is not None:
+            try:
+                after = (
+                    datetime.fromtimestamp(float(position["t"]) / 1e6, UTC),
+                    int(position["c"]),
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InvalidArgument([("page_token", "invalid or tampered page token")]) from exc
+        refs = await self.store.inbox(caller.user_id, state, after, size + 1)
+        page = refs[:size]
+        rows = await self.store.conversations([c for c, _ in page])
+        last = await self.store.last_messages([c for c, _ in page])
+        reply = chat_pb2.ListConversationsResponse(
+            conversations=[
+                rows[c].to_proto(caller.user_id, last.get(c)) for c, _ in page if c in rows
+            ]
+        )
+        if len(refs) > size:
+            conversation_id, activity = page[-1]
+            reply.next_page_token = self._rt.page_tokens.encode(
+                scope, {"t": int(activity.timestamp() * 1e6), "c": conversation_id}
+            )
+        return reply
+
+    async def _admin(self, request_conversation_id: int, caller: Caller) -> ConversationRow:
+        row = await self._membership(request_conversation_id, caller.user_id)
+        if row.kind != GROUP:
+            raise FailedPrecondition("direct conversations have no members to manage")
+        me = row.member(caller.user_id)
+        assert me is not None
+        if me.role not in (OWNER, ADMIN):
+            raise PermissionDenied("only the group's owner and admins may do this")
+        return row
+
+    async def UpdateConversation(
+        self, request: chat_pb2.UpdateConversationRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.Conversation:
+        caller = require_caller()
+        paths = list(request.update_mask.paths)
+        if not paths:
+            raise InvalidArgument([("update_mask", "name the fields to change: title")])
+        if any(p != "title" for p in paths):
+            raise InvalidArgument([("update_mask", "only title can be changed")])
+        title = _text(request.conversation.title).strip()
+        if not title or len(title) > MAX_TITLE:
+            raise InvalidArgument([("conversation.title", f"1 to {MAX_TITLE} characters")])
+        row = await self._admin(request.conversation.conversation_id, caller)
+        delivery = await self.store.update_title(row.conversation_id, caller.user_id, title)
+        await self._deliver(delivery.positions)
+        assert delivery.conversation is not None
+        return await self._conversation_view(delivery.conversation, caller.user_id)
+
+    async def AddMembers(
+        self, request: chat_pb2.AddMembersRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.Conversation:
+        caller = require_caller()
+        ids = list(dict.fromkeys(request.user_ids))
+        if not ids or len(ids) >= MAX_GROUP_MEMBERS or any(u <= 0 for u in ids):
+            raise InvalidArgument([("user_ids", f"1 to {MAX_GROUP_MEMBERS - 1} positive ids")])
+        row = await self._admin(request.conversation_id, caller)
+        existing = await self._existing_users(ids)
+        missing = [u for u in ids if u not in existing]
+        if missing:
+            raise NotFound(f"user_ids: no user {missing[0]}")
+        await self._refuse_blocks(caller.user_id, ids, "user_ids")
+        delivery = await self.store.add_members(
+            row.conversation_id, caller.user_id, ids, MAX_GROUP_MEMBERS
+        )
+        assert delivery.conversation is not None
+        present = {m.user_id for m in delivery.conversation.members}
+        if not delivery.created and any(u not in present for u in ids):
+            raise FailedPrecondition(f"a group has at most {MAX_GROUP_MEMBERS} members")
+        await self._deliver(delivery.positions)
+        return await self._conversation_view(delivery.conversation, caller.user_id)
+
+    async def RemoveMember(
+        self, request: chat_pb2.RemoveMemberRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.Conversation:
+        caller = require_caller()
+        if request.user_id <= 0:
+            raise InvalidArgument([("user_id", "must be a positive id")])
+        if request.user_id == caller.user_id:
+            raise InvalidArgument([("user_id", "use LeaveConversation to leave")])
+        row = await self._admin(request.conversation_id, caller)
+        target = row.member(request.user_id)
+        if target is None:
+            raise NotFound("user_id: not a member of this conversation")
+        me = row.member(caller.user_id)
+        assert me is not None
+        if target.role == OWNER or (target.role == ADMIN and me.role != OWNER):
+            raise PermissionDenied("admins remove members only; nobody removes the owner")
+        delivery = await self.store.remove_member(
+            row.conversation_id, caller.user_id, request.user_id
+        )
+        await self._deliver(delivery.positions)
+        assert delivery.conversation is not None
+        return await self._conversation_view(delivery.conversation, caller.user_id)
+
+    async def LeaveConversation(
+        self, request: chat_pb2.LeaveConversationRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        caller = require_caller()
+        row = await self._membership(request.conversation_id, caller.user_id)
+        if row.kind != GROUP:
+            raise FailedPrecondition("direct conversations cannot be left")
+        delivery = await self.store.remove_member(
+            row.conversation_id, caller.user_id, caller.user_id
+        )
+        await self._deliver(delivery.positions)
+        return empty_pb2.Empty()
+
+    async def AcceptConversation(
+        self, request: chat_pb2.AcceptConversationRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.Conversation:
+        caller = require_caller()
+        row = await self._membership(request.conversation_id, caller.user_id)
+        delivery = await self.store.accept(row.conversation_id, caller.user_id)
+        await self._deliver(delivery.positions)
+        assert delivery.conversation is not None
+        return await self._conversation_view(delivery.conversation, caller.user_id)
+
+    # ---- messages ------------------------------------------------------------------
+
+    async def _send(self, caller: Caller, request: chat_pb2.SendMessageRequest) -> chat_pb2.Message:
+        violations = Violations()
+        text = _text(request.message.text)
+        media_ids = list(request.message.media_ids)
+        violations.check(request.conversation_id > 0, "conversation_id", "must be a positive id")
+        violations.check(len(text) <= MAX_TEXT, "message.text", f"at most {MAX_TEXT} characters")
+        violations.check(
+            bool(text.strip()) or bool(media_ids),
+            "message.text",
+            "must not be empty (or attach media)",
+        )
+        violations.check(len(media_ids) <= MAX_MEDIA, "message.media_ids", f"at most {MAX_MEDIA}")
+        violations.check(all(m > 0 for m in media_ids), "message.media_ids", "ids must be positive")
+        violations.check(
+            request.message.reply_to_message_id >= 0,
+            "message.reply_to_message_id",
+            "must not be negative",
+        )
+        violations.check(
+            len(request.request_id) <= MAX_REQUEST_ID,
+            "request_id",
+            f"at most {MAX_REQUEST_ID} characters",
+        )
+        violations.raise_if_any()
+        row = await self._membership(request.conversation_id, caller.user_id)
+        if row.kind == DIRECT:
+            other = next(m.user_id for m in row.members if m.user_id != caller.user_id)
+            await self._refuse_blocks(caller.user_id, [other], "conversation_id")
+        reply_to = request.message.reply_to_message_id
+        if reply_to and await self.store.message(row.conversation_id, reply_to) is None:
+            raise InvalidArgument(
+                [("message.reply_to_message_id", "no such message in this conversation")]
+            )
+        await self.ready(self._send_limit).enforce(str(caller.user_id), "messages")
+        media = await self._attach(caller.user_id, media_ids)
+        delivery = await self.store.send(
+            row.conversation_id,
+            caller.user_id,
+            text,
+            media_ids,
+            reply_to,
+            request.request_id,
+            media,
+        )
+        await self._deliver(delivery.positions)
+        await self.presence.touch(caller.user_id)
+        if delivery.created and self.notifications is not None:
+            await self.notifications.after_message(row, delivery.message)
+        assert delivery.message is not None
+        return delivery.message
+
+    async def _attach(self, sender_id: int, media_ids: list[int]) -> list[media_pb2.Media]:
+        """The sender's READY media, marked in use by the media service (all or nothing).
+
+        Before the message is stored: a failed send leaves media attached (kept, never
+        collected), which is harmless; the other order could lose a sent photo to the
+        24-hour collection of unattached uploads.
+        """
+        if not media_ids:
+            return []
+        media = self.ready(self._media)  # AttachMedia is idempotent: retried sends re-ask
+        try:
+            reply = await media.AttachMedia(
+                media_pb2.AttachMediaRequest(owner_id=sender_id, media_ids=media_ids)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "media") from exc
+        return list(reply.media)
+
+    async def SendMessage(
+        self, request: chat_pb2.SendMessageRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.Message:
+        return await self._send(require_caller(), request)
+
+    async def ListMessages(
+        self, request: chat_pb2.ListMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.ListMessagesResponse:
+        caller = require_caller()
+        if request.after_sequence < 0:
+            raise InvalidArgument([("after_sequence", "must not be negative")])
+        if request.after_sequence and request.page_token:
+            raise InvalidArgument([("page_token", "not combined with after_sequence")])
+        size = page_size(request.page_size, default=MESSAGE_PAGES[0], maximum=MESSAGE_PAGES[1])
+        row = await self._membership(request.conversation_id, caller.user_id)
+        scope = f"messages:{row.conversation_id}"
+        position = self._rt.page_tokens.decode(scope, request.page_token)
+        before = after = None
+        if position is not None:
+            value = position.get("s")
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidArgument([("page_token", "invalid or tampered page token")])
+            if position.get("d") == "f":
+                after = value
+            else:
+                before = value
+        elif request.after_sequence:
+            after = request.after_sequence
+        messages = await self.store.messages(
+            row.conversation_id, before=before, after=after, limit=size + 1
+        )
+        reply = chat_pb2.ListMessagesResponse(messages=messages[:size])
+        if len(messages) > size:
+            reply.next_page_token = self._rt.page_tokens.encode(
+                scope, {"s": messages[size - 1].sequence, "d": "f" if after is not None else "b"}
+            )
+        return reply
+
+    async def _own_message(
+        self, caller: Caller, conversation_id: int, message_id: int
+    ) -> chat_pb2.Message:
+        if message_id <= 0:
+            raise InvalidArgument([("message_id", "must be a positive id")])
+        row = await self._membership(conversation_id, caller.user_id)
+        message = await self.store.message(row.conversation_id, message_id)
+        if message is None:
+            raise NotFound("message not found")
+        if message.sender_id != caller.user_id:
+            raise PermissionDenied("only the sender may change a message")
+        if message.HasField("delete_time"):
+            raise FailedPrecondition("the message was deleted")
+        return message
+
+    async def UpdateMessage(
+        self, request: chat_pb2.UpdateMessageRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.Message:
+        caller = require_caller()
+        if list(request.update_mask.paths) != ["text"]:
+            raise InvalidArgument([("update_mask", "only text can be changed")])
+        text = _text(request.message.text)
+        if not text.strip() or len(text) > MAX_TEXT:
+            raise InvalidArgument([("message.text", f"1 to {MAX_TEXT} characters")])
+        message = await self._own_message(
+            caller, request.conversation_id, request.message.message_id
+        )
+        if datetime.now(UTC) - message.create_time.ToDatetime(UTC) > EDIT_WINDOW:
+            raise FailedPrecondition("messages can be edited for 15 minutes after sending")
+        delivery = await self.store.edit(request.conversation_id, message.message_id, text)
+        await self._deliver(delivery.positions)
+        assert delivery.message is not None
+        return delivery.message
+
+    async def DeleteMessage(
+        self, request: chat_pb2.DeleteMessageRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.Message:
+        caller = require_caller()
+        message = await self._own_message(caller, request.conversation_id, request.message_id)
+        delivery = await self.store.delete(request.conversation_id, message.message_id)
+        await self._deliver(delivery.positions)
+        assert delivery.message is not None
+        return delivery.message
+
+    async def _react(
+        self, caller: Caller, conversation_id: int, message_id: int, emoji: str, on: bool
+    ) -> chat_pb2.Message:
+        emoji = unicodedata.normalize("NFC", emoji)
+        if (
+            not emoji
+            or len(emoji) > MAX_EMOJI
+            or any(
+                unicodedata.category(c)[0] in "CZ" and c != "\u200d" and c != "\ufe0f"
+                for c in emoji
+            )
+        ):
+            raise InvalidArgument([("emoji", f"one emoji, at most {MAX_EMOJI} characters")])
+        if message_id <= 0:
+            raise InvalidArgument([("message_id", "must be a positive id")])
+        row = await self._membership(conversation_id, caller.user_id)
+        message = await self.store.message(row.conversation_id, message_id)
+        if message is None:
+            raise NotFound("message not found")
+        if message.HasField("delete_time"):
+            raise FailedPrecondition("the message was deleted")
+        delivery = await self.store.react(
+            row.conversation_id, message_id, caller.user_id, emoji, on
+        )
+        await self._deliver(delivery.positions)
+        assert delivery.message is not None
+        return delivery.message
+
+    async def AddReaction(
+        self, request: chat_pb2.AddReactionRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.Message:
+        return await self._react(
+            require_caller(), request.conversation_id, request.message_id, request.emoji, True
+        )
+
+    async def RemoveReaction(
+        self, request: chat_pb2.RemoveReactionRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.Message:
+        return await self._react(
+            require_caller(), request.conversation_id, request.message_id, request.emoji, False
+        )
+
+    async def _mark_read(
+        self, caller: Caller, request: chat_pb2.MarkReadRequest
+    ) -> chat_pb2.MarkReadResponse:
+        if request.sequence <= 0:
+            raise InvalidArgument([("sequence", "must be a positive sequence")])
+        row = await self._membership(request.conversation_id, caller.user_id)
+        delivery, mark = await self.store.mark_read(
+            row.conversation_id, caller.user_id, request.sequence
+        )
+        await self._deliver(delivery.positions)
+        await self.presence.touch(caller.user_id)
+        receipt = chat_pb2.ReadReceipt(
+            conversation_id=row.conversation_id, user_id=caller.user_id, sequence=mark
+        )
+        receipt.read_time.GetCurrentTime()
+        return chat_pb2.MarkReadResponse(receipt=receipt)
+
+    async def MarkRead(
+        self, request: chat_pb2.MarkReadRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.MarkReadResponse:
+        return await self._mark_read(require_caller(), request)
+
+    async def _typing(
+        self, caller: Caller, request: chat_pb2.SendTypingRequest
+    ) -> chat_pb2.SendTypingResponse:
+        row = await self._membership(request.conversation_id, caller.user_id)
+        await self.ready(self._typing_limit).enforce(
+            f"{caller.user_id}:{row.conversation_id}", "typing updates"
+        )
+        indicator = chat_pb2.TypingIndicator(
+            conversation_id=row.conversation_id,
+            user_id=caller.user_id,
+            typing=request.typing,
+            ttl=_duration(TYPING_TTL_SECONDS),
+        )
+        others = [m.user_id for m in row.members if m.user_id != caller.user_id]
+        event = event_at(datetime.now(UTC), typing=indicator)
+        positions = await self.store.append({u: event for u in others})
+        await self._deliver(positions)
+        await self.presence.touch(caller.user_id)
+        return chat_pb2.SendTypingResponse(ttl=_duration(TYPING_TTL_SECONDS))
+
+    async def SendTyping(
+        self, request: chat_pb2.SendTypingRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.SendTypingResponse:
+        return await self._typing(require_caller(), request)
+
+    # ---- presence ------------------------------------------------------------------
+
+    async def BatchGetPresence(
+        self, request: chat_pb2.BatchGetPresenceRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.BatchGetPresenceResponse:
+        caller = require_caller()
+        ids = list(dict.fromkeys(request.user_ids))
+        if not ids or len(ids) > PRESENCE_BATCH or any(u <= 0 for u in ids):
+            raise InvalidArgument([("user_ids", f"1 to {PRESENCE_BATCH} positive ids")])
+        visible = await self.store.share_a_conversation(caller.user_id, ids)
+        visible.add(caller.user_id) if caller.user_id in ids else None
+        shown = [u for u in ids if u in visible]
+        return chat_pb2.BatchGetPresenceResponse(presence=await self.presence.states(shown))
+
+    async def _broadcast_presence(self, user_id: int) -> None:
+        """Tells everyone sharing a conversation that the user came online or went offline."""
+        try:
+            peers = await self.store.shared_conversation_peers(user_id)
+            if not peers:
+                return
+            (state,) = await self.presence.states([user_id])
+            event = event_at(datetime.now(UTC), presence=state)
+            await self._deliver(await self.store.append({p: event for p in peers}))
+        except Exception:
+            log.warning("presence broadcast failed", exc_info=True)
+
+    # ---- streams -------------------------------------------------------------------
+
+    def _hello(self, cursor: str) -> chat_pb2.ChatEvent:
+        now = chat_pb2.ChatEvent()
+        now.create_time.GetCurrentTime()
+        return _control(
+            chat_pb2.STREAM_CONTROL_KIND_HELLO,
+            cursor,
+            heartbeat_interval=_duration(self._config.heartbeat_seconds),
+            server_time=now.create_time,
+        )
+
+    async def _start_position(
+        self, user_id: int, since: str
+    ) -> tuple[int, chat_pb2.ChatEvent | None]:
+        """Where delivery starts, and a RESYNC_REQUIRED control if the cursor is unusable."""
+        position = decode_cursor(since)
+        head: Head = await self._log.head(self._rt.db.primary, user_id)
+        if position is None:
+            return head.last_position, None
+        if position < head.floor_position or position > head.last_position:
+            cursor = encode_cursor(head.last_position)
+            return head.last_position, _control(
+                chat_pb2.STREAM_CONTROL_KIND_RESYNC_REQUIRED,
+                cursor,
+                reason="the cursor is older than the event log keeps: refetch, then continue",
+            )
+        return position, None
+
+    async def _events(
+        self, caller: Caller, since: str, *, greet: bool
+    ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        """The caller's events from `since`, then live, until a control ends the stream."""
+        user_id = caller.user_id
+        position, resync = await self._start_position(user_id, since)
+        wake = await self.wakeups.register(user_id)
+        stream_id = uuid.uuid4().hex
+        presence = self.presence
+        try:
+            if await presence.open(user_id, stream_id):
+                await self._broadcast_presence(user_id)
+            if greet:
+                yield self._hello(encode_cursor(position))
+            if resync is not None:
+                yield resync
+            heartbeat = self._config.heartbeat_seconds
+            while True:
+                wake.clear()
+                batch = await self._log.read(self._rt.db.primary, user_id, position, READ_BATCH)
+                for logged in batch:
+                    position = logged.position
+                    yield logged.event
+                if len(batch) == READ_BATCH:
+                    continue
+                ending = await self._ending(caller, encode_cursor(position))
+                if ending is not None:
+                    yield ending
+                    return
+                until_expiry = (
+                    caller.expires_at - TOKEN_MARGIN_SECONDS - time.time()
+                    if caller.expires_at
+                    else heartbeat
+                )
+                try:
+                    await asyncio.wait_for(
+                        wake.wait(), timeout=max(0.05, min(heartbeat, until_expiry))
+                    )
+                except TimeoutError:
+                    ending = await self._ending(caller, encode_cursor(position))
+                    if ending is not None:
+                        yield ending
+                        return
+                    await presence.refresh(user_id, stream_id)
+                    beat = chat_pb2.ChatEvent(
+                        cursor=encode_cursor(position), heartbeat=chat_pb2.Heartbeat()
+                    )
+                    beat.heartbeat.server_time.GetCurrentTime()
+                    beat.create_time.CopyFrom(beat.heartbeat.server_time)
+                    yield beat
+        finally:
+            self.wakeups.unregister(user_id, wake)
+            try:
+                if await presence.close(user_id, stream_id):
+                    await self._broadcast_presence(user_id)
+            except Exception:
+                log.debug("presence close failed", exc_info=True)
+
+    async def _ending(self, caller: Caller, cursor: str) -> chat_pb2.ChatEvent | None:
+        """The control that ends this stream now, if any (drain, expiry, revocation)."""
+        if self._draining:
+            jitter = random.uniform(0.5, max(0.5, self._config.reconnect_jitter_seconds))
+            return _control(
+                chat_pb2.STREAM_CONTROL_KIND_RECONNECT,
+                cursor,
+                retry_after=_duration(jitter),
+                reason="server restarting: reconnect with the last cursor",
+            )
+        if caller.expires_at and time.time() >= caller.expires_at - TOKEN_MARGIN_SECONDS:
+            return _control(
+                chat_pb2.STREAM_CONTROL_KIND_TOKEN_EXPIRING,
+                cursor,
+                reason="the access token expires soon: refresh it and reconnect",
+            )
+        revocations = self._rt.revocations
+        if revocations is not None and await revocations.is_revoked(caller):
+            return _control(
+                chat_pb2.STREAM_CONTROL_KIND_SESSION_ENDED, cursor, reason="the session was revoked"
+            )
+        return None
+
+    async def StreamEvents(
+        self, request: chat_pb2.StreamEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[chat_pb2.ChatEvent]:
+        caller = require_caller()
+        async for event in self._events(caller, request.since, greet=True):
+            yield event
+
+    async def SyncEvents(
+        self, request: chat_pb2.SyncEventsRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.SyncEventsResponse:
+        caller = require_caller()
+        size = page_size(request.page_size, default=SYNC_PAGES[0], maximum=SYNC_PAGES[1])
+        timeout = SYNC_DEFAULT_TIMEOUT
+        if request.HasField("timeout"):
+            timeout = request.timeout.ToMilliseconds() / 1000
+            if timeout < 0 or timeout > SYNC_MAX_TIMEOUT:
+                raise InvalidArgument([("timeout", f"0 to {SYNC_MAX_TIMEOUT:.0f} seconds")])
+        position, resync = await self._start_position(caller.user_id, request.since)
+        reply = chat_pb2.SyncEventsResponse()
+        if resync is not None:
+            reply.events.append(resync)
+        if not request.since or resync is not None:
+            reply.next_cursor = encode_cursor(position)
+            return reply
+        wake = await self.wakeups.register(caller.user_id)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                wake.clear()
+                batch = await self._log.read(self._rt.db.primary, caller.user_id, position, size)
+                if batch or time.monotonic() >= deadline or self._draining:
+                    break
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=deadline - time.monotonic())
+                except TimeoutError:
+                    pass
+        finally:
+            self.wakeups.unregister(caller.user_id, wake)
+        for logged in batch:
+            reply.events.append(logged.event)
+            position = logged.position
+        reply.next_cursor = encode_cursor(position)
+        return reply
+
+    async def Connect(
+        self,
+        request_iterator: AsyncIterator[chat_pb2.ConnectRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[chat_pb2.ConnectResponse]:
+        caller = require_caller()
+        outbox: asyncio.Queue[chat_pb2.ConnectResponse | None] = asyncio.Queue(maxsize=1000)
+        delivery: asyncio.Task[None] | None = None
+
+        async def deliver(since: str) -> None:
+            try:
+                async for event in self._events(caller, since, greet=False):
+                    await outbox.put(chat_pb2.ConnectResponse(event=event))
+                    if event.WhichOneof("event") == "control" and event.control.kind not in (
+                        chat_pb2.STREAM_CONTROL_KIND_HELLO,
+                        chat_pb2.STREAM_CONTROL_KIND_RESYNC_REQUIRED,
+                    ):
+                        break
+            except ServiceError as exc:
+                await outbox.put(
+                    chat_pb2.ConnectResponse(ack=chat_pb2.Ack(status=exc.status_proto()))
+                )
+            await outbox.put(None)
+
+        async def read_actions() -> None:
+            nonlocal delivery
+            async for action in request_iterator:
+                ack = await self._act(caller, action)
+                if ack is None:  # subscribe: (re)start delivery from the cursor
+                    if delivery is not None:
+                        await cancel_and_wait(delivery)
+                    delivery = asyncio.create_task(deliver(action.subscribe.since))
+                    ack = chat_pb2.Ack(
+                        client_request_id=action.client_request_id,
+                        status=status_pb2.Status(code=code_pb2.OK),
+                    )
+                await outbox.put(chat_pb2.ConnectResponse(ack=ack))
+            await outbox.put(None)
+
+        head = await self._log.head(self._rt.db.primary, caller.user_id)
+        yield chat_pb2.ConnectResponse(event=self._hello(encode_cursor(head.last_position)))
+        reader = asyncio.create_task(read_actions())
+        try:
+            while True:
+                response = await outbox.get()
+                if response is None:
+                    break
+                yield response
+        finally:
+            await cancel_and_wait(reader)
+            if delivery is not None:
+                await cancel_and_wait(delivery)
+
+    async def _act(self, caller: Caller, action: chat_pb2.ConnectRequest) -> chat_pb2.Ack | None:
+        """Runs one Connect action; None for `subscribe` (the caller starts delivery)."""
+        ack = chat_pb2.Ack(client_request_id=action.client_request_id)
+        try:
+            violations = request_violations(action)
+            if len(action.client_request_id) > MAX_REQUEST_ID:
+                violations.append(("client_request_id", f"at most {MAX_REQUEST_ID} characters"))
+            if violations:
+                raise InvalidArgument(violations)
+            kind = action.WhichOneof("action")
+            if kind == "subscribe":
+                decode_cursor(action.subscribe.since, "subscribe.since")
+                return None
+            if kind == "send":
+                send = chat_pb2.SendMessageRequest()
+                send.CopyFrom(action.send)
+                send.request_id = send.request_id or action.client_request_id
+                ack.message.CopyFrom(await self._send(caller, send))
+            elif kind == "typing":
+                await self._typing(caller, action.typing)
+            elif kind == "mark_read":
+                await self._mark_read(caller, action.mark_read)
+            elif kind == "heartbeat":
+                if action.heartbeat.active:
+                    await self.presence.touch(caller.user_id)
+            else:
+                raise InvalidArgument(
+                    [("action", "set one of subscribe, send, typing, mark_read, heartbeat")]
+                )
+            ack.status.code = code_pb2.OK
+        except ServiceError as exc:
+            ack.status.CopyFrom(exc.status_proto())
+        except grpc.aio.AioRpcError as exc:
+            mapped = upstream_error(exc, "peer")
+            if not isinstance(mapped, ServiceError):
+                raise
+            ack.status.CopyFrom(mapped.status_proto())
+        return ack
+
+    # ---- notifications (services/chat/notifications.py) ------------------------------
+
+    def _notifications(self) -> Any:
+        if self.notifications is None:
+            raise FailedPrecondition("notifications are not available on this server")
+        return self.notifications
+
+    async def ListNotifications(
+        self, request: chat_pb2.ListNotificationsRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.ListNotificationsResponse:
+        caller = require_caller()
+        reply: chat_pb2.ListNotificationsResponse = await self._notifications().list_notifications(
+            caller.user_id, request
+        )
+        return reply
+
+    async def GetUnreadCounts(
+        self, request: chat_pb2.GetUnreadCountsRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.UnreadCounts:
+        caller = require_caller()
+        if self.notifications is None:
+            messages, conversations = await self.store.unread_messages(caller.user_id)
+            return chat_pb2.UnreadCounts(messages=messages, conversations=conversations)
+        counts: chat_pb2.UnreadCounts = await self.notifications.unread_counts(caller.user_id)
+        return counts
+
+    async def MarkNotificationsRead(
+        self, request: chat_pb2.MarkNotificationsReadRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.UnreadCounts:
+        caller = require_caller()
+        counts: chat_pb2.UnreadCounts = await self._notifications().mark_read(
+            caller.user_id, request
+        )
+        return counts
+
+    async def DismissNotification(
+        self, request: chat_pb2.DismissNotificationRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        caller = require_caller()
+        await self._notifications().dismiss(caller.user_id, request)
+        return empty_pb2.Empty()
+
+    async def CreatePushEndpoint(
+        self, request: chat_pb2.CreatePushEndpointRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.PushEndpoint:
+        caller = require_caller()
+        endpoint: chat_pb2.PushEndpoint = await self._notifications().create_push_endpoint(
+            caller.user_id, request
+        )
+        return endpoint
+
+    async def DeletePushEndpoint(
+        self, request: chat_pb2.DeletePushEndpointRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        caller = require_caller()
+        await self._notifications().delete_push_endpoint(caller.user_id, request)
+        return empty_pb2.Empty()

@@ -1,0 +1,1 @@
+"""The media service: uploads, safe processing into WebP variants, unguessable URLs."""
