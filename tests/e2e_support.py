@@ -119,3 +119,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
 def client(stack: UpProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.edge, timeout=20) as c:
         yield c
+
+
+def spawn_envoy(config: Path, port: int) -> subprocess.Popen[bytes]:
+    """An Envoy of a test's own (its own edge settings) on `port`; stop it with terminate()."""
+    from services.devstack import envoy_binary
+
+    return subprocess.Popen(
+        [
+            envoy_binary(),
+            "-c",
+            str(config),
+            "--disable-hot-restart",
+            "--log-level",
+            "error",
+            "--base-id",  # several Envoys on one machine need distinct shared-memory ids
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

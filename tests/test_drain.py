@@ -11,7 +11,6 @@ ejects the stopped one, so no client sees an error.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,11 +20,12 @@ import pytest
 
 from gateway.envoy_config import EdgeSettings, Upstream, render_yaml
 from services import registry
-from services.devstack import DESCRIPTOR_SET, envoy_binary, free_port_block
+from services.devstack import DESCRIPTOR_SET, free_port_block
 from services.kit.auth import jwks_json, load_public_key
 from services.kit.server import ServiceHost
 
 from .conftest import Infra, Mesh
+from .e2e_support import spawn_envoy
 
 pytestmark = pytest.mark.e2e
 
@@ -88,20 +88,7 @@ async def test_rolling_an_instance_under_load_fails_no_request(
     port = free_port_block(2)
     config = tmp_path / "envoy.yaml"
     config.write_text(edge_config(infra, mesh, [leaving.port, staying.port], port))
-    envoy = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
-        [
-            envoy_binary(),
-            "-c",
-            str(config),
-            "--disable-hot-restart",
-            "--log-level",
-            "error",
-            "--base-id",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    envoy = spawn_envoy(config, port)
     codes: Counter[int] = Counter()
     failures: list[str] = []
     try:

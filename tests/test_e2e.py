@@ -160,7 +160,7 @@ def test_refusals_map_to_http_statuses(client: httpx.Client) -> None:
     alice_token = login(client, alice["handle"])["accessToken"]
     for params, payload, field in (
         ({"updateMask": "bio"}, {"bio": "b" * 301}, "user.bio"),
-        ({"updateMask": "avatarUrl"}, {"avatarUrl": "http://x.example/a.png"}, "user.avatar_url"),
+        ({"updateMask": "avatarUrl"}, {"avatarUrl": "https://x.example/a.png"}, "update_mask"),
         ({"updateMask": "handle"}, {"handle": "takeover"}, "update_mask"),
     ):
         r = client.patch(

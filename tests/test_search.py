@@ -22,6 +22,7 @@ from socialmesh.user.v1 import events_pb2 as user_events
 from socialmesh.user.v1 import user_pb2
 
 from services.kit.consumers import EventMeta
+from services.kit.events import seal
 from services.kit.ratelimit import RateLimiter
 from services.post.search import Position, PostQuery, PostSearch, parse_post_query
 from services.user.search import UserSearch
@@ -609,9 +610,10 @@ async def test_projection_ignores_redelivered_and_reordered_events(mesh):
 
     unfollowed = graph_events.Unfollowed(follower_id=a, followee_id=b)
     followed = graph_events.Followed(follower_id=a, followee_id=b)
-    await search._on_unfollowed(unfollowed, meta(20))
-    await search._on_followed(followed, meta(10))  # older, late
-    await search._on_unfollowed(unfollowed, meta(20))  # redelivered
+    handlers = search.handlers()  # graph's typed events, routed as the consumer does
+    await handlers.dispatch(seal(unfollowed, event_id=20, aggregate_id=a))
+    await handlers.dispatch(seal(followed, event_id=10, aggregate_id=a))  # older, late
+    await handlers.dispatch(seal(unfollowed, event_id=20, aggregate_id=a))  # redelivered
     following = await rt.db.primary.fetchval(
         "SELECT following FROM post.search_follows WHERE follower_id = $1 AND followee_id = $2",
         a,
@@ -632,16 +634,12 @@ async def test_follower_counts_move_only_when_a_follow_flips(mesh):
         rt.db, rt.page_tokens, RateLimiter(rt.redis, "t", limit=1, window_seconds=1)
     )
     fan, idol = rt.ids.next_id(), rt.ids.next_id()
-
-    def meta(event_id: int) -> EventMeta:
-        return EventMeta(event_id, "t", fan, datetime.now(UTC), "graph")
-
     followed = graph_events.Followed(follower_id=fan, followee_id=idol)
-    await people._on_followed(followed, meta(10))
-    await people._on_followed(followed, meta(10))  # redelivered
-    await people._on_unfollowed(
-        graph_events.Unfollowed(follower_id=fan, followee_id=idol), meta(5)
-    )  # older, late
+    unfollowed = graph_events.Unfollowed(follower_id=fan, followee_id=idol)
+    handlers = people.handlers()
+    await handlers.dispatch(seal(followed, event_id=10, aggregate_id=fan))
+    await handlers.dispatch(seal(followed, event_id=10, aggregate_id=fan))  # redelivered
+    await handlers.dispatch(seal(unfollowed, event_id=5, aggregate_id=fan))  # older, late
 
     async def count() -> int:
         return await rt.db.primary.fetchval(
@@ -649,7 +647,5 @@ async def test_follower_counts_move_only_when_a_follow_flips(mesh):
         )
 
     assert await count() == 1
-    await people._on_unfollowed(
-        graph_events.Unfollowed(follower_id=fan, followee_id=idol), meta(30)
-    )
+    await handlers.dispatch(seal(unfollowed, event_id=30, aggregate_id=fan))
     assert await count() == 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from services import registry
 from services.kit.auth import ACCESS_TOKEN_TYPE, key_id, load_private_key
 
 from .conftest import Infra, Mesh, unique
-from .e2e_support import UpProcess
+from .e2e_support import UpProcess, spawn_envoy
 from .helpers import violations
 
 PASSWORD = "correct horse battery"
@@ -594,7 +593,7 @@ def own_edge(
 ) -> Iterator[str]:
     """A second Envoy in front of the running stack's services, with its own settings."""
     from services import registry
-    from services.devstack import edge_yaml, envoy_binary, free_port_block, jwt_key_pair
+    from services.devstack import edge_yaml, free_port_block, jwt_key_pair
 
     port = free_port_block(2)
     _, public_key = jwt_key_pair(stack.data_dir / "keys")
@@ -612,20 +611,7 @@ def own_edge(
             **edge,  # type: ignore[arg-type]
         )
     )
-    proc = subprocess.Popen(
-        [
-            envoy_binary(),
-            "-c",
-            str(config),
-            "--disable-hot-restart",
-            "--log-level",
-            "error",
-            "--base-id",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = spawn_envoy(config, port)
     try:
         url = f"{scheme}://127.0.0.1:{port}"
         deadline = time.monotonic() + 30

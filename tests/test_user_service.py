@@ -16,7 +16,7 @@ from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 from services.kit.events import EventEnvelope, unpack
 
 from .conftest import Infra, RunningService, unique
-from .helpers import auth, violations
+from .helpers import auth, code_of, violations
 
 PASSWORD = "correct horse battery"
 
@@ -177,8 +177,9 @@ async def test_update_validates_values_and_strips_control_characters(stub):
     cases = [
         (["display_name"], {"display_name": "x" * 51}, "user.display_name"),
         (["bio"], {"bio": "b" * 301}, "user.bio"),
-        (["avatar_url"], {"avatar_url": "http://insecure.example.com/a.png"}, "user.avatar_url"),
-        (["avatar_url"], {"avatar_url": "javascript:alert(1)"}, "user.avatar_url"),
+        # Avatars are uploads of one's own, never arbitrary URLs (tracking pixels).
+        (["avatar_url"], {"avatar_url": "https://cdn.example.com/a.png"}, "update_mask"),
+        (["avatar_media_id"], {"avatar_media_id": -1}, "user.avatar_media_id"),
         # NUL is refused in every string (PostgreSQL cannot store it), not stripped.
         (["bio"], {"bio": "a\x00b"}, "user.bio"),
     ]
@@ -189,18 +190,47 @@ async def test_update_validates_values_and_strips_control_characters(stub):
     reply = await stub.UpdateUser(
         update(
             user.user_id,
-            ["bio", "display_name", "avatar_url"],
+            ["bio", "display_name"],
             bio="line1\nline2\x01\x1b[31m",
             display_name="Ally",
-            avatar_url="https://cdn.example.com/a.png",
         ),
         metadata=auth(token),
     )
     assert reply.bio == "line1\nline2[31m"
-    assert (reply.display_name, reply.avatar_url) == (
-        "Ally",
-        "https://cdn.example.com/a.png",
+    assert reply.display_name == "Ally"
+
+
+async def test_avatars_are_the_owner_s_own_image_uploads(stub, mesh, make_person):
+    from socialmesh.media.v1 import media_pb2, media_pb2_grpc
+
+    from .test_media_service import image_bytes, mp4, settled, upload
+
+    media = media_pb2_grpc.MediaServiceStub(mesh["media"].channel)
+    me, other = await make_person(), await make_person()
+    photo = await upload(media, me, image_bytes("JPEG"))
+    assert (await settled(media, me, photo.media_id)).state == media_pb2.MEDIA_STATE_READY
+    reply = await stub.UpdateUser(
+        update(me.id, ["avatar_media_id"], avatar_media_id=photo.media_id), metadata=me.md
     )
+    assert reply.avatar_media_id == photo.media_id
+    assert "/v1/media/files/" in reply.avatar_url and reply.avatar_url.endswith("w320.webp")
+    seen = await stub.GetUser(user_pb2.GetUserRequest(user_id=me.id), metadata=other.md)
+    assert seen.avatar_url == reply.avatar_url
+    # Someone else's upload is refused; so is a video.
+    theirs = stub.UpdateUser(
+        update(other.id, ["avatar_media_id"], avatar_media_id=photo.media_id), metadata=other.md
+    )
+    assert await code_of(theirs) == grpc.StatusCode.PERMISSION_DENIED
+    clip = await upload(media, me, mp4(), content_type="video/mp4", filename="a.mp4")
+    assert (await settled(media, me, clip.media_id)).state == media_pb2.MEDIA_STATE_READY
+    video = stub.UpdateUser(
+        update(me.id, ["avatar_media_id"], avatar_media_id=clip.media_id), metadata=me.md
+    )
+    assert await code_of(video) == grpc.StatusCode.INVALID_ARGUMENT
+    cleared = await stub.UpdateUser(
+        update(me.id, ["avatar_media_id"], avatar_media_id=0), metadata=me.md
+    )
+    assert (cleared.avatar_media_id, cleared.avatar_url) == (0, "")
 
 
 async def test_update_only_touches_masked_fields_and_logs_activity(stub, user_service):

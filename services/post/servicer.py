@@ -22,6 +22,7 @@ from services.kit.consumers import Start
 from services.kit.errors import NotFound, PermissionDenied
 from services.kit.pagination import PageSizes, page_size
 from services.kit.ratelimit import RateLimiter
+from services.kit.search import anonymous_limit
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_datetime
 from services.kit.validation import Violations, batch_ids, require_positive_id
@@ -135,7 +136,7 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
             RateLimiter(
                 self._rt.redis,
                 "search-posts-client",
-                limit=search_rules.anonymous_limit(),
+                limit=anonymous_limit(),
                 window_seconds=60,
             ),
         )

@@ -18,23 +18,20 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import grpc
-from socialmesh.graph.v1 import events_pb2 as graph_events
 from socialmesh.user.v1 import user_pb2
 
-from services.kit.auth import current_viewer_id
 from services.kit.consumers import EventHandlers, EventMeta
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument
 from services.kit.pagination import PageSizes, PageTokens, page_size
-from services.kit.ratelimit import RateLimiter, client_address
+from services.kit.ratelimit import RateLimiter
+from services.kit.relationships import on_relationship_events, set_block, set_follow
+from services.kit.search import fetch_planned_per_query, limit_anonymous
 from services.kit.validation import strip_control_characters
 
 from .store import _USER_COLUMNS, UserRecord
@@ -47,31 +44,7 @@ MIN_SIMILARITY = 0.3
 FUZZY_CANDIDATES = 1000
 #: ... and only when the exact handle/name-prefix matches are fewer than this.
 FUZZY_WHEN_FEWER = 10
-ANONYMOUS_SEARCHES_PER_MINUTE = 60
 HANDLE_PREFIX = re.compile(r"^[a-z0-9_]{1,30}$")
-
-
-def anonymous_limit() -> int:
-    """`SEARCH_ANONYMOUS_PER_MINUTE` overrides the default (shared addresses, test stacks)."""
-    value = int(os.environ.get("SEARCH_ANONYMOUS_PER_MINUTE", ANONYMOUS_SEARCHES_PER_MINUTE))
-    if value < 1:
-        raise SystemExit("SEARCH_ANONYMOUS_PER_MINUTE must be a positive number")
-    return value
-
-
-async def fetch_planned_per_query(
-    db: Database, sql: str, args: Sequence[Any]
-) -> list[asyncpg.Record]:
-    """Runs a search query with a plan made for its actual parameters.
-
-    After five executions PostgreSQL may switch a prepared statement to a generic
-    plan, blind to the query's values (how common the words are, how long the
-    prefix is); for search that turned 15 ms into 900 ms on the seeded data. The
-    setting is LOCAL to this read-only transaction.
-    """
-    async with db.reader().acquire() as conn, conn.transaction(readonly=True):
-        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        return list(await conn.fetch(sql, *args))
 
 
 @dataclass(frozen=True)
@@ -92,10 +65,7 @@ class UserSearch:
 
     def handlers(self) -> EventHandlers:
         h = EventHandlers()
-        h.on(graph_events.Followed, self._on_followed)
-        h.on(graph_events.Unfollowed, self._on_unfollowed)
-        h.on(graph_events.Blocked, self._on_blocked)
-        h.on(graph_events.Unblocked, self._on_unblocked)
+        on_relationship_events(h, self._follow, self._block)
         return h
 
     async def _follow(self, follower: int, followee: int, on: bool, meta: EventMeta) -> None:
@@ -111,18 +81,7 @@ class UserSearch:
                 follower,
                 followee,
             )
-            after = await conn.fetchval(
-                """INSERT INTO "user".search_follows (follower_id, followee_id, following, event_id)
-                   VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (follower_id, followee_id) DO UPDATE
-                   SET following = EXCLUDED.following, event_id = EXCLUDED.event_id
-                   WHERE "user".search_follows.event_id < EXCLUDED.event_id
-                   RETURNING following""",
-                follower,
-                followee,
-                on,
-                meta.event_id,
-            )
+            after = await set_follow(conn, "user", follower, followee, on, meta.event_id)
             if after is not None and bool(before) != after:
                 await conn.execute(
                     """INSERT INTO "user".search_follower_counts (user_id, follower_count)
@@ -134,40 +93,13 @@ class UserSearch:
                 )
 
     async def _block(self, blocker: int, blocked: int, on: bool, meta: EventMeta) -> None:
-        await self._db.primary.execute(
-            """INSERT INTO "user".search_blocks (blocker_id, blocked_id, blocking, event_id)
-               VALUES ($1, $2, $3, $4)
-               ON CONFLICT (blocker_id, blocked_id) DO UPDATE
-               SET blocking = EXCLUDED.blocking, event_id = EXCLUDED.event_id
-               WHERE "user".search_blocks.event_id < EXCLUDED.event_id""",
-            blocker,
-            blocked,
-            on,
-            meta.event_id,
-        )
-
-    async def _on_followed(self, e: graph_events.Followed, meta: EventMeta) -> None:
-        await self._follow(e.follower_id, e.followee_id, True, meta)
-
-    async def _on_unfollowed(self, e: graph_events.Unfollowed, meta: EventMeta) -> None:
-        await self._follow(e.follower_id, e.followee_id, False, meta)
-
-    async def _on_blocked(self, e: graph_events.Blocked, meta: EventMeta) -> None:
-        await self._block(e.blocker_id, e.blocked_id, True, meta)
-
-    async def _on_unblocked(self, e: graph_events.Unblocked, meta: EventMeta) -> None:
-        await self._block(e.blocker_id, e.blocked_id, False, meta)
+        await set_block(self._db.primary, "user", blocker, blocked, on, meta.event_id)
 
     # -- search -------------------------------------------------------------------
 
     async def limit_anonymous(self, context: grpc.aio.ServicerContext) -> int | None:
         """The viewer; an anonymous caller spends one unit of its client's budget."""
-        viewer = current_viewer_id()
-        if viewer is None:
-            client = client_address(context.invocation_metadata(), context.peer())
-            if client is not None:
-                await self._limiter.enforce(client, "anonymous searches per client")
-        return viewer
+        return await limit_anonymous(self._limiter, context)
 
     async def search(
         self, request: user_pb2.SearchUsersRequest, viewer: int | None

@@ -11,13 +11,13 @@ import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 import grpc
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from google.protobuf import empty_pb2, field_mask_pb2
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
+from socialmesh.media.v1 import media_pb2, media_pb2_grpc
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import events_pb2 as user_events_pb2
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
@@ -34,6 +34,7 @@ from services.kit.channels import upstream_error
 from services.kit.consumers import EventHandlers, EventMeta, Start
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from services.kit.ratelimit import RateLimiter, client_address
+from services.kit.search import anonymous_limit
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_datetime
 from services.kit.validation import (
@@ -56,10 +57,9 @@ MAX_BATCH = 500
 MAX_LOOKUP = 100
 MAX_DISPLAY_NAME = 50
 MAX_BIO = 300
-MAX_URL = 2048
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # argon2 is happy with more; this only bounds the work per request
-UPDATABLE_PATHS = ("display_name", "bio", "avatar_url", "is_private")
+UPDATABLE_PATHS = ("display_name", "bio", "avatar_media_id", "is_private")
 PROFILE_UPDATES_PER_HOUR = 10
 #: Login limits (M2/M3). Only *failures* count per account, and only those from the
 #: same client address, so nobody can lock an owner out from elsewhere; a client
@@ -101,21 +101,6 @@ def validate_bio(value: str, field: str, v: Violations) -> str:
     return cleaned
 
 
-def validate_avatar_url(value: str, field: str, v: Violations) -> str:
-    if value == "":
-        return value  # clearing the avatar is allowed
-    parts = urlsplit(value)
-    v.check(
-        parts.scheme == "https"
-        and bool(parts.hostname)
-        and len(value) <= MAX_URL
-        and not any(ch.isspace() for ch in value),
-        field,
-        "must be an https:// URL of at most 2048 characters",
-    )
-    return value
-
-
 COUNT_FIELDS = frozenset({"follower_count", "following_count", "post_count"})
 
 
@@ -147,6 +132,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self._login_client_attempts: RateLimiter | None = None
         self._register_limit: RateLimiter | None = None
         self._graph: graph_pb2_grpc.GraphServiceAsyncStub | None = None
+        self._media: media_pb2_grpc.MediaServiceAsyncStub | None = None
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
         self._search: search_rules.UserSearch | None = None
         #: Where registration outcomes go (M4); replace with a real sender in production.
@@ -194,6 +180,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             window_seconds=3600,
         )
         self._graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
+        self._media = media_pb2_grpc.MediaServiceStub(self.peer("media"))
         self._posts = post_pb2_grpc.PostServiceStub(self.peer("post"))
 
         # Crash-safe revocation: the events commit with the change, and this
@@ -212,7 +199,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             RateLimiter(
                 redis,
                 "search-users-client",
-                limit=search_rules.anonymous_limit(),
+                limit=anonymous_limit(),
                 window_seconds=60,
             ),
         )
@@ -325,6 +312,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             handle=record.handle,
             display_name=record.display_name,
             avatar_url=record.avatar_url,
+            avatar_media_id=record.avatar_media_id,
             is_private=record.is_private,
             is_limited_view=limited,
             is_following=is_following,
@@ -570,8 +558,13 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         if "bio" in paths:
             changes["bio"] = validate_bio(request.user.bio, "user.bio", v)
         if "avatar_url" in paths:
-            changes["avatar_url"] = validate_avatar_url(
-                request.user.avatar_url.strip(), "user.avatar_url", v
+            v.add(
+                "update_mask",
+                "avatar_url is derived: set avatar_media_id to an image you uploaded",
+            )
+        if "avatar_media_id" in paths:
+            v.check(
+                request.user.avatar_media_id >= 0, "user.avatar_media_id", "must not be negative"
             )
         if "is_private" in paths:
             changes["is_private"] = request.user.is_private
@@ -579,9 +572,33 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         if caller.user_id not in await self._records([caller.user_id]):
             raise NotFound(f"user {caller.user_id} not found")
         await self.ready(self._update_limit).enforce(str(caller.user_id), "profile updates")
+        if "avatar_media_id" in paths:
+            changes["avatar_media_id"] = request.user.avatar_media_id
+            changes["avatar_url"] = await self._avatar_url(
+                caller.user_id, request.user.avatar_media_id
+            )
         record = await self.store.update_profile(caller.user_id, changes)
         await self.cache.invalidate(str(record.user_id), record.to_bytes())
         return (await self._present([record], caller.user_id))[0]
+
+    async def _avatar_url(self, owner_id: int, media_id: int) -> str:
+        """The URL of the owner's READY image's 320 px variant (marking it in use); "" for 0."""
+        if media_id == 0:
+            return ""
+        try:
+            reply = await self.ready(self._media).AttachMedia(
+                media_pb2.AttachMediaRequest(owner_id=owner_id, media_ids=[media_id])
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "media") from exc
+        (media,) = reply.media
+        if media.media_type != media_pb2.MEDIA_TYPE_IMAGE:
+            raise InvalidArgument([("user.avatar_media_id", "must be an image")])
+        by_kind = {(v.kind, v.content_type): v.url for v in media.variants}
+        url = by_kind.get((media_pb2.VARIANT_KIND_W320, "image/webp")) or next(
+            (v.url for v in media.variants), ""
+        )
+        return url
 
     async def DeleteUser(
         self, request: user_pb2.DeleteUserRequest, context: grpc.aio.ServicerContext

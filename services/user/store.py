@@ -18,7 +18,8 @@ from services.kit.ids import IdGenerator
 
 SCHEMA = "user"
 _USER_COLUMNS = (
-    "user_id, handle, email, display_name, bio, avatar_url, is_private, created_at, updated_at"
+    "user_id, handle, email, display_name, bio, avatar_url, is_private, created_at, updated_at,"
+    " avatar_media_id"
 )
 
 
@@ -35,6 +36,8 @@ class UserRecord:
     is_private: bool
     created_at: datetime
     updated_at: datetime
+    #: The avatar's media id (0: none); avatar_url is its 320 px variant.
+    avatar_media_id: int = 0
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> UserRecord:

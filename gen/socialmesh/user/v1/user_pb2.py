@@ -30,7 +30,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsocialmesh/user/v1/user.proto\x12\x12socialmesh.user.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1esocialmesh/api/v1/access.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x03\n\x04User\x12\x15\n\x07user_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x08\x12\x14\n\x06handle\x18\x02 \x01(\tB\x04\xe2\x41\x01\x05\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x0b\n\x03\x62io\x18\x04 \x01(\t\x12\x12\n\navatar_url\x18\x05 \x01(\t\x12\x12\n\nis_private\x18\x06 \x01(\x08\x12\x1c\n\x0e\x66ollower_count\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x66ollowing_count\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x18\n\npost_count\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0cis_following\x18\n \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0fis_limited_view\x18\x0b \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x13\n\x05\x65mail\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"m\n\x11\x43reateUserRequest\x12\x14\n\x06handle\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x05\x65mail\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08password\x18\x04 \x01(\tB\x05\xe2\x41\x02\x02\x04\"=\n\x0cLoginRequest\x12\x14\n\x06handle\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08password\x18\x02 \x01(\tB\x05\xe2\x41\x02\x02\x04\"x\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12&\n\x04user\x18\x04 \x01(\x0b\x32\x18.socialmesh.user.v1.User\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"3\n\x13RefreshTokenRequest\x12\x1c\n\rrefresh_token\x18\x01 \x01(\tB\x05\xe2\x41\x02\x02\x04\"\x7f\n\x14RefreshTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12&\n\x04user\x18\x04 \x01(\x0b\x32\x18.socialmesh.user.v1.User\"\'\n\x0eGetUserRequest\x12\x15\n\x07user_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"c\n\x14\x42\x61tchGetUsersRequest\x12\x16\n\x08user_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x33\n\tread_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"@\n\x15\x42\x61tchGetUsersResponse\x12\'\n\x05users\x18\x01 \x03(\x0b\x32\x18.socialmesh.user.v1.User\"+\n\x12LookupUsersRequest\x12\x15\n\x07handles\x18\x01 \x03(\tB\x04\xe2\x41\x01\x02\">\n\x13LookupUsersResponse\x12\'\n\x05users\x18\x01 \x03(\x0b\x32\x18.socialmesh.user.v1.User\"x\n\x11UpdateUserRequest\x12,\n\x04user\x18\x01 \x01(\x0b\x32\x18.socialmesh.user.v1.UserB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"*\n\x11\x44\x65leteUserRequest\x12\x15\n\x07user_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"\x12\n\x10GetCallerRequest\"8\n\x11GetCallerResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x12\n\nsession_id\x18\x02 \x01(\x03\"P\n\x12SearchUsersRequest\x12\x13\n\x05query\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x13SearchUsersResponse\x12\'\n\x05users\x18\x01 \x03(\x0b\x32\x18.socialmesh.user.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x96\n\n\x0bUserService\x12g\n\nCreateUser\x12%.socialmesh.user.v1.CreateUserRequest\x1a\x18.socialmesh.user.v1.User\"\x18\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12k\n\x05Login\x12 .socialmesh.user.v1.LoginRequest\x1a!.socialmesh.user.v1.LoginResponse\"\x1d\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth:login:\x01*\x12\x82\x01\n\x0cRefreshToken\x12\'.socialmesh.user.v1.RefreshTokenRequest\x1a(.socialmesh.user.v1.RefreshTokenResponse\"\x1f\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth:refresh:\x01*\x12k\n\x06Logout\x12!.socialmesh.user.v1.LogoutRequest\x1a\".socialmesh.user.v1.LogoutResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth:logout:\x01*\x12h\n\x07GetUser\x12\".socialmesh.user.v1.GetUserRequest\x1a\x18.socialmesh.user.v1.User\"\x1f\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/{user_id}\x12\x84\x01\n\rBatchGetUsers\x12(.socialmesh.user.v1.BatchGetUsersRequest\x1a).socialmesh.user.v1.BatchGetUsersResponse\"\x1e\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/users:batchGet\x12|\n\x0bLookupUsers\x12&.socialmesh.user.v1.LookupUsersRequest\x1a\'.socialmesh.user.v1.LookupUsersResponse\"\x1c\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/users:lookup\x12u\n\nUpdateUser\x12%.socialmesh.user.v1.UpdateUserRequest\x1a\x18.socialmesh.user.v1.User\"&\x82\xd3\xe4\x93\x02 2\x18/v1/users/{user.user_id}:\x04user\x12h\n\nDeleteUser\x12%.socialmesh.user.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/users/{user_id}\x12q\n\tGetCaller\x12$.socialmesh.user.v1.GetCallerRequest\x1a%.socialmesh.user.v1.GetCallerResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auth:caller\x12|\n\x0bSearchUsers\x12&.socialmesh.user.v1.SearchUsersRequest\x1a\'.socialmesh.user.v1.SearchUsersResponse\"\x1c\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/users:searchb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsocialmesh/user/v1/user.proto\x12\x12socialmesh.user.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1esocialmesh/api/v1/access.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x03\n\x04User\x12\x15\n\x07user_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x08\x12\x14\n\x06handle\x18\x02 \x01(\tB\x04\xe2\x41\x01\x05\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x0b\n\x03\x62io\x18\x04 \x01(\t\x12\x18\n\navatar_url\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\nis_private\x18\x06 \x01(\x08\x12\x1c\n\x0e\x66ollower_count\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x66ollowing_count\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x18\n\npost_count\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1a\n\x0cis_following\x18\n \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0fis_limited_view\x18\x0b \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x13\n\x05\x65mail\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x17\n\x0f\x61vatar_media_id\x18\x0f \x01(\x03\"m\n\x11\x43reateUserRequest\x12\x14\n\x06handle\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x05\x65mail\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08password\x18\x04 \x01(\tB\x05\xe2\x41\x02\x02\x04\"=\n\x0cLoginRequest\x12\x14\n\x06handle\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\x08password\x18\x02 \x01(\tB\x05\xe2\x41\x02\x02\x04\"x\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12&\n\x04user\x18\x04 \x01(\x0b\x32\x18.socialmesh.user.v1.User\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"3\n\x13RefreshTokenRequest\x12\x1c\n\rrefresh_token\x18\x01 \x01(\tB\x05\xe2\x41\x02\x02\x04\"\x7f\n\x14RefreshTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12&\n\x04user\x18\x04 \x01(\x0b\x32\x18.socialmesh.user.v1.User\"\'\n\x0eGetUserRequest\x12\x15\n\x07user_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"c\n\x14\x42\x61tchGetUsersRequest\x12\x16\n\x08user_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x33\n\tread_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"@\n\x15\x42\x61tchGetUsersResponse\x12\'\n\x05users\x18\x01 \x03(\x0b\x32\x18.socialmesh.user.v1.User\"+\n\x12LookupUsersRequest\x12\x15\n\x07handles\x18\x01 \x03(\tB\x04\xe2\x41\x01\x02\">\n\x13LookupUsersResponse\x12\'\n\x05users\x18\x01 \x03(\x0b\x32\x18.socialmesh.user.v1.User\"x\n\x11UpdateUserRequest\x12,\n\x04user\x18\x01 \x01(\x0b\x32\x18.socialmesh.user.v1.UserB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"*\n\x11\x44\x65leteUserRequest\x12\x15\n\x07user_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"\x12\n\x10GetCallerRequest\"8\n\x11GetCallerResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x12\n\nsession_id\x18\x02 \x01(\x03\"P\n\x12SearchUsersRequest\x12\x13\n\x05query\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x13SearchUsersResponse\x12\'\n\x05users\x18\x01 \x03(\x0b\x32\x18.socialmesh.user.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x96\n\n\x0bUserService\x12g\n\nCreateUser\x12%.socialmesh.user.v1.CreateUserRequest\x1a\x18.socialmesh.user.v1.User\"\x18\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12k\n\x05Login\x12 .socialmesh.user.v1.LoginRequest\x1a!.socialmesh.user.v1.LoginResponse\"\x1d\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth:login:\x01*\x12\x82\x01\n\x0cRefreshToken\x12\'.socialmesh.user.v1.RefreshTokenRequest\x1a(.socialmesh.user.v1.RefreshTokenResponse\"\x1f\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth:refresh:\x01*\x12k\n\x06Logout\x12!.socialmesh.user.v1.LogoutRequest\x1a\".socialmesh.user.v1.LogoutResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/auth:logout:\x01*\x12h\n\x07GetUser\x12\".socialmesh.user.v1.GetUserRequest\x1a\x18.socialmesh.user.v1.User\"\x1f\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/users/{user_id}\x12\x84\x01\n\rBatchGetUsers\x12(.socialmesh.user.v1.BatchGetUsersRequest\x1a).socialmesh.user.v1.BatchGetUsersResponse\"\x1e\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/users:batchGet\x12|\n\x0bLookupUsers\x12&.socialmesh.user.v1.LookupUsersRequest\x1a\'.socialmesh.user.v1.LookupUsersResponse\"\x1c\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/users:lookup\x12u\n\nUpdateUser\x12%.socialmesh.user.v1.UpdateUserRequest\x1a\x18.socialmesh.user.v1.User\"&\x82\xd3\xe4\x93\x02 2\x18/v1/users/{user.user_id}:\x04user\x12h\n\nDeleteUser\x12%.socialmesh.user.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/users/{user_id}\x12q\n\tGetCaller\x12$.socialmesh.user.v1.GetCallerRequest\x1a%.socialmesh.user.v1.GetCallerResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auth:caller\x12|\n\x0bSearchUsers\x12&.socialmesh.user.v1.SearchUsersRequest\x1a\'.socialmesh.user.v1.SearchUsersResponse\"\x1c\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/users:searchb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USER'].fields_by_name['user_id']._serialized_options = b'\342A\001\010'
   _globals['_USER'].fields_by_name['handle']._loaded_options = None
   _globals['_USER'].fields_by_name['handle']._serialized_options = b'\342A\001\005'
+  _globals['_USER'].fields_by_name['avatar_url']._loaded_options = None
+  _globals['_USER'].fields_by_name['avatar_url']._serialized_options = b'\342A\001\003'
   _globals['_USER'].fields_by_name['follower_count']._loaded_options = None
   _globals['_USER'].fields_by_name['follower_count']._serialized_options = b'\342A\001\003'
   _globals['_USER'].fields_by_name['following_count']._loaded_options = None
@@ -108,43 +110,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['SearchUsers']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['SearchUsers']._serialized_options = b'\210\265\030\001\202\323\344\223\002\022\022\020/v1/users:search'
   _globals['_USER']._serialized_start=245
-  _globals['_USER']._serialized_end=648
-  _globals['_CREATEUSERREQUEST']._serialized_start=650
-  _globals['_CREATEUSERREQUEST']._serialized_end=759
-  _globals['_LOGINREQUEST']._serialized_start=761
-  _globals['_LOGINREQUEST']._serialized_end=822
-  _globals['_LOGINRESPONSE']._serialized_start=824
-  _globals['_LOGINRESPONSE']._serialized_end=944
-  _globals['_LOGOUTREQUEST']._serialized_start=946
-  _globals['_LOGOUTREQUEST']._serialized_end=961
-  _globals['_LOGOUTRESPONSE']._serialized_start=963
-  _globals['_LOGOUTRESPONSE']._serialized_end=979
-  _globals['_REFRESHTOKENREQUEST']._serialized_start=981
-  _globals['_REFRESHTOKENREQUEST']._serialized_end=1032
-  _globals['_REFRESHTOKENRESPONSE']._serialized_start=1034
-  _globals['_REFRESHTOKENRESPONSE']._serialized_end=1161
-  _globals['_GETUSERREQUEST']._serialized_start=1163
-  _globals['_GETUSERREQUEST']._serialized_end=1202
-  _globals['_BATCHGETUSERSREQUEST']._serialized_start=1204
-  _globals['_BATCHGETUSERSREQUEST']._serialized_end=1303
-  _globals['_BATCHGETUSERSRESPONSE']._serialized_start=1305
-  _globals['_BATCHGETUSERSRESPONSE']._serialized_end=1369
-  _globals['_LOOKUPUSERSREQUEST']._serialized_start=1371
-  _globals['_LOOKUPUSERSREQUEST']._serialized_end=1414
-  _globals['_LOOKUPUSERSRESPONSE']._serialized_start=1416
-  _globals['_LOOKUPUSERSRESPONSE']._serialized_end=1478
-  _globals['_UPDATEUSERREQUEST']._serialized_start=1480
-  _globals['_UPDATEUSERREQUEST']._serialized_end=1600
-  _globals['_DELETEUSERREQUEST']._serialized_start=1602
-  _globals['_DELETEUSERREQUEST']._serialized_end=1644
-  _globals['_GETCALLERREQUEST']._serialized_start=1646
-  _globals['_GETCALLERREQUEST']._serialized_end=1664
-  _globals['_GETCALLERRESPONSE']._serialized_start=1666
-  _globals['_GETCALLERRESPONSE']._serialized_end=1722
-  _globals['_SEARCHUSERSREQUEST']._serialized_start=1724
-  _globals['_SEARCHUSERSREQUEST']._serialized_end=1804
-  _globals['_SEARCHUSERSRESPONSE']._serialized_start=1806
-  _globals['_SEARCHUSERSRESPONSE']._serialized_end=1893
-  _globals['_USERSERVICE']._serialized_start=1896
-  _globals['_USERSERVICE']._serialized_end=3198
+  _globals['_USER']._serialized_end=679
+  _globals['_CREATEUSERREQUEST']._serialized_start=681
+  _globals['_CREATEUSERREQUEST']._serialized_end=790
+  _globals['_LOGINREQUEST']._serialized_start=792
+  _globals['_LOGINREQUEST']._serialized_end=853
+  _globals['_LOGINRESPONSE']._serialized_start=855
+  _globals['_LOGINRESPONSE']._serialized_end=975
+  _globals['_LOGOUTREQUEST']._serialized_start=977
+  _globals['_LOGOUTREQUEST']._serialized_end=992
+  _globals['_LOGOUTRESPONSE']._serialized_start=994
+  _globals['_LOGOUTRESPONSE']._serialized_end=1010
+  _globals['_REFRESHTOKENREQUEST']._serialized_start=1012
+  _globals['_REFRESHTOKENREQUEST']._serialized_end=1063
+  _globals['_REFRESHTOKENRESPONSE']._serialized_start=1065
+  _globals['_REFRESHTOKENRESPONSE']._serialized_end=1192
+  _globals['_GETUSERREQUEST']._serialized_start=1194
+  _globals['_GETUSERREQUEST']._serialized_end=1233
+  _globals['_BATCHGETUSERSREQUEST']._serialized_start=1235
+  _globals['_BATCHGETUSERSREQUEST']._serialized_end=1334
+  _globals['_BATCHGETUSERSRESPONSE']._serialized_start=1336
+  _globals['_BATCHGETUSERSRESPONSE']._serialized_end=1400
+  _globals['_LOOKUPUSERSREQUEST']._serialized_start=1402
+  _globals['_LOOKUPUSERSREQUEST']._serialized_end=1445
+  _globals['_LOOKUPUSERSRESPONSE']._serialized_start=1447
+  _globals['_LOOKUPUSERSRESPONSE']._serialized_end=1509
+  _globals['_UPDATEUSERREQUEST']._serialized_start=1511
+  _globals['_UPDATEUSERREQUEST']._serialized_end=1631
+  _globals['_DELETEUSERREQUEST']._serialized_start=1633
+  _globals['_DELETEUSERREQUEST']._serialized_end=1675
+  _globals['_GETCALLERREQUEST']._serialized_start=1677
+  _globals['_GETCALLERREQUEST']._serialized_end=1695
+  _globals['_GETCALLERRESPONSE']._serialized_start=1697
+  _globals['_GETCALLERRESPONSE']._serialized_end=1753
+  _globals['_SEARCHUSERSREQUEST']._serialized_start=1755
+  _globals['_SEARCHUSERSREQUEST']._serialized_end=1835
+  _globals['_SEARCHUSERSRESPONSE']._serialized_start=1837
+  _globals['_SEARCHUSERSRESPONSE']._serialized_end=1924
+  _globals['_USERSERVICE']._serialized_start=1927
+  _globals['_USERSERVICE']._serialized_end=3229
 # @@protoc_insertion_point(module_scope)

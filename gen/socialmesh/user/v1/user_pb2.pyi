@@ -40,6 +40,7 @@ class User(_message.Message):
     EMAIL_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    AVATAR_MEDIA_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """Unique, time-ordered 64-bit id (a JSON string in REST responses)."""
     handle: _builtins.str
@@ -49,7 +50,9 @@ class User(_message.Message):
     bio: _builtins.str
     """Free-text biography, at most 300 characters; control characters are stripped."""
     avatar_url: _builtins.str
-    """https URL of the avatar image."""
+    """URL of the avatar image: the 320 px variant of avatar_media_id (set that;
+    arbitrary URLs are refused: tracking pixels, mixed content).
+    """
     is_private: _builtins.bool
     """Whether the account is private: only approved followers see its details."""
     follower_count: _builtins.int
@@ -66,6 +69,10 @@ class User(_message.Message):
     """
     email: _builtins.str
     """The account's email; returned only to the account's owner."""
+    avatar_media_id: _builtins.int
+    """The avatar: one of the account's own READY image uploads (media service),
+    marked in use when set; 0 removes the avatar.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the account was created."""
@@ -91,10 +98,11 @@ class User(_message.Message):
         email: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        avatar_media_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_url", b"avatar_url", "bio", b"bio", "create_time", b"create_time", "display_name", b"display_name", "email", b"email", "follower_count", b"follower_count", "following_count", b"following_count", "handle", b"handle", "is_following", b"is_following", "is_limited_view", b"is_limited_view", "is_private", b"is_private", "post_count", b"post_count", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_media_id", b"avatar_media_id", "avatar_url", b"avatar_url", "bio", b"bio", "create_time", b"create_time", "display_name", b"display_name", "email", b"email", "follower_count", b"follower_count", "following_count", b"following_count", "handle", b"handle", "is_following", b"is_following", "is_limited_view", b"is_limited_view", "is_private", b"is_private", "post_count", b"post_count", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -428,7 +436,7 @@ class UpdateUserRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Which fields of user to apply: display_name, bio, avatar_url, is_private."""
+        """Which fields of user to apply: display_name, bio, avatar_media_id, is_private."""
 
     def __init__(
         self,

@@ -167,7 +167,7 @@ class UserServiceServicer:
 
     def UpdateUser(self, request, context):
         """Updates the caller's own profile. Only the fields named in update_mask
-        change; allowed paths: display_name, bio, avatar_url, is_private.
+        change; allowed paths: display_name, bio, avatar_media_id, is_private.
         At most 10 updates per hour per user.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

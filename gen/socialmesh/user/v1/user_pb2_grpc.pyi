@@ -69,7 +69,7 @@ class UserServiceStub:
     """
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.UpdateUserRequest, _user_pb2.User]
     """Updates the caller's own profile. Only the fields named in update_mask
-    change; allowed paths: display_name, bio, avatar_url, is_private.
+    change; allowed paths: display_name, bio, avatar_media_id, is_private.
     At most 10 updates per hour per user.
     """
     DeleteUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.DeleteUserRequest, _empty_pb2.Empty]
@@ -131,7 +131,7 @@ class UserServiceAsyncStub(UserServiceStub):
     """
     UpdateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.UpdateUserRequest, _user_pb2.User]  # type: ignore[assignment]
     """Updates the caller's own profile. Only the fields named in update_mask
-    change; allowed paths: display_name, bio, avatar_url, is_private.
+    change; allowed paths: display_name, bio, avatar_media_id, is_private.
     At most 10 updates per hour per user.
     """
     DeleteUser: _aio.UnaryUnaryMultiCallable[_user_pb2.DeleteUserRequest, _empty_pb2.Empty]  # type: ignore[assignment]
@@ -238,7 +238,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_pb2.User, _abc.Awaitable[_user_pb2.User]]:
         """Updates the caller's own profile. Only the fields named in update_mask
-        change; allowed paths: display_name, bio, avatar_url, is_private.
+        change; allowed paths: display_name, bio, avatar_media_id, is_private.
         At most 10 updates per hour per user.
         """
 
