@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -307,12 +307,11 @@ class Wakeups:
         unsubscribe: list[str] = []
         drained: list[int] = []
         while not self._changes.empty():
-            action, user_id = self._changes.get_nowait()
+            _, user_id = self._changes.get_nowait()
             drained.append(user_id)
             # The latest state wins: a user may have opened and closed since.
             wanted = user_id in self._waiters
             (subscribe if wanted else unsubscribe).append(self.channel(user_id))
-            del action
         if subscribe:
             await pubsub.subscribe(*set(subscribe))
         if unsubscribe:
@@ -332,7 +331,3 @@ def event_at(create_time: datetime | None = None, **kind: object) -> chat_pb2.Ch
     if create_time is not None:
         event.create_time.CopyFrom(from_datetime(create_time))
     return event
-
-
-def positions_of(users: Sequence[int], positions: Mapping[int, int]) -> dict[int, int]:
-    return {u: positions[u] for u in users if u in positions}

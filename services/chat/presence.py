@@ -15,8 +15,6 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 from socialmesh.chat.v1 import chat_pb2
 
-from services.kit.timestamps import from_datetime
-
 STREAM_TTL_MS = 70_000
 IDLE_AFTER_MS = 5 * 60_000
 
@@ -120,6 +118,3 @@ class PresenceTracker:
 
     async def online(self, user_ids: Sequence[int]) -> set[int]:
         return {p.user_id for p in await self.states(user_ids) if p.state != OFFLINE}
-
-
-__all__ = ["PresenceTracker", "from_datetime"]

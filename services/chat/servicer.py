@@ -138,14 +138,10 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         _running.append(self)
 
     async def _start_notifications(self) -> None:
-        """Notifications and push (services/chat/notifications.py), when present."""
-        try:
-            from . import notifications
-        except ImportError:  # pragma: no cover - the module ships with the service
-            return
-        attach = getattr(notifications, "attach", None)
-        if attach is not None:
-            await attach(self)
+        """Notifications and push (services/chat/notifications.py, which imports this module)."""
+        from . import notifications
+
+        await notifications.attach(self)
 
     async def on_drain(self) -> None:
         """Tells every open stream to reconnect (jittered) and end, so the deploy moves on."""
@@ -706,7 +702,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         if not ids or len(ids) > PRESENCE_BATCH or any(u <= 0 for u in ids):
             raise InvalidArgument([("user_ids", f"1 to {PRESENCE_BATCH} positive ids")])
         visible = await self.store.share_a_conversation(caller.user_id, ids)
-        visible.add(caller.user_id) if caller.user_id in ids else None
+        if caller.user_id in ids:
+            visible.add(caller.user_id)
         shown = [u for u in ids if u in visible]
         return chat_pb2.BatchGetPresenceResponse(presence=await self.presence.states(shown))
 
