@@ -83,7 +83,7 @@ from envoy_data_plane.envoy.config.endpoint.v3 import (
     LbEndpoint,
     LocalityLbEndpoints,
 )
-from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener, ListenerFilter
 from envoy_data_plane.envoy.config.overload.v3 import (
     OverloadAction,
     OverloadManager,
@@ -138,6 +138,8 @@ from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
 from envoy_data_plane.envoy.extensions.filters.http.local_ratelimit.v3 import LocalRateLimit
 from envoy_data_plane.envoy.extensions.filters.http.lua.v3 import Lua
 from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
+from envoy_data_plane.envoy.extensions.filters.listener.http_inspector.v3 import HttpInspector
+from envoy_data_plane.envoy.extensions.filters.listener.tls_inspector.v3 import TlsInspector
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpConnectionManager,
     HttpConnectionManagerCodecType,
@@ -332,6 +334,10 @@ class EdgeSettings:
     #: Closes downstream connections with no request in flight (security review L7: 1 h
     #: kept silent sockets open); streams keep theirs open while they run.
     idle_timeout_seconds: float = 60.0
+    #: A new connection must send its first bytes (TLS ClientHello or the HTTP/1 request
+    #: line / HTTP/2 preface) within this long or it is closed: silent sockets are shed
+    #: long before the idle timeout (security review L7).
+    first_bytes_timeout_seconds: float = 10.0
     #: `host:port` of an OTLP/gRPC collector: the edge then starts a span per request and
     #: passes its `traceparent` upstream, so edge and service spans share one trace.
     #: Empty (the laptop default): no tracer; a client's own traceparent still passes.
@@ -532,6 +538,9 @@ def _listener(
         # Bounds what one connection can make Envoy buffer (edge-proxy guide); filters
         # that need whole bodies (buffer, transcoder) raise it for their own streams.
         per_connection_buffer_limit_bytes=CONNECTION_BUFFER_BYTES,
+        listener_filters=[_first_bytes_inspector(settings)],
+        listener_filters_timeout=timedelta(seconds=settings.first_bytes_timeout_seconds),
+        continue_on_listener_filters_timeout=False,
         filter_chains=[
             FilterChain(
                 transport_socket=_tls(settings),
@@ -543,6 +552,21 @@ def _listener(
                 ],
             )
         ],
+    )
+
+
+def _first_bytes_inspector(settings: EdgeSettings) -> ListenerFilter:
+    """A listener filter that waits for a connection's first bytes (TLS or HTTP).
+
+    Its timeout is the deadline for a client to start talking; on expiry the
+    connection is closed instead of reaching the HTTP connection manager.
+    """
+    if settings.tls_cert_file:
+        return ListenerFilter(
+            name="envoy.filters.listener.tls_inspector", typed_config=Any.pack(TlsInspector())
+        )
+    return ListenerFilter(
+        name="envoy.filters.listener.http_inspector", typed_config=Any.pack(HttpInspector())
     )
 
 

@@ -108,6 +108,9 @@ def service_env(name: str) -> list[dict[str, Any]]:
         {"name": "SHUTDOWN_GRACE_SECONDS", "value": "10"},
         # Envoy health-checks every 2 s and ejects after 2 failures: keep serving 5 s.
         {"name": "DRAIN_DELAY_SECONDS", "value": "5"},
+        # The migrations Job applies migrations as the schema owner; a service only
+        # checks that its schema is current (NOT_SERVING until then): no DDL rights.
+        {"name": "MIGRATE_ON_START", "value": "false"},
         {"name": "JWT_PUBLIC_KEY_FILE", "value": f"{JWT_DIR}/public.pem"},
         {"name": "SERVICE_KEY_FILE", "value": f"{SERVICE_KEY_DIR}/key.pem"},
         {"name": "SERVICE_PUBLIC_KEYS_DIR", "value": SERVICE_PUBLIC_KEYS_DIR},
@@ -226,7 +229,8 @@ def deployment(name: str) -> dict[str, Any]:
                                 ),
                             ],
                             "env": service_env(name),
-                            # NOT_SERVING until PostgreSQL/Redis answer and migrations ran,
+                            # NOT_SERVING until PostgreSQL/Redis answer and the migrations
+                            # Job brought the schema to this image's version,
                             # and again while draining after SIGTERM.
                             "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": 60},
                             "readinessProbe": {**probe, "periodSeconds": 5},
@@ -457,8 +461,8 @@ def migrate_job() -> dict[str, Any]:
                             "command": ["socialmesh", "migrate", "--lock-timeout", "5"],
                             "env": [
                                 {
-                                    # The schema owner; the services' DATABASE_URL role
-                                    # needs no DDL once the kit stops migrating at start.
+                                    # The schema owner: it migrates, the services'
+                                    # DATABASE_URL role needs (and gets) no DDL.
                                     "name": "MIGRATIONS_DATABASE_URL",
                                     "valueFrom": {
                                         "secretKeyRef": {
@@ -466,7 +470,18 @@ def migrate_job() -> dict[str, Any]:
                                             "key": "migrations-database-url",
                                         }
                                     },
-                                }
+                                },
+                                {
+                                    # The services' role (a name, not its DSN): granted
+                                    # SELECT/INSERT/UPDATE/DELETE on every schema.
+                                    "name": "RUNTIME_DB_ROLE",
+                                    "valueFrom": {
+                                        "secretKeyRef": {
+                                            "name": "socialmesh-datastores",
+                                            "key": "runtime-db-role",
+                                        }
+                                    },
+                                },
                             ],
                             "resources": {
                                 "requests": {"cpu": "100m", "memory": "128Mi"},

@@ -140,6 +140,11 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     Connects with MIGRATIONS_DATABASE_URL (the schema owner), else DATABASE_URL, and
     `lock_timeout`: a DDL statement queued behind a long transaction would block every
     query queued behind it, so it fails fast instead and the Job retries.
+
+    Then grants the services' runtime role (--runtime-role, else RUNTIME_DB_ROLE, else
+    the user of DATABASE_URL when MIGRATIONS_DATABASE_URL is another DSN) DML on every
+    schema, and on tables later migrations create: it needs no DDL rights, and the
+    services run with MIGRATE_ON_START=false. Idempotent.
     """
     import asyncio
     import os
@@ -148,10 +153,14 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
     from services.kit.migrations import migrate
 
-    dsn = os.environ.get("MIGRATIONS_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    owner_dsn = os.environ.get("MIGRATIONS_DATABASE_URL")
+    dsn = owner_dsn or os.environ.get("DATABASE_URL")
     if not dsn:
         print("socialmesh migrate: set MIGRATIONS_DATABASE_URL or DATABASE_URL", file=sys.stderr)
         return 2
+    runtime_role = args.runtime_role or os.environ.get("RUNTIME_DB_ROLE", "")
+    if not runtime_role and owner_dsn and os.environ.get("DATABASE_URL"):
+        runtime_role = _dsn_user(os.environ["DATABASE_URL"])
     names = args.services.split(",") if args.services else registry.IMPLEMENTED
     specs = [registry.get(name).build_spec() for name in names]
     lock_timeout_ms = str(round(args.lock_timeout * 1000))
@@ -165,9 +174,21 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
             },
         )
         try:
+            grantee = runtime_role
+            if grantee and grantee == await conn.fetchval("SELECT current_user"):
+                grantee = ""  # the owner itself: nothing to grant
+            if not grantee:
+                print(
+                    "socialmesh migrate: no separate runtime role (RUNTIME_DB_ROLE): "
+                    "no grants made",
+                    file=sys.stderr,
+                )
             for spec in specs:
-                applied = await migrate(conn, spec.schema, spec.migrations_dir)
-                print(f"{spec.name}: {f'applied {applied}' if applied else 'up to date'}")
+                applied = await migrate(
+                    conn, spec.schema, spec.migrations_dir, runtime_role=grantee or None
+                )
+                done = f"applied {applied}" if applied else "up to date"
+                print(f"{spec.name}: {done}" + (f"; {grantee} may read/write" if grantee else ""))
         finally:
             await conn.close()
 
@@ -180,7 +201,20 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    except ValueError as exc:  # e.g. the runtime role does not exist
+        print(f"socialmesh migrate: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _dsn_user(dsn: str) -> str:
+    """The user a PostgreSQL URL connects as ('' when it names none)."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(dsn)
+    if parts.username:
+        return urllib.parse.unquote(parts.username)
+    return urllib.parse.parse_qs(parts.query).get("user", [""])[0]
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -230,6 +264,25 @@ def _cmd_events(args: argparse.Namespace) -> int:
     else:
         events_admin.print_json(result)
     return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    """Search maintenance: `backfill` fills the search copies from the exports now."""
+    from services.search_backfill import main as backfill_main
+
+    return backfill_main(args)
+
+
+def _cmd_train_ranker(args: argparse.Namespace) -> int:
+    from services.feed.admin import train_ranker
+
+    return train_ranker(args)
+
+
+def _cmd_experiments(args: argparse.Namespace) -> int:
+    from services.feed.admin import experiments_report
+
+    return experiments_report(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -394,6 +447,12 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--lock-timeout", type=float, default=5.0, help="seconds to wait for any lock"
     )
+    migrate.add_argument(
+        "--runtime-role",
+        default="",
+        help="role the services run as: granted DML only (default: RUNTIME_DB_ROLE, "
+        "else DATABASE_URL's user when MIGRATIONS_DATABASE_URL differs)",
+    )
     migrate.set_defaults(func=_cmd_migrate)
 
     seed = sub.add_parser("seed", help="load a power-law social graph with COPY")
@@ -407,6 +466,50 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--comments", type=int, default=100_000)
     seed.add_argument("--random-seed", type=int, default=42)
     seed.set_defaults(func=_cmd_seed)
+
+    search = sub.add_parser("search", help="search maintenance (docs/search.md)")
+    search_sub = search.add_subparsers(dest="search_command", required=True)
+    backfill = search_sub.add_parser(
+        "backfill",
+        help="fill the post and user search copies of follows, blocks and account states "
+        "from graph's and user's exports (waits for one already running)",
+    )
+    backfill.add_argument(
+        "--service", default="", help="post, user or both comma-separated (default: both)"
+    )
+    backfill.add_argument(
+        "--data-dir", default=".socialmesh", help="a `socialmesh up` data dir (PostgreSQL, keys)"
+    )
+    backfill.add_argument(
+        "--base-port",
+        type=int,
+        default=registry.BASE_PORT,
+        help="`up --base-port` (where graph and user listen, unless SOCIALMESH_*_ADDR say)",
+    )
+    search.set_defaults(func=_cmd_search)
+    train = sub.add_parser(
+        "train-ranker", help="train the feed's engagement model (docs/feed.md, RANKED)"
+    )
+    train.add_argument("--data-dir", default=".socialmesh", help="used without DATABASE_URL")
+    train.add_argument(
+        "--out", default=".socialmesh/models/feed", help="model directory (FEED_MODEL_DIR)"
+    )
+    train.add_argument("--days", type=float, default=30.0, help="impressions of the last N days")
+    train.add_argument("--estimator", choices=("logistic", "hgb"), default="logistic")
+    train.add_argument("--min-rows", type=int, default=200, help="refuse with fewer impressions")
+    train.add_argument(
+        "--min-positives", type=int, default=20, help="refuse with fewer of either label"
+    )
+    train.add_argument("--page-size", type=int, default=500, help="candidates per timed batch")
+    train.set_defaults(func=_cmd_train_ranker)
+
+    exp = sub.add_parser("experiments", help="feed ranking experiments (docs/feed.md)")
+    exp_sub = exp.add_subparsers(dest="experiments_command", required=True)
+    report = exp_sub.add_parser("report", help="per-arm CTR, 95% CIs and significance")
+    report.add_argument("--experiment", default="", help="default: every FEED_EXPERIMENTS one")
+    report.add_argument("--days", type=float, default=30.0, help="impressions of the last N days")
+    report.add_argument("--data-dir", default=".socialmesh", help="used without DATABASE_URL")
+    exp.set_defaults(func=_cmd_experiments)
     return parser
 
 

@@ -20,9 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services import registry
+from services.kit.backfill import request_backfill
 from services.kit.db import Database
 from services.kit.ids import IdGenerator
 from services.kit.migrations import migrate
+
+#: Schemas whose search copies are kept from events (services/kit/backfill.py).
+SEARCH_COPIES = ("post", "user")
 
 
 class Progress:
@@ -134,6 +138,11 @@ async def load(
                 'ANALYZE graph.follows; ANALYZE graph.counts; ANALYZE "user".users; '
                 "ANALYZE post.posts"
             )
+            # COPY raises no events: the search copies of follows, blocks and account
+            # states must be back-filled from the exports. Running services do it
+            # within a minute, stopped ones at start (docs/search.md, "Back-fill").
+            for copy in SEARCH_COPIES:
+                await request_backfill(conn, copy)
     finally:
         await db.close()
     return Seeded(user_ids, post_ids)
@@ -165,7 +174,8 @@ async def seed(args: argparse.Namespace, database_url: str) -> Seeded:
         f"{time.monotonic() - load_started:.1f}s (COPY); celebrity user_id={seeded.user_ids[0]} "
         f"handle=seed_0 with {args.celebrity_followers:,} followers; "
         f"{n_posts:,} posts, {getattr(args, 'likes', 0):,} likes, "
-        f"{getattr(args, 'comments', 0):,} comments",
+        f"{getattr(args, 'comments', 0):,} comments; search copies will be back-filled by "
+        "the running services within a minute, or at their next start",
     )
     return seeded
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Awaitable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 
 import grpc
 from google.rpc import error_details_pb2
@@ -47,3 +49,11 @@ def acting_as(caller: Caller | None) -> Iterator[None]:
         yield
     finally:
         reset_caller(token)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
+    """Waits for an asynchronous effect (an event reaching a consumer) or fails the test."""
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)

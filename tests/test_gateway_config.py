@@ -427,6 +427,12 @@ def test_edge_overload_protection(descriptor: Path, jwks: str) -> None:
     assert "envoy.overload_actions.stop_accepting_requests" in actions
     (listener,) = config["static_resources"]["listeners"]
     assert listener["per_connection_buffer_limit_bytes"] == 32768
+    # Silent connections are closed once the first-bytes deadline passes.
+    assert [f["name"] for f in listener["listener_filters"]] == [
+        "envoy.filters.listener.http_inspector"
+    ]
+    assert listener["listener_filters_timeout"] == "10s"
+    assert listener.get("continue_on_listener_filters_timeout", False) is False
     assert all(
         c["per_connection_buffer_limit_bytes"] == 32768
         for c in config["static_resources"]["clusters"]

@@ -447,6 +447,46 @@ async def test_batch_list_author_posts_newest_first_per_author_in_one_query(
         assert field in violations(err.value), fields
 
 
+async def test_batch_list_author_posts_returns_reposts_of_live_public_posts_only(
+    posts, make_person, infra: Infra
+):
+    author, sharer, other = await make_person(), await make_person(), await make_person()
+    public = [await publish(posts, author, f"p{i}") for i in range(3)]
+    members = await publish(posts, author, "m", visibility=post_pb2.VISIBILITY_FOLLOWERS)
+    # The author reposts their own FOLLOWERS-only post: never returned (a repost must
+    # not widen an audience).
+    for post in (public[0], public[2], public[1]):
+        await posts.SharePost(post_pb2.SharePostRequest(post_id=post.post_id), metadata=sharer.md)
+    await posts.SharePost(post_pb2.SharePostRequest(post_id=members.post_id), metadata=author.md)
+    await posts.SharePost(post_pb2.SharePostRequest(post_id=public[0].post_id), metadata=other.md)
+    await posts.DeletePost(
+        post_pb2.DeletePostRequest(post_id=public[2].post_id), metadata=author.md
+    )
+    feed = infra.service_auth("feed")
+
+    async def reposts(**fields) -> list[tuple[int, int, int]]:
+        reply = await posts.BatchListAuthorPosts(
+            post_pb2.BatchListAuthorPostsRequest(**fields), metadata=feed
+        )
+        assert all(r.share_time.seconds > 0 for r in reply.reposts)
+        return [(r.sharer_id, r.post_id, r.author_id) for r in reply.reposts]
+
+    ids = [sharer.id, author.id, other.id]
+    assert await reposts(author_ids=ids) == []  # only when asked for
+    assert await reposts(author_ids=ids, include_reposts=True) == [
+        # newest share first; the deleted post and the FOLLOWERS-only post are absent
+        (sharer.id, public[1].post_id, author.id),
+        (sharer.id, public[0].post_id, author.id),
+        (other.id, public[0].post_id, author.id),
+    ]
+    assert await reposts(author_ids=ids, include_reposts=True, per_author_limit=1) == [
+        (sharer.id, public[1].post_id, author.id),
+        (other.id, public[0].post_id, author.id),
+    ]
+    future = timestamp_pb2.Timestamp(seconds=public[0].create_time.seconds + 3600)
+    assert await reposts(author_ids=ids, include_reposts=True, since_time=future) == []
+
+
 async def test_a_servicer_used_before_it_is_ready_answers_unavailable(infra: Infra):
     """Null guards are `ready()`, not asserts (which `python -O` strips)."""
     from services.kit.errors import Unavailable

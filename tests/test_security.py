@@ -646,7 +646,13 @@ def test_edge_l8_each_client_address_has_its_own_bucket(stack: UpProcess, tmp_pa
 
 @pytest.mark.e2e
 def test_edge_l7_silent_connections_are_reaped_and_capped(stack: UpProcess, tmp_path: Path) -> None:
-    with own_edge(stack, tmp_path, idle_timeout_seconds=1, max_downstream_connections=5) as url:
+    with own_edge(
+        stack,
+        tmp_path,
+        idle_timeout_seconds=1,
+        first_bytes_timeout_seconds=1,
+        max_downstream_connections=5,
+    ) as url:
         host, port = url.removeprefix("http://").split(":")
         silent = [socket.create_connection((host, int(port)), timeout=5) for _ in range(5)]
         # Past the cap, a connection is refused at accept: closed before any reply.
@@ -657,7 +663,8 @@ def test_edge_l7_silent_connections_are_reaped_and_capped(stack: UpProcess, tmp_
         except ConnectionResetError:
             pass
         extra.close()
-        # The silent ones are closed by the idle timeout (1 s here), not kept for an hour.
+        # Sockets that never send a byte are closed at the first-bytes deadline (1 s
+        # here, 10 s by default), not kept for an hour.
         started = time.monotonic()
         for conn in silent:
             try:

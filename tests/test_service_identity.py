@@ -45,6 +45,7 @@ def test_method_access_is_read_from_the_contract():
         f"/{GRAPH}/BatchGetFollowCounts",
         f"/{GRAPH}/ListFollowerIds",
         f"/{GRAPH}/ListSuggestedAccounts",
+        f"/{GRAPH}/ExportRelationships",
     }
     assert auth.PUBLIC not in table.values()  # graph has no anonymous method any more
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 
 import grpc
 import pytest
@@ -522,3 +524,168 @@ async def test_revocation_survives_a_crash_after_commit(stub, mesh):
             break
         await asyncio.sleep(0.1)
     assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+# ----------------------------------------------------------------- email verification (M4)
+
+VERIFICATION_LINK = re.compile(r"#token=([A-Za-z0-9_-]+)")
+
+
+async def mailed_tokens(caplog, to: str, subject: str, count: int = 1) -> list[str]:
+    """Tokens of the verification links mailed to `to` under `subject` (LogMailer's log;
+    registration mails go out in the background), oldest first."""
+    bodies: list[str] = []
+    for _ in range(100):
+        bodies = [
+            r.args[2]  # type: ignore[index]
+            for r in caplog.records
+            if r.name == "socialmesh.mail"
+            and isinstance(r.args, tuple)
+            and r.args[:2] == (to, subject)
+        ]
+        if len(bodies) >= count:
+            break
+        await asyncio.sleep(0.05)
+    assert len(bodies) >= count, f"no {subject!r} mail to {to}"
+    tokens = [m.group(1) for body in bodies for m in VERIFICATION_LINK.finditer(body)]
+    assert len(tokens) == len(bodies)  # one link per mail
+    return tokens
+
+
+async def refused_token(stub, token: str) -> tuple[grpc.StatusCode, dict[str, str]]:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.VerifyEmail(user_pb2.VerifyEmailRequest(token=token))
+    return err.value.code(), violations(err.value)
+
+
+async def test_the_welcome_link_verifies_the_account_once(stub, user_service, caplog):
+    caplog.set_level(logging.INFO, logger="socialmesh.mail")
+    user, token = await register(stub)
+    other, other_token = await register(stub)
+    (link_token,) = await mailed_tokens(caplog, user.email, "Welcome to socialmesh")
+    assert not user.email_verified
+
+    # Only its SHA-256 is stored, with the address it was sent to.
+    row = await user_service.host.runtime.db.primary.fetchrow(
+        'SELECT token_hash, email FROM "user".email_verifications WHERE user_id = $1',
+        user.user_id,
+    )
+    assert bytes(row["token_hash"]) == hashlib.sha256(link_token.encode()).digest()
+    assert row["email"] == user.email
+
+    # Anonymous: the person clicking the link may not be signed in.
+    reply = await stub.VerifyEmail(user_pb2.VerifyEmailRequest(token=link_token))
+    assert reply.user_id == user.user_id
+    get = user_pb2.GetUserRequest(user_id=user.user_id)
+    mine = await stub.GetUser(get, metadata=auth(token))
+    assert mine.email_verified and mine.email == user.email
+    for metadata in (auth(other_token), None):  # others never see the flag (nor the email)
+        seen = await stub.GetUser(get, metadata=metadata)
+        assert not seen.email_verified and not seen.email
+    batch = await stub.BatchGetUsers(
+        user_pb2.BatchGetUsersRequest(user_ids=[user.user_id, other.user_id]),
+        metadata=auth(other_token),
+    )
+    assert [u.email_verified for u in batch.users] == [False, False]
+    login = await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
+    assert login.user.email_verified
+
+    # Single use: the second click is refused like any bad token, naming the field.
+    assert await refused_token(stub, link_token) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        {"token": "invalid, expired or already used: ask for a new verification mail"},
+    )
+
+
+async def test_expired_garbage_and_missing_tokens_are_refused_by_field(stub, user_service, caplog):
+    caplog.set_level(logging.INFO, logger="socialmesh.mail")
+    user, token = await register(stub)
+    (link_token,) = await mailed_tokens(caplog, user.email, "Welcome to socialmesh")
+    await user_service.host.runtime.db.primary.execute(
+        """UPDATE "user".email_verifications SET expires_at = now() - interval '1 second'
+           WHERE user_id = $1""",
+        user.user_id,
+    )
+    expired = await refused_token(stub, link_token)
+    garbage = await refused_token(stub, "x" * 43)
+    assert expired == garbage  # the same answer: nothing says which account or why
+    assert expired[0] == grpc.StatusCode.INVALID_ARGUMENT and "token" in expired[1]
+    for bad in ("", "   ", "t" * 129, "tok\u00e9n", "tok\u0000en", "tok\nen"):
+        code, fields = await refused_token(stub, bad)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and list(fields) == ["token"], bad
+    mine = await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id), metadata=auth(token))
+    assert not mine.email_verified
+
+
+async def test_resend_is_owner_only_replaces_the_link_and_is_rate_limited(stub, caplog):
+    caplog.set_level(logging.INFO, logger="socialmesh.mail")
+    user, token = await register(stub)
+    _, other_token = await register(stub)
+    (welcome_token,) = await mailed_tokens(caplog, user.email, "Welcome to socialmesh")
+    resend = user_pb2.ResendVerificationEmailRequest(user_id=user.user_id)
+
+    assert await code_of(stub.ResendVerificationEmail(resend)) == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        await code_of(stub.ResendVerificationEmail(resend, metadata=auth(other_token)))
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ResendVerificationEmail(
+            user_pb2.ResendVerificationEmailRequest(), metadata=auth(token)
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "user_id" in violations(err.value)
+
+    for _ in range(3):
+        await stub.ResendVerificationEmail(resend, metadata=auth(token))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ResendVerificationEmail(resend, metadata=auth(token))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    tokens = await mailed_tokens(caplog, user.email, "Confirm your email address", count=3)
+    assert len(set(tokens)) == 3 and welcome_token not in tokens
+
+    # Each new link retires the earlier ones; the newest works.
+    for old in (welcome_token, *tokens[:-1]):
+        assert (await refused_token(stub, old))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    await stub.VerifyEmail(user_pb2.VerifyEmailRequest(token=tokens[-1]))
+    assert (
+        await code_of(stub.ResendVerificationEmail(resend, metadata=auth(token)))
+        == grpc.StatusCode.FAILED_PRECONDITION
+    )
+
+
+async def test_a_reused_address_gets_a_link_for_the_new_account_only(stub, caplog):
+    """M4 still holds (same answer), and the mailbox, and only the mailbox, can verify
+    the second account; a verified address belongs to one live account."""
+    caplog.set_level(logging.INFO, logger="socialmesh.mail")
+    first, first_token = await register(stub)
+    second, second_token = await register(stub, email=first.email)
+    assert second.user_id != first.user_id and not second.email_verified
+    (first_link,) = await mailed_tokens(caplog, first.email, "Welcome to socialmesh")
+    (second_link,) = await mailed_tokens(
+        caplog, first.email, "Someone signed up with your email address"
+    )
+    assert first_link != second_link
+
+    reply = await stub.VerifyEmail(user_pb2.VerifyEmailRequest(token=second_link))
+    assert reply.user_id == second.user_id  # the new account's link, not the old one's
+    get = user_pb2.GetUserRequest
+    assert not (
+        await stub.GetUser(get(user_id=first.user_id), metadata=auth(first_token))
+    ).email_verified
+    assert (
+        await stub.GetUser(get(user_id=second.user_id), metadata=auth(second_token))
+    ).email_verified
+
+    # The address is taken by a verified account now: the first link cannot verify it too.
+    assert (
+        await code_of(stub.VerifyEmail(user_pb2.VerifyEmailRequest(token=first_link)))
+        == grpc.StatusCode.FAILED_PRECONDITION
+    )
+    # Once that account is gone, the (unspent) first link works.
+    await stub.DeleteUser(
+        user_pb2.DeleteUserRequest(user_id=second.user_id), metadata=auth(second_token)
+    )
+    assert (
+        await stub.VerifyEmail(user_pb2.VerifyEmailRequest(token=first_link))
+    ).user_id == first.user_id

@@ -18,6 +18,7 @@ accounts, blocks, deleted posts).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -27,11 +28,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
 from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
+from prometheus_client import Histogram
 from socialmesh.feed.v1 import feed_pb2, feed_pb2_grpc
 from socialmesh.graph.v1 import events_pb2 as graph_events
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
@@ -54,8 +57,9 @@ from services.kit.pagination import page_size
 from services.kit.server import Runtime, ServicerBase
 from services.kit.validation import Violations
 
-from . import ranking, trends
-from .store import FeedStore, ImpressionRow
+from . import experiments, features, ranking, trends
+from .model import ModelSlot
+from .store import COMMENT, LIKE, SHARE, SOURCE_CAP, UNLIKE, UNSHARE, FeedStore, ImpressionRow
 from .timelines import (
     CELEBRITIES,
     Entry,
@@ -70,6 +74,14 @@ from .timelines import (
 from .tracking import Tracking, TrackingTokens
 
 log = logging.getLogger("socialmesh.feed")
+
+RANK_SECONDS = Histogram(
+    "feed_rank_seconds",
+    "Scoring one RANKED session, by stage: candidates (sources and BatchGetPosts), "
+    "facts (the features query), score (ensemble and batched model inference), total",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 
 FOLLOWING = feed_pb2.FEED_KIND_FOLLOWING
 RANKED = feed_pb2.FEED_KIND_RANKED
@@ -86,12 +98,17 @@ FOLLOWER_PAGE = 10_000
 AUTHOR_BATCH = 1000
 #: BatchGetPosts / BatchGetUsers: at most 500 ids (post.proto, user.proto).
 HYDRATE_BATCH = 500
+#: How long a repost's sort key is remembered (for PostUnshared to find its entry).
+SHARE_KEY_TTL_SECONDS = 30 * 86400
 #: Posts a follow back-fills (and a rebuild takes per followed account).
 BACKFILL_PER_AUTHOR = 20
 #: A rebuild reads at most this many followed accounts (ListFollowing pages of 1,000).
 REBUILD_MAX_FOLLOWING = 5000
-#: How many FOLLOWING entries a RANKED session scores.
+#: How many FOLLOWING entries a RANKED session scores (plus up to SOURCE_CAP per
+#: out-of-network source).
 RANK_CANDIDATES = 200
+#: Out-of-network affinity candidates are posts of the last this many days.
+AFFINITY_DAYS = 7
 RANKED_SESSION_TTL_SECONDS = 1800
 #: A page drops what the viewer may not see; it reads further at most this often.
 READ_ROUNDS = 3
@@ -108,11 +125,22 @@ FEEDBACK_KINDS = {
 SUGGEST_DEFAULT, SUGGEST_MAX = 20, 50
 TREND_WINDOWS = {feed_pb2.TREND_WINDOW_HOUR, feed_pb2.TREND_WINDOW_DAY}
 FOLLOWING_ARM = "following"
+#: FEED_MODEL_DIR's default, and `socialmesh train-ranker --out`'s.
+DEFAULT_MODEL_DIR = ".socialmesh/models/feed"
+
+
+def _ranking_config(weights: str) -> ranking.RankingConfig:
+    """FEED_RANK_WEIGHTS: `collab,content,model`, e.g. `0.4,0.3,0.3`."""
+    parts = [float(p) for p in weights.split(",")]
+    if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
+        raise ValueError("FEED_RANK_WEIGHTS: three non-negative numbers, e.g. 0.4,0.3,0.3")
+    return ranking.RankingConfig(w_collab=parts[0], w_content=parts[1], w_model=parts[2])
 
 
 @dataclass
 class FeedConfig:
-    """Tunables (environment): FEED_FANOUT_THRESHOLD, FEED_ACTIVE_DAYS, FEED_RANK_TIMEOUT_MS."""
+    """Tunables (environment): FEED_FANOUT_THRESHOLD, FEED_ACTIVE_DAYS, FEED_RANK_TIMEOUT_MS,
+    FEED_RANK_WEIGHTS, FEED_MODEL_DIR, FEED_EXPERIMENTS."""
 
     #: Accounts with at least this many followers are merged at read time, not fanned out.
     fanout_threshold: int = 10_000
@@ -121,6 +149,9 @@ class FeedConfig:
     #: RANKED falls back to FOLLOWING when scoring takes longer.
     rank_timeout_seconds: float = 0.5
     ranking: ranking.RankingConfig = field(default_factory=ranking.RankingConfig)
+    #: Where `socialmesh train-ranker` writes models (empty: no model).
+    model_dir: str = DEFAULT_MODEL_DIR
+    experiments: list[experiments.Experiment] = field(default_factory=list)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> FeedConfig:
@@ -128,6 +159,9 @@ class FeedConfig:
             fanout_threshold=int(env.get("FEED_FANOUT_THRESHOLD", "10000")),
             active_days=int(env.get("FEED_ACTIVE_DAYS", "7")),
             rank_timeout_seconds=int(env.get("FEED_RANK_TIMEOUT_MS", "500")) / 1000,
+            ranking=_ranking_config(env.get("FEED_RANK_WEIGHTS", "0.4,0.3,0.3")),
+            model_dir=env.get("FEED_MODEL_DIR", DEFAULT_MODEL_DIR),
+            experiments=experiments.load(env.get("FEED_EXPERIMENTS", "")),
         )
 
     @property
@@ -141,10 +175,6 @@ _running: list[FeedServicer] = []
 def running() -> list[FeedServicer]:
     """Feed servicers started in this process (operators' and tests' introspection)."""
     return list(_running)
-
-
-def affinity_key(user_id: int) -> str:
-    return f"feed:affinity:{user_id}"
 
 
 def ranked_key(user_id: int, session: str) -> str:
@@ -164,6 +194,8 @@ class FeedPage:
     scores: list[float] = field(default_factory=list)
     first_rank: int = 0
     arm: str = FOLLOWING_ARM
+    #: Per entry, where a RANKED item came from (features.SOURCES).
+    sources: list[str] = field(default_factory=list)
 
 
 Registration = tuple[type[Message], Callable[[Any, EventMeta], Awaitable[None]]]
@@ -208,6 +240,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
         self._graph: graph_pb2_grpc.GraphServiceAsyncStub | None = None
         self._users: user_pb2_grpc.UserServiceAsyncStub | None = None
+        self.models = ModelSlot(Path(self.config.model_dir) if self.config.model_dir else None)
 
     async def on_ready(self) -> None:
         redis = self._rt.redis
@@ -217,6 +250,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         self._posts = post_pb2_grpc.PostServiceStub(self.peer("post"))
         self._graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
         self._users = user_pb2_grpc.UserServiceStub(self.peer("user"))
+        self.models.load()
         # Timelines are a rebuildable cache, but EARLIEST still fans out posts
         # published before this group existed (within the stream's 24 h).
         await self.consume(
@@ -226,8 +260,6 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
                 (post_events.PostDeleted, self._on_post_deleted),
                 (post_events.PostShared, self._on_post_shared),
                 (post_events.PostUnshared, self._on_post_unshared),
-                (post_events.PostLiked, self._on_post_liked),
-                (post_events.PostUnliked, self._on_post_unliked),
                 (graph_events.Followed, self._on_followed),
                 (graph_events.Unfollowed, self._on_unfollowed),
                 (graph_events.Blocked, self._on_blocked),
@@ -248,6 +280,21 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
                 (post_events.PostShared, self._trend_shared),
                 (post_events.PostUnshared, self._trend_unshared),
                 (post_events.CommentCreated, self._trend_commented),
+            ),
+            start=Start.EARLIEST,
+        )
+        # The interaction log and post facts the ranker learns from (PostgreSQL,
+        # each event once via claim_event in the write's transaction).
+        await self.consume(
+            "feed-log",
+            _handlers(
+                (post_events.PostCreated, self._log_post_created),
+                (post_events.PostDeleted, self._log_post_deleted),
+                (post_events.PostLiked, self._log_liked),
+                (post_events.PostUnliked, self._log_unliked),
+                (post_events.PostShared, self._log_shared),
+                (post_events.PostUnshared, self._log_unshared),
+                (post_events.CommentCreated, self._log_commented),
             ),
             start=Start.EARLIEST,
         )
@@ -316,11 +363,18 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
     async def _author_posts(
         self, author_ids: Sequence[int], *, since_days: int | None = None
     ) -> list[Entry]:
-        """Recent posts of many authors (BatchListAuthorPosts, service credential)."""
+        """Recent posts and reposts of many authors (BatchListAuthorPosts, service credential).
+
+        A repost keeps the sort key its `PostShared` gave it when that is still
+        remembered (the same member, never a duplicate beside a fanned-out one);
+        otherwise the share time gives one, remembered as `PostShared` does, so a
+        later `PostUnshared` finds and removes the rebuilt entry too.
+        """
         entries: list[Entry] = []
+        reposts: list[post_pb2.RepostRef] = []
         for chunk in _chunks(author_ids, AUTHOR_BATCH):
             request = post_pb2.BatchListAuthorPostsRequest(
-                author_ids=chunk, per_author_limit=BACKFILL_PER_AUTHOR
+                author_ids=chunk, per_author_limit=BACKFILL_PER_AUTHOR, include_reposts=True
             )
             if since_days is not None:
                 request.since_time.FromDatetime(_utcnow() - timedelta(days=since_days))
@@ -330,6 +384,21 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
                 except grpc.aio.AioRpcError as exc:
                     raise upstream_error(exc, "post") from exc
             entries.extend(Entry.post(r.post_id, r.author_id) for r in reply.posts)
+            reposts.extend(reply.reposts)
+        if not reposts:
+            return entries
+        redis = self._rt.redis
+        keys = [share_key(r.post_id, r.sharer_id) for r in reposts]
+        known = await redis.mget(keys)
+        pipe = redis.pipeline(transaction=False)
+        for r, key, remembered in zip(reposts, keys, known, strict=True):
+            if remembered is not None:
+                sort_key = int(remembered)
+            else:
+                sort_key = share_sort_key(r.share_time.ToDatetime(tzinfo=UTC), r.post_id)
+                pipe.set(key, sort_key, ex=SHARE_KEY_TTL_SECONDS, nx=True)
+            entries.append(Entry(sort_key, r.post_id, r.author_id, r.sharer_id))
+        await pipe.execute()
         return entries
 
     async def _hydrate(self, post_ids: Sequence[int]) -> dict[int, post_pb2.Post]:
@@ -408,7 +477,9 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         if event.visibility != post_pb2.VISIBILITY_PUBLIC:
             return  # a repost never widens a post's audience
         sort_key = share_sort_key(event.share_time.ToDatetime(tzinfo=UTC), event.post_id)
-        await self._rt.redis.set(share_key(event.post_id, event.user_id), sort_key, ex=30 * 86400)
+        await self._rt.redis.set(
+            share_key(event.post_id, event.user_id), sort_key, ex=SHARE_KEY_TTL_SECONDS
+        )
         entry = Entry(sort_key, event.post_id, event.post_author_id, event.user_id)
         await self._distribute(event.user_id, entry)
 
@@ -418,15 +489,6 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             return
         entry = Entry(int(raw), event.post_id, event.post_author_id, event.user_id)
         await self._withdraw(event.user_id, entry)
-
-    async def _on_post_liked(self, event: post_events.PostLiked, meta: EventMeta) -> None:
-        # Author affinity for RANKED; HINCRBY is not idempotent, so once per event.
-        if await first_delivery(self._rt.redis, "feed-affinity", meta):
-            await self._rt.redis.hincrby(affinity_key(event.user_id), str(event.post_author_id), 1)
-
-    async def _on_post_unliked(self, event: post_events.PostUnliked, meta: EventMeta) -> None:
-        if await first_delivery(self._rt.redis, "feed-affinity", meta):
-            await self._rt.redis.hincrby(affinity_key(event.user_id), str(event.post_author_id), -1)
 
     async def _stale(self, key: str, meta: EventMeta) -> bool:
         """A newer event about this key was applied already (order-insensitivity)."""
@@ -512,6 +574,46 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
 
     async def _trend_commented(self, event: post_events.CommentCreated, meta: EventMeta) -> None:
         await self._trend(meta, trends.POSTS, {str(event.post_id): 1.0})
+
+    # -- write side: the interaction log ------------------------------------------------
+
+    async def _log_post_created(self, event: post_events.PostCreated, meta: EventMeta) -> None:
+        created = (
+            event.create_time.ToDatetime(tzinfo=UTC)
+            if event.HasField("create_time")
+            else meta.occur_time.replace(tzinfo=UTC)
+        )
+        await self.store.log_post(
+            meta, event.post_id, event.author_id, int(event.visibility), event.hashtags, created
+        )
+
+    async def _log_post_deleted(self, event: post_events.PostDeleted, meta: EventMeta) -> None:
+        await self.store.log_post_deleted(_utc(meta), event.post_id, event.author_id)
+
+    async def _log_liked(self, event: post_events.PostLiked, meta: EventMeta) -> None:
+        await self.store.log_interaction(
+            _utc(meta), event.user_id, event.post_id, event.post_author_id, LIKE
+        )
+
+    async def _log_unliked(self, event: post_events.PostUnliked, meta: EventMeta) -> None:
+        await self.store.log_interaction(
+            _utc(meta), event.user_id, event.post_id, event.post_author_id, UNLIKE
+        )
+
+    async def _log_shared(self, event: post_events.PostShared, meta: EventMeta) -> None:
+        await self.store.log_interaction(
+            _utc(meta), event.user_id, event.post_id, event.post_author_id, SHARE
+        )
+
+    async def _log_unshared(self, event: post_events.PostUnshared, meta: EventMeta) -> None:
+        await self.store.log_interaction(
+            _utc(meta), event.user_id, event.post_id, event.post_author_id, UNSHARE
+        )
+
+    async def _log_commented(self, event: post_events.CommentCreated, meta: EventMeta) -> None:
+        await self.store.log_interaction(
+            _utc(meta), event.author_id, event.post_id, event.post_author_id, COMMENT
+        )
 
     # -- read side -------------------------------------------------------------------
 
@@ -648,6 +750,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         """A RANKED page from the viewer's ranked session (scored once, paged by offset)."""
         redis = self._rt.redis
         known: dict[int, post_pb2.Post] = {}
+        assignment = experiments.assign(self.config.experiments, viewer, self.config.ranking)
         session = _str_field(position, "r") if position is not None else ""
         offset = _int_field(position, "o") if position is not None else 0
         top = _str_field(position, "t") if position is not None else ""
@@ -655,45 +758,50 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             # A new session (or an expired one, which starts over from the top).
             session, offset = uuid.uuid4().hex[:16], 0
             scored, known, top = await asyncio.wait_for(
-                self._score(viewer, keys, muted, feedback_hidden),
+                self._score(viewer, keys, muted, feedback_hidden, assignment.config),
                 timeout=self.config.rank_timeout_seconds,
             )
             key = ranked_key(viewer, session)
             pipe = redis.pipeline(transaction=True)
             if scored:
-                pipe.rpush(key, *(json.dumps([s.entry.member, s.score]) for s in scored))
+                pipe.rpush(key, *(json.dumps([s.entry.member, s.score, s.source]) for s in scored))
             else:
-                pipe.rpush(key, json.dumps(["", 0.0]))  # an empty session still exists
+                pipe.rpush(key, json.dumps(["", 0.0, ""]))  # an empty session still exists
             pipe.expire(key, RANKED_SESSION_TTL_SECONDS)
             await pipe.execute()
         rows = await redis.lrange(ranked_key(viewer, session), offset, offset + size * 2 - 1)
-        candidates: list[tuple[Entry, float]] = []
+        candidates: list[tuple[Entry, float, str]] = []
         for raw in rows:
-            member, score = json.loads(raw)
+            member, score, *rest = json.loads(raw)
             if member:
-                candidates.append((Entry.parse(member), float(score)))
+                source = str(rest[0]) if rest else features.IN_NETWORK
+                candidates.append((Entry.parse(member), float(score), source))
         # Feedback given since the session was scored counts from this page on.
         allowed = {
             e.member
-            for e, _ in candidates
+            for e, _, _ in candidates
             if self._allowed(e, muted, feedback_hidden) and e.author_id not in less_authors
         }
         missing = [
-            e.post_id for e, _ in candidates if e.member in allowed and e.post_id not in known
+            e.post_id for e, _, _ in candidates if e.member in allowed and e.post_id not in known
         ]
         if missing:
             known.update(await self._hydrate(missing))
         entries: list[Entry] = []
         scores: list[float] = []
+        sources: list[str] = []
         examined = 0
-        for entry, score in candidates:
+        for entry, score, source in candidates:
             if len(entries) == size:
                 break
             examined += 1
             if entry.member in allowed and entry.post_id in known:
                 entries.append(entry)
                 scores.append(score)
+                sources.append(source)
         more = examined < len(candidates) or len(rows) == size * 2
+        if assignment.arms:
+            await self.store.record_exposures(viewer, assignment.arms, len(entries))
         return FeedPage(
             entries=entries,
             posts=known,
@@ -703,26 +811,82 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             new_item_count=await self.timelines.count_newer(keys, top) if position else 0,
             scores=scores,
             first_rank=offset,
-            arm=self.config.ranking.arm,
+            arm=assignment.label,
+            sources=sources,
         )
 
-    async def _score(
-        self, viewer: int, keys: Sequence[str], muted: set[int], hidden: set[int]
-    ) -> tuple[list[ranking.Scored], dict[int, post_pb2.Post], str]:
-        candidates = await self.timelines.older(keys, None, RANK_CANDIDATES)
-        top = candidates[0].member if candidates else ""
-        kept = [e for e in candidates if self._allowed(e, muted, hidden)]
-        unique: dict[int, Entry] = {}
-        for entry in kept:  # a post and its reposts: the newest entry stands for all
-            unique.setdefault(entry.post_id, entry)
-        posts = await self._hydrate(list(unique)) if unique else {}
-        raw = await self._rt.redis.hgetall(affinity_key(viewer))
-        affinity = {int(k): int(v) for k, v in raw.items()}
-        feedback = await self.store.feedback(viewer)
-        now_ms = int(time.time() * 1000)
-        scored = ranking.rank(
-            list(unique.values()), posts, now_ms, affinity, feedback, self.config.ranking
+    async def _out_of_network(self, viewer: int) -> dict[int, tuple[int, str]]:
+        """post -> (author, source) of PUBLIC posts from outside the viewer's network that
+        the viewer has not been shown; each source capped at SOURCE_CAP, all batched."""
+        since = _utcnow() - timedelta(days=AFFINITY_DAYS)
+        co, affine, snapshot = await asyncio.gather(
+            self.store.co_engaged(viewer),
+            self.store.affine_posts(viewer, since),
+            self.trends.snapshot(trends.POSTS, feed_pb2.TREND_WINDOW_DAY),
         )
+        hot = [int(p) for p, _ in await self.trends.page(snapshot, 0, SOURCE_CAP)]
+        found: dict[int, str] = {}
+        for source, post_ids in (
+            (features.CO_ENGAGEMENT, [p for p, _ in co]),
+            (features.AFFINITY, [p for p, _ in affine]),
+            (features.TRENDING, hot),
+        ):
+            for post_id in post_ids:
+                found.setdefault(post_id, source)
+        # Trending counts any post: PUBLIC only, and nothing already shown, re-checked here.
+        authors = await self.store.unseen_public(viewer, list(found))
+        return {p: (authors[p], found[p]) for p in found if p in authors}
+
+    async def _score(
+        self,
+        viewer: int,
+        keys: Sequence[str],
+        muted: set[int],
+        hidden: set[int],
+        config: ranking.RankingConfig,
+    ) -> tuple[list[ranking.Scored], dict[int, post_pb2.Post], str]:
+        started = time.perf_counter()
+        in_network = await self.timelines.older(keys, None, RANK_CANDIDATES)
+        top = in_network[0].member if in_network else ""
+        candidates: dict[int, ranking.Candidate] = {}
+        for entry in in_network:  # a post and its reposts: the newest entry stands for all
+            if self._allowed(entry, muted, hidden):
+                candidates.setdefault(entry.post_id, ranking.Candidate(entry, features.IN_NETWORK))
+        for post_id, (author_id, source) in (await self._out_of_network(viewer)).items():
+            entry = Entry.post(post_id, author_id)
+            if post_id not in candidates and self._allowed(entry, muted, hidden):
+                candidates[post_id] = ranking.Candidate(entry, source)
+        # Visibility as the viewer may see it now (FOLLOWERS, private, blocks, deleted).
+        posts = await self._hydrate(list(candidates)) if candidates else {}
+        kept = [c for p, c in candidates.items() if p in posts]
+        fetched = time.perf_counter()
+        now = _utcnow()
+        rows = await self.store.facts(
+            [viewer] * len(kept),
+            [c.entry.post_id for c in kept],
+            [posts[c.entry.post_id].author_id for c in kept],
+            [now] * len(kept),
+        )
+        facts = {
+            c.entry.post_id: features.Facts.from_row(c.entry.post_id, now, row, c.source)
+            for c, row in zip(kept, rows, strict=True)
+        }
+        feedback = await self.store.feedback(viewer)
+        featured = time.perf_counter()
+        scored = ranking.rank(
+            kept,
+            posts,
+            facts,
+            int(now.timestamp() * 1000),
+            feedback,
+            config,
+            self.models.current(),
+        )
+        done = time.perf_counter()
+        RANK_SECONDS.labels("candidates").observe(fetched - started)
+        RANK_SECONDS.labels("facts").observe(featured - fetched)
+        RANK_SECONDS.labels("score").observe(done - featured)
+        RANK_SECONDS.labels("total").observe(done - started)
         return scored, posts, top
 
     def _response(self, viewer: int, page: FeedPage, partial: bool) -> feed_pb2.GetHomeFeedResponse:
@@ -736,15 +900,12 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
                 position=page.first_rank + i,
                 score=page.scores[i] if page.scores else 0.0,
                 arm=page.arm,
+                source=page.sources[i] if page.sources else features.IN_NETWORK,
             )
             items.append(
                 feed_pb2.FeedItem(
                     post_id=entry.post_id,
-                    reason=(
-                        feed_pb2.FEED_REASON_SHARED_BY_FOLLOWING
-                        if entry.sharer_id
-                        else feed_pb2.FEED_REASON_FOLLOWING
-                    ),
+                    reason=_reason(entry, page.sources[i] if page.sources else ""),
                     shared_by_user_id=entry.sharer_id,
                     tracking_token=self._tracking.seal(viewer, tracking),
                 )
@@ -861,6 +1022,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
                     served_rank=tracking.position,
                     score=tracking.score,
                     arm=tracking.arm,
+                    source=tracking.source,
                     dwell_ms=imp.dwell.seconds * 1000 + imp.dwell.nanos // 1_000_000,
                     display_time=(
                         imp.display_time.ToDatetime(tzinfo=UTC)
@@ -995,5 +1157,21 @@ class _Cut:
     more: bool = False
 
 
+def _reason(entry: Entry, source: str) -> feed_pb2.FeedReason.ValueType:
+    """Why an item is shown; which out-of-network source stays in the tracking token."""
+    if source and source != features.IN_NETWORK:
+        return feed_pb2.FEED_REASON_SUGGESTED
+    if entry.sharer_id:
+        return feed_pb2.FEED_REASON_SHARED_BY_FOLLOWING
+    return feed_pb2.FEED_REASON_FOLLOWING
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _utc(meta: EventMeta) -> EventMeta:
+    """The envelope's occur time is naive UTC; the log stores timestamptz."""
+    if meta.occur_time.tzinfo is not None:
+        return meta
+    return dataclasses.replace(meta, occur_time=meta.occur_time.replace(tzinfo=UTC))

@@ -1,7 +1,7 @@
 """Opaque tracking tokens: what a served item's ranking was, sealed for the client.
 
 A token is AES-GCM over a small JSON record (kind, served position, score,
-experiment arm, post), with the viewer id as associated data: clients cannot
+experiment arm, post, candidate source), with the viewer id as associated data: clients cannot
 read the ranking internals, change them, or replay another user's token. The
 key is derived from the service's PAGE_TOKEN_SECRET, so every instance can open
 every other instance's tokens.
@@ -29,6 +29,8 @@ class Tracking:
     position: int
     score: float
     arm: str
+    #: Where a RANKED item came from (in-network, co-engagement, affinity, trending).
+    source: str = ""
 
 
 class TrackingTokens:
@@ -38,7 +40,8 @@ class TrackingTokens:
 
     def seal(self, viewer_id: int, t: Tracking) -> str:
         body = json.dumps(
-            [t.post_id, t.kind, t.position, round(t.score, 6), t.arm], separators=(",", ":")
+            [t.post_id, t.kind, t.position, round(t.score, 6), t.arm, t.source],
+            separators=(",", ":"),
         ).encode()
         nonce = os.urandom(12)
         sealed = nonce + self._aead.encrypt(nonce, body, str(viewer_id).encode())
@@ -48,7 +51,8 @@ class TrackingTokens:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             body = self._aead.decrypt(raw[:12], raw[12:], str(viewer_id).encode())
-            post_id, kind, position, score, arm = json.loads(body)
-            return Tracking(int(post_id), int(kind), int(position), float(score), str(arm))
+            post_id, kind, position, score, arm, *rest = json.loads(body)
+            source = str(rest[0]) if rest else ""  # tokens from before sources: none
+            return Tracking(int(post_id), int(kind), int(position), float(score), str(arm), source)
         except (ValueError, TypeError, InvalidTag, json.JSONDecodeError) as exc:
             raise InvalidArgument([(field, "invalid or tampered tracking token")]) from exc

@@ -22,18 +22,32 @@ from services.kit.errors import (
     NotFound,
     PermissionDenied,
 )
-from services.kit.pagination import PageSizes
+from services.kit.pagination import PageSizes, page_size
 from services.kit.ratelimit import RateLimiter
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_snowflake
 from services.kit.validation import batch_ids, require_positive_id
 
-from .store import Edge, FollowOutcome, GraphStore, Relationship
+from .store import (
+    EXPORT_BLOCK,
+    EXPORT_FOLLOW,
+    Edge,
+    ExportedEdge,
+    FollowOutcome,
+    GraphStore,
+    Relationship,
+)
 
 MAX_BATCH = 1000
 FOLLOWS_PER_HOUR = 500
 #: ListFollowerIds pages: fan-out reads many ids per call (graph.proto).
 FOLLOWER_ID_PAGES = PageSizes(default=5_000, maximum=10_000)
+#: ExportRelationships pages (graph.proto): a back-fill reads every edge.
+EXPORT_PAGES = PageSizes(default=5_000, maximum=10_000)
+EXPORT_KINDS = {
+    EXPORT_FOLLOW: graph_pb2.RELATIONSHIP_KIND_FOLLOW,
+    EXPORT_BLOCK: graph_pb2.RELATIONSHIP_KIND_BLOCK,
+}
 
 
 def relationship_proto(user_id: int, rel: Relationship) -> graph_pb2.Relationship:
@@ -50,6 +64,12 @@ def relationship_proto(user_id: int, rel: Relationship) -> graph_pb2.Relationshi
 
 def follow_edge_proto(edge: Edge) -> graph_pb2.FollowEdge:
     return graph_pb2.FollowEdge(user_id=edge.user_id, create_time=from_snowflake(edge.edge_id))
+
+
+def _exported(edge: ExportedEdge) -> graph_pb2.RelationshipEdge:
+    return graph_pb2.RelationshipEdge(
+        kind=EXPORT_KINDS[edge.kind], from_user_id=edge.from_id, to_user_id=edge.to_id
+    )
 
 
 def edge_position(edge: Edge) -> int:
@@ -218,6 +238,33 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         return graph_pb2.ListFollowerIdsResponse(
             follower_ids=[e.user_id for e in page.rows(edges)],
             next_page_token=page.next_token(edges, edge_position),
+        )
+
+    async def ExportRelationships(
+        self, request: graph_pb2.ExportRelationshipsRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ExportRelationshipsResponse:
+        """Every follow, then every block, for copies kept elsewhere: services only."""
+        require_service()
+        size = page_size(
+            request.page_size, default=EXPORT_PAGES.default, maximum=EXPORT_PAGES.maximum
+        )
+        scope = "export-relationships"
+        data = self._rt.page_tokens.decode(scope, request.page_token)
+        after: tuple[int, int, int] | None = None
+        if data is not None:
+            position = data.get("k"), data.get("a"), data.get("b")
+            if not all(isinstance(x, int) and not isinstance(x, bool) for x in position) or (
+                position[0] not in EXPORT_KINDS
+            ):
+                raise InvalidArgument([("page_token", "invalid or tampered page token")])
+            after = position  # type: ignore[assignment]
+        edges = await self.store.export_edges(after, size + 1)
+        token = ""
+        if len(edges) > size:
+            kind, a, b = edges[size - 1].position
+            token = self._rt.page_tokens.encode(scope, {"k": kind, "a": a, "b": b})
+        return graph_pb2.ExportRelationshipsResponse(
+            edges=[_exported(e) for e in edges[:size]], next_page_token=token
         )
 
     async def ListFollowRequests(

@@ -44,6 +44,24 @@ class Edge:
     edge_id: int
 
 
+#: Kinds of exported edges, in export order (graph.proto RelationshipKind).
+EXPORT_FOLLOW = 1
+EXPORT_BLOCK = 2
+
+
+@dataclass(frozen=True)
+class ExportedEdge:
+    """One edge of the export: `kind` EXPORT_FOLLOW or EXPORT_BLOCK, from -> to."""
+
+    kind: int
+    from_id: int
+    to_id: int
+
+    @property
+    def position(self) -> tuple[int, int, int]:
+        return (self.kind, self.from_id, self.to_id)
+
+
 class GraphStore:
     def __init__(self, db: Database, ids: IdGenerator) -> None:
         self._db = db
@@ -363,6 +381,39 @@ class GraphStore:
             limit,
         )
         return [Edge(r["user_id"], r["edge_id"]) for r in rows]
+
+    async def export_edges(
+        self, after: tuple[int, int, int] | None, limit: int
+    ) -> list[ExportedEdge]:
+        """Up to `limit` edges after `after` in (kind, from, to) order: follows, then blocks.
+
+        Keyset reads over the primary keys (a replica could lag behind the events
+        the reader's copy has already seen).
+        """
+        kind, a, b = after if after is not None else (EXPORT_FOLLOW, 0, 0)
+        edges: list[ExportedEdge] = []
+        if kind == EXPORT_FOLLOW:
+            rows = await self._db.primary.fetch(
+                """SELECT follower_id, followee_id FROM graph.follows
+                   WHERE (follower_id, followee_id) > ($1, $2)
+                   ORDER BY follower_id, followee_id LIMIT $3""",
+                a,
+                b,
+                limit,
+            )
+            edges += [ExportedEdge(EXPORT_FOLLOW, r[0], r[1]) for r in rows]
+            a, b = 0, 0  # blocks start from the beginning
+        if len(edges) < limit:
+            rows = await self._db.primary.fetch(
+                """SELECT blocker_id, blocked_id FROM graph.blocks
+                   WHERE (blocker_id, blocked_id) > ($1, $2)
+                   ORDER BY blocker_id, blocked_id LIMIT $3""",
+                a,
+                b,
+                limit - len(edges),
+            )
+            edges += [ExportedEdge(EXPORT_BLOCK, r[0], r[1]) for r in rows]
+        return edges
 
     async def forget_user(self, user_id: int) -> None:
         """Drops a deleted account's edges, fixing everyone's counts in set-based SQL.

@@ -25,6 +25,15 @@ def _split(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
+def _flag(value: str, name: str) -> bool:
+    folded = value.strip().lower()
+    if folded in ("1", "true", "yes", "on"):
+        return True
+    if folded in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"{name} must be true or false, not {value!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a service process needs to know about its environment."""
@@ -62,6 +71,10 @@ class Settings:
     metrics_port: int = 0
     #: HMAC key for page tokens; shared by every instance of a service.
     page_token_secret: str = ""
+    #: Apply pending migrations at start (laptop, `socialmesh up`). False in k8s: the
+    #: `socialmesh migrate` Job applies them as the schema owner, the service only
+    #: checks its schema is current and stays NOT_SERVING until it is (no DDL rights).
+    migrate_on_start: bool = True
 
     @classmethod
     def from_env(
@@ -106,4 +119,5 @@ class Settings:
             log_format=e.get("LOG_FORMAT", "text"),
             metrics_port=int(e.get("METRICS_PORT", "0")),
             page_token_secret=e.get("PAGE_TOKEN_SECRET", ""),
+            migrate_on_start=_flag(e.get("MIGRATE_ON_START", "true"), "MIGRATE_ON_START"),
         )

@@ -4,6 +4,11 @@ Files are `services/<name>/migrations/NNNN_description.sql`. They are applied in
 order, each in its own transaction, under a PostgreSQL advisory lock so several
 replicas starting at once apply each file exactly once. The kit also owns the
 outbox and consumed-events tables every service gets, so no service copies its DDL.
+
+Who runs them: `socialmesh up` lets each service migrate at start. In a cluster the
+`socialmesh migrate` Job does, as the role that owns the schemas, and grants the
+services' runtime role DML only (`grant_runtime_access`); the services run with
+MIGRATE_ON_START=false and only check `pending_migrations` (k8s/README.md).
 """
 
 from __future__ import annotations
@@ -74,8 +79,52 @@ def _lock_key(schema: str) -> int:
     )
 
 
-async def migrate(conn: asyncpg.Connection, schema: str, directory: Path) -> list[int]:
-    """Applies pending migrations; returns the versions applied by this call."""
+async def pending_migrations(conn: asyncpg.Connection, schema: str, directory: Path) -> list[int]:
+    """Versions in `directory` that the schema has not applied yet (all of them when the
+    schema or its bookkeeping table does not exist). Needs only SELECT; a role without
+    USAGE on the schema gets asyncpg.InsufficientPrivilegeError."""
+    known = [version for version, _ in migration_files(directory)]
+    try:
+        rows = await conn.fetch(f"SELECT version FROM {quote_ident(schema)}.schema_migrations")
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        return known
+    done = {r["version"] for r in rows}
+    return [v for v in known if v not in done]
+
+
+#: What the runtime role may do in a service's schema: read and write rows, nothing else.
+TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
+SEQUENCE_PRIVILEGES = "USAGE, SELECT"
+
+
+async def grant_runtime_access(conn: asyncpg.Connection, schema: str, role: str) -> None:
+    """Lets `role` use the schema's tables (DML) and sequences, including tables and
+    sequences the current role (the migrator) creates later (default privileges).
+    Grants no CREATE, no ownership, no TRUNCATE/REFERENCES/TRIGGER. Idempotent."""
+    if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+        raise ValueError(f"runtime database role {role!r} does not exist (create it first)")
+    s, r = quote_ident(schema), quote_ident(role)
+    async with conn.transaction():
+        await conn.execute(f"GRANT USAGE ON SCHEMA {s} TO {r}")
+        await conn.execute(f"GRANT {TABLE_PRIVILEGES} ON ALL TABLES IN SCHEMA {s} TO {r}")
+        await conn.execute(f"GRANT {SEQUENCE_PRIVILEGES} ON ALL SEQUENCES IN SCHEMA {s} TO {r}")
+        await conn.execute(
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {TABLE_PRIVILEGES} ON TABLES TO {r}"
+        )
+        await conn.execute(
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {SEQUENCE_PRIVILEGES} "
+            f"ON SEQUENCES TO {r}"
+        )
+
+
+async def migrate(
+    conn: asyncpg.Connection, schema: str, directory: Path, *, runtime_role: str | None = None
+) -> list[int]:
+    """Applies pending migrations; returns the versions applied by this call.
+
+    With `runtime_role`, also grants it DML on the schema (`grant_runtime_access`),
+    under the same lock so concurrent migrators never race on the catalog.
+    """
     ident = quote_ident(schema)
     applied_now: list[int] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(schema))
@@ -103,6 +152,8 @@ async def migrate(conn: asyncpg.Connection, schema: str, directory: Path) -> lis
                     path.name,
                 )
             applied_now.append(version)
+        if runtime_role:
+            await grant_runtime_access(conn, schema, runtime_role)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(schema))
     return applied_now

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import grpc
 import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -49,7 +50,7 @@ from .ids import IdGenerator, lease_worker_id, renew_worker_id
 from .interceptors import ServiceInterceptor
 from .logs import setup_logging
 from .metrics import MetricsSampler, serve_metrics
-from .migrations import migrate
+from .migrations import migrate, migration_files, pending_migrations
 from .pagination import PageTokens
 from .redis import connect_redis
 from .tasks import cancel_and_wait
@@ -388,15 +389,16 @@ class ServiceHost:
         db = await Database.connect(
             s.database_url, s.database_replica_urls, max_size=s.database_pool_size
         )
+        try:
+            await self._schema_ready(db)
+        except BaseException:  # cancelled (SIGTERM) while waiting for the migrations Job
+            await db.close()
+            raise
         redis = await connect_redis(s.redis_url)
         if s.worker_id < 0:
             self._worker_owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
             self._worker_id = await lease_worker_id(redis, self._worker_owner)
             self.runtime.ids.rebind(self._worker_id)
-        async with db.primary.acquire() as conn:
-            applied = await migrate(conn, self.spec.schema, self.spec.migrations_dir)
-        if applied:
-            log.info("%s applied migrations %s", self.spec.name, applied)
         self.runtime.attach(db, redis)
         self.runtime.revocations = Revocations(redis, s.access_token_ttl_seconds + 60)
         self.runtime.relay = OutboxRelay(db, redis, self.spec.schema)
@@ -405,6 +407,50 @@ class ServiceHost:
             await self.spec.on_ready(self.runtime)
         sampler = MetricsSampler(self.spec.schema, db, redis, lambda: list(self.runtime.consumers))
         self._sampler = asyncio.create_task(sampler.run(), name=f"metrics-{self.spec.name}")
+
+    #: How often a service that may not migrate looks again for its migrations.
+    schema_recheck_seconds = 5.0
+
+    async def _schema_ready(self, db: Database) -> None:
+        """Migrates (MIGRATE_ON_START, the default), or waits NOT_SERVING until the
+        schema has every migration this code knows: a pod of a new release stays
+        unready until the `socialmesh migrate` Job ran, and needs no DDL rights."""
+        spec = self.spec
+        if self.settings.migrate_on_start:
+            async with db.primary.acquire() as conn:
+                applied = await migrate(conn, spec.schema, spec.migrations_dir)
+            if applied:
+                log.info("%s applied migrations %s", spec.name, applied)
+            return
+        names = dict(migration_files(spec.migrations_dir))
+        last = ""
+        while True:
+            role = "?"
+            try:
+                async with db.primary.acquire() as conn:
+                    role = await conn.fetchval("SELECT current_user")
+                    missing = await pending_migrations(conn, spec.schema, spec.migrations_dir)
+                problem = (
+                    f"schema {spec.schema!r} lacks migrations {missing} "
+                    f"({', '.join(names[v].name for v in missing)})"
+                    if missing
+                    else ""
+                )
+            except asyncpg.InsufficientPrivilegeError as exc:
+                problem = f"no access to schema {spec.schema!r} ({exc}; RUNTIME_DB_ROLE grants it)"
+            if not problem:
+                log.info("%s schema %r is current", spec.name, spec.schema)
+                return
+            if problem != last:  # once per change, not every few seconds
+                log.warning(
+                    "%s stays NOT_SERVING: %s, connected as %r; MIGRATE_ON_START is off: "
+                    "run `socialmesh migrate` (the k8s Job) as the schema owner",
+                    spec.name,
+                    problem,
+                    role,
+                )
+                last = problem
+            await asyncio.sleep(self.schema_recheck_seconds)
 
     async def _watch_dependencies(self) -> None:
         """Flips health to NOT_SERVING while PostgreSQL or Redis is unreachable."""

@@ -24,10 +24,18 @@ from typing import Any
 
 import asyncpg
 import grpc
+from socialmesh.graph.v1 import graph_pb2_grpc
 from socialmesh.post.v1 import post_pb2
 from socialmesh.user.v1 import events_pb2 as user_events
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
+from services.kit.backfill import (
+    EXPORT_PAGE_SIZE,
+    BackfillResult,
+    BackfillWorker,
+    backfill_relationships,
+    export_pages,
+)
 from services.kit.channels import upstream_error
 from services.kit.consumers import EventHandlers, EventMeta
 from services.kit.db import Database
@@ -233,6 +241,18 @@ class PostSearch:
             meta.event_id,
         )
 
+    def backfill_worker(
+        self,
+        graph: graph_pb2_grpc.GraphServiceAsyncStub,
+        users: user_pb2_grpc.UserServiceAsyncStub,
+    ) -> BackfillWorker:
+        """Back-fills the copy in the background whenever it never was (docs/search.md)."""
+
+        async def fill(event_id: int, result: BackfillResult) -> None:
+            await backfill(self._db, graph, users, event_id, result)
+
+        return BackfillWorker(self._db, "post", fill)
+
     # -- rate limit ---------------------------------------------------------------
 
     async def limit_anonymous(self, context: grpc.aio.ServicerContext) -> int | None:
@@ -359,6 +379,41 @@ class PostSearch:
         rows = await fetch_planned_per_query(self._db, sql, args)
         return [(PostRow.from_row(r), float(r["score"])) for r in rows]
 
+    # -- hashtag timeline -----------------------------------------------------------
+
+    async def tag_posts(
+        self, request: post_pb2.ListTagPostsRequest, viewer: int | None
+    ) -> tuple[list[PostRow], str]:
+        """One page of a hashtag's posts the viewer may see, newest first."""
+        tag = strip_control_characters(request.tag).strip().lstrip("#").lower()
+        if not tag:
+            raise InvalidArgument([("tag", "required")])
+        if not TAG_PREFIX.match(tag):
+            raise InvalidArgument([("tag", "letters, digits and '_', 1 to 100 characters")])
+        size = page_size(
+            request.page_size, default=SEARCH_PAGES.default, maximum=SEARCH_PAGES.maximum
+        )
+        scope = f"tag-posts:{viewer or 0}:{tag}"
+        data = self._tokens.decode(scope, request.page_token)
+        before: int | None = None
+        if data is not None:
+            before = data.get("i")
+            if not isinstance(before, int) or isinstance(before, bool):
+                raise InvalidArgument([("page_token", "invalid or tampered page token")])
+        rows = await fetch_planned_per_query(
+            self._db,
+            f"""SELECT {_COLUMNS} FROM post.posts p
+                WHERE {VISIBLE} AND p.hashtags @> ARRAY[$2]::text[]
+                  AND ($3::bigint IS NULL OR p.post_id < $3)
+                ORDER BY p.post_id DESC LIMIT $4""",
+            [viewer, tag, before, size + 1],
+        )
+        posts = [PostRow.from_row(r) for r in rows]
+        token = ""
+        if len(posts) > size:
+            token = self._tokens.encode(scope, {"i": posts[size - 1].post_id})
+        return posts[:size], token
+
     # -- tags ---------------------------------------------------------------------
 
     async def search_tags(self, request: post_pb2.SearchTagsRequest) -> post_pb2.SearchTagsResponse:
@@ -402,3 +457,53 @@ class PostSearch:
             limit,
             next_prefix(prefix),
         )
+
+
+# -- back-fill (docs/search.md, "Back-fill") ----------------------------------------
+
+
+async def backfill(
+    db: Database,
+    graph: graph_pb2_grpc.GraphServiceAsyncStub,
+    users: user_pb2_grpc.UserServiceAsyncStub,
+    event_id: int,
+    result: BackfillResult,
+) -> None:
+    """Fills the copy from graph's and user's exports (this service's credential)."""
+    await backfill_relationships(db, "post", graph, event_id, result)
+
+    async def fetch(token: str) -> tuple[list[user_pb2.AccountState], str]:
+        reply = await users.ExportAccountStates(
+            user_pb2.ExportAccountStatesRequest(page_size=EXPORT_PAGE_SIZE, page_token=token),
+            timeout=30,
+        )
+        return list(reply.accounts), reply.next_page_token
+
+    async for page in export_pages(fetch):
+        # Public live accounts need no row (absent means exactly that).
+        notable = [a for a in page if a.is_private or a.deleted]
+        await db.primary.execute(
+            """INSERT INTO post.search_authors (user_id, is_private, deleted, event_id)
+               SELECT u, p, d, $4::bigint
+               FROM unnest($1::bigint[], $2::bool[], $3::bool[]) AS x(u, p, d)
+               ON CONFLICT (user_id) DO UPDATE SET
+                 is_private = CASE WHEN post.search_authors.event_id < EXCLUDED.event_id
+                                   THEN EXCLUDED.is_private
+                                   ELSE post.search_authors.is_private END,
+                 deleted = post.search_authors.deleted OR EXCLUDED.deleted,
+                 event_id = GREATEST(post.search_authors.event_id, EXCLUDED.event_id)
+               WHERE post.search_authors.event_id < EXCLUDED.event_id
+                  OR (EXCLUDED.deleted AND NOT post.search_authors.deleted)""",
+            [a.user_id for a in notable],
+            [a.is_private for a in notable],
+            [a.deleted for a in notable],
+            event_id,
+        )
+        result.accounts += len(page)
+    # Private in the copy from an older event, public in the export (or gone).
+    retired = await db.primary.fetch(
+        """UPDATE post.search_authors SET is_private = false, event_id = $1
+           WHERE is_private AND NOT deleted AND event_id < $1 RETURNING 1""",
+        event_id,
+    )
+    result.retired += len(retired)

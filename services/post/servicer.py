@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import grpc
 from google.protobuf import empty_pb2, field_mask_pb2
+from socialmesh.graph.v1 import graph_pb2_grpc
 from socialmesh.media.v1 import media_pb2, media_pb2_grpc
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
@@ -17,6 +18,7 @@ from services.kit.auth import (
     require_caller,
     require_service,
 )
+from services.kit.backfill import BackfillWorker
 from services.kit.channels import upstream_error
 from services.kit.consumers import Start
 from services.kit.errors import NotFound, PermissionDenied
@@ -29,7 +31,7 @@ from services.kit.validation import Violations, batch_ids, require_positive_id
 
 from . import search as search_rules
 from . import text as text_rules
-from .store import CommentRow, PostRef, PostRow, PostStore
+from .store import CommentRow, PostRef, PostRow, PostStore, RepostRef
 
 MAX_TEXT = 5000
 MAX_COMMENT = 2000
@@ -88,6 +90,15 @@ def post_ref_proto(ref: PostRef) -> post_pb2.PostRef:
     )
 
 
+def repost_ref_proto(ref: RepostRef) -> post_pb2.RepostRef:
+    return post_pb2.RepostRef(
+        post_id=ref.post_id,
+        author_id=ref.author_id,
+        sharer_id=ref.sharer_id,
+        share_time=from_datetime(ref.share_time),
+    )
+
+
 def since_time(request: post_pb2.BatchListAuthorPostsRequest, v: Violations) -> datetime | None:
     """The optional lower bound on creation time, if it is a real instant."""
     if not request.HasField("since_time"):
@@ -118,6 +129,7 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         self._post_limit: RateLimiter | None = None
         self._comment_limit: RateLimiter | None = None
         self._search: search_rules.PostSearch | None = None
+        self._backfill: BackfillWorker | None = None
 
     async def on_ready(self) -> None:
         self._store = PostStore(self._rt.db, self._rt.ids)
@@ -143,6 +155,16 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         # Search's projection of follows, blocks and private/deleted accounts
         # (docs/search.md); EARLIEST: every retained event counts.
         await self.consume("post-search", self._search.handlers(), start=Start.EARLIEST)
+        # ... and what the streams no longer hold: back-filled from graph's and
+        # user's exports in the background when it never was (docs/search.md).
+        graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
+        self._backfill = self._search.backfill_worker(graph, self.users)
+        self._backfill.start()
+
+    async def on_stop(self) -> None:
+        if self._backfill is not None:
+            await self._backfill.stop()
+        await super().on_stop()
 
     @property
     def store(self) -> PostStore:
@@ -477,7 +499,11 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         refs = await self.store.author_post_refs(
             ids, min_post_id=request.min_post_id, since=since, per_author_limit=limit
         )
-        return post_pb2.BatchListAuthorPostsResponse(posts=[post_ref_proto(r) for r in refs])
+        reply = post_pb2.BatchListAuthorPostsResponse(posts=[post_ref_proto(r) for r in refs])
+        if request.include_reposts:
+            reposts = await self.store.author_repost_refs(ids, since=since, per_sharer_limit=limit)
+            reply.reposts.extend(repost_ref_proto(r) for r in reposts)
+        return reply
 
     # -- search (services/post/search.py, docs/search.md) ---------------------------
 
@@ -491,6 +517,18 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         # call) only covers the moment between a change and its event's arrival.
         visible = await self._visible(rows, viewer)
         return post_pb2.SearchPostsResponse(
+            posts=[post_proto(r) for r in visible], next_page_token=token
+        )
+
+    async def ListTagPosts(
+        self, request: post_pb2.ListTagPostsRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.ListTagPostsResponse:
+        viewer = current_viewer_id()
+        rows, token = await self.ready(self._search).tag_posts(request, viewer)
+        # As in SearchPosts: the query decides visibility; one batch re-check covers
+        # the moment between a change and its event reaching the projection.
+        visible = await self._visible(rows, viewer)
+        return post_pb2.ListTagPostsResponse(
             posts=[post_proto(r) for r in visible], next_page_token=token
         )
 

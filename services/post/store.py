@@ -87,6 +87,16 @@ class PostRef:
 
 
 @dataclass(frozen=True)
+class RepostRef:
+    """A repost without content: enough to place it in a timeline."""
+
+    post_id: int
+    author_id: int
+    sharer_id: int
+    share_time: datetime
+
+
+@dataclass(frozen=True)
 class CommentRow:
     comment_id: int
     post_id: int
@@ -241,6 +251,29 @@ class PostStore:
             per_author_limit,
         )
         return [PostRef(**r) for r in rows]  # the columns are exactly its fields
+
+    async def author_repost_refs(
+        self, sharer_ids: list[int], *, since: datetime | None, per_sharer_limit: int
+    ) -> list[RepostRef]:
+        """The newest reposts of live PUBLIC posts by each sharer, grouped in input order."""
+        rows = await self._db.reader().fetch(
+            """SELECT s.post_id, s.author_id, a.sharer_id, s.created_at AS share_time
+               FROM unnest($1::bigint[]) WITH ORDINALITY AS a(sharer_id, ord)
+               CROSS JOIN LATERAL (
+                   SELECT h.post_id, p.author_id, h.created_at FROM post.shares h
+                   JOIN post.posts p USING (post_id)
+                   WHERE h.user_id = a.sharer_id AND p.deleted_at IS NULL
+                     AND p.visibility = $4
+                     AND ($2::timestamptz IS NULL OR h.created_at >= $2)
+                   ORDER BY h.created_at DESC, h.post_id DESC LIMIT $3
+               ) s
+               ORDER BY a.ord, s.created_at DESC, s.post_id DESC""",
+            sharer_ids,
+            since,
+            per_sharer_limit,
+            post_pb2.VISIBILITY_PUBLIC,
+        )
+        return [RepostRef(**r) for r in rows]
 
     async def delete_post(self, post_id: int) -> None:
         async with self._db.transaction() as conn:

@@ -2,15 +2,29 @@
 
 Registration answers the same whether or not an address is already registered
 (security review M4); what differs is only what the mailbox receives, and only the
-mailbox's owner reads that.
+mailbox's owner reads that. Every registration mail carries the new account's
+verification link, so whoever reads the mailbox (and only they) can verify it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Protocol
 
 log = logging.getLogger("socialmesh.mail")
+
+#: Where a verification link points: the web app's page, which POSTs the token to
+#: `/v1/users:verifyEmail`. In the fragment, so it never reaches a server's access log
+#: or a Referer header. Override with USER_EMAIL_VERIFICATION_URL (must hold `{token}`).
+DEFAULT_VERIFICATION_LINK = "https://socialmesh.example/verify-email#token={token}"
+
+
+def verification_link_template() -> str:
+    template = os.environ.get("USER_EMAIL_VERIFICATION_URL", DEFAULT_VERIFICATION_LINK)
+    if template.count("{token}") != 1:
+        raise SystemExit("USER_EMAIL_VERIFICATION_URL must contain {token} exactly once")
+    return template
 
 
 class Mailer(Protocol):
@@ -31,17 +45,31 @@ class LogMailer:
         log.info("mail to=%s subject=%r\n%s", to, subject, body)
 
 
-def welcome(handle: str) -> tuple[str, str]:
+_LINK_NOTE = "The link works once, for 24 hours."
+
+
+def welcome(handle: str, link: str) -> tuple[str, str]:
     return (
         "Welcome to socialmesh",
-        f"Your account @{handle} is ready. If you did not sign up, ignore this message.",
+        f"Your account @{handle} is ready. Confirm that this address is yours:\n\n"
+        f"{link}\n\n{_LINK_NOTE} If you did not sign up, ignore this message.",
     )
 
 
-def address_already_registered(handle: str) -> tuple[str, str]:
+def address_already_registered(handle: str, link: str) -> tuple[str, str]:
     return (
         "Someone signed up with your email address",
         f"An account @{handle} was just registered with this address, which another "
         "account already uses. If that was you, you can sign in with your existing "
-        "account; if not, you can ignore this message.",
+        f"account, or confirm this address for @{handle}:\n\n{link}\n\n{_LINK_NOTE} An "
+        "address can be verified on one account only. If it was not you, ignore this "
+        "message: without this mailbox nobody can verify that account.",
+    )
+
+
+def verification(handle: str, link: str) -> tuple[str, str]:
+    return (
+        "Confirm your email address",
+        f"Confirm that this address belongs to @{handle}:\n\n{link}\n\n{_LINK_NOTE} "
+        "Earlier links no longer work. If you did not ask for this, ignore this message.",
     )

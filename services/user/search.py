@@ -19,22 +19,32 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from socialmesh.graph.v1 import graph_pb2_grpc
 from socialmesh.user.v1 import user_pb2
 
+from services.kit.auth import require_service
+from services.kit.backfill import BackfillResult, BackfillWorker, backfill_relationships
 from services.kit.consumers import EventHandlers, EventMeta
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument
 from services.kit.pagination import PageSizes, PageTokens, page_size
 from services.kit.ratelimit import RateLimiter
-from services.kit.relationships import on_relationship_events, set_block, set_follow
+from services.kit.relationships import (
+    Executor,
+    lock_follow_edges,
+    on_relationship_events,
+    set_block,
+    set_follow,
+)
 from services.kit.search import fetch_planned_per_query, limit_anonymous
 from services.kit.validation import strip_control_characters
 
-from .store import _USER_COLUMNS, UserRecord
+from .store import _USER_COLUMNS, UserRecord, UserStore
 
 MAX_QUERY = 100
 USER_PAGES = PageSizes(default=10, maximum=50)
@@ -45,6 +55,8 @@ FUZZY_CANDIDATES = 1000
 #: ... and only when the exact handle/name-prefix matches are fewer than this.
 FUZZY_WHEN_FEWER = 10
 HANDLE_PREFIX = re.compile(r"^[a-z0-9_]{1,30}$")
+#: ExportAccountStates pages (user.proto): a back-fill reads every account.
+EXPORT_PAGES = PageSizes(default=5_000, maximum=10_000)
 
 
 @dataclass(frozen=True)
@@ -70,11 +82,9 @@ class UserSearch:
 
     async def _follow(self, follower: int, followee: int, on: bool, meta: EventMeta) -> None:
         async with self._db.transaction() as conn:
-            # One edge at a time, so "did it flip?" is read and written atomically.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                f"user-search-follow:{follower}:{followee}",
-            )
+            # One edge at a time (the back-fill takes the same locks), so "did it
+            # flip?" is read and written atomically.
+            await lock_follow_edges(conn, "user", [(follower, followee)])
             before = await conn.fetchval(
                 """SELECT following FROM "user".search_follows
                    WHERE follower_id = $1 AND followee_id = $2""",
@@ -94,6 +104,16 @@ class UserSearch:
 
     async def _block(self, blocker: int, blocked: int, on: bool, meta: EventMeta) -> None:
         await set_block(self._db.primary, "user", blocker, blocked, on, meta.event_id)
+
+    # -- back-fill (docs/search.md, "Back-fill") ------------------------------------
+
+    def backfill_worker(self, graph: graph_pb2_grpc.GraphServiceAsyncStub) -> BackfillWorker:
+        """Back-fills in the background whenever the copy never was."""
+
+        async def fill(event_id: int, result: BackfillResult) -> None:
+            await backfill(self._db, graph, event_id, result)
+
+        return BackfillWorker(self._db, "user", fill)
 
     # -- search -------------------------------------------------------------------
 
@@ -242,3 +262,52 @@ def _position(data: dict[str, Any]) -> tuple[float, int, int, int]:
     if not ints or not isinstance(q, (int, float)) or isinstance(q, bool):
         raise InvalidArgument([("page_token", "invalid or tampered page token")])
     return float(q), int(f), int(n), int(i)  # type: ignore[arg-type]
+
+
+async def export_account_states(
+    store: UserStore, tokens: PageTokens, request: user_pb2.ExportAccountStatesRequest
+) -> user_pb2.ExportAccountStatesResponse:
+    """ExportAccountStates (user.proto): services only, every account by id."""
+    require_service()
+    page = tokens.page("export-account-states", "user_id", request, EXPORT_PAGES)
+    rows = await store.export_account_states(page.position, page.limit)
+    return user_pb2.ExportAccountStatesResponse(
+        accounts=[
+            user_pb2.AccountState(user_id=u, is_private=private, deleted=deleted)
+            for u, private, deleted in page.rows(rows)
+        ],
+        next_page_token=page.next_token(rows, lambda row: row[0]),
+    )
+
+
+# -- back-fill (docs/search.md, "Back-fill") ----------------------------------------
+
+
+async def backfill(
+    db: Database,
+    graph: graph_pb2_grpc.GraphServiceAsyncStub,
+    event_id: int,
+    result: BackfillResult,
+) -> None:
+    """Fills the copy from graph's export; follower counts follow the flips."""
+    await backfill_relationships(db, "user", graph, event_id, result, on_follow_flips=_count_flips)
+
+
+async def _count_flips(conn: Executor, flips: list[tuple[int, int, bool]]) -> None:
+    deltas: Counter[int] = Counter()
+    for _, followee, on in flips:
+        deltas[followee] += 1 if on else -1
+    ids, changes = list(deltas), list(deltas.values())
+    await conn.execute(
+        """INSERT INTO "user".search_follower_counts (user_id, follower_count)
+           SELECT user_id, delta FROM unnest($1::bigint[], $2::bigint[]) AS d(user_id, delta)
+           ON CONFLICT (user_id) DO UPDATE SET follower_count =
+             "user".search_follower_counts.follower_count + EXCLUDED.follower_count""",
+        ids,
+        changes,
+    )
+    await conn.execute(
+        """UPDATE "user".search_follower_counts SET follower_count = 0
+           WHERE user_id = ANY($1::bigint[]) AND follower_count < 0""",
+        ids,
+    )

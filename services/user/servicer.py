@@ -29,10 +29,17 @@ from services.kit.auth import (
     load_private_key,
     require_caller,
 )
+from services.kit.backfill import BackfillWorker
 from services.kit.cache import TwoLayerCache
 from services.kit.channels import upstream_error
 from services.kit.consumers import EventHandlers, EventMeta, Start
-from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from services.kit.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from services.kit.ratelimit import RateLimiter, client_address
 from services.kit.search import anonymous_limit
 from services.kit.server import Runtime, ServicerBase
@@ -70,6 +77,11 @@ LOGIN_FAILURES_PER_ACCOUNT_AND_CLIENT = 10
 LOGIN_FAILURES_PER_CLIENT = 20
 LOGIN_ATTEMPTS_PER_CLIENT = 60
 REGISTRATIONS_PER_CLIENT_PER_HOUR = 20
+#: Email verification (M4): links work once, for a day; an owner may ask for a new one
+#: three times an hour (each mail lands in someone's inbox).
+EMAIL_VERIFICATION_TTL_SECONDS = 24 * 3600
+VERIFICATION_RESENDS_PER_HOUR = 3
+MAX_VERIFICATION_TOKEN = 128
 
 
 def per_client_limit(name: str, default: int) -> int:
@@ -131,10 +143,13 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self._login_client_failures: RateLimiter | None = None
         self._login_client_attempts: RateLimiter | None = None
         self._register_limit: RateLimiter | None = None
+        self._resend_limit: RateLimiter | None = None
+        self._verification_link = mail.DEFAULT_VERIFICATION_LINK
         self._graph: graph_pb2_grpc.GraphServiceAsyncStub | None = None
         self._media: media_pb2_grpc.MediaServiceAsyncStub | None = None
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
         self._search: search_rules.UserSearch | None = None
+        self._backfill: BackfillWorker | None = None
         #: Where registration outcomes go (M4); replace with a real sender in production.
         self.mailer: mail.Mailer = mail.LogMailer()
         self._mail_tasks: set[asyncio.Task[None]] = set()
@@ -179,6 +194,10 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             ),
             window_seconds=3600,
         )
+        self._resend_limit = RateLimiter(
+            redis, "verify-resend", limit=VERIFICATION_RESENDS_PER_HOUR, window_seconds=3600
+        )
+        self._verification_link = mail.verification_link_template()
         self._graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
         self._media = media_pb2_grpc.MediaServiceStub(self.peer("media"))
         self._posts = post_pb2_grpc.PostServiceStub(self.peer("post"))
@@ -204,6 +223,10 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             ),
         )
         await self.consume("user-search", self._search.handlers(), start=Start.EARLIEST)
+        # ... and what the streams no longer hold: back-filled from graph's export
+        # in the background when it never was (docs/search.md).
+        self._backfill = self._search.backfill_worker(self.ready(self._graph))
+        self._backfill.start()
 
     async def _on_user_deleted(self, event: user_events_pb2.UserDeleted, _: EventMeta) -> None:
         await self._revocations().revoke_user(event.user_id)
@@ -214,6 +237,8 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         await self._revocations().revoke_session(event.session_id)
 
     async def on_stop(self) -> None:
+        if self._backfill is not None:
+            await self._backfill.stop()
         if self._cache:
             await self._cache.stop()
         await super().on_stop()
@@ -329,6 +354,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         user.update_time.CopyFrom(from_datetime(record.updated_at))
         if is_owner:
             user.email = record.email
+            user.email_verified = record.email_verified
         return user
 
     async def _issue_tokens(self, user_id: int, session_id: int) -> tuple[str, int]:
@@ -369,26 +395,90 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         )
         # The answer is the new account either way; only the mailbox learns that the
         # address was already in use (sent in the background: no timing difference).
-        task = asyncio.create_task(self._mail_registration(email, handle, already_used))
+        task = asyncio.create_task(
+            self._mail_registration(record.user_id, email, handle, already_used)
+        )
         self._mail_tasks.add(task)
         task.add_done_callback(self._mail_tasks.discard)
         return (await self._present([record], record.user_id))[0]
 
-    async def _mail_registration(self, email: str, handle: str, already_used: bool) -> None:
+    async def _mail_registration(
+        self, user_id: int, email: str, handle: str, already_used: bool
+    ) -> None:
+        """Both mails carry the new account's verification link: whoever reads the mailbox
+        may verify it (the person who signed up again on purpose), nobody else can."""
         try:
             if already_used:
-                # At most one such notice per address a day, however many sign-ups.
+                # At most one such notice per address a day, however many sign-ups
+                # (the owner of a later one asks for its link with a resend).
                 digest = hashlib.sha256(email.lower().encode()).hexdigest()
                 if not await self._rt.redis.set(
                     f"mail:address-in-use:{digest}", 1, nx=True, ex=86400
                 ):
                     return
-                subject, body = mail.address_already_registered(handle)
+            link = await self._new_verification_link(user_id)
+            if link is None:
+                return
+            if already_used:
+                subject, body = mail.address_already_registered(handle, link)
             else:
-                subject, body = mail.welcome(handle)
+                subject, body = mail.welcome(handle, link)
             await self.mailer.send(email, subject, body)
         except Exception:  # a mail problem must never fail or slow a registration
             logging.getLogger("socialmesh.mail").exception("registration mail failed")
+
+    async def _new_verification_link(self, user_id: int) -> str | None:
+        """A fresh single-use token for the account's address, as the link to mail."""
+        token = secrets.token_urlsafe(32)
+        stored = await self.store.issue_email_verification(
+            user_id, token, EMAIL_VERIFICATION_TTL_SECONDS
+        )
+        return None if stored is None else self._verification_link.format(token=token)
+
+    async def VerifyEmail(
+        self, request: user_pb2.VerifyEmailRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.VerifyEmailResponse:
+        """Public: the token is the credential. One answer for unknown, expired and used
+        tokens (no account is named); see store.verify_email."""
+        v = Violations()
+        token = request.token.strip()
+        if v.check(bool(token), "token", "required"):
+            v.check(
+                len(token) <= MAX_VERIFICATION_TOKEN and token.isascii() and token.isprintable(),
+                "token",
+                "is not a verification token",
+            )
+        v.raise_if_any()
+        record = await self.store.verify_email(token)
+        if record is None:
+            raise InvalidArgument(
+                [("token", "invalid, expired or already used: ask for a new verification mail")]
+            )
+        await self.cache.invalidate(str(record.user_id), record.to_bytes())
+        return user_pb2.VerifyEmailResponse(user_id=record.user_id)
+
+    async def ResendVerificationEmail(
+        self,
+        request: user_pb2.ResendVerificationEmailRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> user_pb2.ResendVerificationEmailResponse:
+        caller = require_caller()
+        require_positive_id(request.user_id, "user_id")
+        if request.user_id != caller.user_id:
+            raise PermissionDenied("you may only ask for your own verification mail")
+        found = await self.store.load_users([caller.user_id])
+        if not found:
+            raise NotFound(f"user {caller.user_id} not found")
+        record = found[0]
+        if record.email_verified:
+            raise FailedPrecondition("the email address is already verified")
+        await self.ready(self._resend_limit).enforce(str(caller.user_id), "verification mails")
+        link = await self._new_verification_link(caller.user_id)
+        if link is None:  # verified (or deleted) since the read above
+            raise FailedPrecondition("the email address is already verified")
+        subject, body = mail.verification(record.handle, link)
+        await self.mailer.send(record.email, subject, body)
+        return user_pb2.ResendVerificationEmailResponse()
 
     async def Login(
         self, request: user_pb2.LoginRequest, context: grpc.aio.ServicerContext
@@ -618,6 +708,12 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         # The interceptor already verified the token (and its revocation): no storage.
         caller = require_caller()
         return user_pb2.GetCallerResponse(user_id=caller.user_id, session_id=caller.session_id)
+
+    async def ExportAccountStates(
+        self, request: user_pb2.ExportAccountStatesRequest, context: grpc.aio.ServicerContext
+    ) -> user_pb2.ExportAccountStatesResponse:
+        """Every account's visibility state, for copies kept elsewhere: services only."""
+        return await search_rules.export_account_states(self.store, self._rt.page_tokens, request)
 
     async def SearchUsers(
         self, request: user_pb2.SearchUsersRequest, context: grpc.aio.ServicerContext

@@ -12,14 +12,14 @@ import asyncpg
 from socialmesh.user.v1 import events_pb2
 
 from services.kit.db import Database
-from services.kit.errors import AlreadyExists, NotFound, Unauthenticated
+from services.kit.errors import AlreadyExists, FailedPrecondition, NotFound, Unauthenticated
 from services.kit.events import Outbox
 from services.kit.ids import IdGenerator
 
 SCHEMA = "user"
 _USER_COLUMNS = (
     "user_id, handle, email, display_name, bio, avatar_url, is_private, created_at, updated_at,"
-    " avatar_media_id"
+    " avatar_media_id, email_verified_at IS NOT NULL AS email_verified"
 )
 
 
@@ -38,6 +38,8 @@ class UserRecord:
     updated_at: datetime
     #: The avatar's media id (0: none); avatar_url is its 320 px variant.
     avatar_media_id: int = 0
+    #: Whether `email` was verified (cached records from before 0006 lack it: False).
+    email_verified: bool = False
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> UserRecord:
@@ -110,6 +112,67 @@ class UserStore:
             raise AlreadyExists(f"handle '{handle}' is taken", field="handle") from exc
         return UserRecord.from_row(row)
 
+    async def issue_email_verification(
+        self, user_id: int, token: str, ttl_seconds: int
+    ) -> str | None:
+        """Stores a new verification link's token (its SHA-256) for the account's current
+        address, replacing the account's earlier links. Returns that address, or None when
+        the account is gone or its address is already verified."""
+        async with self._db.transaction() as conn:
+            email = await conn.fetchval(
+                """SELECT email FROM "user".users
+                   WHERE user_id = $1 AND deleted_at IS NULL AND email_verified_at IS NULL
+                   FOR UPDATE""",
+                user_id,
+            )
+            if email is None:
+                return None
+            await conn.execute('DELETE FROM "user".email_verifications WHERE user_id = $1', user_id)
+            await conn.execute(
+                """INSERT INTO "user".email_verifications (token_hash, user_id, email, expires_at)
+                   VALUES ($1, $2, $3, $4)""",
+                hash_refresh_token(token),
+                user_id,
+                email,
+                datetime.now(UTC) + timedelta(seconds=ttl_seconds),
+            )
+        return str(email)
+
+    async def verify_email(self, token: str) -> UserRecord | None:
+        """Spends a verification token: the address it was mailed to becomes the account's
+        verified address. None (nothing verified) when the token is unknown, expired or
+        used, or the account is gone or names another address by now.
+
+        FailedPrecondition, with the token left unspent, when another live account has
+        already verified the same address (one verified account per address).
+        """
+        async with self._db.transaction() as conn:
+            claim = await conn.fetchrow(
+                """UPDATE "user".email_verifications SET used_at = now()
+                   WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+                   RETURNING user_id, email""",
+                hash_refresh_token(token),
+            )
+            if claim is None:
+                return None
+            try:
+                row = await conn.fetchrow(
+                    f"""UPDATE "user".users
+                        SET email_verified_at = coalesce(email_verified_at, now())
+                        WHERE user_id = $1 AND email = $2 AND deleted_at IS NULL
+                        RETURNING {_USER_COLUMNS}""",
+                    claim["user_id"],
+                    claim["email"],
+                )
+            except asyncpg.UniqueViolationError as exc:  # rolls the claim back too
+                raise FailedPrecondition(
+                    "this address is already verified on another account; sign in to that one"
+                ) from exc
+            if row is None:
+                return None
+            await self._log(conn, claim["user_id"], "email.verified", {"email": claim["email"]})
+        return UserRecord.from_row(row)
+
     async def email_in_use(self, email: str) -> bool:
         """Whether an account (live or deleted) already names this address."""
         found = await self._db.primary.fetchval(
@@ -125,6 +188,22 @@ class UserStore:
             user_ids,
         )
         return [UserRecord.from_row(r) for r in rows]
+
+    async def export_account_states(
+        self, after_user_id: int | None, limit: int
+    ) -> list[tuple[int, bool, bool]]:
+        """(user_id, is_private, deleted) of every account, deleted ones included, by id.
+
+        From the primary: a replica could lag behind the events the reader's copy
+        has already seen (docs/search.md, "Back-fill").
+        """
+        rows = await self._db.primary.fetch(
+            """SELECT user_id, is_private, deleted_at IS NOT NULL AS deleted FROM "user".users
+               WHERE user_id > $1 ORDER BY user_id LIMIT $2""",
+            after_user_id or 0,
+            limit,
+        )
+        return [(r["user_id"], r["is_private"], r["deleted"]) for r in rows]
 
     async def find_by_handles(self, handles: list[str]) -> list[UserRecord]:
         rows = await self._db.reader().fetch(

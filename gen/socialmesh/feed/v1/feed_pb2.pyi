@@ -32,8 +32,11 @@ class _FeedKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedKind.Val
     FEED_KIND_UNSPECIFIED: _FeedKind.ValueType  # 0
     """Not set: RANKED."""
     FEED_KIND_RANKED: _FeedKind.ValueType  # 1
-    """"For you": followed posts, scored (recency, engagement, the viewer's
-    affinity to the author, the viewer's feedback).
+    """"For you": followed posts and suggested public posts from outside the
+    caller's network (liked by people with similar likes, matching the
+    caller's hashtags and authors, trending), scored by an ensemble of
+    collaborative, content and learned-engagement signals with recency and
+    the caller's feedback.
     """
     FEED_KIND_FOLLOWING: _FeedKind.ValueType  # 2
     """"Following": followed accounts' posts and reposts, newest first."""
@@ -44,8 +47,11 @@ class FeedKind(_FeedKind, metaclass=_FeedKindEnumTypeWrapper):
 FEED_KIND_UNSPECIFIED: FeedKind.ValueType  # 0
 """Not set: RANKED."""
 FEED_KIND_RANKED: FeedKind.ValueType  # 1
-""""For you": followed posts, scored (recency, engagement, the viewer's
-affinity to the author, the viewer's feedback).
+""""For you": followed posts and suggested public posts from outside the
+caller's network (liked by people with similar likes, matching the
+caller's hashtags and authors, trending), scored by an ensemble of
+collaborative, content and learned-engagement signals with recency and
+the caller's feedback.
 """
 FEED_KIND_FOLLOWING: FeedKind.ValueType  # 2
 """"Following": followed accounts' posts and reposts, newest first."""
@@ -63,6 +69,10 @@ class _FeedReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedReason
     """Posted by an account the caller follows."""
     FEED_REASON_SHARED_BY_FOLLOWING: _FeedReason.ValueType  # 2
     """Reposted by an account the caller follows."""
+    FEED_REASON_SUGGESTED: _FeedReason.ValueType  # 3
+    """RANKED only: a public post from outside the caller's network, suggested
+    for them.
+    """
 
 class FeedReason(_FeedReason, metaclass=_FeedReasonEnumTypeWrapper):
     """Why an item is in the feed."""
@@ -73,6 +83,10 @@ FEED_REASON_FOLLOWING: FeedReason.ValueType  # 1
 """Posted by an account the caller follows."""
 FEED_REASON_SHARED_BY_FOLLOWING: FeedReason.ValueType  # 2
 """Reposted by an account the caller follows."""
+FEED_REASON_SUGGESTED: FeedReason.ValueType  # 3
+"""RANKED only: a public post from outside the caller's network, suggested
+for them.
+"""
 Global___FeedReason: _TypeAlias = FeedReason  # noqa: Y015
 
 class _Surface:

@@ -44,6 +44,30 @@ FOLLOW_STATE_REQUESTED: FollowState.ValueType  # 2
 """The account is private: a request awaits its approval."""
 Global___FollowState: _TypeAlias = FollowState  # noqa: Y015
 
+class _RelationshipKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RelationshipKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RelationshipKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RELATIONSHIP_KIND_UNSPECIFIED: _RelationshipKind.ValueType  # 0
+    """Not set (never exported)."""
+    RELATIONSHIP_KIND_FOLLOW: _RelationshipKind.ValueType  # 1
+    """from_user_id follows to_user_id (an accepted follow, not a request)."""
+    RELATIONSHIP_KIND_BLOCK: _RelationshipKind.ValueType  # 2
+    """from_user_id blocks to_user_id."""
+
+class RelationshipKind(_RelationshipKind, metaclass=_RelationshipKindEnumTypeWrapper):
+    """What an exported edge is."""
+
+RELATIONSHIP_KIND_UNSPECIFIED: RelationshipKind.ValueType  # 0
+"""Not set (never exported)."""
+RELATIONSHIP_KIND_FOLLOW: RelationshipKind.ValueType  # 1
+"""from_user_id follows to_user_id (an accepted follow, not a request)."""
+RELATIONSHIP_KIND_BLOCK: RelationshipKind.ValueType  # 2
+"""from_user_id blocks to_user_id."""
+Global___RelationshipKind: _TypeAlias = RelationshipKind  # noqa: Y015
+
 @_typing.final
 class Relationship(_message.Message):
     """How the caller relates to another account."""
@@ -940,3 +964,87 @@ class ListFollowerIdsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListFollowerIdsResponse: _TypeAlias = ListFollowerIdsResponse  # noqa: Y015
+
+@_typing.final
+class ExportRelationshipsRequest(_message.Message):
+    """Which page of the relationship export to read (internal)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum edges to return: default 5,000, at most 10,000."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportRelationshipsRequest: _TypeAlias = ExportRelationshipsRequest  # noqa: Y015
+
+@_typing.final
+class RelationshipEdge(_message.Message):
+    """One directed edge of the graph."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    FROM_USER_ID_FIELD_NUMBER: _builtins.int
+    TO_USER_ID_FIELD_NUMBER: _builtins.int
+    kind: Global___RelationshipKind.ValueType
+    """Follow or block."""
+    from_user_id: _builtins.int
+    """The follower, or the blocker."""
+    to_user_id: _builtins.int
+    """The account followed, or blocked."""
+    def __init__(
+        self,
+        *,
+        kind: Global___RelationshipKind.ValueType = ...,
+        from_user_id: _builtins.int = ...,
+        to_user_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_user_id", b"from_user_id", "kind", b"kind", "to_user_id", b"to_user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RelationshipEdge: _TypeAlias = RelationshipEdge  # noqa: Y015
+
+@_typing.final
+class ExportRelationshipsResponse(_message.Message):
+    """One page of the relationship export, in (kind, from_user_id, to_user_id) order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EDGES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def edges(self) -> _containers.RepeatedCompositeFieldContainer[Global___RelationshipEdge]:
+        """The edges on this page."""
+
+    def __init__(
+        self,
+        *,
+        edges: _abc.Iterable[Global___RelationshipEdge] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["edges", b"edges", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportRelationshipsResponse: _TypeAlias = ExportRelationshipsResponse  # noqa: Y015

@@ -103,6 +103,11 @@ class GraphServiceStub:
                 request_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListSuggestedAccountsRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListSuggestedAccountsResponse.FromString,
                 _registered_method=True)
+        self.ExportRelationships = channel.unary_unary(
+                '/socialmesh.graph.v1.GraphService/ExportRelationships',
+                request_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ExportRelationshipsRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ExportRelationshipsResponse.FromString,
+                _registered_method=True)
         self.ListFollowRequests = channel.unary_unary(
                 '/socialmesh.graph.v1.GraphService/ListFollowRequests',
                 request_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListFollowRequestsRequest.SerializeToString,
@@ -233,6 +238,19 @@ class GraphServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportRelationships(self, request, context):
+        """Internal, services only: every accepted follow and every block, for a
+        service that keeps its own copy of the edges (search) and fills it from
+        scratch (docs/search.md, "Back-fill"). Keyset pages in (kind,
+        from_user_id, to_user_id) order: all follows, then all blocks. Pending
+        follow requests and mutes are not exported. Pages are read at different
+        moments, so an edge changed while paging may or may not appear; the graph
+        events carry every such change. Refused to user tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFollowRequests(self, request, context):
         """Lists pending requests to follow the caller, newest first.
         """
@@ -321,6 +339,11 @@ def add_GraphServiceServicer_to_server(servicer, server):
                     servicer.ListSuggestedAccounts,
                     request_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListSuggestedAccountsRequest.FromString,
                     response_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListSuggestedAccountsResponse.SerializeToString,
+            ),
+            'ExportRelationships': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportRelationships,
+                    request_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ExportRelationshipsRequest.FromString,
+                    response_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ExportRelationshipsResponse.SerializeToString,
             ),
             'ListFollowRequests': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFollowRequests,
@@ -693,6 +716,33 @@ class GraphService:
             '/socialmesh.graph.v1.GraphService/ListSuggestedAccounts',
             socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListSuggestedAccountsRequest.SerializeToString,
             socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListSuggestedAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportRelationships(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.graph.v1.GraphService/ExportRelationships',
+            socialmesh_dot_graph_dot_v1_dot_graph__pb2.ExportRelationshipsRequest.SerializeToString,
+            socialmesh_dot_graph_dot_v1_dot_graph__pb2.ExportRelationshipsResponse.FromString,
             options,
             channel_credentials,
             insecure,

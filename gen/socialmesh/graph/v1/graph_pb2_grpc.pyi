@@ -85,6 +85,15 @@ class GraphServiceStub:
     asked to follow, one they mute, or one blocked either way. viewer_id
     must be the calling user unless the caller is a service.
     """
+    ExportRelationships: _grpc.UnaryUnaryMultiCallable[_graph_pb2.ExportRelationshipsRequest, _graph_pb2.ExportRelationshipsResponse]
+    """Internal, services only: every accepted follow and every block, for a
+    service that keeps its own copy of the edges (search) and fills it from
+    scratch (docs/search.md, "Back-fill"). Keyset pages in (kind,
+    from_user_id, to_user_id) order: all follows, then all blocks. Pending
+    follow requests and mutes are not exported. Pages are read at different
+    moments, so an edge changed while paging may or may not appear; the graph
+    events carry every such change. Refused to user tokens.
+    """
     ListFollowRequests: _grpc.UnaryUnaryMultiCallable[_graph_pb2.ListFollowRequestsRequest, _graph_pb2.ListFollowRequestsResponse]
     """Lists pending requests to follow the caller, newest first."""
     AcceptFollowRequest: _grpc.UnaryUnaryMultiCallable[_graph_pb2.AcceptFollowRequestRequest, _graph_pb2.AcceptFollowRequestResponse]
@@ -148,6 +157,15 @@ class GraphServiceAsyncStub(GraphServiceStub):
     the most-followed accounts. Never the viewer, an account they follow or
     asked to follow, one they mute, or one blocked either way. viewer_id
     must be the calling user unless the caller is a service.
+    """
+    ExportRelationships: _aio.UnaryUnaryMultiCallable[_graph_pb2.ExportRelationshipsRequest, _graph_pb2.ExportRelationshipsResponse]  # type: ignore[assignment]
+    """Internal, services only: every accepted follow and every block, for a
+    service that keeps its own copy of the edges (search) and fills it from
+    scratch (docs/search.md, "Back-fill"). Keyset pages in (kind,
+    from_user_id, to_user_id) order: all follows, then all blocks. Pending
+    follow requests and mutes are not exported. Pages are read at different
+    moments, so an edge changed while paging may or may not appear; the graph
+    events carry every such change. Refused to user tokens.
     """
     ListFollowRequests: _aio.UnaryUnaryMultiCallable[_graph_pb2.ListFollowRequestsRequest, _graph_pb2.ListFollowRequestsResponse]  # type: ignore[assignment]
     """Lists pending requests to follow the caller, newest first."""
@@ -287,6 +305,21 @@ class GraphServiceServicer(metaclass=_abc_1.ABCMeta):
         the most-followed accounts. Never the viewer, an account they follow or
         asked to follow, one they mute, or one blocked either way. viewer_id
         must be the calling user unless the caller is a service.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportRelationships(
+        self,
+        request: _graph_pb2.ExportRelationshipsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_graph_pb2.ExportRelationshipsResponse, _abc.Awaitable[_graph_pb2.ExportRelationshipsResponse]]:
+        """Internal, services only: every accepted follow and every block, for a
+        service that keeps its own copy of the edges (search) and fills it from
+        scratch (docs/search.md, "Back-fill"). Keyset pages in (kind,
+        from_user_id, to_user_id) order: all follows, then all blocks. Pending
+        follow requests and mutes are not exported. Pages are read at different
+        moments, so an edge changed while paging may or may not appear; the graph
+        events carry every such change. Refused to user tokens.
         """
 
     @_abc_1.abstractmethod

@@ -906,10 +906,16 @@ class BatchListAuthorPostsRequest(_message.Message):
     MIN_POST_ID_FIELD_NUMBER: _builtins.int
     SINCE_TIME_FIELD_NUMBER: _builtins.int
     PER_AUTHOR_LIMIT_FIELD_NUMBER: _builtins.int
+    INCLUDE_REPOSTS_FIELD_NUMBER: _builtins.int
     min_post_id: _builtins.int
     """Only posts with a larger id (ids are time-ordered); 0 for no lower bound."""
     per_author_limit: _builtins.int
     """Newest posts per author: default 20, at most 200."""
+    include_reposts: _builtins.bool
+    """Also return the authors' reposts (of live PUBLIC posts only: a repost
+    never widens an audience), newest first, at most per_author_limit per
+    author, bounded by since_time on the share time.
+    """
     @_builtins.property
     def author_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """1 to 1,000 author ids."""
@@ -925,10 +931,11 @@ class BatchListAuthorPostsRequest(_message.Message):
         min_post_id: _builtins.int = ...,
         since_time: _timestamp_pb2.Timestamp | None = ...,
         per_author_limit: _builtins.int = ...,
+        include_reposts: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since_time", b"since_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_ids", b"author_ids", "min_post_id", b"min_post_id", "per_author_limit", b"per_author_limit", "since_time", b"since_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_ids", b"author_ids", "include_reposts", b"include_reposts", "min_post_id", b"min_post_id", "per_author_limit", b"per_author_limit", "since_time", b"since_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -941,22 +948,66 @@ class BatchListAuthorPostsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     POSTS_FIELD_NUMBER: _builtins.int
+    REPOSTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def posts(self) -> _containers.RepeatedCompositeFieldContainer[Global___PostRef]:
         """The posts found, grouped by author in request order."""
+
+    @_builtins.property
+    def reposts(self) -> _containers.RepeatedCompositeFieldContainer[Global___RepostRef]:
+        """With include_reposts: the reposts found, grouped by reposter in request
+        order, newest share first.
+        """
 
     def __init__(
         self,
         *,
         posts: _abc.Iterable[Global___PostRef] | None = ...,
+        reposts: _abc.Iterable[Global___RepostRef] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["posts", b"posts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["posts", b"posts", "reposts", b"reposts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BatchListAuthorPostsResponse: _TypeAlias = BatchListAuthorPostsResponse  # noqa: Y015
+
+@_typing.final
+class RepostRef(_message.Message):
+    """A repost without content: enough to place it in a timeline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POST_ID_FIELD_NUMBER: _builtins.int
+    AUTHOR_ID_FIELD_NUMBER: _builtins.int
+    SHARER_ID_FIELD_NUMBER: _builtins.int
+    SHARE_TIME_FIELD_NUMBER: _builtins.int
+    post_id: _builtins.int
+    """The reposted post."""
+    author_id: _builtins.int
+    """Who wrote the post."""
+    sharer_id: _builtins.int
+    """Who reposted it (one of the requested authors)."""
+    @_builtins.property
+    def share_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was reposted."""
+
+    def __init__(
+        self,
+        *,
+        post_id: _builtins.int = ...,
+        author_id: _builtins.int = ...,
+        sharer_id: _builtins.int = ...,
+        share_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["share_time", b"share_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "post_id", b"post_id", "share_time", b"share_time", "sharer_id", b"sharer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RepostRef: _TypeAlias = RepostRef  # noqa: Y015
 
 @_typing.final
 class PostRef(_message.Message):
@@ -1119,6 +1170,68 @@ class SearchTagsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchTagsResponse: _TypeAlias = SearchTagsResponse  # noqa: Y015
+
+@_typing.final
+class ListTagPostsRequest(_message.Message):
+    """A hashtag timeline page request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    tag: _builtins.str
+    """The hashtag, with or without '#': letters, digits and '_', 1 to 100
+    characters; matched case-insensitively.
+    """
+    page_size: _builtins.int
+    """Maximum posts to return: default 20, at most 100."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page. Valid
+    only with the same tag and caller.
+    """
+    def __init__(
+        self,
+        *,
+        tag: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "tag", b"tag"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTagPostsRequest: _TypeAlias = ListTagPostsRequest  # noqa: Y015
+
+@_typing.final
+class ListTagPostsResponse(_message.Message):
+    """One page of a hashtag timeline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next (older) page; empty on the last page."""
+    @_builtins.property
+    def posts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Post]:
+        """The posts on this page, newest first."""
+
+    def __init__(
+        self,
+        *,
+        posts: _abc.Iterable[Global___Post] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "posts", b"posts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTagPostsResponse: _TypeAlias = ListTagPostsResponse  # noqa: Y015
 
 @_typing.final
 class TagCount(_message.Message):

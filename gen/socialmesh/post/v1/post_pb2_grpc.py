@@ -137,6 +137,11 @@ class PostServiceStub:
                 request_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.SearchTagsRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.SearchTagsResponse.FromString,
                 _registered_method=True)
+        self.ListTagPosts = channel.unary_unary(
+                '/socialmesh.post.v1.PostService/ListTagPosts',
+                request_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.ListTagPostsRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.ListTagPostsResponse.FromString,
+                _registered_method=True)
 
 
 class PostServiceServicer:
@@ -290,6 +295,16 @@ class PostServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTagPosts(self, request, context):
+        """The hashtag timeline: posts carrying one tag, newest first, that the
+        caller may see (the rules of GetPost, applied inside the query, so pages
+        are never thinned out). Works anonymously (public posts only). Pages are
+        keyset pages by post id: posts published later never shift them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PostServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -387,6 +402,11 @@ def add_PostServiceServicer_to_server(servicer, server):
                     servicer.SearchTags,
                     request_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.SearchTagsRequest.FromString,
                     response_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.SearchTagsResponse.SerializeToString,
+            ),
+            'ListTagPosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTagPosts,
+                    request_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.ListTagPostsRequest.FromString,
+                    response_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.ListTagPostsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -909,6 +929,33 @@ class PostService:
             '/socialmesh.post.v1.PostService/SearchTags',
             socialmesh_dot_post_dot_v1_dot_post__pb2.SearchTagsRequest.SerializeToString,
             socialmesh_dot_post_dot_v1_dot_post__pb2.SearchTagsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTagPosts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.post.v1.PostService/ListTagPosts',
+            socialmesh_dot_post_dot_v1_dot_post__pb2.ListTagPostsRequest.SerializeToString,
+            socialmesh_dot_post_dot_v1_dot_post__pb2.ListTagPostsResponse.FromString,
             options,
             channel_credentials,
             insecure,

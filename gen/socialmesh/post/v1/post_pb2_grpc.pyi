@@ -92,6 +92,12 @@ class PostServiceStub:
     """Hashtags starting with a prefix, most used first, with their number of
     public posts. Works anonymously, rate-limited per client.
     """
+    ListTagPosts: _grpc.UnaryUnaryMultiCallable[_post_pb2.ListTagPostsRequest, _post_pb2.ListTagPostsResponse]
+    """The hashtag timeline: posts carrying one tag, newest first, that the
+    caller may see (the rules of GetPost, applied inside the query, so pages
+    are never thinned out). Works anonymously (public posts only). Pages are
+    keyset pages by post id: posts published later never shift them.
+    """
 
 @_typing.type_check_only
 class PostServiceAsyncStub(PostServiceStub):
@@ -155,6 +161,12 @@ class PostServiceAsyncStub(PostServiceStub):
     SearchTags: _aio.UnaryUnaryMultiCallable[_post_pb2.SearchTagsRequest, _post_pb2.SearchTagsResponse]  # type: ignore[assignment]
     """Hashtags starting with a prefix, most used first, with their number of
     public posts. Works anonymously, rate-limited per client.
+    """
+    ListTagPosts: _aio.UnaryUnaryMultiCallable[_post_pb2.ListTagPostsRequest, _post_pb2.ListTagPostsResponse]  # type: ignore[assignment]
+    """The hashtag timeline: posts carrying one tag, newest first, that the
+    caller may see (the rules of GetPost, applied inside the query, so pages
+    are never thinned out). Works anonymously (public posts only). Pages are
+    keyset pages by post id: posts published later never shift them.
     """
 
 class PostServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -330,6 +342,18 @@ class PostServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_post_pb2.SearchTagsResponse, _abc.Awaitable[_post_pb2.SearchTagsResponse]]:
         """Hashtags starting with a prefix, most used first, with their number of
         public posts. Works anonymously, rate-limited per client.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTagPosts(
+        self,
+        request: _post_pb2.ListTagPostsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_post_pb2.ListTagPostsResponse, _abc.Awaitable[_post_pb2.ListTagPostsResponse]]:
+        """The hashtag timeline: posts carrying one tag, newest first, that the
+        caller may see (the rules of GetPost, applied inside the query, so pages
+        are never thinned out). Works anonymously (public posts only). Pages are
+        keyset pages by post id: posts published later never shift them.
         """
 
 def add_PostServiceServicer_to_server(servicer: PostServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -41,6 +41,7 @@ class User(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     AVATAR_MEDIA_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_VERIFIED_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """Unique, time-ordered 64-bit id (a JSON string in REST responses)."""
     handle: _builtins.str
@@ -73,6 +74,11 @@ class User(_message.Message):
     """The avatar: one of the account's own READY image uploads (media service),
     marked in use when set; 0 removes the avatar.
     """
+    email_verified: _builtins.bool
+    """Whether the owner proved the address in `email` is theirs (VerifyEmail);
+    returned only to the account's owner, like email. Unverified accounts work
+    normally; clients may prompt their owners to verify.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the account was created."""
@@ -99,10 +105,11 @@ class User(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         avatar_media_id: _builtins.int = ...,
+        email_verified: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_media_id", b"avatar_media_id", "avatar_url", b"avatar_url", "bio", b"bio", "create_time", b"create_time", "display_name", b"display_name", "email", b"email", "follower_count", b"follower_count", "following_count", b"following_count", "handle", b"handle", "is_following", b"is_following", "is_limited_view", b"is_limited_view", "is_private", b"is_private", "post_count", b"post_count", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_media_id", b"avatar_media_id", "avatar_url", b"avatar_url", "bio", b"bio", "create_time", b"create_time", "display_name", b"display_name", "email", b"email", "email_verified", b"email_verified", "follower_count", b"follower_count", "following_count", b"following_count", "handle", b"handle", "is_following", b"is_following", "is_limited_view", b"is_limited_view", "is_private", b"is_private", "post_count", b"post_count", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -123,7 +130,10 @@ class CreateUserRequest(_message.Message):
     display_name: _builtins.str
     """Display name, at most 50 characters; defaults to the handle."""
     email: _builtins.str
-    """Email address; must be unique."""
+    """Email address. Not required to be unique (registration does not reveal
+    whether it is in use); the mailbox is mailed a link that verifies the
+    new account, with a warning if the address is already in use.
+    """
     password: _builtins.str
     """Password, at least 8 characters. Stored only as an argon2 hash."""
     def __init__(
@@ -141,6 +151,89 @@ class CreateUserRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateUserRequest: _TypeAlias = CreateUserRequest  # noqa: Y015
+
+@_typing.final
+class VerifyEmailRequest(_message.Message):
+    """The token from a verification mail."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The single-use token of the link mailed to the address (opaque, URL-safe)."""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyEmailRequest: _TypeAlias = VerifyEmailRequest  # noqa: Y015
+
+@_typing.final
+class VerifyEmailResponse(_message.Message):
+    """The address is verified."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """The account whose address is now verified."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyEmailResponse: _TypeAlias = VerifyEmailResponse  # noqa: Y015
+
+@_typing.final
+class ResendVerificationEmailRequest(_message.Message):
+    """Which account's verification mail to send again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """Id of the account; must be the caller."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendVerificationEmailRequest: _TypeAlias = ResendVerificationEmailRequest  # noqa: Y015
+
+@_typing.final
+class ResendVerificationEmailResponse(_message.Message):
+    """A new link is on its way to the account's address."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendVerificationEmailResponse: _TypeAlias = ResendVerificationEmailResponse  # noqa: Y015
 
 @_typing.final
 class LoginRequest(_message.Message):
@@ -578,3 +671,87 @@ class SearchUsersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchUsersResponse: _TypeAlias = SearchUsersResponse  # noqa: Y015
+
+@_typing.final
+class ExportAccountStatesRequest(_message.Message):
+    """Which page of the account-state export to read (internal)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum accounts to return: default 5,000, at most 10,000."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportAccountStatesRequest: _TypeAlias = ExportAccountStatesRequest  # noqa: Y015
+
+@_typing.final
+class AccountState(_message.Message):
+    """What visibility needs to know about one account."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    IS_PRIVATE_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """The account."""
+    is_private: _builtins.bool
+    """Whether the account is private (only approved followers see its posts)."""
+    deleted: _builtins.bool
+    """Whether the account is deleted (nothing of it may be shown)."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        is_private: _builtins.bool = ...,
+        deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted", "is_private", b"is_private", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountState: _TypeAlias = AccountState  # noqa: Y015
+
+@_typing.final
+class ExportAccountStatesResponse(_message.Message):
+    """One page of the account-state export, in user id order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountState]:
+        """The accounts on this page."""
+
+    def __init__(
+        self,
+        *,
+        accounts: _abc.Iterable[Global___AccountState] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportAccountStatesResponse: _TypeAlias = ExportAccountStatesResponse  # noqa: Y015

@@ -47,6 +47,16 @@ class UserServiceStub:
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.CreateUserRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.User.FromString,
                 _registered_method=True)
+        self.VerifyEmail = channel.unary_unary(
+                '/socialmesh.user.v1.UserService/VerifyEmail',
+                request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.VerifyEmailRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.VerifyEmailResponse.FromString,
+                _registered_method=True)
+        self.ResendVerificationEmail = channel.unary_unary(
+                '/socialmesh.user.v1.UserService/ResendVerificationEmail',
+                request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ResendVerificationEmailRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ResendVerificationEmailResponse.FromString,
+                _registered_method=True)
         self.Login = channel.unary_unary(
                 '/socialmesh.user.v1.UserService/Login',
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LoginRequest.SerializeToString,
@@ -97,6 +107,11 @@ class UserServiceStub:
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.SearchUsersRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.SearchUsersResponse.FromString,
                 _registered_method=True)
+        self.ExportAccountStates = channel.unary_unary(
+                '/socialmesh.user.v1.UserService/ExportAccountStates',
+                request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ExportAccountStatesRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ExportAccountStatesResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -111,6 +126,28 @@ class UserServiceServicer:
 
     def CreateUser(self, request, context):
         """Registers a new account. Public: no token needed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyEmail(self, request, context):
+        """Proves ownership of an account's email address with the single-use token
+        mailed to it (the link in the welcome mail, or a resent one). Public: the
+        person clicking the link may not be signed in; the token is the credential.
+        An unknown, expired or already used token is INVALID_ARGUMENT on `token`,
+        the same answer for each, naming no account. Tokens expire after 24 hours.
+        A verified address belongs to one live account: FAILED_PRECONDITION when
+        another live account already verified it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResendVerificationEmail(self, request, context):
+        """Mails a new verification link to the caller's own address (earlier links
+        stop working). Only the account's owner may ask; FAILED_PRECONDITION when
+        the address is already verified; at most 3 per hour per account.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -204,6 +241,16 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportAccountStates(self, request, context):
+        """Internal, services only: every account's visibility state (private,
+        deleted), deleted accounts included, in user id order, for a service that
+        keeps its own copy of it (post search) and fills it from scratch
+        (docs/search.md, "Back-fill"). Refused to user tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +258,16 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.CreateUser,
                     request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.CreateUserRequest.FromString,
                     response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.User.SerializeToString,
+            ),
+            'VerifyEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyEmail,
+                    request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.VerifyEmailRequest.FromString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.VerifyEmailResponse.SerializeToString,
+            ),
+            'ResendVerificationEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResendVerificationEmail,
+                    request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ResendVerificationEmailRequest.FromString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ResendVerificationEmailResponse.SerializeToString,
             ),
             'Login': grpc.unary_unary_rpc_method_handler(
                     servicer.Login,
@@ -262,6 +319,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.SearchUsersRequest.FromString,
                     response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.SearchUsersResponse.SerializeToString,
             ),
+            'ExportAccountStates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportAccountStates,
+                    request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ExportAccountStatesRequest.FromString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ExportAccountStatesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'socialmesh.user.v1.UserService', rpc_method_handlers)
@@ -297,6 +359,60 @@ class UserService:
             '/socialmesh.user.v1.UserService/CreateUser',
             socialmesh_dot_user_dot_v1_dot_user__pb2.CreateUserRequest.SerializeToString,
             socialmesh_dot_user_dot_v1_dot_user__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.user.v1.UserService/VerifyEmail',
+            socialmesh_dot_user_dot_v1_dot_user__pb2.VerifyEmailRequest.SerializeToString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.VerifyEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResendVerificationEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.user.v1.UserService/ResendVerificationEmail',
+            socialmesh_dot_user_dot_v1_dot_user__pb2.ResendVerificationEmailRequest.SerializeToString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.ResendVerificationEmailResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -567,6 +683,33 @@ class UserService:
             '/socialmesh.user.v1.UserService/SearchUsers',
             socialmesh_dot_user_dot_v1_dot_user__pb2.SearchUsersRequest.SerializeToString,
             socialmesh_dot_user_dot_v1_dot_user__pb2.SearchUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAccountStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.user.v1.UserService/ExportAccountStates',
+            socialmesh_dot_user_dot_v1_dot_user__pb2.ExportAccountStatesRequest.SerializeToString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.ExportAccountStatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

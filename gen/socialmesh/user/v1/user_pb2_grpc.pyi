@@ -43,6 +43,20 @@ class UserServiceStub:
     def __new__(cls, channel: _aio.Channel) -> UserServiceAsyncStub: ...
     CreateUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.User]
     """Registers a new account. Public: no token needed."""
+    VerifyEmail: _grpc.UnaryUnaryMultiCallable[_user_pb2.VerifyEmailRequest, _user_pb2.VerifyEmailResponse]
+    """Proves ownership of an account's email address with the single-use token
+    mailed to it (the link in the welcome mail, or a resent one). Public: the
+    person clicking the link may not be signed in; the token is the credential.
+    An unknown, expired or already used token is INVALID_ARGUMENT on `token`,
+    the same answer for each, naming no account. Tokens expire after 24 hours.
+    A verified address belongs to one live account: FAILED_PRECONDITION when
+    another live account already verified it.
+    """
+    ResendVerificationEmail: _grpc.UnaryUnaryMultiCallable[_user_pb2.ResendVerificationEmailRequest, _user_pb2.ResendVerificationEmailResponse]
+    """Mails a new verification link to the caller's own address (earlier links
+    stop working). Only the account's owner may ask; FAILED_PRECONDITION when
+    the address is already verified; at most 3 per hour per account.
+    """
     Login: _grpc.UnaryUnaryMultiCallable[_user_pb2.LoginRequest, _user_pb2.LoginResponse]
     """Exchanges a handle and password for an access/refresh token pair. Public."""
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_user_pb2.RefreshTokenRequest, _user_pb2.RefreshTokenResponse]
@@ -90,6 +104,12 @@ class UserServiceStub:
     in their limited view. Works anonymously (public view), rate-limited per
     client address.
     """
+    ExportAccountStates: _grpc.UnaryUnaryMultiCallable[_user_pb2.ExportAccountStatesRequest, _user_pb2.ExportAccountStatesResponse]
+    """Internal, services only: every account's visibility state (private,
+    deleted), deleted accounts included, in user id order, for a service that
+    keeps its own copy of it (post search) and fills it from scratch
+    (docs/search.md, "Back-fill"). Refused to user tokens.
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -105,6 +125,20 @@ class UserServiceAsyncStub(UserServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.User]  # type: ignore[assignment]
     """Registers a new account. Public: no token needed."""
+    VerifyEmail: _aio.UnaryUnaryMultiCallable[_user_pb2.VerifyEmailRequest, _user_pb2.VerifyEmailResponse]  # type: ignore[assignment]
+    """Proves ownership of an account's email address with the single-use token
+    mailed to it (the link in the welcome mail, or a resent one). Public: the
+    person clicking the link may not be signed in; the token is the credential.
+    An unknown, expired or already used token is INVALID_ARGUMENT on `token`,
+    the same answer for each, naming no account. Tokens expire after 24 hours.
+    A verified address belongs to one live account: FAILED_PRECONDITION when
+    another live account already verified it.
+    """
+    ResendVerificationEmail: _aio.UnaryUnaryMultiCallable[_user_pb2.ResendVerificationEmailRequest, _user_pb2.ResendVerificationEmailResponse]  # type: ignore[assignment]
+    """Mails a new verification link to the caller's own address (earlier links
+    stop working). Only the account's owner may ask; FAILED_PRECONDITION when
+    the address is already verified; at most 3 per hour per account.
+    """
     Login: _aio.UnaryUnaryMultiCallable[_user_pb2.LoginRequest, _user_pb2.LoginResponse]  # type: ignore[assignment]
     """Exchanges a handle and password for an access/refresh token pair. Public."""
     RefreshToken: _aio.UnaryUnaryMultiCallable[_user_pb2.RefreshTokenRequest, _user_pb2.RefreshTokenResponse]  # type: ignore[assignment]
@@ -152,6 +186,12 @@ class UserServiceAsyncStub(UserServiceStub):
     in their limited view. Works anonymously (public view), rate-limited per
     client address.
     """
+    ExportAccountStates: _aio.UnaryUnaryMultiCallable[_user_pb2.ExportAccountStatesRequest, _user_pb2.ExportAccountStatesResponse]  # type: ignore[assignment]
+    """Internal, services only: every account's visibility state (private,
+    deleted), deleted accounts included, in user id order, for a service that
+    keeps its own copy of it (post search) and fills it from scratch
+    (docs/search.md, "Back-fill"). Refused to user tokens.
+    """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     """UserService owns accounts, profiles, credentials, sessions and the keys that
@@ -170,6 +210,32 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_pb2.User, _abc.Awaitable[_user_pb2.User]]:
         """Registers a new account. Public: no token needed."""
+
+    @_abc_1.abstractmethod
+    def VerifyEmail(
+        self,
+        request: _user_pb2.VerifyEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.VerifyEmailResponse, _abc.Awaitable[_user_pb2.VerifyEmailResponse]]:
+        """Proves ownership of an account's email address with the single-use token
+        mailed to it (the link in the welcome mail, or a resent one). Public: the
+        person clicking the link may not be signed in; the token is the credential.
+        An unknown, expired or already used token is INVALID_ARGUMENT on `token`,
+        the same answer for each, naming no account. Tokens expire after 24 hours.
+        A verified address belongs to one live account: FAILED_PRECONDITION when
+        another live account already verified it.
+        """
+
+    @_abc_1.abstractmethod
+    def ResendVerificationEmail(
+        self,
+        request: _user_pb2.ResendVerificationEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.ResendVerificationEmailResponse, _abc.Awaitable[_user_pb2.ResendVerificationEmailResponse]]:
+        """Mails a new verification link to the caller's own address (earlier links
+        stop working). Only the account's owner may ask; FAILED_PRECONDITION when
+        the address is already verified; at most 3 per hour per account.
+        """
 
     @_abc_1.abstractmethod
     def Login(
@@ -276,6 +342,18 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         or that the caller blocks are never returned; private accounts come back
         in their limited view. Works anonymously (public view), rate-limited per
         client address.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportAccountStates(
+        self,
+        request: _user_pb2.ExportAccountStatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.ExportAccountStatesResponse, _abc.Awaitable[_user_pb2.ExportAccountStatesResponse]]:
+        """Internal, services only: every account's visibility state (private,
+        deleted), deleted accounts included, in user id order, for a service that
+        keeps its own copy of it (post search) and fills it from scratch
+        (docs/search.md, "Back-fill"). Refused to user tokens.
         """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
