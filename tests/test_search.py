@@ -572,6 +572,55 @@ async def test_people_search_pages_without_repeats(users, infra):
     assert len(seen) == len(set(seen)) == 7 and set(seen) == made
 
 
+async def test_short_prefixes_page_through_every_match_shortest_handle_first(
+    users, graph, infra, make_person
+):
+    """Typeahead reads handle lengths in order instead of scoring every match of a
+    short prefix; pages must still hold exactly the full ranking: shortest handles
+    first, followed accounts first within a length, then names."""
+    w = word()[:8]
+    suffixes = ["", "a", "b", "c", "aa", "ab", "ba", "bb", "abc", "bcd", "cde", "x" * 12]
+    made = {
+        sfx: await make_user(users, infra, f"{w}{sfx}", f"Someone {i}")
+        for i, sfx in enumerate(suffixes)
+    }
+    named = await make_user(users, infra, f"n{w[1:]}x", f"{w} by name")
+    viewer = await make_person()
+    await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=made["bb"].id), metadata=viewer.md)
+
+    async def pages(size: int) -> list[int]:
+        seen: list[int] = []
+        token = ""
+        while True:
+            reply = await users.SearchUsers(
+                user_pb2.SearchUsersRequest(query=w, page_size=size, page_token=token),
+                metadata=viewer.md,
+            )
+            seen.extend(u.user_id for u in reply.users)
+            token = reply.next_page_token
+            if not token:
+                return seen
+
+    by_length: dict[int, list[int]] = {}
+    for sfx, person in made.items():
+        by_length.setdefault(len(sfx), []).append(person.id)
+    expected = [made[""].id]
+    for length in sorted(by_length)[1:]:
+        ids = sorted(by_length[length], reverse=True)  # equal followers: newest id first
+        if made["bb"].id in ids:
+            ids.remove(made["bb"].id)
+            ids.insert(0, made["bb"].id)  # followed first within its length
+        expected += ids
+    expected.append(named.id)
+
+    async def ranked_as_expected() -> bool:  # once the follow reached user's search copy
+        return await pages(50) == expected
+
+    await eventually(ranked_as_expected)
+    for size in (1, 2, 3, 5):
+        assert await pages(size) == expected, size
+
+
 # -- rate limit ----------------------------------------------------------------------
 
 

@@ -54,7 +54,11 @@ MIN_SIMILARITY = 0.3
 FUZZY_CANDIDATES = 1000
 #: ... and only when the exact handle/name-prefix matches are fewer than this.
 FUZZY_WHEN_FEWER = 10
-HANDLE_PREFIX = re.compile(r"^[a-z0-9_]{1,30}$")
+MAX_HANDLE = 30
+HANDLE_PREFIX = re.compile(rf"^[a-z0-9_]{{1,{MAX_HANDLE}}}$")
+#: Accounts whose name words start with the query's words, examined at most: a
+#: common word ("user") starts most names, and any handle match outranks them all.
+NAME_CANDIDATES = 2000
 #: ExportAccountStates pages (user.proto): a back-fill reads every account.
 EXPORT_PAGES = PageSizes(default=5_000, maximum=10_000)
 
@@ -181,18 +185,39 @@ class UserSearch:
             # A query with '_' is a handle being typed: names are not searched for
             # its words (they stay reachable through the fuzzy stage).
             candidates.append(
-                """SELECT u.user_id FROM "user".users u, q
-                   WHERE u.deleted_at IS NULL AND u.name_words @@ q.pq"""
+                f"""(SELECT u.user_id FROM "user".users u, q
+                    WHERE u.deleted_at IS NULL AND u.name_words @@ q.pq
+                    LIMIT {NAME_CANDIDATES})"""
             )
         handle_score = "0::float8"
         no_exact_handle = ""
         if handle is not None:
             low, high = arg(handle), arg(handle[:-1] + chr(ord(handle[-1]) + 1))
             in_range = f"lower(u.handle) ~>=~ {low} AND lower(u.handle) ~<~ {high}"
-            candidates.append(
-                f"""SELECT u.user_id FROM "user".users u
-                    WHERE u.deleted_at IS NULL AND {in_range}"""
-            )
+            shortest = _shortest_first(after, len(handle))
+            if shortest is not None:
+                # A prefix match's quality falls with the handle's length, so the best
+                # are the shortest: read lengths in order (one index range each,
+                # users_handle_length_prefix) until `limit` rows lie beyond the first
+                # length, instead of scoring every match of a short prefix.
+                x_range = f"lower(x.handle) ~>=~ {low} AND lower(x.handle) ~<~ {high}"
+                candidates.append(
+                    f"""SELECT h.user_id FROM (
+                            WITH RECURSIVE lens(len, beyond) AS (
+                                SELECT {arg(shortest)}::int, 0::bigint
+                                UNION ALL
+                                SELECT lens.len + 1, lens.beyond + (
+                                    SELECT count(*) FROM "user".users x
+                                    WHERE x.deleted_at IS NULL
+                                      AND length(lower(x.handle)) = lens.len + 1 AND {x_range})
+                                FROM lens
+                                WHERE lens.beyond < {arg(limit)} AND lens.len < {MAX_HANDLE})
+                            SELECT len FROM lens) l
+                        CROSS JOIN LATERAL (
+                            SELECT x.user_id FROM "user".users x
+                            WHERE x.deleted_at IS NULL
+                              AND length(lower(x.handle)) = l.len AND {x_range}) h"""
+                )
             # Someone who typed a whole handle is not looking for typos of it.
             no_exact_handle = f"""AND NOT EXISTS (SELECT 1 FROM "user".users x
                                     WHERE lower(x.handle) = {low} AND x.deleted_at IS NULL)"""
@@ -254,6 +279,20 @@ class UserSearch:
             Hit(UserRecord.from_row(r), float(r["quality"]), bool(r["following"]), r["followers"])
             for r in rows
         ]
+
+
+def _shortest_first(after: tuple[float, int, int, int] | None, typed: int) -> int | None:
+    """The handle length a page's prefix matches start at; None when none can follow.
+
+    Quality is 3 for the exact handle and 2 + typed/length for a longer one, so the
+    previous page's last quality tells the length it reached (rows of that length
+    may remain: it is read again whole).
+    """
+    if after is None or after[0] >= 3:
+        return typed
+    if after[0] < 2:
+        return None  # the last row was a name match: every handle match came before
+    return min(max(round(typed / (after[0] - 2)), typed), MAX_HANDLE)
 
 
 def _position(data: dict[str, Any]) -> tuple[float, int, int, int]:
