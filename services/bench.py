@@ -12,6 +12,9 @@ stack's key) or any `--edge-url`. Scenarios (`--scenario a,b,...` or `all`):
   hit rate the user service instances saw.
 * graph: ListFollowers plus follow/unfollow churn; post: BatchGetPosts(100) plus
   CreatePost.
+* fanout (opt-in): one author with `--fanout-followers` K followers: CreatePost to
+  visible in every follower's feed, the Redis writes per post, feed read latency
+  (services/benchkit/fanout.py).
 
 Open loop at `--rate` (fixed or `--arrival poisson`), latency from the intended
 send time, HdrHistogram percentiles; `--find-max` steps the rate up to the highest
@@ -35,22 +38,33 @@ from typing import Any
 
 import httpx
 
-from services.benchkit import dataset, report
+from services.benchkit import dataset, fanout, report
 from services.benchkit.loadgen import Generator, Step, Workload, find_max
-from services.benchkit.workloads import Ceiling, GraphOps, Mix, PostOps, Profile
+from services.benchkit.workloads import (
+    Ceiling,
+    GraphOps,
+    Mix,
+    PostOps,
+    Primed,
+    Profile,
+    bearer,
+    prime,
+)
 
-SCENARIOS = ("ceiling", "mix", "profile", "graph", "post", "chat", "chat-streams")
+SCENARIOS = ("ceiling", "mix", "profile", "graph", "post", "chat", "chat-streams", "fanout")
 #: Run by services/benchkit/chat.py (streams, not the request/response generator).
 CHAT = frozenset({"chat", "chat-streams"})
+#: Run by services/benchkit/fanout.py on a graph of its own (one author, K followers).
+FANOUT = frozenset({"fanout"})
 #: Scenarios that need the data set loaded (and tokens signed) in a stack bench started.
 SEEDED = frozenset({"mix", "graph", "post"})
 
 
 def parse_scenarios(value: str) -> list[str]:
-    """`all` (every request/response scenario; chat ones are opt-in) or a comma-separated
-    list; `ceiling` is always measured, first."""
+    """`all` (every request/response scenario; chat and fanout are opt-in) or a
+    comma-separated list; `ceiling` is always measured, first."""
     if value == "all":
-        names = [n for n in SCENARIOS if n not in CHAT]
+        names = [n for n in SCENARIOS if n not in CHAT | FANOUT]
     else:
         names = [v.strip() for v in value.split(",") if v]
     unknown = [n for n in names if n not in SCENARIOS]
@@ -152,15 +166,40 @@ def feed_available(edge: str, token: str) -> bool:
     return response.status_code == 200
 
 
-def _cache_stats(redis_url: str) -> dict[str, int]:
+def _cache_stats(redis_url: str, namespace: str = "user:v1") -> dict[str, int]:
     import redis
 
     client = redis.Redis.from_url(redis_url)
     totals = {"l1_hits": 0, "l2_hits": 0, "misses": 0}
-    for raw in client.hvals("cache-stats:user:v1"):
+    for raw in client.hvals(f"cache-stats:{namespace}"):
         for k, v in json.loads(raw).items():
             totals[k] = totals.get(k, 0) + int(v)
     return totals
+
+
+#: The user service's caches the profile read goes through: its records, and the
+#: counts kept exact by generation (services/kit/counts.py).
+PROFILE_CACHES = {"cache": "user:v1", "counts_cache": "user-counts:v1"}
+
+
+def _primed(name: str, edge: str, people: Population, use_feed: bool) -> Primed | None:
+    """Before measuring, read what a long-running deployment would have warm: every
+    profile once (profile: its records and counts caches), every reader's home feed
+    once (mix: timelines are rebuilt on a reader's first visit). Their latencies are
+    reported as the cold figures."""
+    if name == "profile":
+        return prime(
+            edge,
+            [(f"/v1/users/{uid}", {}) for uid in people.user_ids],
+            "every profile read once (cold caches)",
+        )
+    if name == "mix" and use_feed:
+        return prime(
+            edge,
+            [("/v1/feed?pageSize=10", bearer(t)) for t in people.tokens],
+            "every reader's first home feed (cold timeline rebuilds)",
+        )
+    return None
 
 
 def measure(gen: Generator, workload: Workload, args: argparse.Namespace) -> report.ScenarioResult:
@@ -200,7 +239,17 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    graph = dataset.reed98() if args.graph == "reed98" else dataset.powerlaw(args.users)
+    if args.edge_url and FANOUT & set(scenarios):
+        print(
+            "socialmesh bench: fanout seeds its graph and reads the feed's Redis in a stack "
+            "bench starts: run it without --edge-url",
+            file=sys.stderr,
+        )
+        return 2
+    if FANOUT & set(scenarios):
+        graph = fanout.graph(args.fanout_followers)
+    else:
+        graph = dataset.reed98() if args.graph == "reed98" else dataset.powerlaw(args.users)
     stack = None
     edge = args.edge_url
     if not edge:
@@ -229,12 +278,23 @@ def main(args: argparse.Namespace) -> int:
             "ceiling": Ceiling(edge, people.tokens),
             "profile": Profile(edge, zipf),
         }
+        feed_served = False
         if "mix" in scenarios:
-            use_feed = feed_available(edge, people.tokens[0])
-            mix = Mix(edge, ids, people.tokens, zipf, use_feed=use_feed)
+            use_feed = feed_served = feed_available(edge, people.tokens[0])
+            mix = Mix(
+                edge,
+                ids,
+                people.tokens,
+                zipf,
+                use_feed=use_feed,
+                feed_kind=f"FEED_KIND_{args.mix_feed_kind.upper()}",
+            )
             workloads["mix"] = mix
             if use_feed:
-                notes.append("mix: GET /v1/feed is served, so the home timeline reads the feed")
+                notes.append(
+                    f"mix: GET /v1/feed is served, so the home timeline reads the feed's "
+                    f"{args.mix_feed_kind.upper()} tab"
+                )
             else:
                 notes.append(
                     "mix: the feed service is not running (GET /v1/feed is not served), so the "
@@ -251,17 +311,29 @@ def main(args: argparse.Namespace) -> int:
             arrival=args.arrival,
             request_timeout=args.timeout,
         ) as gen:
-            for name in [s for s in scenarios if s not in CHAT]:
-                before = _cache_stats(stack.env["REDIS_URL"]) if stack and name == "profile" else {}
+            for name in [s for s in scenarios if s not in CHAT | FANOUT]:
+                primed = _primed(name, edge, people, feed_served)
+                if primed is not None:
+                    notes.append(
+                        f"{name}: before measuring, {primed.what}: {primed.summary()} (not counted)"
+                    )
+                caches = PROFILE_CACHES if stack and name == "profile" else {}
+                if caches:
+                    time.sleep(2.5)  # instances publish their counters every 2 s
+                redis_url = stack.env["REDIS_URL"] if stack is not None else ""
+                before = {k: _cache_stats(redis_url, ns) for k, ns in caches.items()}
                 result = measure(gen, workloads[name], args)
+                if primed is not None:
+                    result.extra["cold"] = primed.summary()
                 if before and stack is not None:
                     time.sleep(2.5)  # instances publish their counters every 2 s
-                    after = _cache_stats(stack.env["REDIS_URL"])
-                    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-                    total = sum(delta.values())
-                    hits = delta.get("l1_hits", 0) + delta.get("l2_hits", 0)
-                    result.extra["cache"] = delta
-                    result.extra["cache_hit_rate"] = round(hits / total, 4) if total else None
+                    for key, namespace in caches.items():
+                        after = _cache_stats(stack.env["REDIS_URL"], namespace)
+                        delta = {k: after.get(k, 0) - before[key].get(k, 0) for k in after}
+                        total = sum(delta.values())
+                        hits = delta.get("l1_hits", 0) + delta.get("l2_hits", 0)
+                        result.extra[key] = delta
+                        result.extra[f"{key}_hit_rate"] = round(hits / total, 4) if total else None
                 results.append(result)
         if CHAT & set(scenarios):
             from services.benchkit import chat
@@ -271,6 +343,12 @@ def main(args: argparse.Namespace) -> int:
             )
             results.extend(found)
             notes.extend(chat_notes)
+        if FANOUT & set(scenarios):
+            found, fanout_notes = fanout.run(
+                args, stack, edge, people.user_ids, people.tokens, measure
+            )
+            results.extend(found)
+            notes.extend(fanout_notes)
     finally:
         if stack is not None:
             stack.stop()

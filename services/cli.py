@@ -369,8 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--scenario",
         default="all",
-        help="all (ceiling,mix,profile,graph,post), or comma-separated, also chat,chat-streams "
-        "(ceiling always runs)",
+        help="all (ceiling,mix,profile,graph,post), or comma-separated, also chat,chat-streams,"
+        "fanout (ceiling always runs)",
     )
     bench.add_argument("--pairs", type=int, default=100, help="chat: sender->receiver DM pairs")
     bench.add_argument(
@@ -393,6 +393,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--resume-messages", type=int, default=50, help="chat: M in resume")
     bench.add_argument("--resume-repeats", type=int, default=3, help="chat: resume measurements")
+    bench.add_argument(
+        "--fanout-followers", type=int, default=10_000, help="fanout: the author's followers K"
+    )
+    bench.add_argument("--fanout-posts", type=int, default=5, help="fanout: posts per round")
+    bench.add_argument(
+        "--fanout-warm", type=int, default=500, help="fanout: followers who read first (warm)"
+    )
+    bench.add_argument(
+        "--fanout-sample", type=int, default=5, help="fanout: warm followers polling the edge"
+    )
+    bench.add_argument("--fanout-timeout", type=float, default=30.0, help="fanout: per post, s")
+    bench.add_argument(
+        "--fanout-reads",
+        default="following,ranked",
+        help="fanout: GET /v1/feed tabs measured after the posts (or none)",
+    )
     bench.add_argument("--graph", choices=("reed98", "powerlaw"), default="reed98")
     bench.add_argument("--users", type=int, default=10_000, help="users of --graph powerlaw")
     bench.add_argument("--posts-per-user", type=int, default=10, help="seeded posts per user")
@@ -410,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workers", type=int, default=1, help="load generator processes")
     bench.add_argument("--timeout", type=float, default=10.0, help="per request, seconds")
     bench.add_argument("--zipf-s", type=float, default=1.0, help="Zipf exponent of user picks")
+    bench.add_argument(
+        "--mix-feed-kind",
+        choices=("following", "ranked"),
+        default="following",
+        help="mix: the home timeline's feed tab (DeathStarBench's is chronological: following)",
+    )
     bench.add_argument(
         "--edge-users", type=int, default=10, help="accounts registered with --edge-url"
     )

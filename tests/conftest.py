@@ -14,7 +14,11 @@ import grpc
 import pytest
 import pytest_asyncio
 from google.protobuf import field_mask_pb2
+from socialmesh.chat.v1 import chat_pb2_grpc
+from socialmesh.feed.v1 import feed_pb2_grpc
 from socialmesh.graph.v1 import graph_pb2_grpc
+from socialmesh.media.v1 import media_pb2_grpc
+from socialmesh.post.v1 import post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services import registry
@@ -27,6 +31,8 @@ from services.kit.auth import (
     load_public_key,
 )
 from services.kit.config import Settings
+from services.kit.db import Database
+from services.kit.redis import connect_redis
 from services.kit.server import ServiceHost
 
 from .e2e_support import client, stack  # noqa: F401 - session fixtures for e2e tests
@@ -197,6 +203,43 @@ def user_service(mesh: Mesh) -> RunningService:
 @pytest.fixture
 def graph(mesh: Mesh) -> graph_pb2_grpc.GraphServiceStub:
     return graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
+
+
+# A pool and a Redis client on the session's infrastructure, per module.
+@pytest_asyncio.fixture(scope="module")
+async def db(infra: Infra) -> AsyncIterator[Database]:
+    database = await Database.connect(infra.database_url, max_size=8)
+    yield database
+    await database.close()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def redis(infra: Infra):
+    connection = await connect_redis(infra.redis_url)
+    yield connection
+    await connection.aclose()
+
+
+# The gRPC stubs of the shared mesh (test_chat_notifications has its own mesh, `net`,
+# and its own `graph`, `posts` and `chat` over it).
+@pytest.fixture
+def posts(mesh: Mesh) -> post_pb2_grpc.PostServiceStub:
+    return post_pb2_grpc.PostServiceStub(mesh["post"].channel)
+
+
+@pytest.fixture
+def feed(mesh: Mesh) -> feed_pb2_grpc.FeedServiceStub:
+    return feed_pb2_grpc.FeedServiceStub(mesh["feed"].channel)
+
+
+@pytest.fixture
+def chat(mesh: Mesh) -> chat_pb2_grpc.ChatServiceStub:
+    return chat_pb2_grpc.ChatServiceStub(mesh["chat"].channel)
+
+
+@pytest.fixture
+def media(mesh: Mesh) -> media_pb2_grpc.MediaServiceStub:
+    return media_pb2_grpc.MediaServiceStub(mesh["media"].channel)
 
 
 class Person:

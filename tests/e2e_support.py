@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,64 @@ import pytest
 from services.devstack import free_stack_ports
 
 ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def register(client: httpx.Client, handle: str | None = None) -> dict:
+    from .conftest import unique  # conftest imports this module: import late
+
+    handle = handle or unique()
+    r = client.post(
+        "/v1/users",
+        json={
+            "handle": handle,
+            "displayName": handle.title(),
+            "email": f"{handle}@example.com",
+            "password": PASSWORD,
+        },
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def login(client: httpx.Client, handle: str) -> dict:
+    r = client.post("/v1/auth:login", json={"handle": handle, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def field_violations(body: dict) -> dict[str, str]:
+    out = {}
+    for detail in body.get("details", []):
+        for v in detail.get("fieldViolations", []):
+            out[v["field"]] = v["description"]
+    return out
+
+
+def eventually(check: Callable[[], bool], within: float = 20.0) -> None:
+    """Waits (polling, synchronously) for an effect seen through the edge."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.2)
+
+
+def person(client: httpx.Client, private: bool = False) -> tuple[str, dict[str, str]]:
+    user = register(client)
+    headers = bearer(login(client, user["handle"])["accessToken"])
+    if private:
+        r = client.patch(
+            f"/v1/users/{user['userId']}",
+            params={"updateMask": "isPrivate"},
+            json={"isPrivate": True},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+    return user["userId"], headers
 
 
 @dataclass

@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from socialmesh.graph.v1 import graph_pb2
+from socialmesh.post.v1 import post_pb2
 
 from services.kit.auth import Caller, reset_caller, set_caller
+
+if TYPE_CHECKING:
+    from .conftest import Person
 
 
 def auth(token: str) -> list[tuple[str, str]]:
@@ -57,3 +64,30 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0)
     while not await check():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.1)
+
+
+def word() -> str:
+    """A word no other post or name in the shared database contains."""
+    return "w" + uuid.uuid4().hex[:10]
+
+
+async def publish(posts, author: Person, text: str = "hello", **fields) -> post_pb2.Post:
+    return await posts.CreatePost(
+        post_pb2.CreatePostRequest(post=post_pb2.Post(text=text, **fields)), metadata=author.md
+    )
+
+
+async def follow(graph, fan: Person, idol: Person) -> None:
+    await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=idol.id), metadata=fan.md)
+
+
+async def like(posts, who: Person, post: post_pb2.Post) -> None:
+    await posts.LikePost(post_pb2.LikePostRequest(post_id=post.post_id), metadata=who.md)
+
+
+async def search_ids(posts, query: str, viewer: Person | None = None, **fields) -> list[int]:
+    reply = await posts.SearchPosts(
+        post_pb2.SearchPostsRequest(query=query, **fields),
+        metadata=viewer.md if viewer else None,
+    )
+    return [p.post_id for p in reply.posts]

@@ -18,8 +18,8 @@ from services.benchkit.chat import (
     run_delivery,
 )
 
+from .chat_support import chat_instance
 from .conftest import Infra, Mesh, Person
-from .test_chat_instances import chat_instance
 
 
 def token(person: Person) -> str:

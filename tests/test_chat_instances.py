@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from socialmesh.chat.v1 import chat_pb2, chat_pb2_grpc
 
-from services import registry
-from services.kit.server import ServiceHost
-
-from .conftest import Infra, Mesh, free_port
-from .test_chat_service import direct, send
+from .chat_support import chat_instance, direct, send
+from .conftest import Infra, Mesh
 
 RECONNECT = chat_pb2.STREAM_CONTROL_KIND_RECONNECT
-
-
-@contextlib.asynccontextmanager
-async def chat_instance(
-    infra: Infra, mesh: Mesh
-) -> AsyncIterator[tuple[ServiceHost, grpc.aio.Channel]]:
-    """Another chat instance on the same PostgreSQL and Redis as the mesh's."""
-    port = free_port()
-    host = ServiceHost(
-        registry.get("chat").build_spec(),
-        infra.settings("chat", {**mesh.env, "SOCIALMESH_GRPC_PORT": str(port)}),
-    )
-    await host.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
-    try:
-        yield host, channel
-    finally:
-        await channel.close()
-        await host.stop()
 
 
 class Received(list[chat_pb2.ChatEvent]):

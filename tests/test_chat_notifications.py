@@ -46,7 +46,6 @@ from services.kit.events import seal
 from services.kit.ids import IdGenerator
 from services.kit.migrations import migrate
 from services.kit.pagination import PageTokens
-from services.kit.redis import connect_redis
 
 from .conftest import Infra, Mesh, Person, start_mesh, stop_mesh, unique
 from .helpers import code_of, violations
@@ -56,20 +55,6 @@ IDS = IdGenerator(11)
 
 
 # ----- fixtures --------------------------------------------------------------
-
-
-@pytest_asyncio.fixture(scope="module")
-async def db(infra: Infra) -> AsyncIterator[Database]:
-    database = await Database.connect(infra.database_url, max_size=8)
-    yield database
-    await database.close()
-
-
-@pytest_asyncio.fixture(scope="module")
-async def redis(infra: Infra):
-    client = await connect_redis(infra.redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest_asyncio.fixture(scope="module")

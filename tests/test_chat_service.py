@@ -11,30 +11,21 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from google.rpc import code_pb2
-from socialmesh.chat.v1 import chat_pb2, chat_pb2_grpc
-from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
+from socialmesh.chat.v1 import chat_pb2
+from socialmesh.graph.v1 import graph_pb2
 
 from services.chat import servicer as chat_servicer
 from services.chat.eventlog import decode_cursor, encode_cursor
 from services.chat.servicer import ChatServicer
 
+from .chat_support import direct, group, send
 from .conftest import Infra, Mesh, Person
-from .helpers import code_of, violations
+from .helpers import code_of, follow, violations
 
 DIRECT = chat_pb2.CONVERSATION_TYPE_DIRECT
 GROUP = chat_pb2.CONVERSATION_TYPE_GROUP
 HELLO = chat_pb2.STREAM_CONTROL_KIND_HELLO
 _sessions = itertools.count(10_000)
-
-
-@pytest.fixture
-def chat(mesh: Mesh) -> chat_pb2_grpc.ChatServiceStub:
-    return chat_pb2_grpc.ChatServiceStub(mesh["chat"].channel)
-
-
-@pytest.fixture
-def graph(mesh: Mesh) -> graph_pb2_grpc.GraphServiceStub:
-    return graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
 
 
 @pytest.fixture
@@ -49,42 +40,6 @@ def heartbeat(service: ChatServicer) -> Iterator[None]:
     service._config.heartbeat_seconds = 0.3
     yield
     service._config.heartbeat_seconds = before
-
-
-async def direct(chat, a: Person, b: Person) -> chat_pb2.Conversation:
-    return await chat.CreateConversation(
-        chat_pb2.CreateConversationRequest(
-            conversation=chat_pb2.Conversation(type=DIRECT, member_ids=[b.id])
-        ),
-        metadata=a.md,
-    )
-
-
-async def group(chat, owner: Person, *members: Person, title: str = "g", request_id: str = ""):
-    return await chat.CreateConversation(
-        chat_pb2.CreateConversationRequest(
-            conversation=chat_pb2.Conversation(
-                type=GROUP, member_ids=[m.id for m in members], title=title
-            ),
-            request_id=request_id,
-        ),
-        metadata=owner.md,
-    )
-
-
-async def send(chat, who: Person, conversation_id: int, text: str, request_id: str = ""):
-    return await chat.SendMessage(
-        chat_pb2.SendMessageRequest(
-            conversation_id=conversation_id,
-            message=chat_pb2.Message(text=text),
-            request_id=request_id,
-        ),
-        metadata=who.md,
-    )
-
-
-async def follow(graph, fan: Person, idol: Person) -> None:
-    await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=idol.id), metadata=fan.md)
 
 
 class Events:
@@ -639,7 +594,7 @@ async def test_messages_carry_the_sender_s_ready_media_and_refuse_anyone_else_s(
 ):
     from socialmesh.media.v1 import media_pb2, media_pb2_grpc
 
-    from .test_media_service import image_bytes, settled, upload
+    from .media_support import image_bytes, settled, upload
 
     media = media_pb2_grpc.MediaServiceStub(mesh["media"].channel)
     a, b = await make_person(), await make_person()

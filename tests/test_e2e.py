@@ -15,44 +15,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from .conftest import unique
-from .e2e_support import UpProcess, start_up
+from .e2e_support import PASSWORD, UpProcess, bearer, field_violations, login, register, start_up
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "correct horse battery"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def register(client: httpx.Client, handle: str | None = None) -> dict:
-    handle = handle or unique()
-    r = client.post(
-        "/v1/users",
-        json={
-            "handle": handle,
-            "displayName": handle.title(),
-            "email": f"{handle}@example.com",
-            "password": PASSWORD,
-        },
-    )
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def login(client: httpx.Client, handle: str) -> dict:
-    r = client.post("/v1/auth:login", json={"handle": handle, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def field_violations(body: dict) -> dict[str, str]:
-    out = {}
-    for detail in body.get("details", []):
-        for v in detail.get("fieldViolations", []):
-            out[v["field"]] = v["description"]
-    return out
 
 
 def test_prints_what_is_where(stack: UpProcess) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from .test_e2e_graph import person
+from .e2e_support import person
 
 pytestmark = pytest.mark.e2e
 

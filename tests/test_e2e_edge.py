@@ -5,7 +5,7 @@ Two setups:
 * the real stack (`socialmesh up`, the session `stack` fixture) for the contract's own
   internal methods and a large page of posts over HTTP/2;
 * a bare Envoy rendered by gateway/envoy_config.py in front of a tiny grpc.aio server for
-  the edge-test service of test_gateway_config (an internal method *with* a REST binding,
+  the edge-test service of edge_support.py (an internal method *with* a REST binding,
   a server stream), for what the real services cannot show (yet) or would make slow.
 """
 
@@ -15,8 +15,7 @@ import asyncio
 import contextlib
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +30,20 @@ from grpc_health.v1._async import HealthServicer
 from gateway.descriptors import load_contract
 from gateway.envoy_config import (
     MAX_RESPONSE_BODY_BYTES,
-    EdgeSettings,
-    Upstream,
-    render_yaml,
 )
 from services import registry
 from services.kit.server import MIN_PING_INTERVAL_WITHOUT_DATA_MS, SERVER_OPTIONS
 
 from .conftest import free_port
-from .e2e_support import UpProcess
-from .test_e2e import bearer, login, register
-from .test_gateway_config import (
+from .e2e_support import UpProcess, bearer, login, register
+from .edge_support import (
     DESCRIPTOR_SET,
     EDGETEST_SERVICE,
     contract_for_tests,
-    envoy_binary,
+    edge_config,
+    envoy,
     es256_key_and_jwks,
+    until_ready,
 )
 
 pytestmark = pytest.mark.e2e
@@ -189,79 +186,6 @@ async def edgetest_server(descriptor: Path, options: list[tuple[str, Any]]) -> A
         yield port
     finally:
         await server.stop(None)
-
-
-@dataclass
-class Envoy:
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-
-@contextlib.contextmanager
-def envoy(config: str, workdir: Path, name: str = "envoy") -> Iterator[Envoy]:
-    """Envoy on `config` (its own process group, stopped by pid); output in workdir."""
-    config_file = workdir / f"{name}.yaml"
-    config_file.write_text(config)
-    log_path = workdir / f"{name}.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [envoy_binary(), "-c", str(config_file), "--disable-hot-restart", "--log-level", "warn"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        yield Envoy(proc, log_path)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
-        log.close()
-
-
-async def until_ready(edge: Envoy, admin_port: int, *, upstream_healthy: bool = True) -> None:
-    """Envoy is ready and (unless told otherwise) the edgetest upstream passed a health
-    check, so the first request is not answered "no healthy upstream"."""
-    deadline = time.monotonic() + 30
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin_port}", timeout=2) as admin:
-        while time.monotonic() < deadline:
-            assert edge.proc.poll() is None, edge.output()
-            with contextlib.suppress(httpx.HTTPError):
-                ready = await admin.get("/ready")
-                clusters = (await admin.get("/clusters")).text.splitlines()
-                flags = [
-                    line
-                    for line in clusters
-                    if line.startswith("edgetest::") and "::health_flags::" in line
-                ]
-                healthy = bool(flags) and all(line.endswith("::healthy") for line in flags)
-                if ready.status_code == 200 and (healthy or not upstream_healthy):
-                    return
-            await asyncio.sleep(0.1)
-    raise AssertionError("envoy did not become ready:\n" + edge.output())
-
-
-def edge_config(
-    descriptor: Path, jwks: str, upstream_port: int, **overrides: Any
-) -> tuple[str, int, int]:
-    """The edge for the edge-test service only; (yaml, edge port, admin port)."""
-    edge_port, admin_port = free_port(), free_port()
-    settings = EdgeSettings(
-        edge_port=edge_port,
-        admin_port=admin_port,
-        jwks_json=jwks,
-        descriptor_path=descriptor,
-        **overrides,
-    )
-    upstream = Upstream("edgetest", "127.0.0.1", upstream_port, EDGETEST_SERVICE)
-    return render_yaml(settings, [upstream]), edge_port, admin_port
 
 
 def access_token(private_key: Any, **claims: Any) -> str:

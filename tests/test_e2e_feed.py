@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import httpx
 import pytest
 
-from .test_e2e import field_violations
-from .test_e2e_graph import person
+from .e2e_support import eventually, field_violations, person
 
 pytestmark = pytest.mark.e2e
-
-
-def eventually(check: Callable[[], bool], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
 
 
 def feed_ids(client: httpx.Client, headers: dict[str, str], kind: str = "FEED_KIND_FOLLOWING"):

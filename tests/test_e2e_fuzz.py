@@ -13,8 +13,7 @@ import sys
 import httpx
 import pytest
 
-from .e2e_support import UpProcess
-from .test_e2e_graph import person
+from .e2e_support import UpProcess, person
 
 pytestmark = pytest.mark.e2e
 

@@ -5,23 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .test_e2e import bearer, field_violations, login, register
+from .e2e_support import field_violations, person
 
 pytestmark = pytest.mark.e2e
-
-
-def person(client: httpx.Client, private: bool = False) -> tuple[str, dict[str, str]]:
-    user = register(client)
-    headers = bearer(login(client, user["handle"])["accessToken"])
-    if private:
-        r = client.patch(
-            f"/v1/users/{user['userId']}",
-            params={"updateMask": "isPrivate"},
-            json={"isPrivate": True},
-            headers=headers,
-        )
-        assert r.status_code == 200, r.text
-    return user["userId"], headers
 
 
 def test_follow_flow_over_rest(client: httpx.Client) -> None:

@@ -18,9 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from .e2e_support import UpProcess
-from .test_e2e import field_violations
-from .test_e2e_graph import person
+from .e2e_support import UpProcess, field_violations, person
 
 pytestmark = pytest.mark.e2e
 

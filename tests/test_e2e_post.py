@@ -7,8 +7,7 @@ import concurrent.futures
 import httpx
 import pytest
 
-from .test_e2e import field_violations
-from .test_e2e_graph import person
+from .e2e_support import field_violations, person
 
 pytestmark = pytest.mark.e2e
 

@@ -7,28 +7,18 @@ itself is tested in-process per source address (tests/test_search.py).
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 
 import httpx
 import pytest
 
-from .test_e2e import field_violations
-from .test_e2e_graph import person
+from .e2e_support import eventually, field_violations, person
 
 pytestmark = pytest.mark.e2e
 
 
 def word() -> str:
     return "e" + uuid.uuid4().hex[:10]
-
-
-def eventually(check: Callable[[], bool], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
 
 
 def post_ids(client: httpx.Client, query: str, headers: dict[str, str] | None = None, **params):

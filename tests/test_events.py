@@ -33,24 +33,9 @@ from services.kit.db import Database
 from services.kit.events import FIELD_ENVELOPE, FIELD_TYPE, Outbox, OutboxRelay, seal, trim_stream
 from services.kit.ids import IdGenerator
 from services.kit.migrations import migrate
-from services.kit.redis import connect_redis
 from services.kit.telemetry import setup_tracing
 
 from .conftest import Infra
-
-
-@pytest_asyncio.fixture(scope="module")
-async def db(infra: Infra):
-    database = await Database.connect(infra.database_url, max_size=8)
-    yield database
-    await database.close()
-
-
-@pytest_asyncio.fixture(scope="module")
-async def redis(infra: Infra):
-    client = await connect_redis(infra.redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest_asyncio.fixture

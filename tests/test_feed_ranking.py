@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import pytest
-from socialmesh.feed.v1 import feed_pb2, feed_pb2_grpc
+from socialmesh.feed.v1 import feed_pb2
 from socialmesh.graph.v1 import graph_pb2
 from socialmesh.post.v1 import events_pb2 as post_events
-from socialmesh.post.v1 import post_pb2, post_pb2_grpc
+from socialmesh.post.v1 import post_pb2
 
 from services.feed import admin, experiments, features, learn, ranking
 from services.feed import model as model_files
@@ -32,21 +33,12 @@ from services.kit.consumers import EventMeta
 from services.kit.ids import EPOCH_MS
 
 from .conftest import Infra, Mesh, Person
-from .test_feed_service import eventually, follow, followed, publish, read
+from .feed_support import followed, read
+from .helpers import eventually, follow, like, publish, violations
 
 FOLLOWING = feed_pb2.FEED_KIND_FOLLOWING
 RANKED = feed_pb2.FEED_KIND_RANKED
 SUGGESTED = feed_pb2.FEED_REASON_SUGGESTED
-
-
-@pytest.fixture
-def feed(mesh: Mesh) -> feed_pb2_grpc.FeedServiceStub:
-    return feed_pb2_grpc.FeedServiceStub(mesh["feed"].channel)
-
-
-@pytest.fixture
-def posts(mesh: Mesh) -> post_pb2_grpc.PostServiceStub:
-    return post_pb2_grpc.PostServiceStub(mesh["post"].channel)
 
 
 @pytest.fixture
@@ -71,10 +63,6 @@ def sources(service: FeedServicer, viewer: Person, reply) -> dict[int, str]:
         i.post_id: service._tracking.open(viewer.id, i.tracking_token, "t").source
         for i in reply.items
     }
-
-
-async def like(posts, who: Person, post: post_pb2.Post) -> None:
-    await posts.LikePost(post_pb2.LikePostRequest(post_id=post.post_id), metadata=who.md)
 
 
 async def ranked_ids(feed, who: Person) -> list[int]:
@@ -579,3 +567,53 @@ async def test_a_session_scores_followed_and_suggested_candidates_together(
     ids = {item.entry.post_id for item in scored}
     assert {p.post_id for p in made} <= ids
     assert ids & {p.post_id for p in extra}  # co-engagement: liked by who likes what I like
+
+
+async def test_who_to_follow_adds_shared_interests_after_friends_of_friends(
+    feed, posts, graph, make_person
+):
+    """Co-engagement: people who like what I like, and authors whose posts I like."""
+    me, friend, fof, author, co_liker, muted, blocker = [await make_person() for _ in range(7)]
+    await follow(graph, me, friend)
+    await follow(graph, friend, fof)
+    post = await publish(posts, author, "worth liking")
+    for who in (me, co_liker, muted, blocker):
+        await like(posts, who, post)
+    await graph.MuteUser(graph_pb2.MuteUserRequest(user_id=muted.id), metadata=me.md)
+    await graph.BlockUser(graph_pb2.BlockUserRequest(user_id=me.id), metadata=blocker.md)
+    interests = {author.id, co_liker.id}
+
+    async def suggested() -> list[tuple[int, int, int]]:
+        reply = await feed.ListSuggestedUsers(
+            feed_pb2.ListSuggestedUsersRequest(page_size=50), metadata=me.md
+        )
+        return [(s.user.user_id, s.mutual_count, s.reason) for s in reply.users]
+
+    async def interests_arrived() -> bool:  # the likes reached the feed's interaction log
+        return interests <= {u for u, _, _ in await suggested()}
+
+    await eventually(interests_arrived)
+    ranked = await suggested()
+    assert ranked[0] == (fof.id, 1, feed_pb2.SUGGESTION_REASON_FOLLOWED_BY_FOLLOWING)
+    # Shared interests next, before accounts suggested only as popular.
+    assert {(u, r) for u, _, r in ranked[1:3]} == {
+        (author.id, feed_pb2.SUGGESTION_REASON_SHARED_INTERESTS),
+        (co_liker.id, feed_pb2.SUGGESTION_REASON_SHARED_INTERESTS),
+    }
+    assert all(r == feed_pb2.SUGGESTION_REASON_POPULAR for _, _, r in ranked[3:])
+    # The exclusions hold for shared interests too: muted, blocking, followed, me.
+    assert not {u for u, _, _ in ranked} & {me.id, friend.id, muted.id, blocker.id}
+    await follow(graph, me, author)
+    assert author.id not in {u for u, _, _ in await suggested()}
+
+
+async def test_graph_checks_suggestion_candidates(graph, make_person, infra: Infra):
+    me = await make_person()
+    for ids in ([0], [-5], list(range(1, 202))):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await graph.ListSuggestedAccounts(
+                graph_pb2.ListSuggestedAccountsRequest(viewer_id=me.id, candidate_ids=ids),
+                metadata=me.md,
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "candidate_ids" in violations(err.value)

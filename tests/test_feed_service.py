@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
 import grpc
 import pytest
-from socialmesh.feed.v1 import feed_pb2, feed_pb2_grpc
+from socialmesh.feed.v1 import feed_pb2
 from socialmesh.graph.v1 import events_pb2 as graph_events
-from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
+from socialmesh.graph.v1 import graph_pb2
 from socialmesh.post.v1 import events_pb2 as post_events
-from socialmesh.post.v1 import post_pb2, post_pb2_grpc
+from socialmesh.post.v1 import post_pb2
 
 from services.feed import ranking
 from services.feed import servicer as feed_servicer
@@ -29,25 +28,11 @@ from services.feed.timelines import (
 from services.kit.consumers import EventMeta
 
 from .conftest import Mesh, Person
-from .helpers import code_of, violations
+from .feed_support import followed, read
+from .helpers import code_of, eventually, follow, publish, violations
 
 FOLLOWING = feed_pb2.FEED_KIND_FOLLOWING
 RANKED = feed_pb2.FEED_KIND_RANKED
-
-
-@pytest.fixture
-def feed(mesh: Mesh) -> feed_pb2_grpc.FeedServiceStub:
-    return feed_pb2_grpc.FeedServiceStub(mesh["feed"].channel)
-
-
-@pytest.fixture
-def posts(mesh: Mesh) -> post_pb2_grpc.PostServiceStub:
-    return post_pb2_grpc.PostServiceStub(mesh["post"].channel)
-
-
-@pytest.fixture
-def graph(mesh: Mesh) -> graph_pb2_grpc.GraphServiceStub:
-    return graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
 
 
 @pytest.fixture
@@ -68,35 +53,9 @@ def threshold(service: FeedServicer) -> Iterator[Callable[[int], None]]:
     service.config.fanout_threshold = before
 
 
-async def publish(posts, author: Person, text: str = "hello", **fields) -> post_pb2.Post:
-    return await posts.CreatePost(
-        post_pb2.CreatePostRequest(post=post_pb2.Post(text=text, **fields)), metadata=author.md
-    )
-
-
-async def follow(graph, fan: Person, idol: Person) -> None:
-    await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=idol.id), metadata=fan.md)
-
-
-async def read(feed, who: Person, kind=FOLLOWING, **fields) -> feed_pb2.GetHomeFeedResponse:
-    return await feed.GetHomeFeed(feed_pb2.GetHomeFeedRequest(kind=kind, **fields), metadata=who.md)
-
-
 async def ids(feed, who: Person, kind=FOLLOWING, page_size: int = 100) -> list[int]:
     reply = await read(feed, who, kind, page_size=page_size)
     return [i.post_id for i in reply.items]
-
-
-def followed(reply: feed_pb2.GetHomeFeedResponse) -> list[int]:
-    """The items from the viewer's network (RANKED also suggests posts from outside it)."""
-    return [i.post_id for i in reply.items if i.reason != feed_pb2.FEED_REASON_SUGGESTED]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 async def members(mesh: Mesh, key: str) -> list[Entry]:

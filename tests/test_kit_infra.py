@@ -9,7 +9,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-import pytest_asyncio
 
 from services.kit.cache import TwoLayerCache
 from services.kit.channels import open_channel
@@ -17,23 +16,6 @@ from services.kit.db import Database
 from services.kit.errors import ResourceExhausted
 from services.kit.migrations import migrate
 from services.kit.ratelimit import RateLimiter
-from services.kit.redis import connect_redis
-
-from .conftest import Infra
-
-
-@pytest_asyncio.fixture(scope="module")
-async def db(infra: Infra):
-    database = await Database.connect(infra.database_url, max_size=8)
-    yield database
-    await database.close()
-
-
-@pytest_asyncio.fixture(scope="module")
-async def redis(infra: Infra):
-    client = await connect_redis(infra.redis_url)
-    yield client
-    await client.aclose()
 
 
 def schema_name() -> str:

@@ -16,12 +16,7 @@ from socialmesh.user.v1 import user_pb2
 from services.kit.events import recent_events
 
 from .conftest import Infra, Mesh, Person
-from .helpers import code_of, violations
-
-
-@pytest.fixture
-def posts(mesh: Mesh) -> post_pb2_grpc.PostServiceStub:
-    return post_pb2_grpc.PostServiceStub(mesh["post"].channel)
+from .helpers import code_of, follow, violations
 
 
 async def publish(posts, author: Person, text: str = "hello", **fields) -> post_pb2.Post:
@@ -30,10 +25,6 @@ async def publish(posts, author: Person, text: str = "hello", **fields) -> post_
         post_pb2.CreatePostRequest(post=post_pb2.Post(text=text, **fields), request_id=request_id),
         metadata=author.md,
     )
-
-
-async def follow(graph, fan: Person, idol: Person) -> None:
-    await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=idol.id), metadata=fan.md)
 
 
 async def test_create_extracts_hashtags_and_mentions(posts, make_person):
@@ -621,7 +612,7 @@ async def test_no_event_is_lost_if_the_service_dies_between_commit_and_publish(
 async def test_posts_embed_the_author_s_ready_media_and_nobody_else_s(posts, make_person, mesh):
     from socialmesh.media.v1 import media_pb2, media_pb2_grpc
 
-    from .test_media_service import image_bytes, settled, upload
+    from .media_support import image_bytes, settled, upload
 
     media = media_pb2_grpc.MediaServiceStub(mesh["media"].channel)
     author, other = await make_person(), await make_person()

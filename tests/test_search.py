@@ -8,27 +8,26 @@ alone (so the rule is shown to live in the query, not in a filter after it).
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import grpc
 import pytest
 from socialmesh.graph.v1 import events_pb2 as graph_events
 from socialmesh.graph.v1 import graph_pb2
-from socialmesh.post.v1 import post_pb2, post_pb2_grpc
+from socialmesh.post.v1 import post_pb2
 from socialmesh.user.v1 import events_pb2 as user_events
 from socialmesh.user.v1 import user_pb2
 
 from services.kit.consumers import EventMeta
 from services.kit.events import seal
 from services.kit.ratelimit import RateLimiter
-from services.post.search import Position, PostQuery, PostSearch, parse_post_query
+from services.post.search import parse_post_query
 from services.user.search import UserSearch
 
 from .conftest import Infra, Mesh, Person
-from .helpers import violations
+from .helpers import eventually, publish, search_ids, violations, word
+from .search_support import sql_ids, sql_search
 
 RELEVANCE = post_pb2.SEARCH_ORDER_RELEVANCE
 NEWEST = post_pb2.SEARCH_ORDER_NEWEST
@@ -52,60 +51,6 @@ HOSTILE = [
     "\u202e\u200b\ufeff",
     "x" * 100,
 ]
-
-
-@pytest.fixture
-def posts(mesh: Mesh) -> post_pb2_grpc.PostServiceStub:
-    return post_pb2_grpc.PostServiceStub(mesh["post"].channel)
-
-
-def word() -> str:
-    """A word no other post or name in the shared database contains."""
-    return "w" + uuid.uuid4().hex[:10]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-
-
-async def publish(posts, author: Person, text: str, **fields) -> post_pb2.Post:
-    return await posts.CreatePost(
-        post_pb2.CreatePostRequest(post=post_pb2.Post(text=text, **fields)), metadata=author.md
-    )
-
-
-async def search_ids(posts, query: str, viewer: Person | None = None, **fields) -> list[int]:
-    reply = await posts.SearchPosts(
-        post_pb2.SearchPostsRequest(query=query, **fields),
-        metadata=viewer.md if viewer else None,
-    )
-    return [p.post_id for p in reply.posts]
-
-
-def sql_search(mesh: Mesh) -> PostSearch:
-    """The search's SQL alone: no re-check of the rows by the user service."""
-    rt = mesh["post"].host.runtime
-    return PostSearch(
-        rt.db, rt.ids, rt.page_tokens, RateLimiter(rt.redis, "t", limit=1, window_seconds=1)
-    )
-
-
-async def sql_ids(mesh: Mesh, text: str, viewer: Person | None) -> list[int]:
-    search = sql_search(mesh)
-    position = Position(ceiling=mesh["post"].host.runtime.ids.next_id(), as_of_us=0)
-    rows = await search._fetch(
-        PostQuery(text),
-        viewer.id if viewer else None,
-        mention_ids=[],
-        author_ids=[],
-        position=position,
-        newest=False,
-        limit=50,
-    )
-    return [r.post_id for r, _ in rows]
 
 
 async def projected(mesh: Mesh, sql: str, *args: object) -> bool:

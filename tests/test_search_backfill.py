@@ -17,7 +17,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
-from socialmesh.post.v1 import post_pb2, post_pb2_grpc
+from socialmesh.post.v1 import post_pb2
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.backfill import (
@@ -36,16 +36,11 @@ from services.post.search import backfill as post_backfill
 from services.search_backfill import backfill_copy
 
 from .conftest import Infra, Mesh, Person
-from .helpers import eventually, violations
-from .test_search import publish, search_ids, sql_ids, word
+from .helpers import eventually, publish, search_ids, violations, word
+from .search_support import sql_ids
 
 FOLLOW = graph_pb2.RELATIONSHIP_KIND_FOLLOW
 BLOCK = graph_pb2.RELATIONSHIP_KIND_BLOCK
-
-
-@pytest.fixture
-def posts(mesh: Mesh) -> post_pb2_grpc.PostServiceStub:
-    return post_pb2_grpc.PostServiceStub(mesh["post"].channel)
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ import httpx
 import jwt
 import pytest
 import redis
-from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
-from socialmesh.post.v1 import post_pb2, post_pb2_grpc
+from socialmesh.graph.v1 import graph_pb2
+from socialmesh.post.v1 import post_pb2
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services import registry
@@ -34,21 +34,6 @@ from .helpers import violations
 
 PASSWORD = "correct horse battery"
 FOLLOWERS = post_pb2.VISIBILITY_FOLLOWERS
-
-
-@pytest.fixture
-def users(mesh: Mesh) -> user_pb2_grpc.UserServiceStub:
-    return user_pb2_grpc.UserServiceStub(mesh["user"].channel)
-
-
-@pytest.fixture
-def posts(mesh: Mesh) -> post_pb2_grpc.PostServiceStub:
-    return post_pb2_grpc.PostServiceStub(mesh["post"].channel)
-
-
-@pytest.fixture
-def graph(mesh: Mesh) -> graph_pb2_grpc.GraphServiceStub:
-    return graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
 
 
 def auth(token: str) -> list[tuple[str, str]]:

@@ -11,28 +11,17 @@ import uuid
 import grpc
 import pytest
 from socialmesh.graph.v1 import graph_pb2
-from socialmesh.post.v1 import post_pb2, post_pb2_grpc
+from socialmesh.post.v1 import post_pb2
 
 from services.kit.ratelimit import RateLimiter
 from services.post.search import PostSearch
 
 from .conftest import Mesh, Person
-from .helpers import eventually, violations
-
-
-@pytest.fixture
-def posts(mesh: Mesh) -> post_pb2_grpc.PostServiceStub:
-    return post_pb2_grpc.PostServiceStub(mesh["post"].channel)
+from .helpers import eventually, publish, violations
 
 
 def tag() -> str:
     return "t" + uuid.uuid4().hex[:10]
-
-
-async def publish(posts, author: Person, text: str, **fields) -> post_pb2.Post:
-    return await posts.CreatePost(
-        post_pb2.CreatePostRequest(post=post_pb2.Post(text=text, **fields)), metadata=author.md
-    )
 
 
 async def private_projected(mesh: Mesh, user_id: int) -> bool:

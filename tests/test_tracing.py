@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import redis.asyncio as aioredis
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services import registry
+from services.kit.counts import changed
 from services.kit.telemetry import setup_tracing
 
 from .conftest import Infra, start_mesh, stop_mesh, unique
@@ -25,6 +27,10 @@ async def test_one_trace_spans_every_service_a_call_touches(infra: Infra):
                 handle=handle, email=f"{handle}@e.com", password="password123"
             )
         )
+        # Counts are cached (kit/counts.py): make this read ask their owners, graph and post.
+        redis = aioredis.Redis.from_url(infra.redis_url)
+        await changed(redis, [user.user_id])
+        await redis.aclose()
         exporter.clear()
         await stub.GetUser(user_pb2.GetUserRequest(user_id=user.user_id))
         spans = exporter.get_finished_spans()

@@ -205,7 +205,7 @@ async def test_update_validates_values_and_strips_control_characters(stub):
 async def test_avatars_are_the_owner_s_own_image_uploads(stub, mesh, make_person):
     from socialmesh.media.v1 import media_pb2, media_pb2_grpc
 
-    from .test_media_service import image_bytes, mp4, settled, upload
+    from .media_support import image_bytes, mp4, settled, upload
 
     media = media_pb2_grpc.MediaServiceStub(mesh["media"].channel)
     me, other = await make_person(), await make_person()

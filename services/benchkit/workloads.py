@@ -85,6 +85,8 @@ class Mix:
     Home timeline: `GET /v1/feed` when the feed service serves it; until then the
     followed accounts' recent posts through the RPCs that exist: ListFollowing of
     the viewer (`home_fanin` accounts) and ListUserPosts of each, concurrently.
+    The feed tab is FOLLOWING by default: DeathStarBench's ReadHomeTimeline is the
+    reverse-chronological timeline; RANKED ("For you") is measured with `feed_kind`.
     """
 
     base_url: str
@@ -92,6 +94,7 @@ class Mix:
     tokens: list[str]
     targets: Zipf
     use_feed: bool = False
+    feed_kind: str = "FEED_KIND_FOLLOWING"
     home_fanin: int = 3
     page_size: int = 10
     name: str = "mix"
@@ -100,7 +103,7 @@ class Mix:
 
     def __post_init__(self) -> None:
         home = (
-            "GET /v1/feed"
+            f"GET /v1/feed?kind={self.feed_kind}"
             if self.use_feed
             else f"ListFollowing(viewer, {self.home_fanin}) + ListUserPosts of each "
             f"({1 + self.home_fanin} edge requests; feed service not running)"
@@ -138,7 +141,9 @@ class Mix:
         self, session: aiohttp.ClientSession, viewer: int, headers: dict[str, str]
     ) -> int:
         if self.use_feed:
-            return await _get(session, f"/v1/feed?pageSize={self.page_size}", headers)
+            return await _get(
+                session, f"/v1/feed?kind={self.feed_kind}&pageSize={self.page_size}", headers
+            )
         status, body = await _get_json(
             session, f"/v1/users/{viewer}/following?pageSize={self.home_fanin}", headers
         )
@@ -214,3 +219,68 @@ class PostOps:
         n = next(self._counter)
         body = f'{{"text": "bench post {n} #bench"}}'
         return "create_post", await _post(session, "/v1/posts", headers, body)
+
+
+@dataclass
+class Primed:
+    """What reading every key once before measuring cost (cold caches, cold timelines)."""
+
+    what: str
+    count: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    def summary(self) -> dict[str, Any]:
+        ms = sorted(self.latencies_ms)
+
+        def pct(p: float) -> float:
+            return round(ms[min(len(ms) - 1, int(len(ms) * p))], 2) if ms else 0.0
+
+        return {
+            "what": self.what,
+            "requests": self.count,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 1),
+            "p50_ms": pct(0.5),
+            "p90_ms": pct(0.9),
+            "p99_ms": pct(0.99),
+            "max_ms": round(ms[-1], 2) if ms else 0.0,
+        }
+
+
+def prime(
+    base_url: str,
+    requests: list[tuple[str, dict[str, str]]],
+    what: str,
+    concurrency: int = 4,
+    timeout: float = 60.0,
+) -> Primed:
+    """Sends each GET once, `concurrency` at a time (closed loop: this is set-up, not a
+    measurement of throughput), and returns their latencies."""
+
+    async def run() -> Primed:
+        import time
+
+        latencies: list[float] = []
+        errors = 0
+        pending = iter(requests)
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        started = time.perf_counter()
+        async with aiohttp.ClientSession(base_url, timeout=client_timeout) as session:
+
+            async def worker() -> None:
+                nonlocal errors
+                for path, headers in pending:
+                    sent = time.perf_counter()
+                    try:
+                        status = await _get(session, path, headers)
+                    except (aiohttp.ClientError, TimeoutError):
+                        status = 0
+                    latencies.append((time.perf_counter() - sent) * 1000)
+                    errors += status != 200
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return Primed(what, len(requests), errors, time.perf_counter() - started, latencies)
+
+    return asyncio.run(run())

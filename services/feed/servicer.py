@@ -123,6 +123,8 @@ FEEDBACK_KINDS = {
 }
 #: ListSuggestedUsers sizes (feed.proto).
 SUGGEST_DEFAULT, SUGGEST_MAX = 20, 50
+#: Shared-interest candidates handed to graph (ListSuggestedAccounts.candidate_ids: 200).
+SUGGEST_CANDIDATES = 200
 TREND_WINDOWS = {feed_pb2.TREND_WINDOW_HOUR, feed_pb2.TREND_WINDOW_DAY}
 FOLLOWING_ARM = "following"
 #: FEED_MODEL_DIR's default, and `socialmesh train-ranker --out`'s.
@@ -196,6 +198,8 @@ class FeedPage:
     arm: str = FOLLOWING_ARM
     #: Per entry, where a RANKED item came from (features.SOURCES).
     sources: list[str] = field(default_factory=list)
+    #: Author and reposter cards already fetched for this page (by user id).
+    cards: dict[int, user_pb2.User] = field(default_factory=dict)
 
 
 Registration = tuple[type[Message], Callable[[Any, EventMeta], Awaitable[None]]]
@@ -226,6 +230,14 @@ def _int_field(position: Mapping[str, object], key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise InvalidArgument([("page_token", "invalid or tampered page token")])
     return value
+
+
+def _suggestion_reason(account: graph_pb2.SuggestedAccount) -> feed_pb2.SuggestionReason.ValueType:
+    if account.mutual_count:
+        return feed_pb2.SUGGESTION_REASON_FOLLOWED_BY_FOLLOWING
+    if account.from_candidates:
+        return feed_pb2.SUGGESTION_REASON_SHARED_INTERESTS
+    return feed_pb2.SUGGESTION_REASON_POPULAR
 
 
 class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
@@ -439,10 +451,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         # Followers learn to merge this account first, then it becomes one: a
         # crash in between is redone on redelivery.
         for page in await self._follower_pages(author_id):
-            pipe = redis.pipeline(transaction=False)
-            for follower in page:
-                pipe.sadd(celebs_key(follower), str(author_id))
-            await pipe.execute()
+            await self.timelines.merge_author(page, author_id)
         await redis.sadd(CELEBRITIES, str(author_id))
         return True
 
@@ -673,6 +682,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             return FeedPage(
                 entries=page.entries,
                 posts=page.posts,
+                cards=page.cards,
                 kind=FOLLOWING,
                 next_position=None,
                 newer_position={"a": top},
@@ -686,6 +696,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         return FeedPage(
             entries=page.entries,
             posts=page.posts,
+            cards=page.cards,
             kind=FOLLOWING,
             next_position=({"b": page.last_examined, "t": session_top} if page.more else None),
             newer_position={"a": session_top},
@@ -717,7 +728,16 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             if not cut.first_examined:
                 cut.first_examined = batch[0].member
             kept = {e.member: e for e in batch if self._allowed(e, muted, hidden)}
-            posts = await self._hydrate([e.post_id for e in kept.values()]) if kept else {}
+            posts: dict[int, post_pb2.Post] = {}
+            if kept:
+                # The authors' cards come in parallel with the posts, not after them:
+                # one round trip of latency for the page instead of two.
+                people = [p for e in kept.values() for p in (e.author_id, e.sharer_id) if p]
+                posts, cards = await asyncio.gather(
+                    self._hydrate([e.post_id for e in kept.values()]),
+                    self._authors([p for p in people if p not in cut.cards]),
+                )
+                cut.cards.update((c.user_id, c) for c in cards)
             examined = 0
             for entry in batch:
                 if len(cut.entries) == size:
@@ -945,9 +965,11 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         if not await self.timelines.touch(viewer):
             await self._rebuild(viewer)
             partial = True
-        keys = await self.timelines.sources(viewer)
-        muted = await self.timelines.muted(viewer)
-        feedback = await self.store.feedback(viewer)
+        keys, muted, feedback = await asyncio.gather(
+            self.timelines.sources(viewer),
+            self.timelines.muted(viewer),
+            self.store.feedback(viewer),
+        )
         page: FeedPage | None = None
         if kind == RANKED and (position is None or "a" not in position):
             try:
@@ -972,7 +994,11 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             e.sharer_id for e in page.entries if e.sharer_id
         ]
         if people:
-            response.authors.extend(await self._authors(people))
+            cards = dict(page.cards)
+            missing = [p for p in dict.fromkeys(people) if p not in cards]
+            if missing:
+                cards.update((c.user_id, c) for c in await self._authors(missing))
+            response.authors.extend(cards[p] for p in dict.fromkeys(people) if p in cards)
         return response
 
     # -- impressions and feedback ----------------------------------------------------
@@ -1075,22 +1101,26 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
     ) -> feed_pb2.ListSuggestedUsersResponse:
         caller = require_caller()
         size = page_size(request.page_size, default=SUGGEST_DEFAULT, maximum=SUGGEST_MAX)
+        # Shared interests from the interaction log; graph applies the exclusions
+        # (followed, requested, muted, blocked either way) and ranks them.
+        interests = await self.store.co_engaged_accounts(caller.user_id, SUGGEST_CANDIDATES)
         try:
             # A little extra: hydration drops accounts the caller may not see.
             reply = await self.graph.ListSuggestedAccounts(
                 graph_pb2.ListSuggestedAccountsRequest(
-                    viewer_id=caller.user_id, max_results=size + 10
+                    viewer_id=caller.user_id, max_results=size + 10, candidate_ids=interests
                 )
             )
         except grpc.aio.AioRpcError as exc:
             raise upstream_error(exc, "graph") from exc
-        mutual = {a.user_id: a.mutual_count for a in reply.accounts}
-        cards = {u.user_id: u for u in await self._authors(list(mutual))}
+        cards = {u.user_id: u for u in await self._authors([a.user_id for a in reply.accounts])}
         return feed_pb2.ListSuggestedUsersResponse(
             users=[
-                feed_pb2.SuggestedUser(user=cards[u], mutual_count=m)
-                for u, m in mutual.items()
-                if u in cards
+                feed_pb2.SuggestedUser(
+                    user=cards[a.user_id], mutual_count=a.mutual_count, reason=_suggestion_reason(a)
+                )
+                for a in reply.accounts
+                if a.user_id in cards
             ][:size]
         )
 
@@ -1152,6 +1182,7 @@ class _Cut:
 
     entries: list[Entry] = field(default_factory=list)
     posts: dict[int, post_pb2.Post] = field(default_factory=dict)
+    cards: dict[int, user_pb2.User] = field(default_factory=dict)
     first_examined: str = ""
     last_examined: str = ""
     more: bool = False

@@ -279,6 +279,35 @@ class FeedStore:
         )
         return [(r["post_id"], r["author_id"]) for r in rows]
 
+    async def co_engaged_accounts(self, viewer_id: int, limit: int) -> list[int]:
+        """Who-to-follow candidates from shared interests, strongest first: people who
+        engaged with the posts the viewer recently engaged with (by overlap), and the
+        authors of those posts (by how often). Graph filters and ranks them."""
+        rows = await self._db.reader().fetch(
+            """WITH mine AS (
+                   SELECT post_id, author_id FROM feed.interactions
+                   WHERE viewer_id = $1 AND kind = ANY($2::smallint[])
+                   ORDER BY occurred_at DESC LIMIT $3),
+               peers AS (
+                   SELECT y.viewer_id AS user_id, count(DISTINCT y.post_id) AS strength
+                   FROM (SELECT DISTINCT post_id FROM mine) m CROSS JOIN LATERAL (
+                       SELECT viewer_id, post_id FROM feed.interactions x
+                       WHERE x.post_id = m.post_id AND x.kind = ANY($2::smallint[])
+                         AND x.viewer_id <> $1
+                       ORDER BY occurred_at DESC LIMIT 200) y
+                   GROUP BY y.viewer_id),
+               authors AS (
+                   SELECT author_id AS user_id, count(*) AS strength FROM mine
+                   WHERE author_id <> $1 GROUP BY author_id)
+               SELECT user_id FROM (SELECT * FROM peers UNION ALL SELECT * FROM authors) c
+               GROUP BY user_id ORDER BY sum(strength) DESC, user_id DESC LIMIT $4""",
+            viewer_id,
+            list(ENGAGED),
+            PROFILE_DEPTH,
+            limit,
+        )
+        return [r["user_id"] for r in rows]
+
     async def affine_posts(
         self, viewer_id: int, since: datetime, limit: int = SOURCE_CAP
     ) -> list[tuple[int, int]]:

@@ -16,6 +16,7 @@ from services.kit.auth import (
 )
 from services.kit.channels import upstream_error
 from services.kit.consumers import EventHandlers, EventMeta, Start
+from services.kit.counts import changed as counts_changed
 from services.kit.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -26,7 +27,7 @@ from services.kit.pagination import PageSizes, page_size
 from services.kit.ratelimit import RateLimiter
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_snowflake
-from services.kit.validation import batch_ids, require_positive_id
+from services.kit.validation import Violations, batch_ids, require_positive_id
 
 from .store import (
     EXPORT_BLOCK,
@@ -39,6 +40,8 @@ from .store import (
 )
 
 MAX_BATCH = 1000
+#: ListSuggestedAccounts.candidate_ids: at most this many (graph.proto).
+MAX_SUGGESTION_CANDIDATES = 200
 FOLLOWS_PER_HOUR = 500
 #: ListFollowerIds pages: fan-out reads many ids per call (graph.proto).
 FOLLOWER_ID_PAGES = PageSizes(default=5_000, maximum=10_000)
@@ -97,7 +100,8 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         await self.consume("graph", user_events, start=Start.EARLIEST)
 
     async def _on_user_deleted(self, event: user_events_pb2.UserDeleted, _: EventMeta) -> None:
-        await self.store.forget_user(event.user_id)
+        touched = await self.store.forget_user(event.user_id)
+        await counts_changed(self._rt.redis, touched)  # profiles' cached counts (kit/counts.py)
 
     @property
     def store(self) -> GraphStore:
@@ -145,6 +149,7 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         account = await self._account(target)
         await self.ready(self._follow_limit).enforce(str(caller.user_id), "follows")
         outcome = await self.store.follow(caller.user_id, target, needs_approval=account.is_private)
+        await counts_changed(self._rt.redis, (caller.user_id, target))
         state = (
             graph_pb2.FOLLOW_STATE_FOLLOWING
             if outcome is FollowOutcome.FOLLOWING
@@ -157,7 +162,9 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         self, request: graph_pb2.UnfollowUserRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.UnfollowUserResponse:
         caller = require_caller()
-        await self.store.unfollow(caller.user_id, self._other(caller, request.user_id, "unfollow"))
+        target = self._other(caller, request.user_id, "unfollow")
+        await self.store.unfollow(caller.user_id, target)
+        await counts_changed(self._rt.redis, (caller.user_id, target))
         self.poke_relay()
         return graph_pb2.UnfollowUserResponse()
 
@@ -168,6 +175,7 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         target = self._other(caller, request.user_id, "block")
         await self._account(target)
         await self.store.block(caller.user_id, target)
+        await counts_changed(self._rt.redis, (caller.user_id, target))
         self.poke_relay()
         return graph_pb2.BlockUserResponse()
 
@@ -291,6 +299,8 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
             raise PermissionDenied("only the requested account may answer a follow request")
         if not await self.store.resolve_request(requester_id, target, accept=accept):
             raise NotFound(f"no pending follow request from user {requester_id}")
+        if accept:
+            await counts_changed(self._rt.redis, (requester_id, target))
         self.poke_relay()
 
     async def AcceptFollowRequest(
@@ -342,14 +352,25 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
             require_positive_id(request.viewer_id, "viewer_id")
         elif request.viewer_id != require_caller().user_id:
             raise PermissionDenied("viewer_id must be the caller")
-        if request.max_results < 0:
-            raise InvalidArgument([("max_results", "must not be negative")])
+        v = Violations()
+        v.check(request.max_results >= 0, "max_results", "must not be negative")
+        v.check(
+            len(request.candidate_ids) <= MAX_SUGGESTION_CANDIDATES
+            and all(i > 0 for i in request.candidate_ids),
+            "candidate_ids",
+            f"at most {MAX_SUGGESTION_CANDIDATES} positive ids",
+        )
+        v.raise_if_any()
         limit = min(request.max_results or 20, 200)
-        rows = await self.store.suggestions(request.viewer_id, limit)
+        rows = await self.store.suggestions(
+            request.viewer_id, limit, list(dict.fromkeys(request.candidate_ids))
+        )
         return graph_pb2.ListSuggestedAccountsResponse(
             accounts=[
-                graph_pb2.SuggestedAccount(user_id=u, mutual_count=m, follower_count=f)
-                for u, m, f in rows
+                graph_pb2.SuggestedAccount(
+                    user_id=u, mutual_count=m, follower_count=f, from_candidates=given
+                )
+                for u, m, f, given in rows
             ]
         )
 

@@ -8,7 +8,7 @@ same two people can never deadlock.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -316,11 +316,15 @@ class GraphStore:
         )
         return [Edge(r["user_id"], r["edge_id"]) for r in rows]
 
-    async def suggestions(self, viewer_id: int, limit: int) -> list[tuple[int, int, int]]:
-        """(user_id, mutual_count, follower_count), best first; see ListSuggestedAccounts.
+    async def suggestions(
+        self, viewer_id: int, limit: int, candidate_ids: Sequence[int] = ()
+    ) -> list[tuple[int, int, int, bool]]:
+        """(user_id, mutual_count, follower_count, from_candidates), best first; see
+        ListSuggestedAccounts.
 
         Bounded whatever the graph: the viewer's 500 newest follows, 200 newest follows
-        of each, then the most-followed accounts to top up.
+        of each, the caller's candidates (at most 200, in their order), then the
+        most-followed accounts to top up.
         """
         rows = await self._db.reader().fetch(
             """WITH mine AS (
@@ -333,13 +337,19 @@ class GraphStore:
                        ORDER BY edge_id DESC LIMIT 200) f
                    GROUP BY f.followee_id),
                popular AS (
-                   SELECT user_id, 0::bigint AS mutual FROM graph.counts
+                   SELECT user_id, 0::bigint AS mutual, NULL::bigint AS rank FROM graph.counts
                    ORDER BY follower_count DESC LIMIT $2 * 4),
+               given AS (
+                   SELECT user_id, 0::bigint AS mutual, rank
+                   FROM unnest($3::bigint[]) WITH ORDINALITY AS g(user_id, rank)),
                candidates AS (
-                   SELECT user_id, max(mutual) AS mutual
-                   FROM (SELECT * FROM fof UNION ALL SELECT * FROM popular) c
+                   SELECT user_id, max(mutual) AS mutual, min(rank) AS rank
+                   FROM (SELECT user_id, mutual, NULL::bigint AS rank FROM fof
+                         UNION ALL SELECT * FROM given
+                         UNION ALL SELECT * FROM popular) c
                    GROUP BY user_id)
-               SELECT c.user_id, c.mutual, coalesce(k.follower_count, 0) AS followers
+               SELECT c.user_id, c.mutual, coalesce(k.follower_count, 0) AS followers,
+                      c.rank IS NOT NULL AS given
                FROM candidates c LEFT JOIN graph.counts k USING (user_id)
                WHERE c.user_id <> $1
                  AND NOT EXISTS (SELECT 1 FROM graph.follows
@@ -351,12 +361,15 @@ class GraphStore:
                                     OR (blocker_id = c.user_id AND blocked_id = $1))
                  AND NOT EXISTS (SELECT 1 FROM graph.mutes
                                  WHERE muter_id = $1 AND muted_id = c.user_id)
-               ORDER BY c.mutual DESC, followers DESC, c.user_id
+               ORDER BY c.mutual DESC, c.rank NULLS LAST, followers DESC, c.user_id
                LIMIT $2""",
             viewer_id,
             limit,
+            list(candidate_ids),
         )
-        return [(r["user_id"], int(r["mutual"]), int(r["followers"])) for r in rows]
+        return [
+            (r["user_id"], int(r["mutual"]), int(r["followers"]), bool(r["given"])) for r in rows
+        ]
 
     async def following(self, user_id: int, before_edge: int | None, limit: int) -> list[Edge]:
         rows = await self._db.reader().fetch(
@@ -415,24 +428,25 @@ class GraphStore:
             edges += [ExportedEdge(EXPORT_BLOCK, r[0], r[1]) for r in rows]
         return edges
 
-    async def forget_user(self, user_id: int) -> None:
+    async def forget_user(self, user_id: int) -> list[int]:
         """Drops a deleted account's edges, fixing everyone's counts in set-based SQL.
 
         Idempotent (re-delivered `user.deleted` events find nothing left to do).
+        Returns the accounts whose counts changed.
         """
         async with self._db.transaction() as conn:
-            await conn.execute(
+            followers = await conn.fetch(
                 """WITH gone AS (
                        DELETE FROM graph.follows WHERE followee_id = $1 RETURNING follower_id)
                    UPDATE graph.counts c SET following_count = c.following_count - 1
-                   FROM gone WHERE c.user_id = gone.follower_id""",
+                   FROM gone WHERE c.user_id = gone.follower_id RETURNING c.user_id""",
                 user_id,
             )
-            await conn.execute(
+            followees = await conn.fetch(
                 """WITH gone AS (
                        DELETE FROM graph.follows WHERE follower_id = $1 RETURNING followee_id)
                    UPDATE graph.counts c SET follower_count = c.follower_count - 1
-                   FROM gone WHERE c.user_id = gone.followee_id""",
+                   FROM gone WHERE c.user_id = gone.followee_id RETURNING c.user_id""",
                 user_id,
             )
             await conn.execute(
@@ -446,3 +460,4 @@ class GraphStore:
                 "DELETE FROM graph.blocks WHERE blocker_id = $1 OR blocked_id = $1", user_id
             )
             await conn.execute("DELETE FROM graph.counts WHERE user_id = $1", user_id)
+        return [user_id, *(r["user_id"] for r in (*followers, *followees))]

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 
+from . import telemetry
 from .auth import INTERNAL, forwarded_auth, method_access
 from .errors import ServiceError, Unavailable
 
@@ -59,6 +60,9 @@ class OutboundCall(
         this service's credential, but only to METHOD_ACCESS_INTERNAL methods;
         any other call stays anonymous, exactly as the request was.
 
+    * Trace context: the current `traceparent` (telemetry.py); a CLIENT span
+      around unary calls only when the trace is recorded.
+
     One interceptor rather than two: each grpc.aio interceptor layer costs a
     task and a call wrapper on every outbound call of the hot paths.
     """
@@ -77,14 +81,18 @@ class OutboundCall(
             return f"Bearer {self._service_token()}"
         return None
 
-    def _rewrite(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    def _rewrite(
+        self, details: grpc.aio.ClientCallDetails, span: Any = None
+    ) -> grpc.aio.ClientCallDetails:
         timeout = self._timeout if details.timeout is None else details.timeout
         metadata = details.metadata or grpc.aio.Metadata()
+        added = telemetry.traceparent_headers(span)  # the trace goes on with the call
         if "authorization" not in metadata:
-            raw = details.method
-            bearer = self._bearer(raw.decode() if isinstance(raw, bytes) else str(raw))
+            bearer = self._bearer(_method(details))
             if bearer is not None:
-                metadata = grpc.aio.Metadata(*metadata, ("authorization", bearer))
+                added.append(("authorization", bearer))
+        if added:
+            metadata = grpc.aio.Metadata(*metadata, *added)
         return grpc.aio.ClientCallDetails(
             method=details.method,
             timeout=timeout,
@@ -96,7 +104,19 @@ class OutboundCall(
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
-        return await continuation(self._rewrite(client_call_details), request)
+        span = telemetry.client_span(_method(client_call_details))
+        if span is None:  # the common case: nothing records this trace
+            return await continuation(self._rewrite(client_call_details), request)
+        code = grpc.StatusCode.UNKNOWN
+        try:
+            call = await continuation(self._rewrite(client_call_details, span), request)
+            code = await call.code()
+            return call
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            raise
+        finally:
+            telemetry.end_client_span(span, code)
 
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
@@ -112,6 +132,11 @@ class OutboundCall(
         self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
     ) -> Any:
         return await continuation(self._rewrite(client_call_details), request_iterator)
+
+
+def _method(details: grpc.aio.ClientCallDetails) -> str:
+    raw = details.method
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def open_channel(

@@ -1,9 +1,11 @@
 """Server interceptor: authentication, error mapping and trace-id'd logging.
 
 Wraps every handler so that (1) the bearer token is verified here too, not only
-at the edge, (2) `ServiceError`s become rich google.rpc.Status aborts, and (3) an
+at the edge, (2) `ServiceError`s become rich google.rpc.Status aborts, (3) an
 unexpected exception is logged with its trace id and returns INTERNAL without
-internals.
+internals, and (4) the call runs in its trace context (`telemetry.ServerSpan`:
+the caller's traceparent or a new trace; a recorded span only when sampled and
+exported).
 
 Who may call a method is its `(socialmesh.api.v1.access)` option in the contract:
 
@@ -52,6 +54,7 @@ from .errors import (
     Unavailable,
 )
 from .metrics import RPC_HANDLED, RPC_SECONDS, method_name
+from .telemetry import ServerSpan
 from .validation import bad_utf8_field, request_violations
 
 log = logging.getLogger("socialmesh.rpc")
@@ -150,15 +153,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             caller_token = set_caller(None)
             started, code = time.perf_counter(), grpc.StatusCode.OK
+            span, error = ServerSpan(method, context.invocation_metadata()), None
             try:
                 await self._authenticate(context, access)
                 _check_request(request)
                 return await behavior(request, context)
             except Exception as exc:
-                code = _code_for(exc, context)
+                code, error = _code_for(exc, context), exc
                 await _abort_for(exc, context, method)
             finally:
                 reset_caller(caller_token)
+                span.end(code, error)
                 self._record(name, code, started)
 
         return wrapper
@@ -173,6 +178,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             caller_token = set_caller(None)
             started, code = time.perf_counter(), grpc.StatusCode.OK
+            span, error = ServerSpan(method, context.invocation_metadata()), None
             try:
                 await self._authenticate(context, access)
                 if not isinstance(request, AsyncIterator):
@@ -183,10 +189,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 code = grpc.StatusCode.CANCELLED  # the client went away
                 raise
             except Exception as exc:
-                code = _code_for(exc, context)
+                code, error = _code_for(exc, context), exc
                 await _abort_for(exc, context, method)
             finally:
                 reset_caller(caller_token)
+                span.end(code, error)
                 self._record(name, code, started)
 
         return wrapper

@@ -21,6 +21,7 @@ from services.kit.auth import (
 from services.kit.backfill import BackfillWorker
 from services.kit.channels import upstream_error
 from services.kit.consumers import Start
+from services.kit.counts import changed as counts_changed
 from services.kit.errors import NotFound, PermissionDenied
 from services.kit.pagination import PageSizes, page_size
 from services.kit.ratelimit import RateLimiter
@@ -265,7 +266,7 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         await self.ready(self._post_limit).enforce(str(caller.user_id), "posts")
         mention_ids = await self._resolve_mentions(text_rules.mentioned_handles(body))
         attached = await self._attach(caller.user_id, media)
-        post_id, _created = await self.store.create_post(
+        post_id, created = await self.store.create_post(
             author_id=caller.user_id,
             text=body,
             media_ids=media,
@@ -276,6 +277,8 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
             media=attached,
         )
         self.poke_relay()
+        if created:  # the author's cached post count is stale (kit/counts.py)
+            await counts_changed(self._rt.redis, (caller.user_id,))
         return await self._reread(post_id, caller.user_id)
 
     async def _attach(self, author_id: int, media_ids: list[int]) -> bytes | None:
@@ -332,6 +335,7 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
             raise PermissionDenied("only the author may delete a post")
         await self.store.delete_post(row.post_id)
         self.poke_relay()
+        await counts_changed(self._rt.redis, (row.author_id,))
         return empty_pb2.Empty()
 
     async def ListUserPosts(

@@ -196,7 +196,8 @@ class PostStore:
             viewer_id,
             post_ids,
         )
-        return {r["post_id"]: PostRow.from_row(r) for r in rows}
+        # _POST_SELECT's columns are PostRow's fields in order: positional is cheaper.
+        return {r["post_id"]: PostRow(*r) for r in rows}
 
     async def author_posts(
         self,

@@ -15,9 +15,11 @@ from typing import Any, NoReturn
 import grpc
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from google.protobuf import empty_pb2, field_mask_pb2
+from google.protobuf import empty_pb2
+from socialmesh.graph.v1 import events_pb2 as graph_events_pb2
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 from socialmesh.media.v1 import media_pb2, media_pb2_grpc
+from socialmesh.post.v1 import events_pb2 as post_events_pb2
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import events_pb2 as user_events_pb2
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
@@ -33,6 +35,7 @@ from services.kit.backfill import BackfillWorker
 from services.kit.cache import TwoLayerCache
 from services.kit.channels import upstream_error
 from services.kit.consumers import EventHandlers, EventMeta, Start
+from services.kit.counts import Counts, CountsCache, changed
 from services.kit.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -114,18 +117,35 @@ def validate_bio(value: str, field: str, v: Violations) -> str:
 
 
 COUNT_FIELDS = frozenset({"follower_count", "following_count", "post_count"})
+#: Decoded profile records kept beside the cache's bytes (cleared when full).
+MAX_DECODED = 50_000
 
 
-async def _no_counts(empty: Any) -> Any:
-    return empty
+async def _nothing() -> dict[int, Counts]:
+    return {}
+
+
+_USER_FIELDS = user_pb2.User.DESCRIPTOR.fields_by_name
+
+
+def _masked(user: user_pb2.User, paths: list[str]) -> user_pb2.User:
+    """The user with only `paths` (top-level User fields, checked by the caller) set:
+    what FieldMask.MergeMessage does, without its per-message tree walk."""
+    partial = user_pb2.User()
+    for path in paths:
+        if _USER_FIELDS[path].message_type is not None:
+            if user.HasField(path):  # type: ignore[arg-type]
+                getattr(partial, path).CopyFrom(getattr(user, path))
+        else:
+            setattr(partial, path, getattr(user, path))
+    return partial
 
 
 @dataclass(frozen=True)
 class Social:
     """What other services know about a batch of profiles."""
 
-    follows: dict[int, graph_pb2.FollowCounts]
-    posts: dict[int, int]
+    counts: dict[int, Counts]
     relationships: dict[int, graph_pb2.Relationship]
 
 
@@ -137,6 +157,10 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self._hasher = PasswordHasher()
         self._store: UserStore | None = None
         self._cache: TwoLayerCache | None = None
+        self._counts: CountsCache | None = None
+        #: user id -> (cached bytes, their decoding): an L1 hit returns the same bytes
+        #: object until the entry changes, so decoding happens once per version.
+        self._decoded: dict[int, tuple[bytes, UserRecord]] = {}
         self._signer: TokenSigner | None = None
         self._update_limit: RateLimiter | None = None
         self._login_account_failures: RateLimiter | None = None
@@ -167,6 +191,8 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self._store = UserStore(self._rt.db, self._rt.ids)
         self._cache = TwoLayerCache(self._rt.redis, "user:v1")
         await self._cache.start()
+        self._counts = CountsCache(self._rt.redis)
+        self._counts.start()
         self._update_limit = RateLimiter(
             self._rt.redis, "user-update", limit=PROFILE_UPDATES_PER_HOUR, window_seconds=3600
         )
@@ -211,6 +237,16 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         revocations.on(user_events_pb2.SessionRevoked, self._on_session_revoked)
         await self.consume("user-revocations", revocations, start=Start.EARLIEST)
 
+        # Cached counts (kit/counts.py): graph and post bump a user's generation after
+        # their change commits; these events bump it again in case a writer died in
+        # between. LATEST: entries cached before this group existed expire within the hour.
+        stale_counts = EventHandlers()
+        stale_counts.on(graph_events_pb2.Followed, self._on_followed)
+        stale_counts.on(graph_events_pb2.Unfollowed, self._on_unfollowed)
+        stale_counts.on(post_events_pb2.PostCreated, self._on_post_created)
+        stale_counts.on(post_events_pb2.PostDeleted, self._on_post_deleted)
+        await self.consume("user-counts", stale_counts, start=Start.LATEST)
+
         # People search's projection of follows and blocks (docs/search.md).
         self._search = search_rules.UserSearch(
             self._rt.db,
@@ -236,11 +272,25 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
     ) -> None:
         await self._revocations().revoke_session(event.session_id)
 
+    async def _on_followed(self, event: graph_events_pb2.Followed, _: EventMeta) -> None:
+        await changed(self._rt.redis, (event.follower_id, event.followee_id))
+
+    async def _on_unfollowed(self, event: graph_events_pb2.Unfollowed, _: EventMeta) -> None:
+        await changed(self._rt.redis, (event.follower_id, event.followee_id))
+
+    async def _on_post_created(self, event: post_events_pb2.PostCreated, _: EventMeta) -> None:
+        await changed(self._rt.redis, (event.author_id,))
+
+    async def _on_post_deleted(self, event: post_events_pb2.PostDeleted, _: EventMeta) -> None:
+        await changed(self._rt.redis, (event.author_id,))
+
     async def on_stop(self) -> None:
         if self._backfill is not None:
             await self._backfill.stop()
         if self._cache:
             await self._cache.stop()
+        if self._counts:
+            await self._counts.stop()
         await super().on_stop()
 
     # -- helpers ---------------------------------------------------------------
@@ -262,25 +312,54 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             return {str(r.user_id): r.to_bytes() for r in records}
 
         raw = await self.cache.get_many([str(u) for u in user_ids], load)
-        return {int(k): UserRecord.from_bytes(v) for k, v in raw.items()}
+        records: dict[int, UserRecord] = {}
+        decoded = self._decoded
+        for key, value in raw.items():
+            user_id = int(key)
+            known = decoded.get(user_id)
+            if known is not None and known[0] is value:
+                records[user_id] = known[1]
+                continue
+            record = UserRecord.from_bytes(value)
+            if len(decoded) >= MAX_DECODED:
+                decoded.clear()
+            decoded[user_id] = (value, record)
+            records[user_id] = record
+        return records
 
-    async def _social(
-        self, ids: list[int], viewer_id: int | None, *, counts: bool = True
-    ) -> Social:
-        """Counts and the viewer's relationships: up to three batch calls, concurrently.
+    async def _load_counts(self, ids: list[int]) -> dict[int, Counts]:
+        """Exact counts from their owners, graph and post: two batch calls, concurrently.
 
         The peers' channels carry the viewer's token, or this service's own
         credential for an anonymous viewer (the counts are internal methods).
         """
         graph, posts = self.ready(self._graph), self.ready(self._posts)
+        try:
+            follows, authored = await asyncio.gather(
+                graph.BatchGetFollowCounts(graph_pb2.BatchGetFollowCountsRequest(user_ids=ids)),
+                posts.BatchGetPostCounts(post_pb2.BatchGetPostCountsRequest(user_ids=ids)),
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "graph/post") from exc
+        by_user = {c.user_id: c for c in follows.counts}
+        post_counts = {c.user_id: c.post_count for c in authored.counts}
+        return {
+            i: Counts(
+                by_user[i].follower_count if i in by_user else 0,
+                by_user[i].following_count if i in by_user else 0,
+                post_counts.get(i, 0),
+            )
+            for i in ids
+        }
+
+    async def _social(
+        self, ids: list[int], viewer_id: int | None, *, counts: bool = True
+    ) -> Social:
+        """Counts (cached, exact: kit/counts.py) and the viewer's relationships, concurrently."""
+        graph = self.ready(self._graph)
         others = [i for i in ids if i != viewer_id]
         calls: list[Awaitable[Any]] = [
-            graph.BatchGetFollowCounts(graph_pb2.BatchGetFollowCountsRequest(user_ids=ids))
-            if counts
-            else _no_counts(graph_pb2.BatchGetFollowCountsResponse()),
-            posts.BatchGetPostCounts(post_pb2.BatchGetPostCountsRequest(user_ids=ids))
-            if counts
-            else _no_counts(post_pb2.BatchGetPostCountsResponse()),
+            self.ready(self._counts).get_many(ids, self._load_counts) if counts else _nothing()
         ]
         if viewer_id is not None and others:
             calls.append(
@@ -291,12 +370,11 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         try:
             replies = await asyncio.gather(*calls)
         except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "graph/post") from exc
+            raise upstream_error(exc, "graph") from exc
         return Social(
-            follows={c.user_id: c for c in replies[0].counts},
-            posts={c.user_id: c.post_count for c in replies[1].counts},
-            relationships={r.user_id: r for r in replies[2].relationships}
-            if len(replies) > 2
+            counts=replies[0],
+            relationships={r.user_id: r for r in replies[1].relationships}
+            if len(replies) > 1
             else {},
         )
 
@@ -345,11 +423,11 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         if limited:
             return user
         user.bio = record.bio
-        follows = social.follows.get(record.user_id)
-        if follows is not None:
-            user.follower_count = follows.follower_count
-            user.following_count = follows.following_count
-        user.post_count = social.posts.get(record.user_id, 0)
+        counts = social.counts.get(record.user_id)
+        if counts is not None:
+            user.follower_count = counts.followers
+            user.following_count = counts.following
+            user.post_count = counts.posts
         user.create_time.CopyFrom(from_datetime(record.created_at))
         user.update_time.CopyFrom(from_datetime(record.updated_at))
         if is_owner:
@@ -597,13 +675,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             counts=not paths or bool(set(paths) & COUNT_FIELDS),
         )
         if paths:
-            mask = field_mask_pb2.FieldMask(paths=paths)
-            trimmed = []
-            for user in users:
-                partial = user_pb2.User()
-                mask.MergeMessage(user, partial)
-                trimmed.append(partial)
-            users = trimmed
+            users = [_masked(user, paths) for user in users]
         return user_pb2.BatchGetUsersResponse(users=users)
 
     async def LookupUsers(

@@ -173,6 +173,38 @@ TREND_WINDOW_DAY: TrendWindow.ValueType  # 2
 """The last 24 hours, older hours decayed (half-life 6 hours)."""
 Global___TrendWindow: _TypeAlias = TrendWindow  # noqa: Y015
 
+class _SuggestionReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SuggestionReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SuggestionReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SUGGESTION_REASON_UNSPECIFIED: _SuggestionReason.ValueType  # 0
+    """Not set."""
+    SUGGESTION_REASON_FOLLOWED_BY_FOLLOWING: _SuggestionReason.ValueType  # 1
+    """Accounts the caller follows follow it (mutual_count of them)."""
+    SUGGESTION_REASON_SHARED_INTERESTS: _SuggestionReason.ValueType  # 2
+    """Shared interests: it engages with the posts the caller engages with, or
+    the caller engages with its posts.
+    """
+    SUGGESTION_REASON_POPULAR: _SuggestionReason.ValueType  # 3
+    """Popular on the network."""
+
+class SuggestionReason(_SuggestionReason, metaclass=_SuggestionReasonEnumTypeWrapper):
+    """Why an account is suggested."""
+
+SUGGESTION_REASON_UNSPECIFIED: SuggestionReason.ValueType  # 0
+"""Not set."""
+SUGGESTION_REASON_FOLLOWED_BY_FOLLOWING: SuggestionReason.ValueType  # 1
+"""Accounts the caller follows follow it (mutual_count of them)."""
+SUGGESTION_REASON_SHARED_INTERESTS: SuggestionReason.ValueType  # 2
+"""Shared interests: it engages with the posts the caller engages with, or
+the caller engages with its posts.
+"""
+SUGGESTION_REASON_POPULAR: SuggestionReason.ValueType  # 3
+"""Popular on the network."""
+Global___SuggestionReason: _TypeAlias = SuggestionReason  # noqa: Y015
+
 @_typing.final
 class FeedItem(_message.Message):
     """One entry of the home feed; its post and author are side-loaded in the
@@ -627,8 +659,11 @@ class SuggestedUser(_message.Message):
 
     USER_FIELD_NUMBER: _builtins.int
     MUTUAL_COUNT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     mutual_count: _builtins.int
     """How many accounts the caller follows follow it (0: suggested as popular)."""
+    reason: Global___SuggestionReason.ValueType
+    """Why it is suggested."""
     @_builtins.property
     def user(self) -> _user_pb2.User:
         """The account as the caller may see it."""
@@ -638,10 +673,11 @@ class SuggestedUser(_message.Message):
         *,
         user: _user_pb2.User | None = ...,
         mutual_count: _builtins.int = ...,
+        reason: Global___SuggestionReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["mutual_count", b"mutual_count", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mutual_count", b"mutual_count", "reason", b"reason", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -865,19 +865,29 @@ class ListSuggestedAccountsRequest(_message.Message):
 
     VIEWER_ID_FIELD_NUMBER: _builtins.int
     MAX_RESULTS_FIELD_NUMBER: _builtins.int
+    CANDIDATE_IDS_FIELD_NUMBER: _builtins.int
     viewer_id: _builtins.int
     """Whose suggestions."""
     max_results: _builtins.int
     """How many: default 20, at most 200."""
+    @_builtins.property
+    def candidate_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Accounts the caller found by other signals (the feed: people who engage
+        with the same posts, authors the viewer engages with), best first, at
+        most 200. They pass the same exclusions and rank after friends of friends
+        with more mutuals, before accounts suggested only for their popularity.
+        """
+
     def __init__(
         self,
         *,
         viewer_id: _builtins.int = ...,
         max_results: _builtins.int = ...,
+        candidate_ids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_results", b"max_results", "viewer_id", b"viewer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate_ids", b"candidate_ids", "max_results", b"max_results", "viewer_id", b"viewer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -892,22 +902,26 @@ class SuggestedAccount(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     MUTUAL_COUNT_FIELD_NUMBER: _builtins.int
     FOLLOWER_COUNT_FIELD_NUMBER: _builtins.int
+    FROM_CANDIDATES_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """The account."""
     mutual_count: _builtins.int
     """How many accounts the viewer follows follow it (0: a popular account)."""
     follower_count: _builtins.int
     """Its followers."""
+    from_candidates: _builtins.bool
+    """Whether it was one of the request's candidate_ids."""
     def __init__(
         self,
         *,
         user_id: _builtins.int = ...,
         mutual_count: _builtins.int = ...,
         follower_count: _builtins.int = ...,
+        from_candidates: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["follower_count", b"follower_count", "mutual_count", b"mutual_count", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follower_count", b"follower_count", "from_candidates", b"from_candidates", "mutual_count", b"mutual_count", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

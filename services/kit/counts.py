@@ -1,0 +1,150 @@
+"""Exact per-user counts (followers, following, posts) cached where profiles are read.
+
+A profile read needs counts owned by two other services (graph, post). Asking
+both on every read cost two synchronous RPCs per profile; this cache keeps them
+in Redis next to the reader, exact:
+
+* Each user has a *generation* (`counts-gen:v1:<id>`, a Redis counter) that
+  every writer of a count bumps **after** its change commits (`changed`): graph
+  for follows, unfollows, blocks, accepted requests and deleted accounts, post
+  for created and deleted posts. The consumers of the typed events
+  (`Followed`, `Unfollowed`, `PostCreated`, `PostDeleted`) bump it again, so a
+  writer that died between its commit and its bump is corrected as the event
+  arrives (at-least-once; an extra bump only costs one reload).
+* A cached entry (`counts:v1:<id>`) is tagged with the generation read *before*
+  its values were loaded, and is served only while that is still the current
+  generation: one MGET of entry and generation per user, no invalidation race
+  (a load that overlapped a change is tagged with the older generation and is
+  never served). Entries expire after an hour; generations do not expire (a
+  reset generation could match an old tag).
+
+There is deliberately no in-process layer: an L1 copy could not see a bump
+without a round trip, which is what the MGET already is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .cache import CacheStats
+from .metrics import CACHE_HIT_RATE
+from .tasks import cancel_and_wait
+
+log = logging.getLogger("socialmesh.counts")
+
+ENTRY_TTL_SECONDS = 3600
+NAMESPACE = "user-counts:v1"
+
+
+@dataclass(frozen=True)
+class Counts:
+    followers: int
+    following: int
+    posts: int
+
+
+def _entry_key(user_id: int) -> str:
+    return f"counts:v1:{user_id}"
+
+
+def _generation_key(user_id: int) -> str:
+    return f"counts-gen:v1:{user_id}"
+
+
+async def changed(redis: aioredis.Redis, user_ids: Iterable[int]) -> None:
+    """Call after a change of these users' counts has committed: cached counts go stale."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return
+    pipe = redis.pipeline(transaction=False)
+    for user_id in ids:
+        pipe.incr(_generation_key(user_id))
+    await pipe.execute()
+
+
+Loader = Callable[[list[int]], Awaitable[dict[int, Counts]]]
+
+
+class CountsCache:
+    """Generation-checked counts in Redis, filled by `loader` (the owners' batch RPCs)."""
+
+    def __init__(self, redis: aioredis.Redis, *, ttl_seconds: int = ENTRY_TTL_SECONDS) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self.stats = CacheStats()
+        self._reporter: asyncio.Task[None] | None = None
+        self._instance = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+
+    def start(self) -> None:
+        if self._reporter is None:
+            self._reporter = asyncio.create_task(self._report_stats(), name="stats-counts")
+
+    async def stop(self) -> None:
+        if self._reporter is not None:
+            await cancel_and_wait(self._reporter)
+            self._reporter = None
+
+    async def _report_stats(self, every_seconds: float = 2.0) -> None:
+        """Publishes this instance's hit counters (`socialmesh bench` sums them)."""
+        key = f"cache-stats:{NAMESPACE}"
+        while True:
+            await asyncio.sleep(every_seconds)
+            CACHE_HIT_RATE.labels(NAMESPACE).set(self.stats.hit_rate)
+            try:
+                await self._redis.hset(key, self._instance, json.dumps(self.stats.__dict__))
+                await self._redis.expire(key, 3600)
+            except (OSError, aioredis.ConnectionError):
+                log.debug("could not publish counts cache stats")
+
+    async def get_many(self, user_ids: Iterable[int], loader: Loader) -> dict[int, Counts]:
+        """Counts of every id: cached where the generation still matches, else loaded."""
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            return {}
+        keys: list[str] = []
+        for user_id in ids:
+            keys += (_entry_key(user_id), _generation_key(user_id))
+        raw: Any = await self._redis.mget(keys)
+        found: dict[int, Counts] = {}
+        stale: dict[int, bytes] = {}
+        for i, user_id in enumerate(ids):
+            entry, generation = raw[2 * i], raw[2 * i + 1] or b"0"
+            counts = _parse(entry, generation) if entry is not None else None
+            if counts is None:
+                stale[user_id] = generation
+            else:
+                found[user_id] = counts
+        self.stats.l2_hits += len(found)
+        if not stale:
+            return found
+        self.stats.misses += len(stale)
+        loaded = await loader(list(stale))
+        pipe = self._redis.pipeline(transaction=False)
+        for user_id, counts in loaded.items():
+            value = b"%s:%d:%d:%d" % (
+                stale[user_id],
+                counts.followers,
+                counts.following,
+                counts.posts,
+            )
+            pipe.set(_entry_key(user_id), value, ex=self._ttl)
+        await pipe.execute()
+        found.update(loaded)
+        return found
+
+
+def _parse(entry: bytes, generation: bytes) -> Counts | None:
+    tag, _, rest = entry.partition(b":")
+    if tag != generation:
+        return None
+    followers, following, posts = rest.split(b":")
+    return Counts(int(followers), int(following), int(posts))
