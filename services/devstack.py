@@ -59,17 +59,33 @@ DESCRIPTOR_SET = descriptor_set_path()
 #: The REST edge's OpenAPI document (gateway/openapi.py), beside the descriptor set.
 OPENAPI_DOCUMENT = DESCRIPTOR_SET.with_name("openapi.json")
 
-_PR_SET_PDEATHSIG = 1
-try:  # resolved once here: the hook below runs between fork and exec
+try:  # whether children can ask for a death signal (glibc/Linux)
     _prctl: Any = ctypes.CDLL("libc.so.6", use_errno=True).prctl
 except OSError:  # not glibc/Linux: children are still stopped by `stop()`
     _prctl = None
 
 
-def _die_with_parent() -> None:
-    """Children get SIGTERM if `socialmesh up` itself dies, so nothing is left behind."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+#: Runs in the child, then becomes the real program (the death signal survives exec):
+#: asks for SIGTERM when its parent dies, and exits if the parent is already gone.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "if os.getppid() != int(sys.argv[1]): sys.exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def die_with_parent(argv: list[str]) -> list[str]:
+    """`argv` wrapped so the child gets SIGTERM if `socialmesh up` itself dies.
+
+    Not a `preexec_fn`: that makes Python fork() instead of vfork(), and a fork
+    of a process with gRPC running runs gRPC's fork handlers in the child, which
+    can crash it before it execs (grpc/grpc#43055: `epoll_wait ... Bad file
+    descriptor`, SIGABRT; seen here as a service "killed by SIGABRT" at start).
+    """
+    if _prctl is None:  # not glibc/Linux: children are still stopped by `stop()`
+        return argv
+    return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
 
 
 def _persistent_secret(path: Path) -> str:
@@ -467,12 +483,11 @@ class Stack:
         else:
             sink, owns_sink = getattr(sys.stdout, "buffer", None), False
         proc = subprocess.Popen(
-            argv,
+            die_with_parent(argv),
             env=env,
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
         )
         assert proc.stdout is not None
         self.processes[name] = proc

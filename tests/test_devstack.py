@@ -331,3 +331,34 @@ def test_test_dependencies_are_declared() -> None:
         re.split(r"[\[<>=!~ ]", req)[0].lower() for req in project["optional-dependencies"]["dev"]
     }
     assert "psutil" in dev  # tests/e2e_support.py and this file import it
+
+
+def test_children_die_with_their_parent_without_a_preexec_fork(tmp_path: Path) -> None:
+    """`up`'s children get SIGTERM when it dies, through an exec wrapper rather than a
+    preexec_fn (which forks a process running gRPC: grpc/grpc#43055)."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "from services.devstack import die_with_parent\n"
+            "child = subprocess.Popen(die_with_parent(['sleep', '60']))\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child_pid = int(parent.stdout.readline())
+    deadline = time.monotonic() + 10
+    while psutil.Process(child_pid).cmdline()[:1] != ["sleep"]:  # exec'd into the program
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(child_pid) and psutil.Process(child_pid).status() != "zombie":
+        assert time.monotonic() < deadline, "the child outlived its parent"
+        time.sleep(0.05)
