@@ -18,12 +18,10 @@ from services.chat import servicer as chat_servicer
 from services.chat.eventlog import decode_cursor, encode_cursor
 from services.chat.servicer import ChatServicer
 
-from .chat_support import direct, group, send
+from .chat_support import DIRECT, GROUP, direct, group, send
 from .conftest import Infra, Mesh, Person
 from .helpers import code_of, follow, violations
 
-DIRECT = chat_pb2.CONVERSATION_TYPE_DIRECT
-GROUP = chat_pb2.CONVERSATION_TYPE_GROUP
 HELLO = chat_pb2.STREAM_CONTROL_KIND_HELLO
 _sessions = itertools.count(10_000)
 

@@ -22,6 +22,7 @@ from services.feed.timelines import (
     Entry,
     author_key,
     built_key,
+    celebs_key,
     share_key,
     tl_key,
 )
@@ -564,3 +565,16 @@ async def test_suggested_users_are_friends_of_friends_ranked_by_mutuals(feed, gr
         feed_pb2.ListSuggestedUsersRequest(page_size=2), metadata=me.md
     )
     assert [s.user.user_id for s in two.users] == [d.id, c.id]
+
+
+async def test_timeline_scripts_survive_a_flushed_script_cache(service: FeedServicer, mesh):
+    """After a Redis restart or failover the scripts are gone (NOSCRIPT): reloaded once."""
+    redis = mesh["feed"].host.runtime.redis
+    entry = Entry.post(10**12 + 7, 42)
+    await service.timelines.push([991_000_001], [entry])  # loads the scripts
+    await service.timelines.merge_author([991_000_001], 42)
+    await redis.script_flush()
+    await service.timelines.push(iter([991_000_002]), [entry])  # an iterator, consumed once
+    await service.timelines.merge_author([991_000_002], 43)
+    assert [e.post_id for e in await members(mesh, tl_key(991_000_002))] == [entry.post_id]
+    assert await redis.smembers(celebs_key(991_000_002)) == {b"43"}

@@ -40,7 +40,7 @@ from services.media.service import SERVICE_NAME
 from services.media.servicer import MediaServicer
 
 from .conftest import Infra, Mesh, Person, free_port
-from .edge_support import envoy, until_ready
+from .edge_support import DESCRIPTOR_SET, envoy, until_ready
 from .helpers import code_of, violations
 from .media_support import PROCESSING, Sent, chunks, image_bytes, mp4, settled, upload
 
@@ -54,7 +54,6 @@ W320, W640, W1080 = (
 GPS_IFD = 0x8825
 ORIENTATION = 0x0112
 MIB = 1024 * 1024
-DESCRIPTOR_SET = Path(__file__).resolve().parent.parent / "gen" / "socialmesh" / "socialmesh.binpb"
 
 
 # -- files ---------------------------------------------------------------------------

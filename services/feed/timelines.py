@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from services.kit.ids import EPOCH_MS
 
@@ -133,8 +134,8 @@ class Timelines:
 
     def __init__(self, redis: aioredis.Redis, *, ttl_seconds: int) -> None:
         self.redis = redis
-        self._push_sha = ""
-        self._merge_sha = ""
+        #: Script source -> its SHA in this Redis (loaded on first use).
+        self._shas: dict[str, str] = {}
         #: Timelines of users who stop reading expire (and are rebuilt on return).
         self.ttl_seconds = ttl_seconds
 
@@ -170,21 +171,9 @@ class Timelines:
         keys = [tl_key(u) for u in user_ids]
         if not entries or not keys:
             return 0
-        members = [e.member for e in entries]
-        if not self._push_sha:
-            self._push_sha = await self.redis.script_load(_PUSH)
-        pipe = self.redis.pipeline(transaction=False)
-        for start in range(0, len(keys), PUSH_CHUNK):
-            chunk = keys[start : start + PUSH_CHUNK]
-            args: list[str | int] = [*chunk, TIMELINE_CAP, self.ttl_seconds, *members]
-            pipe.evalsha(self._push_sha, len(chunk), *args)
-        try:
-            await pipe.execute()
-        except aioredis.ResponseError as exc:  # script cache flushed (restart, failover)
-            if "NOSCRIPT" not in str(exc):
-                raise
-            self._push_sha = await self.redis.script_load(_PUSH)
-            return await self.push(user_ids, entries)
+        await self._per_chunk(
+            _PUSH, keys, [TIMELINE_CAP, self.ttl_seconds, *(e.member for e in entries)]
+        )
         return len(keys)
 
     async def merge_author(self, follower_ids: Sequence[int], author_id: int) -> None:
@@ -193,21 +182,31 @@ class Timelines:
         One script call per `PUSH_CHUNK` followers, all in one pipeline: 100,000
         followers are a hundred commands on the wire, not 100,000 SADDs.
         """
-        if not follower_ids:
-            return
-        if not self._merge_sha:
-            self._merge_sha = await self.redis.script_load(_MERGE_AUTHOR)
-        pipe = self.redis.pipeline(transaction=False)
-        for start in range(0, len(follower_ids), PUSH_CHUNK):
-            keys = [celebs_key(f) for f in follower_ids[start : start + PUSH_CHUNK]]
-            pipe.evalsha(self._merge_sha, len(keys), *keys, str(author_id))
-        try:
-            await pipe.execute()
-        except aioredis.ResponseError as exc:  # script cache flushed (restart, failover)
-            if "NOSCRIPT" not in str(exc):
-                raise
-            self._merge_sha = await self.redis.script_load(_MERGE_AUTHOR)
-            await self.merge_author(follower_ids, author_id)
+        if follower_ids:
+            await self._per_chunk(_MERGE_AUTHOR, [celebs_key(f) for f in follower_ids], [author_id])
+
+    async def _per_chunk(self, script: str, keys: list[str], args: list[str | int]) -> None:
+        """Runs `script` over `keys`, `PUSH_CHUNK` keys per call, in one pipeline.
+
+        Loads the script once per process; a flushed script cache (restart,
+        failover) is reloaded and the whole batch run again (the scripts are
+        idempotent).
+        """
+        for attempt in (1, 2):
+            sha = self._shas.get(script)
+            if sha is None:
+                sha = self._shas[script] = await self.redis.script_load(script)
+            pipe = self.redis.pipeline(transaction=False)
+            for start in range(0, len(keys), PUSH_CHUNK):
+                chunk = keys[start : start + PUSH_CHUNK]
+                pipe.evalsha(sha, len(chunk), *chunk, *args)
+            try:
+                await pipe.execute()
+                return
+            except NoScriptError:  # (redis-py's message does not say NOSCRIPT)
+                if attempt == 2:
+                    raise
+                self._shas.pop(script, None)
 
     async def push_author(self, author_id: int, entry: Entry) -> None:
         """Keeps an above-threshold account's post in its own set: O(1) writes."""
