@@ -28,7 +28,7 @@ from services.feed import servicer as feed_servicer
 from services.feed.features import Facts, feature_vector
 from services.feed.model import ModelSlot, RankerModel
 from services.feed.servicer import FeedServicer
-from services.feed.store import COMMENT, LIKE, PUBLIC, UNLIKE, FeedStore
+from services.feed.store import COMMENT, LIKE, PUBLIC, UNLIKE, Feedback, FeedStore
 from services.kit.consumers import EventMeta
 from services.kit.ids import EPOCH_MS
 
@@ -563,7 +563,7 @@ async def test_a_session_scores_followed_and_suggested_candidates_together(
 
     await eventually(ready)
     keys = await service.timelines.sources(viewer.id)
-    scored, _, _ = await service._score(viewer.id, keys, set(), set(), service.config.ranking)
+    scored, _, _ = await service._score(viewer.id, keys, set(), Feedback(), service.config.ranking)
     ids = {item.entry.post_id for item in scored}
     assert {p.post_id for p in made} <= ids
     assert ids & {p.post_id for p in extra}  # co-engagement: liked by who likes what I like

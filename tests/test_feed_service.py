@@ -19,6 +19,7 @@ from services.feed import servicer as feed_servicer
 from services.feed.servicer import FeedServicer
 from services.feed.timelines import (
     CELEBRITIES,
+    FEEDBACK_GIVERS,
     Entry,
     author_key,
     built_key,
@@ -198,7 +199,7 @@ async def test_events_consumed_twice_or_out_of_order_change_nothing(
     idol, fan = await make_person(), await make_person()
     await follow(graph, fan, idol)
     await service.timelines.mark_built(fan.id)
-    await service.timelines.touch(fan.id)
+    await service.timelines.open_read(fan.id)  # a read marks the fan active
     post = await publish(posts, idol)
     created = post_events.PostCreated(
         post_id=post.post_id, author_id=idol.id, visibility=post_pb2.VISIBILITY_PUBLIC
@@ -430,6 +431,32 @@ async def test_ranked_scores_affinity_and_feedback_counts_on_the_next_page(
     )
     assert victim.post_id not in await ids(feed, fan, FOLLOWING)
     assert victim.post_id not in await ids(feed, fan, RANKED)
+
+
+async def test_feedback_survives_a_redis_that_lost_the_feed(
+    feed, service: FeedServicer, posts, graph, make_person, mesh
+):
+    """Reads query feedback only for flagged viewers; a Redis that lost the flag
+    (and with it the timeline) learns it again at the rebuild."""
+    idol, fan = await make_person(), await make_person()
+    await follow(graph, fan, idol)
+    await read(feed, fan)
+    victim = await publish(posts, idol, "not interested")
+    kept = await publish(posts, idol, "fine")
+    await eventually(lambda: _sees(feed, fan, kept.post_id))
+    await feed.SubmitFeedback(
+        feed_pb2.SubmitFeedbackRequest(
+            post_id=victim.post_id, kind=feed_pb2.FEEDBACK_KIND_NOT_INTERESTED
+        ),
+        metadata=fan.md,
+    )
+    assert await ids(feed, fan, FOLLOWING) == [kept.post_id]
+    redis = service.timelines.redis
+    await redis.delete(FEEDBACK_GIVERS, tl_key(fan.id), built_key(fan.id))
+    rebuilt = await read(feed, fan)
+    assert rebuilt.partial
+    assert await ids(feed, fan, FOLLOWING) == [kept.post_id]
+    assert await redis.sismember(FEEDBACK_GIVERS, str(fan.id))
 
 
 async def test_impressions_are_durable_idempotent_and_token_checked(

@@ -58,6 +58,49 @@ async def test_text_and_attachment_validation_names_the_field(posts, make_person
     assert len(ok.text) == 5000
 
 
+async def test_batch_get_with_authors_returns_cards_only_for_what_the_viewer_sees(
+    posts, graph, make_person
+):
+    viewer, friend, locked, blocker = (
+        await make_person(),
+        await make_person(),
+        await make_person(private=True),
+        await make_person(),
+    )
+    await follow(graph, viewer, friend)
+    own = await publish(posts, viewer, "mine")
+    friends = await publish(
+        posts, friend, "for followers", visibility=post_pb2.VISIBILITY_FOLLOWERS
+    )
+    hidden = await publish(posts, locked, "private account")
+    blocked = await publish(posts, blocker, "public, but blocks the viewer")
+    await graph.BlockUser(graph_pb2.BlockUserRequest(user_id=viewer.id), metadata=blocker.md)
+    ids = [own.post_id, friends.post_id, hidden.post_id, blocked.post_id]
+
+    reply = await posts.BatchGetPosts(
+        post_pb2.BatchGetPostsRequest(post_ids=ids, include_authors=True), metadata=viewer.md
+    )
+    assert [p.post_id for p in reply.posts] == [own.post_id, friends.post_id]
+    cards = {c.user_id: c for c in reply.authors}
+    assert set(cards) == {viewer.id, friend.id}  # none for authors of unseen posts
+    assert cards[friend.id].handle == friend.handle and cards[friend.id].is_following
+    assert cards[viewer.id].handle == viewer.handle
+    assert not cards[friend.id].email  # a card, not the profile
+
+    plain = await posts.BatchGetPosts(
+        post_pb2.BatchGetPostsRequest(post_ids=ids), metadata=viewer.md
+    )
+    assert [p.post_id for p in plain.posts] == [own.post_id, friends.post_id]
+    assert not plain.authors  # only when asked for
+
+    anonymous = await posts.BatchGetPosts(
+        post_pb2.BatchGetPostsRequest(post_ids=ids, include_authors=True)
+    )
+    assert [p.post_id for p in anonymous.posts] == [own.post_id, blocked.post_id]
+    assert {c.user_id for c in anonymous.authors} == {viewer.id, blocker.id}
+    assert not any(c.is_following for c in anonymous.authors)
+
+
 async def test_concurrent_creates_with_one_request_id_make_one_post(
     posts, make_person, mesh, infra: Infra
 ):

@@ -8,7 +8,7 @@ it seeds the graph with COPY and reads the stack's Redis.
   (the author) followed by all K others (`graph`), loaded through each service's
   seeder like every bench data set.
 * Fan-out only reaches *active* followers: those in `feed:active` (user -> last
-  feed read, what `Timelines.touch` writes on every GET /v1/feed) within
+  feed read, what `Timelines.open_read` writes on every GET /v1/feed) within
   FEED_ACTIVE_DAYS. All K followers are marked active with one ZADD per 10,000
   (the entry a read would leave), and `--fanout-warm` of them also read their
   feed once through the edge, which builds their timeline (cold-start rebuild):

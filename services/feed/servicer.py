@@ -59,10 +59,21 @@ from services.kit.validation import Violations
 
 from . import experiments, features, ranking, trends
 from .model import ModelSlot
-from .store import COMMENT, LIKE, SHARE, SOURCE_CAP, UNLIKE, UNSHARE, FeedStore, ImpressionRow
+from .store import (
+    COMMENT,
+    LIKE,
+    SHARE,
+    SOURCE_CAP,
+    UNLIKE,
+    UNSHARE,
+    Feedback,
+    FeedStore,
+    ImpressionRow,
+)
 from .timelines import (
     CELEBRITIES,
     Entry,
+    ReadState,
     Timelines,
     author_key,
     celebs_key,
@@ -413,17 +424,27 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         await pipe.execute()
         return entries
 
-    async def _hydrate(self, post_ids: Sequence[int]) -> dict[int, post_pb2.Post]:
-        """The posts as the caller may see them (their own token): invisible ones are absent."""
+    async def _hydrate(
+        self, post_ids: Sequence[int], cards: dict[int, user_pb2.User] | None = None
+    ) -> dict[int, post_pb2.Post]:
+        """The posts as the caller may see them (their own token): invisible ones are absent.
+
+        Given `cards`, their authors' cards come in the same call (post reads them
+        where it decides visibility) and land there.
+        """
         found: dict[int, post_pb2.Post] = {}
         wanted = list(dict.fromkeys(post_ids))
         for chunk in _chunks(wanted, HYDRATE_BATCH):
             try:
-                request = post_pb2.BatchGetPostsRequest(post_ids=chunk)
+                request = post_pb2.BatchGetPostsRequest(
+                    post_ids=chunk, include_authors=cards is not None
+                )
                 reply = await self.posts.BatchGetPosts(request)
             except grpc.aio.AioRpcError as exc:
                 raise upstream_error(exc, "post") from exc
             found.update((p.post_id, p) for p in reply.posts)
+            if cards is not None:
+                cards.update((c.user_id, c) for c in reply.authors)
         return found
 
     async def _authors(self, user_ids: Sequence[int]) -> list[user_pb2.User]:
@@ -730,14 +751,9 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             kept = {e.member: e for e in batch if self._allowed(e, muted, hidden)}
             posts: dict[int, post_pb2.Post] = {}
             if kept:
-                # The authors' cards come in parallel with the posts, not after them:
-                # one round trip of latency for the page instead of two.
-                people = [p for e in kept.values() for p in (e.author_id, e.sharer_id) if p]
-                posts, cards = await asyncio.gather(
-                    self._hydrate([e.post_id for e in kept.values()]),
-                    self._authors([p for p in people if p not in cut.cards]),
-                )
-                cut.cards.update((c.user_id, c) for c in cards)
+                # The authors' cards come with the posts (one call: post reads them
+                # where it decides visibility); reposters' cards are added at the end.
+                posts = await self._hydrate([e.post_id for e in kept.values()], cut.cards)
             examined = 0
             for entry in batch:
                 if len(cut.entries) == size:
@@ -764,10 +780,10 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         position: Mapping[str, object] | None,
         size: int,
         muted: set[int],
-        feedback_hidden: set[int],
-        less_authors: set[int],
+        feedback: Feedback,
     ) -> FeedPage:
         """A RANKED page from the viewer's ranked session (scored once, paged by offset)."""
+        feedback_hidden, less_authors = feedback.hidden_posts, feedback.less_authors
         redis = self._rt.redis
         known: dict[int, post_pb2.Post] = {}
         assignment = experiments.assign(self.config.experiments, viewer, self.config.ranking)
@@ -778,7 +794,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             # A new session (or an expired one, which starts over from the top).
             session, offset = uuid.uuid4().hex[:16], 0
             scored, known, top = await asyncio.wait_for(
-                self._score(viewer, keys, muted, feedback_hidden, assignment.config),
+                self._score(viewer, keys, muted, feedback, assignment.config),
                 timeout=self.config.rank_timeout_seconds,
             )
             key = ranked_key(viewer, session)
@@ -805,8 +821,9 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         missing = [
             e.post_id for e, _, _ in candidates if e.member in allowed and e.post_id not in known
         ]
+        cards: dict[int, user_pb2.User] = {}
         if missing:
-            known.update(await self._hydrate(missing))
+            known.update(await self._hydrate(missing, cards))
         entries: list[Entry] = []
         scores: list[float] = []
         sources: list[str] = []
@@ -825,6 +842,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         return FeedPage(
             entries=entries,
             posts=known,
+            cards=cards,
             kind=RANKED,
             next_position={"r": session, "o": offset + examined, "t": top} if more else None,
             newer_position={"a": top},
@@ -862,10 +880,11 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         viewer: int,
         keys: Sequence[str],
         muted: set[int],
-        hidden: set[int],
+        feedback: Feedback,
         config: ranking.RankingConfig,
     ) -> tuple[list[ranking.Scored], dict[int, post_pb2.Post], str]:
         started = time.perf_counter()
+        hidden = feedback.hidden_posts
         in_network = await self.timelines.older(keys, None, RANK_CANDIDATES)
         top = in_network[0].member if in_network else ""
         candidates: dict[int, ranking.Candidate] = {}
@@ -891,7 +910,6 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             c.entry.post_id: features.Facts.from_row(c.entry.post_id, now, row, c.source)
             for c, row in zip(kept, rows, strict=True)
         }
-        feedback = await self.store.feedback(viewer)
         featured = time.perf_counter()
         scored = ranking.rank(
             kept,
@@ -943,6 +961,20 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             posts=[page.posts[p] for p in post_ids],
         )
 
+    async def _feedback(self, viewer: int, state: ReadState, *, rebuilt: bool) -> Feedback:
+        """The viewer's feedback; a query only for viewers flagged as having given any.
+
+        The flag is set before a row is written (a flag without rows costs one
+        query, never a lost row), and re-derived at every rebuild, so a flushed
+        Redis (which also loses the timeline) re-learns it.
+        """
+        if not (state.gave_feedback or rebuilt):
+            return Feedback()
+        feedback = await self.store.feedback(viewer)
+        if rebuilt and not state.gave_feedback and feedback.any():
+            await self.timelines.mark_feedback_giver(viewer)
+        return feedback
+
     async def GetHomeFeed(
         self, request: feed_pb2.GetHomeFeedRequest, context: grpc.aio.ServicerContext
     ) -> feed_pb2.GetHomeFeedResponse:
@@ -961,15 +993,13 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
                 position = tokens.decode(f"feed:{viewer}:{FOLLOWING}", request.page_token)
                 if position is None or "a" not in position:
                     raise
-        partial = False
-        if not await self.timelines.touch(viewer):
+        state = await self.timelines.open_read(viewer)
+        partial = not state.built
+        if partial:
             await self._rebuild(viewer)
-            partial = True
-        keys, muted, feedback = await asyncio.gather(
-            self.timelines.sources(viewer),
-            self.timelines.muted(viewer),
-            self.store.feedback(viewer),
-        )
+            state = await self.timelines.open_read(viewer)  # the rebuild's sources
+        feedback = await self._feedback(viewer, state, rebuilt=partial)
+        keys, muted = state.sources, state.muted
         page: FeedPage | None = None
         if kind == RANKED and (position is None or "a" not in position):
             try:
@@ -979,8 +1009,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
                     position,
                     size,
                     muted,
-                    feedback.hidden_posts,
-                    feedback.less_authors,
+                    feedback,
                 )
             except InvalidArgument:
                 raise
@@ -1077,6 +1106,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             post = await self.posts.GetPost(post_pb2.GetPostRequest(post_id=request.post_id))
         except grpc.aio.AioRpcError as exc:
             raise upstream_error(exc, "post") from exc
+        await self.timelines.mark_feedback_giver(viewer)  # first: see `_feedback`
         recorded = await self.store.add_feedback(viewer, post.post_id, post.author_id, request.kind)
         return feed_pb2.SubmitFeedbackResponse(recorded=recorded)
 

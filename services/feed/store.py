@@ -121,6 +121,9 @@ class Feedback:
     less_authors: set[int] = field(default_factory=set)
     more_authors: set[int] = field(default_factory=set)
 
+    def any(self) -> bool:
+        return bool(self.hidden_posts or self.less_authors or self.more_authors)
+
 
 class FeedStore:
     def __init__(self, db: Database) -> None:

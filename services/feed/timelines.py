@@ -80,6 +80,8 @@ def muted_key(user_id: int) -> str:
 
 CELEBRITIES = "feed:celebrities"
 ACTIVE = "feed:active"
+#: Viewers who ever gave feedback: only their reads query feed.feedback.
+FEEDBACK_GIVERS = "feed:feedback-givers"
 
 
 def share_key(post_id: int, sharer_id: int) -> str:
@@ -129,6 +131,19 @@ class Entry:
         return self.sharer_id == user_id or (self.sharer_id == 0 and self.author_id == user_id)
 
 
+@dataclass(frozen=True)
+class ReadState:
+    """What a feed read needs before its first entry, read in one round trip."""
+
+    #: The timeline is complete (no rebuild needed).
+    built: bool
+    #: The sets a FOLLOWING read merges (see `Timelines.sources`).
+    sources: list[str]
+    muted: set[int]
+    #: The viewer has feedback rows (the read must query them).
+    gave_feedback: bool
+
+
 class Timelines:
     """The Redis side of the feed: pushes, removals and cursor reads."""
 
@@ -141,15 +156,29 @@ class Timelines:
 
     # -- activity ----------------------------------------------------------------
 
-    async def touch(self, user_id: int) -> bool:
-        """Records a feed read; True if the timeline is complete (no rebuild needed)."""
+    async def open_read(self, user_id: int) -> ReadState:
+        """Marks the reader active, keeps the timeline alive, and reads `sources`, the
+        mutes and the feedback flag in one pipeline: a warm read's prelude is one
+        round trip, not four."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(ACTIVE, {str(user_id): time.time()})
         pipe.expire(tl_key(user_id), self.ttl_seconds)
         pipe.expire(built_key(user_id), self.ttl_seconds)
         pipe.exists(built_key(user_id))
+        pipe.smembers(celebs_key(user_id))
+        pipe.smembers(muted_key(user_id))
+        pipe.sismember(FEEDBACK_GIVERS, str(user_id))
         results: list[Any] = await pipe.execute()
-        return bool(results[-1])
+        built, celebs, muted, gave = results[3:]
+        return ReadState(
+            built=bool(built),
+            sources=self._sources(user_id, celebs),
+            muted={int(m) for m in muted},
+            gave_feedback=bool(gave),
+        )
+
+    async def mark_feedback_giver(self, user_id: int) -> None:
+        await self.redis.sadd(FEEDBACK_GIVERS, str(user_id))
 
     async def active_among(self, user_ids: Sequence[int], active_seconds: int) -> list[int]:
         """The users who read their feed within `active_seconds` (one ZMSCORE)."""
@@ -247,7 +276,10 @@ class Timelines:
 
     async def sources(self, user_id: int) -> list[str]:
         """What a FOLLOWING read merges: the timeline and followed (or own) celebrity sets."""
-        celebs = await self.redis.smembers(celebs_key(user_id))
+        return self._sources(user_id, await self.redis.smembers(celebs_key(user_id)))
+
+    @staticmethod
+    def _sources(user_id: int, celebs: Iterable[bytes | str]) -> list[str]:
         merged = {author_key(int(c)) for c in celebs} | {author_key(user_id)}
         return [tl_key(user_id), *sorted(merged)]
 

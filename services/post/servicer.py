@@ -50,6 +50,10 @@ POSTS_PER_MINUTE = 30
 COMMENTS_PER_MINUTE = 60
 #: All visibility needs from the user service (no counts: those cost extra calls).
 AUTHOR_FIELDS = field_mask_pb2.FieldMask(paths=["user_id", "is_private", "is_following"])
+#: BatchGetPosts(include_authors): the same call also reads what a card shows.
+CARD_FIELDS = field_mask_pb2.FieldMask(
+    paths=["user_id", "handle", "display_name", "avatar_url", "is_private", "is_following"]
+)
 PUBLIC = post_pb2.VISIBILITY_PUBLIC
 FOLLOWERS = post_pb2.VISIBILITY_FOLLOWERS
 
@@ -177,25 +181,37 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
 
     # -- visibility --------------------------------------------------------------
 
-    async def _authors(self, author_ids: Iterable[int], viewer: int | None) -> dict[int, Author]:
+    async def _authors(
+        self,
+        author_ids: Iterable[int],
+        viewer: int | None,
+        cards: list[user_pb2.User] | None = None,
+    ) -> dict[int, Author]:
         """Authors visible to the viewer; those deleted or blocking the viewer are absent.
 
         Asks the user service with the viewer's own token (the channel forwards it).
+        Given `cards`, the same call reads the authors' cards (the viewer's own too)
+        and appends them there.
         """
-        wanted = [a for a in dict.fromkeys(author_ids) if a != viewer]
+        ids = list(dict.fromkeys(author_ids))
+        wanted = ids if cards is not None else [a for a in ids if a != viewer]
         found: dict[int, Author] = {}
         if viewer is not None:
             found[viewer] = Author(is_private=False, is_following=True)
         if not wanted:
             return found
+        mask = CARD_FIELDS if cards is not None else AUTHOR_FIELDS
         try:
             reply = await self.users.BatchGetUsers(
-                user_pb2.BatchGetUsersRequest(user_ids=wanted, read_mask=AUTHOR_FIELDS)
+                user_pb2.BatchGetUsersRequest(user_ids=wanted, read_mask=mask)
             )
         except grpc.aio.AioRpcError as exc:
             raise upstream_error(exc, "user") from exc
         for user in reply.users:
-            found[user.user_id] = Author(user.is_private, user.is_following)
+            if user.user_id != viewer:
+                found[user.user_id] = Author(user.is_private, user.is_following)
+            if cards is not None:
+                cards.append(user)
         return found
 
     @staticmethod
@@ -207,8 +223,13 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         if (row.visibility == FOLLOWERS or author.is_private) and not author.is_following:
             raise PermissionDenied("only the author's approved followers may see this post")
 
-    async def _visible(self, rows: list[PostRow], viewer: int | None) -> list[PostRow]:
-        authors = await self._authors((r.author_id for r in rows), viewer)
+    async def _visible(
+        self,
+        rows: list[PostRow],
+        viewer: int | None,
+        cards: list[user_pb2.User] | None = None,
+    ) -> list[PostRow]:
+        authors = await self._authors((r.author_id for r in rows), viewer, cards)
         shown = []
         for row in rows:
             try:
@@ -321,9 +342,13 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         ids = batch_ids(request.post_ids, "post_ids", MAX_BATCH)
         viewer = current_viewer_id()
         rows = await self.store.posts(ids, viewer)
-        visible = {r.post_id: r for r in await self._visible(list(rows.values()), viewer)}
+        cards: list[user_pb2.User] | None = [] if request.include_authors else None
+        visible = {r.post_id: r for r in await self._visible(list(rows.values()), viewer, cards)}
+        shown = [visible[i] for i in ids if i in visible]
+        authors = {r.author_id for r in shown}
         return post_pb2.BatchGetPostsResponse(
-            posts=[post_proto(visible[i]) for i in ids if i in visible]
+            posts=[post_proto(r) for r in shown],
+            authors=[c for c in cards or () if c.user_id in authors],
         )
 
     async def DeletePost(

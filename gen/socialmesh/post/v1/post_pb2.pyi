@@ -10,6 +10,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from socialmesh.media.v1 import media_pb2 as _media_pb2
+from socialmesh.user.v1 import user_pb2 as _user_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -259,6 +260,12 @@ class BatchGetPostsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     POST_IDS_FIELD_NUMBER: _builtins.int
+    INCLUDE_AUTHORS_FIELD_NUMBER: _builtins.int
+    include_authors: _builtins.bool
+    """Also return the cards of the returned posts' authors (handle, display
+    name, avatar, is_private, is_following), read in the same call that
+    decides visibility: a timeline page needs no second round trip for them.
+    """
     @_builtins.property
     def post_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """1 to 500 post ids."""
@@ -267,10 +274,11 @@ class BatchGetPostsRequest(_message.Message):
         self,
         *,
         post_ids: _abc.Iterable[_builtins.int] | None = ...,
+        include_authors: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["post_ids", b"post_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_authors", b"include_authors", "post_ids", b"post_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -283,18 +291,24 @@ class BatchGetPostsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     POSTS_FIELD_NUMBER: _builtins.int
+    AUTHORS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def posts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Post]:
         """The posts."""
+
+    @_builtins.property
+    def authors(self) -> _containers.RepeatedCompositeFieldContainer[_user_pb2.User]:
+        """With `include_authors`: one card per distinct author of `posts`."""
 
     def __init__(
         self,
         *,
         posts: _abc.Iterable[Global___Post] | None = ...,
+        authors: _abc.Iterable[_user_pb2.User] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["posts", b"posts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authors", b"authors", "posts", b"posts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
