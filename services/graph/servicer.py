@@ -17,6 +17,7 @@ from services.kit.auth import (
 from services.kit.channels import upstream_error
 from services.kit.consumers import EventHandlers, EventMeta, Start
 from services.kit.counts import changed as counts_changed
+from services.kit.relcache import relationships_changed
 from services.kit.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -101,7 +102,14 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
 
     async def _on_user_deleted(self, event: user_events_pb2.UserDeleted, _: EventMeta) -> None:
         touched = await self.store.forget_user(event.user_id)
-        await counts_changed(self._rt.redis, touched)  # profiles' cached counts (kit/counts.py)
+        await self._changed(*touched, event.user_id)
+
+    async def _changed(self, *user_ids: int, counts: bool = True) -> None:
+        """After a change commits: what profiles cache of these users goes stale (their
+        counts, kit/counts.py, and relationships, kit/relcache.py), before the reply."""
+        if counts:
+            await counts_changed(self._rt.redis, user_ids)
+        await relationships_changed(self._rt.redis, user_ids)
 
     @property
     def store(self) -> GraphStore:
@@ -149,7 +157,7 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         account = await self._account(target)
         await self.ready(self._follow_limit).enforce(str(caller.user_id), "follows")
         outcome = await self.store.follow(caller.user_id, target, needs_approval=account.is_private)
-        await counts_changed(self._rt.redis, (caller.user_id, target))
+        await self._changed(caller.user_id, target)
         state = (
             graph_pb2.FOLLOW_STATE_FOLLOWING
             if outcome is FollowOutcome.FOLLOWING
@@ -164,7 +172,7 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         caller = require_caller()
         target = self._other(caller, request.user_id, "unfollow")
         await self.store.unfollow(caller.user_id, target)
-        await counts_changed(self._rt.redis, (caller.user_id, target))
+        await self._changed(caller.user_id, target)
         self.poke_relay()
         return graph_pb2.UnfollowUserResponse()
 
@@ -175,7 +183,7 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         target = self._other(caller, request.user_id, "block")
         await self._account(target)
         await self.store.block(caller.user_id, target)
-        await counts_changed(self._rt.redis, (caller.user_id, target))
+        await self._changed(caller.user_id, target)
         self.poke_relay()
         return graph_pb2.BlockUserResponse()
 
@@ -183,7 +191,9 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         self, request: graph_pb2.UnblockUserRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.UnblockUserResponse:
         caller = require_caller()
-        await self.store.unblock(caller.user_id, self._other(caller, request.user_id, "unblock"))
+        target = self._other(caller, request.user_id, "unblock")
+        await self.store.unblock(caller.user_id, target)
+        await self._changed(caller.user_id, target, counts=False)
         self.poke_relay()
         return graph_pb2.UnblockUserResponse()
 
@@ -194,13 +204,16 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         target = self._other(caller, request.user_id, "mute")
         await self._account(target)
         await self.store.mute(caller.user_id, target)
+        await self._changed(caller.user_id, target, counts=False)
         return graph_pb2.MuteUserResponse()
 
     async def UnmuteUser(
         self, request: graph_pb2.UnmuteUserRequest, context: grpc.aio.ServicerContext
     ) -> graph_pb2.UnmuteUserResponse:
         caller = require_caller()
-        await self.store.unmute(caller.user_id, self._other(caller, request.user_id, "unmute"))
+        target = self._other(caller, request.user_id, "unmute")
+        await self.store.unmute(caller.user_id, target)
+        await self._changed(caller.user_id, target, counts=False)
         return graph_pb2.UnmuteUserResponse()
 
     # -- lists -----------------------------------------------------------------
@@ -299,8 +312,7 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
             raise PermissionDenied("only the requested account may answer a follow request")
         if not await self.store.resolve_request(requester_id, target, accept=accept):
             raise NotFound(f"no pending follow request from user {requester_id}")
-        if accept:
-            await counts_changed(self._rt.redis, (requester_id, target))
+        await self._changed(requester_id, target, counts=accept)
         self.poke_relay()
 
     async def AcceptFollowRequest(

@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -44,6 +44,7 @@ from services.kit.errors import (
     Unauthenticated,
 )
 from services.kit.ratelimit import RateLimiter, client_address
+from services.kit.relcache import RelationshipCache, relationships_changed
 from services.kit.search import anonymous_limit
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_datetime
@@ -149,6 +150,19 @@ class Social:
     relationships: dict[int, graph_pb2.Relationship]
 
 
+#: Graph events that change a relationship -> the pair whose cached entries go stale.
+_RELATIONSHIP_EVENTS: dict[type[Any], Callable[[Any], tuple[int, int]]] = {
+    graph_events_pb2.Followed: lambda e: (e.follower_id, e.followee_id),
+    graph_events_pb2.Unfollowed: lambda e: (e.follower_id, e.followee_id),
+    graph_events_pb2.FollowRequested: lambda e: (e.requester_id, e.target_id),
+    graph_events_pb2.FollowRequestAccepted: lambda e: (e.requester_id, e.target_id),
+    graph_events_pb2.Blocked: lambda e: (e.blocker_id, e.blocked_id),
+    graph_events_pb2.Unblocked: lambda e: (e.blocker_id, e.blocked_id),
+    graph_events_pb2.Muted: lambda e: (e.muter_id, e.muted_id),
+    graph_events_pb2.Unmuted: lambda e: (e.muter_id, e.muted_id),
+}
+
+
 class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
     """Every RPC decides who may call it; see the proto for the contract."""
 
@@ -158,6 +172,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self._store: UserStore | None = None
         self._cache: TwoLayerCache | None = None
         self._counts: CountsCache | None = None
+        self._relationships: RelationshipCache | None = None
         #: user id -> (cached bytes, their decoding): an L1 hit returns the same bytes
         #: object until the entry changes, so decoding happens once per version.
         self._decoded: dict[int, tuple[bytes, UserRecord]] = {}
@@ -193,6 +208,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         await self._cache.start()
         self._counts = CountsCache(self._rt.redis)
         self._counts.start()
+        self._relationships = RelationshipCache(self._rt.redis)
         self._update_limit = RateLimiter(
             self._rt.redis, "user-update", limit=PROFILE_UPDATES_PER_HOUR, window_seconds=3600
         )
@@ -247,6 +263,13 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         stale_counts.on(post_events_pb2.PostDeleted, self._on_post_deleted)
         await self.consume("user-counts", stale_counts, start=Start.LATEST)
 
+        # Cached relationships (kit/relcache.py): the same scheme; graph bumps both
+        # users' generations after a change commits, these events bump them again.
+        stale_relationships = EventHandlers()
+        for event_type, pair in _RELATIONSHIP_EVENTS.items():
+            stale_relationships.on(event_type, self._relationship_bump(pair))
+        await self.consume("user-relationships", stale_relationships, start=Start.LATEST)
+
         # People search's projection of follows and blocks (docs/search.md).
         self._search = search_rules.UserSearch(
             self._rt.db,
@@ -271,6 +294,14 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self, event: user_events_pb2.SessionRevoked, _: EventMeta
     ) -> None:
         await self._revocations().revoke_session(event.session_id)
+
+    def _relationship_bump(
+        self, pair: Callable[[Any], tuple[int, int]]
+    ) -> Callable[[Any, EventMeta], Awaitable[None]]:
+        async def bump(event: Any, _: EventMeta) -> None:
+            await relationships_changed(self._rt.redis, pair(event))
+
+        return bump
 
     async def _on_followed(self, event: graph_events_pb2.Followed, _: EventMeta) -> None:
         await changed(self._rt.redis, (event.follower_id, event.followee_id))
@@ -355,28 +386,29 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
     async def _social(
         self, ids: list[int], viewer_id: int | None, *, counts: bool = True
     ) -> Social:
-        """Counts (cached, exact: kit/counts.py) and the viewer's relationships, concurrently."""
-        graph = self.ready(self._graph)
+        """Counts and the viewer's relationships (both cached, exact: kit/counts.py,
+        kit/relcache.py), concurrently."""
         others = [i for i in ids if i != viewer_id]
         calls: list[Awaitable[Any]] = [
             self.ready(self._counts).get_many(ids, self._load_counts) if counts else _nothing()
         ]
         if viewer_id is not None and others:
-            calls.append(
-                graph.BatchGetRelationships(
-                    graph_pb2.BatchGetRelationshipsRequest(viewer_id=viewer_id, user_ids=others)
-                )
-            )
+            cache = self.ready(self._relationships)
+            calls.append(cache.get_many(viewer_id, others, self._load_relationships))
         try:
             replies = await asyncio.gather(*calls)
         except grpc.aio.AioRpcError as exc:
             raise upstream_error(exc, "graph") from exc
-        return Social(
-            counts=replies[0],
-            relationships={r.user_id: r for r in replies[1].relationships}
-            if len(replies) > 1
-            else {},
+        return Social(counts=replies[0], relationships=replies[1] if len(replies) > 1 else {})
+
+    async def _load_relationships(
+        self, viewer_id: int, user_ids: list[int]
+    ) -> Sequence[graph_pb2.Relationship]:
+        """The viewer's relationships from graph (under the viewer's own token)."""
+        reply = await self.ready(self._graph).BatchGetRelationships(
+            graph_pb2.BatchGetRelationshipsRequest(viewer_id=viewer_id, user_ids=user_ids)
         )
+        return reply.relationships
 
     async def _present(
         self, records: list[UserRecord], viewer_id: int | None, *, counts: bool = True

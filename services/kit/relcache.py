@@ -1,0 +1,116 @@
+"""Viewer-to-account relationships cached where profiles and post visibility are
+decided, exact, with the generation scheme of kit/counts.py.
+
+Every profile read, batch of author cards and post visibility check asks graph
+`BatchGetRelationships(viewer, targets)`: a synchronous hop (about 2.5 ms of
+CPU in graph and 0.7 ms in its caller) on every timeline page, though a
+viewer's relationships change rarely. This cache keeps each answer in Redis:
+
+* Each user has a relationship *generation* (`rel-gen:v1:<id>`) that graph
+  bumps after any change involving the user commits (follow, unfollow, follow
+  request and its answer, block, unblock, mute, unmute, deleted account), for
+  **both** users of the pair, before it answers the RPC: read-your-writes holds.
+  The user service's consumer of the typed graph events bumps again, in case a
+  writer died between commit and bump.
+* The entry for (viewer, target) is tagged with the *viewer's* generation read
+  before it was loaded. Any change of the pair bumps the viewer's generation, so
+  one generation per read covers every target: one MGET (the viewer's
+  generation and an entry per target). A load that overlapped a change is
+  tagged with the older generation and never served.
+* Entries expire after an hour; generations do not expire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from socialmesh.graph.v1 import graph_pb2
+
+from .cache import CacheStats
+
+ENTRY_TTL_SECONDS = 3600
+#: Relationship fields in the order of an entry's bits.
+_FIELDS = ("following", "followed_by", "requested", "blocking", "blocked_by", "muting")
+
+
+def _generation_key(user_id: int) -> str:
+    return f"rel-gen:v1:{user_id}"
+
+
+def _entry_key(viewer_id: int, target_id: int) -> str:
+    return f"rel:v1:{viewer_id}:{target_id}"
+
+
+async def relationships_changed(redis: aioredis.Redis, user_ids: Iterable[int]) -> None:
+    """Call after a relationship change among these users has committed."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return
+    pipe = redis.pipeline(transaction=False)
+    for user_id in ids:
+        pipe.incr(_generation_key(user_id))
+    await pipe.execute()
+
+
+def _encode(generation: bytes, rel: graph_pb2.Relationship) -> bytes:
+    bits = sum(1 << i for i, name in enumerate(_FIELDS) if getattr(rel, name))
+    return b"%s:%d" % (generation, bits)
+
+
+def _decode(
+    entry: bytes | None, generation: bytes, target_id: int
+) -> graph_pb2.Relationship | None:
+    if entry is None:
+        return None
+    tag, _, bits = entry.partition(b":")
+    if tag != generation:
+        return None
+    value = int(bits)
+    rel = graph_pb2.Relationship(user_id=target_id)
+    for i, name in enumerate(_FIELDS):
+        if value & (1 << i):
+            setattr(rel, name, True)
+    return rel
+
+
+Loader = Callable[[int, list[int]], Awaitable[Sequence[graph_pb2.Relationship]]]
+
+
+class RelationshipCache:
+    """Generation-checked `Relationship`s in Redis, filled by `loader` (graph's batch RPC)."""
+
+    def __init__(self, redis: aioredis.Redis, *, ttl_seconds: int = ENTRY_TTL_SECONDS) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self.stats = CacheStats()
+
+    async def get_many(
+        self, viewer_id: int, target_ids: Iterable[int], loader: Loader
+    ) -> dict[int, graph_pb2.Relationship]:
+        targets = list(dict.fromkeys(target_ids))
+        if not targets:
+            return {}
+        keys = [_generation_key(viewer_id), *(_entry_key(viewer_id, t) for t in targets)]
+        raw: Any = await self._redis.mget(keys)
+        generation: bytes = raw[0] or b"0"
+        found: dict[int, graph_pb2.Relationship] = {}
+        missing: list[int] = []
+        for target, entry in zip(targets, raw[1:], strict=True):
+            rel = _decode(entry, generation, target)
+            if rel is None:
+                missing.append(target)
+            else:
+                found[target] = rel
+        self.stats.l2_hits += len(found)
+        if not missing:
+            return found
+        self.stats.misses += len(missing)
+        loaded = await loader(viewer_id, missing)
+        pipe = self._redis.pipeline(transaction=False)
+        for rel in loaded:
+            pipe.set(_entry_key(viewer_id, rel.user_id), _encode(generation, rel), ex=self._ttl)
+            found[rel.user_id] = rel
+        await pipe.execute()
+        return found
