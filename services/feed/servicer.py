@@ -373,16 +373,6 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             if not token:
                 return pages
 
-    async def _follower_count(self, user_id: int) -> int:
-        with anonymous_calls():
-            try:
-                reply = await self.graph.BatchGetFollowCounts(
-                    graph_pb2.BatchGetFollowCountsRequest(user_ids=[user_id])
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise upstream_error(exc, "graph") from exc
-        return next((c.follower_count for c in reply.counts if c.user_id == user_id), 0)
-
     async def _author_posts(
         self, author_ids: Sequence[int], *, since_days: int | None = None
     ) -> list[Entry]:
@@ -462,27 +452,25 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
 
     # -- write side: timelines -------------------------------------------------------
 
-    async def _is_celebrity(self, author_id: int) -> bool:
-        """Above the fan-out threshold: served by read-time merge (sticky once crossed)."""
+    async def _distribute(self, author_id: int, entry: Entry) -> None:
+        """Hybrid fan-out: followers' timelines, or the author's own set at or above the
+        threshold (sticky once crossed). The follower list the push needs also gives
+        the count: one graph call per post, not two."""
         redis = self._rt.redis
         if await redis.sismember(CELEBRITIES, str(author_id)):
-            return True
-        if await self._follower_count(author_id) < self.config.fanout_threshold:
-            return False
-        # Followers learn to merge this account first, then it becomes one: a
-        # crash in between is redone on redelivery.
-        for page in await self._follower_pages(author_id):
-            await self.timelines.merge_author(page, author_id)
-        await redis.sadd(CELEBRITIES, str(author_id))
-        return True
-
-    async def _distribute(self, author_id: int, entry: Entry) -> None:
-        """Hybrid fan-out: followers' timelines, or the author's own set above the threshold."""
-        if await self._is_celebrity(author_id):
+            await self.timelines.push_author(author_id, entry)
+            return
+        pages = await self._follower_pages(author_id)
+        if sum(len(page) for page in pages) >= self.config.fanout_threshold:
+            # Followers learn to merge this account first, then it becomes one: a
+            # crash in between is redone on redelivery.
+            for page in pages:
+                await self.timelines.merge_author(page, author_id)
+            await redis.sadd(CELEBRITIES, str(author_id))
             await self.timelines.push_author(author_id, entry)
             return
         await self.timelines.push([author_id], [entry])
-        for page in await self._follower_pages(author_id):
+        for page in pages:
             active = await self.timelines.active_among(page, self.config.active_seconds)
             await self.timelines.push(active, [entry])
 
