@@ -36,6 +36,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .cache import CacheStats
+from .generations import bump, generation_key, tag, untag
 from .metrics import CACHE_HIT_RATE
 from .tasks import cancel_and_wait
 
@@ -43,6 +44,7 @@ log = logging.getLogger("socialmesh.counts")
 
 ENTRY_TTL_SECONDS = 3600
 NAMESPACE = "user-counts:v1"
+GENERATIONS = "counts"
 
 
 @dataclass(frozen=True)
@@ -57,18 +59,12 @@ def _entry_key(user_id: int) -> str:
 
 
 def _generation_key(user_id: int) -> str:
-    return f"counts-gen:v1:{user_id}"
+    return generation_key(GENERATIONS, user_id)
 
 
 async def changed(redis: aioredis.Redis, user_ids: Iterable[int]) -> None:
     """Call after a change of these users' counts has committed: cached counts go stale."""
-    ids = sorted(set(user_ids))
-    if not ids:
-        return
-    pipe = redis.pipeline(transaction=False)
-    for user_id in ids:
-        pipe.incr(_generation_key(user_id))
-    await pipe.execute()
+    await bump(redis, GENERATIONS, user_ids)
 
 
 Loader = Callable[[list[int]], Awaitable[dict[int, Counts]]]
@@ -130,21 +126,16 @@ class CountsCache:
         loaded = await loader(list(stale))
         pipe = self._redis.pipeline(transaction=False)
         for user_id, counts in loaded.items():
-            value = b"%s:%d:%d:%d" % (
-                stale[user_id],
-                counts.followers,
-                counts.following,
-                counts.posts,
-            )
-            pipe.set(_entry_key(user_id), value, ex=self._ttl)
+            value = b"%d:%d:%d" % (counts.followers, counts.following, counts.posts)
+            pipe.set(_entry_key(user_id), tag(stale[user_id], value), ex=self._ttl)
         await pipe.execute()
         found.update(loaded)
         return found
 
 
 def _parse(entry: bytes, generation: bytes) -> Counts | None:
-    tag, _, rest = entry.partition(b":")
-    if tag != generation:
+    payload = untag(entry, generation)
+    if payload is None:
         return None
-    followers, following, posts = rest.split(b":")
+    followers, following, posts = payload.split(b":")
     return Counts(int(followers), int(following), int(posts))

@@ -60,10 +60,22 @@ class Database:
         await asyncio.gather(self.primary.close(), *(r.close() for r in self._replicas))
 
 
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """Released connections skip asyncpg's default reset (`pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL`): a round trip after every pooled query, for
+    session state this code never leaves behind. Settings are `SET LOCAL`, session
+    advisory locks are released in `finally` (kit/migrations.py, kit/backfill.py),
+    nothing LISTENs, and asyncpg still rolls back a transaction left open."""
+
+
 async def _pool_with_retry(dsn: str, min_size: int, max_size: int, attempts: int) -> Any:
     async def create() -> Any:
         return await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            reset=_keep_session,
         )
 
     return await retry_with_backoff(

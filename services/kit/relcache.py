@@ -1,5 +1,5 @@
 """Viewer-to-account relationships cached where profiles and post visibility are
-decided, exact, with the generation scheme of kit/counts.py.
+decided, exact, with the generation scheme of kit/generations.py.
 
 Every profile read, batch of author cards and post visibility check asks graph
 `BatchGetRelationships(viewer, targets)`: a synchronous hop (about 2.5 ms of
@@ -25,18 +25,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
+import grpc
 import redis.asyncio as aioredis
-from socialmesh.graph.v1 import graph_pb2
+from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 
 from .cache import CacheStats
+from .channels import upstream_error
+from .generations import bump, generation_key, tag, untag
 
 ENTRY_TTL_SECONDS = 3600
 #: Relationship fields in the order of an entry's bits.
 _FIELDS = ("following", "followed_by", "requested", "blocking", "blocked_by", "muting")
 
 
-def _generation_key(user_id: int) -> str:
-    return f"rel-gen:v1:{user_id}"
+GENERATIONS = "rel"
 
 
 def _entry_key(viewer_id: int, target_id: int) -> str:
@@ -45,37 +47,38 @@ def _entry_key(viewer_id: int, target_id: int) -> str:
 
 async def relationships_changed(redis: aioredis.Redis, user_ids: Iterable[int]) -> None:
     """Call after a relationship change among these users has committed."""
-    ids = sorted(set(user_ids))
-    if not ids:
-        return
-    pipe = redis.pipeline(transaction=False)
-    for user_id in ids:
-        pipe.incr(_generation_key(user_id))
-    await pipe.execute()
+    await bump(redis, GENERATIONS, user_ids)
 
 
-def _encode(generation: bytes, rel: graph_pb2.Relationship) -> bytes:
-    bits = sum(1 << i for i, name in enumerate(_FIELDS) if getattr(rel, name))
-    return b"%s:%d" % (generation, bits)
+def _encode(rel: graph_pb2.Relationship) -> bytes:
+    return b"%d" % sum(1 << i for i, name in enumerate(_FIELDS) if getattr(rel, name))
 
 
-def _decode(
-    entry: bytes | None, generation: bytes, target_id: int
-) -> graph_pb2.Relationship | None:
-    if entry is None:
-        return None
-    tag, _, bits = entry.partition(b":")
-    if tag != generation:
-        return None
-    value = int(bits)
+def _decode(payload: bytes, target_id: int) -> graph_pb2.Relationship:
+    bits = int(payload)
     rel = graph_pb2.Relationship(user_id=target_id)
     for i, name in enumerate(_FIELDS):
-        if value & (1 << i):
+        if bits & (1 << i):
             setattr(rel, name, True)
     return rel
 
 
 Loader = Callable[[int, list[int]], Awaitable[Sequence[graph_pb2.Relationship]]]
+
+
+def graph_loader(graph: graph_pb2_grpc.GraphServiceAsyncStub) -> Loader:
+    """Loads from graph's `BatchGetRelationships` (under the viewer's own token)."""
+
+    async def load(viewer_id: int, user_ids: list[int]) -> Sequence[graph_pb2.Relationship]:
+        try:
+            reply = await graph.BatchGetRelationships(
+                graph_pb2.BatchGetRelationshipsRequest(viewer_id=viewer_id, user_ids=user_ids)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc, "graph") from exc
+        return reply.relationships
+
+    return load
 
 
 class RelationshipCache:
@@ -92,17 +95,20 @@ class RelationshipCache:
         targets = list(dict.fromkeys(target_ids))
         if not targets:
             return {}
-        keys = [_generation_key(viewer_id), *(_entry_key(viewer_id, t) for t in targets)]
+        keys = [
+            generation_key(GENERATIONS, viewer_id),
+            *(_entry_key(viewer_id, t) for t in targets),
+        ]
         raw: Any = await self._redis.mget(keys)
-        generation: bytes = raw[0] or b"0"
+        generation: bytes | None = raw[0]
         found: dict[int, graph_pb2.Relationship] = {}
         missing: list[int] = []
         for target, entry in zip(targets, raw[1:], strict=True):
-            rel = _decode(entry, generation, target)
-            if rel is None:
+            payload = untag(entry, generation)
+            if payload is None:
                 missing.append(target)
             else:
-                found[target] = rel
+                found[target] = _decode(payload, target)
         self.stats.l2_hits += len(found)
         if not missing:
             return found
@@ -110,7 +116,8 @@ class RelationshipCache:
         loaded = await loader(viewer_id, missing)
         pipe = self._redis.pipeline(transaction=False)
         for rel in loaded:
-            pipe.set(_entry_key(viewer_id, rel.user_id), _encode(generation, rel), ex=self._ttl)
+            entry = tag(generation, _encode(rel))
+            pipe.set(_entry_key(viewer_id, rel.user_id), entry, ex=self._ttl)
             found[rel.user_id] = rel
         await pipe.execute()
         return found

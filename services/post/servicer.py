@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import grpc
-from google.protobuf import empty_pb2, field_mask_pb2
-from socialmesh.graph.v1 import graph_pb2_grpc
+from google.protobuf import empty_pb2
+from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 from socialmesh.media.v1 import media_pb2, media_pb2_grpc
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
@@ -19,12 +20,16 @@ from services.kit.auth import (
     require_service,
 )
 from services.kit.backfill import BackfillWorker
+from services.kit.cards import CardCache, user_loader
+from services.kit.cards import Loader as CardLoader
 from services.kit.channels import upstream_error
 from services.kit.consumers import Start
 from services.kit.counts import changed as counts_changed
 from services.kit.errors import NotFound, PermissionDenied
 from services.kit.pagination import PageSizes, page_size
 from services.kit.ratelimit import RateLimiter
+from services.kit.relcache import Loader as RelationshipLoader
+from services.kit.relcache import RelationshipCache, graph_loader
 from services.kit.search import anonymous_limit
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_datetime
@@ -48,12 +53,6 @@ POST_PAGES = PageSizes(default=20, maximum=100)
 COMMENT_PAGES = PageSizes(default=50, maximum=200)
 POSTS_PER_MINUTE = 30
 COMMENTS_PER_MINUTE = 60
-#: All visibility needs from the user service (no counts: those cost extra calls).
-AUTHOR_FIELDS = field_mask_pb2.FieldMask(paths=["user_id", "is_private", "is_following"])
-#: BatchGetPosts(include_authors): the same call also reads what a card shows.
-CARD_FIELDS = field_mask_pb2.FieldMask(
-    paths=["user_id", "handle", "display_name", "avatar_url", "is_private", "is_following"]
-)
 PUBLIC = post_pb2.VISIBILITY_PUBLIC
 FOLLOWERS = post_pb2.VISIBILITY_FOLLOWERS
 
@@ -125,6 +124,10 @@ def comment_proto(row: CommentRow) -> post_pb2.Comment:
     )
 
 
+async def _no_relationships() -> dict[int, graph_pb2.Relationship]:
+    return {}
+
+
 class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
@@ -135,11 +138,22 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         self._comment_limit: RateLimiter | None = None
         self._search: search_rules.PostSearch | None = None
         self._backfill: BackfillWorker | None = None
+        self._cards: CardCache | None = None
+        self._load_cards: CardLoader | None = None
+        self._relationships: RelationshipCache | None = None
+        self._load_relationships: RelationshipLoader | None = None
 
     async def on_ready(self) -> None:
         self._store = PostStore(self._rt.db, self._rt.ids)
         self._users = user_pb2_grpc.UserServiceStub(self.peer("user"))
         self._media = media_pb2_grpc.MediaServiceStub(self.peer("media"))
+        graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
+        # Visibility and author cards from caches kept exact by their owners'
+        # generations (kit/cards.py, kit/relcache.py).
+        self._cards = CardCache(self._rt.redis)
+        self._load_cards = user_loader(self._users)
+        self._relationships = RelationshipCache(self._rt.redis)
+        self._load_relationships = graph_loader(graph)
         self._post_limit = RateLimiter(
             self._rt.redis, "create-post", limit=POSTS_PER_MINUTE, window_seconds=60
         )
@@ -162,7 +176,6 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         await self.consume("post-search", self._search.handlers(), start=Start.EARLIEST)
         # ... and what the streams no longer hold: back-filled from graph's and
         # user's exports in the background when it never was (docs/search.md).
-        graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
         self._backfill = self._search.backfill_worker(graph, self.users)
         self._backfill.start()
 
@@ -189,9 +202,10 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
     ) -> dict[int, Author]:
         """Authors visible to the viewer; those deleted or blocking the viewer are absent.
 
-        Asks the user service with the viewer's own token (the channel forwards it).
-        Given `cards`, the same call reads the authors' cards (the viewer's own too)
-        and appends them there.
+        From the account cards and the viewer's relationships, both cached here and
+        exact (kit/cards.py, kit/relcache.py): a warm read asks neither user nor
+        graph. Given `cards`, the authors' cards as the viewer sees them (the
+        viewer's own too) are appended there.
         """
         ids = list(dict.fromkeys(author_ids))
         wanted = ids if cards is not None else [a for a in ids if a != viewer]
@@ -200,18 +214,28 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
             found[viewer] = Author(is_private=False, is_following=True)
         if not wanted:
             return found
-        mask = CARD_FIELDS if cards is not None else AUTHOR_FIELDS
-        try:
-            reply = await self.users.BatchGetUsers(
-                user_pb2.BatchGetUsersRequest(user_ids=wanted, read_mask=mask)
+        others = [a for a in wanted if a != viewer]
+        accounts, relationships = await asyncio.gather(
+            self.ready(self._cards).get_many(wanted, self.ready(self._load_cards)),
+            self.ready(self._relationships).get_many(
+                viewer, others, self.ready(self._load_relationships)
             )
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "user") from exc
-        for user in reply.users:
-            if user.user_id != viewer:
-                found[user.user_id] = Author(user.is_private, user.is_following)
+            if viewer is not None and others
+            else _no_relationships(),
+        )
+        for author_id in wanted:
+            card = accounts.get(author_id)
+            rel = relationships.get(author_id)
+            if card is None or (rel is not None and rel.blocked_by):
+                continue  # deleted, unknown, or blocking the viewer
+            following = rel is not None and rel.following
+            if author_id != viewer:
+                found[author_id] = Author(card.is_private, following)
             if cards is not None:
-                cards.append(user)
+                shown = user_pb2.User()
+                shown.CopyFrom(card)
+                shown.is_following = following
+                cards.append(shown)
         return found
 
     @staticmethod

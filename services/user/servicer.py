@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -33,6 +33,7 @@ from services.kit.auth import (
 )
 from services.kit.backfill import BackfillWorker
 from services.kit.cache import TwoLayerCache
+from services.kit.cards import cards_changed
 from services.kit.channels import upstream_error
 from services.kit.consumers import EventHandlers, EventMeta, Start
 from services.kit.counts import Counts, CountsCache, changed
@@ -44,7 +45,7 @@ from services.kit.errors import (
     Unauthenticated,
 )
 from services.kit.ratelimit import RateLimiter, client_address
-from services.kit.relcache import RelationshipCache, relationships_changed
+from services.kit.relcache import RelationshipCache, graph_loader, relationships_changed
 from services.kit.search import anonymous_limit
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_datetime
@@ -270,6 +271,14 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             stale_relationships.on(event_type, self._relationship_bump(pair))
         await self.consume("user-relationships", stale_relationships, start=Start.LATEST)
 
+        # Cards other services cache (kit/cards.py) and this service's own records:
+        # refreshed after each change commits, and again here from the events in
+        # case a writer died in between.
+        stale_cards = EventHandlers()
+        stale_cards.on(user_events_pb2.UserUpdated, self._on_card_changed)
+        stale_cards.on(user_events_pb2.UserDeleted, self._on_card_changed)
+        await self.consume("user-cards", stale_cards, start=Start.LATEST)
+
         # People search's projection of follows and blocks (docs/search.md).
         self._search = search_rules.UserSearch(
             self._rt.db,
@@ -294,6 +303,14 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         self, event: user_events_pb2.SessionRevoked, _: EventMeta
     ) -> None:
         await self._revocations().revoke_session(event.session_id)
+
+    async def _on_card_changed(
+        self, event: user_events_pb2.UserUpdated | user_events_pb2.UserDeleted, _: EventMeta
+    ) -> None:
+        """A writer that died after its commit left this service's own cache stale
+        too: drop that first, so the cards reloaded after the bump are current."""
+        await self.cache.invalidate(str(event.user_id))
+        await cards_changed(self._rt.redis, (event.user_id,))
 
     def _relationship_bump(
         self, pair: Callable[[Any], tuple[int, int]]
@@ -394,21 +411,12 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         ]
         if viewer_id is not None and others:
             cache = self.ready(self._relationships)
-            calls.append(cache.get_many(viewer_id, others, self._load_relationships))
+            calls.append(cache.get_many(viewer_id, others, graph_loader(self.ready(self._graph))))
         try:
             replies = await asyncio.gather(*calls)
         except grpc.aio.AioRpcError as exc:
             raise upstream_error(exc, "graph") from exc
         return Social(counts=replies[0], relationships=replies[1] if len(replies) > 1 else {})
-
-    async def _load_relationships(
-        self, viewer_id: int, user_ids: list[int]
-    ) -> Sequence[graph_pb2.Relationship]:
-        """The viewer's relationships from graph (under the viewer's own token)."""
-        reply = await self.ready(self._graph).BatchGetRelationships(
-            graph_pb2.BatchGetRelationshipsRequest(viewer_id=viewer_id, user_ids=user_ids)
-        )
-        return reply.relationships
 
     async def _present(
         self, records: list[UserRecord], viewer_id: int | None, *, counts: bool = True
@@ -773,6 +781,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             )
         record = await self.store.update_profile(caller.user_id, changes)
         await self.cache.invalidate(str(record.user_id), record.to_bytes())
+        await cards_changed(self._rt.redis, (record.user_id,))
         return (await self._present([record], caller.user_id))[0]
 
     async def _avatar_url(self, owner_id: int, media_id: int) -> str:
@@ -804,6 +813,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         await self.store.soft_delete(caller.user_id)
         await self._revocations().revoke_user(caller.user_id)
         await self.cache.invalidate(str(caller.user_id))
+        await cards_changed(self._rt.redis, (caller.user_id,))
         return empty_pb2.Empty()
 
     async def GetCaller(

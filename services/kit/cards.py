@@ -1,0 +1,104 @@
+"""Account cards (handle, display name, avatar, private flag) cached where other
+services decide visibility and show authors, exact (kit/generations.py).
+
+The post service decides whether a viewer may see a post from the author's
+private flag (and the viewer's relationship: kit/relcache.py), and a timeline
+page shows the authors' cards. Asking the user service on every read cost a
+synchronous hop per page. Here the user service bumps the account's card
+generation after any profile change or deletion commits, before it answers;
+the reader's consumer of `UserUpdated`/`UserDeleted` bumps again. A deleted or
+unknown account is cached as absent (ids are never reused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import grpc
+import redis.asyncio as aioredis
+from google.protobuf import field_mask_pb2
+from socialmesh.user.v1 import user_pb2, user_pb2_grpc
+
+from .auth import anonymous_calls
+from .cache import CacheStats
+from .channels import upstream_error
+from .generations import bump, generation_key, tag, untag
+
+ENTRY_TTL_SECONDS = 3600
+GENERATIONS = "card"
+#: What a card holds: nothing that depends on who is looking.
+CARD_FIELDS = field_mask_pb2.FieldMask(
+    paths=["user_id", "handle", "display_name", "avatar_url", "is_private"]
+)
+_ABSENT = b"-"
+
+
+def _entry_key(user_id: int) -> str:
+    return f"card:v1:{user_id}"
+
+
+async def cards_changed(redis: aioredis.Redis, user_ids: Iterable[int]) -> None:
+    """Call after a profile change or deletion of these accounts has committed."""
+    await bump(redis, GENERATIONS, user_ids)
+
+
+Loader = Callable[[list[int]], Awaitable[Sequence[user_pb2.User]]]
+
+
+def user_loader(users: user_pb2_grpc.UserServiceAsyncStub) -> Loader:
+    """Loads from the user service's `BatchGetUsers` with this service's own
+    credential: a card is the same for every viewer (blocks are relationships)."""
+
+    async def load(user_ids: list[int]) -> Sequence[user_pb2.User]:
+        with anonymous_calls():
+            try:
+                reply = await users.BatchGetUsers(
+                    user_pb2.BatchGetUsersRequest(user_ids=user_ids, read_mask=CARD_FIELDS)
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise upstream_error(exc, "user") from exc
+        return reply.users
+
+    return load
+
+
+class CardCache:
+    """Generation-checked cards in Redis; absent accounts are absent from answers."""
+
+    def __init__(self, redis: aioredis.Redis, *, ttl_seconds: int = ENTRY_TTL_SECONDS) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self.stats = CacheStats()
+
+    async def get_many(self, user_ids: Iterable[int], loader: Loader) -> dict[int, user_pb2.User]:
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            return {}
+        keys: list[str] = []
+        for user_id in ids:
+            keys += (_entry_key(user_id), generation_key(GENERATIONS, user_id))
+        raw: Any = await self._redis.mget(keys)
+        found: dict[int, user_pb2.User] = {}
+        stale: dict[int, bytes | None] = {}
+        for i, user_id in enumerate(ids):
+            entry, generation = raw[2 * i], raw[2 * i + 1]
+            payload = untag(entry, generation)
+            if payload is None:
+                stale[user_id] = generation
+            elif payload != _ABSENT:
+                found[user_id] = user_pb2.User.FromString(payload)
+        self.stats.l2_hits += len(ids) - len(stale)
+        if not stale:
+            return found
+        self.stats.misses += len(stale)
+        loaded = {u.user_id: u for u in await loader(list(stale))}
+        pipe = self._redis.pipeline(transaction=False)
+        for user_id, generation in stale.items():
+            card = loaded.get(user_id)
+            payload = card.SerializeToString() if card is not None else _ABSENT
+            pipe.set(_entry_key(user_id), tag(generation, payload), ex=self._ttl)
+            if card is not None:
+                found[user_id] = card
+        await pipe.execute()
+        return found
