@@ -17,7 +17,6 @@ from services.kit.auth import (
 from services.kit.channels import upstream_error
 from services.kit.consumers import EventHandlers, EventMeta, Start
 from services.kit.counts import changed as counts_changed
-from services.kit.relcache import relationships_changed
 from services.kit.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -26,6 +25,7 @@ from services.kit.errors import (
 )
 from services.kit.pagination import PageSizes, page_size
 from services.kit.ratelimit import RateLimiter
+from services.kit.relcache import relationships_changed
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_snowflake
 from services.kit.validation import Violations, batch_ids, require_positive_id
