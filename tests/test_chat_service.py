@@ -17,6 +17,7 @@ from socialmesh.graph.v1 import graph_pb2
 from services.chat import servicer as chat_servicer
 from services.chat.eventlog import decode_cursor, encode_cursor
 from services.chat.servicer import ChatServicer
+from services.kit.auth import Revocations
 
 from .chat_support import DIRECT, GROUP, direct, group, send
 from .conftest import Infra, Mesh, Person
@@ -536,7 +537,7 @@ async def test_streams_end_with_token_expiring_and_session_ended(
     watched = Events(chat, revocable)
     assert (await watched.next()).control.kind == HELLO
     redis = chat_servicer.running()[0]._rt.redis
-    await redis.set(f"revoked:session:{session}", 1, ex=60)
+    await Revocations(redis, 60).revoke_session(session)  # as another process would
     ended = await watched.next("control", within=10)
     assert ended.control.kind == chat_pb2.STREAM_CONTROL_KIND_SESSION_ENDED
     await events.close()

@@ -401,6 +401,7 @@ class ServiceHost:
             self.runtime.ids.rebind(self._worker_id)
         self.runtime.attach(db, redis)
         self.runtime.revocations = Revocations(redis, s.access_token_ttl_seconds + 60)
+        self.runtime.revocations.start()  # checks ask Redis until its mirror is loaded
         self.runtime.relay = OutboxRelay(db, redis, self.spec.schema)
         self.runtime.relay.start()
         if self.spec.on_ready:
@@ -493,6 +494,8 @@ class ServiceHost:
             await self.spec.on_stop(self.runtime)
         if self.runtime.relay:
             await self.runtime.relay.stop()
+        if self.runtime.revocations:
+            await self.runtime.revocations.stop()
         if self.runtime.ready:
             if self._worker_owner:  # hand our snowflake worker id back
                 key = f"worker-id:{self._worker_id}"
