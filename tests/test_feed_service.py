@@ -605,3 +605,36 @@ async def test_timeline_scripts_survive_a_flushed_script_cache(service: FeedServ
     await service.timelines.merge_author([991_000_002], 43)
     assert [e.post_id for e in await members(mesh, tl_key(991_000_002))] == [entry.post_id]
     assert await redis.smembers(celebs_key(991_000_002)) == {b"43"}
+    await service.timelines.mark_built(991_000_002)
+    await service.timelines.open_read(991_000_002, ("", 5))  # loads the read script
+    await redis.script_flush()
+    state = await service.timelines.open_read(991_000_002, ("", 5))
+    assert state.built and [e.post_id for e in state.batch or []] == [entry.post_id]
+
+
+async def test_a_read_prelude_returns_what_older_would(service: FeedServicer, mesh):
+    """`open_read(first=...)` walks the timeline, the reader's own set and the followed
+    celebrities' sets in the script, exactly as `older` walks `sources`."""
+    tl = service.timelines
+    viewer, celebrity = 991_000_101, 991_000_102
+    mine = [Entry.post(10**12 + i, viewer) for i in (3, 9)]
+    pushed = [Entry.post(10**12 + i, 7) for i in (1, 4, 6, 8)]
+    starred = [Entry.post(10**12 + i, celebrity) for i in (2, 5, 10)]
+    await tl.push([viewer], [*pushed, mine[0]])  # the own post fanned out too: a duplicate
+    for entry in mine:
+        await tl.push_author(viewer, entry)
+    for entry in starred:
+        await tl.push_author(celebrity, entry)
+    await tl.merge_author([viewer], celebrity)
+    state = await tl.open_read(viewer)
+    assert not state.built and state.batch is None  # nothing is read before a rebuild
+    await tl.mark_built(viewer)
+    sources = (await tl.open_read(viewer)).sources
+    assert author_key(celebrity) in sources
+    everything = await tl.older(sources, None, 100)
+    assert len(everything) == len(pushed) + len(mine) + len(starred)
+    for before in [None, *(e.member for e in everything)]:
+        for count in (1, 3, 20):
+            state = await tl.open_read(viewer, (before, count))
+            assert state.batch == await tl.older(sources, before, count), (before, count)
+    assert (await tl.open_read(viewer)).batch is None  # only when asked for

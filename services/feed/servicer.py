@@ -680,8 +680,11 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         size: int,
         muted: set[int],
         hidden: set[int],
+        first_batch: list[Entry] | None = None,
     ) -> FeedPage:
-        """A FOLLOWING page: older than the cursor (or the top), or newer than it."""
+        """A FOLLOWING page: older than the cursor (or the top), or newer than it.
+
+        `first_batch`: what `older` returns from the cursor, when already read."""
         tl = self.timelines
         if position is not None and "a" in position:  # newer_page_token
             after = _str_field(position, "a")
@@ -699,7 +702,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             )
         before = _str_field(position, "b") if position is not None else ""
         session_top = _str_field(position, "t") if position is not None else ""
-        page = await self._cut(keys, before, size, muted, hidden, newer=False)
+        page = await self._cut(keys, before, size, muted, hidden, newer=False, first=first_batch)
         if position is None:
             session_top = page.first_examined
         return FeedPage(
@@ -721,13 +724,16 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         hidden: set[int],
         *,
         newer: bool,
+        first: list[Entry] | None = None,
     ) -> _Cut:
         """Walks the merged sets from `cursor`, keeping what the viewer may see."""
         cut = _Cut()
         seen: set[int] = set()
         for _ in range(READ_ROUNDS):
             want = (size - len(cut.entries)) * 2
-            if newer:
+            if first is not None:  # read with the prelude (`Timelines.open_read`)
+                batch, first = first, None
+            elif newer:
                 batch = await self.timelines.newer(keys, cursor, want)
             else:
                 batch = await self.timelines.older(keys, cursor or None, want)
@@ -981,11 +987,15 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
                 position = tokens.decode(f"feed:{viewer}:{FOLLOWING}", request.page_token)
                 if position is None or "a" not in position:
                     raise
-        state = await self.timelines.open_read(viewer)
+        # A FOLLOWING page older than its cursor: its first batch comes with the prelude.
+        first = None
+        if kind == FOLLOWING and (position is None or "a" not in position):
+            first = (_str_field(position, "b") if position is not None else "", size * 2)
+        state = await self.timelines.open_read(viewer, first)
         partial = not state.built
         if partial:
             await self._rebuild(viewer)
-            state = await self.timelines.open_read(viewer)  # the rebuild's sources
+            state = await self.timelines.open_read(viewer, first)  # the rebuild's sources
         feedback = await self._feedback(viewer, state, rebuilt=partial)
         keys, muted = state.sources, state.muted
         page: FeedPage | None = None
@@ -1005,7 +1015,9 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
                 log.warning("ranking failed for %d; serving FOLLOWING", viewer, exc_info=True)
                 position = None
         if page is None:
-            page = await self._following(viewer, keys, position, size, muted, feedback.hidden_posts)
+            page = await self._following(
+                viewer, keys, position, size, muted, feedback.hidden_posts, state.batch
+            )
         response = self._response(viewer, page, partial)
         people = [e.author_id for e in page.entries] + [
             e.sharer_id for e in page.entries if e.sharer_id

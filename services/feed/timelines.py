@@ -54,6 +54,34 @@ _MERGE_AUTHOR = """
 for _, key in ipairs(KEYS) do redis.call('SADD', key, ARGV[1]) end
 return #KEYS
 """
+# A read's prelude and, optionally, its first batch of entries, in one call.
+# KEYS: active, timeline, built marker, celebs, muted, feedback givers, the reader's
+# own author set; ARGV: reader id, now, ttl, count (0: no entries), cursor ("" for
+# the top), the author-set key prefix. The followed celebrities' sets are named
+# from SMEMBERS inside the script: fine on one Redis, not on Redis Cluster.
+_OPEN_READ = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+local built = redis.call('EXISTS', KEYS[3])
+local celebs = redis.call('SMEMBERS', KEYS[4])
+local muted = redis.call('SMEMBERS', KEYS[5])
+local gave = redis.call('SISMEMBER', KEYS[6], ARGV[1])
+local entries = {}
+local count = tonumber(ARGV[4])
+if built == 1 and count > 0 then
+  local high = '+'
+  if ARGV[5] ~= '' then high = '(' .. ARGV[5] end
+  local sources = {KEYS[2], KEYS[7]}
+  for _, c in ipairs(celebs) do sources[#sources + 1] = ARGV[6] .. c end
+  for _, key in ipairs(sources) do
+    for _, m in ipairs(redis.call('ZREVRANGEBYLEX', key, high, '-', 'LIMIT', 0, count)) do
+      entries[#entries + 1] = m
+    end
+  end
+end
+return {built, celebs, muted, gave, entries}
+"""
 #: Snowflake layout (kit.ids): 41 bits of ms, then 22 bits of worker and sequence.
 _SNOWFLAKE_SHIFT = 22
 
@@ -142,6 +170,8 @@ class ReadState:
     muted: set[int]
     #: The viewer has feedback rows (the read must query them).
     gave_feedback: bool
+    #: With `open_read(first=...)` on a built timeline: what `older` would return.
+    batch: list[Entry] | None = None
 
 
 class Timelines:
@@ -156,25 +186,39 @@ class Timelines:
 
     # -- activity ----------------------------------------------------------------
 
-    async def open_read(self, user_id: int) -> ReadState:
+    async def open_read(
+        self, user_id: int, first: tuple[str | None, int] | None = None
+    ) -> ReadState:
         """Marks the reader active, keeps the timeline alive, and reads `sources`, the
-        mutes and the feedback flag in one pipeline: a warm read's prelude is one
-        round trip, not four."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(ACTIVE, {str(user_id): time.time()})
-        pipe.expire(tl_key(user_id), self.ttl_seconds)
-        pipe.expire(built_key(user_id), self.ttl_seconds)
-        pipe.exists(built_key(user_id))
-        pipe.smembers(celebs_key(user_id))
-        pipe.smembers(muted_key(user_id))
-        pipe.sismember(FEEDBACK_GIVERS, str(user_id))
-        results: list[Any] = await pipe.execute()
-        built, celebs, muted, gave = results[3:]
+        mutes and the feedback flag, and with `first=(before, count)` the first batch
+        a FOLLOWING page walks (`older(sources, before, count)`), in one script call:
+        a warm page's Redis work is one round trip."""
+        before, count = first if first is not None else (None, 0)
+        keys = [
+            ACTIVE,
+            tl_key(user_id),
+            built_key(user_id),
+            celebs_key(user_id),
+            muted_key(user_id),
+            FEEDBACK_GIVERS,
+            author_key(user_id),
+        ]
+        prefix = author_key(0)[:-1]
+        args: list[str | int | float] = [
+            user_id,
+            time.time(),
+            self.ttl_seconds,
+            count,
+            before or "",
+            prefix,
+        ]
+        built, celebs, muted, gave, members = await self._call(_OPEN_READ, keys, args)
         return ReadState(
             built=bool(built),
             sources=self._sources(user_id, celebs),
             muted={int(m) for m in muted},
             gave_feedback=bool(gave),
+            batch=_newest(members, count) if built and first is not None else None,
         )
 
     async def mark_feedback_giver(self, user_id: int) -> None:
@@ -213,6 +257,19 @@ class Timelines:
         """
         if follower_ids:
             await self._per_chunk(_MERGE_AUTHOR, [celebs_key(f) for f in follower_ids], [author_id])
+
+    async def _call(self, script: str, keys: list[str], args: Sequence[str | int | float]) -> Any:
+        """One script call (loaded once per process, reloaded after a flush)."""
+        for attempt in (1, 2):
+            sha = self._shas.get(script)
+            if sha is None:
+                sha = self._shas[script] = await self.redis.script_load(script)
+            try:
+                return await self.redis.evalsha(sha, len(keys), *keys, *args)
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                self._shas.pop(script, None)
 
     async def _per_chunk(self, script: str, keys: list[str], args: list[str | int]) -> None:
         """Runs `script` over `keys`, `PUSH_CHUNK` keys per call, in one pipeline.
@@ -289,8 +346,7 @@ class Timelines:
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
             pipe.zrevrangebylex(key, high, "-", start=0, num=count)
-        merged = {m for members in await pipe.execute() for m in members}
-        return [Entry.parse(m) for m in sorted(merged, reverse=True)[:count]]
+        return _newest((m for members in await pipe.execute() for m in members), count)
 
     async def newer(self, keys: Sequence[str], after: str, count: int) -> list[Entry]:
         """Up to `count` entries strictly newer than `after`, the nearest first (ascending)."""
@@ -310,3 +366,8 @@ class Timelines:
 
     async def muted(self, user_id: int) -> set[int]:
         return {int(m) for m in await self.redis.smembers(muted_key(user_id))}
+
+
+def _newest(members: Iterable[bytes | str], count: int) -> list[Entry]:
+    """The `count` newest distinct entries of merged sources, newest first."""
+    return [Entry.parse(m) for m in sorted(set(members), reverse=True)[:count]]
