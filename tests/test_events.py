@@ -244,6 +244,41 @@ async def test_a_survivor_handles_what_a_crashed_consumer_left_pending(redis):
     assert (await redis.xpending(stream, "g"))["pending"] == 0
 
 
+async def test_a_restarted_consumer_first_handles_what_its_earlier_life_left_pending(redis):
+    """Acknowledgements go out per batch: a crash before they do leaves the batch
+    pending under the consumer's name, and the next process with it handles the
+    batch on its first poll (XPENDING is skipped only once nothing can be pending)."""
+    stream = new_stream()
+    await add_events(redis, stream, *(user_events.UserDeleted(user_id=i) for i in (1, 2, 3)))
+    handled: list[int] = []
+
+    async def crash_after_two(event: user_events.UserDeleted, meta: EventMeta) -> None:
+        handled.append(event.user_id)
+        if len(handled) == 2:
+            raise asyncio.CancelledError  # the process dies mid-batch
+
+    crashing = EventHandlers()
+    crashing.on(user_events.UserDeleted, crash_after_two)
+    first = StreamConsumer(redis, stream, "g", crashing, start=Start.EARLIEST, consumer="pod-1")
+    await first.ensure_group()
+    with pytest.raises(asyncio.CancelledError):
+        await first.poll_once()
+    assert (await redis.xpending(stream, "g"))["pending"] == 3  # nothing acknowledged
+
+    again: list[int] = []
+
+    async def on_deleted(event: user_events.UserDeleted, meta: EventMeta) -> None:
+        again.append(event.user_id)
+
+    handlers = EventHandlers()
+    handlers.on(user_events.UserDeleted, on_deleted)
+    restarted = StreamConsumer(redis, stream, "g", handlers, start=Start.EARLIEST, consumer="pod-1")
+    assert await restarted.poll_once() == 3
+    assert sorted(again) == [1, 2, 3]
+    assert (await redis.xpending(stream, "g"))["pending"] == 0
+    assert restarted.stats["handled"] == 3
+
+
 async def test_a_new_group_starts_where_it_says(redis):
     stream = new_stream()
     await add_events(redis, stream, user_events.UserDeleted(user_id=1))

@@ -174,6 +174,10 @@ class StreamConsumer(BackgroundLoop):
         self._claimed_unattempted: set[bytes] = set()
         #: handled, skipped_unknown, failed_attempts, dead_lettered (also in Redis).
         self.stats: Counter[str] = Counter()
+        #: Entries done with, acknowledged together when their batch settles.
+        self._acks: list[bytes] = []
+        #: Whether XPENDING was asked since start (entries left by an earlier life).
+        self._checked_pending = False
 
     async def ensure_group(self) -> None:
         try:
@@ -187,14 +191,24 @@ class StreamConsumer(BackgroundLoop):
     def _backoff(self, attempts: int) -> float:
         return float(min(self._first_backoff * 2 ** max(attempts - 1, 0), self._max_backoff))
 
-    async def _count(self, changes: Counter[str]) -> None:
-        if not changes:
+    async def _settle(self, changes: Counter[str]) -> None:
+        """Acknowledges a batch's finished entries and moves its counters: one round trip
+        per batch, not one XACK per event (a crash before it redelivers them: handlers
+        are idempotent)."""
+        acks, self._acks = self._acks, []
+        if not changes and not acks:
             return
         self.stats.update(changes)
         pipe = self._redis.pipeline(transaction=False)
+        if acks:
+            pipe.xack(self.stream, self.group, *acks)
         for name, delta in changes.items():
             pipe.hincrby(stats_key(self.stream, self.group), name, delta)
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except BaseException:
+            self._acks[:0] = acks  # still owed: the next batch sends them
+            raise
 
     async def _dead_letter(
         self, entry_id: bytes, fields: dict[bytes, bytes], attempts: int, error: str
@@ -230,11 +244,11 @@ class StreamConsumer(BackgroundLoop):
         """Handles one delivery; returns the counters it moved."""
         outcome: Counter[str] = Counter()
         if not fields:  # deleted from the stream while pending
-            await self._redis.xack(self.stream, self.group, entry_id)
+            self._acks.append(entry_id)
             return outcome
         only = fields.get(FIELD_ONLY_GROUP)
         if only is not None and only.decode() != self.group:  # a replay meant for another group
-            await self._redis.xack(self.stream, self.group, entry_id)
+            self._acks.append(entry_id)
             return outcome
         if attempts > self._max_attempts:  # e.g. it crashed the process every time
             await self._dead_letter(entry_id, fields, attempts - 1, "exceeded max attempts")
@@ -265,7 +279,7 @@ class StreamConsumer(BackgroundLoop):
                     error,
                 )
             return outcome
-        await self._redis.xack(self.stream, self.group, entry_id)
+        self._acks.append(entry_id)
         self._retry_at.pop(entry_id, None)
         outcome["handled" if known else "skipped_unknown"] += 1
         return outcome
@@ -283,11 +297,12 @@ class StreamConsumer(BackgroundLoop):
         for _stream, entries in response or []:
             for entry_id, fields in entries:
                 outcome += await self._handle_entry(entry_id, fields, attempts=1)
-        await self._count(outcome)
+        await self._settle(outcome)
         return outcome["handled"]
 
     async def retry_due(self) -> int:
         """Re-delivers this consumer's pending entries whose backoff has passed."""
+        self._checked_pending = True
         pending: Any = await self._redis.xpending_range(
             self.stream, self.group, "-", "+", self._batch, consumername=self.consumer
         )
@@ -308,7 +323,7 @@ class StreamConsumer(BackgroundLoop):
             outcome += await self._handle_entry(entry_id, fields, attempts=attempts)
         for missing in set(due) - found:  # trimmed or deleted while pending
             await self._handle_entry(missing, None, attempts=0)
-        await self._count(outcome)
+        await self._settle(outcome)
         return outcome["handled"]
 
     async def reclaim(self) -> int:
@@ -350,8 +365,14 @@ class StreamConsumer(BackgroundLoop):
                 await self._redis.xgroup_delconsumer(self.stream, self.group, name)
 
     async def poll_once(self) -> int:
-        """Retries what is due, then reads new entries; returns how many were handled."""
-        return await self.retry_due() + await self.read_new()
+        """Retries what is due, then reads new entries; returns how many were handled.
+
+        XPENDING only when something may be pending here: a failed attempt, a claimed
+        entry, or (once) what an earlier process with this name left behind."""
+        retried = 0
+        if self._retry_at or self._claimed_unattempted or not self._checked_pending:
+            retried = await self.retry_due()
+        return retried + await self.read_new()
 
     async def run(self) -> None:
         await self.ensure_group()
