@@ -180,6 +180,14 @@ def _cache_stats(redis_url: str, namespace: str = "user:v1") -> dict[str, int]:
 #: The user service's caches the profile read goes through: its records, and the
 #: counts kept exact by generation (services/kit/counts.py).
 PROFILE_CACHES = {"cache": "user:v1", "counts_cache": "user-counts:v1"}
+#: The caches a timeline page's visibility is decided from, in the post service
+#: (account cards and viewer relationships, exact by generation: kit/cards.py,
+#: kit/relcache.py).
+MIX_CACHES = {
+    "post_cards_cache": "post-cards:v1",
+    "post_relationships_cache": "post-relationships:v1",
+}
+SCENARIO_CACHES = {"profile": PROFILE_CACHES, "mix": MIX_CACHES}
 
 
 def _primed(name: str, edge: str, people: Population, use_feed: bool) -> Primed | None:
@@ -317,7 +325,7 @@ def main(args: argparse.Namespace) -> int:
                     notes.append(
                         f"{name}: before measuring, {primed.what}: {primed.summary()} (not counted)"
                     )
-                caches = PROFILE_CACHES if stack and name == "profile" else {}
+                caches = SCENARIO_CACHES.get(name, {}) if stack else {}
                 if caches:
                     time.sleep(2.5)  # instances publish their counters every 2 s
                 redis_url = stack.env["REDIS_URL"] if stack is not None else ""

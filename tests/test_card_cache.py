@@ -101,7 +101,7 @@ async def test_absent_accounts_are_cached_and_a_load_that_overlaps_a_change_is_n
     infra: Infra,
 ):
     redis = aioredis.Redis.from_url(infra.redis_url)
-    first, second = CardCache(redis), CardCache(redis)
+    first, second = CardCache(redis, "test-cards:v1"), CardCache(redis, "test-cards:v1")
     live, gone = 987_654_321_201, 987_654_321_202
     truth = {"name": "before"}
     loads: list[list[int]] = []

@@ -103,7 +103,10 @@ async def test_a_writer_that_died_before_its_bump_is_corrected_by_the_event(
 
 async def test_a_load_that_overlaps_a_change_is_never_served(infra: Infra):
     redis = aioredis.Redis.from_url(infra.redis_url)
-    first, second = RelationshipCache(redis), RelationshipCache(redis)
+    first, second = (
+        RelationshipCache(redis, "test-relationships:v1"),
+        RelationshipCache(redis, "test-relationships:v1"),
+    )
     viewer, target = 987_654_321_101, 987_654_321_102
     truth = {"following": False}
     loads: list[list[int]] = []

@@ -39,6 +39,38 @@ class CacheStats:
         return (self.l1_hits + self.l2_hits) / total if total else 0.0
 
 
+class StatsReporter:
+    """Publishes one cache instance's hit counters to `cache-stats:<namespace>` every
+    2 s (a hash field per instance: `socialmesh bench` sums them) and as a gauge."""
+
+    def __init__(self, redis: aioredis.Redis, namespace: str, stats: CacheStats) -> None:
+        self._redis = redis
+        self._ns = namespace
+        self._stats = stats
+        self._instance = f"{socket.gethostname()}:{os.getpid()}:{id(stats):x}"
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"stats-{self._ns}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+            self._task = None
+
+    async def _run(self, every_seconds: float = 2.0) -> None:
+        key = f"cache-stats:{self._ns}"
+        while True:
+            await asyncio.sleep(every_seconds)
+            CACHE_HIT_RATE.labels(self._ns).set(self._stats.hit_rate)
+            try:
+                await self._redis.hset(key, self._instance, json.dumps(self._stats.__dict__))
+                await self._redis.expire(key, 3600)
+            except (OSError, aioredis.ConnectionError):
+                log.debug("could not publish %s cache stats", self._ns)
+
+
 class LocalTTLCache:
     """Bounded LRU with per-entry expiry; the L1 layer."""
 
@@ -92,10 +124,9 @@ class TwoLayerCache:
         self._l2_ttl = l2_ttl_seconds
         self._channel = f"cache-invalidate:{namespace}"
         self._listener: asyncio.Task[None] | None = None
-        self._reporter: asyncio.Task[None] | None = None
-        self._instance = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._ready = asyncio.Event()
         self.stats = CacheStats()
+        self._reporter = StatsReporter(redis, namespace, self.stats)
 
     def _key(self, key: str) -> str:
         return f"cache:{self._ns}:{key}"
@@ -105,26 +136,13 @@ class TwoLayerCache:
         if self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name=f"cache-{self._ns}")
             await asyncio.wait_for(self._ready.wait(), timeout=10)
-        if self._reporter is None:
-            self._reporter = asyncio.create_task(self._report_stats(), name=f"stats-{self._ns}")
+        self._reporter.start()
 
     async def stop(self) -> None:
-        for task in (self._listener, self._reporter):
-            if task is not None:
-                await cancel_and_wait(task)
-        self._listener = self._reporter = None
-
-    async def _report_stats(self, every_seconds: float = 2.0) -> None:
-        """Publishes this instance's hit counters (`socialmesh bench` sums them)."""
-        key = f"cache-stats:{self._ns}"
-        while True:
-            await asyncio.sleep(every_seconds)
-            CACHE_HIT_RATE.labels(self._ns).set(self.stats.hit_rate)
-            try:
-                await self._redis.hset(key, self._instance, json.dumps(self.stats.__dict__))
-                await self._redis.expire(key, 3600)
-            except (OSError, aioredis.ConnectionError):
-                log.debug("could not publish cache stats")
+        if self._listener is not None:
+            await cancel_and_wait(self._listener)
+            self._listener = None
+        await self._reporter.stop()
 
     async def _listen(self) -> None:
         while True:

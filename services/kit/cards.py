@@ -21,7 +21,7 @@ from google.protobuf import field_mask_pb2
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from .auth import anonymous_calls
-from .cache import CacheStats
+from .cache import CacheStats, StatsReporter
 from .channels import upstream_error
 from .generations import bump, generation_key, tag, untag
 
@@ -66,10 +66,20 @@ def user_loader(users: user_pb2_grpc.UserServiceAsyncStub) -> Loader:
 class CardCache:
     """Generation-checked cards in Redis; absent accounts are absent from answers."""
 
-    def __init__(self, redis: aioredis.Redis, *, ttl_seconds: int = ENTRY_TTL_SECONDS) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, namespace: str, *, ttl_seconds: int = ENTRY_TTL_SECONDS
+    ) -> None:
+        """`namespace` names this reader's hit counters (`cache-stats:<namespace>`)."""
         self._redis = redis
         self._ttl = ttl_seconds
         self.stats = CacheStats()
+        self._reporter = StatsReporter(redis, namespace, self.stats)
+
+    def start(self) -> None:
+        self._reporter.start()
+
+    async def stop(self) -> None:
+        await self._reporter.stop()
 
     async def get_many(self, user_ids: Iterable[int], loader: Loader) -> dict[int, user_pb2.User]:
         ids = list(dict.fromkeys(user_ids))

@@ -24,21 +24,15 @@ without a round trip, which is what the MGET already is.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import os
-import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from .cache import CacheStats
+from .cache import CacheStats, StatsReporter
 from .generations import bump, generation_key, tag, untag
-from .metrics import CACHE_HIT_RATE
-from .tasks import cancel_and_wait
 
 log = logging.getLogger("socialmesh.counts")
 
@@ -77,29 +71,13 @@ class CountsCache:
         self._redis = redis
         self._ttl = ttl_seconds
         self.stats = CacheStats()
-        self._reporter: asyncio.Task[None] | None = None
-        self._instance = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._reporter = StatsReporter(redis, NAMESPACE, self.stats)
 
     def start(self) -> None:
-        if self._reporter is None:
-            self._reporter = asyncio.create_task(self._report_stats(), name="stats-counts")
+        self._reporter.start()
 
     async def stop(self) -> None:
-        if self._reporter is not None:
-            await cancel_and_wait(self._reporter)
-            self._reporter = None
-
-    async def _report_stats(self, every_seconds: float = 2.0) -> None:
-        """Publishes this instance's hit counters (`socialmesh bench` sums them)."""
-        key = f"cache-stats:{NAMESPACE}"
-        while True:
-            await asyncio.sleep(every_seconds)
-            CACHE_HIT_RATE.labels(NAMESPACE).set(self.stats.hit_rate)
-            try:
-                await self._redis.hset(key, self._instance, json.dumps(self.stats.__dict__))
-                await self._redis.expire(key, 3600)
-            except (OSError, aioredis.ConnectionError):
-                log.debug("could not publish counts cache stats")
+        await self._reporter.stop()
 
     async def get_many(self, user_ids: Iterable[int], loader: Loader) -> dict[int, Counts]:
         """Counts of every id: cached where the generation still matches, else loaded."""

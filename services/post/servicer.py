@@ -124,6 +124,11 @@ def comment_proto(row: CommentRow) -> post_pb2.Comment:
     )
 
 
+#: Hit counters of the caches visibility is decided from (`socialmesh bench` prints them).
+POST_CARDS_STATS = "post-cards:v1"
+POST_RELATIONSHIPS_STATS = "post-relationships:v1"
+
+
 async def _no_relationships() -> dict[int, graph_pb2.Relationship]:
     return {}
 
@@ -150,9 +155,11 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
         # Visibility and author cards from caches kept exact by their owners'
         # generations (kit/cards.py, kit/relcache.py).
-        self._cards = CardCache(self._rt.redis)
+        self._cards = CardCache(self._rt.redis, POST_CARDS_STATS)
+        self._cards.start()
         self._load_cards = user_loader(self._users)
-        self._relationships = RelationshipCache(self._rt.redis)
+        self._relationships = RelationshipCache(self._rt.redis, POST_RELATIONSHIPS_STATS)
+        self._relationships.start()
         self._load_relationships = graph_loader(graph)
         self._post_limit = RateLimiter(
             self._rt.redis, "create-post", limit=POSTS_PER_MINUTE, window_seconds=60
@@ -182,6 +189,9 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
     async def on_stop(self) -> None:
         if self._backfill is not None:
             await self._backfill.stop()
+        for cache in (self._cards, self._relationships):
+            if cache is not None:
+                await cache.stop()
         await super().on_stop()
 
     @property

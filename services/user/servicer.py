@@ -209,7 +209,8 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         await self._cache.start()
         self._counts = CountsCache(self._rt.redis)
         self._counts.start()
-        self._relationships = RelationshipCache(self._rt.redis)
+        self._relationships = RelationshipCache(self._rt.redis, "user-relationships:v1")
+        self._relationships.start()
         self._update_limit = RateLimiter(
             self._rt.redis, "user-update", limit=PROFILE_UPDATES_PER_HOUR, window_seconds=3600
         )
@@ -339,6 +340,8 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             await self._cache.stop()
         if self._counts:
             await self._counts.stop()
+        if self._relationships:
+            await self._relationships.stop()
         await super().on_stop()
 
     # -- helpers ---------------------------------------------------------------
