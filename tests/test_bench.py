@@ -274,7 +274,7 @@ def test_report_has_every_figure_ratios_to_ceiling_and_the_environment(tmp_path)
             profile_steps[0],
             profile_steps,
             find_max=find_max(lambda r: profile_steps[0] if r < 150 else profile_steps[1]),
-            extra={"cache_hit_rate": 0.99},
+            extra={"cache_hit_rate": 0.99, "post_cards_cache_hit_rate": 0.98},
         ),
     ]
     results[0].find_max = find_max(lambda r: ceiling, start_rate=400, max_rate=400)
@@ -311,7 +311,8 @@ def test_report_has_every_figure_ratios_to_ceiling_and_the_environment(tmp_path)
     assert len(profile["steps"]) == 2 and profile["result"]["timeline"][0]["ok"] == 100
     assert loaded["generator"]["cpu_share_of_machine"] is not None
     text = report.table(built)
-    assert "x ceiling" in text and "note: a note" in text and "cache_hit_rate" in text
+    assert "x ceiling" in text and "note: a note" in text and "cache_hit_rate: 0.99" in text
+    assert "post_cards_cache_hit_rate: 0.98" in text  # every cache a scenario reads
     written = report.plot(built, results, tmp_path)
     assert {p.name for p in written} == {
         "latency_over_time.png",

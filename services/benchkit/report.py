@@ -183,7 +183,7 @@ def table(report: dict[str, Any]) -> str:
                     f"p99 {k['p99_ms']:8.2f} ms"
                 )
         for key, value in s.items():
-            if key in ("cache", "cache_hit_rate", "counts_cache", "counts_cache_hit_rate", "cold"):
+            if key == "cold" or key.endswith(("cache", "cache_hit_rate")):
                 lines.append(f"  {key}: {value}")
         if s["mode"] == "find-max":
             lines.append(
