@@ -9,10 +9,10 @@ mutes and deletions remove. Every effect is idempotent (ZADD/ZREM/SADD) and
 follow/mute state is order-insensitive (`newer_than_applied`).
 
 Read side: a page is cut from the merged sets by member cursors, filtered by
-mutes and feedback, and hydrated with one BatchGetPosts and one BatchGetUsers
-under the viewer's own token, so the post service drops whatever the viewer
-may not see (FOLLOWERS posts of accounts they do not follow, private
-accounts, blocks, deleted posts).
+mutes and feedback, and hydrated with one BatchGetPosts(include_authors) under
+the viewer's own token, so the post service drops whatever the viewer may not
+see (FOLLOWERS posts of accounts they do not follow, private accounts, blocks,
+deleted posts) and returns the authors' cards with the posts.
 """
 
 from __future__ import annotations
