@@ -21,9 +21,8 @@ from google.protobuf import field_mask_pb2
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from .auth import anonymous_calls
-from .cache import CacheStats, StatsReporter
 from .channels import upstream_error
-from .generations import bump, generation_key, tag, untag
+from .generations import GenerationCache, bump, generation_key, tag, untag
 
 ENTRY_TTL_SECONDS = 3600
 GENERATIONS = "card"
@@ -63,23 +62,14 @@ def user_loader(users: user_pb2_grpc.UserServiceAsyncStub) -> Loader:
     return load
 
 
-class CardCache:
+class CardCache(GenerationCache):
     """Generation-checked cards in Redis; absent accounts are absent from answers."""
 
     def __init__(
         self, redis: aioredis.Redis, namespace: str, *, ttl_seconds: int = ENTRY_TTL_SECONDS
     ) -> None:
         """`namespace` names this reader's hit counters (`cache-stats:<namespace>`)."""
-        self._redis = redis
-        self._ttl = ttl_seconds
-        self.stats = CacheStats()
-        self._reporter = StatsReporter(redis, namespace, self.stats)
-
-    def start(self) -> None:
-        self._reporter.start()
-
-    async def stop(self) -> None:
-        await self._reporter.stop()
+        super().__init__(redis, namespace, ttl_seconds=ttl_seconds)
 
     async def get_many(self, user_ids: Iterable[int], loader: Loader) -> dict[int, user_pb2.User]:
         ids = list(dict.fromkeys(user_ids))

@@ -31,8 +31,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .cache import CacheStats, StatsReporter
-from .generations import bump, generation_key, tag, untag
+from .generations import GenerationCache, bump, generation_key, tag, untag
 
 log = logging.getLogger("socialmesh.counts")
 
@@ -64,20 +63,11 @@ async def changed(redis: aioredis.Redis, user_ids: Iterable[int]) -> None:
 Loader = Callable[[list[int]], Awaitable[dict[int, Counts]]]
 
 
-class CountsCache:
+class CountsCache(GenerationCache):
     """Generation-checked counts in Redis, filled by `loader` (the owners' batch RPCs)."""
 
     def __init__(self, redis: aioredis.Redis, *, ttl_seconds: int = ENTRY_TTL_SECONDS) -> None:
-        self._redis = redis
-        self._ttl = ttl_seconds
-        self.stats = CacheStats()
-        self._reporter = StatsReporter(redis, NAMESPACE, self.stats)
-
-    def start(self) -> None:
-        self._reporter.start()
-
-    async def stop(self) -> None:
-        await self._reporter.stop()
+        super().__init__(redis, NAMESPACE, ttl_seconds=ttl_seconds)
 
     async def get_many(self, user_ids: Iterable[int], loader: Loader) -> dict[int, Counts]:
         """Counts of every id: cached where the generation still matches, else loaded."""

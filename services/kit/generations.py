@@ -20,6 +20,8 @@ from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 
+from .cache import CacheStats, StatsReporter
+
 
 def generation_key(namespace: str, user_id: int) -> str:
     return f"{namespace}-gen:v1:{user_id}"
@@ -47,3 +49,20 @@ def untag(entry: bytes | None, generation: bytes | None) -> bytes | None:
         return None
     stored, _, payload = entry.partition(b":")
     return payload if stored == (generation or b"0") else None
+
+
+class GenerationCache:
+    """What every generation-checked cache holds: its Redis, its entries' lifetime
+    and its hit counters (published as `cache-stats:<stats_namespace>`)."""
+
+    def __init__(self, redis: aioredis.Redis, stats_namespace: str, *, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self.stats = CacheStats()
+        self._reporter = StatsReporter(redis, stats_namespace, self.stats)
+
+    def start(self) -> None:
+        self._reporter.start()
+
+    async def stop(self) -> None:
+        await self._reporter.stop()

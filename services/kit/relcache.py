@@ -29,9 +29,8 @@ import grpc
 import redis.asyncio as aioredis
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 
-from .cache import CacheStats, StatsReporter
 from .channels import upstream_error
-from .generations import bump, generation_key, tag, untag
+from .generations import GenerationCache, bump, generation_key, tag, untag
 
 ENTRY_TTL_SECONDS = 3600
 #: Relationship fields in the order of an entry's bits.
@@ -81,23 +80,14 @@ def graph_loader(graph: graph_pb2_grpc.GraphServiceAsyncStub) -> Loader:
     return load
 
 
-class RelationshipCache:
+class RelationshipCache(GenerationCache):
     """Generation-checked `Relationship`s in Redis, filled by `loader` (graph's batch RPC)."""
 
     def __init__(
         self, redis: aioredis.Redis, namespace: str, *, ttl_seconds: int = ENTRY_TTL_SECONDS
     ) -> None:
         """`namespace` names this reader's hit counters (`cache-stats:<namespace>`)."""
-        self._redis = redis
-        self._ttl = ttl_seconds
-        self.stats = CacheStats()
-        self._reporter = StatsReporter(redis, namespace, self.stats)
-
-    def start(self) -> None:
-        self._reporter.start()
-
-    async def stop(self) -> None:
-        await self._reporter.stop()
+        super().__init__(redis, namespace, ttl_seconds=ttl_seconds)
 
     async def get_many(
         self, viewer_id: int, target_ids: Iterable[int], loader: Loader
