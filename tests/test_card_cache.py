@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-import redis.asyncio as aioredis
 from google.protobuf import field_mask_pb2
-from socialmesh.post.v1 import post_pb2, post_pb2_grpc
+from socialmesh.post.v1 import post_pb2
 from socialmesh.user.v1 import user_pb2
 
 from services.kit.cards import CardCache, cards_changed
 from services.user.store import UserStore
 
-from .conftest import Infra, Mesh
+from .conftest import Mesh
 from .helpers import code_of, follow
 
 
@@ -36,52 +35,46 @@ async def _update(users, who, **fields) -> None:
 
 
 async def test_profile_changes_are_seen_by_the_very_next_read(
-    mesh: Mesh, users, graph, make_person, infra: Infra
+    users, graph, posts, redis, make_person
 ):
-    posts = post_pb2_grpc.PostServiceStub(mesh["post"].channel)
     author, fan, stranger = await make_person(), await make_person(), await make_person()
     await follow(graph, fan, author)
     post = await posts.CreatePost(
         post_pb2.CreatePostRequest(post=post_pb2.Post(text="public for now")),
         metadata=author.md,
     )
-    redis = aioredis.Redis.from_url(infra.redis_url)
-    try:
-        assert await _visible(posts, stranger, post.post_id)
-        assert await redis.exists(f"card:v1:{author.id}")  # cached on the first read
+    assert await _visible(posts, stranger, post.post_id)
+    assert await redis.exists(f"card:v1:{author.id}")  # cached on the first read
 
-        # Going private hides the posts from strangers at once; followers keep them.
-        await _update(users, author, is_private=True)
-        assert not await _visible(posts, stranger, post.post_id)
-        got = posts.GetPost(post_pb2.GetPostRequest(post_id=post.post_id), metadata=stranger.md)
-        assert await code_of(got) == grpc.StatusCode.PERMISSION_DENIED
-        assert await _visible(posts, fan, post.post_id)
-        await _update(users, author, is_private=False)
-        assert await _visible(posts, stranger, post.post_id)
+    # Going private hides the posts from strangers at once; followers keep them.
+    await _update(users, author, is_private=True)
+    assert not await _visible(posts, stranger, post.post_id)
+    got = posts.GetPost(post_pb2.GetPostRequest(post_id=post.post_id), metadata=stranger.md)
+    assert await code_of(got) == grpc.StatusCode.PERMISSION_DENIED
+    assert await _visible(posts, fan, post.post_id)
+    await _update(users, author, is_private=False)
+    assert await _visible(posts, stranger, post.post_id)
 
-        # A new display name is on the next page's card.
-        await _update(users, author, display_name="Renamed")
-        reply = await posts.BatchGetPosts(
-            post_pb2.BatchGetPostsRequest(post_ids=[post.post_id], include_authors=True),
-            metadata=fan.md,
-        )
-        (card,) = reply.authors
-        assert card.display_name == "Renamed" and card.is_following
+    # A new display name is on the next page's card.
+    await _update(users, author, display_name="Renamed")
+    reply = await posts.BatchGetPosts(
+        post_pb2.BatchGetPostsRequest(post_ids=[post.post_id], include_authors=True),
+        metadata=fan.md,
+    )
+    (card,) = reply.authors
+    assert card.display_name == "Renamed" and card.is_following
 
-        # A deleted account's posts are gone for everyone at once.
-        await users.DeleteUser(user_pb2.DeleteUserRequest(user_id=author.id), metadata=author.md)
-        assert not await _visible(posts, fan, post.post_id)
-        assert not await _visible(posts, stranger, post.post_id)
-    finally:
-        await redis.aclose()
+    # A deleted account's posts are gone for everyone at once.
+    await users.DeleteUser(user_pb2.DeleteUserRequest(user_id=author.id), metadata=author.md)
+    assert not await _visible(posts, fan, post.post_id)
+    assert not await _visible(posts, stranger, post.post_id)
 
 
 async def test_a_writer_that_died_before_its_bump_is_corrected_by_the_event(
-    mesh: Mesh, graph, make_person
+    mesh: Mesh, posts, make_person
 ):
     """The change commits (with its `UserUpdated`) but nothing bumps the card's
     generation: the user service's consumer of the event does."""
-    posts = post_pb2_grpc.PostServiceStub(mesh["post"].channel)
     author, stranger = await make_person(), await make_person()
     post = await posts.CreatePost(
         post_pb2.CreatePostRequest(post=post_pb2.Post(text="hello")), metadata=author.md
@@ -98,9 +91,8 @@ async def test_a_writer_that_died_before_its_bump_is_corrected_by_the_event(
 
 
 async def test_absent_accounts_are_cached_and_a_load_that_overlaps_a_change_is_not_served(
-    infra: Infra,
+    redis,
 ):
-    redis = aioredis.Redis.from_url(infra.redis_url)
     first, second = CardCache(redis, "test-cards:v1"), CardCache(redis, "test-cards:v1")
     live, gone = 987_654_321_201, 987_654_321_202
     truth = {"name": "before"}
@@ -131,4 +123,3 @@ async def test_absent_accounts_are_cached_and_a_load_that_overlaps_a_change_is_n
         assert (first.stats.l2_hits, first.stats.misses) == (2, 2)
     finally:
         await redis.delete(*keys)
-        await redis.aclose()

@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-import redis.asyncio as aioredis
 from google.protobuf import field_mask_pb2
 from socialmesh.graph.v1 import events_pb2 as graph_events
-from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
-from socialmesh.post.v1 import post_pb2, post_pb2_grpc
+from socialmesh.graph.v1 import graph_pb2
+from socialmesh.post.v1 import post_pb2
 from socialmesh.user.v1 import user_pb2
 
 from services.graph.store import GraphStore
 from services.kit.relcache import RelationshipCache, relationships_changed
 
-from .conftest import Infra, Mesh
+from .conftest import Mesh
 from .helpers import code_of
 
 CARD = field_mask_pb2.FieldMask(paths=["user_id", "is_following", "is_private"])
@@ -29,57 +28,49 @@ async def _card(users, viewer, user_id: int) -> user_pb2.User | None:
     return reply.users[0] if reply.users else None
 
 
-async def test_every_change_is_seen_by_the_very_next_read(
-    mesh: Mesh, users, make_person, infra: Infra
-):
-    graph = graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
-    posts = post_pb2_grpc.PostServiceStub(mesh["post"].channel)
+async def test_every_change_is_seen_by_the_very_next_read(users, graph, posts, redis, make_person):
     fan, idol, locked = await make_person(), await make_person(), await make_person(private=True)
     secret = await posts.CreatePost(
         post_pb2.CreatePostRequest(post=post_pb2.Post(text="approved followers only")),
         metadata=locked.md,
     )
-    redis = aioredis.Redis.from_url(infra.redis_url)
-    try:
-        card = await _card(users, fan, idol.id)
-        assert card is not None and not card.is_following
-        assert await redis.exists(f"rel:v1:{fan.id}:{idol.id}")  # cached on the first read
-        await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=idol.id), metadata=fan.md)
-        card = await _card(users, fan, idol.id)
-        assert card is not None and card.is_following
-        await graph.UnfollowUser(graph_pb2.UnfollowUserRequest(user_id=idol.id), metadata=fan.md)
-        card = await _card(users, fan, idol.id)
-        assert card is not None and not card.is_following
+    card = await _card(users, fan, idol.id)
+    assert card is not None and not card.is_following
+    assert await redis.exists(f"rel:v1:{fan.id}:{idol.id}")  # cached on the first read
+    await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=idol.id), metadata=fan.md)
+    card = await _card(users, fan, idol.id)
+    assert card is not None and card.is_following
+    await graph.UnfollowUser(graph_pb2.UnfollowUserRequest(user_id=idol.id), metadata=fan.md)
+    card = await _card(users, fan, idol.id)
+    assert card is not None and not card.is_following
 
-        # A block by the other side hides the blocker at once (cached "not blocked" before).
-        await graph.BlockUser(graph_pb2.BlockUserRequest(user_id=fan.id), metadata=idol.md)
-        assert await _card(users, fan, idol.id) is None
-        profile = users.GetUser(user_pb2.GetUserRequest(user_id=idol.id), metadata=fan.md)
-        assert await code_of(profile) == grpc.StatusCode.NOT_FOUND
-        await graph.UnblockUser(graph_pb2.UnblockUserRequest(user_id=fan.id), metadata=idol.md)
-        assert await _card(users, fan, idol.id) is not None
+    # A block by the other side hides the blocker at once (cached "not blocked" before).
+    await graph.BlockUser(graph_pb2.BlockUserRequest(user_id=fan.id), metadata=idol.md)
+    assert await _card(users, fan, idol.id) is None
+    profile = users.GetUser(user_pb2.GetUserRequest(user_id=idol.id), metadata=fan.md)
+    assert await code_of(profile) == grpc.StatusCode.NOT_FOUND
+    await graph.UnblockUser(graph_pb2.UnblockUserRequest(user_id=fan.id), metadata=idol.md)
+    assert await _card(users, fan, idol.id) is not None
 
-        # A private account's posts: refused while not approved (cached), shown right
-        # after the approval, refused again right after an unfollow.
-        listing = post_pb2.ListUserPostsRequest(user_id=locked.id)
-        assert await code_of(posts.ListUserPosts(listing, metadata=fan.md)) == (
-            grpc.StatusCode.PERMISSION_DENIED
-        )
-        await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=locked.id), metadata=fan.md)
-        assert await code_of(posts.ListUserPosts(listing, metadata=fan.md)) == (
-            grpc.StatusCode.PERMISSION_DENIED
-        )
-        await graph.AcceptFollowRequest(
-            graph_pb2.AcceptFollowRequestRequest(requester_id=fan.id), metadata=locked.md
-        )
-        shown = await posts.ListUserPosts(listing, metadata=fan.md)
-        assert [p.post_id for p in shown.posts] == [secret.post_id]
-        await graph.UnfollowUser(graph_pb2.UnfollowUserRequest(user_id=locked.id), metadata=fan.md)
-        assert await code_of(posts.ListUserPosts(listing, metadata=fan.md)) == (
-            grpc.StatusCode.PERMISSION_DENIED
-        )
-    finally:
-        await redis.aclose()
+    # A private account's posts: refused while not approved (cached), shown right
+    # after the approval, refused again right after an unfollow.
+    listing = post_pb2.ListUserPostsRequest(user_id=locked.id)
+    assert await code_of(posts.ListUserPosts(listing, metadata=fan.md)) == (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
+    await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=locked.id), metadata=fan.md)
+    assert await code_of(posts.ListUserPosts(listing, metadata=fan.md)) == (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
+    await graph.AcceptFollowRequest(
+        graph_pb2.AcceptFollowRequestRequest(requester_id=fan.id), metadata=locked.md
+    )
+    shown = await posts.ListUserPosts(listing, metadata=fan.md)
+    assert [p.post_id for p in shown.posts] == [secret.post_id]
+    await graph.UnfollowUser(graph_pb2.UnfollowUserRequest(user_id=locked.id), metadata=fan.md)
+    assert await code_of(posts.ListUserPosts(listing, metadata=fan.md)) == (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
 
 
 async def test_a_writer_that_died_before_its_bump_is_corrected_by_the_event(
@@ -101,8 +92,7 @@ async def test_a_writer_that_died_before_its_bump_is_corrected_by_the_event(
     assert card is not None and card.is_following
 
 
-async def test_a_load_that_overlaps_a_change_is_never_served(infra: Infra):
-    redis = aioredis.Redis.from_url(infra.redis_url)
+async def test_a_load_that_overlaps_a_change_is_never_served(redis):
     first, second = (
         RelationshipCache(redis, "test-relationships:v1"),
         RelationshipCache(redis, "test-relationships:v1"),
@@ -145,7 +135,6 @@ async def test_a_load_that_overlaps_a_change_is_never_served(infra: Infra):
         assert (await second.get_many(viewer, [target], load))[target] == full  # a hit
     finally:
         await redis.delete(*keys)
-        await redis.aclose()
 
 
 def test_every_relationship_event_names_its_pair() -> None:

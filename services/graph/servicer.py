@@ -16,16 +16,17 @@ from services.kit.auth import (
 )
 from services.kit.channels import upstream_error
 from services.kit.consumers import EventHandlers, EventMeta, Start
-from services.kit.counts import changed as counts_changed
+from services.kit.counts import GENERATIONS as COUNTS
 from services.kit.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
 )
+from services.kit.generations import bump
 from services.kit.pagination import PageSizes, page_size
 from services.kit.ratelimit import RateLimiter
-from services.kit.relcache import relationships_changed
+from services.kit.relcache import GENERATIONS as RELATIONSHIPS
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_snowflake
 from services.kit.validation import Violations, batch_ids, require_positive_id
@@ -107,9 +108,8 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
     async def _changed(self, *user_ids: int, counts: bool = True) -> None:
         """After a change commits: what profiles cache of these users goes stale (their
         counts, kit/counts.py, and relationships, kit/relcache.py), before the reply."""
-        if counts:
-            await counts_changed(self._rt.redis, user_ids)
-        await relationships_changed(self._rt.redis, user_ids)
+        namespaces = [RELATIONSHIPS, COUNTS] if counts else [RELATIONSHIPS]
+        await bump(self._rt.redis, namespaces, user_ids)
 
     @property
     def store(self) -> GraphStore:

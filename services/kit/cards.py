@@ -39,7 +39,7 @@ def _entry_key(user_id: int) -> str:
 
 async def cards_changed(redis: aioredis.Redis, user_ids: Iterable[int]) -> None:
     """Call after a profile change or deletion of these accounts has committed."""
-    await bump(redis, GENERATIONS, user_ids)
+    await bump(redis, [GENERATIONS], user_ids)
 
 
 Loader = Callable[[list[int]], Awaitable[Sequence[user_pb2.User]]]

@@ -57,7 +57,7 @@ def _generation_key(user_id: int) -> str:
 
 async def changed(redis: aioredis.Redis, user_ids: Iterable[int]) -> None:
     """Call after a change of these users' counts has committed: cached counts go stale."""
-    await bump(redis, GENERATIONS, user_ids)
+    await bump(redis, [GENERATIONS], user_ids)
 
 
 Loader = Callable[[list[int]], Awaitable[dict[int, Counts]]]

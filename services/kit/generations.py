@@ -16,7 +16,7 @@ and kit/cards.py (account cards).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import redis.asyncio as aioredis
 
@@ -27,14 +27,16 @@ def generation_key(namespace: str, user_id: int) -> str:
     return f"{namespace}-gen:v1:{user_id}"
 
 
-async def bump(redis: aioredis.Redis, namespace: str, user_ids: Iterable[int]) -> None:
-    """Call after a change of these users' data has committed: cached entries go stale."""
+async def bump(redis: aioredis.Redis, namespaces: Sequence[str], user_ids: Iterable[int]) -> None:
+    """Call after a change of these users' data has committed: their entries in every
+    one of `namespaces` go stale (one round trip)."""
     ids = sorted(set(user_ids))
-    if not ids:
+    if not ids or not namespaces:
         return
     pipe = redis.pipeline(transaction=False)
-    for user_id in ids:
-        pipe.incr(generation_key(namespace, user_id))
+    for namespace in namespaces:
+        for user_id in ids:
+            pipe.incr(generation_key(namespace, user_id))
     await pipe.execute()
 
 

@@ -46,7 +46,7 @@ def _entry_key(viewer_id: int, target_id: int) -> str:
 
 async def relationships_changed(redis: aioredis.Redis, user_ids: Iterable[int]) -> None:
     """Call after a relationship change among these users has committed."""
-    await bump(redis, GENERATIONS, user_ids)
+    await bump(redis, [GENERATIONS], user_ids)
 
 
 def _encode(rel: graph_pb2.Relationship) -> bytes:

@@ -36,6 +36,7 @@ from services.kit.cache import TwoLayerCache
 from services.kit.cards import cards_changed
 from services.kit.channels import upstream_error
 from services.kit.consumers import EventHandlers, EventMeta, Start
+from services.kit.counts import GENERATIONS as COUNTS
 from services.kit.counts import Counts, CountsCache, changed
 from services.kit.errors import (
     FailedPrecondition,
@@ -44,8 +45,10 @@ from services.kit.errors import (
     PermissionDenied,
     Unauthenticated,
 )
+from services.kit.generations import bump
 from services.kit.ratelimit import RateLimiter, client_address
-from services.kit.relcache import RelationshipCache, graph_loader, relationships_changed
+from services.kit.relcache import GENERATIONS as RELATIONSHIPS
+from services.kit.relcache import RelationshipCache, graph_loader
 from services.kit.search import anonymous_limit
 from services.kit.server import Runtime, ServicerBase
 from services.kit.timestamps import from_datetime
@@ -162,6 +165,8 @@ _RELATIONSHIP_EVENTS: dict[type[Any], Callable[[Any], tuple[int, int]]] = {
     graph_events_pb2.Muted: lambda e: (e.muter_id, e.muted_id),
     graph_events_pb2.Unmuted: lambda e: (e.muter_id, e.muted_id),
 }
+#: ... and those that change follower/following counts too.
+_COUNT_EVENTS = {graph_events_pb2.Followed, graph_events_pb2.Unfollowed}
 
 
 class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
@@ -255,22 +260,16 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         revocations.on(user_events_pb2.SessionRevoked, self._on_session_revoked)
         await self.consume("user-revocations", revocations, start=Start.EARLIEST)
 
-        # Cached counts (kit/counts.py): graph and post bump a user's generation after
-        # their change commits; these events bump it again in case a writer died in
-        # between. LATEST: entries cached before this group existed expire within the hour.
-        stale_counts = EventHandlers()
-        stale_counts.on(graph_events_pb2.Followed, self._on_followed)
-        stale_counts.on(graph_events_pb2.Unfollowed, self._on_unfollowed)
-        stale_counts.on(post_events_pb2.PostCreated, self._on_post_created)
-        stale_counts.on(post_events_pb2.PostDeleted, self._on_post_deleted)
-        await self.consume("user-counts", stale_counts, start=Start.LATEST)
-
-        # Cached relationships (kit/relcache.py): the same scheme; graph bumps both
-        # users' generations after a change commits, these events bump them again.
-        stale_relationships = EventHandlers()
-        for event_type, pair in _RELATIONSHIP_EVENTS.items():
-            stale_relationships.on(event_type, self._relationship_bump(pair))
-        await self.consume("user-relationships", stale_relationships, start=Start.LATEST)
+        # Cached counts and relationships (kit/counts.py, kit/relcache.py): graph and
+        # post bump a user's generations after their change commits; these events bump
+        # them again in case a writer died in between. LATEST: entries cached before
+        # this group existed expire within the hour.
+        stale = EventHandlers()
+        for event_type in _RELATIONSHIP_EVENTS:
+            stale.on(event_type, self._on_graph_changed)
+        stale.on(post_events_pb2.PostCreated, self._on_post_created)
+        stale.on(post_events_pb2.PostDeleted, self._on_post_deleted)
+        await self.consume("user-counts", stale, start=Start.LATEST)
 
         # Cards other services cache (kit/cards.py) and this service's own records:
         # refreshed after each change commits, and again here from the events in
@@ -313,19 +312,11 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         await self.cache.invalidate(str(event.user_id))
         await cards_changed(self._rt.redis, (event.user_id,))
 
-    def _relationship_bump(
-        self, pair: Callable[[Any], tuple[int, int]]
-    ) -> Callable[[Any, EventMeta], Awaitable[None]]:
-        async def bump(event: Any, _: EventMeta) -> None:
-            await relationships_changed(self._rt.redis, pair(event))
-
-        return bump
-
-    async def _on_followed(self, event: graph_events_pb2.Followed, _: EventMeta) -> None:
-        await changed(self._rt.redis, (event.follower_id, event.followee_id))
-
-    async def _on_unfollowed(self, event: graph_events_pb2.Unfollowed, _: EventMeta) -> None:
-        await changed(self._rt.redis, (event.follower_id, event.followee_id))
+    async def _on_graph_changed(self, event: Any, _: EventMeta) -> None:
+        """Relationships of the pair go stale, and their counts if an edge changed."""
+        kind = type(event)
+        namespaces = [RELATIONSHIPS, COUNTS] if kind in _COUNT_EVENTS else [RELATIONSHIPS]
+        await bump(self._rt.redis, namespaces, _RELATIONSHIP_EVENTS[kind](event))
 
     async def _on_post_created(self, event: post_events_pb2.PostCreated, _: EventMeta) -> None:
         await changed(self._rt.redis, (event.author_id,))
