@@ -313,12 +313,7 @@ def main(args: argparse.Namespace) -> int:
             workloads["graph"] = GraphOps(edge, ids, people.tokens, zipf)
         if "post" in scenarios:
             workloads["post"] = PostOps(edge, ids, people.tokens, people.post_ids)
-        with Generator(
-            workers=args.workers,
-            connections=args.connections,
-            arrival=args.arrival,
-            request_timeout=args.timeout,
-        ) as gen:
+        with Generator.from_args(args) as gen:
             for name in [s for s in scenarios if s not in CHAT | FANOUT]:
                 primed = _primed(name, edge, people, feed_served)
                 if primed is not None:

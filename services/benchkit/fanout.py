@@ -483,12 +483,7 @@ def run(
         )
     kinds = [s.strip() for s in str(args.fanout_reads).split(",") if s.strip()]
     if kinds and kinds != ["none"] and warm_tokens:
-        with Generator(
-            workers=args.workers,
-            connections=args.connections,
-            arrival=args.arrival,
-            request_timeout=args.timeout,
-        ) as gen:
+        with Generator.from_args(args) as gen:
             for kind in kinds:
                 tab = {"following": FOLLOWING, "ranked": RANKED}.get(kind)
                 if tab is None:

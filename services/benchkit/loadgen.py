@@ -421,6 +421,16 @@ class Generator:
         self._pool: ProcessPoolExecutor | None = None
         self._seed = 0
 
+    @classmethod
+    def from_args(cls, args: Any) -> Generator:
+        """The generator `socialmesh bench`'s options describe."""
+        return cls(
+            workers=args.workers,
+            connections=args.connections,
+            arrival=args.arrival,
+            request_timeout=args.timeout,
+        )
+
     def __enter__(self) -> Generator:
         if self.workers > 1:
             import multiprocessing
