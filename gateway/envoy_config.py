@@ -359,6 +359,10 @@ class EdgeSettings:
     upstream_keepalive_interval_seconds: float = 30.0
     #: Plain-HTTP byte routes (none by default); they win over the API routes.
     file_routes: tuple[FileRoute, ...] = ()
+    #: The web app's static server (its prefix is `/`): GET/HEAD of every path the API
+    #: does not serve, except under `/v1/`, whose unknown paths stay the API's JSON 404.
+    #: None: no app, every unknown path is a 404.
+    app_files: FileRoute | None = None
 
 
 def build_bootstrap(settings: EdgeSettings, upstreams: Sequence[Upstream]) -> Bootstrap:
@@ -368,6 +372,15 @@ def build_bootstrap(settings: EdgeSettings, upstreams: Sequence[Upstream]) -> Bo
     methods = {u.name: contract.methods(u.grpc_service) for u in upstreams}
     problems = contract.transcoding_problems(u.grpc_service for u in upstreams)
     problems += _access_problems(methods)
+    if settings.app_files:
+        # The app's catch-all would otherwise answer GETs of a binding outside /v1/.
+        problems += [
+            f"{m.full_name}: REST path {b.template} is not under {API_PREFIX}"
+            for ms in methods.values()
+            for m in ms
+            for b in m.http
+            if not b.template.startswith(API_PREFIX)
+        ]
     if problems:
         # Envoy would refuse the config anyway, one method at a time and less legibly.
         raise ValueError("contract cannot be served by the edge:\n  " + "\n  ".join(problems))
@@ -378,6 +391,7 @@ def build_bootstrap(settings: EdgeSettings, upstreams: Sequence[Upstream]) -> Bo
             listeners=[_listener(settings, upstreams, methods, contract)],
             clusters=[_cluster(u, settings) for u in upstreams]
             + [_file_cluster(f) for f in settings.file_routes]
+            + ([_file_cluster(settings.app_files)] if settings.app_files else [])
             + ([_collector_cluster(settings.otlp_collector)] if settings.otlp_collector else []),
         ),
     )
@@ -807,6 +821,17 @@ def _route_config(
                 rest.append((_specificity(b), 1, route))
     rest.sort(key=lambda item: item[:2])
     routes.extend(route for _, _, route in rest)
+    if settings.app_files:
+        # API paths the contract does not know stay the API's 404; everything else a
+        # browser asks for (GET/HEAD) is the web app's to answer (its pages, assets, 404).
+        routes.append(
+            Route(
+                name="api_not_found",
+                match=RouteMatch(prefix=API_PREFIX),
+                direct_response=_not_found(),
+            )
+        )
+        routes.append(_file_route(settings.app_files))
     routes.append(
         Route(
             name="not_found",
@@ -858,6 +883,8 @@ def _refusal(name: str, match: RouteMatch) -> Route:
 
 
 OPENAPI_PATH = "/openapi.json"
+#: Every REST binding lives under it (checked in _check_settings).
+API_PREFIX = "/v1/"
 
 
 def _openapi_route(path: str) -> Route:
