@@ -13,6 +13,8 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
 from socialmesh.media.v1 import media_pb2 as _media_pb2
+from socialmesh.post.v1 import post_pb2 as _post_pb2
+from socialmesh.user.v1 import user_pb2 as _user_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -270,6 +272,7 @@ class Member(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     JOIN_TIME_FIELD_NUMBER: _builtins.int
     LAST_READ_SEQUENCE_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """The member."""
     role: Global___MemberRole.ValueType
@@ -280,6 +283,14 @@ class Member(_message.Message):
     def join_time(self) -> _timestamp_pb2.Timestamp:
         """When they joined."""
 
+    @_builtins.property
+    def user(self) -> _user_pb2.User:
+        """The member's card (handle, display name, avatar, viewer state) as the
+        caller sees it, so an inbox renders without another call. Filled in
+        answers to the caller (not in events); absent for an account that blocks
+        the caller.
+        """
+
     def __init__(
         self,
         *,
@@ -287,10 +298,11 @@ class Member(_message.Message):
         role: Global___MemberRole.ValueType = ...,
         join_time: _timestamp_pb2.Timestamp | None = ...,
         last_read_sequence: _builtins.int = ...,
+        user: _user_pb2.User | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "last_read_sequence", b"last_read_sequence", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "last_read_sequence", b"last_read_sequence", "role", b"role", "user", b"user", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -378,19 +390,25 @@ class ReactionCount(_message.Message):
 
     EMOJI_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
+    REACTED_BY_ME_FIELD_NUMBER: _builtins.int
     emoji: _builtins.str
     """The emoji (one grapheme, at most 16 characters)."""
     count: _builtins.int
     """How many members reacted with it."""
+    reacted_by_me: _builtins.bool
+    """Whether the caller is one of them (in answers to the caller; false in
+    events, which every member receives alike: see ReactionChange).
+    """
     def __init__(
         self,
         *,
         emoji: _builtins.str = ...,
         count: _builtins.int = ...,
+        reacted_by_me: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "emoji", b"emoji"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "emoji", b"emoji", "reacted_by_me", b"reacted_by_me"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -427,7 +445,9 @@ class Message(_message.Message):
     sequence: _builtins.int
     """Position in the conversation, gapless from 1: clients detect gaps with it."""
     reply_to_message_id: _builtins.int
-    """The message this one replies to, in the same conversation."""
+    """The message this one replies to, in the same conversation; absent when
+    it is not a reply.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the server accepted it."""
@@ -464,17 +484,19 @@ class Message(_message.Message):
         sequence: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         media_ids: _abc.Iterable[_builtins.int] | None = ...,
-        reply_to_message_id: _builtins.int = ...,
+        reply_to_message_id: _builtins.int | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         delete_time: _timestamp_pb2.Timestamp | None = ...,
         reactions: _abc.Iterable[Global___ReactionCount] | None = ...,
         media: _abc.Iterable[_media_pb2.Media] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "delete_time", b"delete_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_reply_to_message_id", b"_reply_to_message_id", "create_time", b"create_time", "delete_time", b"delete_time", "reply_to_message_id", b"reply_to_message_id", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "create_time", b"create_time", "delete_time", b"delete_time", "media", b"media", "media_ids", b"media_ids", "message_id", b"message_id", "reactions", b"reactions", "reply_to_message_id", b"reply_to_message_id", "sender_id", b"sender_id", "sequence", b"sequence", "text", b"text", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reply_to_message_id", b"_reply_to_message_id", "conversation_id", b"conversation_id", "create_time", b"create_time", "delete_time", b"delete_time", "media", b"media", "media_ids", b"media_ids", "message_id", b"message_id", "reactions", b"reactions", "reply_to_message_id", b"reply_to_message_id", "sender_id", b"sender_id", "sequence", b"sequence", "text", b"text", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__reply_to_message_id: _TypeAlias = _typing.Literal["reply_to_message_id"]  # noqa: Y015
+    _WhichOneofArgType__reply_to_message_id: _TypeAlias = _typing.Literal["_reply_to_message_id", b"_reply_to_message_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to_message_id) -> _WhichOneofReturnType__reply_to_message_id | None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
 
@@ -710,6 +732,8 @@ class Notification(_message.Message):
     ACTOR_COUNT_FIELD_NUMBER: _builtins.int
     LATEST_TIME_FIELD_NUMBER: _builtins.int
     SNIPPET_FIELD_NUMBER: _builtins.int
+    SAMPLE_ACTORS_FIELD_NUMBER: _builtins.int
+    POST_FIELD_NUMBER: _builtins.int
     notification_id: _builtins.int
     """Time-ordered id; a group's id moves forward with its latest activity."""
     type: Global___NotificationType.ValueType
@@ -717,9 +741,9 @@ class Notification(_message.Message):
     actor_id: _builtins.int
     """The most recent actor."""
     post_id: _builtins.int
-    """The post involved, if any."""
+    """The post involved; absent when none."""
     comment_id: _builtins.int
-    """The comment involved, if any (deep link)."""
+    """The comment involved (deep link); absent when none."""
     read: _builtins.bool
     """Whether the user has read it (its id is at or below their read mark)."""
     group_key: _builtins.str
@@ -740,14 +764,28 @@ class Notification(_message.Message):
     def latest_time(self) -> _timestamp_pb2.Timestamp:
         """The latest activity in the group."""
 
+    @_builtins.property
+    def sample_actors(self) -> _containers.RepeatedCompositeFieldContainer[_user_pb2.User]:
+        """Cards of sample_actor_ids (same order; the first is actor_id) as the
+        caller sees them; accounts that block the caller, or are gone, are left
+        out. Filled by ListNotifications.
+        """
+
+    @_builtins.property
+    def post(self) -> _post_pb2.Post:
+        """The post involved as the caller may see it (its text, media, counts and
+        author card), so the row renders without another call. Filled by
+        ListNotifications; absent when there is none, or it is gone or hidden.
+        """
+
     def __init__(
         self,
         *,
         notification_id: _builtins.int = ...,
         type: Global___NotificationType.ValueType = ...,
         actor_id: _builtins.int = ...,
-        post_id: _builtins.int = ...,
-        comment_id: _builtins.int = ...,
+        post_id: _builtins.int | None = ...,
+        comment_id: _builtins.int | None = ...,
         read: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         group_key: _builtins.str = ...,
@@ -755,12 +793,21 @@ class Notification(_message.Message):
         actor_count: _builtins.int = ...,
         latest_time: _timestamp_pb2.Timestamp | None = ...,
         snippet: _builtins.str = ...,
+        sample_actors: _abc.Iterable[_user_pb2.User] | None = ...,
+        post: _post_pb2.Post | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "latest_time", b"latest_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_comment_id", b"_comment_id", "_post_id", b"_post_id", "comment_id", b"comment_id", "create_time", b"create_time", "latest_time", b"latest_time", "post", b"post", "post_id", b"post_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_count", b"actor_count", "actor_id", b"actor_id", "comment_id", b"comment_id", "create_time", b"create_time", "group_key", b"group_key", "latest_time", b"latest_time", "notification_id", b"notification_id", "post_id", b"post_id", "read", b"read", "sample_actor_ids", b"sample_actor_ids", "snippet", b"snippet", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_comment_id", b"_comment_id", "_post_id", b"_post_id", "actor_count", b"actor_count", "actor_id", b"actor_id", "comment_id", b"comment_id", "create_time", b"create_time", "group_key", b"group_key", "latest_time", b"latest_time", "notification_id", b"notification_id", "post", b"post", "post_id", b"post_id", "read", b"read", "sample_actor_ids", b"sample_actor_ids", "sample_actors", b"sample_actors", "snippet", b"snippet", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__comment_id: _TypeAlias = _typing.Literal["comment_id"]  # noqa: Y015
+    _WhichOneofArgType__comment_id: _TypeAlias = _typing.Literal["_comment_id", b"_comment_id"]  # noqa: Y015
+    _WhichOneofReturnType__post_id: _TypeAlias = _typing.Literal["post_id"]  # noqa: Y015
+    _WhichOneofArgType__post_id: _TypeAlias = _typing.Literal["_post_id", b"_post_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__comment_id) -> _WhichOneofReturnType__comment_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__post_id) -> _WhichOneofReturnType__post_id | None: ...
 
 Global___Notification: _TypeAlias = Notification  # noqa: Y015
 

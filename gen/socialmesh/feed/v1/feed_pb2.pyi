@@ -222,7 +222,9 @@ class FeedItem(_message.Message):
     reason: Global___FeedReason.ValueType
     """Why it is here."""
     shared_by_user_id: _builtins.int
-    """For FEED_REASON_SHARED_BY_FOLLOWING: who reposted it."""
+    """For FEED_REASON_SHARED_BY_FOLLOWING: who reposted it (their card is in
+    the response's authors); absent otherwise.
+    """
     tracking_token: _builtins.str
     """Opaque, signed token to echo back in impressions and feedback; ranking
     internals (position, score, experiment arm) stay server-side.
@@ -232,14 +234,16 @@ class FeedItem(_message.Message):
         *,
         post_id: _builtins.int = ...,
         reason: Global___FeedReason.ValueType = ...,
-        shared_by_user_id: _builtins.int = ...,
+        shared_by_user_id: _builtins.int | None = ...,
         tracking_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_shared_by_user_id", b"_shared_by_user_id", "shared_by_user_id", b"shared_by_user_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["post_id", b"post_id", "reason", b"reason", "shared_by_user_id", b"shared_by_user_id", "tracking_token", b"tracking_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_shared_by_user_id", b"_shared_by_user_id", "post_id", b"post_id", "reason", b"reason", "shared_by_user_id", b"shared_by_user_id", "tracking_token", b"tracking_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__shared_by_user_id: _TypeAlias = _typing.Literal["shared_by_user_id"]  # noqa: Y015
+    _WhichOneofArgType__shared_by_user_id: _TypeAlias = _typing.Literal["_shared_by_user_id", b"_shared_by_user_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__shared_by_user_id) -> _WhichOneofReturnType__shared_by_user_id | None: ...
 
 Global___FeedItem: _TypeAlias = FeedItem  # noqa: Y015
 

@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from socialmesh.user.v1 import user_pb2 as _user_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -122,21 +123,30 @@ class FollowEdge(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """The other account of the follow."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the follow was made."""
 
+    @_builtins.property
+    def user(self) -> _user_pb2.User:
+        """The other account's card as the caller sees it, with the caller's viewer
+        state (is_following, followed_by, requested, muting, blocking) for the
+        row's button. Absent for an account that blocks the caller.
+        """
+
     def __init__(
         self,
         *,
         user_id: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        user: _user_pb2.User | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "user", b"user", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -150,21 +160,29 @@ class FollowRequest(_message.Message):
 
     REQUESTER_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    REQUESTER_FIELD_NUMBER: _builtins.int
     requester_id: _builtins.int
     """Who asked to follow."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When they asked."""
 
+    @_builtins.property
+    def requester(self) -> _user_pb2.User:
+        """The requester's card with the caller's viewer state (followed_by is false
+        until accepted; is_following says whether to offer "Follow back").
+        """
+
     def __init__(
         self,
         *,
         requester_id: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        requester: _user_pb2.User | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "requester", b"requester"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "requester_id", b"requester_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "requester", b"requester", "requester_id", b"requester_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

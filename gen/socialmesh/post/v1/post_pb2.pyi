@@ -91,6 +91,8 @@ class Post(_message.Message):
     IS_SHARED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     MEDIA_FIELD_NUMBER: _builtins.int
+    AUTHOR_FIELD_NUMBER: _builtins.int
+    FACETS_FIELD_NUMBER: _builtins.int
     post_id: _builtins.int
     """Time-ordered 64-bit id."""
     author_id: _builtins.int
@@ -134,6 +136,22 @@ class Post(_message.Message):
         see the post.
         """
 
+    @_builtins.property
+    def author(self) -> _user_pb2.User:
+        """The author's card as this viewer sees it (handle, display name, avatar,
+        is_private and the viewer state: is_following, followed_by, requested,
+        muting, blocking), so a post renders without another call. Counts are
+        absent on cards. Filled on every post a PostService read returns to a
+        client (and on BatchGetPosts with include_authors).
+        """
+
+    @_builtins.property
+    def facets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Facet]:
+        """Rich-text spans of `text`: mentions (with the account's id and handle),
+        links and hashtags (as written), with UTF-8 byte and code point ranges.
+        Mentions of accounts the viewer may not see are left out.
+        """
+
     def __init__(
         self,
         *,
@@ -152,14 +170,146 @@ class Post(_message.Message):
         is_shared: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         media: _abc.Iterable[_media_pb2.Media] | None = ...,
+        author: _user_pb2.User | None = ...,
+        facets: _abc.Iterable[Global___Facet] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "comment_count", b"comment_count", "create_time", b"create_time", "hashtags", b"hashtags", "is_liked", b"is_liked", "is_saved", b"is_saved", "is_shared", b"is_shared", "like_count", b"like_count", "media", b"media", "media_ids", b"media_ids", "mention_ids", b"mention_ids", "post_id", b"post_id", "share_count", b"share_count", "text", b"text", "visibility", b"visibility"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "author_id", b"author_id", "comment_count", b"comment_count", "create_time", b"create_time", "facets", b"facets", "hashtags", b"hashtags", "is_liked", b"is_liked", "is_saved", b"is_saved", "is_shared", b"is_shared", "like_count", b"like_count", "media", b"media", "media_ids", b"media_ids", "mention_ids", b"mention_ids", "post_id", b"post_id", "share_count", b"share_count", "text", b"text", "visibility", b"visibility"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Post: _TypeAlias = Post  # noqa: Y015
+
+@_typing.final
+class Facet(_message.Message):
+    """A span of text with a meaning (like Bluesky's richtext facets). Ranges are
+    half-open: [byte_start, byte_end) in the UTF-8 encoding of the text, and
+    [char_start, char_end) in Unicode code points (Python str indices, JS
+    Array.from(text) indices). The span includes the '@' or '#'.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BYTE_START_FIELD_NUMBER: _builtins.int
+    BYTE_END_FIELD_NUMBER: _builtins.int
+    CHAR_START_FIELD_NUMBER: _builtins.int
+    CHAR_END_FIELD_NUMBER: _builtins.int
+    MENTION_FIELD_NUMBER: _builtins.int
+    LINK_FIELD_NUMBER: _builtins.int
+    TAG_FIELD_NUMBER: _builtins.int
+    byte_start: _builtins.int
+    """First UTF-8 byte of the span."""
+    byte_end: _builtins.int
+    """One past the last UTF-8 byte of the span."""
+    char_start: _builtins.int
+    """First code point of the span."""
+    char_end: _builtins.int
+    """One past the last code point of the span."""
+    @_builtins.property
+    def mention(self) -> Global___MentionFeature:
+        """An @mention of an account."""
+
+    @_builtins.property
+    def link(self) -> Global___LinkFeature:
+        """A link (http or https URL)."""
+
+    @_builtins.property
+    def tag(self) -> Global___TagFeature:
+        """A #hashtag."""
+
+    def __init__(
+        self,
+        *,
+        byte_start: _builtins.int = ...,
+        byte_end: _builtins.int = ...,
+        char_start: _builtins.int = ...,
+        char_end: _builtins.int = ...,
+        mention: Global___MentionFeature | None = ...,
+        link: Global___LinkFeature | None = ...,
+        tag: Global___TagFeature | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature", "link", b"link", "mention", b"mention", "tag", b"tag"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["byte_end", b"byte_end", "byte_start", b"byte_start", "char_end", b"char_end", "char_start", b"char_start", "feature", b"feature", "link", b"link", "mention", b"mention", "tag", b"tag"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_feature: _TypeAlias = _typing.Literal["mention", "link", "tag"]  # noqa: Y015
+    _WhichOneofArgType_feature: _TypeAlias = _typing.Literal["feature", b"feature"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_feature) -> _WhichOneofReturnType_feature | None: ...
+
+Global___Facet: _TypeAlias = Facet  # noqa: Y015
+
+@_typing.final
+class MentionFeature(_message.Message):
+    """An @mention in a facet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    HANDLE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """The mentioned account."""
+    handle: _builtins.str
+    """Its handle (lower-case, without '@')."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        handle: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handle", b"handle", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MentionFeature: _TypeAlias = MentionFeature  # noqa: Y015
+
+@_typing.final
+class LinkFeature(_message.Message):
+    """A link in a facet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URI_FIELD_NUMBER: _builtins.int
+    uri: _builtins.str
+    """The URL as written (a bare "www." link gets "https://")."""
+    def __init__(
+        self,
+        *,
+        uri: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["uri", b"uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkFeature: _TypeAlias = LinkFeature  # noqa: Y015
+
+@_typing.final
+class TagFeature(_message.Message):
+    """A hashtag in a facet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_FIELD_NUMBER: _builtins.int
+    tag: _builtins.str
+    """The tag as written (original case), without '#'; `hashtags` and the tag
+    timeline match it case-insensitively.
+    """
+    def __init__(
+        self,
+        *,
+        tag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tag", b"tag"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TagFeature: _TypeAlias = TagFeature  # noqa: Y015
 
 @_typing.final
 class Comment(_message.Message):
@@ -172,6 +322,8 @@ class Comment(_message.Message):
     AUTHOR_ID_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    AUTHOR_FIELD_NUMBER: _builtins.int
+    FACETS_FIELD_NUMBER: _builtins.int
     comment_id: _builtins.int
     """Time-ordered 64-bit id."""
     post_id: _builtins.int
@@ -184,6 +336,14 @@ class Comment(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was written."""
 
+    @_builtins.property
+    def author(self) -> _user_pb2.User:
+        """The author's card as this viewer sees it (as Post.author)."""
+
+    @_builtins.property
+    def facets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Facet]:
+        """Rich-text spans of `text` (as Post.facets)."""
+
     def __init__(
         self,
         *,
@@ -192,10 +352,12 @@ class Comment(_message.Message):
         author_id: _builtins.int = ...,
         text: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        author: _user_pb2.User | None = ...,
+        facets: _abc.Iterable[Global___Facet] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "comment_id", b"comment_id", "create_time", b"create_time", "post_id", b"post_id", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "author_id", b"author_id", "comment_id", b"comment_id", "create_time", b"create_time", "facets", b"facets", "post_id", b"post_id", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -42,6 +42,10 @@ class User(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     AVATAR_MEDIA_ID_FIELD_NUMBER: _builtins.int
     EMAIL_VERIFIED_FIELD_NUMBER: _builtins.int
+    FOLLOWED_BY_FIELD_NUMBER: _builtins.int
+    REQUESTED_FIELD_NUMBER: _builtins.int
+    MUTING_FIELD_NUMBER: _builtins.int
+    BLOCKING_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """Unique, time-ordered 64-bit id (a JSON string in REST responses)."""
     handle: _builtins.str
@@ -57,11 +61,13 @@ class User(_message.Message):
     is_private: _builtins.bool
     """Whether the account is private: only approved followers see its details."""
     follower_count: _builtins.int
-    """Number of accounts following this user."""
+    """Number of accounts following this user. Absent when not known to this
+    view (the limited view of a private account, and account cards).
+    """
     following_count: _builtins.int
-    """Number of accounts this user follows."""
+    """Number of accounts this user follows; absent like follower_count."""
     post_count: _builtins.int
-    """Number of posts this user has published."""
+    """Number of posts this user has published; absent like follower_count."""
     is_following: _builtins.bool
     """Whether the calling user follows this user (false for anonymous callers)."""
     is_limited_view: _builtins.bool
@@ -72,13 +78,25 @@ class User(_message.Message):
     """The account's email; returned only to the account's owner."""
     avatar_media_id: _builtins.int
     """The avatar: one of the account's own READY image uploads (media service),
-    marked in use when set; 0 removes the avatar.
+    marked in use when set; 0 removes the avatar. Absent when there is no
+    avatar (never "0" in answers).
     """
     email_verified: _builtins.bool
     """Whether the owner proved the address in `email` is theirs (VerifyEmail);
     returned only to the account's owner, like email. Unverified accounts work
     normally; clients may prompt their owners to verify.
     """
+    followed_by: _builtins.bool
+    """Viewer state, beside is_following, so a profile or card renders its
+    buttons without another call (false for anonymous callers and on the
+    caller's own profile). Whether this user follows the caller ("Follow back").
+    """
+    requested: _builtins.bool
+    """Whether the caller's follow request to this (private) user is pending."""
+    muting: _builtins.bool
+    """Whether the caller mutes this user."""
+    blocking: _builtins.bool
+    """Whether the caller blocks this user."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the account was created."""
@@ -96,22 +114,41 @@ class User(_message.Message):
         bio: _builtins.str = ...,
         avatar_url: _builtins.str = ...,
         is_private: _builtins.bool = ...,
-        follower_count: _builtins.int = ...,
-        following_count: _builtins.int = ...,
-        post_count: _builtins.int = ...,
+        follower_count: _builtins.int | None = ...,
+        following_count: _builtins.int | None = ...,
+        post_count: _builtins.int | None = ...,
         is_following: _builtins.bool = ...,
         is_limited_view: _builtins.bool = ...,
         email: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
-        avatar_media_id: _builtins.int = ...,
+        avatar_media_id: _builtins.int | None = ...,
         email_verified: _builtins.bool = ...,
+        followed_by: _builtins.bool = ...,
+        requested: _builtins.bool = ...,
+        muting: _builtins.bool = ...,
+        blocking: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_avatar_media_id", b"_avatar_media_id", "_follower_count", b"_follower_count", "_following_count", b"_following_count", "_post_count", b"_post_count", "avatar_media_id", b"avatar_media_id", "create_time", b"create_time", "follower_count", b"follower_count", "following_count", b"following_count", "post_count", b"post_count", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_media_id", b"avatar_media_id", "avatar_url", b"avatar_url", "bio", b"bio", "create_time", b"create_time", "display_name", b"display_name", "email", b"email", "email_verified", b"email_verified", "follower_count", b"follower_count", "following_count", b"following_count", "handle", b"handle", "is_following", b"is_following", "is_limited_view", b"is_limited_view", "is_private", b"is_private", "post_count", b"post_count", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_avatar_media_id", b"_avatar_media_id", "_follower_count", b"_follower_count", "_following_count", b"_following_count", "_post_count", b"_post_count", "avatar_media_id", b"avatar_media_id", "avatar_url", b"avatar_url", "bio", b"bio", "blocking", b"blocking", "create_time", b"create_time", "display_name", b"display_name", "email", b"email", "email_verified", b"email_verified", "followed_by", b"followed_by", "follower_count", b"follower_count", "following_count", b"following_count", "handle", b"handle", "is_following", b"is_following", "is_limited_view", b"is_limited_view", "is_private", b"is_private", "muting", b"muting", "post_count", b"post_count", "requested", b"requested", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__avatar_media_id: _TypeAlias = _typing.Literal["avatar_media_id"]  # noqa: Y015
+    _WhichOneofArgType__avatar_media_id: _TypeAlias = _typing.Literal["_avatar_media_id", b"_avatar_media_id"]  # noqa: Y015
+    _WhichOneofReturnType__follower_count: _TypeAlias = _typing.Literal["follower_count"]  # noqa: Y015
+    _WhichOneofArgType__follower_count: _TypeAlias = _typing.Literal["_follower_count", b"_follower_count"]  # noqa: Y015
+    _WhichOneofReturnType__following_count: _TypeAlias = _typing.Literal["following_count"]  # noqa: Y015
+    _WhichOneofArgType__following_count: _TypeAlias = _typing.Literal["_following_count", b"_following_count"]  # noqa: Y015
+    _WhichOneofReturnType__post_count: _TypeAlias = _typing.Literal["post_count"]  # noqa: Y015
+    _WhichOneofArgType__post_count: _TypeAlias = _typing.Literal["_post_count", b"_post_count"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__avatar_media_id) -> _WhichOneofReturnType__avatar_media_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__follower_count) -> _WhichOneofReturnType__follower_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__following_count) -> _WhichOneofReturnType__following_count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__post_count) -> _WhichOneofReturnType__post_count | None: ...
 
 Global___User: _TypeAlias = User  # noqa: Y015
 
