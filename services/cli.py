@@ -10,6 +10,10 @@ from pathlib import Path
 
 from services import registry
 
+#: `socialmesh serve web`: the web app's static file server (services/webapp/), not a
+#: gRPC service, so not in the registry.
+WEB = "web"
+
 
 def _cmd_up(args: argparse.Namespace) -> int:
     """Runs the whole stack until Ctrl-C / SIGTERM, or until one of its processes dies.
@@ -69,6 +73,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    if args.service == WEB:
+        from services.webapp.server import main as serve_web
+
+        serve_web()  # the web app's static files (WEB_ROOT, WEB_HOST, WEB_PORT)
+        return 0
     from services.kit.server import run
 
     service = registry.get(args.service)
@@ -323,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=_cmd_up)
 
     serve = sub.add_parser("serve", help="run one service (the Kubernetes entrypoint)")
-    serve.add_argument("service", choices=registry.IMPLEMENTED)
+    serve.add_argument("service", choices=(*registry.IMPLEMENTED, WEB))
     serve.set_defaults(func=_cmd_serve)
 
     envoy = sub.add_parser("envoy-config", help="print the rendered Envoy bootstrap YAML")
