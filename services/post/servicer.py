@@ -20,7 +20,7 @@ from services.kit.auth import (
     require_service,
 )
 from services.kit.backfill import BackfillWorker
-from services.kit.cards import CardCache, user_loader
+from services.kit.cards import CardCache, user_loader, viewer_card
 from services.kit.cards import Loader as CardLoader
 from services.kit.channels import upstream_error
 from services.kit.consumers import Start
@@ -48,6 +48,8 @@ MAX_AUTHORS = 1000
 #: BatchListAuthorPosts.per_author_limit: default and maximum (post.proto).
 AUTHOR_POST_LIMITS = PageSizes(default=20, maximum=200)
 MAX_REQUEST_ID = 64
+#: LookupUsers takes at most this many handles (user.proto).
+MAX_LOOKUP = 100
 #: Page sizes of the post lists (post.proto).
 POST_PAGES = PageSizes(default=20, maximum=100)
 COMMENT_PAGES = PageSizes(default=50, maximum=200)
@@ -83,6 +85,59 @@ def post_proto(row: PostRow) -> post_pb2.Post:
         is_shared=row.is_shared,
         create_time=from_datetime(row.created_at),
     )
+
+
+#: Account cards as one viewer sees them, by user id (kit/cards.py viewer_card).
+Cards = dict[int, user_pb2.User]
+
+#: What only a medium's owner may read: the uploader's file name and declared
+#: type, the original's digest and size, and why processing failed.
+_OWNER_ONLY_MEDIA = ("filename", "declared_content_type", "sha256", "size_bytes", "failure_reason")
+
+
+def facets_proto(text: str, handles: dict[str, int]) -> list[post_pb2.Facet]:
+    """The text's facets; a mention becomes one only when `handles` resolves it
+    (an account the viewer may see), else it stays plain text."""
+    spans = text_rules.spans(text)
+    if not spans:
+        return []
+    offsets = text_rules.byte_offsets(text)
+    facets = []
+    for span in spans:
+        facet = post_pb2.Facet(
+            byte_start=offsets[span.start],
+            byte_end=offsets[span.end],
+            char_start=span.start,
+            char_end=span.end,
+        )
+        if span.kind == "mention":
+            user_id = handles.get(span.value)
+            if user_id is None:
+                continue
+            facet.mention.CopyFrom(post_pb2.MentionFeature(user_id=user_id, handle=span.value))
+        elif span.kind == "link":
+            facet.link.uri = span.value
+        else:
+            facet.tag.tag = span.value
+        facets.append(facet)
+    return facets
+
+
+def shown_post(row: PostRow, viewer: int | None, cards: Cards) -> post_pb2.Post:
+    """A visible post as the viewer sees it: the author's card, facets (mentions
+    only of accounts whose cards the viewer may see), and the slim media view
+    unless the viewer is the author (owner-only fields cleared)."""
+    post = post_proto(row)
+    author = cards.get(row.author_id)
+    if author is not None:
+        post.author.CopyFrom(author)
+    handles = {cards[m].handle.lower(): m for m in row.mention_ids if m in cards}
+    post.facets.extend(facets_proto(row.text, handles))
+    if viewer != row.author_id:
+        for media in post.media:
+            for name in _OWNER_ONLY_MEDIA:
+                media.ClearField(name)  # type: ignore[arg-type]
+    return post
 
 
 def post_ref_proto(ref: PostRef) -> post_pb2.PostRef:
@@ -208,16 +263,20 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         self,
         author_ids: Iterable[int],
         viewer: int | None,
-        cards: list[user_pb2.User] | None = None,
+        cards: Cards | None = None,
+        also: Iterable[int] = (),
     ) -> dict[int, Author]:
         """Authors visible to the viewer; those deleted or blocking the viewer are absent.
 
         From the account cards and the viewer's relationships, both cached here and
         exact (kit/cards.py, kit/relcache.py): a warm read asks neither user nor
-        graph. Given `cards`, the authors' cards as the viewer sees them (the
-        viewer's own too) are appended there.
+        graph. Given `cards`, the cards as the viewer sees them (kit/cards.py
+        viewer_card) of the authors (the viewer's own too) and of the accounts in
+        `also` (the posts' mentions) are added there, in the same reads.
         """
         ids = list(dict.fromkeys(author_ids))
+        if cards is not None:
+            ids = list(dict.fromkeys([*ids, *also]))
         wanted = ids if cards is not None else [a for a in ids if a != viewer]
         found: dict[int, Author] = {}
         if viewer is not None:
@@ -242,10 +301,9 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
             if author_id != viewer:
                 found[author_id] = Author(card.is_private, following)
             if cards is not None:
-                shown = user_pb2.User()
-                shown.CopyFrom(card)
-                shown.is_following = following
-                cards.append(shown)
+                shown = viewer_card(card, viewer, rel)
+                if shown is not None:
+                    cards[author_id] = shown
         return found
 
     @staticmethod
@@ -261,9 +319,12 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         self,
         rows: list[PostRow],
         viewer: int | None,
-        cards: list[user_pb2.User] | None = None,
+        cards: Cards | None = None,
     ) -> list[PostRow]:
-        authors = await self._authors((r.author_id for r in rows), viewer, cards)
+        """The rows the viewer may see; given `cards`, their authors' and mentioned
+        accounts' cards are added there (see `_authors`)."""
+        mentioned = [m for r in rows for m in r.mention_ids] if cards is not None else []
+        authors = await self._authors((r.author_id for r in rows), viewer, cards, mentioned)
         shown = []
         for row in rows:
             try:
@@ -273,19 +334,35 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
             shown.append(row)
         return shown
 
-    async def _visible_post(self, post_id: int, viewer: int | None) -> PostRow:
+    async def _visible_post(
+        self, post_id: int, viewer: int | None, cards: Cards | None = None
+    ) -> PostRow:
         require_positive_id(post_id, "post_id")
         row = (await self.store.posts([post_id], viewer)).get(post_id)
         if row is None:
             raise NotFound(f"post {post_id} not found")
-        self._check(row, await self._authors([row.author_id], viewer))
+        self._check(row, await self._authors([row.author_id], viewer, cards, row.mention_ids))
         return row
 
     async def _reread(self, post_id: int, viewer: int | None) -> post_pb2.Post:
         row = (await self.store.posts([post_id], viewer)).get(post_id)
         if row is None:
             raise NotFound(f"post {post_id} not found")
-        return post_proto(row)
+        cards: Cards = {}
+        await self._authors([row.author_id], viewer, cards, row.mention_ids)
+        return shown_post(row, viewer, cards)
+
+    async def _shown(
+        self, rows: list[PostRow], viewer: int | None, cards: Cards | None = None
+    ) -> list[post_pb2.Post]:
+        """Visible rows as the viewer sees them, with author cards and facets; the
+        cards already in `cards` are not read again."""
+        cards = {} if cards is None else cards
+        wanted = {r.author_id for r in rows} | {m for r in rows for m in r.mention_ids}
+        missing = wanted - cards.keys()
+        if missing:
+            await self._authors(missing, viewer, cards, missing)
+        return [shown_post(r, viewer, cards) for r in rows]
 
     # -- posts -------------------------------------------------------------------
 
@@ -368,7 +445,10 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
     async def GetPost(
         self, request: post_pb2.GetPostRequest, context: grpc.aio.ServicerContext
     ) -> post_pb2.Post:
-        return post_proto(await self._visible_post(request.post_id, current_viewer_id()))
+        viewer = current_viewer_id()
+        cards: Cards = {}
+        row = await self._visible_post(request.post_id, viewer, cards)
+        return shown_post(row, viewer, cards)
 
     async def BatchGetPosts(
         self, request: post_pb2.BatchGetPostsRequest, context: grpc.aio.ServicerContext
@@ -376,13 +456,13 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         ids = batch_ids(request.post_ids, "post_ids", MAX_BATCH)
         viewer = current_viewer_id()
         rows = await self.store.posts(ids, viewer)
-        cards: list[user_pb2.User] | None = [] if request.include_authors else None
+        cards: Cards = {}
         visible = {r.post_id: r for r in await self._visible(list(rows.values()), viewer, cards)}
         shown = [visible[i] for i in ids if i in visible]
-        authors = {r.author_id for r in shown}
+        authors = dict.fromkeys(r.author_id for r in shown) if request.include_authors else {}
         return post_pb2.BatchGetPostsResponse(
-            posts=[post_proto(r) for r in shown],
-            authors=[c for c in cards or () if c.user_id in authors],
+            posts=[shown_post(r, viewer, cards) for r in shown],
+            authors=[cards[a] for a in authors if a in cards],
         )
 
     async def DeletePost(
@@ -403,7 +483,8 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         require_positive_id(request.user_id, "user_id")
         viewer = current_viewer_id()
         page = self._rt.page_tokens.page(f"posts:{request.user_id}", "post_id", request, POST_PAGES)
-        author = (await self._authors([request.user_id], viewer)).get(request.user_id)
+        cards: Cards = {}
+        author = (await self._authors([request.user_id], viewer, cards)).get(request.user_id)
         if author is None:
             raise NotFound(f"user {request.user_id} not found")
         if author.is_private and not author.is_following:
@@ -416,7 +497,7 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
             include_followers_only=author.is_following,
         )
         return post_pb2.ListUserPostsResponse(
-            posts=[post_proto(r) for r in page.rows(rows)],
+            posts=await self._shown(page.rows(rows), viewer, cards),
             next_page_token=page.next_token(rows, lambda r: r.post_id),
         )
 
@@ -474,9 +555,12 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         saved = await self.store.saved(caller.user_id, page.position, page.limit)
         post_ids = [post_id for post_id, _save_id in page.rows(saved)]
         rows = await self.store.posts(post_ids, caller.user_id)
-        visible = {r.post_id: r for r in await self._visible(list(rows.values()), caller.user_id)}
+        cards: Cards = {}
+        visible = {
+            r.post_id: r for r in await self._visible(list(rows.values()), caller.user_id, cards)
+        }
         return post_pb2.ListSavedPostsResponse(
-            posts=[post_proto(visible[p]) for p in post_ids if p in visible],
+            posts=[shown_post(visible[p], caller.user_id, cards) for p in post_ids if p in visible],
             next_page_token=page.next_token(saved, lambda s: s[1]),
         )
 
@@ -494,7 +578,7 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         await self.ready(self._comment_limit).enforce(str(caller.user_id), "comments")
         comment = await self.store.create_comment(row.post_id, caller.user_id, body)
         self.poke_relay()
-        return comment_proto(comment)
+        return (await self._shown_comments([comment], caller.user_id))[0]
 
     async def ListComments(
         self, request: post_pb2.ListCommentsRequest, context: grpc.aio.ServicerContext
@@ -508,11 +592,40 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         shown = page.rows(comments)
         # Comments by accounts that block the viewer (or are gone) are hidden, like
         # their posts; a page may come back shorter than asked.
-        authors = await self._authors((c.author_id for c in shown), viewer)
         return post_pb2.ListCommentsResponse(
-            comments=[comment_proto(c) for c in shown if c.author_id in authors],
+            comments=await self._shown_comments(shown, viewer),
             next_page_token=page.next_token(comments, lambda c: c.comment_id),
         )
+
+    async def _shown_comments(
+        self, rows: list[CommentRow], viewer: int | None
+    ) -> list[post_pb2.Comment]:
+        """Comments as the viewer sees them, with their authors' cards and facets;
+        comments by accounts that block the viewer (or are gone) are left out.
+        Bounded per page: the cards' cache reads, and one user call resolving the
+        page's @handles (under the viewer's token: accounts blocking them stay
+        plain text)."""
+        cards: Cards = {}
+        authors = await self._authors((c.author_id for c in rows), viewer, cards)
+        shown = [c for c in rows if c.author_id in authors]
+        handles = list(
+            dict.fromkeys(h for c in shown for h in text_rules.mentioned_handles(c.text))
+        )[:MAX_LOOKUP]
+        resolved: dict[str, int] = {}
+        if handles:
+            try:
+                reply = await self.users.LookupUsers(user_pb2.LookupUsersRequest(handles=handles))
+            except grpc.aio.AioRpcError as exc:
+                raise upstream_error(exc, "user") from exc
+            resolved = {u.handle.lower(): u.user_id for u in reply.users}
+        comments = []
+        for row in shown:
+            comment = comment_proto(row)
+            if row.author_id in cards:
+                comment.author.CopyFrom(cards[row.author_id])
+            comment.facets.extend(facets_proto(row.text, resolved))
+            comments.append(comment)
+        return comments
 
     async def DeleteComment(
         self, request: post_pb2.DeleteCommentRequest, context: grpc.aio.ServicerContext
@@ -578,9 +691,10 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         rows, token = await search.search_posts(request, viewer, self.users)
         # Visibility is decided in the query; this authoritative re-check (one batch
         # call) only covers the moment between a change and its event's arrival.
-        visible = await self._visible(rows, viewer)
+        cards: Cards = {}
+        visible = await self._visible(rows, viewer, cards)
         return post_pb2.SearchPostsResponse(
-            posts=[post_proto(r) for r in visible], next_page_token=token
+            posts=[shown_post(r, viewer, cards) for r in visible], next_page_token=token
         )
 
     async def ListTagPosts(
@@ -590,9 +704,10 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         rows, token = await self.ready(self._search).tag_posts(request, viewer)
         # As in SearchPosts: the query decides visibility; one batch re-check covers
         # the moment between a change and its event reaching the projection.
-        visible = await self._visible(rows, viewer)
+        cards: Cards = {}
+        visible = await self._visible(rows, viewer, cards)
         return post_pb2.ListTagPostsResponse(
-            posts=[post_proto(r) for r in visible], next_page_token=token
+            posts=[shown_post(r, viewer, cards) for r in visible], next_page_token=token
         )
 
     async def SearchTags(
