@@ -138,9 +138,11 @@ def _masked(user: user_pb2.User, paths: list[str]) -> user_pb2.User:
     what FieldMask.MergeMessage does, without its per-message tree walk."""
     partial = user_pb2.User()
     for path in paths:
-        if _USER_FIELDS[path].message_type is not None:
-            if user.HasField(path):  # type: ignore[arg-type]
-                getattr(partial, path).CopyFrom(getattr(user, path))
+        field = _USER_FIELDS[path]
+        if field.has_presence and not user.HasField(path):  # type: ignore[arg-type]
+            continue  # absent stays absent (counts of a limited view, no avatar)
+        if field.message_type is not None:
+            getattr(partial, path).CopyFrom(getattr(user, path))
         else:
             setattr(partial, path, getattr(user, path))
     return partial
@@ -449,10 +451,15 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             handle=record.handle,
             display_name=record.display_name,
             avatar_url=record.avatar_url,
-            avatar_media_id=record.avatar_media_id,
+            avatar_media_id=record.avatar_media_id or None,  # absent, never "0"
             is_private=record.is_private,
             is_limited_view=limited,
             is_following=is_following,
+            # Viewer state for the profile's buttons, in the limited view too.
+            followed_by=bool(rel and rel.followed_by),
+            requested=bool(rel and rel.requested),
+            muting=bool(rel and rel.muting),
+            blocking=bool(rel and rel.blocking),
         )
         if limited:
             return user
