@@ -313,7 +313,11 @@ class _Schemas:
         ref = self.message(d)
         schema = self.schemas[_Key(d.full_name, "out")]
         schema["properties"] = {
-            "@type": {"type": "string", "const": f"type.googleapis.com/{d.full_name}"},
+            "@type": {
+                "type": "string",
+                "const": f"type.googleapis.com/{d.full_name}",
+                "description": "Which detail this is.",
+            },
             **schema["properties"],
         }
         schema["required"] = ["@type", *schema.get("required", [])]
@@ -570,6 +574,9 @@ def _error_schemas(schemas: _Schemas, pool: descriptor_pool.DescriptorPool) -> N
     status = pool.FindMessageTypeByName(ERROR_SCHEMA)
     schemas.message(status)
     schema = schemas.schemas[_Key(status.full_name, "out")]
+    # Not every error is the transcoder's: the edge writes its own (local replies), so only
+    # what every producer sends is required.
+    schema["required"] = ["code", "message"]
     schema["properties"]["details"] = {
         "type": "array",
         "description": "Typed details, each with its `@type`: ErrorInfo (a machine-readable "

@@ -243,13 +243,13 @@ def test_the_edge_serves_its_openapi_document(client: httpx.Client) -> None:
     doc = r.json()
     assert doc["openapi"].startswith("3.")
     login = doc["paths"]["/v1/auth:login"]["post"]
-    assert login["security"] == [{}, {"bearer": []}]  # public
-    send = doc["paths"]["/v1/conversations/{conversation_id}/messages"]["post"]
-    assert {p["name"] for p in send["parameters"]} == {"conversation_id", "requestId"}
+    assert login["security"] == [] and login["x-socialmesh-access"] == "public"
+    send = doc["paths"]["/v1/conversations/{conversationId}/messages"]["post"]
+    assert {p["name"] for p in send["parameters"]} == {"conversationId", "requestId"}
     assert send["security"] == [{"bearer": []}]
     # Internal methods are not part of the public surface.
     operations = {op["operationId"] for ops in doc["paths"].values() for op in ops.values()}
-    assert "GraphService_BatchGetRelationships" not in operations
-    assert "GraphService_FollowUser" in operations
-    user_id = doc["components"]["schemas"]["socialmesh.user.v1.User"]["properties"]["userId"]
-    assert user_id == {"type": "string", "format": "int64"}  # proto3 JSON: int64 as string
+    assert "batchGetRelationships" not in operations
+    assert "followUser" in operations
+    user_id = doc["components"]["schemas"]["User"]["properties"]["userId"]
+    assert user_id["type"] == "string" and user_id["format"] == "int64"  # int64 as string
