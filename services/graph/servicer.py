@@ -14,6 +14,7 @@ from services.kit.auth import (
     require_caller,
     require_service,
 )
+from services.kit.cards import ViewerCards, user_loader
 from services.kit.channels import upstream_error
 from services.kit.consumers import EventHandlers, EventMeta, Start
 from services.kit.counts import GENERATIONS as COUNTS
@@ -67,8 +68,10 @@ def relationship_proto(user_id: int, rel: Relationship) -> graph_pb2.Relationshi
     )
 
 
-def follow_edge_proto(edge: Edge) -> graph_pb2.FollowEdge:
-    return graph_pb2.FollowEdge(user_id=edge.user_id, create_time=from_snowflake(edge.edge_id))
+def follow_edge_proto(edge: Edge, card: user_pb2.User | None = None) -> graph_pb2.FollowEdge:
+    return graph_pb2.FollowEdge(
+        user_id=edge.user_id, create_time=from_snowflake(edge.edge_id), user=card
+    )
 
 
 def _exported(edge: ExportedEdge) -> graph_pb2.RelationshipEdge:
@@ -88,10 +91,17 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         self._store: GraphStore | None = None
         self._users: user_pb2_grpc.UserServiceAsyncStub | None = None
         self._follow_limit: RateLimiter | None = None
+        self._cards: ViewerCards | None = None
 
     async def on_ready(self) -> None:
         self._store = GraphStore(self._rt.db, self._rt.ids)
         self._users = user_pb2_grpc.UserServiceStub(self.peer("user"))
+        # The cards side-loaded on lists (kit/cards.py), with relationships read
+        # from this service's own store on a miss.
+        self._cards = ViewerCards(
+            self._rt.redis, "graph", user_loader(self._users), self._load_relationships
+        )
+        self._cards.start()
         self._follow_limit = RateLimiter(
             self._rt.redis, "follow", limit=FOLLOWS_PER_HOUR, window_seconds=3600
         )
@@ -100,6 +110,23 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         user_events = EventHandlers()
         user_events.on(user_events_pb2.UserDeleted, self._on_user_deleted)
         await self.consume("graph", user_events, start=Start.EARLIEST)
+
+    async def on_stop(self) -> None:
+        if self._cards is not None:
+            await self._cards.stop()
+        await super().on_stop()
+
+    async def _load_relationships(
+        self, viewer_id: int, user_ids: list[int]
+    ) -> list[graph_pb2.Relationship]:
+        rels = await self.store.relationships(viewer_id, user_ids)
+        return [relationship_proto(i, rels[i]) for i in user_ids]
+
+    async def _edges(self, viewer_id: int, edges: list[Edge]) -> list[graph_pb2.FollowEdge]:
+        """A list page with the other accounts' cards as the viewer sees them
+        (absent for accounts that block the viewer): one pair of cache reads."""
+        cards = await self.ready(self._cards).get_many(viewer_id, (e.user_id for e in edges))
+        return [follow_edge_proto(e, cards.get(e.user_id)) for e in edges]
 
     async def _on_user_deleted(self, event: user_events_pb2.UserDeleted, _: EventMeta) -> None:
         touched = await self.store.forget_user(event.user_id)
@@ -227,7 +254,7 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         edges = await self.store.followers(request.user_id, page.position, page.limit)
         counts = await self.store.counts([request.user_id])
         return graph_pb2.ListFollowersResponse(
-            followers=[follow_edge_proto(e) for e in page.rows(edges)],
+            followers=await self._edges(caller.user_id, page.rows(edges)),
             next_page_token=page.next_token(edges, edge_position),
             total_size=counts[request.user_id][0],
         )
@@ -241,7 +268,7 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         edges = await self.store.following(request.user_id, page.position, page.limit)
         counts = await self.store.counts([request.user_id])
         return graph_pb2.ListFollowingResponse(
-            following=[follow_edge_proto(e) for e in page.rows(edges)],
+            following=await self._edges(caller.user_id, page.rows(edges)),
             next_page_token=page.next_token(edges, edge_position),
             total_size=counts[request.user_id][1],
         )
@@ -294,12 +321,16 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         caller = require_caller()
         page = self._rt.page_tokens.page(f"requests:{caller.user_id}", "edge_id", request)
         edges = await self.store.pending_requests(caller.user_id, page.position, page.limit)
+        shown = page.rows(edges)
+        cards = await self.ready(self._cards).get_many(caller.user_id, (e.user_id for e in shown))
         return graph_pb2.ListFollowRequestsResponse(
             follow_requests=[
                 graph_pb2.FollowRequest(
-                    requester_id=e.user_id, create_time=from_snowflake(e.edge_id)
+                    requester_id=e.user_id,
+                    create_time=from_snowflake(e.edge_id),
+                    requester=cards.get(e.user_id),
                 )
-                for e in page.rows(edges)
+                for e in shown
             ],
             next_page_token=page.next_token(edges, edge_position),
         )
