@@ -7,9 +7,9 @@ STAMP := $(VENV)/.install-stamp
 EDGE_PORT ?= 8080
 export PATH := $(abspath $(VENV))/bin:$(abspath node_modules)/.bin:$(PATH)
 
-.PHONY: install run test lint gen bench clean release-contracts breaking
+.PHONY: install run test lint gen bench clean release-contracts breaking web-app web-lint web-gen
 
-install: $(STAMP)
+install: $(STAMP) web-app
 
 $(STAMP): pyproject.toml package.json
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,13 +19,53 @@ $(STAMP): pyproject.toml package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
+# The web app (web/, Next.js static export) when the checkout has it: `npm ci` again only
+# when its lockfile changes, `npm run build` + scripts/precompress_web.py (Swagger UI at
+# /docs, .br/.gz siblings) only when a source changes, and Debian's chromium for its
+# Playwright journeys (tests/test_web.py) when /usr/bin/chromium is missing.
+WEB_DEPS := web/node_modules/.socialmesh-stamp
+WEB_BUILD := web/out/.socialmesh-build-stamp
+CHROMIUM := /usr/bin/chromium
+ifneq ($(wildcard web/package.json),)
+WEB_SOURCES := $(shell find web \( -name node_modules -o -name out -o -name .next -o \
+  -name test-results -o -name playwright-report -o -name coverage -o -name e2e -o \
+  -name tests -o -name '*.tsbuildinfo' \) -prune -o -type f -print)
+
+web-app: $(WEB_BUILD) $(CHROMIUM)
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_BUILD): $(STAMP) $(WEB_DEPS) $(WEB_SOURCES) scripts/precompress_web.py
+	cd web && npm run build
+	$(PY) scripts/precompress_web.py web/out --swagger-ui node_modules/swagger-ui-dist
+	touch $@
+
+$(CHROMIUM):
+	@echo "installing Debian's chromium (the web app's Playwright journeys drive it)"
+	$$(test "$$(id -u)" = 0 || echo sudo -n) env DEBIAN_FRONTEND=noninteractive sh -c \
+	  'apt-get -o DPkg::Lock::Timeout=600 update -q && apt-get -o DPkg::Lock::Timeout=600 \
+	  install -y -q --no-install-recommends chromium'
+	test -x $@
+
+web-lint: install
+	cd web && npm run lint && npm run typecheck && npm run gen:check
+
+web-gen: install
+	cd web && npm run gen
+else
+web-app web-lint web-gen:
+	@echo "no web/package.json: no web app to $@"
+endif
+
 run: install
 	$(VENV)/bin/socialmesh up --edge-port $(EDGE_PORT)
 
 test: install
 	$(PY) -m pytest -q
 
-lint: install breaking
+lint: install breaking web-lint
 	$(BUF) lint
 	$(VENV)/bin/ruff check services gateway tests scripts
 	$(VENV)/bin/ruff format --check services gateway tests scripts
@@ -34,6 +74,7 @@ lint: install breaking
 # Regenerates gen/: messages, gRPC stubs, .pyi stubs and the descriptor set Envoy loads.
 gen: install
 	$(PY) scripts/gen_protos.py gen
+	$(MAKE) web-gen
 
 # Compares image to image: the workspace image and the snapshot hold the same
 # vendored/well-known files, so only changes to our contracts can show up.
@@ -50,4 +91,4 @@ bench: install
 	$(VENV)/bin/socialmesh bench
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache web/node_modules web/out

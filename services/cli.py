@@ -118,6 +118,7 @@ def _cmd_envoy_config(args: argparse.Namespace) -> int:
             tls_cert_file=args.tls_cert_file,
             tls_key_file=args.tls_key_file,
             **_media_files(args.media_files),
+            **_app_files(args.app_files),
         )
     )
     return 0
@@ -131,6 +132,16 @@ def _media_files(address: str) -> dict[str, object]:
 
     host, _, port = address.rpartition(":")
     return {"file_routes": (FileRoute("media-files", "/v1/media/files/", host, int(port)),)}
+
+
+def _app_files(address: str) -> dict[str, object]:
+    """`--app-files host:port`: every other GET/HEAD goes to the web app's static server."""
+    if not address:
+        return {}
+    from gateway.envoy_config import FileRoute
+
+    host, _, port = address.rpartition(":")
+    return {"app_files": FileRoute("web-app", "/", host, int(port))}
 
 
 def _cmd_service_keys(args: argparse.Namespace) -> int:
@@ -351,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     edge_limit_flags(envoy)
     envoy.add_argument(
         "--media-files", default="", help="host:port of media's file server (Range, 304, HEAD)"
+    )
+    envoy.add_argument(
+        "--app-files", default="", help="host:port of the web app's static server (GET/HEAD /)"
     )
     envoy.add_argument("--tls-cert-file", default="", help="PEM chain: the edge speaks TLS")
     envoy.add_argument("--tls-key-file", default="", help="PEM key of --tls-cert-file")

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -204,7 +205,7 @@ def free_port_block(size: int) -> int:
 
 def free_stack_ports() -> tuple[int, int, int]:
     """Free (edge, admin, base) ports for one stack; the services follow the base port."""
-    base = free_port_block(3 + registry.port_span())  # + the media file server
+    base = free_port_block(4 + registry.port_span())  # + the media file and web app servers
     return base, base + 1, base + 2
 
 
@@ -292,6 +293,28 @@ def wait_for_envoy(admin_port: int, timeout: float, check: Callable[[], None]) -
         if time.monotonic() > deadline:
             raise StartupError(f"envoy not ready after {timeout:.0f}s")
         time.sleep(0.2)
+
+
+def wait_for_http(url: str, name: str, timeout: float, check: Callable[[], None]) -> None:
+    """Polls a plain-HTTP health URL until 200; `check` raises to give up early."""
+    deadline = time.monotonic() + timeout
+    while True:
+        check()
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise StartupError(f"{name} at {url} not answering after {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def web_root(env: Mapping[str, str] | None = None) -> Path:
+    """The web app's static export `up` serves: WEB_ROOT, else web/out."""
+    env = os.environ if env is None else env
+    return Path(env.get("WEB_ROOT") or REPO_ROOT / "web" / "out").resolve()
 
 
 def edge_yaml(
@@ -385,6 +408,8 @@ class Stack:
     edge_rate_limit_per_client: int = 200
     #: Serve the edge over TLS with a generated localhost certificate (`up --tls`).
     tls: bool = False
+    #: Run the web app's static server (web/out, or WEB_ROOT) behind the edge at `/`.
+    serves_web: bool = True
     processes: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     _pg: Any = None
@@ -421,6 +446,7 @@ class Stack:
                     "Envoy admin": self.admin_port,
                     **{service: self.port_of(service) for service in self.services},
                     **({"media files": self.media_files_port} if self.serves_media else {}),
+                    **({"web app": self.web_port} if self.serves_web else {}),
                 }
             )
             self._checkpoint()
@@ -431,6 +457,8 @@ class Stack:
             for service in self.services:
                 address = f"127.0.0.1:{self.port_of(service)}"
                 wait_for_health(address, service, 90, self._checkpoint)
+            if self.serves_web:
+                self._start_web()
             self._start_envoy()
         except BaseException:
             self.stop()
@@ -511,12 +539,41 @@ class Stack:
         route = FileRoute("media-files", "/v1/media/files/", "127.0.0.1", self.media_files_port)
         return {"file_routes": (route,)}
 
+    @property
+    def web_port(self) -> int:
+        """The web app's static server: one past the media file server."""
+        return self.base_port + registry.port_span() + 1
+
+    @property
+    def web_root(self) -> Path:
+        return web_root(self.env or None)
+
+    def _app_files(self) -> dict[str, Any]:
+        """Every other GET/HEAD (not /v1/, /openapi.json, /healthz) goes to the web app."""
+        if not self.serves_web:
+            return {}
+        from gateway.envoy_config import FileRoute
+
+        return {"app_files": FileRoute("web-app", "/", "127.0.0.1", self.web_port)}
+
+    def _start_web(self) -> None:
+        env = dict(self.env)
+        env.update({"WEB_ROOT": str(self.web_root), "WEB_HOST": "127.0.0.1"})
+        env["WEB_PORT"] = str(self.web_port)
+        media = urllib.parse.urlsplit(self.env.get("MEDIA_PUBLIC_BASE_URL", ""))
+        if media.netloc:  # media served from elsewhere (a CDN): pages may show it
+            env.setdefault("WEB_EXTRA_ORIGINS", f"{media.scheme}://{media.netloc}")
+        self._spawn("web", [sys.executable, "-m", "services.webapp"], env)
+        wait_for_http(f"http://127.0.0.1:{self.web_port}/healthz", "web", 30, self._checkpoint)
+
     def _start_service(self, service: str) -> None:
         env = dict(self.env)
         env["SOCIALMESH_GRPC_PORT"] = str(self.port_of(service))
         env["SOCIALMESH_DATA_DIR"] = str(self.data_dir)
         if service == "media":
             env["MEDIA_HTTP_PORT"] = str(self.media_files_port)
+            # Absolute media URLs: the web app (and any client) uses them as they come.
+            env.setdefault("MEDIA_PUBLIC_BASE_URL", self.edge_url)
         env["SERVICE_KEY_FILE"] = str(service_key_file(self.service_keys_dir, service))
         if not registry.get(service).mints_tokens:
             env.pop("JWT_PRIVATE_KEY_FILE", None)
@@ -536,6 +593,7 @@ class Stack:
             rate_limit_per_client_per_second=self.edge_rate_limit_per_client,
             **self._tls_settings(),
             **self._file_routes(),
+            **self._app_files(),
             openapi_file=str(OPENAPI_DOCUMENT),
         )
 
@@ -589,8 +647,23 @@ class Stack:
         lines.append(f"  PostgreSQL             {self.env.get('DATABASE_URL', '')}")
         lines.append(f"  Redis                  {self.env.get('REDIS_URL', '')}")
         lines.append(f"  data dir               {self.data_dir}")
+        if self.serves_web:
+            lines += self._describe_web()
         lines.append("Ctrl-C stops everything.")
         return "\n".join(lines)
+
+    def _describe_web(self) -> list[str]:
+        lines = [
+            f"  web app                {self.edge_url}/",
+            f"  API reference          {self.edge_url}/docs (Swagger UI)",
+            f"  OpenAPI document       {self.edge_url}/openapi.json",
+        ]
+        if not (self.web_root / "index.html").is_file():
+            lines.append(
+                f"  (the web app is not built: {self.web_root} is missing; `make install` "
+                "builds it, or `cd web && npm ci && npm run build`)"
+            )
+        return lines
 
     def stop(self) -> None:
         for proc in self.processes.values():

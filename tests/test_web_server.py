@@ -60,7 +60,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def web_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("web") / "out"
     out.mkdir()
     write_fixture(out)
@@ -72,9 +72,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(site: Path) -> Iterator[str]:
+def web_server(web_tree: Path) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, "WEB_ROOT": str(site), "WEB_PORT": str(port), "WEB_HOST": "127.0.0.1"}
+    env = {**os.environ, "WEB_ROOT": str(web_tree), "WEB_PORT": str(port), "WEB_HOST": "127.0.0.1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "serve", "web"],
         cwd=ROOT,
@@ -102,9 +102,11 @@ def server(site: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def client(server: str) -> Iterator[httpx.Client]:
+def web_client(web_server: str) -> Iterator[httpx.Client]:
     # No automatic Accept-Encoding: each test says what it accepts.
-    with httpx.Client(base_url=server, timeout=10, headers={"Accept-Encoding": "identity"}) as c:
+    with httpx.Client(
+        base_url=web_server, timeout=10, headers={"Accept-Encoding": "identity"}
+    ) as c:
         yield c
 
 
@@ -113,7 +115,7 @@ def script_src(policy: str) -> list[str]:
     return directives["script-src"].split()
 
 
-def test_pages_by_route(client: httpx.Client) -> None:
+def test_pages_by_route(web_client: httpx.Client) -> None:
     for path, marker in (
         ("/", "<h1>home</h1>"),
         ("/index.html", "<h1>home</h1>"),
@@ -123,101 +125,103 @@ def test_pages_by_route(client: httpx.Client) -> None:
         ("/users/", "users index"),
         ("/about?x=1", "about page"),
     ):
-        r = client.get(path)
+        r = web_client.get(path)
         assert r.status_code == 200, path
         assert marker in r.text, path
         assert r.headers["content-type"] == "text/html; charset=utf-8", path
         assert r.headers["cache-control"] == "no-cache", path
 
 
-def test_unknown_paths_get_the_404_page(client: httpx.Client) -> None:
+def test_unknown_paths_get_the_404_page(web_client: httpx.Client) -> None:
     for path in ("/nope", "/users/nobody", "/_next/static/chunks/gone.js"):
-        r = client.get(path)
+        r = web_client.get(path)
         assert r.status_code == 404, path
         assert "not here, friend" in r.text
         assert r.headers["cache-control"] == "no-cache"
         assert "content-security-policy" in r.headers
 
 
-def test_hashed_assets_are_immutable_the_rest_revalidates(client: httpx.Client) -> None:
-    r = client.get("/_next/static/chunks/main-abc123.js")
+def test_hashed_assets_are_immutable_the_rest_revalidates(web_client: httpx.Client) -> None:
+    r = web_client.get("/_next/static/chunks/main-abc123.js")
     assert r.status_code == 200
     assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert r.headers["content-type"].startswith("text/javascript")
     assert r.text == APP_JS
-    assert client.get("/robots.txt").headers["cache-control"] == "no-cache"
-    assert client.get("/index.txt").headers["content-type"].startswith("text/plain")
+    assert web_client.get("/robots.txt").headers["cache-control"] == "no-cache"
+    assert web_client.get("/index.txt").headers["content-type"].startswith("text/plain")
 
 
-def test_precompressed_siblings_by_accept_encoding(client: httpx.Client, site: Path) -> None:
+def test_precompressed_siblings_by_accept_encoding(
+    web_client: httpx.Client, web_tree: Path
+) -> None:
     path = "/_next/static/chunks/main-abc123.js"
-    assert (site / "_next/static/chunks/main-abc123.js.br").is_file()
-    assert (site / "_next/static/chunks/main-abc123.js.gz").is_file()
-    assert not (site / "robots.txt.gz").exists()  # too small to be worth it
+    assert (web_tree / "_next/static/chunks/main-abc123.js.br").is_file()
+    assert (web_tree / "_next/static/chunks/main-abc123.js.gz").is_file()
+    assert not (web_tree / "robots.txt.gz").exists()  # too small to be worth it
 
-    plain = client.get(path)
+    plain = web_client.get(path)
     assert "content-encoding" not in plain.headers
     assert plain.headers["vary"] == "Accept-Encoding"
 
-    br = client.get(path, headers={"Accept-Encoding": "gzip, deflate, br"})
+    br = web_client.get(path, headers={"Accept-Encoding": "gzip, deflate, br"})
     assert br.headers["content-encoding"] == "br"
     assert br.headers["vary"] == "Accept-Encoding"
-    br_file = site / "_next/static/chunks/main-abc123.js.br"
+    br_file = web_tree / "_next/static/chunks/main-abc123.js.br"
     assert int(br.headers["content-length"]) == br_file.stat().st_size
     assert int(br.headers["content-length"]) < len(APP_JS)
 
-    gz = client.get(path, headers={"Accept-Encoding": "gzip"})
+    gz = web_client.get(path, headers={"Accept-Encoding": "gzip"})
     assert gz.headers["content-encoding"] == "gzip"
-    gz_file = site / "_next/static/chunks/main-abc123.js.gz"
+    gz_file = web_tree / "_next/static/chunks/main-abc123.js.gz"
     assert gzip.decompress(gz_file.read_bytes()).decode() == APP_JS
     assert int(gz.headers["content-length"]) == gz_file.stat().st_size
     assert gz.text == APP_JS  # httpx decodes gzip
-    assert client.get(path, headers={"Accept-Encoding": "br;q=0, gzip"}).headers[
+    assert web_client.get(path, headers={"Accept-Encoding": "br;q=0, gzip"}).headers[
         "content-encoding"
     ] == ("gzip")
 
     # Each representation has its own validator.
     assert len({plain.headers["etag"], br.headers["etag"], gz.headers["etag"]}) == 3
     # httpx decodes what it asked for: the bytes are the page's, whatever the coding.
-    with httpx.Client(base_url=str(client.base_url)) as decoding:
+    with httpx.Client(base_url=str(web_client.base_url)) as decoding:
         r = decoding.get("/", headers={"Accept-Encoding": "gzip"})
         assert r.headers["content-encoding"] == "gzip" and "<h1>home</h1>" in r.text
 
 
-def test_etag_and_304(client: httpx.Client) -> None:
-    first = client.get("/about")
+def test_etag_and_304(web_client: httpx.Client) -> None:
+    first = web_client.get("/about")
     etag = first.headers["etag"]
     assert etag.startswith('"') and first.headers["last-modified"]
-    again = client.get("/about", headers={"If-None-Match": etag})
+    again = web_client.get("/about", headers={"If-None-Match": etag})
     assert again.status_code == 304
     assert again.content == b""
     assert again.headers["etag"] == etag
     assert again.headers["cache-control"] == "no-cache"
-    assert client.get("/about", headers={"If-None-Match": f'W/{etag}, "x"'}).status_code == 304
-    assert client.get("/about", headers={"If-None-Match": '"other"'}).status_code == 200
+    assert web_client.get("/about", headers={"If-None-Match": f'W/{etag}, "x"'}).status_code == 304
+    assert web_client.get("/about", headers={"If-None-Match": '"other"'}).status_code == 200
     since = first.headers["last-modified"]
-    assert client.get("/about", headers={"If-Modified-Since": since}).status_code == 304
+    assert web_client.get("/about", headers={"If-Modified-Since": since}).status_code == 304
     # A compressed representation's validator is not the identity one's.
-    br = client.get("/about", headers={"Accept-Encoding": "br", "If-None-Match": etag})
+    br = web_client.get("/about", headers={"Accept-Encoding": "br", "If-None-Match": etag})
     assert br.status_code == 200 and br.headers["content-encoding"] == "br"
     br_etag = br.headers["etag"]
-    r = client.get("/about", headers={"Accept-Encoding": "br", "If-None-Match": br_etag})
+    r = web_client.get("/about", headers={"Accept-Encoding": "br", "If-None-Match": br_etag})
     assert r.status_code == 304
 
 
-def test_head(client: httpx.Client) -> None:
-    get = client.get("/_next/static/chunks/main-abc123.js")
-    head = client.head("/_next/static/chunks/main-abc123.js")
+def test_head(web_client: httpx.Client) -> None:
+    get = web_client.get("/_next/static/chunks/main-abc123.js")
+    head = web_client.head("/_next/static/chunks/main-abc123.js")
     assert head.status_code == 200
     assert head.content == b""
     assert head.headers["content-length"] == get.headers["content-length"]
     assert head.headers["etag"] == get.headers["etag"]
-    assert client.head("/nope").status_code == 404
-    assert client.post("/").status_code == 405
+    assert web_client.head("/nope").status_code == 404
+    assert web_client.post("/").status_code == 405
 
 
-def test_traversal_and_hidden_files_are_refused(client: httpx.Client, site: Path) -> None:
-    (site / ".env").write_text("SECRET=1")
+def test_traversal_and_hidden_files_are_refused(web_client: httpx.Client, web_tree: Path) -> None:
+    (web_tree / ".env").write_text("SECRET=1")
     for raw in (
         "/../secret.txt",
         "/%2e%2e/secret.txt",
@@ -229,19 +233,19 @@ def test_traversal_and_hidden_files_are_refused(client: httpx.Client, site: Path
         "/index.html%00.js",
     ):
         # Sent verbatim: no client-side normalisation of the dots.
-        with httpx.Client(base_url=str(client.base_url)) as raw_client:
+        with httpx.Client(base_url=str(web_client.base_url)) as raw_client:
             request = raw_client.build_request("GET", "/")
             request.url = request.url.copy_with(raw_path=raw.encode())
             r = raw_client.send(request)
         assert r.status_code in (400, 404), raw
         assert "outside the tree" not in r.text and "SECRET" not in r.text, raw
     # A symlink pointing out of the tree is not followed.
-    (site / "escape.txt").symlink_to(site.parent / "secret.txt")
-    assert client.get("/escape.txt").status_code == 404
+    (web_tree / "escape.txt").symlink_to(web_tree.parent / "secret.txt")
+    assert web_client.get("/escape.txt").status_code == 404
 
 
-def test_security_headers_and_csp(client: httpx.Client, site: Path) -> None:
-    r = client.get("/")
+def test_security_headers_and_csp(web_client: httpx.Client, web_tree: Path) -> None:
+    r = web_client.get("/")
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["referrer-policy"] == "strict-origin-when-cross-origin"
     assert r.headers["x-frame-options"] == "DENY"
@@ -254,33 +258,33 @@ def test_security_headers_and_csp(client: httpx.Client, site: Path) -> None:
     # Exactly this page's inline scripts, hashed as a browser hashes them.
     digest = base64.b64encode(hashlib.sha256(INLINE.encode()).digest()).decode()
     assert f"'sha256-{digest}'" in scripts
-    assert set(inline_script_hashes((site / "index.html").read_bytes())) == set(scripts) - {
+    assert set(inline_script_hashes((web_tree / "index.html").read_bytes())) == set(scripts) - {
         "'self'"
     }
     assert len(scripts) == 3  # 'self' + two inline scripts; the src= one needs no hash
 
     # Hashes a build lists in csp.json are added to that page's policy.
-    about = script_src(client.get("/about").headers["content-security-policy"])
+    about = script_src(web_client.get("/about").headers["content-security-policy"])
     assert "'sha256-" + "A" * 43 + "='" in about
     assert "'unsafe-inline'" not in about
 
-    asset = client.get("/_next/static/chunks/main-abc123.js")
+    asset = web_client.get("/_next/static/chunks/main-abc123.js")
     assert asset.headers["x-content-type-options"] == "nosniff"
     assert "content-security-policy" not in asset.headers
 
 
-def test_swagger_ui_at_docs(client: httpx.Client) -> None:
-    r = client.get("/docs")
+def test_swagger_ui_at_docs(web_client: httpx.Client) -> None:
+    r = web_client.get("/docs")
     assert r.status_code == 200
     assert 'src="/docs/swagger-ui-bundle.js"' in r.text
     assert 'src="/docs/docs-init.js"' in r.text
     scripts = script_src(r.headers["content-security-policy"])
     assert scripts == ["'self'"]  # no inline script on the docs page
-    init = client.get("/docs/docs-init.js")
+    init = web_client.get("/docs/docs-init.js")
     assert init.status_code == 200 and '"/openapi.json"' in init.text
-    bundle = client.get("/docs/swagger-ui-bundle.js", headers={"Accept-Encoding": "br"})
+    bundle = web_client.get("/docs/swagger-ui-bundle.js", headers={"Accept-Encoding": "br"})
     assert bundle.status_code == 200 and bundle.headers["content-encoding"] == "br"
-    assert client.get("/docs/swagger-ui.css").headers["content-type"].startswith("text/css")
+    assert web_client.get("/docs/swagger-ui.css").headers["content-type"].startswith("text/css")
 
 
 def test_a_missing_build_is_explained(tmp_path: Path) -> None:

@@ -1,0 +1,124 @@
+"""The web app (web/) as part of the project: its unit tests, and its Playwright journeys
+against a real `socialmesh up` serving web/out behind the edge.
+
+Nothing is skipped quietly: a checkout with web/ but no build, no dependencies or no
+chromium fails, saying to run `make install` (which does all three).
+
+The journeys get `BASE_URL` (the edge) and `E2E_SEED_FILE`: a JSON file describing a
+small data set made through the public API before they run:
+`{"baseUrl", "password", "users": [{"userId", "handle", "displayName"}], "posts":
+[{"postId", "authorId", "text"}]}` where users[0] follows users[1] and users[2], and
+users[1] follows users[0]; each user wrote two posts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .e2e_support import PASSWORD, UpProcess, bearer, login, register
+
+ROOT = Path(__file__).resolve().parent.parent
+WEB = ROOT / "web"
+OUT = WEB / "out"
+CHROMIUM = Path("/usr/bin/chromium")
+TAIL = 12_000
+
+pytestmark = pytest.mark.skipif(
+    not (WEB / "package.json").is_file(), reason="this checkout has no web app (web/)"
+)
+
+
+def npm() -> str:
+    found = shutil.which("npm")
+    if found is None:
+        pytest.fail("npm not found: install Node.js (README), then `make install`")
+    return found
+
+
+def require_installed() -> None:
+    if not (WEB / "node_modules").is_dir():
+        pytest.fail("web/node_modules is missing: run `make install` (npm ci in web/)")
+
+
+def run_npm(script: str, env: dict[str, str], timeout: float) -> None:
+    proc = subprocess.run(
+        [npm(), "run", script],
+        cwd=WEB,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"`npm run {script}` in web/ failed ({proc.returncode}):\n{proc.stdout[-TAIL:]}"
+        )
+
+
+def test_web_unit_tests() -> None:
+    require_installed()
+    run_npm("test", {**os.environ, "CI": "1"}, timeout=600)
+
+
+def seed(client: httpx.Client) -> dict[str, object]:
+    """A few people who follow each other and have written posts."""
+    users = [register(client) for _ in range(3)]
+    tokens = [bearer(login(client, u["handle"])["accessToken"]) for u in users]
+    for who, whom in ((0, 1), (0, 2), (1, 0)):
+        r = client.post(f"/v1/users/{users[whom]['userId']}:follow", json={}, headers=tokens[who])
+        assert r.status_code == 200, r.text
+    posts = []
+    for i, user in enumerate(users):
+        for n in range(2):
+            text = f"post {n + 1} by {user['handle']} #socialmesh"
+            r = client.post(
+                "/v1/posts",
+                params={"requestId": f"web-e2e-{user['userId']}-{n}"},
+                json={"text": text},
+                headers=tokens[i],
+            )
+            assert r.status_code == 200, r.text
+            posts.append({"postId": r.json()["postId"], "authorId": user["userId"], "text": text})
+    return {
+        "baseUrl": str(client.base_url).rstrip("/"),
+        "password": PASSWORD,
+        "users": [
+            {"userId": u["userId"], "handle": u["handle"], "displayName": u["displayName"]}
+            for u in users
+        ],
+        "posts": posts,
+    }
+
+
+@pytest.mark.e2e
+def test_web_journeys(stack: UpProcess, client: httpx.Client, tmp_path: Path) -> None:
+    if not (OUT / "index.html").is_file():
+        pytest.fail(f"{OUT} holds no build: run `make install` (npm run build in web/)")
+    require_installed()
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `make install` (apt-get install chromium)")
+    # The edge serves the app built in web/out, under its security headers.
+    home = client.get("/")
+    assert home.status_code == 200, home.text[:500]
+    assert home.headers["content-type"].startswith("text/html")
+    assert "'unsafe-inline'" not in home.headers["content-security-policy"].split("script-src")[1]
+    assert client.get("/docs").status_code == 200, "no /docs: run `make install` (precompress_web)"
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(json.dumps(seed(client), indent=2))
+    env = {
+        **os.environ,
+        "CI": "1",
+        "BASE_URL": stack.edge,
+        "E2E_SEED_FILE": str(seed_file),
+        "PLAYWRIGHT_HTML_OPEN": "never",
+    }
+    run_npm("e2e", env, timeout=1200)
