@@ -125,7 +125,19 @@ RANKED_SESSION_TTL_SECONDS = 1800
 READ_ROUNDS = 3
 #: What an author card carries (no counts: those cost extra calls).
 AUTHOR_FIELDS = field_mask_pb2.FieldMask(
-    paths=["user_id", "handle", "display_name", "avatar_url", "is_private", "is_following"]
+    paths=[
+        "user_id",
+        "handle",
+        "display_name",
+        "avatar_url",
+        "is_private",
+        "is_following",
+        "followed_by",
+        "requested",
+        "muting",
+        "blocking",
+        "is_limited_view",
+    ]
 )
 FEEDBACK_KINDS = {
     feed_pb2.FEEDBACK_KIND_NOT_INTERESTED,
@@ -938,7 +950,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
                 feed_pb2.FeedItem(
                     post_id=entry.post_id,
                     reason=_reason(entry, page.sources[i] if page.sources else ""),
-                    shared_by_user_id=entry.sharer_id,
+                    shared_by_user_id=entry.sharer_id or None,  # absent, never "0"
                     tracking_token=self._tracking.seal(viewer, tracking),
                 )
             )
