@@ -1,0 +1,65 @@
+import { api, auth, unwrap } from "./client";
+import { REFRESH_TRANSPORT_HEADER } from "./auth";
+import type { User } from "./types";
+import { useSession } from "@/state/session";
+
+const COOKIE = { [REFRESH_TRANSPORT_HEADER]: "cookie" } as const;
+
+auth.subscribe(({ accessToken, user, signedOut }) => {
+  const s = useSession.getState();
+  if (signedOut || !accessToken) {
+    if (s.status !== "signedOut") s.setSignedOut();
+    return;
+  }
+  if (user) s.setSignedIn(user, user.userId ?? null);
+});
+
+async function loadMe(): Promise<User | null> {
+  const caller = await unwrap(api.GET("/v1/auth:caller"));
+  if (!caller.userId) return null;
+  return unwrap(api.GET("/v1/users/{userId}", { params: { path: { userId: caller.userId } } }));
+}
+
+/** On page load: the refresh cookie (httpOnly) brings the session back, or we are signed out. */
+export async function restoreSession(): Promise<void> {
+  const token = await auth.refresh();
+  if (!token) {
+    useSession.getState().setSignedOut();
+    return;
+  }
+  const s = useSession.getState();
+  if (!s.user?.handle) {
+    const me = await loadMe().catch(() => null);
+    if (me) s.setSignedIn(me, me.userId ?? null);
+    else if (auth.token()) s.setSignedIn(null, null);
+  } else if (s.status !== "signedIn") s.setSignedIn(s.user, s.userId);
+}
+
+export async function signIn(handle: string, password: string): Promise<User | null> {
+  const res = await unwrap(
+    api.POST("/v1/auth:login", {
+      body: { handle, password },
+      headers: COOKIE,
+      credentials: "include",
+    }),
+  );
+  auth.accept(res);
+  let user = res.user ?? null;
+  if (!user?.handle) user = await loadMe().catch(() => null);
+  useSession.getState().setSignedIn(user, user?.userId ?? null);
+  return user;
+}
+
+export async function signUp(input: { handle: string; displayName: string; email: string; password: string }): Promise<void> {
+  await unwrap(api.POST("/v1/users", { body: input }));
+}
+
+export async function signOut(): Promise<void> {
+  try {
+    await unwrap(api.POST("/v1/auth:logout", { headers: COOKIE, credentials: "include" }));
+  } catch {
+    // signed out locally whatever the server said
+  }
+  auth.clear();
+  useSession.getState().setSignedOut();
+}
