@@ -40,13 +40,7 @@ from typing import cast
 
 import betterproto2
 import yaml
-from envoy_data_plane.envoy.config.accesslog.v3 import (
-    AccessLog,
-    AccessLogFilter,
-    ComparisonFilter,
-    ComparisonFilterOp,
-    StatusCodeFilter,
-)
+from envoy_data_plane.envoy.config.accesslog.v3 import AccessLog, AccessLogFilter, ExtensionFilter
 from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
 from envoy_data_plane.envoy.config.cluster.v3 import (
     CircuitBreakers,
@@ -72,10 +66,10 @@ from envoy_data_plane.envoy.config.core.v3 import (
     HttpProtocolOptionsHeadersWithUnderscoresAction,
     KeepaliveSettings,
     RuntimeFractionalPercent,
-    RuntimeUInt32,
     SocketAddress,
     SubstitutionFormatString,
     TransportSocket,
+    TypedExtensionConfig,
 )
 from envoy_data_plane.envoy.config.endpoint.v3 import (
     ClusterLoadAssignment,
@@ -109,6 +103,7 @@ from envoy_data_plane.envoy.config.route.v3 import (
     VirtualHost,
 )
 from envoy_data_plane.envoy.config.trace.v3 import OpenTelemetryConfig, TracingHttp
+from envoy_data_plane.envoy.extensions.access_loggers.filters.cel.v3 import ExpressionFilter
 from envoy_data_plane.envoy.extensions.access_loggers.stream.v3 import StdoutAccessLog
 from envoy_data_plane.envoy.extensions.clusters.common.dns.v3 import DnsLookupFamily
 from envoy_data_plane.envoy.extensions.clusters.dns.v3 import DnsCluster
@@ -117,13 +112,21 @@ from envoy_data_plane.envoy.extensions.common.ratelimit.v3 import (
     RateLimitDescriptorEntry,
     XRateLimitHeadersRfcVersion,
 )
+from envoy_data_plane.envoy.extensions.compression.brotli.compressor.v3 import Brotli
+from envoy_data_plane.envoy.extensions.compression.gzip.compressor.v3 import Gzip
 from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer, BufferPerRoute
+from envoy_data_plane.envoy.extensions.filters.http.compressor.v3 import (
+    Compressor,
+    CompressorCommonDirectionConfig,
+    CompressorResponseDirectionConfig,
+)
 from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
 from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 import (
     GrpcJsonTranscoder,
     GrpcJsonTranscoderPrintOptions,
     GrpcJsonTranscoderRequestValidationOptions,
 )
+from envoy_data_plane.envoy.extensions.filters.http.grpc_web.v3 import GrpcWeb
 from envoy_data_plane.envoy.extensions.filters.http.health_check.v3 import (
     HealthCheck as HealthCheckFilter,
 )
@@ -212,11 +215,49 @@ JWT_FILTER = "envoy.filters.http.jwt_authn"
 BUFFER_FILTER = "envoy.filters.http.buffer"
 LUA_FILTER = "envoy.filters.http.lua"
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
+GRPC_WEB_FILTER = "envoy.filters.http.grpc_web"
+BROTLI_FILTER = "envoy.filters.http.compressor.brotli"
+GZIP_FILTER = "envoy.filters.http.compressor.gzip"
 ROUTER_FILTER = "envoy.filters.http.router"
 
 CORS_ALLOW_METHODS = "GET,POST,PATCH,DELETE,OPTIONS"
-CORS_ALLOW_HEADERS = "authorization,content-type,x-grpc-web,grpc-timeout"
-CORS_EXPOSE_HEADERS = "grpc-status,grpc-message"
+#: What a browser may send: credentials, JSON, idempotent retries, conditional reads, SSE
+#: resume, the refresh-cookie switch, and gRPC-Web (the grpc_web filter serves it).
+CORS_ALLOW_HEADERS = ",".join(
+    (
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "if-none-match",
+        "last-event-id",
+        "x-refresh-token-transport",
+        "x-request-id",
+        "x-grpc-web",
+        "x-user-agent",
+        "grpc-timeout",
+    )
+)
+#: What a browser script may read: the request id for support, the rate-limit signal,
+#: why a token was refused, cache validators, and gRPC-Web's status.
+CORS_EXPOSE_HEADERS = ",".join(
+    (
+        "x-request-id",
+        "retry-after",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        "www-authenticate",
+        "etag",
+        "grpc-status",
+        "grpc-message",
+    )
+)
+#: Responses smaller than this are sent as they are. What is compressed is Envoy's
+#: default set of text types (JSON, HTML, JS, CSS, SVG, plain text, XML): API JSON and
+#: the OpenAPI document. Never text/event-stream (not in the set: a compressor would
+#: hold bytes back from a live stream), nor gRPC, nor anything already encoded (the
+#: web app's server sends its files precompressed).
+COMPRESS_MIN_BYTES = 512
 
 # Upstream resilience knobs shared by every service cluster.
 CONNECT_TIMEOUT = timedelta(seconds=1)
@@ -274,7 +315,7 @@ end
 MAX_RESPONSE_BODY_BYTES = 4 * 1024 * 1024
 
 # The reply to any path the edge does not serve - including every internal method.
-NOT_FOUND_BODY = json.dumps({"code": 5, "message": "no such API route"})
+NOT_FOUND_BODY = "no such API route"
 
 _UPSTREAM_PROTOCOL_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
@@ -463,7 +504,20 @@ def to_config_dict(message: betterproto2.Message) -> dict[str, object]:
     the identity. `to_dict` only ever calls `casing(name)`, hence the cast.
     """
     identity = cast(betterproto2.Casing, _proto_field_name)
-    return message.to_dict(casing=identity)
+    return cast(dict[str, object], _integral_floats_as_ints(message.to_dict(casing=identity)))
+
+
+def _integral_floats_as_ints(value: object) -> object:
+    """google.protobuf.Struct holds every number as a double, which the YAML would print
+    as `16.0` - and Envoy's JSON formatter then writes the literal as the string "16.0"
+    (a local reply's `code` must be the number 16). Whole doubles print as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    return value
 
 
 def _proto_field_name(name: str) -> str:
@@ -487,6 +541,8 @@ def _listener(
         route_config=_route_config(settings, upstreams, methods),
         http_filters=[
             _http_filter(CORS_FILTER, Cors()),
+            # Browsers can call the gRPC contracts directly (gRPC-Web -> gRPC).
+            _http_filter(GRPC_WEB_FILTER, GrpcWeb()),
             # Answers GET /healthz on the public listener (200, or 503 while the
             # edge drains) so orchestrators can probe it without the admin port,
             # which stays on loopback. Before jwt_authn: probes carry no token.
@@ -499,6 +555,10 @@ def _listener(
                     ],
                 ),
             ),
+            # Encoders run in reverse: these compress what the transcoder produced.
+            # Brotli wins when a client accepts both at the same q-value.
+            _http_filter(BROTLI_FILTER, _compressor(Brotli(quality=4), first=True)),
+            _http_filter(GZIP_FILTER, _compressor(Gzip(), first=False)),
             _http_filter(RATE_LIMIT_FILTER, _rate_limit(settings)),
             _http_filter(BUFFER_FILTER, Buffer(max_request_bytes=MAX_EDGE_REQUEST_BYTES)),
             _http_filter(
@@ -539,6 +599,8 @@ def _listener(
         stream_idle_timeout=timedelta(minutes=5),
         access_log=[_pack_access_log()],
         local_reply_config=_local_replies(),
+        # Every response carries the id the access log and traces have (support tickets).
+        always_set_request_id_in_response=True,
         tracing=_tracing(settings),
     )
     return Listener(
@@ -660,32 +722,161 @@ def _collector_cluster(address: str) -> Cluster:
     return cluster
 
 
-def _local_replies() -> LocalReplyConfig:
-    """Envoy-generated 403s become 401.
+#: The `domain` of every ErrorInfo the edge itself writes (docs/errors.md).
+EDGE_ERROR_DOMAIN = "edge.socialmesh.dev"
+_ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+#: CEL: the client did not call over gRPC. gRPC callers get Envoy's own trailers-only
+#: replies (grpc-status + grpc-message), where a JSON body would land in grpc-message.
+#: The transcoder rewrites a REST request's content-type to application/grpc before it
+#: parses path and body, and records the client's path in x-envoy-original-path (a
+#: header Envoy strips from what clients send): such a request is still a REST one.
+_NOT_GRPC = (
+    "!('content-type' in request.headers && "
+    "request.headers['content-type'].startsWith('application/grpc') && "
+    "!('x-envoy-original-path' in request.headers))"
+)
 
-    jwt_authn answers a token minted for another audience with 403 (and, contradicting
-    itself, `WWW-Authenticate: ... error="invalid_token"`). RFC 6750 makes invalid_token
-    a 401, and clients treat 401 as "get a new token" but 403 as "you may not" - for a
-    foreign token the first is right. Mappers only touch *local* replies: a service's
-    PERMISSION_DENIED, which the transcoder converts on the response path, stays 403.
-    No other filter in this chain replies 403 locally.
-    """
-    return LocalReplyConfig(
-        mappers=[
-            ResponseMapper(
-                filter=AccessLogFilter(
-                    status_code_filter=StatusCodeFilter(
-                        comparison=ComparisonFilter(
-                            op=ComparisonFilterOp.EQ,
-                            value=RuntimeUInt32(
-                                default_value=403, runtime_key="edge.local_403_as_401"
-                            ),
-                        )
-                    )
-                ),
-                status_code=401,
+
+@dataclass(frozen=True)
+class LocalReply:
+    """How one kind of reply Envoy makes by itself reaches a REST client.
+
+    `when` is a CEL expression over the request and response (Envoy's attributes, e.g.
+    `response.code_details`, the `%RESPONSE_CODE_DETAILS%` of the access log)."""
+
+    when: str
+    grpc_code: int
+    reason: str
+    #: Replaces Envoy's own text (kept when empty: it names the field or the limit).
+    message: str = ""
+    #: The HTTP status to answer with instead of Envoy's (0: keep it).
+    status: int = 0
+    retry_after_seconds: int = 0
+
+
+def _code_details(prefix: str) -> str:
+    return f"response.code_details.startsWith('{prefix}')"
+
+
+#: First match wins. Every reply Envoy generates itself (jwt_authn, the transcoder, the
+#: buffer and rate-limit filters, routing, upstream failures) becomes the same
+#: google.rpc.Status JSON the services send, with a specific ErrorInfo reason - so a
+#: client decides "refresh", "sign in" or "retry" from the reason, never from a message.
+LOCAL_REPLIES: tuple[LocalReply, ...] = (
+    LocalReply(
+        _code_details("jwt_authn_access_denied{Jwt_is_expired"),
+        16,
+        "TOKEN_EXPIRED",
+        "the access token has expired: refresh it (POST /v1/auth:refresh)",
+    ),
+    LocalReply(
+        _code_details("jwt_authn_access_denied{Jwt_is_missing"),
+        16,
+        "TOKEN_MISSING",
+        "this call needs a signed-in user: send Authorization: Bearer <access token>",
+    ),
+    # Everything else jwt_authn refuses: bad signature, unknown issuer, malformed, and a
+    # token minted for another audience. jwt_authn answers the last with 403 (and, contra-
+    # dicting itself, `WWW-Authenticate: ... error="invalid_token"`); RFC 6750 makes
+    # invalid_token a 401, and clients treat 401 as "get a new token" but 403 as "you may
+    # not" - for a foreign token the first is right. A service's PERMISSION_DENIED, which
+    # the transcoder converts on the response path, is no local reply and stays 403.
+    LocalReply(
+        _code_details("jwt_authn_access_denied"),
+        16,
+        "TOKEN_INVALID",
+        "the access token is not valid here: sign in again",
+        status=401,
+    ),
+    LocalReply("response.code == 404", 5, "ROUTE_NOT_FOUND", "no such API route"),
+    LocalReply(
+        "response.code_details.contains('grpc_json_transcode_failure')", 3, "MALFORMED_REQUEST"
+    ),
+    LocalReply("response.code == 413", 3, "PAYLOAD_TOO_LARGE", "the request body is too large"),
+    LocalReply("response.code == 431", 3, "HEADERS_TOO_LARGE", "the request headers are too large"),
+    LocalReply("response.code == 414", 3, "URI_TOO_LONG", "the request URI is too long"),
+    LocalReply(
+        "response.code == 429",
+        8,
+        "RATE_LIMITED",
+        "too many requests from this client: retry after the Retry-After delay",
+        retry_after_seconds=1,
+    ),
+    LocalReply("response.code == 400", 3, "INVALID_ARGUMENT"),
+    LocalReply("response.code == 405", 12, "METHOD_NOT_ALLOWED", "method not allowed here"),
+    LocalReply(
+        "response.code == 503 || response.code == 502",
+        14,
+        "UNAVAILABLE",
+        "the service is unavailable: retry shortly",
+        retry_after_seconds=1,
+    ),
+    LocalReply(
+        "response.code == 504", 4, "DEADLINE_EXCEEDED", "the service did not answer in time"
+    ),
+    LocalReply("response.code >= 400", 2, "EDGE_ERROR"),
+)
+
+
+def _local_replies() -> LocalReplyConfig:
+    """`LOCAL_REPLIES` as response mappers (they only ever touch Envoy's own replies)."""
+    return LocalReplyConfig(mappers=[_response_mapper(reply) for reply in LOCAL_REPLIES])
+
+
+def _response_mapper(reply: LocalReply) -> ResponseMapper:
+    details: list[dict[str, object]] = [
+        {
+            "@type": _ERROR_INFO,
+            "reason": reply.reason,
+            "domain": EDGE_ERROR_DOMAIN,
+            "metadata": {"requestId": "%REQ(X-REQUEST-ID)%"},
+        }
+    ]
+    headers: list[HeaderValueOption] = []
+    if reply.retry_after_seconds:
+        details.append({"@type": _RETRY_INFO, "retryDelay": f"{reply.retry_after_seconds}s"})
+        headers.append(
+            HeaderValueOption(
+                header=HeaderValue(key="retry-after", value=str(reply.retry_after_seconds))
             )
-        ]
+        )
+    body = {
+        "code": reply.grpc_code,
+        "message": reply.message or "%LOCAL_REPLY_BODY%",
+        "details": details,
+    }
+    mapper = ResponseMapper(
+        filter=AccessLogFilter(
+            extension_filter=ExtensionFilter(
+                name="envoy.access_loggers.extension_filters.cel",
+                typed_config=Any.pack(
+                    ExpressionFilter(expression=f"{_NOT_GRPC} && ({reply.when})")
+                ),
+            )
+        ),
+        body_format_override=SubstitutionFormatString(
+            json_format=Struct.from_dict(body),
+            content_type="application/json",
+        ),
+        headers_to_add=headers,
+    )
+    if reply.status:
+        mapper.status_code = reply.status
+    return mapper
+
+
+def _compressor(library: Brotli | Gzip, *, first: bool) -> Compressor:
+    """A response compressor (see `COMPRESS_MIN_BYTES` for what it compresses)."""
+    name = "brotli" if isinstance(library, Brotli) else "gzip"
+    return Compressor(
+        compressor_library=TypedExtensionConfig(
+            name=f"envoy.compression.{name}.compressor", typed_config=Any.pack(library)
+        ),
+        response_direction_config=CompressorResponseDirectionConfig(
+            common_config=CompressorCommonDirectionConfig(min_content_length=COMPRESS_MIN_BYTES),
+        ),
+        choose_first=first,
     )
 
 
@@ -932,12 +1123,10 @@ def _json_name(field: str) -> str:
 def _path_param_refusal(binding: HttpBinding, param: str, variable: str) -> Route:
     """400 for a query parameter naming a path-bound field, before any filter acts on it."""
     off = Any.pack(FilterConfig(disabled=True))
-    body = json.dumps(
-        {
-            "code": 3,
-            "message": f"invalid request: {param}: already given in the path ({variable}); "
-            "do not repeat it as a query parameter",
-        }
+    # Plain text: the local reply mappers wrap it in a google.rpc.Status.
+    body = (
+        f"invalid request: {param}: already given in the path ({variable}); "
+        "do not repeat it as a query parameter"
     )
     return Route(
         name=f"path param {param} {binding.verb} {binding.template}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -197,3 +198,45 @@ def spawn_envoy(config: Path, port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+@contextlib.contextmanager
+def own_edge(
+    stack: UpProcess, tmp_path: Path, scheme: str = "http", **edge: object
+) -> Iterator[str]:
+    """A second Envoy in front of the running stack's services, with its own settings."""
+    from services import registry
+    from services.devstack import edge_yaml, free_port_block, jwt_key_pair
+
+    port = free_port_block(2)
+    _, public_key = jwt_key_pair(stack.data_dir / "keys")
+    ports = registry.ports(stack.base_port)
+    config = tmp_path / "envoy.yaml"
+    config.write_text(
+        edge_yaml(
+            {name: ("127.0.0.1", ports[name]) for name in registry.IMPLEMENTED},
+            edge_port=port,
+            admin_port=port + 1,
+            bind_address="127.0.0.1",
+            public_key_file=public_key,
+            issuer="socialmesh",
+            audience="socialmesh-api",
+            **edge,  # type: ignore[arg-type]
+        )
+    )
+    proc = spawn_envoy(config, port)
+    try:
+        url = f"{scheme}://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1, verify=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "second edge did not come up"
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -8,7 +8,6 @@ budget talk to the edge from their own loopback address (127.0.0.x).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import time
@@ -29,7 +28,7 @@ from services import registry
 from services.kit.auth import ACCESS_TOKEN_TYPE, key_id, load_private_key
 
 from .conftest import Infra, Mesh, unique
-from .e2e_support import UpProcess, spawn_envoy
+from .e2e_support import UpProcess, own_edge
 from .helpers import violations
 
 PASSWORD = "correct horse battery"
@@ -81,11 +80,11 @@ async def test_h1_every_string_and_list_is_bounded(users, posts, make_person):
             post_pb2.ListUserPostsRequest(user_id=author.id, page_token="t" * 20_000)
         )
     )
-    assert "page_token" in violations(err)
+    assert "pageToken" in violations(err)
     err = await refused(
         posts.BatchGetPosts(post_pb2.BatchGetPostsRequest(post_ids=list(range(1, 10_002))))
     )
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "post_ids" in violations(err)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "postIds" in violations(err)
 
 
 # ------------------------------------------------------ L1: NUL and invalid UTF-8 -> 400
@@ -570,48 +569,6 @@ def test_edge_blocks_and_comment_oracle(edge: httpx.Client) -> None:
         fake.status_code,
         fake.json()["message"],
     )
-
-
-@contextlib.contextmanager
-def own_edge(
-    stack: UpProcess, tmp_path: Path, scheme: str = "http", **edge: object
-) -> Iterator[str]:
-    """A second Envoy in front of the running stack's services, with its own settings."""
-    from services import registry
-    from services.devstack import edge_yaml, free_port_block, jwt_key_pair
-
-    port = free_port_block(2)
-    _, public_key = jwt_key_pair(stack.data_dir / "keys")
-    ports = registry.ports(stack.base_port)
-    config = tmp_path / "envoy.yaml"
-    config.write_text(
-        edge_yaml(
-            {name: ("127.0.0.1", ports[name]) for name in registry.IMPLEMENTED},
-            edge_port=port,
-            admin_port=port + 1,
-            bind_address="127.0.0.1",
-            public_key_file=public_key,
-            issuer="socialmesh",
-            audience="socialmesh-api",
-            **edge,  # type: ignore[arg-type]
-        )
-    )
-    proc = spawn_envoy(config, port)
-    try:
-        url = f"{scheme}://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1, verify=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "second edge did not come up"
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.e2e
