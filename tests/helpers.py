@@ -39,6 +39,35 @@ def violations(err: grpc.aio.AioRpcError) -> dict[str, str]:
     return found
 
 
+def error_info(err: grpc.aio.AioRpcError | grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    """The ErrorInfo of a failed call (AIP-193: every error carries one)."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None, "rich status details missing"
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    raise AssertionError(f"no ErrorInfo in {status}")
+
+
+def reason_of(err: grpc.aio.AioRpcError | grpc.RpcError) -> str:
+    """The ErrorInfo reason of a failed call."""
+    return error_info(err).reason
+
+
+async def outlive_refresh_grace(db, refresh_token: str) -> None:
+    """Moves a rotated refresh token's rotation an hour back, past the reuse grace window
+    (what waiting that long would do, without the wait)."""
+    import hashlib
+
+    await db.primary.execute(
+        """UPDATE "user".refresh_tokens SET rotated_at = rotated_at - interval '1 hour'
+           WHERE token_hash = $1""",
+        hashlib.sha256(refresh_token.encode()).digest(),
+    )
+
+
 async def code_of(call: Awaitable[object]) -> grpc.StatusCode:
     """The status code a call ends with (OK when it succeeds)."""
     try:

@@ -815,7 +815,7 @@ async def test_the_chat_service_groups_counts_marks_and_refuses(chat, person, po
         )
     except grpc.aio.AioRpcError as err:
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert set(violations(err)) == {"push_endpoint.url"}
+        assert set(violations(err)) == {"pushEndpoint.url"}
     else:
         pytest.fail("an http URL to another host was accepted")
 

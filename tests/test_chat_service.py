@@ -146,7 +146,7 @@ async def test_blocks_refuse_conversations_and_messages_both_ways(chat, graph, m
 async def test_bad_requests_name_the_field(chat, make_person):
     a = await make_person()
     cases = [
-        (chat_pb2.Conversation(type=DIRECT, member_ids=[]), "conversation.member_ids"),
+        (chat_pb2.Conversation(type=DIRECT, member_ids=[]), "conversation.memberIds"),
         (chat_pb2.Conversation(member_ids=[a.id + 1]), "conversation.type"),
         (
             chat_pb2.Conversation(type=GROUP, member_ids=list(range(1, 300))),

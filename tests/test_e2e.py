@@ -126,8 +126,8 @@ def test_refusals_map_to_http_statuses(client: httpx.Client) -> None:
     alice_token = login(client, alice["handle"])["accessToken"]
     for params, payload, field in (
         ({"updateMask": "bio"}, {"bio": "b" * 301}, "user.bio"),
-        ({"updateMask": "avatarUrl"}, {"avatarUrl": "https://x.example/a.png"}, "update_mask"),
-        ({"updateMask": "handle"}, {"handle": "takeover"}, "update_mask"),
+        ({"updateMask": "avatarUrl"}, {"avatarUrl": "https://x.example/a.png"}, "updateMask"),
+        ({"updateMask": "handle"}, {"handle": "takeover"}, "updateMask"),
     ):
         r = client.patch(
             f"/v1/users/{alice['userId']}", params=params, json=payload, headers=bearer(alice_token)

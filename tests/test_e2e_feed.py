@@ -78,7 +78,7 @@ def test_home_feed_over_rest(client: httpx.Client) -> None:
         headers=fan_h,
     )
     assert forged.status_code == 400
-    assert "impressions[0].tracking_token" in field_violations(forged.json())
+    assert "impressions[0].trackingToken" in field_violations(forged.json())
     r = client.post(
         "/v1/feed:submitFeedback",
         json={"postId": public["postId"], "kind": "FEEDBACK_KIND_NOT_INTERESTED"},

@@ -34,10 +34,10 @@ def test_graph_refusals_over_rest(client: httpx.Client) -> None:
     alice, alice_h = person(client)
     assert client.post(f"/v1/users/{alice}:follow", json={}).status_code == 401
     r = client.post(f"/v1/users/{alice}:follow", json={}, headers=alice_h)
-    assert r.status_code == 400 and "user_id" in field_violations(r.json())
+    assert r.status_code == 400 and "userId" in field_violations(r.json())
     assert client.post("/v1/users/123456789:follow", json={}, headers=alice_h).status_code == 404
     r = client.get(f"/v1/users/{alice}/followers", params={"pageToken": "forged"}, headers=alice_h)
-    assert r.status_code == 400 and "page_token" in field_violations(r.json())
+    assert r.status_code == 400 and "pageToken" in field_violations(r.json())
 
 
 def test_private_request_flow_and_block_over_rest(client: httpx.Client) -> None:

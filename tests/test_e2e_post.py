@@ -63,7 +63,7 @@ def test_post_refusals_over_rest(client: httpx.Client) -> None:
     r = client.post(
         "/v1/posts", json={"text": "hi", "mediaIds": ["1", "2", "3", "4", "5"]}, headers=author_h
     )
-    assert r.status_code == 400 and "post.media_ids" in field_violations(r.json())
+    assert r.status_code == 400 and "post.mediaIds" in field_violations(r.json())
     assert client.get("/v1/posts/123456789").status_code == 404
 
 

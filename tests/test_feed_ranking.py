@@ -616,4 +616,4 @@ async def test_graph_checks_suggestion_candidates(graph, make_person, infra: Inf
                 metadata=me.md,
             )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "candidate_ids" in violations(err.value)
+        assert "candidateIds" in violations(err.value)

@@ -491,7 +491,7 @@ async def test_impressions_are_durable_idempotent_and_token_checked(
                 feed_pb2.RecordImpressionsRequest(impressions=[bad]), metadata=who.md
             )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "impressions[0].tracking_token" in violations(err.value)
+        assert "impressions[0].trackingToken" in violations(err.value)
 
 
 async def test_cold_rebuild_sets_partial_and_restores_the_timeline(

@@ -61,7 +61,7 @@ async def test_self_follow_unknown_target_and_anonymous_are_refused(graph, make_
     a = await make_person()
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await graph.FollowUser(graph_pb2.FollowUserRequest(user_id=a.id), metadata=a.md)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "user_id" in violations(
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "userId" in violations(
         err.value
     )
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -229,12 +229,12 @@ async def test_page_tokens_are_tamper_checked_and_bound_to_their_list(graph, mak
                 graph_pb2.ListFollowersRequest(user_id=user_id, page_token=token), metadata=b.md
             )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "page_token" in violations(err.value)
+        assert "pageToken" in violations(err.value)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await graph.ListFollowers(
             graph_pb2.ListFollowersRequest(user_id=b.id, page_size=-1), metadata=b.md
         )
-    assert "page_size" in violations(err.value)
+    assert "pageSize" in violations(err.value)
 
 
 async def test_counts_equal_a_recount_after_random_operations(graph, make_person, mesh: Mesh):
@@ -319,8 +319,8 @@ async def test_batch_relationships_for_the_calling_user_or_any_viewer_for_servic
     )
     assert [(r.user_id, r.blocked_by) for r in reply.relationships] == [(b.id, True)]
     for request, field in (
-        (graph_pb2.BatchGetRelationshipsRequest(viewer_id=0, user_ids=[b.id]), "viewer_id"),
-        (graph_pb2.BatchGetRelationshipsRequest(viewer_id=a.id), "user_ids"),
+        (graph_pb2.BatchGetRelationshipsRequest(viewer_id=0, user_ids=[b.id]), "viewerId"),
+        (graph_pb2.BatchGetRelationshipsRequest(viewer_id=a.id), "userIds"),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await graph.BatchGetRelationships(request, metadata=infra.service_auth("chat"))
@@ -383,17 +383,17 @@ async def test_follower_ids_page_every_follower_for_services_only(graph, make_pe
         )
     ).next_page_token
     for bad, field in (
-        (graph_pb2.ListFollowerIdsRequest(user_id=0), "user_id"),
-        (graph_pb2.ListFollowerIdsRequest(user_id=star.id, page_size=-1), "page_size"),
+        (graph_pb2.ListFollowerIdsRequest(user_id=0), "userId"),
+        (graph_pb2.ListFollowerIdsRequest(user_id=star.id, page_size=-1), "pageSize"),
         (
             graph_pb2.ListFollowerIdsRequest(user_id=fans[0].id, page_token=first.next_page_token),
-            "page_token",
+            "pageToken",
         ),
         (
             graph_pb2.ListFollowerIdsRequest(user_id=star.id, page_token=followers_token),
-            "page_token",
+            "pageToken",
         ),
-        (graph_pb2.ListFollowerIdsRequest(user_id=star.id, page_token="garbage"), "page_token"),
+        (graph_pb2.ListFollowerIdsRequest(user_id=star.id, page_token="garbage"), "pageToken"),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await graph.ListFollowerIds(bad, metadata=feed)

@@ -220,10 +220,10 @@ def test_page_helper_names_its_position_and_binds_it_to_the_list():
             tokens.page("x", "edge_id", ListRequest(2, tokens.encode("x", position)))
     with pytest.raises(errors.InvalidArgument) as err:
         tokens.page("x", "edge_id", ListRequest(page_size=-1))
-    assert err.value.violations[0][0] == "page_size"
+    assert err.value.violations[0][0] == "pageSize"
     with pytest.raises(errors.InvalidArgument) as err:
         page_size(-1, field="per_author_limit")
-    assert err.value.violations[0][0] == "per_author_limit"
+    assert err.value.violations[0][0] == "perAuthorLimit"
 
 
 def _peer_failure(exc: errors.ServiceError) -> grpc.aio.AioRpcError:

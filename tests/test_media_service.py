@@ -336,7 +336,7 @@ async def test_upload_over_the_limit_is_cut_off_and_leaves_nothing(
     assert await blob_count(mesh) == blobs_before
     # A declared size over the limit is refused before any byte is stored.
     declared = await refused_midstream_declared(mesh, frank, 2 * MIB)
-    assert "size_bytes" in sync_violations(declared)
+    assert "sizeBytes" in sync_violations(declared)
 
 
 async def test_default_image_limit_is_20_mib(make_person, service, mesh) -> None:
@@ -360,7 +360,7 @@ async def test_declared_size_must_match(media, make_person) -> None:
     data = image_bytes("PNG")
     with pytest.raises(grpc.aio.AioRpcError) as wrong:
         await upload(media, hank, data, size_bytes=len(data) + 1)
-    assert "size_bytes" in violations(wrong.value)
+    assert "sizeBytes" in violations(wrong.value)
     ok = await upload(media, hank, data, size_bytes=len(data))
     assert ok.size_bytes == len(data)
 
@@ -460,7 +460,7 @@ async def test_requests_are_validated_field_by_field(media, make_person) -> None
             ),
             metadata=nat.md,
         )
-    assert "update_mask" in violations(bad_mask.value)
+    assert "updateMask" in violations(bad_mask.value)
     with pytest.raises(grpc.aio.AioRpcError) as long_text:
         await media.UpdateMedia(
             media_pb2.UpdateMediaRequest(
@@ -472,10 +472,10 @@ async def test_requests_are_validated_field_by_field(media, make_person) -> None
     assert "media.description" in violations(long_text.value)
     with pytest.raises(grpc.aio.AioRpcError) as zero:
         await media.GetMedia(media_pb2.GetMediaRequest(media_id=0), metadata=nat.md)
-    assert "media_id" in violations(zero.value)
+    assert "mediaId" in violations(zero.value)
     with pytest.raises(grpc.aio.AioRpcError) as meta:
         await upload(media, nat, image_bytes("PNG"), filename="f" * 256, request_id="r" * 65)
-    assert {"filename", "request_id"} <= set(violations(meta.value))
+    assert {"filename", "requestId"} <= set(violations(meta.value))
     with pytest.raises(grpc.aio.AioRpcError) as variant_name:
         await media.Download(media_pb2.DownloadRequest(token="abc", variant="huge")).read()
     assert "variant" in violations(variant_name.value)
@@ -499,7 +499,7 @@ async def test_batch_get_is_internal_and_keeps_request_order(
         await media.BatchGetMedia(
             media_pb2.BatchGetMediaRequest(), metadata=infra.service_auth("post")
         )
-    assert "media_ids" in violations(empty.value)
+    assert "mediaIds" in violations(empty.value)
     anonymous = media.BatchGetMedia(media_pb2.BatchGetMediaRequest(media_ids=[a.media_id]))
     assert await code_of(anonymous) == grpc.StatusCode.UNAUTHENTICATED
 

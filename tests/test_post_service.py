@@ -43,8 +43,8 @@ async def test_text_and_attachment_validation_names_the_field(posts, make_person
     cases = [
         ({"text": "x" * 5001}, "post.text"),
         ({"text": ""}, "post.text"),
-        ({"text": "hi", "media_ids": [1, 2, 3, 4, 5]}, "post.media_ids"),
-        ({"text": "hi", "media_ids": [7, 7]}, "post.media_ids"),
+        ({"text": "hi", "media_ids": [1, 2, 3, 4, 5]}, "post.mediaIds"),
+        ({"text": "hi", "media_ids": [7, 7]}, "post.mediaIds"),
     ]
     for fields, field in cases:
         with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -370,7 +370,7 @@ async def test_batch_get_validates_and_keeps_order(posts, make_person):
     for bad in ([], list(range(1, 502))):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await posts.BatchGetPosts(post_pb2.BatchGetPostsRequest(post_ids=bad))
-        assert "post_ids" in violations(err.value)
+        assert "postIds" in violations(err.value)
 
 
 async def test_post_counts_are_internal_and_take_the_documented_thousand_ids(
@@ -393,7 +393,7 @@ async def test_post_counts_are_internal_and_take_the_documented_thousand_ids(
             post_pb2.BatchGetPostCountsRequest(user_ids=[*thousand, 1001]),
             metadata=infra.service_auth(),
         )
-    assert "user_ids" in violations(err.value)
+    assert "userIds" in violations(err.value)
 
 
 class CountingReader:
@@ -466,12 +466,12 @@ async def test_batch_list_author_posts_newest_first_per_author_in_one_query(
     assert await code_of(posts.BatchListAuthorPosts(request)) == grpc.StatusCode.UNAUTHENTICATED
     bad_time = timestamp_pb2.Timestamp(seconds=0, nanos=-1)
     for fields, field in (
-        ({"author_ids": []}, "author_ids"),
-        ({"author_ids": list(range(1, 1002))}, "author_ids"),
-        ({"author_ids": [0]}, "author_ids"),
-        ({"author_ids": [a.id], "min_post_id": -1}, "min_post_id"),
-        ({"author_ids": [a.id], "per_author_limit": -1}, "per_author_limit"),
-        ({"author_ids": [a.id], "since_time": bad_time}, "since_time"),
+        ({"author_ids": []}, "authorIds"),
+        ({"author_ids": list(range(1, 1002))}, "authorIds"),
+        ({"author_ids": [0]}, "authorIds"),
+        ({"author_ids": [a.id], "min_post_id": -1}, "minPostId"),
+        ({"author_ids": [a.id], "per_author_limit": -1}, "perAuthorLimit"),
+        ({"author_ids": [a.id], "since_time": bad_time}, "sinceTime"),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await posts.BatchListAuthorPosts(

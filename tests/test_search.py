@@ -299,7 +299,7 @@ async def test_page_tokens_are_bound_to_query_and_viewer(posts, make_person):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await posts.SearchPosts(request, metadata=md)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "page_token" in violations(err.value)
+        assert "pageToken" in violations(err.value)
 
 
 # -- posts: pagination ---------------------------------------------------------------

@@ -387,11 +387,11 @@ async def test_exports_are_for_services_only_and_validate_their_input(
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call({"page_size": -1}, service)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
-        assert "page_size" in violations(err.value), name
+        assert "pageSize" in violations(err.value), name
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call({"page_token": "forged.token"}, service)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
-        assert "page_token" in violations(err.value), name
+        assert "pageToken" in violations(err.value), name
         await call({"page_size": 1}, service)  # a service may
 
 

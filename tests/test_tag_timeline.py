@@ -154,4 +154,4 @@ async def test_a_page_token_is_bound_to_its_tag_and_viewer(posts, make_person):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await posts.ListTagPosts(request, metadata=md)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "page_token" in violations(err.value)
+        assert "pageToken" in violations(err.value)

@@ -18,7 +18,7 @@ from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 from services.kit.events import EventEnvelope, unpack
 
 from .conftest import Infra, RunningService, unique
-from .helpers import auth, code_of, violations
+from .helpers import auth, code_of, outlive_refresh_grace, reason_of, violations
 
 PASSWORD = "correct horse battery"
 
@@ -168,20 +168,20 @@ async def test_update_mask_allow_list_blocks_mass_assignment(stub):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.UpdateUser(update(user.user_id, [path]), metadata=auth(token))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, path
-        assert "update_mask" in violations(err.value)
+        assert "updateMask" in violations(err.value)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.UpdateUser(update(user.user_id, []), metadata=auth(token))
-    assert "update_mask" in violations(err.value)
+    assert "updateMask" in violations(err.value)
 
 
 async def test_update_validates_values_and_strips_control_characters(stub):
     user, token = await register(stub)
     cases = [
-        (["display_name"], {"display_name": "x" * 51}, "user.display_name"),
+        (["display_name"], {"display_name": "x" * 51}, "user.displayName"),
         (["bio"], {"bio": "b" * 301}, "user.bio"),
         # Avatars are uploads of one's own, never arbitrary URLs (tracking pixels).
-        (["avatar_url"], {"avatar_url": "https://cdn.example.com/a.png"}, "update_mask"),
-        (["avatar_media_id"], {"avatar_media_id": -1}, "user.avatar_media_id"),
+        (["avatar_url"], {"avatar_url": "https://cdn.example.com/a.png"}, "updateMask"),
+        (["avatar_media_id"], {"avatar_media_id": -1}, "user.avatarMediaId"),
         # NUL is refused in every string (PostgreSQL cannot store it), not stripped.
         (["bio"], {"bio": "a\x00b"}, "user.bio"),
     ]
@@ -302,22 +302,26 @@ async def test_batch_get_keeps_order_skips_missing_and_validates(stub):
     for ids in ([], list(range(1, 502)), [0]):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.BatchGetUsers(user_pb2.BatchGetUsersRequest(user_ids=ids))
-        assert "user_ids" in violations(err.value)
+        assert "userIds" in violations(err.value)
 
 
-async def test_refresh_rotation_and_reuse_revokes_session(stub):
+async def test_refresh_rotation_and_reuse_revokes_session(stub, db):
     user, _ = await register(stub)
     login = await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
     first = await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
     assert first.refresh_token != login.refresh_token and first.access_token
-    # The old token is dead; presenting it again is reuse and kills the session...
+    # The old token is dead; presenting it again after the grace window (concurrent
+    # tabs, test_refresh_grace.py) is reuse and kills the session...
+    await outlive_refresh_grace(db, login.refresh_token)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert reason_of(err.value) == "REFRESH_TOKEN_REUSED"
     # ...so even the legitimately rotated token stops working.
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=first.refresh_token))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert reason_of(err.value) == "SESSION_ENDED"
     # Other sessions of the user are untouched.
     other = await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
     assert (
@@ -410,7 +414,7 @@ async def test_batch_get_read_mask_returns_only_named_fields(stub):
                 user_ids=[user.user_id], read_mask=field_mask_pb2.FieldMask(paths=["password"])
             )
         )
-    assert "read_mask" in violations(err.value)
+    assert "readMask" in violations(err.value)
 
 
 async def test_login_failures_are_limited_per_account_and_client(stub):
@@ -473,7 +477,7 @@ class _Exploding:
         self.fetch = fn
 
 
-async def test_revoked_sessions_and_deleted_accounts_lose_their_access_tokens(stub, mesh):
+async def test_revoked_sessions_and_deleted_accounts_lose_their_access_tokens(stub, mesh, db):
     from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 
     graph = graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
@@ -484,11 +488,13 @@ async def test_revoked_sessions_and_deleted_accounts_lose_their_access_tokens(st
     follow = graph_pb2.FollowUserRequest(user_id=other.user_id)
     await graph.FollowUser(follow, metadata=auth(session.access_token))  # works
     await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=session.refresh_token))
+    await outlive_refresh_grace(db, session.refresh_token)
     with pytest.raises(grpc.aio.AioRpcError):  # reuse: the session is revoked...
         await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=session.refresh_token))
     with pytest.raises(grpc.aio.AioRpcError) as err:  # ...and so is its access token, everywhere
         await graph.FollowUser(follow, metadata=auth(session.access_token))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert reason_of(err.value) == "SESSION_ENDED"
     await graph.FollowUser(follow, metadata=auth(spare.access_token))  # other sessions live on
 
     await stub.DeleteUser(
@@ -634,7 +640,7 @@ async def test_resend_is_owner_only_replaces_the_link_and_is_rate_limited(stub, 
             user_pb2.ResendVerificationEmailRequest(), metadata=auth(token)
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "user_id" in violations(err.value)
+    assert "userId" in violations(err.value)
 
     for _ in range(3):
         await stub.ResendVerificationEmail(resend, metadata=auth(token))

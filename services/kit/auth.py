@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import descriptor_pool
 from socialmesh.api.v1 import access_pb2
 
-from .errors import PermissionDenied, Unauthenticated
+from .errors import PermissionDenied, Reason, Unauthenticated
 from .tasks import cancel_and_wait
 
 ALGORITHM = "ES256"
@@ -97,9 +97,13 @@ def require_caller() -> Caller:
     """The signed-in user making this call (services never act as a user)."""
     caller = _current_caller.get()
     if caller is None:
-        raise Unauthenticated("this call needs a valid bearer access token")
+        raise Unauthenticated(
+            "this call needs a valid bearer access token", reason=Reason.TOKEN_MISSING
+        )
     if caller.is_service:
-        raise PermissionDenied("this call acts for a signed-in user, not a service")
+        raise PermissionDenied(
+            "this call acts for a signed-in user, not a service", reason=Reason.USER_CALLERS_ONLY
+        )
     return caller
 
 
@@ -107,9 +111,11 @@ def require_service() -> Caller:
     """The service making this call; users (and anonymous callers) are refused."""
     caller = _current_caller.get()
     if caller is None:
-        raise Unauthenticated("this call needs a service credential")
+        raise Unauthenticated("this call needs a service credential", reason=Reason.TOKEN_MISSING)
     if not caller.is_service:
-        raise PermissionDenied("only other services may call this method")
+        raise PermissionDenied(
+            "only other services may call this method", reason=Reason.SERVICE_CALLERS_ONLY
+        )
     return caller
 
 
@@ -346,10 +352,14 @@ class TokenVerifier:
             # (RFC 8725 §3.11, RFC 9068 §4).
             typ = str(header.get("typ", "")).lower().removeprefix("application/")
             if typ != ACCESS_TOKEN_TYPE:
-                raise Unauthenticated("not an access token (typ must be at+jwt)")
+                raise Unauthenticated(
+                    "not an access token (typ must be at+jwt)", reason=Reason.TOKEN_INVALID
+                )
             key = self._keys.get(str(header.get("kid", "")))
             if key is None:
-                raise Unauthenticated("access token signed by an unknown key")
+                raise Unauthenticated(
+                    "access token signed by an unknown key", reason=Reason.TOKEN_INVALID
+                )
             claims = _verified_claims(token, key, issuer=self.issuer, audience=self.audience)
             return Caller(
                 user_id=int(claims["sub"]),
@@ -359,9 +369,11 @@ class TokenVerifier:
                 expires_at=float(claims["exp"]),
             )
         except jwt.ExpiredSignatureError as exc:
-            raise Unauthenticated("access token expired") from exc
+            raise Unauthenticated(
+                "access token expired: refresh it", reason=Reason.TOKEN_EXPIRED
+            ) from exc
         except (jwt.InvalidTokenError, ValueError, KeyError) as exc:
-            raise Unauthenticated("invalid access token") from exc
+            raise Unauthenticated("invalid access token", reason=Reason.TOKEN_INVALID) from exc
 
 
 class ServiceCredentials:
@@ -437,19 +449,28 @@ class ServiceTokenVerifier:
             service = subject.removeprefix(SERVICE_SUBJECT_PREFIX)
             key = self._keys.get(service) if subject.startswith(SERVICE_SUBJECT_PREFIX) else None
             if key is None:
-                raise Unauthenticated("service credential of an unknown service")
+                raise Unauthenticated(
+                    "service credential of an unknown service",
+                    reason=Reason.SERVICE_CREDENTIAL_INVALID,
+                )
             # The key is chosen by the claimed name: a token for "svc:X" verifies
             # only with X's key, whatever `kid` it names.
             claims = _verified_claims(token, key, issuer=self.issuer, audience=self.audience)
             if int(claims["exp"]) - int(claims["iat"]) > self._max_lifetime:
-                raise Unauthenticated("service credential lives too long")
+                raise Unauthenticated(
+                    "service credential lives too long", reason=Reason.SERVICE_CREDENTIAL_INVALID
+                )
             return Caller(
                 user_id=0, session_id=0, token_id=str(claims.get("jti", "")), service=service
             )
         except jwt.ExpiredSignatureError as exc:
-            raise Unauthenticated("service credential expired") from exc
+            raise Unauthenticated(
+                "service credential expired", reason=Reason.SERVICE_CREDENTIAL_INVALID
+            ) from exc
         except (jwt.InvalidTokenError, ValueError, KeyError, TypeError) as exc:
-            raise Unauthenticated("invalid service credential") from exc
+            raise Unauthenticated(
+                "invalid service credential", reason=Reason.SERVICE_CREDENTIAL_INVALID
+            ) from exc
 
 
 class CallerVerifier:
@@ -481,10 +502,12 @@ class CallerVerifier:
             subject = str(claims.get("sub", ""))
             expires = float(claims.get("exp", 0))
         except (jwt.InvalidTokenError, TypeError, ValueError) as exc:
-            raise Unauthenticated("invalid access token") from exc
+            raise Unauthenticated("invalid access token", reason=Reason.TOKEN_INVALID) from exc
         if subject.startswith(SERVICE_SUBJECT_PREFIX):
             if self.services is None:
-                raise Unauthenticated("service credentials are not accepted here")
+                raise Unauthenticated(
+                    "service credentials are not accepted here", reason=Reason.TOKEN_INVALID
+                )
             caller = self.services.verify(token)
         else:
             caller = self.users.verify(token)
@@ -510,7 +533,9 @@ def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | 
             text = value.decode() if isinstance(value, bytes) else value
             scheme, _, token = text.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthenticated("authorization must be 'Bearer <access token>'")
+                raise Unauthenticated(
+                    "authorization must be 'Bearer <access token>'", reason=Reason.TOKEN_INVALID
+                )
             return token.strip()
     return None
 
@@ -598,14 +623,23 @@ class Revocations:
         await self._redis.publish(self.CHANNEL, f"{kind}:{ident}")
 
     async def is_revoked(self, caller: Caller) -> bool:
-        if self._held("user", caller.user_id) or self._held("session", caller.session_id):
-            return True
+        return await self.revoked_reason(caller) is not None
+
+    async def revoked_reason(self, caller: Caller) -> Reason | None:
+        """Why the caller's token no longer counts: TOKEN_REVOKED (the account was
+        deleted) or SESSION_ENDED (signed out, or the session was revoked); None if live."""
+        if self._held("user", caller.user_id):
+            return Reason.TOKEN_REVOKED
+        if self._held("session", caller.session_id):
+            return Reason.SESSION_ENDED
         if self._healthy:
-            return False
-        found = await self._redis.mget(
+            return None
+        user, session = await self._redis.mget(
             [f"revoked:user:{caller.user_id}", f"revoked:session:{caller.session_id}"]
         )
-        return any(value is not None for value in found)
+        if user is not None:
+            return Reason.TOKEN_REVOKED
+        return Reason.SESSION_ENDED if session is not None else None
 
     def _held(self, kind: str, ident: int) -> bool:
         entries = self._revoked[kind]

@@ -17,11 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from . import telemetry
 from .auth import INTERNAL, forwarded_auth, method_access
-from .errors import ServiceError, Unavailable
+from .errors import ServiceError, Unavailable, retry_after_header, stamp
 
 
 def service_config(max_attempts: int = 3) -> str:
@@ -196,8 +197,23 @@ class PeerRefusal(ServiceError):
 
     def to_status(self) -> grpc.Status:
         if self._status is not None:
-            return rpc_status.to_status(self._status)
+            # The peer's reason and details stay; the request id becomes our caller's.
+            return rpc_status.to_status(stamp(self._status))
         return super().to_status()
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """A peer's rate limit keeps its `retry-after` header (from its RetryInfo)."""
+        for holder in self._status.details if self._status is not None else ():
+            if holder.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                holder.Unpack(retry)
+                return (
+                    (
+                        "retry-after",
+                        retry_after_header(retry.retry_delay.ToTimedelta().total_seconds()),
+                    ),
+                )
+        return ()
 
 
 class PeerMisuse(RuntimeError):

@@ -49,9 +49,13 @@ from .auth import (
 from .errors import (
     InvalidArgument,
     PermissionDenied,
+    Reason,
     ServiceError,
     Unauthenticated,
     Unavailable,
+    request_id_from,
+    reset_request_id,
+    set_request_id,
 )
 from .metrics import RPC_HANDLED, RPC_SECONDS, method_name
 from .telemetry import ServerSpan
@@ -134,17 +138,27 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         token = bearer_token(context.invocation_metadata())  # type: ignore[arg-type]
         if token is None:
             if access != PUBLIC:
-                raise Unauthenticated("this call needs a bearer access token")
+                raise Unauthenticated(
+                    "this call needs a bearer access token", reason=Reason.TOKEN_MISSING
+                )
             set_caller(None)
             return
         caller = self._verifier.verify(token)  # a bad token is refused even when public
         if caller.is_service:
             if access != INTERNAL:
-                raise PermissionDenied("service credentials may call internal methods only")
+                raise PermissionDenied(
+                    "service credentials may call internal methods only",
+                    reason=Reason.USER_CALLERS_ONLY,
+                )
         else:
             revocations = self._revocations()
-            if revocations is not None and await revocations.is_revoked(caller):
-                raise Unauthenticated("access token revoked (account deleted or session ended)")
+            revoked = None if revocations is None else await revocations.revoked_reason(caller)
+            if revoked == Reason.TOKEN_REVOKED:
+                raise Unauthenticated("access token revoked (account deleted)", reason=revoked)
+            if revoked is not None:
+                raise Unauthenticated(
+                    "the session ended (signed out or revoked): sign in again", reason=revoked
+                )
         set_caller(caller)
 
     def _wrap_unary(self, behavior: Any, method: str, access: MethodAccess) -> Any:
@@ -152,6 +166,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             caller_token = set_caller(None)
+            request_token = set_request_id(request_id_from(context.invocation_metadata()))
             started, code = time.perf_counter(), grpc.StatusCode.OK
             span, error = ServerSpan(method, context.invocation_metadata()), None
             try:
@@ -163,6 +178,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 await _abort_for(exc, context, method)
             finally:
                 reset_caller(caller_token)
+                reset_request_id(request_token)
                 span.end(code, error)
                 self._record(name, code, started)
 
@@ -177,6 +193,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             caller_token = set_caller(None)
+            request_token = set_request_id(request_id_from(context.invocation_metadata()))
             started, code = time.perf_counter(), grpc.StatusCode.OK
             span, error = ServerSpan(method, context.invocation_metadata()), None
             try:
@@ -193,6 +210,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 await _abort_for(exc, context, method)
             finally:
                 reset_caller(caller_token)
+                reset_request_id(request_token)
                 span.end(code, error)
                 self._record(name, code, started)
 
@@ -263,14 +281,27 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: 
         log.warning("database refused input in %s: %s", method, type(exc).__name__)
         exc = InvalidArgument([("request", "contains a value that cannot be stored")])
     if isinstance(exc, ServiceError):
-        status = exc.to_status()
-        await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
+        await _abort_with(exc, context)
     tid = trace_id()
     if isinstance(exc, DEPENDENCY_OUTAGES):
         # A database or cache outage is a known, retryable failure: 503, not 500.
         log.warning("dependency unavailable in %s (trace_id=%s): %r", method, tid, exc)
-        outage = Unavailable(f"a dependency is unavailable, retry shortly (trace id {tid})")
-        rich = outage.to_status()
-        await context.abort(rich.code, rich.details, trailing_metadata=rich.trailing_metadata)
+        outage = Unavailable(
+            f"a dependency is unavailable, retry shortly (trace id {tid})",
+            metadata={"traceId": tid},
+        )
+        await _abort_with(outage, context)
     log.exception("unhandled error in %s (trace_id=%s)", method, tid, exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error (trace id {tid})")
+    # Still the one error shape: an ErrorInfo (INTERNAL) with the trace and request ids.
+    await _abort_with(
+        ServiceError(f"internal error (trace id {tid})", metadata={"traceId": tid}), context
+    )
+
+
+async def _abort_with(error: ServiceError, context: grpc.aio.ServicerContext) -> None:
+    """Ends the call with the error's rich status, its headers (e.g. `retry-after`)
+    riding in the trailers, which a trailers-only answer sends as the response headers
+    (the edge turns them into HTTP headers)."""
+    status = error.to_status()
+    trailing = (*status.trailing_metadata, *error.headers())
+    await context.abort(status.code, status.details, trailing_metadata=trailing)

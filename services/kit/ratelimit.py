@@ -126,6 +126,8 @@ class RateLimiter:
                 f"{self.window_ms // 1000} seconds",
                 subject=self.redis_key(key).removeprefix("ratelimit:"),
                 retry_after_seconds=decision.retry_after_seconds,
+                limit=self.limit,
+                window_seconds=self.window_ms // 1000,
             )
 
 

@@ -20,11 +20,24 @@ log = logging.getLogger("socialmesh.mail")
 DEFAULT_VERIFICATION_LINK = "https://socialmesh.example/verify-email#token={token}"
 
 
-def verification_link_template() -> str:
-    template = os.environ.get("USER_EMAIL_VERIFICATION_URL", DEFAULT_VERIFICATION_LINK)
+#: Where a password reset link points: the web app's page, which POSTs the token and
+#: the new password to `/v1/auth:resetPassword`. Override with USER_PASSWORD_RESET_URL.
+DEFAULT_RESET_LINK = "https://socialmesh.example/reset-password#token={token}"
+
+
+def _template(variable: str, default: str) -> str:
+    template = os.environ.get(variable, default)
     if template.count("{token}") != 1:
-        raise SystemExit("USER_EMAIL_VERIFICATION_URL must contain {token} exactly once")
+        raise SystemExit(f"{variable} must contain {{token}} exactly once")
     return template
+
+
+def verification_link_template() -> str:
+    return _template("USER_EMAIL_VERIFICATION_URL", DEFAULT_VERIFICATION_LINK)
+
+
+def reset_link_template() -> str:
+    return _template("USER_PASSWORD_RESET_URL", DEFAULT_RESET_LINK)
 
 
 class Mailer(Protocol):
@@ -72,4 +85,22 @@ def verification(handle: str, link: str) -> tuple[str, str]:
         "Confirm your email address",
         f"Confirm that this address belongs to @{handle}:\n\n{link}\n\n{_LINK_NOTE} "
         "Earlier links no longer work. If you did not ask for this, ignore this message.",
+    )
+
+
+def password_reset(handle: str, link: str) -> tuple[str, str]:
+    return (
+        "Reset your socialmesh password",
+        f"Someone asked to reset the password of @{handle}. To choose a new one:\n\n"
+        f"{link}\n\nThe link works once, for 1 hour; every device signed in to the account "
+        "is signed out. If you did not ask for this, ignore this message: your password "
+        "stays as it is.",
+    )
+
+
+def email_changed(handle: str) -> tuple[str, str]:
+    return (
+        "Your socialmesh email address was changed",
+        f"The email address of @{handle} was just changed and no longer is this one. If "
+        "you did not do this, reset your password and contact support.",
     )

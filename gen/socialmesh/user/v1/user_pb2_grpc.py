@@ -72,6 +72,36 @@ class UserServiceStub:
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutResponse.FromString,
                 _registered_method=True)
+        self.LogoutEverywhere = channel.unary_unary(
+                '/socialmesh.user.v1.UserService/LogoutEverywhere',
+                request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutEverywhereRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutEverywhereResponse.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/socialmesh.user.v1.UserService/ListSessions',
+                request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/socialmesh.user.v1.UserService/ChangePassword',
+                request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
+        self.RequestPasswordReset = channel.unary_unary(
+                '/socialmesh.user.v1.UserService/RequestPasswordReset',
+                request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.RequestPasswordResetRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.RequestPasswordResetResponse.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/socialmesh.user.v1.UserService/ResetPassword',
+                request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ResetPasswordResponse.FromString,
+                _registered_method=True)
+        self.ChangeEmail = channel.unary_unary(
+                '/socialmesh.user.v1.UserService/ChangeEmail',
+                request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ChangeEmailRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.User.FromString,
+                _registered_method=True)
         self.GetUser = channel.unary_unary(
                 '/socialmesh.user.v1.UserService/GetUser',
                 request_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.GetUserRequest.SerializeToString,
@@ -155,6 +185,8 @@ class UserServiceServicer:
 
     def Login(self, request, context):
         """Exchanges a handle and password for an access/refresh token pair. Public.
+        With the request header `x-refresh-token-transport: cookie` the refresh
+        token is set as the `sm_refresh` cookie instead of returned (see RefreshToken).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -162,8 +194,15 @@ class UserServiceServicer:
 
     def RefreshToken(self, request, context):
         """Rotates a refresh token: returns a new pair and retires the old refresh
-        token. Presenting an already-rotated token revokes the whole session.
-        Public (the refresh token is the credential).
+        token. Presenting an already-rotated token revokes the whole session
+        (REFRESH_TOKEN_REUSED), except within a short grace window after its
+        rotation (default 30 s, USER_REFRESH_REUSE_GRACE_SECONDS): then the answer
+        is the same new refresh token (and a fresh access token of the same
+        session), so two tabs refreshing at once both stay signed in.
+        Browsers: with the request header `x-refresh-token-transport: cookie` the
+        new refresh token comes as the `sm_refresh` cookie (HttpOnly, SameSite=Strict,
+        Path=/v1/auth) and `refresh_token` stays empty; a request with an empty
+        `refresh_token` reads that cookie. Public (the refresh token is the credential).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,7 +211,63 @@ class UserServiceServicer:
     def Logout(self, request, context):
         """Ends the caller's session (the one its access token belongs to): its refresh
         tokens stop working and its unexpired access tokens are refused everywhere
-        from now on. Other sessions of the account stay signed in. Needs a user token.
+        from now on. Other sessions of the account stay signed in. Clears the
+        `sm_refresh` cookie. Needs a user token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogoutEverywhere(self, request, context):
+        """Signs the caller's account out everywhere: every session ends, the caller's
+        own included (refresh tokens stop working, access tokens are refused at once).
+        Clears the `sm_refresh` cookie. Needs a user token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """The caller's live sessions (signed in, refresh token not expired), newest
+        first, at most 100; `current` marks the one of the caller's access token.
+        Only the account's owner may list them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Changes the caller's password; needs the current one (WRONG_PASSWORD on
+        `currentPassword` otherwise). Every other session of the account ends; the
+        caller's stays signed in. Only the account's owner; 10 attempts per hour.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestPasswordReset(self, request, context):
+        """Mails a password reset link (`.../reset-password#token=...`, single use,
+        valid 1 hour) to the accounts registered with this address. The answer is
+        the same whether or not such an account exists. Public; rate-limited per
+        client address and per address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """Sets a new password with the token of a reset mail; every session of the
+        account ends (sign in with the new password). An unknown, expired or used
+        token is RESET_TOKEN_INVALID on `token`. Public: the token is the credential.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeEmail(self, request, context):
+        """Changes the caller's email address; needs the current password. The new
+        address is unverified until its owner follows the link mailed to it (the
+        old address is told of the change). Only the account's owner; 3 per hour.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -283,6 +378,36 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.Logout,
                     request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutRequest.FromString,
                     response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutResponse.SerializeToString,
+            ),
+            'LogoutEverywhere': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogoutEverywhere,
+                    request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutEverywhereRequest.FromString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutEverywhereResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ListSessionsRequest.FromString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'RequestPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestPasswordReset,
+                    request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.RequestPasswordResetRequest.FromString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.RequestPasswordResetResponse.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ResetPasswordResponse.SerializeToString,
+            ),
+            'ChangeEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeEmail,
+                    request_deserializer=socialmesh_dot_user_dot_v1_dot_user__pb2.ChangeEmailRequest.FromString,
+                    response_serializer=socialmesh_dot_user_dot_v1_dot_user__pb2.User.SerializeToString,
             ),
             'GetUser': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUser,
@@ -494,6 +619,168 @@ class UserService:
             '/socialmesh.user.v1.UserService/Logout',
             socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutRequest.SerializeToString,
             socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogoutEverywhere(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.user.v1.UserService/LogoutEverywhere',
+            socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutEverywhereRequest.SerializeToString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.LogoutEverywhereResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.user.v1.UserService/ListSessions',
+            socialmesh_dot_user_dot_v1_dot_user__pb2.ListSessionsRequest.SerializeToString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.user.v1.UserService/ChangePassword',
+            socialmesh_dot_user_dot_v1_dot_user__pb2.ChangePasswordRequest.SerializeToString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.user.v1.UserService/RequestPasswordReset',
+            socialmesh_dot_user_dot_v1_dot_user__pb2.RequestPasswordResetRequest.SerializeToString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.RequestPasswordResetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.user.v1.UserService/ResetPassword',
+            socialmesh_dot_user_dot_v1_dot_user__pb2.ResetPasswordRequest.SerializeToString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.ResetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.user.v1.UserService/ChangeEmail',
+            socialmesh_dot_user_dot_v1_dot_user__pb2.ChangeEmailRequest.SerializeToString,
+            socialmesh_dot_user_dot_v1_dot_user__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,

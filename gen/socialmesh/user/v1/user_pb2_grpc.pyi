@@ -58,16 +58,58 @@ class UserServiceStub:
     the address is already verified; at most 3 per hour per account.
     """
     Login: _grpc.UnaryUnaryMultiCallable[_user_pb2.LoginRequest, _user_pb2.LoginResponse]
-    """Exchanges a handle and password for an access/refresh token pair. Public."""
+    """Exchanges a handle and password for an access/refresh token pair. Public.
+    With the request header `x-refresh-token-transport: cookie` the refresh
+    token is set as the `sm_refresh` cookie instead of returned (see RefreshToken).
+    """
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_user_pb2.RefreshTokenRequest, _user_pb2.RefreshTokenResponse]
     """Rotates a refresh token: returns a new pair and retires the old refresh
-    token. Presenting an already-rotated token revokes the whole session.
-    Public (the refresh token is the credential).
+    token. Presenting an already-rotated token revokes the whole session
+    (REFRESH_TOKEN_REUSED), except within a short grace window after its
+    rotation (default 30 s, USER_REFRESH_REUSE_GRACE_SECONDS): then the answer
+    is the same new refresh token (and a fresh access token of the same
+    session), so two tabs refreshing at once both stay signed in.
+    Browsers: with the request header `x-refresh-token-transport: cookie` the
+    new refresh token comes as the `sm_refresh` cookie (HttpOnly, SameSite=Strict,
+    Path=/v1/auth) and `refresh_token` stays empty; a request with an empty
+    `refresh_token` reads that cookie. Public (the refresh token is the credential).
     """
     Logout: _grpc.UnaryUnaryMultiCallable[_user_pb2.LogoutRequest, _user_pb2.LogoutResponse]
     """Ends the caller's session (the one its access token belongs to): its refresh
     tokens stop working and its unexpired access tokens are refused everywhere
-    from now on. Other sessions of the account stay signed in. Needs a user token.
+    from now on. Other sessions of the account stay signed in. Clears the
+    `sm_refresh` cookie. Needs a user token.
+    """
+    LogoutEverywhere: _grpc.UnaryUnaryMultiCallable[_user_pb2.LogoutEverywhereRequest, _user_pb2.LogoutEverywhereResponse]
+    """Signs the caller's account out everywhere: every session ends, the caller's
+    own included (refresh tokens stop working, access tokens are refused at once).
+    Clears the `sm_refresh` cookie. Needs a user token.
+    """
+    ListSessions: _grpc.UnaryUnaryMultiCallable[_user_pb2.ListSessionsRequest, _user_pb2.ListSessionsResponse]
+    """The caller's live sessions (signed in, refresh token not expired), newest
+    first, at most 100; `current` marks the one of the caller's access token.
+    Only the account's owner may list them.
+    """
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_user_pb2.ChangePasswordRequest, _user_pb2.ChangePasswordResponse]
+    """Changes the caller's password; needs the current one (WRONG_PASSWORD on
+    `currentPassword` otherwise). Every other session of the account ends; the
+    caller's stays signed in. Only the account's owner; 10 attempts per hour.
+    """
+    RequestPasswordReset: _grpc.UnaryUnaryMultiCallable[_user_pb2.RequestPasswordResetRequest, _user_pb2.RequestPasswordResetResponse]
+    """Mails a password reset link (`.../reset-password#token=...`, single use,
+    valid 1 hour) to the accounts registered with this address. The answer is
+    the same whether or not such an account exists. Public; rate-limited per
+    client address and per address.
+    """
+    ResetPassword: _grpc.UnaryUnaryMultiCallable[_user_pb2.ResetPasswordRequest, _user_pb2.ResetPasswordResponse]
+    """Sets a new password with the token of a reset mail; every session of the
+    account ends (sign in with the new password). An unknown, expired or used
+    token is RESET_TOKEN_INVALID on `token`. Public: the token is the credential.
+    """
+    ChangeEmail: _grpc.UnaryUnaryMultiCallable[_user_pb2.ChangeEmailRequest, _user_pb2.User]
+    """Changes the caller's email address; needs the current password. The new
+    address is unverified until its owner follows the link mailed to it (the
+    old address is told of the change). Only the account's owner; 3 per hour.
     """
     GetUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]
     """Returns a profile. Anonymous callers get the public view; a private
@@ -140,16 +182,58 @@ class UserServiceAsyncStub(UserServiceStub):
     the address is already verified; at most 3 per hour per account.
     """
     Login: _aio.UnaryUnaryMultiCallable[_user_pb2.LoginRequest, _user_pb2.LoginResponse]  # type: ignore[assignment]
-    """Exchanges a handle and password for an access/refresh token pair. Public."""
+    """Exchanges a handle and password for an access/refresh token pair. Public.
+    With the request header `x-refresh-token-transport: cookie` the refresh
+    token is set as the `sm_refresh` cookie instead of returned (see RefreshToken).
+    """
     RefreshToken: _aio.UnaryUnaryMultiCallable[_user_pb2.RefreshTokenRequest, _user_pb2.RefreshTokenResponse]  # type: ignore[assignment]
     """Rotates a refresh token: returns a new pair and retires the old refresh
-    token. Presenting an already-rotated token revokes the whole session.
-    Public (the refresh token is the credential).
+    token. Presenting an already-rotated token revokes the whole session
+    (REFRESH_TOKEN_REUSED), except within a short grace window after its
+    rotation (default 30 s, USER_REFRESH_REUSE_GRACE_SECONDS): then the answer
+    is the same new refresh token (and a fresh access token of the same
+    session), so two tabs refreshing at once both stay signed in.
+    Browsers: with the request header `x-refresh-token-transport: cookie` the
+    new refresh token comes as the `sm_refresh` cookie (HttpOnly, SameSite=Strict,
+    Path=/v1/auth) and `refresh_token` stays empty; a request with an empty
+    `refresh_token` reads that cookie. Public (the refresh token is the credential).
     """
     Logout: _aio.UnaryUnaryMultiCallable[_user_pb2.LogoutRequest, _user_pb2.LogoutResponse]  # type: ignore[assignment]
     """Ends the caller's session (the one its access token belongs to): its refresh
     tokens stop working and its unexpired access tokens are refused everywhere
-    from now on. Other sessions of the account stay signed in. Needs a user token.
+    from now on. Other sessions of the account stay signed in. Clears the
+    `sm_refresh` cookie. Needs a user token.
+    """
+    LogoutEverywhere: _aio.UnaryUnaryMultiCallable[_user_pb2.LogoutEverywhereRequest, _user_pb2.LogoutEverywhereResponse]  # type: ignore[assignment]
+    """Signs the caller's account out everywhere: every session ends, the caller's
+    own included (refresh tokens stop working, access tokens are refused at once).
+    Clears the `sm_refresh` cookie. Needs a user token.
+    """
+    ListSessions: _aio.UnaryUnaryMultiCallable[_user_pb2.ListSessionsRequest, _user_pb2.ListSessionsResponse]  # type: ignore[assignment]
+    """The caller's live sessions (signed in, refresh token not expired), newest
+    first, at most 100; `current` marks the one of the caller's access token.
+    Only the account's owner may list them.
+    """
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_user_pb2.ChangePasswordRequest, _user_pb2.ChangePasswordResponse]  # type: ignore[assignment]
+    """Changes the caller's password; needs the current one (WRONG_PASSWORD on
+    `currentPassword` otherwise). Every other session of the account ends; the
+    caller's stays signed in. Only the account's owner; 10 attempts per hour.
+    """
+    RequestPasswordReset: _aio.UnaryUnaryMultiCallable[_user_pb2.RequestPasswordResetRequest, _user_pb2.RequestPasswordResetResponse]  # type: ignore[assignment]
+    """Mails a password reset link (`.../reset-password#token=...`, single use,
+    valid 1 hour) to the accounts registered with this address. The answer is
+    the same whether or not such an account exists. Public; rate-limited per
+    client address and per address.
+    """
+    ResetPassword: _aio.UnaryUnaryMultiCallable[_user_pb2.ResetPasswordRequest, _user_pb2.ResetPasswordResponse]  # type: ignore[assignment]
+    """Sets a new password with the token of a reset mail; every session of the
+    account ends (sign in with the new password). An unknown, expired or used
+    token is RESET_TOKEN_INVALID on `token`. Public: the token is the credential.
+    """
+    ChangeEmail: _aio.UnaryUnaryMultiCallable[_user_pb2.ChangeEmailRequest, _user_pb2.User]  # type: ignore[assignment]
+    """Changes the caller's email address; needs the current password. The new
+    address is unverified until its owner follows the link mailed to it (the
+    old address is told of the change). Only the account's owner; 3 per hour.
     """
     GetUser: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]  # type: ignore[assignment]
     """Returns a profile. Anonymous callers get the public view; a private
@@ -243,7 +327,10 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_pb2.LoginResponse, _abc.Awaitable[_user_pb2.LoginResponse]]:
-        """Exchanges a handle and password for an access/refresh token pair. Public."""
+        """Exchanges a handle and password for an access/refresh token pair. Public.
+        With the request header `x-refresh-token-transport: cookie` the refresh
+        token is set as the `sm_refresh` cookie instead of returned (see RefreshToken).
+        """
 
     @_abc_1.abstractmethod
     def RefreshToken(
@@ -252,8 +339,15 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_pb2.RefreshTokenResponse, _abc.Awaitable[_user_pb2.RefreshTokenResponse]]:
         """Rotates a refresh token: returns a new pair and retires the old refresh
-        token. Presenting an already-rotated token revokes the whole session.
-        Public (the refresh token is the credential).
+        token. Presenting an already-rotated token revokes the whole session
+        (REFRESH_TOKEN_REUSED), except within a short grace window after its
+        rotation (default 30 s, USER_REFRESH_REUSE_GRACE_SECONDS): then the answer
+        is the same new refresh token (and a fresh access token of the same
+        session), so two tabs refreshing at once both stay signed in.
+        Browsers: with the request header `x-refresh-token-transport: cookie` the
+        new refresh token comes as the `sm_refresh` cookie (HttpOnly, SameSite=Strict,
+        Path=/v1/auth) and `refresh_token` stays empty; a request with an empty
+        `refresh_token` reads that cookie. Public (the refresh token is the credential).
         """
 
     @_abc_1.abstractmethod
@@ -264,7 +358,75 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_pb2.LogoutResponse, _abc.Awaitable[_user_pb2.LogoutResponse]]:
         """Ends the caller's session (the one its access token belongs to): its refresh
         tokens stop working and its unexpired access tokens are refused everywhere
-        from now on. Other sessions of the account stay signed in. Needs a user token.
+        from now on. Other sessions of the account stay signed in. Clears the
+        `sm_refresh` cookie. Needs a user token.
+        """
+
+    @_abc_1.abstractmethod
+    def LogoutEverywhere(
+        self,
+        request: _user_pb2.LogoutEverywhereRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.LogoutEverywhereResponse, _abc.Awaitable[_user_pb2.LogoutEverywhereResponse]]:
+        """Signs the caller's account out everywhere: every session ends, the caller's
+        own included (refresh tokens stop working, access tokens are refused at once).
+        Clears the `sm_refresh` cookie. Needs a user token.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSessions(
+        self,
+        request: _user_pb2.ListSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.ListSessionsResponse, _abc.Awaitable[_user_pb2.ListSessionsResponse]]:
+        """The caller's live sessions (signed in, refresh token not expired), newest
+        first, at most 100; `current` marks the one of the caller's access token.
+        Only the account's owner may list them.
+        """
+
+    @_abc_1.abstractmethod
+    def ChangePassword(
+        self,
+        request: _user_pb2.ChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.ChangePasswordResponse, _abc.Awaitable[_user_pb2.ChangePasswordResponse]]:
+        """Changes the caller's password; needs the current one (WRONG_PASSWORD on
+        `currentPassword` otherwise). Every other session of the account ends; the
+        caller's stays signed in. Only the account's owner; 10 attempts per hour.
+        """
+
+    @_abc_1.abstractmethod
+    def RequestPasswordReset(
+        self,
+        request: _user_pb2.RequestPasswordResetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.RequestPasswordResetResponse, _abc.Awaitable[_user_pb2.RequestPasswordResetResponse]]:
+        """Mails a password reset link (`.../reset-password#token=...`, single use,
+        valid 1 hour) to the accounts registered with this address. The answer is
+        the same whether or not such an account exists. Public; rate-limited per
+        client address and per address.
+        """
+
+    @_abc_1.abstractmethod
+    def ResetPassword(
+        self,
+        request: _user_pb2.ResetPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.ResetPasswordResponse, _abc.Awaitable[_user_pb2.ResetPasswordResponse]]:
+        """Sets a new password with the token of a reset mail; every session of the
+        account ends (sign in with the new password). An unknown, expired or used
+        token is RESET_TOKEN_INVALID on `token`. Public: the token is the credential.
+        """
+
+    @_abc_1.abstractmethod
+    def ChangeEmail(
+        self,
+        request: _user_pb2.ChangeEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.User, _abc.Awaitable[_user_pb2.User]]:
+        """Changes the caller's email address; needs the current password. The new
+        address is unverified until its owner follows the link mailed to it (the
+        old address is told of the change). Only the account's owner; 3 per hour.
         """
 
     @_abc_1.abstractmethod
