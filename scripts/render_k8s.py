@@ -42,6 +42,11 @@ GRPC_PORT = 50051
 METRICS_PORT = 9090
 #: Media's plain-HTTP file server (Range, 304, HEAD), reached by the edge only.
 MEDIA_FILES_PORT = 8081
+#: The web app's static server (`socialmesh serve web`): its own Deployment, reached by
+#: the edge only (every GET/HEAD outside /v1/), serving the export the image ships.
+WEB = "web"
+WEB_PORT = 8080
+WEB_ROOT = "/opt/socialmesh/web"
 PART_OF = {"app.kubernetes.io/part-of": "socialmesh"}
 JWT_DIR = "/etc/socialmesh/jwt"
 #: This service's own identity key (Secret `socialmesh-service-key-<name>`, key `key.pem`).
@@ -425,6 +430,71 @@ def edge() -> list[dict[str, Any]]:
     return [deployment_doc, service, hpa(name, 20), pdb(name)]
 
 
+def web() -> list[dict[str, Any]]:
+    """The web app's static server: stateless, no keys, no datastores, HTTP probes."""
+    name = WEB
+    probe = {"httpGet": {"path": "/healthz", "port": "http"}}
+    deployment_doc = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels(name)},
+        "spec": {
+            "minReadySeconds": 5,
+            "selector": {"matchLabels": labels(name)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": labels(name)},
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security_context(),
+                    "topologySpreadConstraints": topology_spread(name),
+                    "containers": [
+                        {
+                            "name": name,
+                            "image": IMAGE,
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["socialmesh", "serve", name],
+                            "ports": [{"name": "http", "containerPort": WEB_PORT}],
+                            "env": [
+                                {"name": "WEB_ROOT", "value": WEB_ROOT},
+                                {"name": "WEB_HOST", "value": "0.0.0.0"},
+                                {"name": "WEB_PORT", "value": str(WEB_PORT)},
+                            ],
+                            "readinessProbe": {**probe, "periodSeconds": 5},
+                            "livenessProbe": {**probe, "periodSeconds": 10},
+                            "resources": {
+                                "requests": {"cpu": "50m", "memory": "64Mi"},
+                                "limits": {"cpu": "500m", "memory": "256Mi"},
+                            },
+                            "securityContext": security_context(),
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                        }
+                    ],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels(name)},
+        "spec": {
+            # Headless like the services: the edge's DNS cluster sees (and balances) pods.
+            "clusterIP": "None",
+            "selector": labels(name),
+            "ports": [
+                {"name": "http", "port": WEB_PORT, "targetPort": "http", "appProtocol": "http"}
+            ],
+        },
+    }
+    return [deployment_doc, service, hpa(name), pdb(name)]
+
+
 def migrate_job() -> dict[str, Any]:
     """`socialmesh migrate` as a Job, applied and awaited before the rollout (README)."""
     name = "migrate"
@@ -537,6 +607,23 @@ def network_policies() -> list[dict[str, Any]]:
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
+            "metadata": {"name": "web-from-the-edge", **meta},
+            "spec": {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": WEB}},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "edge"}}}
+                        ],
+                        "ports": [{"port": WEB_PORT, "protocol": "TCP"}],
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
             "metadata": {"name": "services-from-the-mesh", **meta},
             "spec": {
                 "podSelector": {
@@ -598,6 +685,7 @@ def documents() -> dict[str, list[dict[str, Any]]]:
     for name in registry.NAMES:
         files[f"{name}.yaml"] = [deployment(name), headless_service(name), hpa(name), pdb(name)]
     files["edge.yaml"] = edge()
+    files[f"{WEB}.yaml"] = web()
     files["network-policies.yaml"] = network_policies()
     files["migrate/job.yaml"] = [migrate_job()]
     return files
@@ -622,7 +710,13 @@ def render(out: Path) -> None:
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": NAMESPACE,
-        "resources": ["namespace.yaml", *implemented, "edge.yaml", "network-policies.yaml"],
+        "resources": [
+            "namespace.yaml",
+            *implemented,
+            "edge.yaml",
+            f"{WEB}.yaml",
+            "network-policies.yaml",
+        ],
         # Content-hashed names: a changed file gives a new ConfigMap name, which kustomize
         # writes into every pod template that mounts it, so the pods roll. Apply with
         # `kubectl apply --server-side -k` (the edge config is too large for the

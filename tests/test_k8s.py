@@ -60,7 +60,7 @@ def test_deployment_rules() -> None:
     for doc in docs:
         by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
     deployments = by_kind["Deployment"]
-    assert set(deployments) == {*registry.NAMES, "edge"}
+    assert set(deployments) == {*registry.NAMES, "edge", "web"}
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]
         (container,) = pod["spec"]["containers"]
@@ -76,7 +76,10 @@ def test_deployment_rules() -> None:
             by_kind["PodDisruptionBudget"][name]["spec"]["selector"]["matchLabels"]
             == (deployment["spec"]["selector"]["matchLabels"])
         )
-        if name != "edge":
+        if name == "web":  # the web app's static server: HTTP, no keys
+            assert "httpGet" in container["readinessProbe"], name
+            assert not any("secret" in v for v in pod["spec"]["volumes"]), name
+        elif name != "edge":
             assert service["spec"]["clusterIP"] == "None", name  # client-side round-robin
             assert "grpc" in container["readinessProbe"], name
             mounted = {v["name"]: v for v in pod["spec"]["volumes"]}["jwt"]["secret"]["items"]
@@ -121,14 +124,24 @@ def dockerfile_stages() -> list[dict]:
 def test_dockerfile_is_multi_stage_slim_non_root() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim\S*$", text, re.M)
+    assert re.search(r"^ARG NODE_IMAGE=node:\d+-\S*slim\S*$", text, re.M)
     stages = dockerfile_stages()
-    assert [s["name"] for s in stages] == ["build", "runtime"]
-    assert all(s["from"] == "${PYTHON_IMAGE}" for s in stages)
-    build, runtime = stages
-    # The runtime stage takes only the built venv from the build stage.
+    assert [s["name"] for s in stages] == ["web", "build", "runtime"]
+    web, build, runtime = stages
+    assert web["from"] == "${NODE_IMAGE}"
+    assert build["from"] == runtime["from"] == "${PYTHON_IMAGE}"
+    # The web stage builds the app and finishes the export (docs, precompressed files).
+    web_runs = " ".join(arg for op, arg in web["ops"] if op == "RUN")
+    assert "npm ci" in web_runs and "npm run build" in web_runs
+    assert "scripts/precompress_web.py web/out --swagger-ui" in web_runs
+    # The runtime stage takes only the built venv and the web app's export.
     copies = [arg for op, arg in runtime["ops"] if op == "COPY"]
-    assert copies == ["--from=build /opt/venv /opt/venv"]
-    assert not any(op == "RUN" and "pip" in arg for op, arg in runtime["ops"])
+    assert copies == [
+        "--from=build /opt/venv /opt/venv",
+        "--from=web /src/web/out /opt/socialmesh/web",
+    ]
+    assert "WEB_ROOT=/opt/socialmesh/web" in dict(runtime["ops"])["ENV"]
+    assert not any(op == "RUN" and ("pip" in arg or "npm" in arg) for op, arg in runtime["ops"])
     users = [arg for op, arg in runtime["ops"] if op == "USER"]
     assert users == ["10001:10001"]  # numeric: runAsNonRoot can verify it
     entrypoint = json.loads(dict(runtime["ops"])["ENTRYPOINT"])
@@ -153,13 +166,24 @@ def test_dockerfile_is_multi_stage_slim_non_root() -> None:
 
 
 def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
-    lines = (ROOT / ".dockerignore").read_text().split()
-    assert lines[lines.index("*")] == "*"  # deny by default, then allow the sources
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*"  # deny by default, then allow the sources
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "services", "gateway", "gen"}
+    assert allowed == {
+        *("pyproject.toml", "README.md", "services", "gateway", "gen"),  # the wheel
+        *("web", "package.json", "package-lock.json", "scripts/precompress_web.py"),  # the app
+    }
     assert "**/*.pem" in lines and "**/.socialmesh" in lines
+    assert "**/node_modules" in lines and "web/out" in lines  # rebuilt, never copied
     copied = re.findall(r"^COPY (?!--from)(.+) \S+$", (ROOT / "Dockerfile").read_text(), re.M)
-    assert {p for line in copied for p in line.split()} == allowed
+    sources = {p.rstrip("/") for line in copied for p in line.split()}
+    # Every allowed path is copied, and only allowed paths (or files under them) are.
+    assert {a for a in allowed if any(s == a or s.startswith(f"{a}/") for s in sources)} == allowed
+    assert all(any(s == a or s.startswith(f"{a}/") for a in allowed) for s in sources), sources
 
 
 def requirement_closure(requirements: list[str]) -> set[str]:

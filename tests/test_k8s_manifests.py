@@ -172,7 +172,7 @@ def test_objects_live_in_the_namespace_with_unique_names() -> None:
 def test_every_workload_has_one_service_hpa_and_pdb() -> None:
     docs = all_docs()
     deployments = of_kind("Deployment", docs)
-    assert set(deployments) == {*SERVICES, "edge"}
+    assert set(deployments) == {*SERVICES, "edge", "web"}
     for name, deployment in deployments.items():
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert selects(deployment["spec"]["selector"], pod_labels), name
@@ -320,7 +320,7 @@ def test_service_pod_wiring(name: str) -> None:
     assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("grpc", GRPC_PORT)]
 
 
-@pytest.mark.parametrize("name", [*SERVICES, "edge"])
+@pytest.mark.parametrize("name", [*SERVICES, "edge", "web"])
 def test_pod_security_and_resources(name: str) -> None:
     deployment = of_kind("Deployment")[name]
     pod = deployment["spec"]["template"]["spec"]
@@ -424,6 +424,9 @@ def test_network_policy_reachability() -> None:
             allowed = ingress_allowed(policies, pods[name], GRPC_PORT, src)
             assert allowed == (src in mesh), (name, src.name)
             assert not ingress_allowed(policies, pods[name], 8080, src), (name, src.name)
+        # The web app's server: from the edge only.
+        allowed = ingress_allowed(policies, pods["web"], 8080, src)
+        assert allowed == (src.name == "edge"), ("web", src.name)
     # Default deny: a pod nobody wrote a policy for is closed.
     newcomer = {**PART_OF, "app.kubernetes.io/name": "newcomer"}
     assert not ingress_allowed(policies, newcomer, 8080, internet)
@@ -455,7 +458,7 @@ def test_kustomization_deploys_what_the_image_serves() -> None:
     listed_deployments = {
         d["metadata"]["name"] for r in resources for d in load(K8S / r) if d["kind"] == "Deployment"
     }
-    assert listed_deployments == {*IMPLEMENTED_SERVICES, "edge"}
+    assert listed_deployments == {*IMPLEMENTED_SERVICES, "edge", "web"}
 
     # Every other manifest is a roadmap service, marked as such, ready to be listed.
     unlisted = {p.name for p in manifest_files() if p.parent == K8S} - set(resources)
@@ -518,6 +521,17 @@ def test_rendered_envoy_config_fits_the_edge(rendered_envoy: Doc) -> None:
             assert socket_of(
                 cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
             ) == ("otel-collector", 4317)
+            continue
+        if cluster["name"] == "web-app":
+            # The web app's static server: every GET/HEAD outside the API, edge only.
+            (endpoint,) = cluster["load_assignment"]["endpoints"]
+            host, port = socket_of(endpoint["lb_endpoints"][0]["endpoint"]["address"])
+            web = of_kind("Deployment", docs)["web"]
+            assert (host, port) == (
+                f"web.{NAMESPACE}.svc.cluster.local",
+                container_port(web, "http"),
+            )
+            assert listed["web"]["spec"]["clusterIP"] == "None"
             continue
         if cluster["name"] == "media-files":
             # Media's file server: its own port on the media pods, open to the edge only.
@@ -694,7 +708,7 @@ def test_overlay_pins_digests_and_config_changes_roll_pods(tmp_path: Path) -> No
     overlay = readme_overlay()
     assert overlay["resources"] == ["../k8s"]
     deployments = of_kind("Deployment", first)
-    assert set(deployments) == {*IMPLEMENTED_SERVICES, "edge"}
+    assert set(deployments) == {*IMPLEMENTED_SERVICES, "edge", "web"}
     workloads = {**deployments, **of_kind("Job", first)}
     assert "migrate" in workloads
     for name, deployment in workloads.items():

@@ -45,7 +45,8 @@ def write_fixture(out: Path) -> None:
         "favicon.ico": "icon",
         "robots.txt": "User-agent: *\n",
         "index.txt": "0:rsc payload",
-        "csp.json": '{"/about": ["sha256-' + "A" * 43 + '="]}',
+        # The shape web/scripts/csp-hashes.mjs writes.
+        "csp.json": '{"pages": {"/about": {"scriptHashes": ["\'sha256-' + "A" * 43 + "='\"]}}}",
     }
     for name, text in files.items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)

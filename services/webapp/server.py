@@ -113,7 +113,8 @@ def build_hashes(root: Path) -> dict[str, list[str]]:
 
     Accepted shapes: `{"<page>": [hash, ...]}`, optionally under a "pages" key, where a
     page is a file ("/index.html") or a route ("/", "/users/profile") and a value may also
-    be an object holding the list under "script-src", "scriptSrc", "hashes" or "scripts".
+    be an object holding the list under "scriptHashes" (web/scripts/csp-hashes.mjs writes
+    `{"pages": {"/route": {"scriptHashes": [...]}}}`), "script-src", "scriptSrc" or "hashes".
     """
     path = root / "csp.json"
     try:
@@ -127,10 +128,8 @@ def build_hashes(root: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for page, value in data.items():
         if isinstance(value, dict):
-            value = next(
-                (value[k] for k in ("script-src", "scriptSrc", "hashes", "scripts") if k in value),
-                [],
-            )
+            keys = ("scriptHashes", "script-src", "scriptSrc", "hashes")
+            value = next((value[k] for k in keys if k in value), [])
         if not isinstance(value, list):
             continue
         hashes = [h for h in (_quoted_hash(v) for v in value if isinstance(v, str)) if h]
