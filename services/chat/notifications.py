@@ -110,8 +110,8 @@ def notification_proto(row: Mapping[str, Any], last_read_id: int) -> chat_pb2.No
         notification_id=int(row["notification_id"]),
         type=int(row["kind"]),  # type: ignore[arg-type]
         actor_id=sample[0] if sample else 0,
-        post_id=int(row["post_id"]),
-        comment_id=int(row["comment_id"]),
+        post_id=int(row["post_id"]) or None,  # absent when none, never "0"
+        comment_id=int(row["comment_id"]) or None,
         read=int(row["notification_id"]) <= last_read_id,
         group_key=str(row["group_key"]),
         sample_actor_ids=sample,
@@ -270,6 +270,7 @@ class Notifications:
                     MENTION,
                     f"mention:{e.post_id}",
                     post_id=e.post_id,
+                    snippet=_snippet(e.snippet),
                     requires_following=restricted,
                 )
                 for m in dict.fromkeys(e.mention_ids)

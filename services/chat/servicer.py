@@ -26,9 +26,11 @@ from google.rpc import code_pb2, status_pb2
 from socialmesh.chat.v1 import chat_pb2, chat_pb2_grpc
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 from socialmesh.media.v1 import media_pb2, media_pb2_grpc
+from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.auth import Caller, anonymous_calls, require_caller
+from services.kit.cards import ViewerCards, user_loader
 from services.kit.channels import upstream_error
 from services.kit.errors import (
     FailedPrecondition,
@@ -36,15 +38,19 @@ from services.kit.errors import (
     NotFound,
     PermissionDenied,
     ServiceError,
+    Unavailable,
 )
 from services.kit.pagination import page_size
 from services.kit.ratelimit import RateLimiter
-from services.kit.server import Runtime, ServicerBase
+from services.kit.relcache import graph_loader
+from services.kit.server import Runtime, ServicerBase, build_verifier
 from services.kit.tasks import cancel_and_wait
 from services.kit.validation import Violations, request_violations, strip_control_characters
 
 from .eventlog import EventLog, Head, Wakeups, decode_cursor, encode_cursor, event_at
 from .presence import PresenceTracker
+from .sse import PATH as SSE_PATH
+from .sse import EventStreamServer, StreamTickets
 from .store import ACCEPTED, ADMIN, DIRECT, GROUP, OWNER, REQUEST, ChatStore, ConversationRow
 
 log = logging.getLogger("socialmesh.chat")
@@ -53,6 +59,8 @@ MAX_GROUP_MEMBERS = 256
 MAX_TEXT = 4000
 MAX_TITLE = 100
 MAX_REQUEST_ID = 64
+#: BatchGetPosts takes at most this many ids (post.proto).
+MAX_POST_BATCH = 500
 MAX_MEDIA = 4
 MAX_EMOJI = 16
 EDIT_WINDOW = timedelta(minutes=15)
@@ -70,13 +78,16 @@ PRESENCE_BATCH = 200
 
 class ChatConfig:
     """Tunables (environment): CHAT_HEARTBEAT_SECONDS, CHAT_LOG_RETENTION_DAYS,
-    CHAT_LOG_KEEP_PER_USER, CHAT_RECONNECT_JITTER_SECONDS."""
+    CHAT_LOG_KEEP_PER_USER, CHAT_RECONNECT_JITTER_SECONDS, and CHAT_HTTP_PORT (the
+    browsers' SSE stream server, services/chat/sse.py; unset: not served)."""
 
     def __init__(self, env: dict[str, str] | os._Environ[str]) -> None:
         self.heartbeat_seconds = float(env.get("CHAT_HEARTBEAT_SECONDS", "20"))
         self.retention_days = float(env.get("CHAT_LOG_RETENTION_DAYS", "7"))
         self.keep_per_user = int(env.get("CHAT_LOG_KEEP_PER_USER", "10000"))
         self.reconnect_jitter_seconds = float(env.get("CHAT_RECONNECT_JITTER_SECONDS", "5"))
+        port = env.get("CHAT_HTTP_PORT", "")
+        self.http_port: int | None = int(port) if port else None
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
@@ -116,9 +127,14 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._media: media_pb2_grpc.MediaServiceAsyncStub | None = None
         self._typing_limit: RateLimiter | None = None
         self._send_limit: RateLimiter | None = None
+        self._cards: ViewerCards | None = None
+        self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
         self._draining = False
         self._tasks: list[asyncio.Task[None]] = []
         self.notifications: Any = None
+        self._tickets: StreamTickets | None = None
+        #: The browsers' SSE stream server, when CHAT_HTTP_PORT is set.
+        self.sse: EventStreamServer | None = None
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -131,10 +147,25 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
         self._users = user_pb2_grpc.UserServiceStub(self.peer("user"))
         self._media = media_pb2_grpc.MediaServiceStub(self.peer("media"))
+        self._posts = post_pb2_grpc.PostServiceStub(self.peer("post"))
+        # Members' and actors' cards side-loaded on answers (kit/cards.py).
+        self._cards = ViewerCards(
+            rt.redis, "chat", user_loader(self._users), graph_loader(self._graph)
+        )
+        self._cards.start()
         self._typing_limit = RateLimiter(rt.redis, "chat-typing", limit=20, window_seconds=10)
         self._send_limit = RateLimiter(rt.redis, "chat-send", limit=120, window_seconds=60)
         self._tasks.append(asyncio.create_task(self._prune_forever(), name="chat-prune"))
         await self._start_notifications()
+        self._tickets = StreamTickets(rt.redis)
+        if self._config.http_port is not None:
+            self.sse = EventStreamServer(
+                lambda caller, since: self._events(caller, since, greet=True),
+                self._tickets,
+                build_verifier(rt.settings),
+                lambda: self._rt.revocations,
+            )
+            await self.sse.start(rt.settings.grpc_host, self._config.http_port)
         _running.append(self)
 
     async def _start_notifications(self) -> None:
@@ -159,8 +190,12 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._tasks.clear()
         if self.notifications is not None and hasattr(self.notifications, "stop"):
             await self.notifications.stop()
+        if self._cards is not None:
+            await self._cards.stop()
         if self._wakeups is not None:
             await self._wakeups.stop()
+        if self.sse is not None:
+            await self.sse.stop()
         await super().on_stop()
 
     async def _prune_forever(self) -> None:
@@ -242,7 +277,48 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self, row: ConversationRow, viewer_id: int
     ) -> chat_pb2.Conversation:
         last = await self.store.last_messages([row.conversation_id])
-        return row.to_proto(viewer_id, last.get(row.conversation_id))
+        view = row.to_proto(viewer_id, last.get(row.conversation_id))
+        await self._member_cards([view], viewer_id)
+        return view
+
+    async def _member_cards(
+        self, conversations: Sequence[chat_pb2.Conversation], viewer_id: int
+    ) -> None:
+        """Fills every member's card as the viewer sees it (absent for accounts that
+        block the viewer): one pair of cache reads for the whole page."""
+        ids = [m.user_id for c in conversations for m in c.members]
+        cards = await self.ready(self._cards).get_many(viewer_id, ids)
+        for conversation in conversations:
+            for member in conversation.members:
+                card = cards.get(member.user_id)
+                if card is not None:
+                    member.user.CopyFrom(card)
+
+    async def side_load_notifications(
+        self, notifications: Sequence[chat_pb2.Notification], viewer_id: int
+    ) -> None:
+        """Fills the actors' cards and the posts as the viewer may see them: one pair
+        of cache reads and one BatchGetPosts (under the viewer's token: the post
+        service's visibility rules decide) for the whole page."""
+        cards = await self.ready(self._cards).get_many(
+            viewer_id, (a for n in notifications for a in n.sample_actor_ids)
+        )
+        post_ids = list(dict.fromkeys(n.post_id for n in notifications if n.post_id))
+        posts: dict[int, post_pb2.Post] = {}
+        for start in range(0, len(post_ids), MAX_POST_BATCH):
+            try:
+                reply = await self.ready(self._posts).BatchGetPosts(
+                    post_pb2.BatchGetPostsRequest(post_ids=post_ids[start : start + MAX_POST_BATCH])
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise upstream_error(exc, "post") from exc
+            posts.update((p.post_id, p) for p in reply.posts)
+        for notification in notifications:
+            notification.sample_actors.extend(
+                cards[a] for a in notification.sample_actor_ids if a in cards
+            )
+            if notification.post_id in posts:
+                notification.post.CopyFrom(posts[notification.post_id])
 
     @staticmethod
     def _request_id(value: str, field: str = "request_id") -> str:
@@ -346,6 +422,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
                 rows[c].to_proto(caller.user_id, last.get(c)) for c, _ in page if c in rows
             ]
         )
+        await self._member_cards(reply.conversations, caller.user_id)
         if len(refs) > size:
             conversation_id, activity = page[-1]
             reply.next_page_token = self._rt.page_tokens.encode(
@@ -836,6 +913,17 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         async for event in self._events(caller, request.since, greet=True):
             yield event
 
+    async def CreateEventStreamTicket(
+        self, request: chat_pb2.CreateEventStreamTicketRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.EventStreamTicket:
+        caller = require_caller()
+        if self._tickets is None:
+            raise Unavailable("service is starting")
+        ticket, expires = await self._tickets.mint(caller)
+        reply = chat_pb2.EventStreamTicket(ticket=ticket, url=f"{SSE_PATH}?ticket={ticket}")
+        reply.expire_time.FromSeconds(int(expires))
+        return reply
+
     async def SyncEvents(
         self, request: chat_pb2.SyncEventsRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.SyncEventsResponse:
@@ -979,6 +1067,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         reply: chat_pb2.ListNotificationsResponse = await self._notifications().list_notifications(
             caller.user_id, request
         )
+        await self.side_load_notifications(reply.notifications, caller.user_id)
         return reply
 
     async def GetUnreadCounts(

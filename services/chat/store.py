@@ -99,7 +99,7 @@ def message_from_row(
         sequence=row["sequence"],
         create_time=from_datetime(row["create_time"]),
         media_ids=list(row["media_ids"]),
-        reply_to_message_id=row["reply_to_message_id"],
+        reply_to_message_id=row["reply_to_message_id"] or None,  # absent, never "0"
     )
     if row["update_time"] is not None:
         message.update_time.CopyFrom(from_datetime(row["update_time"]))

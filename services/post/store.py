@@ -176,6 +176,7 @@ class PostStore:
                     hashtags=hashtags,
                     mention_ids=mention_ids,
                     media_ids=media_ids,
+                    snippet=text[:COMMENT_SNIPPET_CHARS],
                 ),
                 post_id=post_id,
             )

@@ -41,12 +41,17 @@ class PostCreated(_message.Message):
     HASHTAGS_FIELD_NUMBER: _builtins.int
     MENTION_IDS_FIELD_NUMBER: _builtins.int
     MEDIA_IDS_FIELD_NUMBER: _builtins.int
+    SNIPPET_FIELD_NUMBER: _builtins.int
     post_id: _builtins.int
     """The new post."""
     author_id: _builtins.int
     """Who wrote it."""
     visibility: _post_pb2.Visibility.ValueType
     """Who may see it (the author's account may also be private)."""
+    snippet: _builtins.str
+    """The start of the text (at most 140 characters), for the mentioned users'
+    notifications.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was published."""
@@ -73,10 +78,11 @@ class PostCreated(_message.Message):
         hashtags: _abc.Iterable[_builtins.str] | None = ...,
         mention_ids: _abc.Iterable[_builtins.int] | None = ...,
         media_ids: _abc.Iterable[_builtins.int] | None = ...,
+        snippet: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "create_time", b"create_time", "hashtags", b"hashtags", "media_ids", b"media_ids", "mention_ids", b"mention_ids", "post_id", b"post_id", "visibility", b"visibility"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "create_time", b"create_time", "hashtags", b"hashtags", "media_ids", b"media_ids", "mention_ids", b"mention_ids", "post_id", b"post_id", "snippet", b"snippet", "visibility", b"visibility"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

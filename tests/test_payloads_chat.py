@@ -1,0 +1,113 @@
+"""Chat answers side-load what an inbox and a notification list render:
+members' cards on conversations, actors' cards and the post on notifications;
+ids that mean "none" are absent, never "0"; blocks hold on every card."""
+
+from __future__ import annotations
+
+from google.protobuf import json_format
+from socialmesh.chat.v1 import chat_pb2
+from socialmesh.graph.v1 import graph_pb2
+from socialmesh.post.v1 import post_pb2
+
+from .chat_support import direct, group, send
+from .helpers import eventually, follow, like, publish
+
+
+def _printed(message) -> dict:
+    """As the edge prints it (always_print_primitive_fields)."""
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
+async def test_conversations_carry_their_members_cards(chat, graph, make_person):
+    me, friend, other = await make_person(), await make_person(), await make_person()
+    await follow(graph, me, friend)
+    await follow(graph, friend, me)
+    dm = await direct(chat, me, friend)
+    cards = {m.user_id: m.user for m in dm.members}
+    assert cards[friend.id].handle == friend.handle
+    assert cards[friend.id].is_following and cards[friend.id].followed_by
+    assert cards[me.id].handle == me.handle
+
+    room = await group(chat, me, friend, other)
+    first = await send(chat, me, room.conversation_id, "hello")
+    assert "replyToMessageId" not in _printed(first)  # not a reply: absent, not "0"
+
+    # A member who blocks me keeps their seat but shows me no card.
+    await graph.BlockUser(graph_pb2.BlockUserRequest(user_id=me.id), metadata=other.md)
+    inbox = await chat.ListConversations(chat_pb2.ListConversationsRequest(), metadata=me.md)
+    listed = {c.conversation_id: c for c in inbox.conversations}
+    assert {dm.conversation_id, room.conversation_id} <= set(listed)
+    members = {m.user_id: m for m in listed[room.conversation_id].members}
+    assert set(members) == {me.id, friend.id, other.id}
+    assert members[friend.id].user.handle == friend.handle
+    assert not members[other.id].HasField("user")
+    got = await chat.GetConversation(
+        chat_pb2.GetConversationRequest(conversation_id=room.conversation_id), metadata=friend.md
+    )
+    assert {m.user_id for m in got.members if m.HasField("user")} == {me.id, friend.id, other.id}
+
+
+async def test_notifications_carry_actor_cards_and_the_post(chat, posts, graph, make_person):
+    author, fan, hater = await make_person(), await make_person(), await make_person()
+    post = await publish(posts, author, "like me")
+    await like(posts, fan, post)
+    await like(posts, hater, post)
+    await follow(graph, fan, author)
+
+    async def listed() -> list[chat_pb2.Notification]:
+        reply = await chat.ListNotifications(
+            chat_pb2.ListNotificationsRequest(), metadata=author.md
+        )
+        return list(reply.notifications)
+
+    async def arrived() -> bool:
+        types = {n.type: n for n in await listed()}
+        likes = types.get(chat_pb2.NOTIFICATION_TYPE_LIKE)
+        return (
+            likes is not None
+            and likes.actor_count == 2
+            and chat_pb2.NOTIFICATION_TYPE_FOLLOW in types
+        )
+
+    await eventually(arrived)
+    await graph.BlockUser(graph_pb2.BlockUserRequest(user_id=author.id), metadata=hater.md)
+    by_type = {n.type: n for n in await listed()}
+    likes = by_type[chat_pb2.NOTIFICATION_TYPE_LIKE]
+    assert set(likes.sample_actor_ids) == {fan.id, hater.id}
+    # The actor who blocks the reader has no card; the other one has theirs.
+    assert [a.user_id for a in likes.sample_actors] == [fan.id]
+    assert likes.sample_actors[0].handle == fan.handle and likes.sample_actors[0].followed_by
+    assert likes.post.post_id == post.post_id and likes.post.text == "like me"
+    assert likes.post.author.user_id == author.id
+    assert "commentId" not in _printed(likes)
+
+    followed = by_type[chat_pb2.NOTIFICATION_TYPE_FOLLOW]
+    printed = _printed(followed)
+    assert "postId" not in printed and "commentId" not in printed and "post" not in printed
+    assert [a.handle for a in followed.sample_actors] == [fan.handle]
+
+
+async def test_the_mention_notification_shows_the_post(chat, posts, make_person):
+    author, bob = await make_person(), await make_person()
+    post = await posts.CreatePost(
+        post_pb2.CreatePostRequest(post=post_pb2.Post(text=f"hey @{bob.handle} look")),
+        metadata=author.md,
+    )
+
+    async def mention() -> chat_pb2.Notification | None:
+        reply = await chat.ListNotifications(
+            chat_pb2.ListNotificationsRequest(types=[chat_pb2.NOTIFICATION_TYPE_MENTION]),
+            metadata=bob.md,
+        )
+        return reply.notifications[0] if reply.notifications else None
+
+    async def arrived() -> bool:
+        return await mention() is not None
+
+    await eventually(arrived)
+    found = await mention()
+    assert found is not None
+    assert found.snippet == f"hey @{bob.handle} look"
+    assert found.post.post_id == post.post_id
+    assert [f.mention.user_id for f in found.post.facets] == [bob.id]
+    assert found.sample_actors[0].user_id == author.id
