@@ -117,21 +117,28 @@ def _cmd_envoy_config(args: argparse.Namespace) -> int:
             otlp_collector=args.otlp_collector,
             tls_cert_file=args.tls_cert_file,
             tls_key_file=args.tls_key_file,
-            **_media_files(args.media_files),
+            **_file_routes(args.media_files, args.chat_events),
             **_app_files(args.app_files),
         )
     )
     return 0
 
 
-def _media_files(address: str) -> dict[str, object]:
-    """`--media-files host:port`: the edge routes /v1/media/files/ to media's file server."""
-    if not address:
-        return {}
+def _file_routes(media_files: str, chat_events: str) -> dict[str, object]:
+    """`--media-files host:port`: the edge routes /v1/media/files/ to media's file server;
+    `--chat-events host:port`: /v1/events/sse to chat's SSE server (browsers)."""
     from gateway.envoy_config import FileRoute
+    from services.chat.sse import PATH as SSE_PATH
 
-    host, _, port = address.rpartition(":")
-    return {"file_routes": (FileRoute("media-files", "/v1/media/files/", host, int(port)),)}
+    routes = []
+    for name, prefix, address in (
+        ("media-files", "/v1/media/files/", media_files),
+        ("chat-events", SSE_PATH, chat_events),
+    ):
+        if address:
+            host, _, port = address.rpartition(":")
+            routes.append(FileRoute(name, prefix, host, int(port)))
+    return {"file_routes": tuple(routes)} if routes else {}
 
 
 def _app_files(address: str) -> dict[str, object]:
@@ -365,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     envoy.add_argument(
         "--app-files", default="", help="host:port of the web app's static server (GET/HEAD /)"
+    )
+    envoy.add_argument(
+        "--chat-events", default="", help="host:port of chat's SSE stream server (browsers)"
     )
     envoy.add_argument("--tls-cert-file", default="", help="PEM chain: the edge speaks TLS")
     envoy.add_argument("--tls-key-file", default="", help="PEM key of --tls-cert-file")

@@ -205,7 +205,8 @@ def free_port_block(size: int) -> int:
 
 def free_stack_ports() -> tuple[int, int, int]:
     """Free (edge, admin, base) ports for one stack; the services follow the base port."""
-    base = free_port_block(4 + registry.port_span())  # + the media file and web app servers
+    # + the media file, web app and chat SSE servers
+    base = free_port_block(5 + registry.port_span())
     return base, base + 1, base + 2
 
 
@@ -447,6 +448,7 @@ class Stack:
                     **{service: self.port_of(service) for service in self.services},
                     **({"media files": self.media_files_port} if self.serves_media else {}),
                     **({"web app": self.web_port} if self.serves_web else {}),
+                    **({"chat events": self.chat_events_port} if self.serves_chat else {}),
                 }
             )
             self._checkpoint()
@@ -530,14 +532,29 @@ class Stack:
         """The media service's plain-HTTP file server: one past the last gRPC port."""
         return self.base_port + registry.port_span()
 
-    def _file_routes(self) -> dict[str, Any]:
-        """Media bytes go through the edge to the media file server (Range, 304, HEAD)."""
-        if not self.serves_media:
-            return {}
-        from gateway.envoy_config import FileRoute
+    @property
+    def serves_chat(self) -> bool:
+        return "chat" in self.services
 
-        route = FileRoute("media-files", "/v1/media/files/", "127.0.0.1", self.media_files_port)
-        return {"file_routes": (route,)}
+    @property
+    def chat_events_port(self) -> int:
+        """The chat service's SSE stream server (browsers): one past the web app."""
+        return self.base_port + registry.port_span() + 2
+
+    def _file_routes(self) -> dict[str, Any]:
+        """Plain-HTTP routes through the edge: media bytes to the media file server
+        (Range, 304, HEAD), browser event streams to chat's SSE server."""
+        from gateway.envoy_config import FileRoute
+        from services.chat.sse import PATH as SSE_PATH
+
+        routes = []
+        if self.serves_media:
+            routes.append(
+                FileRoute("media-files", "/v1/media/files/", "127.0.0.1", self.media_files_port)
+            )
+        if self.serves_chat:
+            routes.append(FileRoute("chat-events", SSE_PATH, "127.0.0.1", self.chat_events_port))
+        return {"file_routes": tuple(routes)} if routes else {}
 
     @property
     def web_port(self) -> int:
@@ -570,6 +587,8 @@ class Stack:
         env = dict(self.env)
         env["SOCIALMESH_GRPC_PORT"] = str(self.port_of(service))
         env["SOCIALMESH_DATA_DIR"] = str(self.data_dir)
+        if service == "chat":
+            env["CHAT_HTTP_PORT"] = str(self.chat_events_port)
         if service == "media":
             env["MEDIA_HTTP_PORT"] = str(self.media_files_port)
             # Absolute media URLs: the web app (and any client) uses them as they come.

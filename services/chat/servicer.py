@@ -627,7 +627,11 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         elif request.after_sequence:
             after = request.after_sequence
         messages = await self.store.messages(
-            row.conversation_id, before=before, after=after, limit=size + 1
+            row.conversation_id,
+            before=before,
+            after=after,
+            limit=size + 1,
+            viewer_id=caller.user_id,
         )
         reply = chat_pb2.ListMessagesResponse(messages=messages[:size])
         if len(messages) > size:

@@ -1772,6 +1772,57 @@ class StreamEventsRequest(_message.Message):
 Global___StreamEventsRequest: _TypeAlias = StreamEventsRequest  # noqa: Y015
 
 @_typing.final
+class CreateEventStreamTicketRequest(_message.Message):
+    """Asks for an event stream ticket (the caller is the token's user)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateEventStreamTicketRequest: _TypeAlias = CreateEventStreamTicketRequest  # noqa: Y015
+
+@_typing.final
+class EventStreamTicket(_message.Message):
+    """A single-use credential for one browser event stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    ticket: _builtins.str
+    """The secret; spent by the first stream that presents it."""
+    url: _builtins.str
+    """The stream's path with the ticket: `/v1/events/sse?ticket=...`. Add
+    `&since=<cursor>` to resume from a cursor on the first connection.
+    """
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Unused tickets stop working at this time (60 s after minting)."""
+
+    def __init__(
+        self,
+        *,
+        ticket: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "ticket", b"ticket", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventStreamTicket: _TypeAlias = EventStreamTicket  # noqa: Y015
+
+@_typing.final
 class SyncEventsRequest(_message.Message):
     """Long-poll for events."""
 

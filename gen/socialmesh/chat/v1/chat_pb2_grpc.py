@@ -140,6 +140,11 @@ class ChatServiceStub:
                 request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SyncEventsRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SyncEventsResponse.FromString,
                 _registered_method=True)
+        self.CreateEventStreamTicket = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/CreateEventStreamTicket',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.CreateEventStreamTicketRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.EventStreamTicket.FromString,
+                _registered_method=True)
         self.ListNotifications = channel.unary_unary(
                 '/socialmesh.chat.v1.ChatService/ListNotifications',
                 request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.ListNotificationsRequest.SerializeToString,
@@ -340,6 +345,21 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateEventStreamTicket(self, request, context):
+        """Mints a single-use ticket, valid for 60 s, that opens the caller's event
+        stream in a browser: `new EventSource(ticket.url)`. EventSource cannot
+        send an Authorization header, and an access token must never sit in a URL
+        (it would reach logs and history); the ticket is spent when the stream
+        opens. That stream (`GET /v1/events/sse`, served beside this API, not
+        transcoded) sends each event as `id: <cursor>`, `event: <kind>` and
+        `data: <ChatEvent JSON>`, so a reconnecting EventSource resumes from
+        Last-Event-ID by itself; it ends like StreamEvents (a control event first),
+        and within a second of a sign-out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListNotifications(self, request, context):
         """The caller's notifications, grouped ("A and 3 others liked your post"),
         newest first.
@@ -488,6 +508,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.SyncEvents,
                     request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SyncEventsRequest.FromString,
                     response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SyncEventsResponse.SerializeToString,
+            ),
+            'CreateEventStreamTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEventStreamTicket,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.CreateEventStreamTicketRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.EventStreamTicket.SerializeToString,
             ),
             'ListNotifications': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNotifications,
@@ -1048,6 +1073,33 @@ class ChatService:
             '/socialmesh.chat.v1.ChatService/SyncEvents',
             socialmesh_dot_chat_dot_v1_dot_chat__pb2.SyncEventsRequest.SerializeToString,
             socialmesh_dot_chat_dot_v1_dot_chat__pb2.SyncEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEventStreamTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/CreateEventStreamTicket',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.CreateEventStreamTicketRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.EventStreamTicket.FromString,
             options,
             channel_credentials,
             insecure,

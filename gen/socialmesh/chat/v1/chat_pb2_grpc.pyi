@@ -109,6 +109,17 @@ class ChatServiceStub:
     """Long-poll fallback with the same cursor: returns at once when events are
     waiting, else waits up to `timeout` for the first one.
     """
+    CreateEventStreamTicket: _grpc.UnaryUnaryMultiCallable[_chat_pb2.CreateEventStreamTicketRequest, _chat_pb2.EventStreamTicket]
+    """Mints a single-use ticket, valid for 60 s, that opens the caller's event
+    stream in a browser: `new EventSource(ticket.url)`. EventSource cannot
+    send an Authorization header, and an access token must never sit in a URL
+    (it would reach logs and history); the ticket is spent when the stream
+    opens. That stream (`GET /v1/events/sse`, served beside this API, not
+    transcoded) sends each event as `id: <cursor>`, `event: <kind>` and
+    `data: <ChatEvent JSON>`, so a reconnecting EventSource resumes from
+    Last-Event-ID by itself; it ends like StreamEvents (a control event first),
+    and within a second of a sign-out.
+    """
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListNotificationsRequest, _chat_pb2.ListNotificationsResponse]
     """The caller's notifications, grouped ("A and 3 others liked your post"),
     newest first.
@@ -207,6 +218,17 @@ class ChatServiceAsyncStub(ChatServiceStub):
     SyncEvents: _aio.UnaryUnaryMultiCallable[_chat_pb2.SyncEventsRequest, _chat_pb2.SyncEventsResponse]  # type: ignore[assignment]
     """Long-poll fallback with the same cursor: returns at once when events are
     waiting, else waits up to `timeout` for the first one.
+    """
+    CreateEventStreamTicket: _aio.UnaryUnaryMultiCallable[_chat_pb2.CreateEventStreamTicketRequest, _chat_pb2.EventStreamTicket]  # type: ignore[assignment]
+    """Mints a single-use ticket, valid for 60 s, that opens the caller's event
+    stream in a browser: `new EventSource(ticket.url)`. EventSource cannot
+    send an Authorization header, and an access token must never sit in a URL
+    (it would reach logs and history); the ticket is spent when the stream
+    opens. That stream (`GET /v1/events/sse`, served beside this API, not
+    transcoded) sends each event as `id: <cursor>`, `event: <kind>` and
+    `data: <ChatEvent JSON>`, so a reconnecting EventSource resumes from
+    Last-Event-ID by itself; it ends like StreamEvents (a control event first),
+    and within a second of a sign-out.
     """
     ListNotifications: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListNotificationsRequest, _chat_pb2.ListNotificationsResponse]  # type: ignore[assignment]
     """The caller's notifications, grouped ("A and 3 others liked your post"),
@@ -417,6 +439,23 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_chat_pb2.SyncEventsResponse, _abc.Awaitable[_chat_pb2.SyncEventsResponse]]:
         """Long-poll fallback with the same cursor: returns at once when events are
         waiting, else waits up to `timeout` for the first one.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateEventStreamTicket(
+        self,
+        request: _chat_pb2.CreateEventStreamTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.EventStreamTicket, _abc.Awaitable[_chat_pb2.EventStreamTicket]]:
+        """Mints a single-use ticket, valid for 60 s, that opens the caller's event
+        stream in a browser: `new EventSource(ticket.url)`. EventSource cannot
+        send an Authorization header, and an access token must never sit in a URL
+        (it would reach logs and history); the ticket is spent when the stream
+        opens. That stream (`GET /v1/events/sse`, served beside this API, not
+        transcoded) sends each event as `id: <cursor>`, `event: <kind>` and
+        `data: <ChatEvent JSON>`, so a reconnecting EventSource resumes from
+        Last-Event-ID by itself; it ends like StreamEvents (a control event first),
+        and within a second of a sign-out.
         """
 
     @_abc_1.abstractmethod
