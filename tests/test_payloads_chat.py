@@ -111,3 +111,27 @@ async def test_the_mention_notification_shows_the_post(chat, posts, make_person)
     assert found.post.post_id == post.post_id
     assert [f.mention.user_id for f in found.post.facets] == [bob.id]
     assert found.sample_actors[0].user_id == author.id
+
+
+async def test_reactions_say_which_are_mine(chat, make_person):
+    me, friend = await make_person(), await make_person()
+    room = await group(chat, me, friend)
+    message = await send(chat, friend, room.conversation_id, "react to this")
+    for who, emoji in ((me, "👍"), (friend, "👍"), (friend, "🎉")):
+        answer = await chat.AddReaction(
+            chat_pb2.AddReactionRequest(
+                conversation_id=room.conversation_id, message_id=message.message_id, emoji=emoji
+            ),
+            metadata=who.md,
+        )
+    # The answer to the reactor is theirs.
+    assert {(r.emoji, r.count, r.reacted_by_me) for r in answer.reactions} == {
+        ("👍", 2, True),
+        ("🎉", 1, True),
+    }
+    for who, mine in ((me, {"👍"}), (friend, {"👍", "🎉"})):
+        page = await chat.ListMessages(
+            chat_pb2.ListMessagesRequest(conversation_id=room.conversation_id), metadata=who.md
+        )
+        (listed,) = [m for m in page.messages if m.message_id == message.message_id]
+        assert {r.emoji for r in listed.reactions if r.reacted_by_me} == mine

@@ -37,6 +37,7 @@ from services.kit.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Reason,
     ServiceError,
     Unavailable,
 )
@@ -258,7 +259,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         for other in others:
             rel = relationships.get(other)
             if rel is not None and (rel.blocking or rel.blocked_by):
-                raise PermissionDenied(f"{field}: cannot message across a block")
+                raise PermissionDenied(
+                    f"{field}: cannot message across a block", reason=Reason.BLOCKED
+                )
         return relationships
 
     async def _membership(self, conversation_id: int, user_id: int) -> ConversationRow:
@@ -369,7 +372,11 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         existing = await self._existing_users(others)
         missing = [m for m in others if m not in existing]
         if missing:
-            raise NotFound(f"conversation.member_ids: no user {missing[0]}")
+            raise NotFound(
+                f"conversation.member_ids: no user {missing[0]}",
+                resource="user",
+                resource_id=missing[0],
+            )
         relationships = await self._refuse_blocks(caller.user_id, others, "conversation.member_ids")
         if spec.type == DIRECT:
             other = others[0]
@@ -433,11 +440,15 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     async def _admin(self, request_conversation_id: int, caller: Caller) -> ConversationRow:
         row = await self._membership(request_conversation_id, caller.user_id)
         if row.kind != GROUP:
-            raise FailedPrecondition("direct conversations have no members to manage")
+            raise FailedPrecondition(
+                "direct conversations have no members to manage", reason=Reason.NOT_SUPPORTED
+            )
         me = row.member(caller.user_id)
         assert me is not None
         if me.role not in (OWNER, ADMIN):
-            raise PermissionDenied("only the group's owner and admins may do this")
+            raise PermissionDenied(
+                "only the group's owner and admins may do this", reason=Reason.NOT_ADMIN
+            )
         return row
 
     async def UpdateConversation(
@@ -469,7 +480,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         existing = await self._existing_users(ids)
         missing = [u for u in ids if u not in existing]
         if missing:
-            raise NotFound(f"user_ids: no user {missing[0]}")
+            raise NotFound(
+                f"user_ids: no user {missing[0]}", resource="user", resource_id=missing[0]
+            )
         await self._refuse_blocks(caller.user_id, ids, "user_ids")
         delivery = await self.store.add_members(
             row.conversation_id, caller.user_id, ids, MAX_GROUP_MEMBERS
@@ -477,7 +490,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         assert delivery.conversation is not None
         present = {m.user_id for m in delivery.conversation.members}
         if not delivery.created and any(u not in present for u in ids):
-            raise FailedPrecondition(f"a group has at most {MAX_GROUP_MEMBERS} members")
+            raise FailedPrecondition(
+                f"a group has at most {MAX_GROUP_MEMBERS} members", reason=Reason.LIMIT_REACHED
+            )
         await self._deliver(delivery.positions)
         return await self._conversation_view(delivery.conversation, caller.user_id)
 
@@ -492,11 +507,17 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         row = await self._admin(request.conversation_id, caller)
         target = row.member(request.user_id)
         if target is None:
-            raise NotFound("user_id: not a member of this conversation")
+            raise NotFound(
+                "user_id: not a member of this conversation",
+                resource="conversationMember",
+                resource_id=request.user_id,
+            )
         me = row.member(caller.user_id)
         assert me is not None
         if target.role == OWNER or (target.role == ADMIN and me.role != OWNER):
-            raise PermissionDenied("admins remove members only; nobody removes the owner")
+            raise PermissionDenied(
+                "admins remove members only; nobody removes the owner", reason=Reason.NOT_ADMIN
+            )
         delivery = await self.store.remove_member(
             row.conversation_id, caller.user_id, request.user_id
         )
@@ -510,7 +531,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         caller = require_caller()
         row = await self._membership(request.conversation_id, caller.user_id)
         if row.kind != GROUP:
-            raise FailedPrecondition("direct conversations cannot be left")
+            raise FailedPrecondition(
+                "direct conversations cannot be left", reason=Reason.NOT_SUPPORTED
+            )
         delivery = await self.store.remove_member(
             row.conversation_id, caller.user_id, caller.user_id
         )
@@ -650,9 +673,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         if message is None:
             raise NotFound("message not found")
         if message.sender_id != caller.user_id:
-            raise PermissionDenied("only the sender may change a message")
+            raise PermissionDenied("only the sender may change a message", reason=Reason.NOT_OWNER)
         if message.HasField("delete_time"):
-            raise FailedPrecondition("the message was deleted")
+            raise FailedPrecondition("the message was deleted", reason=Reason.MESSAGE_DELETED)
         return message
 
     async def UpdateMessage(
@@ -668,7 +691,10 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             caller, request.conversation_id, request.message.message_id
         )
         if datetime.now(UTC) - message.create_time.ToDatetime(UTC) > EDIT_WINDOW:
-            raise FailedPrecondition("messages can be edited for 15 minutes after sending")
+            raise FailedPrecondition(
+                "messages can be edited for 15 minutes after sending",
+                reason=Reason.EDIT_WINDOW_CLOSED,
+            )
         delivery = await self.store.edit(request.conversation_id, message.message_id, text)
         await self._deliver(delivery.positions)
         assert delivery.message is not None
@@ -704,7 +730,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         if message is None:
             raise NotFound("message not found")
         if message.HasField("delete_time"):
-            raise FailedPrecondition("the message was deleted")
+            raise FailedPrecondition("the message was deleted", reason=Reason.MESSAGE_DELETED)
         delivery = await self.store.react(
             row.conversation_id, message_id, caller.user_id, emoji, on
         )
@@ -1061,7 +1087,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
 
     def _notifications(self) -> Any:
         if self.notifications is None:
-            raise FailedPrecondition("notifications are not available on this server")
+            raise FailedPrecondition(
+                "notifications are not available on this server", reason=Reason.NOT_SUPPORTED
+            )
         return self.notifications
 
     async def ListNotifications(

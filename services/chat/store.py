@@ -89,7 +89,7 @@ class ConversationRow:
 
 
 def message_from_row(
-    row: asyncpg.Record, reactions: Sequence[tuple[str, int]] = ()
+    row: asyncpg.Record, reactions: Sequence[tuple[str, int, bool]] = ()
 ) -> chat_pb2.Message:
     message = chat_pb2.Message(
         message_id=row["message_id"],
@@ -105,8 +105,8 @@ def message_from_row(
         message.update_time.CopyFrom(from_datetime(row["update_time"]))
     if row["delete_time"] is not None:
         message.delete_time.CopyFrom(from_datetime(row["delete_time"]))
-    for emoji, count in reactions:
-        message.reactions.add(emoji=emoji, count=count)
+    for emoji, count, mine in reactions:
+        message.reactions.add(emoji=emoji, count=count, reacted_by_me=mine)
     if row["media"]:
         message.media.extend(media_pb2.AttachMediaResponse.FromString(row["media"]).media)
     return message
@@ -604,8 +604,14 @@ class ChatStore:
         return Delivery(positions, message=message)
 
     async def message(
-        self, conversation_id: int, message_id: int, conn: asyncpg.Connection | None = None
+        self,
+        conversation_id: int,
+        message_id: int,
+        conn: asyncpg.Connection | None = None,
+        viewer_id: int | None = None,
     ) -> chat_pb2.Message | None:
+        """The message; with `viewer_id`, its reactions say which are the viewer's
+        (an answer to them), else none is (events, which every member receives)."""
         source = conn if conn is not None else self._db.primary
         row = await source.fetchrow(
             f"SELECT {_MESSAGE_COLUMNS} FROM {self._s}.messages m"
@@ -615,25 +621,36 @@ class ChatStore:
         )
         if row is None:
             return None
-        reactions = await self._reactions(source, [message_id])
+        reactions = await self._reactions(source, [message_id], viewer_id)
         return message_from_row(row, reactions.get(message_id, ()))
 
     async def _reactions(
-        self, source: asyncpg.Connection | asyncpg.Pool, message_ids: Sequence[int]
-    ) -> dict[int, list[tuple[str, int]]]:
+        self,
+        source: asyncpg.Connection | asyncpg.Pool,
+        message_ids: Sequence[int],
+        viewer_id: int | None = None,
+    ) -> dict[int, list[tuple[str, int, bool]]]:
         rows = await source.fetch(
-            f"""SELECT message_id, emoji, count(*) AS n FROM {self._s}.reactions
+            f"""SELECT message_id, emoji, count(*) AS n, bool_or(user_id = $2) AS mine
+                FROM {self._s}.reactions
                 WHERE message_id = ANY($1::bigint[]) GROUP BY message_id, emoji
                 ORDER BY message_id, n DESC, emoji""",
             list(message_ids),
+            viewer_id or 0,  # ids are positive: no viewer, none is theirs
         )
-        out: dict[int, list[tuple[str, int]]] = {}
+        out: dict[int, list[tuple[str, int, bool]]] = {}
         for r in rows:
-            out.setdefault(r["message_id"], []).append((r["emoji"], int(r["n"])))
+            out.setdefault(r["message_id"], []).append((r["emoji"], int(r["n"]), r["mine"]))
         return out
 
     async def messages(
-        self, conversation_id: int, *, before: int | None, after: int | None, limit: int
+        self,
+        conversation_id: int,
+        *,
+        before: int | None,
+        after: int | None,
+        limit: int,
+        viewer_id: int | None = None,
     ) -> list[chat_pb2.Message]:
         if after is not None:
             rows = await self._db.primary.fetch(
@@ -651,7 +668,9 @@ class ChatStore:
                 before if before is not None else 2**62,
                 limit,
             )
-        reactions = await self._reactions(self._db.primary, [r["message_id"] for r in rows])
+        reactions = await self._reactions(
+            self._db.primary, [r["message_id"] for r in rows], viewer_id
+        )
         return [message_from_row(r, reactions.get(r["message_id"], ())) for r in rows]
 
     async def _member_ids(self, conn: asyncpg.Connection, conversation_id: int) -> list[int]:
@@ -734,7 +753,7 @@ class ChatStore:
                     await self._member_ids(conn, conversation_id),
                     event_at(None, reaction=change),
                 )
-            message = await self.message(conversation_id, message_id, conn)
+            message = await self.message(conversation_id, message_id, conn, viewer_id=user_id)
         return Delivery(positions, message=message, created=bool(changed))
 
     async def mark_read(
