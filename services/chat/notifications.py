@@ -38,7 +38,7 @@ from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.consumers import EventHandlers, EventMeta, Start, claim_event
 from services.kit.db import Database
-from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
 from services.kit.ids import IdGenerator
 from services.kit.migrations import quote_ident
 from services.kit.pagination import PageSizes, PageTokens
@@ -588,7 +588,8 @@ class Notifications:
                 )
                 if count >= MAX_PUSH_ENDPOINTS:
                     raise FailedPrecondition(
-                        f"at most {MAX_PUSH_ENDPOINTS} push endpoints; delete one first"
+                        f"at most {MAX_PUSH_ENDPOINTS} push endpoints; delete one first",
+                        reason=Reason.LIMIT_REACHED,
                     )
                 row = await conn.fetchrow(
                     f"""INSERT INTO {s}.push_endpoints (push_endpoint_id, user_id, url)

@@ -23,6 +23,7 @@ from services.kit.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Reason,
 )
 from services.kit.generations import bump
 from services.kit.pagination import PageSizes, page_size
@@ -167,7 +168,10 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
             raise NotFound(f"user {user_id} not found")
         account = await self._account(user_id)
         if account.is_private and not rel.following:
-            raise PermissionDenied("this account is private: only approved followers see its lists")
+            raise PermissionDenied(
+                "this account is private: only approved followers see its lists",
+                reason=Reason.PRIVATE_ACCOUNT,
+            )
 
     # -- follows ---------------------------------------------------------------
 
@@ -180,7 +184,9 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         if blocked_by:
             raise NotFound(f"user {target} not found")
         if blocking:
-            raise FailedPrecondition("you block this account: unblock it before following")
+            raise FailedPrecondition(
+                "you block this account: unblock it before following", reason=Reason.BLOCKING
+            )
         account = await self._account(target)
         await self.ready(self._follow_limit).enforce(str(caller.user_id), "follows")
         outcome = await self.store.follow(caller.user_id, target, needs_approval=account.is_private)
@@ -340,9 +346,16 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
         require_positive_id(requester_id, "requester_id")
         target = target_id or caller.user_id
         if target != caller.user_id:
-            raise PermissionDenied("only the requested account may answer a follow request")
+            raise PermissionDenied(
+                "only the requested account may answer a follow request",
+                reason=Reason.NOT_OWNER,
+            )
         if not await self.store.resolve_request(requester_id, target, accept=accept):
-            raise NotFound(f"no pending follow request from user {requester_id}")
+            raise NotFound(
+                f"no pending follow request from user {requester_id}",
+                resource="followRequest",
+                resource_id=requester_id,
+            )
         await self._changed(requester_id, target, counts=accept)
         self.poke_relay()
 

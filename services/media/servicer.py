@@ -36,7 +36,13 @@ from socialmesh.post.v1 import events_pb2 as post_events
 
 from services.kit.auth import require_caller
 from services.kit.consumers import EventHandlers, EventMeta, Start
-from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.kit.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Reason,
+)
 from services.kit.server import Runtime, ServicerBase
 from services.kit.tasks import BackgroundLoop
 from services.kit.timestamps import from_datetime
@@ -366,7 +372,9 @@ class MediaServicer(ServicerBase, media_pb2_grpc.MediaServiceServicer):
         if row is None:
             raise NotFound(f"media {request.media_id} not found")
         if row.owner_id != caller.user_id:
-            raise PermissionDenied("only the uploader may read media by id")
+            raise PermissionDenied(
+                "only the uploader may read media by id", reason=Reason.NOT_OWNER
+            )
         return self.to_proto(row)
 
     async def UpdateMedia(
@@ -417,11 +425,20 @@ class MediaServicer(ServicerBase, media_pb2_grpc.MediaServiceServicer):
         for media_id in ids:
             row = found.get(media_id)
             if row is None:
-                raise NotFound(f"media_ids: no media {media_id}")
+                raise NotFound(
+                    f"media_ids: no media {media_id}", resource="media", resource_id=media_id
+                )
             if row.owner_id != request.owner_id:
-                raise PermissionDenied(f"media_ids: media {media_id} belongs to someone else")
+                raise PermissionDenied(
+                    f"media_ids: media {media_id} belongs to someone else",
+                    reason=Reason.NOT_OWNER,
+                )
             if row.state != READY:
-                raise FailedPrecondition(f"media_ids: media {media_id} is not READY yet")
+                raise FailedPrecondition(
+                    f"media_ids: media {media_id} is not READY yet",
+                    reason=Reason.MEDIA_NOT_READY,
+                    metadata={"mediaId": str(media_id)},
+                )
         await self.store.attach(ids, request.owner_id)
         found = await self.store.get_many(ids)
         return media_pb2.AttachMediaResponse(media=[self.to_proto(found[i]) for i in ids])
@@ -440,7 +457,7 @@ class MediaServicer(ServicerBase, media_pb2_grpc.MediaServiceServicer):
         row = await self.store.by_token(request.token)
         variant = variants.find(row, request.variant) if row else None
         if row is None or variant is None:
-            raise NotFound("no such media file")
+            raise NotFound("no such media file", resource="mediaFile")
         await context.send_initial_metadata(
             (("etag", f'"{variant.sha256}"'), ("cache-control", CACHE_FOREVER))
         )

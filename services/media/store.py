@@ -16,7 +16,7 @@ import asyncpg
 from socialmesh.media.v1 import events_pb2, media_pb2
 
 from services.kit.db import Database
-from services.kit.errors import FailedPrecondition, NotFound, PermissionDenied
+from services.kit.errors import FailedPrecondition, NotFound, PermissionDenied, Reason
 from services.kit.events import Outbox
 from services.kit.ids import IdGenerator
 
@@ -217,7 +217,9 @@ class MediaStore:
         if row is None:
             raise NotFound(f"media {media_id} not found")
         if row["owner_id"] != owner_id:
-            raise PermissionDenied("only the uploader may change or delete this media")
+            raise PermissionDenied(
+                "only the uploader may change or delete this media", reason=Reason.NOT_OWNER
+            )
         return row
 
     async def update_description(self, media_id: int, owner_id: int, description: str) -> None:
@@ -235,7 +237,8 @@ class MediaStore:
             row = await self._owned(conn, media_id, owner_id)
             if row["attached_at"] is not None:
                 raise FailedPrecondition(
-                    f"media {media_id} is attached to a post, message or profile"
+                    f"media {media_id} is attached to a post, message or profile",
+                    reason=Reason.MEDIA_IN_USE,
                 )
             await conn.execute("DELETE FROM media.media WHERE media_id = $1", media_id)
             await self._outbox.enqueue(

@@ -25,7 +25,7 @@ from services.kit.cards import Loader as CardLoader
 from services.kit.channels import upstream_error
 from services.kit.consumers import Start
 from services.kit.counts import changed as counts_changed
-from services.kit.errors import NotFound, PermissionDenied
+from services.kit.errors import NotFound, PermissionDenied, Reason
 from services.kit.pagination import PageSizes, page_size
 from services.kit.ratelimit import RateLimiter
 from services.kit.relcache import Loader as RelationshipLoader
@@ -313,7 +313,10 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         if author is None:
             raise NotFound(f"post {row.post_id} not found")
         if (row.visibility == FOLLOWERS or author.is_private) and not author.is_following:
-            raise PermissionDenied("only the author's approved followers may see this post")
+            raise PermissionDenied(
+                "only the author's approved followers may see this post",
+                reason=Reason.PRIVATE_ACCOUNT if author.is_private else Reason.FOLLOWERS_ONLY,
+            )
 
     async def _visible(
         self,
@@ -471,7 +474,7 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         caller = require_caller()
         row = await self._visible_post(request.post_id, caller.user_id)
         if row.author_id != caller.user_id:
-            raise PermissionDenied("only the author may delete a post")
+            raise PermissionDenied("only the author may delete a post", reason=Reason.NOT_OWNER)
         await self.store.delete_post(row.post_id)
         self.poke_relay()
         await counts_changed(self._rt.redis, (row.author_id,))
@@ -488,7 +491,10 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         if author is None:
             raise NotFound(f"user {request.user_id} not found")
         if author.is_private and not author.is_following:
-            raise PermissionDenied("this account is private: only approved followers see its posts")
+            raise PermissionDenied(
+                "this account is private: only approved followers see its posts",
+                reason=Reason.PRIVATE_ACCOUNT,
+            )
         rows = await self.store.author_posts(
             request.user_id,
             viewer,
@@ -645,7 +651,10 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         await self._visible_post(request.post_id, caller.user_id)
         if comment is None or post is None:
             raise NotFound(f"comment {request.comment_id} not found")
-        raise PermissionDenied("only the comment's author or the post's author may delete it")
+        raise PermissionDenied(
+            "only the comment's author or the post's author may delete it",
+            reason=Reason.NOT_OWNER,
+        )
 
     async def BatchGetPostCounts(
         self, request: post_pb2.BatchGetPostCountsRequest, context: grpc.aio.ServicerContext
