@@ -297,18 +297,77 @@ MAX_REQUEST_BODY_BYTES = 1024 * 1024
 # the services' gRPC receive limit).
 MAX_EDGE_REQUEST_BYTES = 256 * 1024
 
-# RFC 7235: the auth scheme is case-insensitive, and the services accept any case; the
-# jwt_authn extractor only knows an exact `value_prefix`. This rewrites the scheme of a
-# bearer credential to `Bearer` before jwt_authn, so `bearer <token>` is verified at the
-# edge (on public routes it used to pass as anonymous, checked only by the service).
-BEARER_SCHEME_LUA = """
+# The edge's Lua filter (one script, two jobs):
+# * RFC 7235: the auth scheme is case-insensitive, and the services accept any case; the
+#   jwt_authn extractor only knows an exact `value_prefix`. This rewrites the scheme of a
+#   bearer credential to `Bearer` before jwt_authn, so `bearer <token>` is verified at the
+#   edge (on public routes it used to pass as anonymous, checked only by the service).
+# * Conditional reads: every successful JSON GET gets a weak ETag (FNV-1a of the body, as
+#   the viewer sees it) and `Cache-Control: private, no-cache` (it is per viewer: only the
+#   browser may keep it, and must revalidate); a request whose If-None-Match names it gets
+#   304 with no body, so a client polling a profile or a post moves no payload. Streams
+#   (text/event-stream) and errors are never buffered here.
+EDGE_LUA = """
+local bit = require("bit")
+
+local function fnv1a(data)
+  local hash = 2166136261
+  for i = 1, #data do
+    hash = bit.bxor(hash, string.byte(data, i))
+    hash = bit.tobit(hash * 16777619)
+  end
+  return bit.tohex(hash)
+end
+
+local function names(header, tag)
+  for candidate in string.gmatch(header, "[^,]+") do
+    candidate = string.gsub(candidate, "^%s*W/", "")
+    candidate = string.gsub(string.gsub(candidate, "^%s+", ""), "%s+$", "")
+    if candidate == tag or candidate == "*" then return true end
+  end
+  return false
+end
+
 function envoy_on_request(handle)
   local headers = handle:headers()
   local value = headers:get("authorization")
-  if value == nil then return end
-  local scheme, rest = string.match(value, "^(%S+)%s+(.*)$")
-  if scheme ~= nil and scheme ~= "Bearer" and string.lower(scheme) == "bearer" then
-    headers:replace("authorization", "Bearer " .. rest)
+  if value ~= nil then
+    local scheme, rest = string.match(value, "^(%S+)%s+(.*)$")
+    if scheme ~= nil and scheme ~= "Bearer" and string.lower(scheme) == "bearer" then
+      headers:replace("authorization", "Bearer " .. rest)
+    end
+  end
+  if headers:get(":method") == "GET" then
+    local meta = handle:streamInfo():dynamicMetadata()
+    meta:set("socialmesh.edge", "get", "1")
+    local match = headers:get("if-none-match")
+    if match ~= nil then meta:set("socialmesh.edge", "if_none_match", match) end
+  end
+end
+
+function envoy_on_response(handle)
+  local meta = handle:streamInfo():dynamicMetadata():get("socialmesh.edge")
+  if meta == nil or meta["get"] ~= "1" then return end
+  local headers = handle:headers()
+  local ctype = headers:get("content-type") or ""
+  if headers:get(":status") ~= "200" or string.sub(ctype, 1, 16) ~= "application/json" then
+    return
+  end
+  if headers:get("etag") ~= nil then return end
+  local body = handle:body()
+  local data = body:getBytes(0, body:length())
+  local tag = '"' .. fnv1a(data) .. "-" .. tostring(#data) .. '"'
+  -- body() waited for the whole body: header handles from before it are stale.
+  headers = handle:headers()
+  headers:replace("etag", "W/" .. tag)
+  headers:replace("cache-control", "private, no-cache")
+  headers:replace("vary", "Authorization, Accept-Encoding")
+  local match = meta["if_none_match"]
+  if match ~= nil and names(match, tag) then
+    headers:replace(":status", "304")
+    headers:remove("content-type")
+    headers:remove("content-length")
+    body:setBytes("")
   end
 end
 """
@@ -561,9 +620,7 @@ def _listener(
             _http_filter(GZIP_FILTER, _compressor(Gzip(), first=False)),
             _http_filter(RATE_LIMIT_FILTER, _rate_limit(settings)),
             _http_filter(BUFFER_FILTER, Buffer(max_request_bytes=MAX_EDGE_REQUEST_BYTES)),
-            _http_filter(
-                LUA_FILTER, Lua(default_source_code=DataSource(inline_string=BEARER_SCHEME_LUA))
-            ),
+            _http_filter(LUA_FILTER, Lua(default_source_code=DataSource(inline_string=EDGE_LUA))),
             _http_filter(JWT_FILTER, _jwt_authn(settings, methods)),
             _http_filter(TRANSCODER_FILTER, _transcoder(upstreams, contract)),
             _http_filter(ROUTER_FILTER, Router()),
@@ -1091,7 +1148,9 @@ def _openapi_route(path: str) -> Route:
         response_headers_to_add=[
             HeaderValueOption(header=HeaderValue(key="content-type", value="application/json"))
         ],
-        typed_per_filter_config={JWT_FILTER: off, TRANSCODER_FILTER: off},
+        # Lua off too: its ETag would buffer a body larger than the connection's buffer
+        # limit (the transcoder raises that limit only for API calls).
+        typed_per_filter_config={JWT_FILTER: off, TRANSCODER_FILTER: off, LUA_FILTER: off},
     )
 
 

@@ -151,3 +151,22 @@ def test_api_json_is_compressed_when_the_client_accepts_it(stack: UpProcess) -> 
     assert "content-encoding" not in plain.headers
     assert gzip.decompress(raw) == plain.content
     assert len(raw) < len(plain.content) / 3
+
+
+def test_json_reads_revalidate_with_etag_and_304(client: httpx.Client) -> None:
+    from .e2e_support import register
+
+    user = register(client)
+    path = f"/v1/users/{user['userId']}"
+    first = client.get(path)
+    assert first.status_code == 200
+    tag = first.headers["etag"]
+    assert tag.startswith('W/"') and first.headers["cache-control"] == "private, no-cache"
+    unchanged = client.get(path, headers={"if-none-match": tag})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    assert unchanged.headers["etag"] == tag
+    # Another representation (another user) never matches this tag.
+    other = client.get(f"/v1/users/{register(client)['userId']}", headers={"if-none-match": tag})
+    assert other.status_code == 200 and other.headers["etag"] != tag
+    # Errors and writes carry no ETag.
+    assert "etag" not in client.get("/v1/feed").headers
