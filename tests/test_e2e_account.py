@@ -1,0 +1,119 @@
+"""Through a real edge (`socialmesh up`): the browser's refresh cookie, a service's 429
+with `retry-after`, and the request id in service errors."""
+
+from __future__ import annotations
+
+import httpx
+
+from .e2e_support import PASSWORD, UpProcess, bearer, login, register
+
+COOKIE_MODE = {"x-refresh-token-transport": "cookie"}
+
+
+def error_info(body: dict) -> dict:
+    (info,) = [d for d in body["details"] if d["@type"].endswith("google.rpc.ErrorInfo")]
+    return info
+
+
+def sm_refresh(response: httpx.Response) -> str:
+    (header,) = [v for v in response.headers.get_list("set-cookie") if v.startswith("sm_refresh=")]
+    return header
+
+
+def test_refresh_cookie_round_trip_through_the_edge(client: httpx.Client, stack: UpProcess):
+    user = register(client)
+    r = client.post(
+        "/v1/auth:login",
+        json={"handle": user["handle"], "password": PASSWORD},
+        headers=COOKIE_MODE,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json().get("refreshToken", "") == "" and r.json()["accessToken"]
+    cookie = sm_refresh(r)
+    token = cookie.split(";")[0].removeprefix("sm_refresh=")
+    assert token
+    attributes = [a.strip() for a in cookie.split(";")[1:]]
+    assert attributes == ["HttpOnly", "SameSite=Strict", "Path=/v1/auth", f"Max-Age={30 * 86400}"]
+
+    # `Secure` follows the scheme the edge itself was reached by (plain http here): a
+    # client's own x-forwarded-proto is not believed.
+    plain = client.post(
+        "/v1/auth:login",
+        json={"handle": user["handle"], "password": PASSWORD},
+        headers={**COOKIE_MODE, "x-forwarded-proto": "https"},
+    )
+    assert "Secure" not in [a.strip() for a in sm_refresh(plain).split(";")]
+
+    # A browser refreshes with `{}` and the cookie; the new token comes back as the cookie.
+    # (httpx's cookie jar does not send cookies to an IP host, so the header is explicit.)
+    refreshed = client.post(
+        "/v1/auth:refresh", json={}, headers={**COOKIE_MODE, "cookie": f"sm_refresh={token}"}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json().get("refreshToken", "") == ""
+    assert refreshed.json()["user"]["userId"] == user["userId"]
+    rotated = sm_refresh(refreshed).split(";")[0].removeprefix("sm_refresh=")
+    assert rotated and rotated != token
+    access = refreshed.json()["accessToken"]
+    out = client.post("/v1/auth:logout", json={}, headers=bearer(access))
+    assert out.status_code == 200, out.text
+    cleared = sm_refresh(out)
+    assert cleared.startswith("sm_refresh=;") and "Max-Age=0" in cleared
+    again = client.post(
+        "/v1/auth:refresh", json={}, headers={**COOKIE_MODE, "cookie": f"sm_refresh={rotated}"}
+    )
+    assert again.status_code == 401
+    assert error_info(again.json())["reason"] == "SESSION_ENDED"
+
+    # Without a token in body or cookie: 400 naming the field, as the client spells it.
+    none = client.post("/v1/auth:refresh", json={})
+    assert none.status_code == 400
+    assert any(
+        v["field"] == "refreshToken"
+        for d in none.json()["details"]
+        for v in d.get("fieldViolations", [])
+    )
+
+    # The token never reaches a URL or a log line.
+    stack.proc.poll()
+    logs = stack.data_dir.parent / "logs"
+    text = "".join(p.read_text(errors="replace") for p in logs.glob("*.log"))
+    text += "".join(stack.output)
+    assert token not in text and rotated not in text
+
+
+def test_a_service_rate_limit_is_one_signal(client: httpx.Client):
+    """Password reset requests: 3 per address per hour. The 4th is a 429 with a
+    `retry-after` header, RetryInfo, and RATE_LIMITED naming the limit and window."""
+    user = register(client)
+    email = f"{user['handle']}@example.com"
+    for _ in range(3):
+        r = client.post("/v1/auth:requestPasswordReset", json={"email": email})
+        assert r.status_code == 200, r.text
+    r = client.post("/v1/auth:requestPasswordReset", json={"email": email})
+    assert r.status_code == 429, r.text
+    retry_after = int(r.headers["retry-after"])
+    assert 3500 <= retry_after <= 3600
+    body = r.json()
+    info = error_info(body)
+    assert info["reason"] == "RATE_LIMITED" and info["domain"] == "socialmesh.dev"
+    assert info["metadata"]["limit"] == "3" and info["metadata"]["window"] == "3600s"
+    assert info["metadata"]["retryAfter"] == str(retry_after)
+    assert info["metadata"]["requestId"] == r.headers["x-request-id"]
+    (retry,) = [d for d in body["details"] if d["@type"].endswith("google.rpc.RetryInfo")]
+    assert retry["retryDelay"].endswith("s")
+
+
+def test_service_errors_carry_the_edge_request_id(client: httpx.Client):
+    user = register(client)
+    token = login(client, user["handle"])["accessToken"]
+    r = client.get("/v1/users/9000000000000000123", headers=bearer(token))
+    assert r.status_code == 404, r.text
+    info = error_info(r.json())
+    assert info["reason"] == "NOT_FOUND" and info["metadata"]["resourceType"] == "user"
+    assert info["metadata"]["requestId"] == r.headers["x-request-id"]
+    other = register(client)
+    r = client.delete(f"/v1/users/{other['userId']}", headers=bearer(token))
+    assert r.status_code == 403 and error_info(r.json())["reason"] == "NOT_OWNER"
+    r = client.post("/v1/auth:login", json={"handle": user["handle"], "password": "wrong one!"})
+    assert r.status_code == 401 and error_info(r.json())["reason"] == "INVALID_CREDENTIALS"
