@@ -477,6 +477,34 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events:ticket": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mints a single-use ticket, valid for 60 s, that opens the caller's event stream in a browser
+         * @description Mints a single-use ticket, valid for 60 s, that opens the caller's event
+         *     stream in a browser: `new EventSource(ticket.url)`. EventSource cannot
+         *     send an Authorization header, and an access token must never sit in a URL
+         *     (it would reach logs and history); the ticket is spent when the stream
+         *     opens. That stream (`GET /v1/events/sse`, served beside this API, not
+         *     transcoded) sends each event as `id: <cursor>`, `event: <kind>` and
+         *     `data: <ChatEvent JSON>`, so a reconnecting EventSource resumes from
+         *     Last-Event-ID by itself; it ends like StreamEvents (a control event first),
+         *     and within a second of a sign-out.
+         */
+        post: operations["createEventStreamTicket"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/feed": {
         parameters: {
             query?: never;
@@ -1683,7 +1711,10 @@ export interface components {
          *     syntactic aspects of the request.
          */
         BadRequest: {
-            /** @constant */
+            /**
+             * @description Which detail this is.
+             * @constant
+             */
             "@type": "type.googleapis.com/google.rpc.BadRequest";
             /** @description Describes all violations in a client request. */
             fieldViolations: components["schemas"]["BadRequestFieldViolation"][];
@@ -1750,9 +1781,9 @@ export interface components {
         /** @description The visible posts, in request order. */
         BatchGetPostsResponse: {
             /** @description The posts. */
-            posts: components["schemas"]["SocialmeshPostV1Post"][];
+            posts: components["schemas"]["Post"][];
             /** @description With `include_authors`: one card per distinct author of `posts`. */
-            authors: components["schemas"]["SocialmeshUserV1User"][];
+            authors: components["schemas"]["User"][];
         };
         /** @description Presence of the users the caller may see, in request order. */
         BatchGetPresenceResponse: {
@@ -1762,7 +1793,7 @@ export interface components {
         /** @description The profiles found, in the order requested. */
         BatchGetUsersResponse: {
             /** @description Profiles as the caller may see them; missing or deleted ids are omitted. */
-            users: components["schemas"]["SocialmeshUserV1User"][];
+            users: components["schemas"]["User"][];
         };
         /** @description Empty acknowledgement. */
         BlockUserResponse: Record<string, never>;
@@ -1806,9 +1837,9 @@ export interface components {
              */
             readonly originRequestId: string;
             /** @description A new message. */
-            message?: components["schemas"]["SocialmeshChatV1Message"];
+            message?: components["schemas"]["Message"];
             /** @description A message was edited. */
-            messageUpdated?: components["schemas"]["SocialmeshChatV1Message"];
+            messageUpdated?: components["schemas"]["Message"];
             /** @description A message was deleted. */
             messageDeleted?: components["schemas"]["MessageDeleted"];
             /** @description A reaction was added or removed. */
@@ -1830,6 +1861,83 @@ export interface components {
             /** @description Stream control. */
             control?: components["schemas"]["StreamControl"];
         };
+        /** @description A comment on a post. */
+        Comment: {
+            /**
+             * Format: int64
+             * @description Time-ordered 64-bit id.
+             */
+            readonly commentId: string;
+            /**
+             * Format: int64
+             * @description The post commented on.
+             */
+            readonly postId: string;
+            /**
+             * Format: int64
+             * @description Who wrote it.
+             */
+            readonly authorId: string;
+            /** @description 1 to 2,000 characters. */
+            text: string;
+            /**
+             * Format: date-time
+             * @description When it was written.
+             */
+            readonly createTime?: string;
+            /** @description The author's card as this viewer sees it (as Post.author). */
+            readonly author?: components["schemas"]["User"];
+            /** @description Rich-text spans of `text` (as Post.facets). */
+            readonly facets: components["schemas"]["Facet"][];
+        };
+        /** @description A comment on a post. */
+        CommentInput: {
+            /** @description 1 to 2,000 characters. */
+            text: string;
+        };
+        /** @description A conversation as seen by one member. */
+        Conversation: {
+            /**
+             * Format: int64
+             * @description Time-ordered 64-bit id.
+             */
+            readonly conversationId: string;
+            /** @description Direct or group. */
+            type: components["schemas"]["ConversationType"] | string;
+            /**
+             * @description Member user ids. On create: the others (1 for direct, up to 255 for a
+             *     group); the caller is always added.
+             */
+            memberIds: string[];
+            /** @description Group title, at most 100 characters; empty for direct conversations. */
+            title: string;
+            /** @description The newest message, if any. */
+            readonly lastMessage?: components["schemas"]["Message"];
+            /**
+             * Format: int64
+             * @description Messages the caller has not read.
+             */
+            readonly unreadCount: string;
+            /**
+             * Format: date-time
+             * @description When it was created.
+             */
+            readonly createTime?: string;
+            /**
+             * Format: date-time
+             * @description Last activity (message or change): the sort key of ListConversations.
+             */
+            readonly updateTime?: string;
+            /**
+             * Format: int64
+             * @description Sequence of the newest message: a client detects gaps without fetching.
+             */
+            readonly maxSequence: string;
+            /** @description Members with roles and read marks. */
+            readonly members: components["schemas"]["Member"][];
+            /** @description Accepted or a message request, for the caller. */
+            readonly state: components["schemas"]["ConversationState"] | string;
+        };
         /** @description A conversation changed. */
         ConversationChange: {
             /** @description What changed. */
@@ -1838,7 +1946,7 @@ export interface components {
              * @description The conversation as the receiver sees it after the change (only the id
              *     when the receiver was removed).
              */
-            readonly conversation?: components["schemas"]["SocialmeshChatV1Conversation"];
+            readonly conversation?: components["schemas"]["Conversation"];
             /**
              * Format: int64
              * @description Who made the change.
@@ -1861,6 +1969,18 @@ export interface components {
          * @enum {string}
          */
         ConversationChangeKind: "CONVERSATION_CHANGE_KIND_UNSPECIFIED" | "CONVERSATION_CHANGE_KIND_JOINED" | "CONVERSATION_CHANGE_KIND_MEMBERS_ADDED" | "CONVERSATION_CHANGE_KIND_MEMBER_REMOVED" | "CONVERSATION_CHANGE_KIND_REMOVED" | "CONVERSATION_CHANGE_KIND_RENAMED" | "CONVERSATION_CHANGE_KIND_ACCEPTED";
+        /** @description A conversation as seen by one member. */
+        ConversationInput: {
+            /** @description Direct or group. */
+            type?: components["schemas"]["ConversationType"] | string;
+            /**
+             * @description Member user ids. On create: the others (1 for direct, up to 255 for a
+             *     group); the caller is always added.
+             */
+            memberIds: string[];
+            /** @description Group title, at most 100 characters; empty for direct conversations. */
+            title?: string;
+        };
         /**
          * @description Where a conversation stands for one member.
          *
@@ -1924,7 +2044,10 @@ export interface components {
          *         }
          */
         ErrorInfo: {
-            /** @constant */
+            /**
+             * @description Which detail this is.
+             * @constant
+             */
             "@type": "type.googleapis.com/google.rpc.ErrorInfo";
             /**
              * @description The reason of the error. This is a constant value that identifies the
@@ -1957,6 +2080,21 @@ export interface components {
             metadata: {
                 [key: string]: string;
             };
+        };
+        /** @description A single-use credential for one browser event stream. */
+        EventStreamTicket: {
+            /** @description The secret; spent by the first stream that presents it. */
+            readonly ticket: string;
+            /**
+             * Format: date-time
+             * @description Unused tickets stop working at this time (60 s after minting).
+             */
+            readonly expireTime?: string;
+            /**
+             * @description The stream's path with the ticket: `/v1/events/sse?ticket=...`. Add
+             *     `&since=<cursor>` to resume from a cursor on the first connection.
+             */
+            readonly url: string;
         };
         /**
          * @description A span of text with a meaning (like Bluesky's richtext facets). Ranges are
@@ -2071,7 +2209,7 @@ export interface components {
              *     state (is_following, followed_by, requested, muting, blocking) for the
              *     row's button. Absent for an account that blocks the caller.
              */
-            readonly user?: components["schemas"]["SocialmeshUserV1User"];
+            readonly user?: components["schemas"]["User"];
         };
         /** @description A pending request to follow the caller. */
         FollowRequest: {
@@ -2089,7 +2227,7 @@ export interface components {
              * @description The requester's card with the caller's viewer state (followed_by is false
              *     until accepted; is_following says whether to offer "Follow back").
              */
-            readonly requester?: components["schemas"]["SocialmeshUserV1User"];
+            readonly requester?: components["schemas"]["User"];
         };
         /**
          * @description Where a follow stands after FollowUser.
@@ -2147,9 +2285,9 @@ export interface components {
              */
             kind: components["schemas"]["FeedKind"] | string;
             /** @description The items' posts, hydrated as the caller may see them. */
-            posts: components["schemas"]["SocialmeshPostV1Post"][];
+            posts: components["schemas"]["Post"][];
             /** @description Cards of the posts' authors and reposters. */
-            authors: components["schemas"]["SocialmeshUserV1User"][];
+            authors: components["schemas"]["User"][];
         };
         /** @description Keeps streams alive through proxies; carries the current cursor. */
         Heartbeat: {
@@ -2188,7 +2326,7 @@ export interface components {
         /** @description The post after the like. */
         LikePostResponse: {
             /** @description The post with its new counts and the caller's state. */
-            post?: components["schemas"]["SocialmeshPostV1Post"];
+            post?: components["schemas"]["Post"];
         };
         /** @description A link in a facet. */
         LinkFeature: {
@@ -2198,14 +2336,14 @@ export interface components {
         /** @description Comments, oldest first. */
         ListCommentsResponse: {
             /** @description The comments on this page. */
-            comments: components["schemas"]["SocialmeshPostV1Comment"][];
+            comments: components["schemas"]["Comment"][];
             /** @description Token for the next page; empty on the last page. */
             nextPageToken: string;
         };
         /** @description Conversations, most recently active first. */
         ListConversationsResponse: {
             /** @description The conversations on this page. */
-            conversations: components["schemas"]["SocialmeshChatV1Conversation"][];
+            conversations: components["schemas"]["Conversation"][];
             /** @description Token for the next page; empty on the last page. */
             nextPageToken: string;
         };
@@ -2243,7 +2381,7 @@ export interface components {
         /** @description Messages, newest first (or oldest first after `after_sequence`). */
         ListMessagesResponse: {
             /** @description The messages on this page. */
-            messages: components["schemas"]["SocialmeshChatV1Message"][];
+            messages: components["schemas"]["Message"][];
             /** @description Token for the next page in the same direction; empty at the end. */
             nextPageToken: string;
         };
@@ -2262,7 +2400,7 @@ export interface components {
         /** @description Saved posts that are still visible, most recently saved first. */
         ListSavedPostsResponse: {
             /** @description The posts on this page. */
-            posts: components["schemas"]["SocialmeshPostV1Post"][];
+            posts: components["schemas"]["Post"][];
             /** @description Token for the next page; empty on the last page. */
             nextPageToken: string;
         };
@@ -2279,14 +2417,14 @@ export interface components {
         /** @description One page of a hashtag timeline. */
         ListTagPostsResponse: {
             /** @description The posts on this page, newest first. */
-            posts: components["schemas"]["SocialmeshPostV1Post"][];
+            posts: components["schemas"]["Post"][];
             /** @description Token for the next (older) page; empty on the last page. */
             nextPageToken: string;
         };
         /** @description Trending posts, hottest first, as the caller may see them. */
         ListTrendingPostsResponse: {
             /** @description The posts on this page (the caller may see every one). */
-            posts: components["schemas"]["SocialmeshPostV1Post"][];
+            posts: components["schemas"]["Post"][];
             /** @description Token for the next page; empty on the last page. */
             nextPageToken: string;
         };
@@ -2300,7 +2438,7 @@ export interface components {
         /** @description Posts, newest first. */
         ListUserPostsResponse: {
             /** @description The posts on this page. */
-            posts: components["schemas"]["SocialmeshPostV1Post"][];
+            posts: components["schemas"]["Post"][];
             /** @description Token for the next page; empty on the last page. */
             nextPageToken: string;
         };
@@ -2309,7 +2447,10 @@ export interface components {
          *     which can be attached to an RPC error.
          */
         LocalizedMessage: {
-            /** @constant */
+            /**
+             * @description Which detail this is.
+             * @constant
+             */
             "@type": "type.googleapis.com/google.rpc.LocalizedMessage";
             /**
              * @description The locale used following the specification defined at
@@ -2342,7 +2483,7 @@ export interface components {
              */
             expiresIn: number;
             /** @description The signed-in user, as its owner sees it. */
-            user?: components["schemas"]["SocialmeshUserV1User"];
+            user?: components["schemas"]["User"];
         };
         /** @description Every session of the account has ended. */
         LogoutEverywhereResponse: {
@@ -2357,7 +2498,7 @@ export interface components {
         /** @description The profiles found. */
         LookupUsersResponse: {
             /** @description Profiles as the caller may see them, in request order; unknown handles omitted. */
-            users: components["schemas"]["SocialmeshUserV1User"][];
+            users: components["schemas"]["User"][];
         };
         /** @description Mark notifications read. */
         MarkNotificationsReadRequest: {
@@ -2379,6 +2520,79 @@ export interface components {
         MarkReadResponse: {
             /** @description The resulting receipt. */
             receipt?: components["schemas"]["ReadReceipt"];
+        };
+        /** @description An uploaded file and its variants. */
+        Media: {
+            /**
+             * Format: int64
+             * @description Time-ordered 64-bit id.
+             */
+            readonly mediaId: string;
+            /**
+             * Format: int64
+             * @description Who uploaded it.
+             */
+            readonly ownerId: string;
+            /** @description MIME type of the original as decided from its bytes, e.g. image/jpeg. */
+            readonly contentType: string;
+            /** @description Processing state. */
+            readonly state: components["schemas"]["MediaState"] | string;
+            /** @description The available renditions (empty until READY). */
+            readonly variants: components["schemas"]["MediaVariant"][];
+            /** @description Why processing failed, for MEDIA_STATE_FAILED. */
+            readonly failureReason: string;
+            /**
+             * Format: date-time
+             * @description When it was uploaded.
+             */
+            readonly createTime?: string;
+            /** @description Alt text, at most 1,500 characters. */
+            description: string;
+            /** @description Image or video. */
+            readonly mediaType: components["schemas"]["MediaType"] | string;
+            /** @description What the uploader declared (informational; content_type is what counts). */
+            readonly declaredContentType: string;
+            /** @description Original file name as given (informational). */
+            readonly filename: string;
+            /**
+             * Format: int64
+             * @description Size of the original in bytes.
+             */
+            readonly sizeBytes: string;
+            /** @description Hex SHA-256 of the original's bytes. */
+            readonly sha256: string;
+            /**
+             * Format: int32
+             * @description Width in pixels after EXIF orientation (0 until known, and for video).
+             */
+            readonly width: number;
+            /**
+             * Format: int32
+             * @description Height in pixels after EXIF orientation (0 until known, and for video).
+             */
+            readonly height: number;
+            /** @description Blurhash placeholder (images, once READY). */
+            readonly blurhash: string;
+            /**
+             * Format: int64
+             * @description Duration of a video in milliseconds (0 if unknown).
+             */
+            readonly durationMs: string;
+            /**
+             * @description Whether a post, message or profile uses it (attached media cannot be
+             *     deleted, and is never garbage-collected).
+             */
+            readonly attached: boolean;
+            /**
+             * Format: date-time
+             * @description Last change (upload, processing or alt text).
+             */
+            readonly updateTime?: string;
+        };
+        /** @description An uploaded file and its variants. */
+        MediaInput: {
+            /** @description Alt text, at most 1,500 characters. */
+            description?: string;
         };
         /**
          * @description Processing state of an upload.
@@ -2460,7 +2674,7 @@ export interface components {
              *     answers to the caller (not in events); absent for an account that blocks
              *     the caller.
              */
-            readonly user?: components["schemas"]["SocialmeshUserV1User"];
+            readonly user?: components["schemas"]["User"];
         };
         /**
          * @description A member's role in a group.
@@ -2483,6 +2697,64 @@ export interface components {
             /** @description Its handle (lower-case, without '@'). */
             readonly handle: string;
         };
+        /** @description One chat message. */
+        Message: {
+            /**
+             * Format: int64
+             * @description Time-ordered 64-bit id.
+             */
+            readonly messageId: string;
+            /**
+             * Format: int64
+             * @description The conversation.
+             */
+            readonly conversationId: string;
+            /**
+             * Format: int64
+             * @description Who sent it.
+             */
+            readonly senderId: string;
+            /**
+             * @description 1 to 4,000 characters (NFC-normalized); may be empty when media is
+             *     attached. Empty on a deleted message.
+             */
+            text: string;
+            /**
+             * Format: int64
+             * @description Position in the conversation, gapless from 1: clients detect gaps with it.
+             */
+            readonly sequence: string;
+            /**
+             * Format: date-time
+             * @description When the server accepted it.
+             */
+            readonly createTime?: string;
+            /** @description Attached media (up to 4): the sender's own uploads, READY (media service). */
+            mediaIds: string[];
+            /**
+             * Format: int64
+             * @description The message this one replies to, in the same conversation; absent when
+             *     it is not a reply.
+             */
+            replyToMessageId?: string;
+            /**
+             * Format: date-time
+             * @description When the text was last edited.
+             */
+            readonly updateTime?: string;
+            /**
+             * Format: date-time
+             * @description Set when deleted: the message is a tombstone.
+             */
+            readonly deleteTime?: string;
+            /** @description Reactions by emoji. */
+            readonly reactions: components["schemas"]["ReactionCount"][];
+            /**
+             * @description The attached media (variants, blurhash, alt text), in media_ids order, so
+             *     clients render without another call. Empty on a deleted message.
+             */
+            readonly media: components["schemas"]["Media"][];
+        };
         /** @description A message was deleted (its tombstone). */
         MessageDeleted: {
             /**
@@ -2500,6 +2772,22 @@ export interface components {
              * @description Its sequence.
              */
             readonly sequence: string;
+        };
+        /** @description One chat message. */
+        MessageInput: {
+            /**
+             * @description 1 to 4,000 characters (NFC-normalized); may be empty when media is
+             *     attached. Empty on a deleted message.
+             */
+            text?: string;
+            /** @description Attached media (up to 4): the sender's own uploads, READY (media service). */
+            mediaIds?: string[];
+            /**
+             * Format: int64
+             * @description The message this one replies to, in the same conversation; absent when
+             *     it is not a reply.
+             */
+            replyToMessageId?: string;
         };
         /** @description Empty acknowledgement. */
         MuteUserResponse: Record<string, never>;
@@ -2558,13 +2846,13 @@ export interface components {
              *     caller sees them; accounts that block the caller, or are gone, are left
              *     out. Filled by ListNotifications.
              */
-            readonly sampleActors: components["schemas"]["SocialmeshUserV1User"][];
+            readonly sampleActors: components["schemas"]["User"][];
             /**
              * @description The post involved as the caller may see it (its text, media, counts and
              *     author card), so the row renders without another call. Filled by
              *     ListNotifications; absent when there is none, or it is gone or hidden.
              */
-            readonly post?: components["schemas"]["SocialmeshPostV1Post"];
+            readonly post?: components["schemas"]["Post"];
         };
         /**
          * @description Kind of notification.
@@ -2581,6 +2869,84 @@ export interface components {
          * @enum {string}
          */
         NotificationType: "NOTIFICATION_TYPE_UNSPECIFIED" | "NOTIFICATION_TYPE_FOLLOW" | "NOTIFICATION_TYPE_LIKE" | "NOTIFICATION_TYPE_COMMENT" | "NOTIFICATION_TYPE_MENTION" | "NOTIFICATION_TYPE_SHARE" | "NOTIFICATION_TYPE_FOLLOW_REQUEST" | "NOTIFICATION_TYPE_FOLLOW_ACCEPTED";
+        /** @description A post as seen by one viewer. */
+        Post: {
+            /**
+             * Format: int64
+             * @description Time-ordered 64-bit id.
+             */
+            readonly postId: string;
+            /**
+             * Format: int64
+             * @description Who wrote it.
+             */
+            readonly authorId: string;
+            /** @description Up to 5,000 characters; may be empty only when media_ids is not. */
+            text: string;
+            /** @description Up to 4 media attachments: the author's own uploads, READY (media service). */
+            mediaIds: string[];
+            /** @description Who may see the post. */
+            visibility: components["schemas"]["Visibility"] | string;
+            /** @description Hashtags found in the text (lower-cased, without '#'). */
+            readonly hashtags: string[];
+            /** @description Ids of the users @mentioned in the text (unknown handles stay plain text). */
+            readonly mentionIds: string[];
+            /**
+             * Format: int64
+             * @description Number of likes.
+             */
+            readonly likeCount: string;
+            /**
+             * Format: int64
+             * @description Number of live comments.
+             */
+            readonly commentCount: string;
+            /**
+             * Format: int64
+             * @description Number of reposts.
+             */
+            readonly shareCount: string;
+            /** @description Whether the caller likes it. */
+            readonly isLiked: boolean;
+            /** @description Whether the caller saved it. */
+            readonly isSaved: boolean;
+            /** @description Whether the caller reposted it. */
+            readonly isShared: boolean;
+            /**
+             * Format: date-time
+             * @description When it was published.
+             */
+            readonly createTime?: string;
+            /**
+             * @description The attached media (variants, blurhash, alt text) in media_ids order, so
+             *     clients render without another call; their URLs reach only those who may
+             *     see the post.
+             */
+            readonly media: components["schemas"]["Media"][];
+            /**
+             * @description The author's card as this viewer sees it (handle, display name, avatar,
+             *     is_private and the viewer state: is_following, followed_by, requested,
+             *     muting, blocking), so a post renders without another call. Counts are
+             *     absent on cards. Filled on every post a PostService read returns to a
+             *     client (and on BatchGetPosts with include_authors).
+             */
+            readonly author?: components["schemas"]["User"];
+            /**
+             * @description Rich-text spans of `text`: mentions (with the account's id and handle),
+             *     links and hashtags (as written), with UTF-8 byte and code point ranges.
+             *     Mentions of accounts the viewer may not see are left out.
+             */
+            readonly facets: components["schemas"]["Facet"][];
+        };
+        /** @description A post as seen by one viewer. */
+        PostInput: {
+            /** @description Up to 5,000 characters; may be empty only when media_ids is not. */
+            text?: string;
+            /** @description Up to 4 media attachments: the author's own uploads, READY (media service). */
+            mediaIds?: string[];
+            /** @description Who may see the post. */
+            visibility?: components["schemas"]["Visibility"] | string;
+        };
         /**
          * @description Describes what preconditions have failed.
          *
@@ -2589,7 +2955,10 @@ export interface components {
          *     PreconditionFailure message.
          */
         PreconditionFailure: {
-            /** @constant */
+            /**
+             * @description Which detail this is.
+             * @constant
+             */
             "@type": "type.googleapis.com/google.rpc.PreconditionFailure";
             /** @description Describes all precondition violations. */
             violations: components["schemas"]["PreconditionFailureViolation"][];
@@ -2642,6 +3011,26 @@ export interface components {
          * @enum {string}
          */
         PresenceState: "PRESENCE_STATE_UNSPECIFIED" | "PRESENCE_STATE_ONLINE" | "PRESENCE_STATE_IDLE" | "PRESENCE_STATE_OFFLINE";
+        /** @description Where to deliver pushes for a device that is offline. */
+        PushEndpoint: {
+            /**
+             * Format: int64
+             * @description Server-assigned id.
+             */
+            readonly pushEndpointId: string;
+            /** @description An https URL (http only for localhost) receiving a JSON POST per push. */
+            url: string;
+            /**
+             * Format: date-time
+             * @description When it was registered.
+             */
+            readonly createTime?: string;
+        };
+        /** @description Where to deliver pushes for a device that is offline. */
+        PushEndpointInput: {
+            /** @description An https URL (http only for localhost) receiving a JSON POST per push. */
+            url: string;
+        };
         /** @description A reaction was added or removed. */
         ReactionChange: {
             /**
@@ -2735,7 +3124,7 @@ export interface components {
              */
             expiresIn: number;
             /** @description The session's user, as its owner sees it. */
-            user?: components["schemas"]["SocialmeshUserV1User"];
+            user?: components["schemas"]["User"];
         };
         /** @description Decline a request. */
         RejectFollowRequestBody: {
@@ -2800,7 +3189,10 @@ export interface components {
         ResetPasswordResponse: Record<string, never>;
         /** @description Describes the resource that is being accessed. */
         ResourceInfo: {
-            /** @constant */
+            /**
+             * @description Which detail this is.
+             * @constant
+             */
             "@type": "type.googleapis.com/google.rpc.ResourceInfo";
             /**
              * @description A name for the type of resource being accessed, e.g. "sql table",
@@ -2844,7 +3236,10 @@ export interface components {
          *     reached.
          */
         RetryInfo: {
-            /** @constant */
+            /**
+             * @description Which detail this is.
+             * @constant
+             */
             "@type": "type.googleapis.com/google.rpc.RetryInfo";
             /** @description Clients should wait at least this long between retrying the same request. */
             retryDelay?: string;
@@ -2852,7 +3247,7 @@ export interface components {
         /** @description The post after saving. */
         SavePostResponse: {
             /** @description The post with the caller's state. */
-            post?: components["schemas"]["SocialmeshPostV1Post"];
+            post?: components["schemas"]["Post"];
         };
         /**
          * @description How search results are ordered.
@@ -2867,7 +3262,7 @@ export interface components {
         /** @description Matching posts. */
         SearchPostsResponse: {
             /** @description The posts on this page. */
-            posts: components["schemas"]["SocialmeshPostV1Post"][];
+            posts: components["schemas"]["Post"][];
             /**
              * @description Token for the next page; empty on the last page. Pages are a snapshot
              *     of the first page's moment: posts published later never shift them.
@@ -2884,7 +3279,7 @@ export interface components {
         /** @description Matching accounts, best match first. */
         SearchUsersResponse: {
             /** @description Profiles as the caller may see them (without counts). */
-            users: components["schemas"]["SocialmeshUserV1User"][];
+            users: components["schemas"]["User"][];
             /** @description Token for the next page; empty on the last page. */
             nextPageToken: string;
         };
@@ -2921,440 +3316,7 @@ export interface components {
         /** @description The post after the repost. */
         SharePostResponse: {
             /** @description The post with its new counts and the caller's state. */
-            post?: components["schemas"]["SocialmeshPostV1Post"];
-        };
-        /** @description A conversation as seen by one member. */
-        SocialmeshChatV1Conversation: {
-            /**
-             * Format: int64
-             * @description Time-ordered 64-bit id.
-             */
-            readonly conversationId: string;
-            /** @description Direct or group. */
-            type: components["schemas"]["ConversationType"] | string;
-            /**
-             * @description Member user ids. On create: the others (1 for direct, up to 255 for a
-             *     group); the caller is always added.
-             */
-            memberIds: string[];
-            /** @description Group title, at most 100 characters; empty for direct conversations. */
-            title: string;
-            /** @description The newest message, if any. */
-            readonly lastMessage?: components["schemas"]["SocialmeshChatV1Message"];
-            /**
-             * Format: int64
-             * @description Messages the caller has not read.
-             */
-            readonly unreadCount: string;
-            /**
-             * Format: date-time
-             * @description When it was created.
-             */
-            readonly createTime?: string;
-            /**
-             * Format: date-time
-             * @description Last activity (message or change): the sort key of ListConversations.
-             */
-            readonly updateTime?: string;
-            /**
-             * Format: int64
-             * @description Sequence of the newest message: a client detects gaps without fetching.
-             */
-            readonly maxSequence: string;
-            /** @description Members with roles and read marks. */
-            readonly members: components["schemas"]["Member"][];
-            /** @description Accepted or a message request, for the caller. */
-            readonly state: components["schemas"]["ConversationState"] | string;
-        };
-        /** @description A conversation as seen by one member. */
-        SocialmeshChatV1ConversationInput: {
-            /** @description Direct or group. */
-            type?: components["schemas"]["ConversationType"] | string;
-            /**
-             * @description Member user ids. On create: the others (1 for direct, up to 255 for a
-             *     group); the caller is always added.
-             */
-            memberIds: string[];
-            /** @description Group title, at most 100 characters; empty for direct conversations. */
-            title?: string;
-        };
-        /** @description One chat message. */
-        SocialmeshChatV1Message: {
-            /**
-             * Format: int64
-             * @description Time-ordered 64-bit id.
-             */
-            readonly messageId: string;
-            /**
-             * Format: int64
-             * @description The conversation.
-             */
-            readonly conversationId: string;
-            /**
-             * Format: int64
-             * @description Who sent it.
-             */
-            readonly senderId: string;
-            /**
-             * @description 1 to 4,000 characters (NFC-normalized); may be empty when media is
-             *     attached. Empty on a deleted message.
-             */
-            text: string;
-            /**
-             * Format: int64
-             * @description Position in the conversation, gapless from 1: clients detect gaps with it.
-             */
-            readonly sequence: string;
-            /**
-             * Format: date-time
-             * @description When the server accepted it.
-             */
-            readonly createTime?: string;
-            /** @description Attached media (up to 4): the sender's own uploads, READY (media service). */
-            mediaIds: string[];
-            /**
-             * Format: int64
-             * @description The message this one replies to, in the same conversation; absent when
-             *     it is not a reply.
-             */
-            replyToMessageId?: string;
-            /**
-             * Format: date-time
-             * @description When the text was last edited.
-             */
-            readonly updateTime?: string;
-            /**
-             * Format: date-time
-             * @description Set when deleted: the message is a tombstone.
-             */
-            readonly deleteTime?: string;
-            /** @description Reactions by emoji. */
-            readonly reactions: components["schemas"]["ReactionCount"][];
-            /**
-             * @description The attached media (variants, blurhash, alt text), in media_ids order, so
-             *     clients render without another call. Empty on a deleted message.
-             */
-            readonly media: components["schemas"]["SocialmeshMediaV1Media"][];
-        };
-        /** @description One chat message. */
-        SocialmeshChatV1MessageInput: {
-            /**
-             * @description 1 to 4,000 characters (NFC-normalized); may be empty when media is
-             *     attached. Empty on a deleted message.
-             */
-            text?: string;
-            /** @description Attached media (up to 4): the sender's own uploads, READY (media service). */
-            mediaIds?: string[];
-            /**
-             * Format: int64
-             * @description The message this one replies to, in the same conversation; absent when
-             *     it is not a reply.
-             */
-            replyToMessageId?: string;
-        };
-        /** @description Where to deliver pushes for a device that is offline. */
-        SocialmeshChatV1PushEndpoint: {
-            /**
-             * Format: int64
-             * @description Server-assigned id.
-             */
-            readonly pushEndpointId: string;
-            /** @description An https URL (http only for localhost) receiving a JSON POST per push. */
-            url: string;
-            /**
-             * Format: date-time
-             * @description When it was registered.
-             */
-            readonly createTime?: string;
-        };
-        /** @description Where to deliver pushes for a device that is offline. */
-        SocialmeshChatV1PushEndpointInput: {
-            /** @description An https URL (http only for localhost) receiving a JSON POST per push. */
-            url: string;
-        };
-        /** @description An uploaded file and its variants. */
-        SocialmeshMediaV1Media: {
-            /**
-             * Format: int64
-             * @description Time-ordered 64-bit id.
-             */
-            readonly mediaId: string;
-            /**
-             * Format: int64
-             * @description Who uploaded it.
-             */
-            readonly ownerId: string;
-            /** @description MIME type of the original as decided from its bytes, e.g. image/jpeg. */
-            readonly contentType: string;
-            /** @description Processing state. */
-            readonly state: components["schemas"]["MediaState"] | string;
-            /** @description The available renditions (empty until READY). */
-            readonly variants: components["schemas"]["MediaVariant"][];
-            /** @description Why processing failed, for MEDIA_STATE_FAILED. */
-            readonly failureReason: string;
-            /**
-             * Format: date-time
-             * @description When it was uploaded.
-             */
-            readonly createTime?: string;
-            /** @description Alt text, at most 1,500 characters. */
-            description: string;
-            /** @description Image or video. */
-            readonly mediaType: components["schemas"]["MediaType"] | string;
-            /** @description What the uploader declared (informational; content_type is what counts). */
-            readonly declaredContentType: string;
-            /** @description Original file name as given (informational). */
-            readonly filename: string;
-            /**
-             * Format: int64
-             * @description Size of the original in bytes.
-             */
-            readonly sizeBytes: string;
-            /** @description Hex SHA-256 of the original's bytes. */
-            readonly sha256: string;
-            /**
-             * Format: int32
-             * @description Width in pixels after EXIF orientation (0 until known, and for video).
-             */
-            readonly width: number;
-            /**
-             * Format: int32
-             * @description Height in pixels after EXIF orientation (0 until known, and for video).
-             */
-            readonly height: number;
-            /** @description Blurhash placeholder (images, once READY). */
-            readonly blurhash: string;
-            /**
-             * Format: int64
-             * @description Duration of a video in milliseconds (0 if unknown).
-             */
-            readonly durationMs: string;
-            /**
-             * @description Whether a post, message or profile uses it (attached media cannot be
-             *     deleted, and is never garbage-collected).
-             */
-            readonly attached: boolean;
-            /**
-             * Format: date-time
-             * @description Last change (upload, processing or alt text).
-             */
-            readonly updateTime?: string;
-        };
-        /** @description An uploaded file and its variants. */
-        SocialmeshMediaV1MediaInput: {
-            /** @description Alt text, at most 1,500 characters. */
-            description?: string;
-        };
-        /** @description A comment on a post. */
-        SocialmeshPostV1Comment: {
-            /**
-             * Format: int64
-             * @description Time-ordered 64-bit id.
-             */
-            readonly commentId: string;
-            /**
-             * Format: int64
-             * @description The post commented on.
-             */
-            readonly postId: string;
-            /**
-             * Format: int64
-             * @description Who wrote it.
-             */
-            readonly authorId: string;
-            /** @description 1 to 2,000 characters. */
-            text: string;
-            /**
-             * Format: date-time
-             * @description When it was written.
-             */
-            readonly createTime?: string;
-            /** @description The author's card as this viewer sees it (as Post.author). */
-            readonly author?: components["schemas"]["SocialmeshUserV1User"];
-            /** @description Rich-text spans of `text` (as Post.facets). */
-            readonly facets: components["schemas"]["Facet"][];
-        };
-        /** @description A comment on a post. */
-        SocialmeshPostV1CommentInput: {
-            /** @description 1 to 2,000 characters. */
-            text: string;
-        };
-        /** @description A post as seen by one viewer. */
-        SocialmeshPostV1Post: {
-            /**
-             * Format: int64
-             * @description Time-ordered 64-bit id.
-             */
-            readonly postId: string;
-            /**
-             * Format: int64
-             * @description Who wrote it.
-             */
-            readonly authorId: string;
-            /** @description Up to 5,000 characters; may be empty only when media_ids is not. */
-            text: string;
-            /** @description Up to 4 media attachments: the author's own uploads, READY (media service). */
-            mediaIds: string[];
-            /** @description Who may see the post. */
-            visibility: components["schemas"]["Visibility"] | string;
-            /** @description Hashtags found in the text (lower-cased, without '#'). */
-            readonly hashtags: string[];
-            /** @description Ids of the users @mentioned in the text (unknown handles stay plain text). */
-            readonly mentionIds: string[];
-            /**
-             * Format: int64
-             * @description Number of likes.
-             */
-            readonly likeCount: string;
-            /**
-             * Format: int64
-             * @description Number of live comments.
-             */
-            readonly commentCount: string;
-            /**
-             * Format: int64
-             * @description Number of reposts.
-             */
-            readonly shareCount: string;
-            /** @description Whether the caller likes it. */
-            readonly isLiked: boolean;
-            /** @description Whether the caller saved it. */
-            readonly isSaved: boolean;
-            /** @description Whether the caller reposted it. */
-            readonly isShared: boolean;
-            /**
-             * Format: date-time
-             * @description When it was published.
-             */
-            readonly createTime?: string;
-            /**
-             * @description The attached media (variants, blurhash, alt text) in media_ids order, so
-             *     clients render without another call; their URLs reach only those who may
-             *     see the post.
-             */
-            readonly media: components["schemas"]["SocialmeshMediaV1Media"][];
-            /**
-             * @description The author's card as this viewer sees it (handle, display name, avatar,
-             *     is_private and the viewer state: is_following, followed_by, requested,
-             *     muting, blocking), so a post renders without another call. Counts are
-             *     absent on cards. Filled on every post a PostService read returns to a
-             *     client (and on BatchGetPosts with include_authors).
-             */
-            readonly author?: components["schemas"]["SocialmeshUserV1User"];
-            /**
-             * @description Rich-text spans of `text`: mentions (with the account's id and handle),
-             *     links and hashtags (as written), with UTF-8 byte and code point ranges.
-             *     Mentions of accounts the viewer may not see are left out.
-             */
-            readonly facets: components["schemas"]["Facet"][];
-        };
-        /** @description A post as seen by one viewer. */
-        SocialmeshPostV1PostInput: {
-            /** @description Up to 5,000 characters; may be empty only when media_ids is not. */
-            text?: string;
-            /** @description Up to 4 media attachments: the author's own uploads, READY (media service). */
-            mediaIds?: string[];
-            /** @description Who may see the post. */
-            visibility?: components["schemas"]["Visibility"] | string;
-        };
-        /** @description A user's profile as seen by a particular viewer. */
-        SocialmeshUserV1User: {
-            /**
-             * Format: int64
-             * @description Unique, time-ordered 64-bit id (a JSON string in REST responses).
-             */
-            readonly userId: string;
-            /** @description Unique handle, 3-30 characters of [a-z0-9_], compared case-insensitively. */
-            handle: string;
-            /** @description Name shown next to the handle, at most 50 characters. */
-            displayName: string;
-            /** @description Free-text biography, at most 300 characters; control characters are stripped. */
-            bio: string;
-            /**
-             * @description URL of the avatar image: the 320 px variant of avatar_media_id (set that;
-             *     arbitrary URLs are refused: tracking pixels, mixed content).
-             */
-            readonly avatarUrl: string;
-            /** @description Whether the account is private: only approved followers see its details. */
-            isPrivate: boolean;
-            /**
-             * Format: int64
-             * @description Number of accounts following this user. Absent when not known to this
-             *     view (the limited view of a private account, and account cards).
-             */
-            readonly followerCount?: string;
-            /**
-             * Format: int64
-             * @description Number of accounts this user follows; absent like follower_count.
-             */
-            readonly followingCount?: string;
-            /**
-             * Format: int64
-             * @description Number of posts this user has published; absent like follower_count.
-             */
-            readonly postCount?: string;
-            /** @description Whether the calling user follows this user (false for anonymous callers). */
-            readonly isFollowing: boolean;
-            /**
-             * @description True when the caller sees the limited view of a private account: only
-             *     user_id, handle, display_name and avatar_url are filled in.
-             */
-            readonly isLimitedView: boolean;
-            /** @description The account's email; returned only to the account's owner. */
-            readonly email: string;
-            /**
-             * Format: date-time
-             * @description When the account was created.
-             */
-            readonly createTime?: string;
-            /**
-             * Format: date-time
-             * @description When the profile last changed.
-             */
-            readonly updateTime?: string;
-            /**
-             * Format: int64
-             * @description The avatar: one of the account's own READY image uploads (media service),
-             *     marked in use when set; 0 removes the avatar. Absent when there is no
-             *     avatar (never "0" in answers).
-             */
-            avatarMediaId?: string;
-            /**
-             * @description Whether the owner proved the address in `email` is theirs (VerifyEmail);
-             *     returned only to the account's owner, like email. Unverified accounts work
-             *     normally; clients may prompt their owners to verify.
-             */
-            readonly emailVerified: boolean;
-            /**
-             * @description Viewer state, beside is_following, so a profile or card renders its
-             *     buttons without another call (false for anonymous callers and on the
-             *     caller's own profile). Whether this user follows the caller ("Follow back").
-             */
-            readonly followedBy: boolean;
-            /** @description Whether the caller's follow request to this (private) user is pending. */
-            readonly requested: boolean;
-            /** @description Whether the caller mutes this user. */
-            readonly muting: boolean;
-            /** @description Whether the caller blocks this user. */
-            readonly blocking: boolean;
-        };
-        /** @description A user's profile as seen by a particular viewer. */
-        SocialmeshUserV1UserInput: {
-            /** @description Unique handle, 3-30 characters of [a-z0-9_], compared case-insensitively. */
-            handle?: string;
-            /** @description Name shown next to the handle, at most 50 characters. */
-            displayName?: string;
-            /** @description Free-text biography, at most 300 characters; control characters are stripped. */
-            bio?: string;
-            /** @description Whether the account is private: only approved followers see its details. */
-            isPrivate?: boolean;
-            /**
-             * Format: int64
-             * @description The avatar: one of the account's own READY image uploads (media service),
-             *     marked in use when set; 0 removes the avatar. Absent when there is no
-             *     avatar (never "0" in answers).
-             */
-            avatarMediaId?: string;
+            post?: components["schemas"]["Post"];
         };
         /**
          * @description The `Status` type defines a logical error model that is suitable for
@@ -3380,7 +3342,7 @@ export interface components {
              */
             message: string;
             /** @description Typed details, each with its `@type`: ErrorInfo (a machine-readable `reason`), BadRequest (`fieldViolations`), RetryInfo (`retryDelay`), ... */
-            details: (components["schemas"]["ErrorInfo"] | components["schemas"]["BadRequest"] | components["schemas"]["RetryInfo"] | components["schemas"]["PreconditionFailure"] | components["schemas"]["ResourceInfo"] | components["schemas"]["LocalizedMessage"] | ({
+            details?: (components["schemas"]["ErrorInfo"] | components["schemas"]["BadRequest"] | components["schemas"]["RetryInfo"] | components["schemas"]["PreconditionFailure"] | components["schemas"]["ResourceInfo"] | components["schemas"]["LocalizedMessage"] | ({
                 "@type"?: string;
             } & {
                 [key: string]: unknown;
@@ -3443,7 +3405,7 @@ export interface components {
         /** @description One suggestion. */
         SuggestedUser: {
             /** @description The account as the caller may see it. */
-            user?: components["schemas"]["SocialmeshUserV1User"];
+            user?: components["schemas"]["User"];
             /**
              * Format: int64
              * @description How many accounts the caller follows follow it (0: suggested as popular).
@@ -3544,7 +3506,7 @@ export interface components {
         /** @description The post after the unlike. */
         UnlikePostResponse: {
             /** @description The post with its new counts and the caller's state. */
-            post?: components["schemas"]["SocialmeshPostV1Post"];
+            post?: components["schemas"]["Post"];
         };
         /** @description Empty acknowledgement. */
         UnmuteUserResponse: Record<string, never>;
@@ -3569,12 +3531,111 @@ export interface components {
         /** @description The post after removing the save. */
         UnsavePostResponse: {
             /** @description The post with the caller's state. */
-            post?: components["schemas"]["SocialmeshPostV1Post"];
+            post?: components["schemas"]["Post"];
         };
         /** @description The post after removing the repost. */
         UnsharePostResponse: {
             /** @description The post with its new counts and the caller's state. */
-            post?: components["schemas"]["SocialmeshPostV1Post"];
+            post?: components["schemas"]["Post"];
+        };
+        /** @description A user's profile as seen by a particular viewer. */
+        User: {
+            /**
+             * Format: int64
+             * @description Unique, time-ordered 64-bit id (a JSON string in REST responses).
+             */
+            readonly userId: string;
+            /** @description Unique handle, 3-30 characters of [a-z0-9_], compared case-insensitively. */
+            handle: string;
+            /** @description Name shown next to the handle, at most 50 characters. */
+            displayName: string;
+            /** @description Free-text biography, at most 300 characters; control characters are stripped. */
+            bio: string;
+            /**
+             * @description URL of the avatar image: the 320 px variant of avatar_media_id (set that;
+             *     arbitrary URLs are refused: tracking pixels, mixed content).
+             */
+            readonly avatarUrl: string;
+            /** @description Whether the account is private: only approved followers see its details. */
+            isPrivate: boolean;
+            /**
+             * Format: int64
+             * @description Number of accounts following this user. Absent when not known to this
+             *     view (the limited view of a private account, and account cards).
+             */
+            readonly followerCount?: string;
+            /**
+             * Format: int64
+             * @description Number of accounts this user follows; absent like follower_count.
+             */
+            readonly followingCount?: string;
+            /**
+             * Format: int64
+             * @description Number of posts this user has published; absent like follower_count.
+             */
+            readonly postCount?: string;
+            /** @description Whether the calling user follows this user (false for anonymous callers). */
+            readonly isFollowing: boolean;
+            /**
+             * @description True when the caller sees the limited view of a private account: only
+             *     user_id, handle, display_name and avatar_url are filled in.
+             */
+            readonly isLimitedView: boolean;
+            /** @description The account's email; returned only to the account's owner. */
+            readonly email: string;
+            /**
+             * Format: date-time
+             * @description When the account was created.
+             */
+            readonly createTime?: string;
+            /**
+             * Format: date-time
+             * @description When the profile last changed.
+             */
+            readonly updateTime?: string;
+            /**
+             * Format: int64
+             * @description The avatar: one of the account's own READY image uploads (media service),
+             *     marked in use when set; 0 removes the avatar. Absent when there is no
+             *     avatar (never "0" in answers).
+             */
+            avatarMediaId?: string;
+            /**
+             * @description Whether the owner proved the address in `email` is theirs (VerifyEmail);
+             *     returned only to the account's owner, like email. Unverified accounts work
+             *     normally; clients may prompt their owners to verify.
+             */
+            readonly emailVerified: boolean;
+            /**
+             * @description Viewer state, beside is_following, so a profile or card renders its
+             *     buttons without another call (false for anonymous callers and on the
+             *     caller's own profile). Whether this user follows the caller ("Follow back").
+             */
+            readonly followedBy: boolean;
+            /** @description Whether the caller's follow request to this (private) user is pending. */
+            readonly requested: boolean;
+            /** @description Whether the caller mutes this user. */
+            readonly muting: boolean;
+            /** @description Whether the caller blocks this user. */
+            readonly blocking: boolean;
+        };
+        /** @description A user's profile as seen by a particular viewer. */
+        UserInput: {
+            /** @description Unique handle, 3-30 characters of [a-z0-9_], compared case-insensitively. */
+            handle?: string;
+            /** @description Name shown next to the handle, at most 50 characters. */
+            displayName?: string;
+            /** @description Free-text biography, at most 300 characters; control characters are stripped. */
+            bio?: string;
+            /** @description Whether the account is private: only approved followers see its details. */
+            isPrivate?: boolean;
+            /**
+             * Format: int64
+             * @description The avatar: one of the account's own READY image uploads (media service),
+             *     marked in use when set; 0 removes the avatar. Absent when there is no
+             *     avatar (never "0" in answers).
+             */
+            avatarMediaId?: string;
         };
         /**
          * @description Which rendition a variant is. Image widths never exceed the original's.
@@ -3892,7 +3953,7 @@ export interface operations {
         /** @description type, member_ids and title are read; the caller is always a member. */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SocialmeshChatV1ConversationInput"];
+                "application/json": components["schemas"]["ConversationInput"];
             };
         };
         responses: {
@@ -3902,7 +3963,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshChatV1Conversation"];
+                    "application/json": components["schemas"]["Conversation"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -3934,7 +3995,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshChatV1Conversation"];
+                    "application/json": components["schemas"]["Conversation"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -3964,7 +4025,7 @@ export interface operations {
         /** @description The conversation (conversation_id) and the new values. */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SocialmeshChatV1ConversationInput"];
+                "application/json": components["schemas"]["ConversationInput"];
             };
         };
         responses: {
@@ -3974,7 +4035,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshChatV1Conversation"];
+                    "application/json": components["schemas"]["Conversation"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -4049,7 +4110,7 @@ export interface operations {
         /** @description The message: text, media_ids and reply_to_message_id are read. */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SocialmeshChatV1MessageInput"];
+                "application/json": components["schemas"]["MessageInput"];
             };
         };
         responses: {
@@ -4059,7 +4120,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshChatV1Message"];
+                    "application/json": components["schemas"]["Message"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -4093,7 +4154,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshChatV1Message"];
+                    "application/json": components["schemas"]["Message"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -4125,7 +4186,7 @@ export interface operations {
         /** @description The message (message_id) and its new text. */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SocialmeshChatV1MessageInput"];
+                "application/json": components["schemas"]["MessageInput"];
             };
         };
         responses: {
@@ -4135,7 +4196,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshChatV1Message"];
+                    "application/json": components["schemas"]["Message"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -4173,7 +4234,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshChatV1Message"];
+                    "application/json": components["schemas"]["Message"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -4211,7 +4272,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshChatV1Message"];
+                    "application/json": components["schemas"]["Message"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -4243,7 +4304,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshChatV1Conversation"];
+                    "application/json": components["schemas"]["Conversation"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -4279,7 +4340,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshChatV1Conversation"];
+                    "application/json": components["schemas"]["Conversation"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -4383,7 +4444,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshChatV1Conversation"];
+                    "application/json": components["schemas"]["Conversation"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -4488,6 +4549,35 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SyncEventsResponse"];
+                };
+            };
+            /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Status"];
+                };
+            };
+        };
+    };
+    createEventStreamTicket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventStreamTicket"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -4770,7 +4860,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshMediaV1Media"];
+                    "application/json": components["schemas"]["Media"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -4832,7 +4922,7 @@ export interface operations {
         /** @description The media item (media_id) with the new values. */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SocialmeshMediaV1MediaInput"];
+                "application/json": components["schemas"]["MediaInput"];
             };
         };
         responses: {
@@ -4842,7 +4932,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshMediaV1Media"];
+                    "application/json": components["schemas"]["Media"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -4878,17 +4968,10 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description The raw file. Its type is decided from the bytes, so `application/octet-stream` is as good as the real type. */
+        /** @description The raw file, as application/octet-stream or as its own type: image/jpeg, image/png, image/webp, image/gif, image/heic, image/avif, video/mp4 (x-accepted-media-types). The type is decided from the bytes, never from the Content-Type. */
         requestBody: {
             content: {
                 "application/octet-stream": string;
-                "image/jpeg": string;
-                "image/png": string;
-                "image/webp": string;
-                "image/gif": string;
-                "image/heic": string;
-                "image/avif": string;
-                "video/mp4": string;
             };
         };
         responses: {
@@ -4898,7 +4981,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshMediaV1Media"];
+                    "application/json": components["schemas"]["Media"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -5031,7 +5114,7 @@ export interface operations {
         /** @description The post: text, media_ids and visibility are read; the rest is ignored. */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SocialmeshPostV1PostInput"];
+                "application/json": components["schemas"]["PostInput"];
             };
         };
         responses: {
@@ -5041,7 +5124,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshPostV1Post"];
+                    "application/json": components["schemas"]["Post"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -5073,7 +5156,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshPostV1Post"];
+                    "application/json": components["schemas"]["Post"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -5169,7 +5252,7 @@ export interface operations {
         /** @description The comment: only text is read. */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SocialmeshPostV1CommentInput"];
+                "application/json": components["schemas"]["CommentInput"];
             };
         };
         responses: {
@@ -5179,7 +5262,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshPostV1Comment"];
+                    "application/json": components["schemas"]["Comment"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -5543,7 +5626,7 @@ export interface operations {
         /** @description The endpoint (url). */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SocialmeshChatV1PushEndpointInput"];
+                "application/json": components["schemas"]["PushEndpointInput"];
             };
         };
         responses: {
@@ -5553,7 +5636,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshChatV1PushEndpoint"];
+                    "application/json": components["schemas"]["PushEndpoint"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -5832,7 +5915,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshUserV1User"];
+                    "application/json": components["schemas"]["User"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -5864,7 +5947,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshUserV1User"];
+                    "application/json": components["schemas"]["User"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -5926,7 +6009,7 @@ export interface operations {
         /** @description The new values; user.user_id names the account and must be the caller. */
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SocialmeshUserV1UserInput"];
+                "application/json": components["schemas"]["UserInput"];
             };
         };
         responses: {
@@ -5936,7 +6019,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshUserV1User"];
+                    "application/json": components["schemas"]["User"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -6179,7 +6262,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SocialmeshUserV1User"];
+                    "application/json": components["schemas"]["User"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */

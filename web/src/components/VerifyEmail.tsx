@@ -11,6 +11,11 @@ type State = { kind: "working" } | { kind: "done" } | { kind: "failed"; message:
 export function VerifyEmail() {
   const [state, setState] = useState<State>({ kind: "working" });
   useEffect(() => {
+    void verify();
+  }, []);
+
+  async function verify() {
+    await Promise.resolve();
     const token = new URLSearchParams(window.location.hash.slice(1)).get("token");
     // drop the token from the address bar and history
     history.replaceState(null, "", window.location.pathname);
@@ -18,10 +23,13 @@ export function VerifyEmail() {
       setState({ kind: "missing" });
       return;
     }
-    unwrap(api.POST("/v1/users:verifyEmail", { body: { token } }))
-      .then(() => setState({ kind: "done" }))
-      .catch((e: unknown) => setState({ kind: "failed", message: humanMessage(e) }));
-  }, []);
+    try {
+      await unwrap(api.POST("/v1/users:verifyEmail", { body: { token } }));
+      setState({ kind: "done" });
+    } catch (e) {
+      setState({ kind: "failed", message: humanMessage(e) });
+    }
+  }
 
   return (
     <section className="mx-auto mt-8 max-w-sm px-4" aria-labelledby="verify-title">

@@ -1,5 +1,5 @@
 "use client";
-import { useEffect, useRef } from "react";
+import { useEffect } from "react";
 import { impressionQueue } from "@/api/impressions";
 import { VisibilityTimer } from "@/lib/impressions";
 import type { Surface } from "@/api/types";
@@ -11,17 +11,16 @@ export function useImpression(
   position: number,
   surface: Surface,
 ) {
-  const itemRef = useRef(item);
-  itemRef.current = item;
+  const postId = item?.postId;
+  const trackingToken = item?.trackingToken;
   useEffect(() => {
     const node = el.current;
-    const it = itemRef.current;
-    if (!node || !it?.trackingToken || typeof IntersectionObserver === "undefined") return;
+    if (!node || !postId || !trackingToken || typeof IntersectionObserver === "undefined") return;
     const timer = new VisibilityTimer(2000, (dwell) => {
       impressionQueue.add({
         impressionId: crypto.randomUUID(),
-        trackingToken: it.trackingToken!,
-        postId: it.postId,
+        trackingToken,
+        postId,
         surface,
         position,
         dwell: `${(dwell / 1000).toFixed(1)}s`,
@@ -36,5 +35,5 @@ export function useImpression(
       io.disconnect();
       timer.cancel();
     };
-  }, [el, position, surface, item?.postId, item?.trackingToken]);
+  }, [el, position, surface, postId, trackingToken]);
 }
