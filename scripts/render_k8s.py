@@ -42,6 +42,8 @@ GRPC_PORT = 50051
 METRICS_PORT = 9090
 #: Media's plain-HTTP file server (Range, 304, HEAD), reached by the edge only.
 MEDIA_FILES_PORT = 8081
+#: Chat's SSE server for browsers' EventSource (GET /v1/events/sse), edge only.
+CHAT_EVENTS_PORT = 8081
 #: The web app's static server (`socialmesh serve web`): its own Deployment, reached by
 #: the edge only (every GET/HEAD outside /v1/), serving the export the image ships.
 WEB = "web"
@@ -152,6 +154,8 @@ def service_env(name: str) -> list[dict[str, Any]]:
         env.append({"name": "JWT_PRIVATE_KEY_FILE", "value": f"{JWT_DIR}/private.pem"})
     if name == "media":
         env += media_env()
+    if name == "chat":
+        env.append({"name": "CHAT_HTTP_PORT", "value": str(CHAT_EVENTS_PORT)})
     return env
 
 
@@ -230,6 +234,11 @@ def deployment(name: str) -> dict[str, Any]:
                                 *(
                                     [{"name": "files", "containerPort": MEDIA_FILES_PORT}]
                                     if name == "media"
+                                    else []
+                                ),
+                                *(
+                                    [{"name": "events", "containerPort": CHAT_EVENTS_PORT}]
+                                    if name == "chat"
                                     else []
                                 ),
                             ],
@@ -585,6 +594,23 @@ def network_policies() -> list[dict[str, Any]]:
                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "edge"}},
                 "policyTypes": ["Ingress"],
                 "ingress": [{"ports": [{"port": 8080, "protocol": "TCP"}]}],
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "chat-events-from-the-edge", **meta},
+            "spec": {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "chat"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "edge"}}}
+                        ],
+                        "ports": [{"port": CHAT_EVENTS_PORT, "protocol": "TCP"}],
+                    }
+                ],
             },
         },
         {

@@ -533,6 +533,16 @@ def test_rendered_envoy_config_fits_the_edge(rendered_envoy: Doc) -> None:
             )
             assert listed["web"]["spec"]["clusterIP"] == "None"
             continue
+        if cluster["name"] == "chat-events":
+            # Chat's SSE server for EventSource: its own port on the chat pods, edge only.
+            (endpoint,) = cluster["load_assignment"]["endpoints"]
+            host, port = socket_of(endpoint["lb_endpoints"][0]["endpoint"]["address"])
+            chat = of_kind("Deployment", docs)["chat"]
+            assert (host, port) == (
+                f"chat.{NAMESPACE}.svc.cluster.local",
+                container_port(chat, "events"),
+            )
+            continue
         if cluster["name"] == "media-files":
             # Media's file server: its own port on the media pods, open to the edge only.
             (endpoint,) = cluster["load_assignment"]["endpoints"]
