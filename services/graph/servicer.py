@@ -30,7 +30,7 @@ from services.kit.pagination import PageSizes, page_size
 from services.kit.ratelimit import RateLimiter
 from services.kit.relcache import GENERATIONS as RELATIONSHIPS
 from services.kit.server import Runtime, ServicerBase
-from services.kit.timestamps import from_snowflake
+from services.kit.timestamps import from_datetime, from_snowflake
 from services.kit.validation import Violations, batch_ids, require_positive_id
 
 from .store import (
@@ -340,6 +340,39 @@ class GraphServicer(ServicerBase, graph_pb2_grpc.GraphServiceServicer):
             ],
             next_page_token=page.next_token(edges, edge_position),
         )
+
+    async def _own_list(
+        self,
+        kind: str,
+        request: graph_pb2.ListBlockedUsersRequest | graph_pb2.ListMutedUsersRequest,
+    ) -> tuple[list[graph_pb2.ListedAccount], str]:
+        """A page of the caller's blocks or mutes with the accounts' cards."""
+        caller = require_caller()
+        page = self._rt.page_tokens.page(f"{kind}:{caller.user_id}", "position", request)
+        listed = await self.store.listed(kind, caller.user_id, page.position, page.limit)
+        shown = page.rows(listed)
+        cards = await self.ready(self._cards).get_many(caller.user_id, (e.user_id for e in shown))
+        accounts = [
+            graph_pb2.ListedAccount(
+                user_id=e.user_id,
+                create_time=from_datetime(e.created_at),
+                user=cards.get(e.user_id),
+            )
+            for e in shown
+        ]
+        return accounts, page.next_token(listed, lambda e: e.position)
+
+    async def ListBlockedUsers(
+        self, request: graph_pb2.ListBlockedUsersRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ListBlockedUsersResponse:
+        accounts, token = await self._own_list("blocks", request)
+        return graph_pb2.ListBlockedUsersResponse(blocked_users=accounts, next_page_token=token)
+
+    async def ListMutedUsers(
+        self, request: graph_pb2.ListMutedUsersRequest, context: grpc.aio.ServicerContext
+    ) -> graph_pb2.ListMutedUsersResponse:
+        accounts, token = await self._own_list("mutes", request)
+        return graph_pb2.ListMutedUsersResponse(muted_users=accounts, next_page_token=token)
 
     async def _resolve(self, requester_id: int, target_id: int, *, accept: bool) -> None:
         caller = require_caller()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 from google.protobuf.message import Message
@@ -42,6 +43,27 @@ class Relationship:
 class Edge:
     user_id: int
     edge_id: int
+
+
+@dataclass(frozen=True)
+class ListedEdge:
+    """An account on the owner's block or mute list, and when it was put there."""
+
+    user_id: int
+    created_at: datetime
+    created_us: int
+
+    @property
+    def position(self) -> int:
+        """Where the list continues after this entry: (time, id) packed in one int."""
+        return (self.created_us << 64) | self.user_id
+
+
+#: The lists an account keeps of others: kind -> (table, owner column, other column).
+_OWN_LISTS = {
+    "blocks": ("blocks", "blocker_id", "blocked_id"),
+    "mutes": ("mutes", "muter_id", "muted_id"),
+}
 
 
 #: Kinds of exported edges, in export order (graph.proto RelationshipKind).
@@ -304,6 +326,28 @@ class GraphStore:
         )
         found = {r["user_id"]: (r["follower_count"], r["following_count"]) for r in rows}
         return {u: found.get(u, (0, 0)) for u in ids}
+
+    async def listed(
+        self, kind: str, owner_id: int, before: int | None, limit: int
+    ) -> list[ListedEdge]:
+        """The owner's blocks or mutes (`kind`), newest first, continuing before `before`
+        (a `ListedEdge.position`)."""
+        table, owner, other = _OWN_LISTS[kind]
+        before_us, before_id = (None, None) if before is None else divmod(before, 1 << 64)
+        rows = await self._db.reader().fetch(
+            f"""SELECT {other} AS user_id, created_at,
+                       (extract(epoch FROM created_at) * 1000000)::bigint AS created_us
+                FROM graph.{table}
+                WHERE {owner} = $1 AND ($2::bigint IS NULL
+                    OR ((extract(epoch FROM created_at) * 1000000)::bigint, {other})
+                        < ($2::bigint, $3::bigint))
+                ORDER BY created_at DESC, {other} DESC LIMIT $4""",
+            owner_id,
+            before_us,
+            before_id,
+            limit,
+        )
+        return [ListedEdge(r["user_id"], r["created_at"], r["created_us"]) for r in rows]
 
     async def followers(self, user_id: int, before_edge: int | None, limit: int) -> list[Edge]:
         rows = await self._db.reader().fetch(

@@ -57,6 +57,7 @@ from .errors import (
     reset_request_id,
     set_request_id,
 )
+from .idempotency import apply_idempotency_key
 from .metrics import RPC_HANDLED, RPC_SECONDS, method_name
 from .telemetry import ServerSpan
 from .validation import bad_utf8_field, request_violations
@@ -172,6 +173,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             try:
                 await self._authenticate(context, access)
                 _check_request(request)
+                if isinstance(request, Message):
+                    apply_idempotency_key(request, context.invocation_metadata())
                 return await behavior(request, context)
             except Exception as exc:
                 code, error = _code_for(exc, context), exc

@@ -43,6 +43,7 @@ from services.kit.errors import (
     PermissionDenied,
     Reason,
 )
+from services.kit.idempotency import apply_idempotency_key
 from services.kit.server import Runtime, ServicerBase
 from services.kit.tasks import BackgroundLoop
 from services.kit.timestamps import from_datetime
@@ -325,6 +326,7 @@ class MediaServicer(ServicerBase, media_pb2_grpc.MediaServiceServicer):
             raise InvalidArgument([("file", "required: the upload stream was empty")])
         if not isinstance(first, media_pb2.UploadMediaRequest):
             raise InvalidArgument([("request", "not a well-formed UploadMediaRequest")])
+        apply_idempotency_key(first, context.invocation_metadata())
         filename, description, request_id, declared = self._metadata(first)
         if request_id is not None:
             # A retry: answer at once, without reading (or storing) the bytes again.

@@ -70,6 +70,150 @@ RELATIONSHIP_KIND_BLOCK: RelationshipKind.ValueType  # 2
 Global___RelationshipKind: _TypeAlias = RelationshipKind  # noqa: Y015
 
 @_typing.final
+class ListedAccount(_message.Message):
+    """An account on one of the caller's own lists (blocked, muted)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """The account."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the caller put it on the list."""
+
+    @_builtins.property
+    def user(self) -> _user_pb2.User:
+        """The account's card as the caller sees it (viewer state included). Absent
+        for an account that is deleted or blocks the caller.
+        """
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        user: _user_pb2.User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "user", b"user", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListedAccount: _TypeAlias = ListedAccount  # noqa: Y015
+
+@_typing.final
+class ListBlockedUsersRequest(_message.Message):
+    """A page of the accounts the caller blocks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum entries to return: default 50, at most 1000."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBlockedUsersRequest: _TypeAlias = ListBlockedUsersRequest  # noqa: Y015
+
+@_typing.final
+class ListBlockedUsersResponse(_message.Message):
+    """Blocked accounts, most recently blocked first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BLOCKED_USERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def blocked_users(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListedAccount]:
+        """The accounts on this page."""
+
+    def __init__(
+        self,
+        *,
+        blocked_users: _abc.Iterable[Global___ListedAccount] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked_users", b"blocked_users", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBlockedUsersResponse: _TypeAlias = ListBlockedUsersResponse  # noqa: Y015
+
+@_typing.final
+class ListMutedUsersRequest(_message.Message):
+    """A page of the accounts the caller mutes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum entries to return: default 50, at most 1000."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMutedUsersRequest: _TypeAlias = ListMutedUsersRequest  # noqa: Y015
+
+@_typing.final
+class ListMutedUsersResponse(_message.Message):
+    """Muted accounts, most recently muted first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUTED_USERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def muted_users(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListedAccount]:
+        """The accounts on this page."""
+
+    def __init__(
+        self,
+        *,
+        muted_users: _abc.Iterable[Global___ListedAccount] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["muted_users", b"muted_users", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMutedUsersResponse: _TypeAlias = ListMutedUsersResponse  # noqa: Y015
+
+@_typing.final
 class Relationship(_message.Message):
     """How the caller relates to another account."""
 

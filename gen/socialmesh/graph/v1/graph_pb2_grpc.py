@@ -123,6 +123,16 @@ class GraphServiceStub:
                 request_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.RejectFollowRequestRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.RejectFollowRequestResponse.FromString,
                 _registered_method=True)
+        self.ListBlockedUsers = channel.unary_unary(
+                '/socialmesh.graph.v1.GraphService/ListBlockedUsers',
+                request_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListBlockedUsersRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListBlockedUsersResponse.FromString,
+                _registered_method=True)
+        self.ListMutedUsers = channel.unary_unary(
+                '/socialmesh.graph.v1.GraphService/ListMutedUsers',
+                request_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListMutedUsersRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListMutedUsersResponse.FromString,
+                _registered_method=True)
 
 
 class GraphServiceServicer:
@@ -272,6 +282,22 @@ class GraphServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBlockedUsers(self, request, context):
+        """Lists the accounts the caller blocks, most recently blocked first, with
+        their cards (for a settings screen). Only ever the caller's own list.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMutedUsers(self, request, context):
+        """Lists the accounts the caller mutes, most recently muted first, with their
+        cards. Only ever the caller's own list.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GraphServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -359,6 +385,16 @@ def add_GraphServiceServicer_to_server(servicer, server):
                     servicer.RejectFollowRequest,
                     request_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.RejectFollowRequestRequest.FromString,
                     response_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.RejectFollowRequestResponse.SerializeToString,
+            ),
+            'ListBlockedUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBlockedUsers,
+                    request_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListBlockedUsersRequest.FromString,
+                    response_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListBlockedUsersResponse.SerializeToString,
+            ),
+            'ListMutedUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMutedUsers,
+                    request_deserializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListMutedUsersRequest.FromString,
+                    response_serializer=socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListMutedUsersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -824,6 +860,60 @@ class GraphService:
             '/socialmesh.graph.v1.GraphService/RejectFollowRequest',
             socialmesh_dot_graph_dot_v1_dot_graph__pb2.RejectFollowRequestRequest.SerializeToString,
             socialmesh_dot_graph_dot_v1_dot_graph__pb2.RejectFollowRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBlockedUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.graph.v1.GraphService/ListBlockedUsers',
+            socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListBlockedUsersRequest.SerializeToString,
+            socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListBlockedUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMutedUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.graph.v1.GraphService/ListMutedUsers',
+            socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListMutedUsersRequest.SerializeToString,
+            socialmesh_dot_graph_dot_v1_dot_graph__pb2.ListMutedUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

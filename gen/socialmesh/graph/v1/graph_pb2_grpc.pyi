@@ -100,6 +100,14 @@ class GraphServiceStub:
     """Approves a pending request: the requester now follows the caller."""
     RejectFollowRequest: _grpc.UnaryUnaryMultiCallable[_graph_pb2.RejectFollowRequestRequest, _graph_pb2.RejectFollowRequestResponse]
     """Declines a pending request."""
+    ListBlockedUsers: _grpc.UnaryUnaryMultiCallable[_graph_pb2.ListBlockedUsersRequest, _graph_pb2.ListBlockedUsersResponse]
+    """Lists the accounts the caller blocks, most recently blocked first, with
+    their cards (for a settings screen). Only ever the caller's own list.
+    """
+    ListMutedUsers: _grpc.UnaryUnaryMultiCallable[_graph_pb2.ListMutedUsersRequest, _graph_pb2.ListMutedUsersResponse]
+    """Lists the accounts the caller mutes, most recently muted first, with their
+    cards. Only ever the caller's own list.
+    """
 
 @_typing.type_check_only
 class GraphServiceAsyncStub(GraphServiceStub):
@@ -173,6 +181,14 @@ class GraphServiceAsyncStub(GraphServiceStub):
     """Approves a pending request: the requester now follows the caller."""
     RejectFollowRequest: _aio.UnaryUnaryMultiCallable[_graph_pb2.RejectFollowRequestRequest, _graph_pb2.RejectFollowRequestResponse]  # type: ignore[assignment]
     """Declines a pending request."""
+    ListBlockedUsers: _aio.UnaryUnaryMultiCallable[_graph_pb2.ListBlockedUsersRequest, _graph_pb2.ListBlockedUsersResponse]  # type: ignore[assignment]
+    """Lists the accounts the caller blocks, most recently blocked first, with
+    their cards (for a settings screen). Only ever the caller's own list.
+    """
+    ListMutedUsers: _aio.UnaryUnaryMultiCallable[_graph_pb2.ListMutedUsersRequest, _graph_pb2.ListMutedUsersResponse]  # type: ignore[assignment]
+    """Lists the accounts the caller mutes, most recently muted first, with their
+    cards. Only ever the caller's own list.
+    """
 
 class GraphServiceServicer(metaclass=_abc_1.ABCMeta):
     """GraphService owns who follows whom, pending follow requests to private
@@ -345,5 +361,25 @@ class GraphServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_graph_pb2.RejectFollowRequestResponse, _abc.Awaitable[_graph_pb2.RejectFollowRequestResponse]]:
         """Declines a pending request."""
+
+    @_abc_1.abstractmethod
+    def ListBlockedUsers(
+        self,
+        request: _graph_pb2.ListBlockedUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_graph_pb2.ListBlockedUsersResponse, _abc.Awaitable[_graph_pb2.ListBlockedUsersResponse]]:
+        """Lists the accounts the caller blocks, most recently blocked first, with
+        their cards (for a settings screen). Only ever the caller's own list.
+        """
+
+    @_abc_1.abstractmethod
+    def ListMutedUsers(
+        self,
+        request: _graph_pb2.ListMutedUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_graph_pb2.ListMutedUsersResponse, _abc.Awaitable[_graph_pb2.ListMutedUsersResponse]]:
+        """Lists the accounts the caller mutes, most recently muted first, with their
+        cards. Only ever the caller's own list.
+        """
 
 def add_GraphServiceServicer_to_server(servicer: GraphServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
