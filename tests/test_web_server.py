@@ -312,3 +312,29 @@ def test_a_missing_build_is_explained(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_up_routes_the_edge_to_the_app_and_says_when_it_is_not_built(tmp_path: Path) -> None:
+    from services import registry
+    from services.devstack import Stack, free_stack_ports
+
+    edge, admin, base = free_stack_ports()
+    stack = Stack(data_dir=tmp_path, edge_port=edge, admin_port=admin, base_port=base)
+    (route,) = stack._app_files().values()
+    assert (route.prefix, route.host, route.port) == ("/", "127.0.0.1", stack.web_port)
+    # Its own port, inside the block free_stack_ports() found free, clear of every other.
+    others = {edge, admin, stack.media_files_port, *map(stack.port_of, stack.services)}
+    assert stack.web_port not in others
+    assert edge <= stack.web_port < edge + 4 + registry.port_span()
+
+    stack.env = {"WEB_ROOT": str(tmp_path / "missing")}
+    banner = stack.describe()
+    assert f"web app                http://127.0.0.1:{edge}/" in banner
+    assert f"http://127.0.0.1:{edge}/docs" in banner
+    assert f"http://127.0.0.1:{edge}/openapi.json" in banner
+    assert "not built" in banner and "make install" in banner
+
+    (tmp_path / "built").mkdir()
+    (tmp_path / "built" / "index.html").write_text("<!doctype html>")
+    stack.env = {"WEB_ROOT": str(tmp_path / "built")}
+    assert "not built" not in stack.describe()
