@@ -250,6 +250,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def _cmd_mail(args: argparse.Namespace) -> int:
+    from services.user.mailer import print_spool
+
+    return print_spool(Path(args.data_dir), to=args.to, limit=args.limit, as_json=args.json)
+
+
 def _cmd_seed(args: argparse.Namespace) -> int:
     from services.seed import main as seed_main
 
@@ -521,6 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--comments", type=int, default=100_000)
     seed.add_argument("--random-seed", type=int, default=42)
     seed.set_defaults(func=_cmd_seed)
+
+    mail = sub.add_parser("mail", help="the dev mailbox of `socialmesh up` (latest first)")
+    mail.add_argument("--data-dir", default=".socialmesh", help="the data dir `up` runs on")
+    mail.add_argument("--to", default="", help="only mail to this address")
+    mail.add_argument("--limit", type=int, default=20, help="at most this many mails")
+    mail.add_argument("--json", action="store_true", help="whole mails (bodies, links) as JSON")
+    mail.set_defaults(func=_cmd_mail)
 
     search = sub.add_parser("search", help="search maintenance (docs/search.md)")
     search_sub = search.add_subparsers(dest="search_command", required=True)

@@ -594,6 +594,16 @@ class Stack:
             # Absolute media URLs: the web app (and any client) uses them as they come.
             env.setdefault("MEDIA_PUBLIC_BASE_URL", self.edge_url)
         env["SERVICE_KEY_FILE"] = str(service_key_file(self.service_keys_dir, service))
+        if service == "user":
+            # Dev mail: a mailbox under the data dir (`socialmesh mail` lists it), with
+            # links to the app's pages on this edge.
+            env.setdefault("USER_MAIL_SPOOL_DIR", str(self.data_dir / "mail"))
+            env.setdefault(
+                "USER_EMAIL_VERIFICATION_URL", f"{self.edge_url}/verify-email#token={{token}}"
+            )
+            env.setdefault(
+                "USER_PASSWORD_RESET_URL", f"{self.edge_url}/reset-password#token={{token}}"
+            )
         if not registry.get(service).mints_tokens:
             env.pop("JWT_PRIVATE_KEY_FILE", None)
         self._spawn(service, [sys.executable, "-m", "services.cli", "serve", service], env)

@@ -177,6 +177,9 @@ async def seed(args: argparse.Namespace, database_url: str) -> Seeded:
         f"{getattr(args, 'comments', 0):,} comments; search copies will be back-filled by "
         "the running services within a minute, or at their next start",
     )
+    from services.user.seed import SEED_PASSWORD
+
+    print(f"sign in as seed_0 ... seed_{args.users - 1} with password {SEED_PASSWORD!r}")
     return seeded
 
 

@@ -10,9 +10,9 @@ import re
 import grpc
 import pytest
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
-from socialmesh.user.v1 import user_pb2, user_pb2_grpc
+from socialmesh.user.v1 import user_pb2
 
-from .conftest import RunningService, unique
+from .conftest import unique
 from .helpers import auth, error_info, outlive_refresh_grace, reason_of, violations
 
 PASSWORD = "correct horse battery"
@@ -21,17 +21,12 @@ RESET_LINK = re.compile(r"/reset-password#token=([A-Za-z0-9_\-]+)")
 VERIFY_LINK = re.compile(r"/verify-email#token=([A-Za-z0-9_\-]+)")
 
 
-@pytest.fixture
-def stub(user_service: RunningService) -> user_pb2_grpc.UserServiceStub:
-    return user_pb2_grpc.UserServiceStub(user_service.channel)
-
-
-async def account(stub) -> tuple[user_pb2.User, user_pb2.LoginResponse]:
+async def account(users) -> tuple[user_pb2.User, user_pb2.LoginResponse]:
     handle = unique("acct")
-    user = await stub.CreateUser(
+    user = await users.CreateUser(
         user_pb2.CreateUserRequest(handle=handle, email=f"{handle}@example.com", password=PASSWORD)
     )
-    return user, await stub.Login(user_pb2.LoginRequest(handle=handle, password=PASSWORD))
+    return user, await users.Login(user_pb2.LoginRequest(handle=handle, password=PASSWORD))
 
 
 async def refused(call) -> grpc.aio.AioRpcError:
@@ -63,72 +58,76 @@ async def mails(caplog, to: str, subject: str, link: re.Pattern[str]) -> list[st
     return [m.group(1) for body in await bodies(caplog, to, subject) for m in link.finditer(body)]
 
 
-async def test_a_refresh_repeated_within_the_grace_window_keeps_the_session(stub):
+async def test_a_refresh_repeated_within_the_grace_window_keeps_the_session(users):
     """Two tabs refreshing with the same token at once both stay signed in, with the
     same new refresh token; the session's access tokens keep working."""
-    _, login = await account(stub)
+    _, login = await account(users)
     request = user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token)
-    first, second = await asyncio.gather(stub.RefreshToken(request), stub.RefreshToken(request))
+    first, second = await asyncio.gather(users.RefreshToken(request), users.RefreshToken(request))
     assert first.refresh_token == second.refresh_token != login.refresh_token
-    again = await stub.RefreshToken(request)  # a third tab, a moment later
+    again = await users.RefreshToken(request)  # a third tab, a moment later
     assert again.refresh_token == first.refresh_token
     for reply in (first, second, again):
-        caller = await stub.GetCaller(
+        caller = await users.GetCaller(
             user_pb2.GetCallerRequest(), metadata=auth(reply.access_token)
         )
         assert caller.user_id == login.user.user_id
     # The shared successor rotates on as usual.
-    nxt = await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=first.refresh_token))
+    nxt = await users.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=first.refresh_token))
     assert nxt.refresh_token not in (first.refresh_token, login.refresh_token)
 
 
-async def test_reuse_after_the_grace_window_revokes_the_session(stub, db):
-    _, login = await account(stub)
-    first = await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
+async def test_reuse_after_the_grace_window_revokes_the_session(users, db):
+    _, login = await account(users)
+    first = await users.RefreshToken(
+        user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token)
+    )
     await outlive_refresh_grace(db, login.refresh_token)
     err = await refused(
-        stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
+        users.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
     )
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
     assert reason_of(err) == "REFRESH_TOKEN_REUSED"
     err = await refused(
-        stub.GetCaller(user_pb2.GetCallerRequest(), metadata=auth(first.access_token))
+        users.GetCaller(user_pb2.GetCallerRequest(), metadata=auth(first.access_token))
     )
     assert reason_of(err) == "SESSION_ENDED"
 
 
-async def test_grace_ends_once_the_successor_was_rotated(stub):
+async def test_grace_ends_once_the_successor_was_rotated(users):
     """Within the window, but the successor has moved on: that is reuse, not a second tab."""
-    _, login = await account(stub)
-    first = await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
-    await stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=first.refresh_token))
+    _, login = await account(users)
+    first = await users.RefreshToken(
+        user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token)
+    )
+    await users.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=first.refresh_token))
     err = await refused(
-        stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
+        users.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
     )
     assert reason_of(err) == "REFRESH_TOKEN_REUSED"
 
 
-async def test_refresh_failures_name_their_reason(stub):
-    err = await refused(stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token="nope")))
+async def test_refresh_failures_name_their_reason(users):
+    err = await refused(users.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token="nope")))
     assert (err.code(), reason_of(err)) == (
         grpc.StatusCode.UNAUTHENTICATED,
         "REFRESH_TOKEN_INVALID",
     )
-    _, login = await account(stub)
-    await stub.Logout(user_pb2.LogoutRequest(), metadata=auth(login.access_token))
+    _, login = await account(users)
+    await users.Logout(user_pb2.LogoutRequest(), metadata=auth(login.access_token))
     err = await refused(
-        stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
+        users.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
     )
     assert reason_of(err) == "SESSION_ENDED"
-    err = await refused(stub.RefreshToken(user_pb2.RefreshTokenRequest()))
+    err = await refused(users.RefreshToken(user_pb2.RefreshTokenRequest()))
     assert "refreshToken" in violations(err)
 
 
-async def test_refresh_reads_the_cookie_and_answers_with_one(stub):
+async def test_refresh_reads_the_cookie_and_answers_with_one(users):
     """The browser transport over plain gRPC metadata (the edge test checks the headers)."""
-    user, _ = await account(stub)
+    user, _ = await account(users)
     cookie_mode = [("x-refresh-token-transport", "cookie"), ("x-forwarded-proto", "https")]
-    call = stub.Login(
+    call = users.Login(
         user_pb2.LoginRequest(handle=user.handle, password=PASSWORD), metadata=cookie_mode
     )
     login = await call
@@ -138,7 +137,7 @@ async def test_refresh_reads_the_cookie_and_answers_with_one(stub):
     assert token and "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
     assert "Path=/v1/auth" in set_cookie and "Secure" in set_cookie
     assert f"Max-Age={30 * 24 * 3600}" in set_cookie
-    call = stub.RefreshToken(
+    call = users.RefreshToken(
         user_pb2.RefreshTokenRequest(),
         metadata=[*cookie_mode, ("cookie", f"theme=dark; sm_refresh={token}")],
     )
@@ -146,108 +145,108 @@ async def test_refresh_reads_the_cookie_and_answers_with_one(stub):
     assert refreshed.refresh_token == "" and refreshed.user.user_id == user.user_id
     (rotated,) = [v for k, v in await call.initial_metadata() if k == "set-cookie"]
     assert rotated.split(";")[0] != f"sm_refresh={token}"
-    call = stub.Logout(user_pb2.LogoutRequest(), metadata=auth(refreshed.access_token))
+    call = users.Logout(user_pb2.LogoutRequest(), metadata=auth(refreshed.access_token))
     await call
     (cleared,) = [v for k, v in await call.initial_metadata() if k == "set-cookie"]
     assert cleared.startswith("sm_refresh=;") and "Max-Age=0" in cleared
 
 
-async def test_sessions_are_listed_to_their_owner_and_end_everywhere(stub):
-    user, first = await account(stub)
-    second = await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
-    _, other = await account(stub)
+async def test_sessions_are_listed_to_their_owner_and_end_everywhere(users):
+    user, first = await account(users)
+    second = await users.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
+    _, other = await account(users)
     listing = user_pb2.ListSessionsRequest(user_id=user.user_id)
-    reply = await stub.ListSessions(listing, metadata=auth(second.access_token))
-    caller = await stub.GetCaller(user_pb2.GetCallerRequest(), metadata=auth(second.access_token))
+    reply = await users.ListSessions(listing, metadata=auth(second.access_token))
+    caller = await users.GetCaller(user_pb2.GetCallerRequest(), metadata=auth(second.access_token))
     assert [s.current for s in reply.sessions] == [True, False]  # newest first
     assert reply.sessions[0].session_id == caller.session_id
-    err = await refused(stub.ListSessions(listing, metadata=auth(other.access_token)))
+    err = await refused(users.ListSessions(listing, metadata=auth(other.access_token)))
     assert (err.code(), reason_of(err)) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_OWNER")
-    assert reason_of(await refused(stub.ListSessions(listing))) == "TOKEN_MISSING"
+    assert reason_of(await refused(users.ListSessions(listing))) == "TOKEN_MISSING"
 
-    ended = await stub.LogoutEverywhere(
+    ended = await users.LogoutEverywhere(
         user_pb2.LogoutEverywhereRequest(), metadata=auth(first.access_token)
     )
     assert ended.ended_session_count == 2
     for login in (first, second):
         err = await refused(
-            stub.GetCaller(user_pb2.GetCallerRequest(), metadata=auth(login.access_token))
+            users.GetCaller(user_pb2.GetCallerRequest(), metadata=auth(login.access_token))
         )
         assert reason_of(err) == "SESSION_ENDED"
         err = await refused(
-            stub.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
+            users.RefreshToken(user_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
         )
         assert reason_of(err) == "SESSION_ENDED"
-    await stub.GetCaller(user_pb2.GetCallerRequest(), metadata=auth(other.access_token))
+    await users.GetCaller(user_pb2.GetCallerRequest(), metadata=auth(other.access_token))
 
 
-async def test_change_password_needs_the_current_one_and_ends_other_sessions(stub, mesh):
+async def test_change_password_needs_the_current_one_and_ends_other_sessions(users, mesh):
     graph = graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
-    user, mine = await account(stub)
-    elsewhere = await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
-    intruder, theirs = await account(stub)
+    user, mine = await account(users)
+    elsewhere = await users.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD))
+    intruder, theirs = await account(users)
     change = user_pb2.ChangePasswordRequest(
         user_id=user.user_id, current_password="not it at all", new_password=NEW_PASSWORD
     )
-    err = await refused(stub.ChangePassword(change, metadata=auth(mine.access_token)))
+    err = await refused(users.ChangePassword(change, metadata=auth(mine.access_token)))
     assert (err.code(), reason_of(err)) == (grpc.StatusCode.INVALID_ARGUMENT, "WRONG_PASSWORD")
     assert "currentPassword" in violations(err)
     change.current_password = PASSWORD
-    err = await refused(stub.ChangePassword(change, metadata=auth(theirs.access_token)))
+    err = await refused(users.ChangePassword(change, metadata=auth(theirs.access_token)))
     assert reason_of(err) == "NOT_OWNER"
     short = user_pb2.ChangePasswordRequest(
         user_id=user.user_id, current_password=PASSWORD, new_password="short"
     )
-    err = await refused(stub.ChangePassword(short, metadata=auth(mine.access_token)))
+    err = await refused(users.ChangePassword(short, metadata=auth(mine.access_token)))
     assert "newPassword" in violations(err)
 
-    done = await stub.ChangePassword(change, metadata=auth(mine.access_token))
+    done = await users.ChangePassword(change, metadata=auth(mine.access_token))
     assert done.ended_session_count == 1
     # The other session is over at once, in every service; this one lives on.
     follow = graph_pb2.FollowUserRequest(user_id=intruder.user_id)
     err = await refused(graph.FollowUser(follow, metadata=auth(elsewhere.access_token)))
     assert reason_of(err) == "SESSION_ENDED"
     await graph.FollowUser(follow, metadata=auth(mine.access_token))
-    err = await refused(stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD)))
+    err = await refused(users.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD)))
     assert reason_of(err) == "INVALID_CREDENTIALS"
-    await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=NEW_PASSWORD))
+    await users.Login(user_pb2.LoginRequest(handle=user.handle, password=NEW_PASSWORD))
 
 
-async def test_password_reset_by_mail(stub, caplog):
+async def test_password_reset_by_mail(users, caplog):
     caplog.set_level(logging.INFO, logger="socialmesh.mail")
-    user, login = await account(stub)
+    user, login = await account(users)
     address = f"{user.handle}@example.com"
     # The same (empty) answer for an address nobody uses: nothing to enumerate.
     nobody = f"{unique('nobody')}@example.com"
-    await stub.RequestPasswordReset(user_pb2.RequestPasswordResetRequest(email=nobody))
-    await stub.RequestPasswordReset(user_pb2.RequestPasswordResetRequest(email=address.upper()))
+    await users.RequestPasswordReset(user_pb2.RequestPasswordResetRequest(email=nobody))
+    await users.RequestPasswordReset(user_pb2.RequestPasswordResetRequest(email=address.upper()))
     (token,) = await mails(caplog, address, "Reset your socialmesh password", RESET_LINK)
     assert await bodies(caplog, nobody, "Reset your socialmesh password", wait=False) == []
 
     reset = user_pb2.ResetPasswordRequest(token=token, new_password=NEW_PASSWORD)
-    await stub.ResetPassword(reset)
-    err = await refused(stub.ResetPassword(reset))  # single use
+    await users.ResetPassword(reset)
+    err = await refused(users.ResetPassword(reset))  # single use
     assert (err.code(), reason_of(err)) == (grpc.StatusCode.INVALID_ARGUMENT, "RESET_TOKEN_INVALID")
     assert "token" in violations(err)
     # Every session ended; the new password works, the old one does not.
     err = await refused(
-        stub.GetCaller(user_pb2.GetCallerRequest(), metadata=auth(login.access_token))
+        users.GetCaller(user_pb2.GetCallerRequest(), metadata=auth(login.access_token))
     )
     assert reason_of(err) == "SESSION_ENDED"
     assert (
         reason_of(
-            await refused(stub.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD)))
+            await refused(users.Login(user_pb2.LoginRequest(handle=user.handle, password=PASSWORD)))
         )
         == "INVALID_CREDENTIALS"
     )
-    await stub.Login(user_pb2.LoginRequest(handle=user.handle, password=NEW_PASSWORD))
+    await users.Login(user_pb2.LoginRequest(handle=user.handle, password=NEW_PASSWORD))
 
-    err = await refused(stub.RequestPasswordReset(user_pb2.RequestPasswordResetRequest(email="x")))
+    err = await refused(users.RequestPasswordReset(user_pb2.RequestPasswordResetRequest(email="x")))
     assert "email" in violations(err)
     for _ in range(2):  # 3 per address per hour
-        await stub.RequestPasswordReset(user_pb2.RequestPasswordResetRequest(email=address))
+        await users.RequestPasswordReset(user_pb2.RequestPasswordResetRequest(email=address))
     err = await refused(
-        stub.RequestPasswordReset(user_pb2.RequestPasswordResetRequest(email=address))
+        users.RequestPasswordReset(user_pb2.RequestPasswordResetRequest(email=address))
     )
     assert (err.code(), reason_of(err)) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
     info = error_info(err)
@@ -256,28 +255,28 @@ async def test_password_reset_by_mail(stub, caplog):
     assert 1 <= int(retry) <= 3600
 
 
-async def test_change_email_needs_the_password_and_re_verifies(stub, caplog):
+async def test_change_email_needs_the_password_and_re_verifies(users, caplog):
     caplog.set_level(logging.INFO, logger="socialmesh.mail")
-    user, login = await account(stub)
+    user, login = await account(users)
     old = f"{user.handle}@example.com"
     (welcome,) = await mails(caplog, old, "Welcome to socialmesh", VERIFY_LINK)
-    await stub.VerifyEmail(user_pb2.VerifyEmailRequest(token=welcome))
+    await users.VerifyEmail(user_pb2.VerifyEmailRequest(token=welcome))
     new = f"new.{user.handle}@example.com"
     change = user_pb2.ChangeEmailRequest(user_id=user.user_id, email=new, current_password="nope")
-    err = await refused(stub.ChangeEmail(change, metadata=auth(login.access_token)))
+    err = await refused(users.ChangeEmail(change, metadata=auth(login.access_token)))
     assert reason_of(err) == "WRONG_PASSWORD"
-    _, other = await account(stub)
+    _, other = await account(users)
     change.current_password = PASSWORD
     assert (
-        reason_of(await refused(stub.ChangeEmail(change, metadata=auth(other.access_token))))
+        reason_of(await refused(users.ChangeEmail(change, metadata=auth(other.access_token))))
         == "NOT_OWNER"
     )
-    changed = await stub.ChangeEmail(change, metadata=auth(login.access_token))
+    changed = await users.ChangeEmail(change, metadata=auth(login.access_token))
     assert changed.email == new and not changed.email_verified
     (token,) = await mails(caplog, new, "Confirm your email address", VERIFY_LINK)
     assert await bodies(caplog, old, "Your socialmesh email address was changed")
-    await stub.VerifyEmail(user_pb2.VerifyEmailRequest(token=token))
-    me = await stub.GetUser(
+    await users.VerifyEmail(user_pb2.VerifyEmailRequest(token=token))
+    me = await users.GetUser(
         user_pb2.GetUserRequest(user_id=user.user_id), metadata=auth(login.access_token)
     )
     assert me.email == new and me.email_verified

@@ -4,10 +4,13 @@ with `retry-after`, and the request id in service errors."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from .e2e_support import PASSWORD, UpProcess, bearer, login, register
 
 COOKIE_MODE = {"x-refresh-token-transport": "cookie"}
+
+pytestmark = pytest.mark.e2e
 
 
 def error_info(body: dict) -> dict:

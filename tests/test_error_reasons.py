@@ -9,12 +9,12 @@ import jwt
 import pytest
 from google.rpc import error_details_pb2
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
-from socialmesh.user.v1 import user_pb2, user_pb2_grpc
+from socialmesh.user.v1 import user_pb2
 
 from services.kit import errors
 from services.kit.errors import Reason
 
-from .conftest import Infra, RunningService, unique
+from .conftest import Infra, unique
 from .helpers import auth, error_info, reason_of, violations
 
 
@@ -74,14 +74,9 @@ def test_rate_limits_say_limit_window_and_retry_after():
     assert errors.retry_after_header(0.01) == "1" and errors.retry_after_header(5.0) == "5"
 
 
-@pytest.fixture
-def stub(user_service: RunningService) -> user_pb2_grpc.UserServiceStub:
-    return user_pb2_grpc.UserServiceStub(user_service.channel)
-
-
-async def test_a_service_error_names_the_request_id_it_came_with(stub):
+async def test_a_service_error_names_the_request_id_it_came_with(users):
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.GetUser(
+        await users.GetUser(
             user_pb2.GetUserRequest(user_id=9_000_000_000_000_001),
             metadata=[("x-request-id", "0b5e2c7d-req")],
         )
@@ -90,56 +85,56 @@ async def test_a_service_error_names_the_request_id_it_came_with(stub):
     assert info.metadata["requestId"] == "0b5e2c7d-req"
     assert info.metadata["resourceType"] == "user"
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.BatchGetUsers(
+        await users.BatchGetUsers(
             user_pb2.BatchGetUsersRequest(), metadata=[("x-request-id", "bad-req")]
         )
     assert "userIds" in violations(err.value)
     assert error_info(err.value).metadata["requestId"] == "bad-req"
 
 
-async def test_token_failures_tell_refresh_from_sign_in(stub, infra: Infra):
+async def test_token_failures_tell_refresh_from_sign_in(users, infra: Infra):
     handle = unique("tok")
-    user = await stub.CreateUser(
+    user = await users.CreateUser(
         user_pb2.CreateUserRequest(handle=handle, email=f"{handle}@e.com", password="password123")
     )
     caller = user_pb2.GetCallerRequest()
     expired = infra.signer().sign(user.user_id, 5, now=time.time() - 3600)
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.GetCaller(caller, metadata=auth(expired))
+        await users.GetCaller(caller, metadata=auth(expired))
     assert reason_of(err.value) == "TOKEN_EXPIRED"  # refresh
     forged = jwt.encode({"sub": "1"}, "secret", algorithm="HS256")
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.GetCaller(caller, metadata=auth(forged))
+        await users.GetCaller(caller, metadata=auth(forged))
     assert reason_of(err.value) == "TOKEN_INVALID"  # sign in again
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.GetCaller(caller)
+        await users.GetCaller(caller)
     assert reason_of(err.value) == "TOKEN_MISSING"
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.Login(user_pb2.LoginRequest(handle=handle, password="wrong password"))
+        await users.Login(user_pb2.LoginRequest(handle=handle, password="wrong password"))
     assert reason_of(err.value) == "INVALID_CREDENTIALS"
     token = (
-        await stub.Login(user_pb2.LoginRequest(handle=handle, password="password123"))
+        await users.Login(user_pb2.LoginRequest(handle=handle, password="password123"))
     ).access_token
-    await stub.DeleteUser(user_pb2.DeleteUserRequest(user_id=user.user_id), metadata=auth(token))
+    await users.DeleteUser(user_pb2.DeleteUserRequest(user_id=user.user_id), metadata=auth(token))
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.GetCaller(caller, metadata=auth(token))
+        await users.GetCaller(caller, metadata=auth(token))
     assert reason_of(err.value) == "TOKEN_REVOKED"
 
 
-async def test_permission_and_conflict_reasons(stub, mesh, infra: Infra):
+async def test_permission_and_conflict_reasons(users, mesh, infra: Infra):
     handle = unique("own")
-    first = await stub.CreateUser(
+    first = await users.CreateUser(
         user_pb2.CreateUserRequest(handle=handle, email=f"{handle}@e.com", password="password123")
     )
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.CreateUser(
+        await users.CreateUser(
             user_pb2.CreateUserRequest(handle=handle, email="x@e.com", password="password123")
         )
     info = error_info(err.value)
     assert (info.reason, info.metadata["field"]) == ("HANDLE_TAKEN", "handle")
     other = infra.signer().sign(first.user_id + 1, 1)
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.DeleteUser(
+        await users.DeleteUser(
             user_pb2.DeleteUserRequest(user_id=first.user_id), metadata=auth(other)
         )
     assert (err.value.code(), reason_of(err.value)) == (
@@ -148,7 +143,7 @@ async def test_permission_and_conflict_reasons(stub, mesh, infra: Infra):
     )
     # A service credential on a user's method; a user on a service's method.
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.GetCaller(user_pb2.GetCallerRequest(), metadata=infra.service_auth("feed"))
+        await users.GetCaller(user_pb2.GetCallerRequest(), metadata=infra.service_auth("feed"))
     assert reason_of(err.value) == "USER_CALLERS_ONLY"
     graph = graph_pb2_grpc.GraphServiceStub(mesh["graph"].channel)
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -158,18 +153,18 @@ async def test_permission_and_conflict_reasons(stub, mesh, infra: Infra):
     assert reason_of(err.value) == "SERVICE_CALLERS_ONLY"
 
 
-async def test_a_peer_refusal_keeps_its_reason_with_our_request_id(stub, infra: Infra):
+async def test_a_peer_refusal_keeps_its_reason_with_our_request_id(users, infra: Infra):
     """Setting an avatar asks media to attach the upload; media's NOT_FOUND comes back
     through user with its reason and details, and user's caller's request id."""
     handle = unique("peer")
-    user = await stub.CreateUser(
+    user = await users.CreateUser(
         user_pb2.CreateUserRequest(handle=handle, email=f"{handle}@e.com", password="password123")
     )
     token = infra.signer().sign(user.user_id, 1)
     from google.protobuf import field_mask_pb2
 
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.UpdateUser(
+        await users.UpdateUser(
             user_pb2.UpdateUserRequest(
                 user=user_pb2.User(user_id=user.user_id, avatar_media_id=9_000_000_000_000_003),
                 update_mask=field_mask_pb2.FieldMask(paths=["avatar_media_id"]),

@@ -8,8 +8,15 @@ verification link, so whoever reads the mailbox (and only they) can verify it.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 log = logging.getLogger("socialmesh.mail")
@@ -56,6 +63,74 @@ class LogMailer:
     async def send(self, to: str, subject: str, body: str) -> None:
         self.sent = [*self.sent[-(self._keep - 1) :], (to, subject, body)]
         log.info("mail to=%s subject=%r\n%s", to, subject, body)
+
+
+_LINK = re.compile(r"https?://\S+")
+
+
+class SpoolMailer(LogMailer):
+    """The dev mailbox (`socialmesh up`): each message is also a JSON file in a spool
+    directory under the data dir (USER_MAIL_SPOOL_DIR), which `socialmesh mail` lists.
+    Never configured in Kubernetes: production mail goes to a real sender."""
+
+    def __init__(self, spool: Path) -> None:
+        super().__init__()
+        self.spool = spool
+        spool.mkdir(parents=True, exist_ok=True)
+
+    async def send(self, to: str, subject: str, body: str) -> None:
+        await super().send(to, subject, body)
+        sent = time.time()
+        mail = {
+            "to": to,
+            "subject": subject,
+            "body": body,
+            "links": _LINK.findall(body),
+            "sent_at": datetime.fromtimestamp(sent, UTC).isoformat(timespec="seconds"),
+        }
+        name = f"{int(sent * 1_000_000):020d}-{uuid.uuid4().hex[:8]}.json"
+        staged = self.spool / f".{name}"
+        await asyncio.to_thread(staged.write_text, json.dumps(mail, indent=2))
+        await asyncio.to_thread(staged.rename, self.spool / name)  # whole files only
+
+
+def mailer_from_environment() -> Mailer:
+    """The dev mailbox when USER_MAIL_SPOOL_DIR is set (`socialmesh up`), else the log."""
+    spool = os.environ.get("USER_MAIL_SPOOL_DIR", "")
+    return SpoolMailer(Path(spool)) if spool else LogMailer()
+
+
+def read_spool(spool: Path, *, to: str = "", limit: int = 20) -> list[dict[str, object]]:
+    """The spooled mails, latest first (optionally only those to one address)."""
+    found: list[dict[str, object]] = []
+    for path in sorted(spool.glob("[0-9]*.json"), reverse=True):
+        try:
+            mail = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if to and str(mail.get("to", "")).lower() != to.lower():
+            continue
+        found.append(mail)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def print_spool(data_dir: Path, *, to: str = "", limit: int = 20, as_json: bool = False) -> int:
+    """`socialmesh mail`: the dev mailbox of a data dir, latest first."""
+    spool = data_dir / "mail"
+    mails = read_spool(spool, to=to, limit=limit)
+    if as_json:
+        print(json.dumps(mails, indent=2))
+        return 0
+    if not mails:
+        print(f"no mail in {spool}")
+        return 0
+    for mail in mails:
+        print(f"{mail['sent_at']}  to {mail['to']}  {mail['subject']!r}")
+        for link in mail.get("links") or []:  # type: ignore[attr-defined]
+            print(f"    {link}")
+    return 0
 
 
 _LINK_NOTE = "The link works once, for 24 hours."

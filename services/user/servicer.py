@@ -297,6 +297,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             redis, "verify-resend", limit=VERIFICATION_RESENDS_PER_HOUR, window_seconds=3600
         )
         self._verification_link = mail.verification_link_template()
+        self.mailer = mail.mailer_from_environment()
         self._reset_link = mail.reset_link_template()
         self._password_limit = RateLimiter(
             redis, "password-change", limit=PASSWORD_CHANGES_PER_HOUR, window_seconds=3600
