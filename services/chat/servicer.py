@@ -862,6 +862,10 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         user_id = caller.user_id
         position, resync = await self._start_position(user_id, since)
         wake = await self.wakeups.register(user_id)
+        # A logout or revocation wakes the stream at once (kit Revocations.watch), so it
+        # ends within a moment rather than at the next heartbeat.
+        revocations = self._rt.revocations
+        unwatch = revocations.watch(caller, wake) if revocations is not None else None
         stream_id = uuid.uuid4().hex
         presence = self.presence
         try:
@@ -906,6 +910,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
                     beat.create_time.CopyFrom(beat.heartbeat.server_time)
                     yield beat
         finally:
+            if unwatch is not None:
+                unwatch()
             self.wakeups.unregister(user_id, wake)
             try:
                 if await presence.close(user_id, stream_id):

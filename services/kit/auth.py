@@ -581,6 +581,8 @@ class Revocations:
         self._healthy = False
         self._changed = asyncio.Event()  # set whenever `_healthy` flips
         self._tasks: list[asyncio.Task[None]] = []
+        #: (kind, id) -> events of open streams to wake when that id is revoked.
+        self._watchers: dict[tuple[str, int], set[asyncio.Event]] = {}
 
     @property
     def healthy(self) -> bool:
@@ -606,6 +608,26 @@ class Revocations:
         while not self._healthy:
             self._changed.clear()
             await self._changed.wait()
+
+    def watch(self, caller: Caller, wake: asyncio.Event) -> Callable[[], None]:
+        """Sets `wake` as soon as this process learns that the caller's account or session
+        is revoked (its own revocation, or the pub/sub message from the process that made
+        it): a long-lived stream re-checks and ends within a moment, not at its next
+        heartbeat. Returns the function that stops watching (call it when the stream ends).
+        """
+        keys = [("user", caller.user_id), ("session", caller.session_id)]
+        for key in keys:
+            self._watchers.setdefault(key, set()).add(wake)
+
+        def unwatch() -> None:
+            for key in keys:
+                watching = self._watchers.get(key)
+                if watching is not None:
+                    watching.discard(wake)
+                    if not watching:
+                        del self._watchers[key]
+
+        return unwatch
 
     async def revoke_user(self, user_id: int) -> None:
         await self._revoke("user", user_id)
@@ -654,6 +676,8 @@ class Revocations:
     def _remember(self, kind: str, ident: int, expires: float) -> None:
         entries = self._revoked[kind]
         entries[ident] = max(expires, entries.get(ident, expires))
+        for wake in self._watchers.get((kind, ident), ()):
+            wake.set()
 
     def _parse(self, entry: bytes | str) -> tuple[str, int] | None:
         """(kind, id) of `user:<id>` / `session:<id>`; None if it is neither."""
