@@ -579,10 +579,24 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
         body = text_rules.clean(request.comment.text)
         v = Violations()
         v.check(0 < len(body) <= MAX_COMMENT, "comment.text", f"1 to {MAX_COMMENT} characters")
+        request_id = request.request_id.strip()
+        v.check(
+            len(request_id) <= MAX_REQUEST_ID and request_id.isprintable(),
+            "request_id",
+            f"at most {MAX_REQUEST_ID} printable characters",
+        )
         v.raise_if_any()
         row = await self._visible_post(request.post_id, caller.user_id)
+        if request_id:
+            earlier = await self.store.comment_by_request_id(
+                row.post_id, caller.user_id, request_id
+            )
+            if earlier is not None:  # a retry: the same comment, no rate-limit cost
+                return (await self._shown_comments([earlier], caller.user_id))[0]
         await self.ready(self._comment_limit).enforce(str(caller.user_id), "comments")
-        comment = await self.store.create_comment(row.post_id, caller.user_id, body)
+        comment = await self.store.create_comment(
+            row.post_id, caller.user_id, body, request_id or None
+        )
         self.poke_relay()
         return (await self._shown_comments([comment], caller.user_id))[0]
 

@@ -382,17 +382,48 @@ class PostStore:
         )
         return [(r["post_id"], r["save_id"]) for r in rows]
 
-    async def create_comment(self, post_id: int, author_id: int, text: str) -> CommentRow:
+    async def comment_by_request_id(
+        self, post_id: int, author_id: int, request_id: str
+    ) -> CommentRow | None:
+        """The live comment an earlier CreateComment with this request id made, if any."""
+        row = await self._db.primary.fetchrow(
+            """SELECT comment_id, post_id, author_id, text, created_at FROM post.comments
+               WHERE post_id = $1 AND author_id = $2 AND request_id = $3
+                 AND deleted_at IS NULL""",
+            post_id,
+            author_id,
+            request_id,
+        )
+        return CommentRow.from_row(row) if row else None
+
+    async def create_comment(
+        self, post_id: int, author_id: int, text: str, request_id: str | None = None
+    ) -> CommentRow:
+        """The new comment; with a request id already used on this post by this author
+        (a concurrent retry), the first comment, and nothing else changes."""
         async with self._db.transaction() as conn:
             row = await conn.fetchrow(
-                """INSERT INTO post.comments (comment_id, post_id, author_id, text)
-                   VALUES ($1, $2, $3, $4)
+                """INSERT INTO post.comments (comment_id, post_id, author_id, text, request_id)
+                   VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (post_id, author_id, request_id) WHERE request_id IS NOT NULL
+                   DO NOTHING
                    RETURNING comment_id, post_id, author_id, text, created_at""",
                 self._ids.next_id(),
                 post_id,
                 author_id,
                 text,
+                request_id,
             )
+            if row is None:
+                row = await conn.fetchrow(
+                    """SELECT comment_id, post_id, author_id, text, created_at
+                       FROM post.comments
+                       WHERE post_id = $1 AND author_id = $2 AND request_id = $3""",
+                    post_id,
+                    author_id,
+                    request_id,
+                )
+                return CommentRow.from_row(row)
             post_author = await conn.fetchval(
                 """UPDATE post.posts SET comment_count = comment_count + 1 WHERE post_id = $1
                    RETURNING author_id""",

@@ -93,6 +93,7 @@ class Post(_message.Message):
     MEDIA_FIELD_NUMBER: _builtins.int
     AUTHOR_FIELD_NUMBER: _builtins.int
     FACETS_FIELD_NUMBER: _builtins.int
+    REPOST_FIELD_NUMBER: _builtins.int
     post_id: _builtins.int
     """Time-ordered 64-bit id."""
     author_id: _builtins.int
@@ -152,6 +153,13 @@ class Post(_message.Message):
         Mentions of accounts the viewer may not see are left out.
         """
 
+    @_builtins.property
+    def repost(self) -> Global___Repost:
+        """On a profile timeline (ListUserPosts): set when this entry is the profile
+        owner's repost of the post, saying who reposted it and when; absent on
+        the post itself and everywhere else.
+        """
+
     def __init__(
         self,
         *,
@@ -172,14 +180,51 @@ class Post(_message.Message):
         media: _abc.Iterable[_media_pb2.Media] | None = ...,
         author: _user_pb2.User | None = ...,
         facets: _abc.Iterable[Global___Facet] | None = ...,
+        repost: Global___Repost | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "create_time", b"create_time", "repost", b"repost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "author_id", b"author_id", "comment_count", b"comment_count", "create_time", b"create_time", "facets", b"facets", "hashtags", b"hashtags", "is_liked", b"is_liked", "is_saved", b"is_saved", "is_shared", b"is_shared", "like_count", b"like_count", "media", b"media", "media_ids", b"media_ids", "mention_ids", b"mention_ids", "post_id", b"post_id", "share_count", b"share_count", "text", b"text", "visibility", b"visibility"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "author_id", b"author_id", "comment_count", b"comment_count", "create_time", b"create_time", "facets", b"facets", "hashtags", b"hashtags", "is_liked", b"is_liked", "is_saved", b"is_saved", "is_shared", b"is_shared", "like_count", b"like_count", "media", b"media", "media_ids", b"media_ids", "mention_ids", b"mention_ids", "post_id", b"post_id", "repost", b"repost", "share_count", b"share_count", "text", b"text", "visibility", b"visibility"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Post: _TypeAlias = Post  # noqa: Y015
+
+@_typing.final
+class Repost(_message.Message):
+    """Why a post is on a profile timeline it was not written for: its owner
+    reposted it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    """Who reposted it (the profile's owner)."""
+    @_builtins.property
+    def user(self) -> _user_pb2.User:
+        """Their card as the viewer sees it."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When they reposted it."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        user: _user_pb2.User | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "user", b"user", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Repost: _TypeAlias = Repost  # noqa: Y015
 
 @_typing.final
 class Facet(_message.Message):
@@ -507,22 +552,26 @@ class ListUserPostsRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    EXCLUDE_REPOSTS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """The author."""
     page_size: _builtins.int
     """Maximum posts to return: default 20, at most 100."""
     page_token: _builtins.str
     """next_page_token of the previous page; empty for the first page."""
+    exclude_reposts: _builtins.bool
+    """Only the user's own posts, without their reposts."""
     def __init__(
         self,
         *,
         user_id: _builtins.int = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        exclude_reposts: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exclude_reposts", b"exclude_reposts", "page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -894,8 +943,14 @@ class CreateCommentRequest(_message.Message):
 
     POST_ID_FIELD_NUMBER: _builtins.int
     COMMENT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     post_id: _builtins.int
     """The post."""
+    request_id: _builtins.str
+    """Client-chosen key (at most 64 characters) that makes retries safe (AIP-155):
+    the same author, post and request_id always yield the same comment. HTTP
+    clients may send it as the `Idempotency-Key` header instead.
+    """
     @_builtins.property
     def comment(self) -> Global___Comment:
         """The comment: only text is read."""
@@ -905,10 +960,11 @@ class CreateCommentRequest(_message.Message):
         *,
         post_id: _builtins.int = ...,
         comment: Global___Comment | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "post_id", b"post_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "post_id", b"post_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -185,7 +185,10 @@ class PostServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListUserPosts(self, request, context):
-        """A user's posts, newest first, honouring visibility.
+        """A user's profile timeline, newest first, honouring visibility: their
+        posts and their reposts (of PUBLIC posts, each marked with `repost`,
+        placed at the time of the repost) unless exclude_reposts. A repost of a
+        post the caller may not see is left out, so a page may come back shorter.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -241,7 +244,8 @@ class PostServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateComment(self, request, context):
-        """Comments on a post. At most 60 comments per minute per user.
+        """Comments on a post. At most 60 comments per minute per user. A repeated
+        request_id (or `Idempotency-Key` header) returns the original comment.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

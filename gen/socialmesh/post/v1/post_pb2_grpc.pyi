@@ -54,7 +54,11 @@ class PostServiceStub:
     DeletePost: _grpc.UnaryUnaryMultiCallable[_post_pb2.DeletePostRequest, _empty_pb2.Empty]
     """Soft-deletes a post; only its author may."""
     ListUserPosts: _grpc.UnaryUnaryMultiCallable[_post_pb2.ListUserPostsRequest, _post_pb2.ListUserPostsResponse]
-    """A user's posts, newest first, honouring visibility."""
+    """A user's profile timeline, newest first, honouring visibility: their
+    posts and their reposts (of PUBLIC posts, each marked with `repost`,
+    placed at the time of the repost) unless exclude_reposts. A repost of a
+    post the caller may not see is left out, so a page may come back shorter.
+    """
     LikePost: _grpc.UnaryUnaryMultiCallable[_post_pb2.LikePostRequest, _post_pb2.LikePostResponse]
     """Likes a post. Idempotent."""
     UnlikePost: _grpc.UnaryUnaryMultiCallable[_post_pb2.UnlikePostRequest, _post_pb2.UnlikePostResponse]
@@ -70,7 +74,9 @@ class PostServiceStub:
     ListSavedPosts: _grpc.UnaryUnaryMultiCallable[_post_pb2.ListSavedPostsRequest, _post_pb2.ListSavedPostsResponse]
     """The caller's saved posts, most recently saved first."""
     CreateComment: _grpc.UnaryUnaryMultiCallable[_post_pb2.CreateCommentRequest, _post_pb2.Comment]
-    """Comments on a post. At most 60 comments per minute per user."""
+    """Comments on a post. At most 60 comments per minute per user. A repeated
+    request_id (or `Idempotency-Key` header) returns the original comment.
+    """
     ListComments: _grpc.UnaryUnaryMultiCallable[_post_pb2.ListCommentsRequest, _post_pb2.ListCommentsResponse]
     """A post's comments, oldest first."""
     DeleteComment: _grpc.UnaryUnaryMultiCallable[_post_pb2.DeleteCommentRequest, _empty_pb2.Empty]
@@ -124,7 +130,11 @@ class PostServiceAsyncStub(PostServiceStub):
     DeletePost: _aio.UnaryUnaryMultiCallable[_post_pb2.DeletePostRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Soft-deletes a post; only its author may."""
     ListUserPosts: _aio.UnaryUnaryMultiCallable[_post_pb2.ListUserPostsRequest, _post_pb2.ListUserPostsResponse]  # type: ignore[assignment]
-    """A user's posts, newest first, honouring visibility."""
+    """A user's profile timeline, newest first, honouring visibility: their
+    posts and their reposts (of PUBLIC posts, each marked with `repost`,
+    placed at the time of the repost) unless exclude_reposts. A repost of a
+    post the caller may not see is left out, so a page may come back shorter.
+    """
     LikePost: _aio.UnaryUnaryMultiCallable[_post_pb2.LikePostRequest, _post_pb2.LikePostResponse]  # type: ignore[assignment]
     """Likes a post. Idempotent."""
     UnlikePost: _aio.UnaryUnaryMultiCallable[_post_pb2.UnlikePostRequest, _post_pb2.UnlikePostResponse]  # type: ignore[assignment]
@@ -140,7 +150,9 @@ class PostServiceAsyncStub(PostServiceStub):
     ListSavedPosts: _aio.UnaryUnaryMultiCallable[_post_pb2.ListSavedPostsRequest, _post_pb2.ListSavedPostsResponse]  # type: ignore[assignment]
     """The caller's saved posts, most recently saved first."""
     CreateComment: _aio.UnaryUnaryMultiCallable[_post_pb2.CreateCommentRequest, _post_pb2.Comment]  # type: ignore[assignment]
-    """Comments on a post. At most 60 comments per minute per user."""
+    """Comments on a post. At most 60 comments per minute per user. A repeated
+    request_id (or `Idempotency-Key` header) returns the original comment.
+    """
     ListComments: _aio.UnaryUnaryMultiCallable[_post_pb2.ListCommentsRequest, _post_pb2.ListCommentsResponse]  # type: ignore[assignment]
     """A post's comments, oldest first."""
     DeleteComment: _aio.UnaryUnaryMultiCallable[_post_pb2.DeleteCommentRequest, _empty_pb2.Empty]  # type: ignore[assignment]
@@ -221,7 +233,11 @@ class PostServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _post_pb2.ListUserPostsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_post_pb2.ListUserPostsResponse, _abc.Awaitable[_post_pb2.ListUserPostsResponse]]:
-        """A user's posts, newest first, honouring visibility."""
+        """A user's profile timeline, newest first, honouring visibility: their
+        posts and their reposts (of PUBLIC posts, each marked with `repost`,
+        placed at the time of the repost) unless exclude_reposts. A repost of a
+        post the caller may not see is left out, so a page may come back shorter.
+        """
 
     @_abc_1.abstractmethod
     def LikePost(
@@ -285,7 +301,9 @@ class PostServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _post_pb2.CreateCommentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_post_pb2.Comment, _abc.Awaitable[_post_pb2.Comment]]:
-        """Comments on a post. At most 60 comments per minute per user."""
+        """Comments on a post. At most 60 comments per minute per user. A repeated
+        request_id (or `Idempotency-Key` header) returns the original comment.
+        """
 
     @_abc_1.abstractmethod
     def ListComments(
