@@ -167,3 +167,54 @@ async def test_only_the_owner_sees_the_uploaders_file_details(posts, make_person
     assert slim.variants and slim.blurhash and slim.description == "alt"
     assert slim.width and slim.height
     assert not (slim.filename or slim.sha256 or slim.declared_content_type or slim.size_bytes)
+
+
+async def test_reposts_appear_on_the_reposters_profile_with_who_and_when(posts, graph, make_person):
+    writer, sharer, viewer, hidden = (
+        await make_person(),
+        await make_person(),
+        await make_person(),
+        await make_person(),
+    )
+    first = await publish(posts, sharer, "my own, first")
+    theirs = await publish(posts, writer, "worth sharing")
+    secret = await publish(posts, hidden, "from someone who blocks the viewer")
+    await posts.SharePost(post_pb2.SharePostRequest(post_id=theirs.post_id), metadata=sharer.md)
+    await posts.SharePost(post_pb2.SharePostRequest(post_id=secret.post_id), metadata=sharer.md)
+    last = await publish(posts, sharer, "my own, last")
+    await graph.BlockUser(graph_pb2.BlockUserRequest(user_id=viewer.id), metadata=hidden.md)
+
+    async def timeline(who, **fields) -> list[post_pb2.Post]:
+        reply = await posts.ListUserPosts(
+            post_pb2.ListUserPostsRequest(user_id=sharer.id, **fields), metadata=who.md
+        )
+        return list(reply.posts)
+
+    shown = await timeline(viewer)
+    assert [(p.post_id, p.HasField("repost")) for p in shown] == [
+        (last.post_id, False),
+        (theirs.post_id, True),  # the blocked author's post is left out for this viewer
+        (first.post_id, False),
+    ]
+    repost = shown[1].repost
+    assert repost.user_id == sharer.id and repost.user.handle == sharer.handle
+    assert repost.create_time.seconds and shown[1].author.user_id == writer.id
+    everyone = [p.post_id for p in await timeline(writer)]
+    assert everyone == [last.post_id, secret.post_id, theirs.post_id, first.post_id]
+    assert [p.post_id for p in await timeline(viewer, exclude_reposts=True)] == [
+        last.post_id,
+        first.post_id,
+    ]
+
+    # Pages of one entry each walk the same timeline.
+    walked, token = [], ""
+    while True:
+        reply = await posts.ListUserPosts(
+            post_pb2.ListUserPostsRequest(user_id=sharer.id, page_size=1, page_token=token),
+            metadata=writer.md,
+        )
+        walked += [(p.post_id, p.HasField("repost")) for p in reply.posts]
+        token = reply.next_page_token
+        if not token:
+            break
+    assert [p for p, _ in walked] == everyone

@@ -25,7 +25,7 @@ from services.kit.cards import Loader as CardLoader
 from services.kit.channels import upstream_error
 from services.kit.consumers import Start
 from services.kit.counts import changed as counts_changed
-from services.kit.errors import NotFound, PermissionDenied, Reason
+from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, Reason
 from services.kit.pagination import PageSizes, page_size
 from services.kit.ratelimit import RateLimiter
 from services.kit.relcache import Loader as RelationshipLoader
@@ -138,6 +138,17 @@ def shown_post(row: PostRow, viewer: int | None, cards: Cards) -> post_pb2.Post:
             for name in _OWNER_ONLY_MEDIA:
                 media.ClearField(name)  # type: ignore[arg-type]
     return post
+
+
+def profile_position(position: dict[str, object] | None) -> tuple[int, int, int] | None:
+    """A profile timeline's keyset position from its page token (ProfileEntry.position);
+    tokens from before reposts were listed hold only `post_id`."""
+    if position is None:
+        return None
+    values = (position.get("post_id"), position.get("r", 0), position.get("p", 0))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise InvalidArgument([("page_token", "invalid or tampered page token")])
+    return values  # type: ignore[return-value]
 
 
 def post_ref_proto(ref: PostRef) -> post_pb2.PostRef:
@@ -485,7 +496,9 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
     ) -> post_pb2.ListUserPostsResponse:
         require_positive_id(request.user_id, "user_id")
         viewer = current_viewer_id()
-        page = self._rt.page_tokens.page(f"posts:{request.user_id}", "post_id", request, POST_PAGES)
+        scope = f"posts:{request.user_id}"
+        size = page_size(request.page_size, default=POST_PAGES.default, maximum=POST_PAGES.maximum)
+        before = profile_position(self._rt.page_tokens.decode(scope, request.page_token))
         cards: Cards = {}
         author = (await self._authors([request.user_id], viewer, cards)).get(request.user_id)
         if author is None:
@@ -495,17 +508,45 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
                 "this account is private: only approved followers see its posts",
                 reason=Reason.PRIVATE_ACCOUNT,
             )
-        rows = await self.store.author_posts(
+        entries = await self.store.profile_entries(
             request.user_id,
-            viewer,
-            before=page.position,
-            limit=page.limit,
+            before=before,
+            limit=size + 1,
             include_followers_only=author.is_following,
+            include_reposts=not request.exclude_reposts,
         )
-        return post_pb2.ListUserPostsResponse(
-            posts=await self._shown(page.rows(rows), viewer, cards),
-            next_page_token=page.next_token(rows, lambda r: r.post_id),
-        )
+        page = entries[:size]
+        rows = await self.store.posts(list(dict.fromkeys(e.post_id for e in page)), viewer)
+        # Reposted posts are others' (or the owner's own): the rules of GetPost decide.
+        reposted = [rows[e.post_id] for e in page if e.is_repost and e.post_id in rows]
+        visible = {r.post_id for r in await self._visible(reposted, viewer, cards)}
+        shown = {
+            p.post_id: p
+            for p in await self._shown(
+                [rows[i] for i in dict.fromkeys(e.post_id for e in page) if i in rows],
+                viewer,
+                cards,
+            )
+        }
+        posts = []
+        for entry in page:
+            if entry.post_id not in shown or (entry.is_repost and entry.post_id not in visible):
+                continue
+            post = post_pb2.Post()
+            post.CopyFrom(shown[entry.post_id])
+            if entry.is_repost and entry.share_time is not None:
+                post.repost.user_id = request.user_id
+                if request.user_id in cards:
+                    post.repost.user.CopyFrom(cards[request.user_id])
+                post.repost.create_time.CopyFrom(from_datetime(entry.share_time))
+            posts.append(post)
+        token = ""
+        if len(entries) > size:
+            key, is_repost, post_id = page[-1].position
+            token = self._rt.page_tokens.encode(
+                scope, {"post_id": key, "r": is_repost, "p": post_id}
+            )
+        return post_pb2.ListUserPostsResponse(posts=posts, next_page_token=token)
 
     # -- interactions --------------------------------------------------------------
 

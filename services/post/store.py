@@ -18,7 +18,7 @@ from socialmesh.post.v1 import events_pb2, post_pb2
 from services.kit.db import Database
 from services.kit.errors import NotFound
 from services.kit.events import Outbox
-from services.kit.ids import IdGenerator
+from services.kit.ids import EPOCH_MS, SEQUENCE_BITS, WORKER_BITS, IdGenerator
 from services.kit.timestamps import from_datetime
 
 SCHEMA = "post"
@@ -94,6 +94,25 @@ class RepostRef:
     author_id: int
     sharer_id: int
     share_time: datetime
+
+
+@dataclass(frozen=True)
+class ProfileEntry:
+    """One entry of a profile timeline: a post of the owner, or their repost of one.
+
+    `key` orders the timeline: a post's id, or for a repost the snowflake
+    lower bound of its time (ids are time-ordered, so both compare); then
+    posts before reposts, then post id. That triple is the keyset position.
+    """
+
+    key: int
+    is_repost: bool
+    post_id: int
+    share_time: datetime | None
+
+    @property
+    def position(self) -> tuple[int, int, int]:
+        return (self.key, int(self.is_repost), self.post_id)
 
 
 @dataclass(frozen=True)
@@ -200,29 +219,51 @@ class PostStore:
         # _POST_SELECT's columns are PostRow's fields in order: positional is cheaper.
         return {r["post_id"]: PostRow(*r) for r in rows}
 
-    async def author_posts(
+    async def profile_entries(
         self,
-        author_id: int,
-        viewer_id: int | None,
+        owner_id: int,
         *,
-        before: int | None,
+        before: tuple[int, int, int] | None,
         limit: int,
         include_followers_only: bool,
-    ) -> list[PostRow]:
+        include_reposts: bool,
+    ) -> list[ProfileEntry]:
+        """A profile timeline, newest first: the owner's live posts and (unless
+        not asked) their reposts of live PUBLIC posts (a repost never widens an
+        audience), strictly after the keyset position `before`. One query; each
+        branch stops after `limit` rows."""
+        shift = WORKER_BITS + SEQUENCE_BITS
         rows = await self._db.primary.fetch(
-            _POST_SELECT
-            + """ WHERE p.author_id = $2 AND p.deleted_at IS NULL
-                  AND ($3::bigint IS NULL OR p.post_id < $3)
-                  AND ($4 OR p.visibility <> $6)
-                  ORDER BY p.post_id DESC LIMIT $5""",
-            viewer_id,
-            author_id,
-            before,
+            f"""(SELECT p.post_id AS key, false AS is_repost, p.post_id,
+                       NULL::timestamptz AS share_time
+                  FROM post.posts p
+                  WHERE p.author_id = $1 AND p.deleted_at IS NULL
+                    AND ($2 OR p.visibility <> $3)
+                    AND ($4::bigint IS NULL OR p.post_id <= $4)
+                    AND ($4::bigint IS NULL OR (p.post_id, 0, p.post_id) < ($4, $5, $6))
+                  ORDER BY p.post_id DESC LIMIT $7)
+               UNION ALL
+               (SELECT s.key, true, s.post_id, s.created_at
+                  FROM (SELECT h.post_id, h.created_at,
+                               (floor(extract(epoch FROM h.created_at) * 1000)::bigint
+                                - {EPOCH_MS}) << {shift} AS key
+                          FROM post.shares h JOIN post.posts p USING (post_id)
+                          WHERE $8 AND h.user_id = $1 AND p.deleted_at IS NULL
+                            AND p.visibility = $9) s
+                  WHERE $4::bigint IS NULL OR (s.key, 1, s.post_id) < ($4, $5, $6)
+                  ORDER BY s.key DESC, s.post_id DESC LIMIT $7)
+               ORDER BY key DESC, is_repost DESC, post_id DESC LIMIT $7""",
+            owner_id,
             include_followers_only,
-            limit,
             post_pb2.VISIBILITY_FOLLOWERS,
+            before[0] if before else None,
+            before[1] if before else 0,
+            before[2] if before else 0,
+            limit,
+            include_reposts,
+            post_pb2.VISIBILITY_PUBLIC,
         )
-        return [PostRow.from_row(r) for r in rows]
+        return [ProfileEntry(**r) for r in rows]
 
     async def author_post_refs(
         self,
