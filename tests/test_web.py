@@ -105,6 +105,8 @@ def test_web_journeys(stack: UpProcess, client: httpx.Client, tmp_path: Path) ->
     if not (OUT / "index.html").is_file():
         pytest.fail(f"{OUT} holds no build: run `make install` (npm run build in web/)")
     require_installed()
+    if not any((WEB / "e2e").glob("**/*.spec.ts")):
+        pytest.fail("web/e2e holds no Playwright journeys (*.spec.ts) to run")
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} is missing: run `make install` (apt-get install chromium)")
     # The edge serves the app built in web/out, under its security headers.
