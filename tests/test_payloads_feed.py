@@ -4,6 +4,8 @@ author's card like any other post read."""
 
 from __future__ import annotations
 
+from socialmesh.feed.v1 import feed_pb2
+from socialmesh.graph.v1 import graph_pb2
 from socialmesh.post.v1 import post_pb2
 
 from .feed_support import read
@@ -34,3 +36,22 @@ async def test_feed_items_name_a_reposter_only_when_there_is_one(feed, posts, gr
     assert {a.user_id for a in reply.authors} == {writer.id, sharer.id}
     for author in reply.authors:
         assert not author.HasField("follower_count")  # a card knows no counts
+
+
+async def test_suggested_cards_show_real_follower_counts_unless_the_profile_would_not(
+    feed, graph, make_person
+):
+    me, b, e = await make_person(), await make_person(), await make_person()
+    public, private = await make_person(), await make_person(private=True)
+    for fan, idol in ((me, b), (me, e), (b, public), (e, public), (b, private), (e, private)):
+        await follow(graph, fan, idol)
+    for requester in (b, e):
+        await graph.AcceptFollowRequest(
+            graph_pb2.AcceptFollowRequestRequest(requester_id=requester.id), metadata=private.md
+        )
+    reply = await feed.ListSuggestedUsers(
+        feed_pb2.ListSuggestedUsersRequest(page_size=10), metadata=me.md
+    )
+    cards = {s.user.user_id: s.user for s in reply.users}
+    assert cards[public.id].follower_count == 2
+    assert cards[private.id].is_limited_view and not cards[private.id].HasField("follower_count")

@@ -1156,6 +1156,12 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         except grpc.aio.AioRpcError as exc:
             raise upstream_error(exc, "graph") from exc
         cards = {u.user_id: u for u in await self._authors([a.user_id for a in reply.accounts])}
+        for account in reply.accounts:
+            card = cards.get(account.user_id)
+            if card is not None and not card.is_limited_view:
+                # Graph counted them for the ranking: the card shows the real number
+                # (never a made-up "0"), except where the profile would not.
+                card.follower_count = account.follower_count
         return feed_pb2.ListSuggestedUsersResponse(
             users=[
                 feed_pb2.SuggestedUser(
