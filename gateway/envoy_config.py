@@ -65,6 +65,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     HttpProtocolOptions,
     HttpProtocolOptionsHeadersWithUnderscoresAction,
     KeepaliveSettings,
+    Metadata,
     RuntimeFractionalPercent,
     SocketAddress,
     SubstitutionFormatString,
@@ -178,6 +179,7 @@ from envoy_data_plane.envoy.type.v3 import (
 from envoy_data_plane.google.protobuf import Any, Empty, Struct
 from socialmesh.api.v1 import access_pb2
 
+from .body_fields import Schemas, body_schemas, lua_table
 from .descriptors import Contract, HttpBinding, MethodInfo, load_contract, with_error_detail_types
 
 __all__ = [
@@ -302,19 +304,25 @@ MAX_EDGE_REQUEST_BYTES = 256 * 1024
 #   jwt_authn extractor only knows an exact `value_prefix`. This rewrites the scheme of a
 #   bearer credential to `Bearer` before jwt_authn, so `bearer <token>` is verified at the
 #   edge (on public routes it used to pass as anonymous, checked only by the service).
+# * Unknown JSON body fields: Envoy's transcoder drops them and forwards the call
+#   (envoyproxy/envoy#46623), so a typo loses data silently. The script walks each
+#   POST/PATCH body against its message's fields (gateway/body_fields.py; the route's
+#   metadata names the message per verb) and answers 400 naming the first unknown one.
 # * Conditional reads: every successful JSON GET gets a weak ETag (FNV-1a of the body, as
 #   the viewer sees it) and `Cache-Control: private, no-cache` (it is per viewer: only the
 #   browser may keep it, and must revalidate); a request whose If-None-Match names it gets
 #   304 with no body, so a client polling a profile or a post moves no payload. Streams
 #   (text/event-stream) and errors are never buffered here.
-EDGE_LUA = """
+EDGE_LUA = r"""
 local bit = require("bit")
+-- SCHEMAS (message -> field -> nested message or true) is prepended by _edge_lua.
 
 local function fnv1a(data)
   local hash = 2166136261
   for i = 1, #data do
     hash = bit.bxor(hash, string.byte(data, i))
-    hash = bit.tobit(hash * 16777619)
+    -- hash * 16777619 (2^24 + 403) modulo 2^32, exact in doubles
+    hash = bit.tobit(bit.lshift(hash, 24) + hash * 403)
   end
   return bit.tohex(hash)
 end
@@ -328,6 +336,90 @@ local function names(header, tag)
   return false
 end
 
+local ESCAPES = {b = "\b", f = "\f", n = "\n", r = "\r", t = "\t"}
+
+local function skip(s, i)
+  return string.find(s, "[^ \t\r\n]", i) or (#s + 1)
+end
+
+-- A JSON string starting at s[i] == '"': its text (\u escapes become "?", so such a
+-- key never names a field) and the index after it; nil if unterminated.
+local function read_string(s, i)
+  local out, j = {}, i + 1
+  while true do
+    local k = string.find(s, '["\\]', j)
+    if k == nil then return nil end
+    out[#out + 1] = string.sub(s, j, k - 1)
+    if string.sub(s, k, k) == '"' then return table.concat(out), k + 1 end
+    local e = string.sub(s, k + 1, k + 1)
+    if e == "u" then
+      out[#out + 1] = "?"
+      j = k + 6
+    else
+      out[#out + 1] = ESCAPES[e] or e
+      j = k + 2
+    end
+  end
+end
+
+-- Walks one JSON value at s[i] against `schema` (a message name in SCHEMAS, or nil:
+-- anything goes). Returns the index after it; nil if the JSON is malformed (the
+-- transcoder then says how); raises {field = path} at the first unknown field.
+local function walk(s, i, schema, path)
+  i = skip(s, i)
+  local c = string.sub(s, i, i)
+  if c == "{" then
+    local fields = schema and SCHEMAS[schema]
+    i = skip(s, i + 1)
+    if string.sub(s, i, i) == "}" then return i + 1 end
+    while true do
+      if string.sub(s, i, i) ~= '"' then return nil end
+      local key
+      key, i = read_string(s, i)
+      if key == nil then return nil end
+      local where = (path == "") and key or (path .. "." .. key)
+      local nested = nil
+      if fields then
+        local rule = fields[key]
+        if rule == nil then error({field = where}) end
+        if rule ~= true then nested = rule end
+      end
+      i = skip(s, i)
+      if string.sub(s, i, i) ~= ":" then return nil end
+      i = walk(s, i + 1, nested, where)
+      if i == nil then return nil end
+      i = skip(s, i)
+      local d = string.sub(s, i, i)
+      if d == "}" then return i + 1 end
+      if d ~= "," then return nil end
+      i = skip(s, i + 1)
+    end
+  elseif c == "[" then
+    i = skip(s, i + 1)
+    if string.sub(s, i, i) == "]" then return i + 1 end
+    while true do
+      i = walk(s, i, schema, path)
+      if i == nil then return nil end
+      i = skip(s, i)
+      local d = string.sub(s, i, i)
+      if d == "]" then return i + 1 end
+      if d ~= "," then return nil end
+    end
+  elseif c == '"' then
+    local _, j = read_string(s, i)
+    return j
+  elseif c == "" then
+    return nil
+  end
+  return string.find(s, "[,%]} \t\r\n]", i) or (#s + 1)
+end
+
+local function unknown_field(body, schema)
+  local ok, err = pcall(walk, body, 1, schema, "")
+  if not ok and type(err) == "table" then return err.field end
+  return nil
+end
+
 function envoy_on_request(handle)
   local headers = handle:headers()
   local value = headers:get("authorization")
@@ -337,11 +429,25 @@ function envoy_on_request(handle)
       headers:replace("authorization", "Bearer " .. rest)
     end
   end
-  if headers:get(":method") == "GET" then
+  local method = headers:get(":method")
+  if method == "GET" then
     local meta = handle:streamInfo():dynamicMetadata()
     meta:set("socialmesh.edge", "get", "1")
     local match = headers:get("if-none-match")
     if match ~= nil then meta:set("socialmesh.edge", "if_none_match", match) end
+    return
+  end
+  local bodies = handle:metadata():get("bodies")
+  local schema = bodies and bodies[method]
+  if schema == nil then return end
+  local body = handle:body()
+  if body == nil or body:length() == 0 then return end
+  local field = unknown_field(body:getBytes(0, body:length()), schema)
+  if field ~= nil then
+    handle:respond(
+      {[":status"] = "400", [UNKNOWN_FIELD_HEADER] = field},
+      "invalid request: " .. field .. ": no such field in this request"
+    )
   end
 end
 
@@ -371,6 +477,18 @@ function envoy_on_response(handle)
   end
 end
 """
+#: Set by the Lua filter on its 400 for an unknown body field (the local-reply mapper
+#: puts it in the BadRequest field violation).
+UNKNOWN_FIELD_HEADER = "x-socialmesh-unknown-field"
+
+
+def _edge_lua(schemas: Schemas) -> str:
+    return (
+        f"local SCHEMAS = {lua_table(schemas)}\n"
+        f'local UNKNOWN_FIELD_HEADER = "{UNKNOWN_FIELD_HEADER}"\n' + EDGE_LUA
+    )
+
+
 MAX_RESPONSE_BODY_BYTES = 4 * 1024 * 1024
 
 # The reply to any path the edge does not serve - including every internal method.
@@ -593,11 +711,12 @@ def _listener(
     contract: Contract,
 ) -> Listener:
     """One plaintext listener; the HCM's AUTO codec serves HTTP/1.1 and h2c (gRPC) alike."""
+    schemas, bodies = body_schemas(contract, [u.grpc_service for u in upstreams])
     hcm = HttpConnectionManager(
         stat_prefix=LISTENER_NAME,
         # AUTO (the proto default, so absent from the YAML): sniffs HTTP/1.1 vs h2c.
         codec_type=HttpConnectionManagerCodecType.AUTO,
-        route_config=_route_config(settings, upstreams, methods),
+        route_config=_route_config(settings, upstreams, methods, bodies),
         http_filters=[
             _http_filter(CORS_FILTER, Cors()),
             # Browsers can call the gRPC contracts directly (gRPC-Web -> gRPC).
@@ -620,7 +739,9 @@ def _listener(
             _http_filter(GZIP_FILTER, _compressor(Gzip(), first=False)),
             _http_filter(RATE_LIMIT_FILTER, _rate_limit(settings)),
             _http_filter(BUFFER_FILTER, Buffer(max_request_bytes=MAX_EDGE_REQUEST_BYTES)),
-            _http_filter(LUA_FILTER, Lua(default_source_code=DataSource(inline_string=EDGE_LUA))),
+            _http_filter(
+                LUA_FILTER, Lua(default_source_code=DataSource(inline_string=_edge_lua(schemas)))
+            ),
             _http_filter(JWT_FILTER, _jwt_authn(settings, methods)),
             _http_filter(TRANSCODER_FILTER, _transcoder(upstreams, contract)),
             _http_filter(ROUTER_FILTER, Router()),
@@ -779,10 +900,12 @@ def _collector_cluster(address: str) -> Cluster:
     return cluster
 
 
-#: The `domain` of every ErrorInfo the edge itself writes (docs/errors.md).
-EDGE_ERROR_DOMAIN = "edge.socialmesh.dev"
+#: The `domain` of every ErrorInfo the edge itself writes: the services' one
+#: (services/kit/errors.py ERROR_DOMAIN; docs/errors.md), so clients see one scheme.
+EDGE_ERROR_DOMAIN = "socialmesh.dev"
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+_BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 #: CEL: the client did not call over gRPC. gRPC callers get Envoy's own trailers-only
 #: replies (grpc-status + grpc-message), where a JSON body would land in grpc-message.
 #: The transcoder rewrites a REST request's content-type to application/grpc before it
@@ -810,6 +933,8 @@ class LocalReply:
     #: The HTTP status to answer with instead of Envoy's (0: keep it).
     status: int = 0
     retry_after_seconds: int = 0
+    #: A response header naming the offending field: becomes a BadRequest violation.
+    field_header: str = ""
 
 
 def _code_details(prefix: str) -> str:
@@ -860,6 +985,12 @@ LOCAL_REPLIES: tuple[LocalReply, ...] = (
         "too many requests from this client: retry after the Retry-After delay",
         retry_after_seconds=1,
     ),
+    LocalReply(
+        f"response.code == 400 && '{UNKNOWN_FIELD_HEADER}' in response.headers",
+        3,
+        "UNKNOWN_FIELD",
+        field_header=UNKNOWN_FIELD_HEADER,
+    ),
     LocalReply("response.code == 400", 3, "INVALID_ARGUMENT"),
     LocalReply("response.code == 405", 12, "METHOD_NOT_ALLOWED", "method not allowed here"),
     LocalReply(
@@ -890,6 +1021,19 @@ def _response_mapper(reply: LocalReply) -> ResponseMapper:
             "metadata": {"requestId": "%REQ(X-REQUEST-ID)%"},
         }
     ]
+    if reply.field_header:
+        details.append(
+            {
+                "@type": _BAD_REQUEST,
+                "fieldViolations": [
+                    {
+                        "field": f"%RESP({reply.field_header})%",
+                        "description": "no such field in this request",
+                        "reason": "UNKNOWN_FIELD",
+                    }
+                ],
+            }
+        )
     headers: list[HeaderValueOption] = []
     if reply.retry_after_seconds:
         details.append({"@type": _RETRY_INFO, "retryDelay": f"{reply.retry_after_seconds}s"})
@@ -986,6 +1130,7 @@ def _route_config(
     settings: EdgeSettings,
     upstreams: Sequence[Upstream],
     methods: dict[str, tuple[MethodInfo, ...]],
+    bodies: dict[str, str],
 ) -> RouteConfiguration:
     """Routes on the gRPC path (post-transcoding), most specific first.
 
@@ -1065,6 +1210,7 @@ def _route_config(
                     match=RouteMatch(safe_regex=RegexMatcher(regex=b.path_regex)),
                     route=RouteAction(cluster=upstream.name, timeout=unary_timeout),
                     typed_per_filter_config=_no_buffer() if m.client_streaming else {},
+                    metadata=_body_metadata(b.path_regex, methods, bodies),
                 )
                 rest.append((_specificity(b), 1, route))
     rest.sort(key=lambda item: item[:2])
@@ -1103,6 +1249,24 @@ def _route_config(
         # Local routes only reference static clusters; checking them at load is free.
         validate_clusters=True,
     )
+
+
+def _body_metadata(
+    path_regex: str, methods: dict[str, tuple[MethodInfo, ...]], bodies: dict[str, str]
+) -> Metadata | None:
+    """The Lua filter's per-verb body message for a REST path (its unknown-field check):
+    every binding whose template has this regex, whichever method it belongs to."""
+    by_verb = {
+        b.verb: bodies[f"{b.verb} {b.template}"]
+        for ms in methods.values()
+        for m in ms
+        if not m.internal
+        for b in m.http
+        if b.path_regex == path_regex and f"{b.verb} {b.template}" in bodies
+    }
+    if not by_verb:
+        return None
+    return Metadata(filter_metadata={LUA_FILTER: Struct.from_dict({"bodies": by_verb})})
 
 
 def _not_found() -> DirectResponseAction:

@@ -170,3 +170,40 @@ def test_json_reads_revalidate_with_etag_and_304(client: httpx.Client) -> None:
     assert other.status_code == 200 and other.headers["etag"] != tag
     # Errors and writes carry no ETag.
     assert "etag" not in client.get("/v1/feed").headers
+
+
+def test_unknown_body_fields_are_refused_naming_the_field(client: httpx.Client) -> None:
+    from .e2e_support import person
+
+    user_id, headers = person(client)
+    before = client.get(f"/v1/users/{user_id}").json()["displayName"]
+    # The review's typo: it used to answer 200 and clear the display name.
+    r = client.patch(
+        f"/v1/users/{user_id}",
+        params={"updateMask": "displayName"},
+        json={"displayname": "Typo"},
+        headers=headers,
+    )
+    body = edge_error(r, 400, 3, "UNKNOWN_FIELD")
+    (bad,) = [d for d in body["details"] if d["@type"].endswith("google.rpc.BadRequest")]
+    assert bad["fieldViolations"][0]["field"] == "displayname"
+    assert client.get(f"/v1/users/{user_id}").json()["displayName"] == before
+    # Nested messages are checked too, with the path to the field.
+    r = client.post(
+        "/v1/posts", json={"text": "hi", "visibilty": "VISIBILITY_PUBLIC"}, headers=headers
+    )
+    assert edge_error(r, 400, 3, "UNKNOWN_FIELD")["details"][1]["fieldViolations"][0]["field"] == (
+        "visibilty"
+    )
+    # Both spellings the transcoder accepts still pass, as do escapes in strings.
+    r = client.patch(
+        f"/v1/users/{user_id}",
+        params={"updateMask": "display_name"},
+        json={"display_name": 'A "quoted" \\ name'},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(
+        "/v1/auth:login", json={"handle": "nobody_here", "password": "x", "username": "y"}
+    )
+    edge_error(r, 400, 3, "UNKNOWN_FIELD")

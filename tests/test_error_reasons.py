@@ -27,6 +27,11 @@ def test_every_reason_is_documented_once():
     documented = [row.split("`")[1] for row in rows]
     assert sorted(documented) == sorted(set(documented)), "a reason is listed twice"
     assert set(documented) >= {r.value for r in Reason}
+    # The edge's own replies too, in the same domain.
+    from gateway.envoy_config import EDGE_ERROR_DOMAIN, LOCAL_REPLIES
+
+    assert set(documented) >= {reply.reason for reply in LOCAL_REPLIES}
+    assert EDGE_ERROR_DOMAIN == errors.ERROR_DOMAIN
 
 
 def test_status_carries_reason_domain_metadata_and_request_id():
