@@ -150,7 +150,7 @@ async def test_bad_requests_name_the_field(chat, make_person):
         (chat_pb2.Conversation(member_ids=[a.id + 1]), "conversation.type"),
         (
             chat_pb2.Conversation(type=GROUP, member_ids=list(range(1, 300))),
-            "conversation.member_ids",
+            "conversation.memberIds",
         ),
         (chat_pb2.Conversation(type=GROUP, member_ids=[1], title="x" * 101), "conversation.title"),
     ]
