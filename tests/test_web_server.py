@@ -338,3 +338,11 @@ def test_up_routes_the_edge_to_the_app_and_says_when_it_is_not_built(tmp_path: P
     (tmp_path / "built" / "index.html").write_text("<!doctype html>")
     stack.env = {"WEB_ROOT": str(tmp_path / "built")}
     assert "not built" not in stack.describe()
+
+
+def test_pages_are_hashed_at_start_up(web_tree: Path) -> None:
+    from services.webapp.server import Site
+
+    pages, hashes = Site(web_tree).warm()
+    assert pages == len(list(web_tree.rglob("*.html")))  # the docs page included
+    assert hashes == 3  # index.html's two inline scripts, and csp.json's one for /about
