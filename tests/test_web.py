@@ -8,7 +8,8 @@ The journeys get `BASE_URL` (the edge) and `E2E_SEED_FILE`: a JSON file describi
 small data set made through the public API before they run:
 `{"baseUrl", "password", "users": [{"userId", "handle", "displayName"}], "posts":
 [{"postId", "authorId", "text"}]}` where users[0] follows users[1] and users[2], and
-users[1] follows users[0]; each user wrote two posts.
+users[1] follows users[0]; each user wrote two posts. `E2E_DATA_DIR` is the stack's
+data dir (its `mail/` spools the mails `up` sends, e.g. verification links).
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ def test_web_journeys(stack: UpProcess, client: httpx.Client, tmp_path: Path) ->
         "CI": "1",
         "BASE_URL": stack.edge,
         "E2E_SEED_FILE": str(seed_file),
+        # The stack's data dir: `mail/` holds the mails it sent (verification links).
+        "E2E_DATA_DIR": str(stack.data_dir),
         "PLAYWRIGHT_HTML_OPEN": "never",
     }
     run_npm("e2e", env, timeout=1200)
