@@ -129,7 +129,9 @@ def test_rest_actions_reach_the_other_member_s_stream(client: httpx.Client, read
         json={"emoji": "🎉"},
         headers=bob_h,
     )
-    assert r.status_code == 200 and r.json()["reactions"] == [{"emoji": "🎉", "count": "1"}]
+    assert r.status_code == 200 and r.json()["reactions"] == [
+        {"emoji": "🎉", "count": "1", "reactedByMe": True}  # the answer is the reactor's
+    ]
     assert stream.next("reaction")["reaction"]["emoji"] == "🎉"
     r = client.post(
         f"/v1/conversations/{conversation}:markRead", json={"sequence": "1"}, headers=bob_h

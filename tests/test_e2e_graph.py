@@ -61,7 +61,9 @@ def test_private_request_flow_and_block_over_rest(client: httpx.Client) -> None:
     assert client.post(f"/v1/users/{fan}:block", json={}, headers=owner_h).status_code == 200
     assert client.get(f"/v1/users/{owner}", headers=fan_h).status_code == 404
     assert client.post(f"/v1/users/{owner}:follow", json={}, headers=fan_h).status_code == 404
-    assert client.get(f"/v1/users/{owner}").json()["followerCount"] == "0"
+    assert client.get(f"/v1/users/{owner}", headers=owner_h).json()["followerCount"] == "0"
+    limited = client.get(f"/v1/users/{owner}").json()  # anonymous: the limited view
+    assert limited["isLimitedView"] is True and "followerCount" not in limited
     assert client.post(f"/v1/users/{fan}:unblock", json={}, headers=owner_h).status_code == 200
     assert client.post(f"/v1/users/{fan}:mute", json={}, headers=owner_h).status_code == 200
     assert client.get(f"/v1/users/{fan}/relationship", headers=owner_h).json()["muting"] is True
