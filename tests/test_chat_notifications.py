@@ -395,7 +395,7 @@ async def test_mark_read_only_moves_forward(kit: Kit) -> None:
     assert (await listed(n, me)).notifications[0].read is False
     with pytest.raises(InvalidArgument) as bad:
         await n.mark_read(me, chat_pb2.MarkNotificationsReadRequest())
-    assert bad.value.violations[0][0] == "up_to_notification_id"
+    assert bad.value.violations[0][0] == "upToNotificationId"
 
 
 async def test_dismiss_hides_a_group_and_another_users_id_is_not_found(kit: Kit) -> None:
@@ -463,16 +463,16 @@ async def test_type_filters_and_keyset_pages(kit: Kit) -> None:
     first = await listed(n, me, page_size=2, types=[LIKE])
     with pytest.raises(InvalidArgument) as other_filter:  # a token belongs to its filters
         await listed(n, me, page_size=2, page_token=first.next_page_token)
-    assert other_filter.value.violations[0][0] == "page_token"
+    assert other_filter.value.violations[0][0] == "pageToken"
     with pytest.raises(InvalidArgument) as other_user:
         await listed(n, 9_000_072, page_size=2, types=[LIKE], page_token=first.next_page_token)
-    assert other_user.value.violations[0][0] == "page_token"
+    assert other_user.value.violations[0][0] == "pageToken"
     with pytest.raises(InvalidArgument) as bad_type:
         await listed(n, me, types=[0])
     assert bad_type.value.violations[0][0] == "types"
     with pytest.raises(InvalidArgument) as bad_exclude:
         await listed(n, me, exclude_types=[99])
-    assert bad_exclude.value.violations[0][0] == "exclude_types"
+    assert bad_exclude.value.violations[0][0] == "excludeTypes"
     assert len((await listed(n, me, page_size=1000)).notifications) == 9  # clamped to 100
 
 
@@ -502,7 +502,7 @@ def endpoint(url: str) -> chat_pb2.CreatePushEndpointRequest:
 async def test_push_endpoint_urls_are_validated(kit: Kit, url: str) -> None:
     with pytest.raises(InvalidArgument) as bad:
         await kit.n.create_push_endpoint(1, endpoint(url))
-    assert [f for f, _ in bad.value.violations] == ["push_endpoint.url"]
+    assert [f for f, _ in bad.value.violations] == ["pushEndpoint.url"]
 
 
 async def test_push_endpoints_are_idempotent_limited_and_private(kit: Kit) -> None:
