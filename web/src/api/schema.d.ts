@@ -168,6 +168,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/blockedUsers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Lists the accounts the caller blocks, most recently blocked first, with their cards (for a settings screen)
+         * @description Lists the accounts the caller blocks, most recently blocked first, with
+         *     their cards (for a settings screen). Only ever the caller's own list.
+         */
+        get: operations["listBlockedUsers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/conversations": {
         parameters: {
             query?: never;
@@ -718,6 +739,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/mutedUsers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Lists the accounts the caller mutes, most recently muted first, with their cards
+         * @description Lists the accounts the caller mutes, most recently muted first, with their
+         *     cards. Only ever the caller's own list.
+         */
+        get: operations["listMutedUsers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/notifications": {
         parameters: {
             query?: never;
@@ -839,7 +881,8 @@ export interface paths {
         put?: never;
         /**
          * Comments on a post
-         * @description Comments on a post. At most 60 comments per minute per user.
+         * @description Comments on a post. At most 60 comments per minute per user. A repeated
+         *     request_id (or `Idempotency-Key` header) returns the original comment.
          */
         post: operations["createComment"];
         delete?: never;
@@ -1321,8 +1364,11 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * A user's posts, newest first, honouring visibility
-         * @description A user's posts, newest first, honouring visibility.
+         * A user's profile timeline, newest first, honouring visibility
+         * @description A user's profile timeline, newest first, honouring visibility: their
+         *     posts and their reposts (of PUBLIC posts, each marked with `repost`,
+         *     placed at the time of the repost) unless exclude_reposts. A repost of a
+         *     post the caller may not see is left out, so a page may come back shorter.
          */
         get: operations["listUserPosts"];
         put?: never;
@@ -2333,6 +2379,13 @@ export interface components {
             /** @description The URL as written (a bare "www." link gets "https://"). */
             readonly uri: string;
         };
+        /** @description Blocked accounts, most recently blocked first. */
+        ListBlockedUsersResponse: {
+            /** @description The accounts on this page. */
+            blockedUsers: components["schemas"]["ListedAccount"][];
+            /** @description Token for the next page; empty on the last page. */
+            nextPageToken: string;
+        };
         /** @description Comments, oldest first. */
         ListCommentsResponse: {
             /** @description The comments on this page. */
@@ -2383,6 +2436,13 @@ export interface components {
             /** @description The messages on this page. */
             messages: components["schemas"]["Message"][];
             /** @description Token for the next page in the same direction; empty at the end. */
+            nextPageToken: string;
+        };
+        /** @description Muted accounts, most recently muted first. */
+        ListMutedUsersResponse: {
+            /** @description The accounts on this page. */
+            mutedUsers: components["schemas"]["ListedAccount"][];
+            /** @description Token for the next page; empty on the last page. */
             nextPageToken: string;
         };
         /** @description Notifications, newest first. */
@@ -2441,6 +2501,24 @@ export interface components {
             posts: components["schemas"]["Post"][];
             /** @description Token for the next page; empty on the last page. */
             nextPageToken: string;
+        };
+        /** @description An account on one of the caller's own lists (blocked, muted). */
+        ListedAccount: {
+            /**
+             * Format: int64
+             * @description The account.
+             */
+            userId: string;
+            /**
+             * Format: date-time
+             * @description When the caller put it on the list.
+             */
+            createTime?: string;
+            /**
+             * @description The account's card as the caller sees it (viewer state included). Absent
+             *     for an account that is deleted or blocks the caller.
+             */
+            readonly user?: components["schemas"]["User"];
         };
         /**
          * @description Provides a localized error message that is safe to return to the user
@@ -2937,6 +3015,12 @@ export interface components {
              *     Mentions of accounts the viewer may not see are left out.
              */
             readonly facets: components["schemas"]["Facet"][];
+            /**
+             * @description On a profile timeline (ListUserPosts): set when this entry is the profile
+             *     owner's repost of the post, saying who reposted it and when; absent on
+             *     the post itself and everywhere else.
+             */
+            readonly repost?: components["schemas"]["Repost"];
         };
         /** @description A post as seen by one viewer. */
         PostInput: {
@@ -3168,6 +3252,24 @@ export interface components {
         RemoveReactionBody: {
             /** @description The emoji. */
             emoji: string;
+        };
+        /**
+         * @description Why a post is on a profile timeline it was not written for: its owner
+         *     reposted it.
+         */
+        Repost: {
+            /**
+             * Format: int64
+             * @description Who reposted it (the profile's owner).
+             */
+            readonly userId: string;
+            /** @description Their card as the viewer sees it. */
+            readonly user?: components["schemas"]["User"];
+            /**
+             * Format: date-time
+             * @description When they reposted it.
+             */
+            readonly createTime?: string;
         };
         /** @description Where to mail a reset link. */
         RequestPasswordResetRequest: {
@@ -3888,6 +3990,40 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ResetPasswordResponse"];
+                };
+            };
+            /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Status"];
+                };
+            };
+        };
+    };
+    listBlockedUsers: {
+        parameters: {
+            query?: {
+                /** @description Maximum entries to return: default 50, at most 1000. */
+                pageSize?: number;
+                /** @description next_page_token of the previous page; empty for the first page. */
+                pageToken?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListBlockedUsersResponse"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
@@ -4995,6 +5131,40 @@ export interface operations {
             };
         };
     };
+    listMutedUsers: {
+        parameters: {
+            query?: {
+                /** @description Maximum entries to return: default 50, at most 1000. */
+                pageSize?: number;
+                /** @description next_page_token of the previous page; empty for the first page. */
+                pageToken?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListMutedUsersResponse"];
+                };
+            };
+            /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Status"];
+                };
+            };
+        };
+    };
     listNotifications: {
         parameters: {
             query?: {
@@ -5241,7 +5411,14 @@ export interface operations {
     };
     createComment: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Client-chosen key (at most 64 characters) that makes retries safe (AIP-155):
+                 *     the same author, post and request_id always yield the same comment. HTTP
+                 *     clients may send it as the `Idempotency-Key` header instead.
+                 */
+                requestId?: string;
+            };
             header?: never;
             path: {
                 /** @description The post. */
@@ -6114,6 +6291,8 @@ export interface operations {
                 pageSize?: number;
                 /** @description next_page_token of the previous page; empty for the first page. */
                 pageToken?: string;
+                /** @description Only the user's own posts, without their reposts. */
+                excludeReposts?: boolean;
             };
             header?: never;
             path: {
