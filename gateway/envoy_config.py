@@ -404,6 +404,7 @@ local function walk(s, i, schema, path)
       local d = string.sub(s, i, i)
       if d == "]" then return i + 1 end
       if d ~= "," then return nil end
+      i = i + 1  -- past the comma: else the next element is the comma, for ever
     end
   elseif c == '"' then
     local _, j = read_string(s, i)

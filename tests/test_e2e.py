@@ -253,3 +253,14 @@ def test_the_edge_serves_its_openapi_document(client: httpx.Client) -> None:
     assert "followUser" in operations
     user_id = doc["components"]["schemas"]["User"]["properties"]["userId"]
     assert user_id["type"] == "string" and user_id["format"] == "int64"  # int64 as string
+
+
+def test_a_request_body_with_a_list_of_several_values_is_answered(client: httpx.Client) -> None:
+    """The edge's unknown-field check walks request bodies; it once stopped on the comma
+    between two list elements and spun an Envoy worker for ever (schemathesis found it)."""
+    r = client.post("/v1/posts", json={"text": "x", "mediaIds": ["1", "2", "3"]}, timeout=10)
+    assert r.status_code == 401, r.text  # answered: no token
+    r = client.post(
+        "/v1/posts", json={"mediaIds": ["1", "2"], "nope": [[1, 2], {"a": [3, 4]}]}, timeout=10
+    )
+    assert r.status_code == 400 and "nope" in r.json()["message"], r.text
