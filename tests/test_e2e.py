@@ -58,11 +58,19 @@ def test_user_journey_over_rest(client: httpx.Client) -> None:
 
     rotated = client.post("/v1/auth:refresh", json={"refreshToken": session["refreshToken"]})
     assert rotated.status_code == 200 and rotated.json()["refreshToken"] != session["refreshToken"]
+    # A second tab refreshing with the same token at once gets the same new token...
+    twin = client.post("/v1/auth:refresh", json={"refreshToken": session["refreshToken"]})
+    assert twin.status_code == 200, twin.text
+    assert twin.json()["refreshToken"] == rotated.json()["refreshToken"]
+    # ...but once that successor has moved on, the old token coming back is reuse.
+    onward = client.post("/v1/auth:refresh", json={"refreshToken": rotated.json()["refreshToken"]})
+    assert onward.status_code == 200, onward.text
     reused = client.post("/v1/auth:refresh", json={"refreshToken": session["refreshToken"]})
     assert reused.status_code == 401
+    assert reused.json()["details"][0]["reason"] == "REFRESH_TOKEN_REUSED"
 
     # The reuse revoked the session, so its newest access token is dead too.
-    revoked = rotated.json()["accessToken"]
+    revoked = onward.json()["accessToken"]
     assert client.delete(f"/v1/users/{user_id}", headers=bearer(revoked)).status_code == 401
     fresh = login(client, created["handle"])["accessToken"]
     deleted = client.delete(f"/v1/users/{user_id}", headers=bearer(fresh))

@@ -3,6 +3,9 @@ with `retry-after`, and the request id in service errors."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import httpx
 import pytest
 
@@ -120,3 +123,77 @@ def test_service_errors_carry_the_edge_request_id(client: httpx.Client):
     assert r.status_code == 403 and error_info(r.json())["reason"] == "NOT_OWNER"
     r = client.post("/v1/auth:login", json={"handle": user["handle"], "password": "wrong one!"})
     assert r.status_code == 401 and error_info(r.json())["reason"] == "INVALID_CREDENTIALS"
+
+
+def test_account_settings_over_rest(client: httpx.Client, stack: UpProcess):
+    """The week-one endpoints through the edge: sessions, sign out everywhere, change
+    password, reset by mail, blocked and muted lists, and Idempotency-Key on comments."""
+    user = register(client)
+    first = login(client, user["handle"])
+    second = login(client, user["handle"])
+    me = bearer(second["accessToken"])
+    sessions = client.get(f"/v1/users/{user['userId']}/sessions", headers=me)
+    assert sessions.status_code == 200, sessions.text
+    assert [s.get("current", False) for s in sessions.json()["sessions"]] == [True, False]
+
+    changed = client.post(
+        f"/v1/users/{user['userId']}:changePassword",
+        json={"currentPassword": PASSWORD, "newPassword": "a brand new password"},
+        headers=me,
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["endedSessionCount"] == 1
+    gone = client.get("/v1/auth:caller", headers=bearer(first["accessToken"]))
+    assert gone.status_code == 401 and error_info(gone.json())["reason"] == "SESSION_ENDED"
+    wrong = client.post(
+        f"/v1/users/{user['userId']}:changePassword",
+        json={"currentPassword": "not the password", "newPassword": "another new one"},
+        headers=me,
+    )
+    assert wrong.status_code == 400 and error_info(wrong.json())["reason"] == "WRONG_PASSWORD"
+
+    # Reset by mail (the dev mailbox), then every session is over.
+    assert client.post("/v1/auth:requestPasswordReset", json={"email": user["email"]}).is_success
+    token = ""
+    for _ in range(200):
+        for path in sorted((stack.data_dir / "mail").glob("[0-9]*.json")):
+            mail = json.loads(path.read_text())
+            if mail["to"] == user["email"] and "reset" in mail["subject"].lower():
+                token = mail["links"][0].split("#token=", 1)[1]
+        if token:
+            break
+        time.sleep(0.05)
+    assert token, "no reset mail"
+    reset = client.post(
+        "/v1/auth:resetPassword", json={"token": token, "newPassword": "reset password 1"}
+    )
+    assert reset.status_code == 200, reset.text
+    assert client.get("/v1/auth:caller", headers=me).status_code == 401
+    r = client.post(
+        "/v1/auth:login", json={"handle": user["handle"], "password": "reset password 1"}
+    )
+    assert r.status_code == 200, r.text
+    me = bearer(r.json()["accessToken"])
+
+    other = register(client)
+    assert client.post(f"/v1/users/{other['userId']}:block", json={}, headers=me).is_success
+    assert client.post(f"/v1/users/{other['userId']}:mute", json={}, headers=me).is_success
+    blocked = client.get("/v1/blockedUsers", headers=me).json()["blockedUsers"]
+    assert [b["userId"] for b in blocked] == [other["userId"]]
+    muted = client.get("/v1/mutedUsers", headers=me).json()["mutedUsers"]
+    assert [m["userId"] for m in muted] == [other["userId"]]
+
+    post = client.post("/v1/posts", json={"text": "retry me"}, headers=me).json()
+    keyed = {**me, "Idempotency-Key": "comment-once"}
+    url = f"/v1/posts/{post['postId']}/comments"
+    one = client.post(url, json={"text": "only once"}, headers=keyed)
+    two = client.post(url, json={"text": "only once"}, headers=keyed)
+    assert one.status_code == 200, one.text
+    assert one.json()["commentId"] == two.json()["commentId"]
+    by_query = client.post(url, params={"requestId": "q-1"}, json={"text": "q"}, headers=me)
+    assert by_query.status_code == 200, by_query.text
+
+    everywhere = client.post("/v1/auth:logoutEverywhere", json={}, headers=me)
+    assert everywhere.status_code == 200, everywhere.text
+    assert "Max-Age=0" in sm_refresh(everywhere)
+    assert client.get("/v1/auth:caller", headers=me).status_code == 401
