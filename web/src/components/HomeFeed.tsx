@@ -9,6 +9,7 @@ import { useHomeFeed, useUser } from "@/hooks/data";
 import { useImpression } from "@/hooks/useImpression";
 import { isId, plural } from "@/lib/format";
 import { PostCard } from "./PostCard";
+import { RECENT_KEY } from "@/hooks/useCreatePost";
 import { NotInterestedButton } from "./NotInterestedButton";
 import { EmptyState, ErrorState, LoadingState } from "./StatusViews";
 
@@ -59,9 +60,16 @@ export function HomeFeed({ kind }: { kind: FeedKind }) {
   const feed = useHomeFeed(kind);
   const [hidden, setHidden] = useState<Set<string>>(() => new Set());
   const surface: Surface = kind === "FEED_KIND_RANKED" ? "SURFACE_HOME_RANKED" : "SURFACE_HOME_FOLLOWING";
+  const recent = useQuery({ queryKey: RECENT_KEY, queryFn: () => [] as string[], initialData: [] as string[], staleTime: Infinity }).data;
   const items = useMemo(() => {
     const seen = new Set<string>();
     const out: FeedItem[] = [];
+    const fromServer = new Set((feed.data?.pages ?? []).flatMap((p) => (p.items ?? []).map((i) => i.postId)));
+    for (const id of recent) {
+      if (fromServer.has(id) || hidden.has(id) || !qc.getQueryData(keys.post(id))) continue;
+      seen.add(`${id}:0`);
+      out.push({ postId: id, sharedByUserId: "0", trackingToken: "" } as FeedItem);
+    }
     for (const p of feed.data?.pages ?? []) {
       for (const it of p.items ?? []) {
         const k = `${it.postId}:${it.sharedByUserId}`;
@@ -71,7 +79,7 @@ export function HomeFeed({ kind }: { kind: FeedKind }) {
       }
     }
     return out;
-  }, [feed.data, hidden, qc]);
+  }, [feed.data, hidden, qc, recent]);
   const listRef = useRef<HTMLDivElement>(null);
   const [offset, setOffset] = useState(0);
   useEffect(() => {

@@ -7,29 +7,29 @@ import { LoadingState } from "./StatusViews";
 
 type State = { kind: "working" } | { kind: "done" } | { kind: "failed"; message: string } | { kind: "missing" };
 
+async function verifyFromFragment(setState: (s: State) => void) {
+  await Promise.resolve();
+  const token = new URLSearchParams(window.location.hash.slice(1)).get("token");
+  // drop the token from the address bar and history
+  history.replaceState(null, "", window.location.pathname);
+  if (!token) {
+    setState({ kind: "missing" });
+    return;
+  }
+  try {
+    await unwrap(api.POST("/v1/users:verifyEmail", { body: { token } }));
+    setState({ kind: "done" });
+  } catch (e) {
+    setState({ kind: "failed", message: humanMessage(e) });
+  }
+}
+
 /** The mail link lands here with the token in the fragment (never sent to a server's logs). */
 export function VerifyEmail() {
   const [state, setState] = useState<State>({ kind: "working" });
   useEffect(() => {
-    void verify();
+    void verifyFromFragment(setState);
   }, []);
-
-  async function verify() {
-    await Promise.resolve();
-    const token = new URLSearchParams(window.location.hash.slice(1)).get("token");
-    // drop the token from the address bar and history
-    history.replaceState(null, "", window.location.pathname);
-    if (!token) {
-      setState({ kind: "missing" });
-      return;
-    }
-    try {
-      await unwrap(api.POST("/v1/users:verifyEmail", { body: { token } }));
-      setState({ kind: "done" });
-    } catch (e) {
-      setState({ kind: "failed", message: humanMessage(e) });
-    }
-  }
 
   return (
     <section className="mx-auto mt-8 max-w-sm px-4" aria-labelledby="verify-title">

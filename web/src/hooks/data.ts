@@ -5,6 +5,7 @@ import { keys, loadUser, primePosts, primeUsers } from "@/api/cache";
 import type { FeedKind, Post, User } from "@/api/types";
 import { useSession } from "@/state/session";
 import { isId } from "@/lib/format";
+import { removePost } from "./useCreatePost";
 
 export function useSignedIn(): boolean {
   return useSession((s) => s.status === "signedIn");
@@ -128,9 +129,8 @@ export function useDeletePost() {
   return useMutation({
     mutationFn: (postId: string) => unwrap(api.DELETE("/v1/posts/{postId}", { params: { path: { postId } } })),
     onSuccess: (_d, postId) => {
-      qc.setQueryData(keys.post(postId), undefined);
-      qc.removeQueries({ queryKey: keys.post(postId) });
-      void qc.invalidateQueries({ queryKey: ["userPosts"] });
+      const authorId = qc.getQueryData<Post>(keys.post(postId))?.authorId ?? "";
+      removePost(qc, postId, authorId);
     },
   });
 }

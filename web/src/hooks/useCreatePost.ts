@@ -8,9 +8,24 @@ import { newId } from "@/lib/format";
 
 type UserPostsPage = { posts: Post[]; nextPageToken: string };
 
+export const RECENT_KEY = ["recentPosts"] as const;
+
+/**
+ * Posts this tab created: shown on top of the home tabs until the server's timeline has
+ * them (fan-out is asynchronous, so a refetch right after posting may not have them yet).
+ */
+function remember(qc: ReturnType<typeof useQueryClient>, postId: string, replaceId?: string) {
+  qc.setQueryData<string[]>(RECENT_KEY, (old = []) => [postId, ...old.filter((id) => id !== postId && id !== replaceId)].slice(0, 20));
+}
+
+export function forget(qc: ReturnType<typeof useQueryClient>, postId: string) {
+  qc.setQueryData<string[]>(RECENT_KEY, (old = []) => old.filter((id) => id !== postId));
+}
+
 /** Puts a post at the top of the cached timelines (home tabs and the author's profile). */
 export function insertPost(qc: ReturnType<typeof useQueryClient>, post: Post, replaceId?: string) {
   qc.setQueryData(keys.post(post.postId), post);
+  remember(qc, post.postId, replaceId);
   for (const kind of ["FEED_KIND_RANKED", "FEED_KIND_FOLLOWING"]) {
     qc.setQueryData<InfiniteData<FeedPage>>(keys.feed(kind), (d) => {
       if (!d?.pages.length) return d;
@@ -29,6 +44,7 @@ export function insertPost(qc: ReturnType<typeof useQueryClient>, post: Post, re
 }
 
 export function removePost(qc: ReturnType<typeof useQueryClient>, postId: string, authorId: string) {
+  forget(qc, postId);
   for (const kind of ["FEED_KIND_RANKED", "FEED_KIND_FOLLOWING"]) {
     qc.setQueryData<InfiniteData<FeedPage>>(keys.feed(kind), (d) =>
       d ? { ...d, pages: d.pages.map((p) => ({ ...p, items: (p.items ?? []).filter((i) => i.postId !== postId) })) } : d,
@@ -47,7 +63,10 @@ export function useCreatePost() {
   return useMutation({
     mutationFn: async ({ input, requestId }: { input: PostInput; requestId: string; tempId: string }) =>
       unwrap(api.POST("/v1/posts", { params: { query: { requestId } }, body: input })),
-    onMutate: ({ input, tempId }) => {
+    onMutate: async ({ input, tempId }) => {
+      // a refetch in flight would overwrite the optimistic entry
+      await qc.cancelQueries({ queryKey: ["feed"] });
+      await qc.cancelQueries({ queryKey: ["userPosts"] });
       const optimistic = {
         postId: tempId,
         authorId: me?.userId ?? "",
