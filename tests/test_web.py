@@ -4,12 +4,19 @@ against a real `socialmesh up` serving web/out behind the edge.
 Nothing is skipped quietly: a checkout with web/ but no build, no dependencies or no
 chromium fails, saying to run `make install` (which does all three).
 
-The journeys get `BASE_URL` (the edge) and `E2E_SEED_FILE`: a JSON file describing a
-small data set made through the public API before they run:
-`{"baseUrl", "password", "users": [{"userId", "handle", "displayName"}], "posts":
-[{"postId", "authorId", "text"}]}` where users[0] follows users[1] and users[2], and
-users[1] follows users[0]; each user wrote two posts. `E2E_DATA_DIR` is the stack's
-data dir (its `mail/` spools the mails `up` sends, e.g. verification links).
+The journeys run against a stack of their own (what they create stays out of the other
+e2e tests' stack), loaded first with `socialmesh seed` at a small scale (SEED_ARGS:
+accounts `seed_0` ... `seed_199`, password `seed-password`, everyone following the
+`seed_0` celebrity, posts tagged #seed), and get in the environment:
+
+- `BASE_URL`: the edge, serving the app, /docs and the API;
+- `E2E_FEED_HANDLE` / `E2E_FEED_PASSWORD`: a seeded account with a long home feed;
+- `E2E_SEED_FILE`: a JSON file describing a few accounts made through the public API:
+  `{"baseUrl", "password", "users": [{"userId", "handle", "displayName"}], "posts":
+  [{"postId", "authorId", "text"}]}` where users[0] follows users[1] and users[2], and
+  users[1] follows users[0]; each user wrote two posts;
+- `E2E_DATA_DIR`: the stack's data dir (its `mail/` spools the mails `up` sends, e.g.
+  verification links).
 """
 
 from __future__ import annotations
@@ -18,18 +25,29 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .e2e_support import PASSWORD, UpProcess, bearer, login, register
+from services.user.seed import SEED_PASSWORD
+
+from .e2e_support import PASSWORD, UpProcess, bearer, login, register, start_up
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
 OUT = WEB / "out"
 CHROMIUM = Path("/usr/bin/chromium")
 TAIL = 12_000
+#: `socialmesh seed` at journey scale: everyone follows seed_0, and ~25 others, so a
+#: home feed rebuilt from followees' recent posts (20 each, services/feed) runs long.
+SEED_ARGS = (
+    *("--users", "200", "--follows", "5000", "--celebrity-followers", "199"),
+    *("--posts", "12000", "--likes", "3000", "--comments", "500"),
+)
+FEED_HANDLE = "seed_1"
 
 pytestmark = pytest.mark.skipif(
     not (WEB / "package.json").is_file(), reason="this checkout has no web app (web/)"
@@ -101,10 +119,68 @@ def seed(client: httpx.Client) -> dict[str, object]:
     }
 
 
-@pytest.mark.e2e
-def test_web_journeys(stack: UpProcess, client: httpx.Client, tmp_path: Path) -> None:
+def require_build() -> None:
     if not (OUT / "index.html").is_file():
         pytest.fail(f"{OUT} holds no build: run `make install` (npm run build in web/)")
+
+
+def socialmesh(*args: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, f"socialmesh {' '.join(args)}:\n{proc.stdout[-TAIL:]}"
+
+
+@pytest.fixture(scope="module")
+def journey_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    """A `socialmesh up` of the journeys' own, with the seeded data set loaded."""
+    require_build()
+    root = tmp_path_factory.mktemp("web-e2e")
+    up = start_up(root / "data", root / "logs")
+    try:
+        data_dir = str(up.data_dir)
+        socialmesh("seed", "--data-dir", data_dir, *SEED_ARGS)
+        # The search copies now, not "within a minute": the journeys search at once.
+        socialmesh("search", "backfill", "--data-dir", data_dir, "--base-port", str(up.base_port))
+        yield up
+    finally:
+        up.stop()
+
+
+@pytest.fixture(scope="module")
+def journey_client(journey_stack: UpProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=journey_stack.edge, timeout=20) as c:
+        yield c
+
+
+@pytest.mark.e2e
+def test_the_edge_serves_the_app_and_swagger_ui(journey_client: httpx.Client) -> None:
+    client = journey_client
+    require_build()
+    if not (OUT / "docs" / "index.html").is_file():
+        pytest.fail(f"{OUT}/docs is missing: run `make install` (scripts/precompress_web.py)")
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
+    assert client.get("/openapi.json").json()["paths"]  # what Swagger UI loads
+    bundle = client.get("/docs/swagger-ui-bundle.js", headers={"Accept-Encoding": "br"})
+    assert bundle.headers["content-encoding"] == "br"  # precompressed at build time
+    unknown = client.get("/no/such/page")
+    assert unknown.status_code == 404 and unknown.headers["content-type"].startswith("text/html")
+
+
+@pytest.mark.e2e
+def test_web_journeys(
+    journey_stack: UpProcess, journey_client: httpx.Client, tmp_path: Path
+) -> None:
+    stack, client = journey_stack, journey_client
     require_installed()
     if not any((WEB / "e2e").glob("**/*.spec.ts")):
         pytest.fail("web/e2e holds no Playwright journeys (*.spec.ts) to run")
@@ -117,7 +193,6 @@ def test_web_journeys(stack: UpProcess, client: httpx.Client, tmp_path: Path) ->
     policy = home.headers["content-security-policy"]
     (script_src,) = [d for d in policy.split(";") if d.strip().startswith("script-src ")]
     assert "'unsafe-inline'" not in script_src, policy
-    assert client.get("/docs").status_code == 200, "no /docs: run `make install` (precompress_web)"
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(json.dumps(seed(client), indent=2))
     env = {
@@ -125,6 +200,8 @@ def test_web_journeys(stack: UpProcess, client: httpx.Client, tmp_path: Path) ->
         "CI": "1",
         "BASE_URL": stack.edge,
         "E2E_SEED_FILE": str(seed_file),
+        "E2E_FEED_HANDLE": FEED_HANDLE,
+        "E2E_FEED_PASSWORD": SEED_PASSWORD,
         # The stack's data dir: `mail/` holds the mails it sent (verification links).
         "E2E_DATA_DIR": str(stack.data_dir),
         "PLAYWRIGHT_HTML_OPEN": "never",
