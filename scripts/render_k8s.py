@@ -577,6 +577,25 @@ def migrate_job() -> dict[str, Any]:
     }
 
 
+def edge_only_policy(name: str, app: str, port: int) -> dict[str, Any]:
+    """Ingress to `app`'s `port` from the edge pods only (a plain-HTTP side port)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": PART_OF},
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "edge"}}}],
+                    "ports": [{"port": port, "protocol": "TCP"}],
+                }
+            ],
+        },
+    }
+
+
 def network_policies() -> list[dict[str, Any]]:
     meta = {"namespace": NAMESPACE, "labels": PART_OF}
     return [
@@ -596,57 +615,9 @@ def network_policies() -> list[dict[str, Any]]:
                 "ingress": [{"ports": [{"port": 8080, "protocol": "TCP"}]}],
             },
         },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": "chat-events-from-the-edge", **meta},
-            "spec": {
-                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "chat"}},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [
-                            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "edge"}}}
-                        ],
-                        "ports": [{"port": CHAT_EVENTS_PORT, "protocol": "TCP"}],
-                    }
-                ],
-            },
-        },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": "media-files-from-the-edge", **meta},
-            "spec": {
-                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "media"}},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [
-                            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "edge"}}}
-                        ],
-                        "ports": [{"port": MEDIA_FILES_PORT, "protocol": "TCP"}],
-                    }
-                ],
-            },
-        },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": "web-from-the-edge", **meta},
-            "spec": {
-                "podSelector": {"matchLabels": {"app.kubernetes.io/name": WEB}},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [
-                            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "edge"}}}
-                        ],
-                        "ports": [{"port": WEB_PORT, "protocol": "TCP"}],
-                    }
-                ],
-            },
-        },
+        edge_only_policy("chat-events-from-the-edge", "chat", CHAT_EVENTS_PORT),
+        edge_only_policy("media-files-from-the-edge", "media", MEDIA_FILES_PORT),
+        edge_only_policy("web-from-the-edge", WEB, WEB_PORT),
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",

@@ -36,6 +36,7 @@ from services.kit.errors import (
     Unauthenticated,
     Unavailable,
 )
+from services.kit.sidecar_http import SidecarHttpServer
 
 log = logging.getLogger("socialmesh.chat.sse")
 
@@ -111,8 +112,10 @@ def frame(event: chat_pb2.ChatEvent) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
-class EventStreamServer:
+class EventStreamServer(SidecarHttpServer):
     """An aiohttp app serving `PATH`; `events` is the chat servicer's stream source."""
+
+    label = "event streams (SSE)"
 
     def __init__(
         self,
@@ -121,31 +124,16 @@ class EventStreamServer:
         verifier: CallerVerifier,
         revocations: Callable[[], Revocations | None],
     ) -> None:
+        super().__init__()
         self._events = events
         self._tickets = tickets
         self._verifier = verifier
         self._revocations = revocations
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get(PATH, self.handle)
         return app
-
-    async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else port
-        log.info("event streams served as SSE on %s:%d", host, self.port)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     async def _caller(self, request: web.Request) -> Caller:
         header = request.headers.get("Authorization", "")

@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from services.kit.sidecar_http import SidecarHttpServer
+
 from . import variants
 from .blobs import BlobStore
 from .store import MediaStore
@@ -54,34 +56,20 @@ def _etag_matches(header: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-class FileServer:
+class FileServer(SidecarHttpServer):
     """An aiohttp app over the media store and blob store (GET and HEAD only)."""
 
+    label = "media files"
+
     def __init__(self, store: Callable[[], MediaStore], blobs: Callable[[], BlobStore]) -> None:
+        super().__init__()
         self._store = store
         self._blobs = blobs
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get(PATH, self.handle)  # aiohttp answers HEAD from the GET route
         return app
-
-    async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else port
-        log.info("media files served over HTTP on %s:%d", host, self.port)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         name, token = request.match_info["variant"], request.match_info["token"]
