@@ -1,4 +1,5 @@
 import type { Metadata, Viewport } from "next";
+import { Suspense } from "react";
 import "./globals.css";
 import { Providers } from "./providers";
 import { AppHeader } from "@/components/AppHeader";
@@ -22,7 +23,9 @@ export default function RootLayout({ children }: { children: React.ReactNode }) 
           <a href="#main" className="sr-only focus:not-sr-only focus:absolute focus:left-2 focus:top-2 focus:z-50 focus:rounded focus:bg-blue-700 focus:p-2 focus:text-white">
             Skip to content
           </a>
-          <AppHeader />
+          <Suspense>
+            <AppHeader />
+          </Suspense>
           <main id="main" className="mx-auto w-full max-w-2xl pb-16">
             {children}
           </main>

@@ -1,6 +1,6 @@
 "use client";
 import Link from "next/link";
-import { usePathname, useRouter } from "next/navigation";
+import { usePathname, useRouter, useSearchParams } from "next/navigation";
 import { signOut } from "@/api/session";
 import { useUnreadCounts } from "@/hooks/data";
 import { useSession } from "@/state/session";
@@ -9,7 +9,10 @@ import { useQueryClient } from "@tanstack/react-query";
 
 function NavLink({ href, label, badge }: { href: string; label: string; badge?: number }) {
   const path = usePathname();
-  const current = path === href.split("?")[0];
+  const params = useSearchParams();
+  const [hrefPath, hrefQuery] = href.split("?");
+  const wantHandle = new URLSearchParams(hrefQuery ?? "").get("handle");
+  const current = path === hrefPath && (!wantHandle || params.get("handle")?.toLowerCase() === wantHandle.toLowerCase());
   return (
     <Link
       href={href}

@@ -1,0 +1,80 @@
+import { expect, test } from "@playwright/test";
+import { deflateSync } from "node:zlib";
+import { createAccount, expectAccessible, go, signedInPage } from "./helpers";
+
+/** A real PNG (solid colour), so the media service can decode it and make its variants. */
+function png(width: number, height: number): Buffer {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf: Buffer) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff]! ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type: string, data: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type), data]);
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(crc(td));
+    return Buffer.concat([len, td, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  const row = Buffer.concat([Buffer.from([0]), Buffer.alloc(width * 3, 0x3c)]);
+  const raw = Buffer.concat(Array.from({ length: height }, () => row));
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", deflateSync(raw)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+test("compose a post with an image and alt text; it shows with srcset and size", async ({ browser, request }) => {
+  const me = await createAccount(request, "img");
+  const { context, page } = await signedInPage(browser, me.handle);
+  await page.locator("#compose-images").setInputFiles({ name: "square.png", mimeType: "image/png", buffer: png(400, 300) });
+  await expect(page.getByText("Ready")).toBeVisible({ timeout: 60_000 });
+  await page.getByLabel("Alt text for image 1").fill("a grey rectangle");
+  await page.getByLabel("What's happening?").fill("a picture");
+  await page.getByRole("button", { name: "Post", exact: true }).click();
+  const img = page.getByRole("img", { name: "a grey rectangle" }).first();
+  await expect(img).toBeVisible();
+  await expect(img).toHaveAttribute("width", "400");
+  await expect(img).toHaveAttribute("height", "300");
+  await expect(img).toHaveAttribute("srcset", /\.webp 400w/);
+  await context.close();
+});
+
+test("the other screens have no serious accessibility problems", async ({ browser, request }) => {
+  const me = await createAccount(request, "a11y");
+  const { context, page } = await signedInPage(browser, me.handle);
+  for (const [path, heading] of [
+    ["/settings/profile", "Edit profile"],
+    ["/follow-requests", "Follow requests"],
+    ["/people?handle=seed_1&list=followers", "Seed User 1"],
+    ["/messages", "Messages"],
+  ] as const) {
+    await go(page, path);
+    await expect(page.getByRole("heading", { name: heading, exact: true })).toBeVisible();
+    await expect(page.getByRole("status")).toHaveCount(0);
+    await expectAccessible(page, path);
+  }
+  await context.close();
+
+  const anon = await browser.newContext();
+  const p = await anon.newPage();
+  await p.goto("/verify-email");
+  await expect(p.getByText("This page needs the link from your email")).toBeVisible();
+  await expectAccessible(p, "verify email");
+  await p.goto("/no-such-page");
+  await expect(p.getByRole("heading", { name: "Page not found" })).toBeVisible();
+  await anon.close();
+});
