@@ -50,11 +50,16 @@ from .descriptors import Contract, load_contract
 _INT64 = {FD.TYPE_INT64, FD.TYPE_UINT64, FD.TYPE_FIXED64, FD.TYPE_SINT64, FD.TYPE_SFIXED64}
 _INT32 = {FD.TYPE_INT32, FD.TYPE_UINT32, FD.TYPE_FIXED32, FD.TYPE_SINT32, FD.TYPE_SFIXED32}
 _WELL_KNOWN: dict[str, dict[str, Any]] = {
-    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "examples": ["2026-12-05T18:30:00Z"],
+    },
     "google.protobuf.Duration": {
         "type": "string",
         "pattern": r"^-?\d+(\.\d+)?s$",
         "description": "A duration in seconds with an `s` suffix, e.g. `1.5s`.",
+        "examples": ["20s"],
     },
     "google.protobuf.FieldMask": {
         "type": "string",
