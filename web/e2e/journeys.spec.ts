@@ -114,6 +114,12 @@ test("chat between two people with a live message", async ({ browser, request })
   await expect(a.page.getByTestId("message").filter({ hasText: hello })).toBeVisible();
   // live on the other side, no reload
   await expect(b.page.getByTestId("message").filter({ hasText: hello })).toBeVisible();
+  // Bob has read it: Ann sees the read receipt
+  await expect(a.page.getByTestId("seen")).toBeVisible();
+  // Bob types: Ann sees the typing indicator
+  await b.page.getByLabel("Message", { exact: true }).fill("typing…");
+  await expect(a.page.getByTestId("typing")).toContainText("is typing");
+  await b.page.getByLabel("Message", { exact: true }).fill("");
 
   const reply = `hi ${ann.handle}`;
   await b.page.getByLabel("Message", { exact: true }).fill(reply);
