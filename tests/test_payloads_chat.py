@@ -7,10 +7,12 @@ from __future__ import annotations
 from google.protobuf import json_format
 from socialmesh.chat.v1 import chat_pb2
 from socialmesh.graph.v1 import graph_pb2
+from socialmesh.media.v1 import media_pb2, media_pb2_grpc
 from socialmesh.post.v1 import post_pb2
 
 from .chat_support import direct, group, send
 from .helpers import eventually, follow, like, publish
+from .media_support import image_bytes, settled, upload
 
 
 def _printed(message) -> dict:
@@ -135,3 +137,25 @@ async def test_reactions_say_which_are_mine(chat, make_person):
         )
         (listed,) = [m for m in page.messages if m.message_id == message.message_id]
         assert {r.emoji for r in listed.reactions if r.reacted_by_me} == mine
+
+
+async def test_message_media_is_the_slim_view(chat, make_person, mesh):
+    media = media_pb2_grpc.MediaServiceStub(mesh["media"].channel)
+    me, friend = await make_person(), await make_person()
+    room = await group(chat, me, friend)
+    photo = await upload(media, me, image_bytes("PNG"), filename="holiday-raw.png")
+    assert (await settled(media, me, photo.media_id)).state == media_pb2.MEDIA_STATE_READY
+    await chat.SendMessage(
+        chat_pb2.SendMessageRequest(
+            conversation_id=room.conversation_id,
+            message=chat_pb2.Message(media_ids=[photo.media_id]),
+        ),
+        metadata=me.md,
+    )
+    page = await chat.ListMessages(
+        chat_pb2.ListMessagesRequest(conversation_id=room.conversation_id), metadata=friend.md
+    )
+    (shown,) = [m for m in page.messages if m.media]
+    (medium,) = shown.media
+    assert medium.variants and medium.blurhash and medium.width
+    assert not (medium.filename or medium.sha256 or medium.declared_content_type)

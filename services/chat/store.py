@@ -17,6 +17,7 @@ from socialmesh.media.v1 import media_pb2
 
 from services.kit.db import Database
 from services.kit.ids import IdGenerator
+from services.kit.mediaview import slim
 from services.kit.timestamps import from_datetime
 
 from .eventlog import EventLog, event_at
@@ -109,6 +110,9 @@ def message_from_row(
         message.reactions.add(emoji=emoji, count=count, reacted_by_me=mine)
     if row["media"]:
         message.media.extend(media_pb2.AttachMediaResponse.FromString(row["media"]).media)
+        # Every member gets the same view (events fan out alike): the slim one; the
+        # sender reads the rest with GetMedia.
+        slim(message.media)
     return message
 
 

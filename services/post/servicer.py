@@ -26,6 +26,7 @@ from services.kit.channels import upstream_error
 from services.kit.consumers import Start
 from services.kit.counts import changed as counts_changed
 from services.kit.errors import InvalidArgument, NotFound, PermissionDenied, Reason
+from services.kit.mediaview import slim
 from services.kit.pagination import PageSizes, page_size
 from services.kit.ratelimit import RateLimiter
 from services.kit.relcache import Loader as RelationshipLoader
@@ -90,10 +91,6 @@ def post_proto(row: PostRow) -> post_pb2.Post:
 #: Account cards as one viewer sees them, by user id (kit/cards.py viewer_card).
 Cards = dict[int, user_pb2.User]
 
-#: What only a medium's owner may read: the uploader's file name and declared
-#: type, the original's digest and size, and why processing failed.
-_OWNER_ONLY_MEDIA = ("filename", "declared_content_type", "sha256", "size_bytes", "failure_reason")
-
 
 def facets_proto(text: str, handles: dict[str, int]) -> list[post_pb2.Facet]:
     """The text's facets; a mention becomes one only when `handles` resolves it
@@ -134,9 +131,7 @@ def shown_post(row: PostRow, viewer: int | None, cards: Cards) -> post_pb2.Post:
     handles = {cards[m].handle.lower(): m for m in row.mention_ids if m in cards}
     post.facets.extend(facets_proto(row.text, handles))
     if viewer != row.author_id:
-        for media in post.media:
-            for name in _OWNER_ONLY_MEDIA:
-                media.ClearField(name)  # type: ignore[arg-type]
+        slim(post.media)
     return post
 
 
