@@ -923,13 +923,17 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             f"must be {MIN_PASSWORD} to {MAX_PASSWORD} characters",
         )
         v.raise_if_any()
+        invalid = InvalidArgument(
+            [("token", "invalid, expired or already used: ask for a new reset mail")],
+            reason=Reason.RESET_TOKEN_INVALID,
+        )
+        # A made-up token costs a lookup, not an argon2id run.
+        if not await self.store.reset_token_live(token):
+            raise invalid
         new_hash = await asyncio.to_thread(self._hasher.hash, request.new_password)
         done = await self.store.reset_password(token, new_hash)
-        if done is None:
-            raise InvalidArgument(
-                [("token", "invalid, expired or already used: ask for a new reset mail")],
-                reason=Reason.RESET_TOKEN_INVALID,
-            )
+        if done is None:  # spent (or expired) meanwhile
+            raise invalid
         await self._end_sessions(done[1])
         return user_pb2.ResetPasswordResponse()
 

@@ -478,6 +478,15 @@ class UserStore:
                 datetime.now(UTC) + timedelta(seconds=ttl_seconds),
             )
 
+    async def reset_token_live(self, token: str) -> bool:
+        """Whether a reset token could be spent now (checked again when it is spent)."""
+        found = await self._db.primary.fetchval(
+            """SELECT 1 FROM "user".password_resets
+               WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()""",
+            hash_refresh_token(token),
+        )
+        return found is not None
+
     async def reset_password(self, token: str, password_hash: str) -> tuple[int, list[int]] | None:
         """Spends a reset token: the new password, and every session of the account
         ended, in one transaction. None when the token is unknown, expired or used."""
