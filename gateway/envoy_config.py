@@ -111,7 +111,6 @@ from envoy_data_plane.envoy.extensions.clusters.dns.v3 import DnsCluster
 from envoy_data_plane.envoy.extensions.common.ratelimit.v3 import (
     LocalRateLimitDescriptor,
     RateLimitDescriptorEntry,
-    XRateLimitHeadersRfcVersion,
 )
 from envoy_data_plane.envoy.extensions.compression.brotli.compressor.v3 import Brotli
 from envoy_data_plane.envoy.extensions.compression.gzip.compressor.v3 import Gzip
@@ -1043,6 +1042,13 @@ def _response_mapper(reply: LocalReply) -> ResponseMapper:
                 header=HeaderValue(key="retry-after", value=str(reply.retry_after_seconds))
             )
         )
+    if reply.reason == "RATE_LIMITED":
+        # The same set a service's 429 carries (services/kit/errors.py ResourceExhausted).
+        for key, value in (
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", str(reply.retry_after_seconds)),
+        ):
+            headers.append(HeaderValueOption(header=HeaderValue(key=key, value=value)))
     body = {
         "code": reply.grpc_code,
         "message": reply.message or "%LOCAL_REPLY_BODY%",
@@ -1475,7 +1481,10 @@ def _rate_limit(settings: EdgeSettings) -> LocalRateLimit:
         # gRPC callers get RESOURCE_EXHAUSTED (HTTP 429 for REST) rather than Envoy's
         # default UNAVAILABLE, which gRPC clients and our retry policy treat as retryable.
         rate_limited_as_resource_exhausted=True,
-        enable_x_ratelimit_headers=XRateLimitHeadersRfcVersion.DRAFT_VERSION_03,
+        # No x-ratelimit-* on every response: this is a flood backstop, and its numbers
+        # beside a service's own limit (search: 60 a minute) told clients two stories at
+        # once ("remaining: 399" on a service's 429). A 429 carries the headers of the
+        # limit that refused it: the edge's own (LOCAL_REPLIES) or the service's.
     )
 
 

@@ -100,6 +100,10 @@ def test_a_service_rate_limit_is_one_signal(client: httpx.Client):
     assert r.status_code == 429, r.text
     retry_after = int(r.headers["retry-after"])
     assert 3500 <= retry_after <= 3600
+    # One set of rate-limit headers: the service's limit, not the edge's flood bucket.
+    assert r.headers.get_list("x-ratelimit-remaining") == ["0"]
+    assert r.headers["x-ratelimit-limit"] == "3"
+    assert r.headers["x-ratelimit-reset"] == str(retry_after)
     body = r.json()
     info = error_info(body)
     assert info["reason"] == "RATE_LIMITED" and info["domain"] == "socialmesh.dev"

@@ -115,6 +115,10 @@ def test_edge_rate_limit_is_json_with_retry_after(stack: UpProcess, tmp_path: Pa
     limited = replies[-1]
     body = edge_error(limited, 429, 8, "RATE_LIMITED")
     assert limited.headers["retry-after"] == "1"
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+    # The flood bucket does not decorate ordinary answers (it told a second story
+    # beside a service's own limit).
+    assert "x-ratelimit-remaining" not in replies[0].headers
     retry = [d for d in body["details"] if d["@type"].endswith("google.rpc.RetryInfo")]
     assert retry and retry[0]["retryDelay"] == "1s"
 

@@ -74,7 +74,12 @@ def test_rate_limits_say_limit_window_and_retry_after():
     err = errors.ResourceExhausted(
         "slow down", subject="s", retry_after_seconds=2.2, limit=10, window_seconds=60
     )
-    assert err.headers() == (("retry-after", "3"),)
+    assert err.headers() == (
+        ("retry-after", "3"),
+        ("x-ratelimit-limit", "10"),
+        ("x-ratelimit-remaining", "0"),
+        ("x-ratelimit-reset", "3"),
+    )
     assert dict(err.error_info().metadata) == {"limit": "10", "window": "60s", "retryAfter": "3"}
     assert errors.retry_after_header(0.01) == "1" and errors.retry_after_header(5.0) == "5"
 

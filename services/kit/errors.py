@@ -177,6 +177,8 @@ class ServiceError(Exception):
         if reason:
             self.reason = reason
         self.metadata: dict[str, str] = dict(metadata or {})
+        #: Response metadata to send with the error (the edge makes it HTTP headers).
+        self.response_headers: list[tuple[str, str]] = []
 
     def error_info(self) -> error_details_pb2.ErrorInfo:
         info = error_details_pb2.ErrorInfo(reason=str(self.reason), domain=ERROR_DOMAIN)
@@ -201,7 +203,7 @@ class ServiceError(Exception):
 
     def headers(self) -> tuple[tuple[str, str], ...]:
         """Response metadata to send with the error (the edge makes them HTTP headers)."""
-        return ()
+        return tuple(self.response_headers)
 
 
 class InvalidArgument(ServiceError):
@@ -359,4 +361,12 @@ class ResourceExhausted(ServiceError):
         ]
 
     def headers(self) -> tuple[tuple[str, str], ...]:
-        return (("retry-after", retry_after_header(self.retry_after_seconds)),)
+        """retry-after, and the x-ratelimit-* set the edge's own 429 carries too."""
+        wait = retry_after_header(self.retry_after_seconds)
+        limit = self.metadata.get("limit")
+        return (
+            ("retry-after", wait),
+            *((("x-ratelimit-limit", limit),) if limit else ()),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", wait),
+        )
