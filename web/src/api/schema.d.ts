@@ -1875,6 +1875,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When the event happened.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly createTime?: string;
             /**
@@ -1929,6 +1930,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When it was written.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly createTime?: string;
             /** @description The author's card as this viewer sees it (as Post.author). */
@@ -1967,11 +1969,13 @@ export interface components {
             /**
              * Format: date-time
              * @description When it was created.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly createTime?: string;
             /**
              * Format: date-time
              * @description Last activity (message or change): the sort key of ListConversations.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly updateTime?: string;
             /**
@@ -2134,6 +2138,7 @@ export interface components {
             /**
              * Format: date-time
              * @description Unused tickets stop working at this time (60 s after minting).
+             * @example 2026-12-05T18:30:00Z
              */
             readonly expireTime?: string;
             /**
@@ -2248,6 +2253,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When the follow was made.
+             * @example 2026-12-05T18:30:00Z
              */
             createTime?: string;
             /**
@@ -2267,6 +2273,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When they asked.
+             * @example 2026-12-05T18:30:00Z
              */
             createTime?: string;
             /**
@@ -2340,6 +2347,7 @@ export interface components {
             /**
              * Format: date-time
              * @description Server clock.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly serverTime?: string;
         };
@@ -2361,11 +2369,15 @@ export interface components {
              * @description Position on screen (0 = top), as the client laid it out.
              */
             position?: number;
-            /** @description How long it was on screen. */
+            /**
+             * @description How long it was on screen.
+             * @example 20s
+             */
             dwell?: string;
             /**
              * Format: date-time
              * @description When it was displayed (client clock).
+             * @example 2026-12-05T18:30:00Z
              */
             displayTime?: string;
         };
@@ -2512,6 +2524,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When the caller put it on the list.
+             * @example 2026-12-05T18:30:00Z
              */
             createTime?: string;
             /**
@@ -2622,6 +2635,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When it was uploaded.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly createTime?: string;
             /** @description Alt text, at most 1,500 characters. */
@@ -2664,6 +2678,7 @@ export interface components {
             /**
              * Format: date-time
              * @description Last change (upload, processing or alt text).
+             * @example 2026-12-05T18:30:00Z
              */
             readonly updateTime?: string;
         };
@@ -2739,6 +2754,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When they joined.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly joinTime?: string;
             /**
@@ -2805,6 +2821,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When the server accepted it.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly createTime?: string;
             /** @description Attached media (up to 4): the sender's own uploads, READY (media service). */
@@ -2818,11 +2835,13 @@ export interface components {
             /**
              * Format: date-time
              * @description When the text was last edited.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly updateTime?: string;
             /**
              * Format: date-time
              * @description Set when deleted: the message is a tombstone.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly deleteTime?: string;
             /** @description Reactions by emoji. */
@@ -2901,6 +2920,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When the group was created.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly createTime?: string;
             /** @description What groups it: same type and same post (or same day for follows). */
@@ -2915,6 +2935,7 @@ export interface components {
             /**
              * Format: date-time
              * @description The latest activity in the group.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly latestTime?: string;
             /** @description Comment snippet (comments and mentions), at most 140 characters. */
@@ -2993,6 +3014,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When it was published.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly createTime?: string;
             /**
@@ -3081,6 +3103,7 @@ export interface components {
             /**
              * Format: date-time
              * @description Last activity seen from any of their devices.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly lastActiveTime?: string;
         };
@@ -3107,6 +3130,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When it was registered.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly createTime?: string;
         };
@@ -3172,6 +3196,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly readTime?: string;
         };
@@ -3268,6 +3293,7 @@ export interface components {
             /**
              * Format: date-time
              * @description When they reposted it.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly createTime?: string;
         };
@@ -3343,7 +3369,10 @@ export interface components {
              * @constant
              */
             "@type": "type.googleapis.com/google.rpc.RetryInfo";
-            /** @description Clients should wait at least this long between retrying the same request. */
+            /**
+             * @description Clients should wait at least this long between retrying the same request.
+             * @example 20s
+             */
             retryDelay?: string;
         };
         /** @description The post after saving. */
@@ -3392,7 +3421,10 @@ export interface components {
         };
         /** @description Typing accepted. */
         SendTypingResponse: {
-            /** @description How long the indicator lasts without a renewal. */
+            /**
+             * @description How long the indicator lasts without a renewal.
+             * @example 20s
+             */
             ttl?: string;
         };
         /** @description A signed-in session of the account. */
@@ -3405,11 +3437,13 @@ export interface components {
             /**
              * Format: date-time
              * @description When it signed in.
+             * @example 2026-12-05T18:30:00Z
              */
             createTime?: string;
             /**
              * Format: date-time
              * @description When its refresh token was last rotated (unset: never).
+             * @example 2026-12-05T18:30:00Z
              */
             lastRefreshTime?: string;
             /** @description Whether this is the session of the caller's access token. */
@@ -3460,14 +3494,19 @@ export interface components {
             /**
              * @description HELLO: how often heartbeats arrive; a client that hears nothing for two
              *     intervals reconnects.
+             * @example 20s
              */
             readonly heartbeatInterval?: string;
             /**
              * Format: date-time
              * @description HELLO: server clock.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly serverTime?: string;
-            /** @description RECONNECT: wait this long (jittered) before reconnecting. */
+            /**
+             * @description RECONNECT: wait this long (jittered) before reconnecting.
+             * @example 20s
+             */
             readonly retryAfter?: string;
             /** @description Human-readable reason. */
             readonly reason: string;
@@ -3598,7 +3637,10 @@ export interface components {
             readonly userId: string;
             /** @description True while typing. */
             readonly typing: boolean;
-            /** @description Treat as stopped after this long without a renewal. */
+            /**
+             * @description Treat as stopped after this long without a renewal.
+             * @example 20s
+             */
             readonly ttl?: string;
         };
         /** @description Empty acknowledgement. */
@@ -3688,11 +3730,13 @@ export interface components {
             /**
              * Format: date-time
              * @description When the account was created.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly createTime?: string;
             /**
              * Format: date-time
              * @description When the profile last changed.
+             * @example 2026-12-05T18:30:00Z
              */
             readonly updateTime?: string;
             /**
