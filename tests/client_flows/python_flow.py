@@ -5,7 +5,8 @@ the edge's /openapi.json (tests/test_generated_clients.py generates it as the pa
     python python_flow.py http://127.0.0.1:8080
 
 Register two accounts, log in, upload an image and wait until it is READY, post it,
-follow, read the home feed, like, list notifications, and read an error as a Status.
+follow, read the home feed, like, list notifications, read an error as a Status, and
+parse an enum value this client does not know.
 Any type or runtime error fails the run.
 """
 
@@ -28,7 +29,9 @@ from socialmesh_client.api.user_service import create_user, get_user, login
 from socialmesh_client.models import (
     CreateUserRequest,
     ErrorInfo,
+    FeedItem,
     FeedKind,
+    FeedReason,
     FollowState,
     LoginRequest,
     MediaState,
@@ -129,6 +132,9 @@ def main(base_url: str) -> None:
     assert isinstance(missing, Status), missing
     assert missing.code == 5  # NOT_FOUND
     reasons = [d.reason for d in missing.details or [] if isinstance(d, ErrorInfo)]
+    # Enums are open: a value a newer server adds parses as a plain string.
+    item = FeedItem.from_dict({"postId": "1", "reason": "FEED_REASON_NEW", "trackingToken": ""})
+    assert item.reason == "FEED_REASON_NEW" and not isinstance(item.reason, FeedReason)
     print(f"flow ok: post {post.post_id}, media {media.media_id}, error reasons {reasons}")
 
 
