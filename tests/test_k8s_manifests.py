@@ -514,6 +514,8 @@ def test_rendered_envoy_config_fits_the_edge(rendered_envoy: Doc) -> None:
         if d["kind"] == "Service"
     }
     upstreams = set()
+    clusters = {c["name"] for c in rendered_envoy["static_resources"]["clusters"]}
+    assert "web-app" in clusters, "the documented edge config routes the web app (--app-files)"
     for cluster in rendered_envoy["static_resources"]["clusters"]:
         if cluster["name"] == "otel_collector":
             # The OpenTelemetry Collector is deployed beside, not by, these manifests
