@@ -93,18 +93,30 @@ async def test_comments_carry_their_authors_cards_and_blocks_hide_them(posts, gr
         metadata=blocker.md,
     )
     await graph.BlockUser(graph_pb2.BlockUserRequest(user_id=commenter.id), metadata=blocker.md)
+    await posts.CreateComment(
+        post_pb2.CreateCommentRequest(
+            post_id=post.post_id, comment=post_pb2.Comment(text=f"cc @{blocker.handle}")
+        ),
+        metadata=author.md,
+    )
 
     listed = await posts.ListComments(
         post_pb2.ListCommentsRequest(post_id=post.post_id), metadata=commenter.md
     )
-    # The account that blocks the viewer is neither listed nor carded.
-    assert [c.author.user_id for c in listed.comments] == [commenter.id]
-    (comment,) = listed.comments
+    # The account that blocks the viewer is neither listed nor carded, nor a facet.
+    assert [c.author.user_id for c in listed.comments] == [commenter.id, author.id]
+    comment, cc = listed.comments
     assert _facets(comment) == [("mention", f"{author.id}:{author.handle}", 3, 3)]
+    assert _facets(cc) == []
     for_author = await posts.ListComments(
         post_pb2.ListCommentsRequest(post_id=post.post_id), metadata=author.md
     )
-    assert {c.author.user_id for c in for_author.comments} == {commenter.id, blocker.id}
+    assert {c.author.user_id for c in for_author.comments} == {
+        commenter.id,
+        blocker.id,
+        author.id,
+    }
+    assert _facets(for_author.comments[-1]) == [("mention", f"{blocker.id}:{blocker.handle}", 3, 3)]
 
 
 async def test_facets_give_mentions_links_and_tags_with_byte_and_char_ranges(
