@@ -212,3 +212,21 @@ test("the session survives a reload (httpOnly refresh cookie)", async ({ browser
   await expect(page.getByRole("tab", { name: "For you" })).toBeVisible();
   await context.close();
 });
+
+test("a new post from someone you follow shows the 'new posts' pill", async ({ browser, request }) => {
+  const reader = await createAccount(request, "pill");
+  const writer = await createAccount(request, "pw");
+  await apiFollow(request, reader, writer);
+  await apiPost(request, writer, `first post ${writer.handle}`);
+  const { context, page } = await signedInPage(browser, reader.handle);
+  await page.getByRole("tab", { name: "Following" }).click();
+  await expect(page.getByTestId("post").filter({ hasText: `first post ${writer.handle}` })).toBeVisible();
+  const text = `newer post ${writer.handle}`;
+  await apiPost(request, writer, text);
+  // the pill polls every 30 s
+  const pill = page.getByRole("button", { name: /new post/ });
+  await expect(pill).toBeVisible({ timeout: 45_000 });
+  await pill.click();
+  await expect(page.getByTestId("post").filter({ hasText: text })).toBeVisible();
+  await context.close();
+});

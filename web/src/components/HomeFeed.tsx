@@ -1,4 +1,5 @@
 "use client";
+import Link from "next/link";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useWindowVirtualizer } from "@tanstack/react-virtual";
 import { useEffect, useMemo, useRef, useState } from "react";
@@ -115,7 +116,7 @@ export function HomeFeed({ kind }: { kind: FeedKind }) {
       />
       {items.length === 0 ? (
         <EmptyState title={kind === "FEED_KIND_FOLLOWING" ? "Nothing here yet" : "No posts for you yet"}>
-          Follow people to see their posts here. Try <a className="link" href="/search">Search</a> to find someone.
+          Follow people to see their posts here. Try <Link className="link" href="/search">Search</Link> to find someone.
         </EmptyState>
       ) : null}
       <div ref={listRef} role="feed" aria-busy={isFetchingNextPage} aria-label={kind === "FEED_KIND_RANKED" ? "For you" : "Following"} data-testid="feed-list" style={{ height: virtualizer.getTotalSize(), position: "relative" }}>
