@@ -135,7 +135,7 @@ async def test_refresh_reads_the_cookie_and_answers_with_one(users):
     (set_cookie,) = [v for k, v in await call.initial_metadata() if k == "set-cookie"]
     token = set_cookie.split(";")[0].removeprefix("sm_refresh=")
     assert token and "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
-    assert "Path=/v1/auth" in set_cookie and "Secure" in set_cookie
+    assert "Path=/v1/auth:refresh" in set_cookie and "Secure" in set_cookie
     assert f"Max-Age={30 * 24 * 3600}" in set_cookie
     call = users.RefreshToken(
         user_pb2.RefreshTokenRequest(),
@@ -149,6 +149,16 @@ async def test_refresh_reads_the_cookie_and_answers_with_one(users):
     await call
     (cleared,) = [v for k, v in await call.initial_metadata() if k == "set-cookie"]
     assert cleared.startswith("sm_refresh=;") and "Max-Age=0" in cleared
+    # Refreshing with a dead cookie fails and clears it.
+    err = await refused(
+        users.RefreshToken(
+            user_pb2.RefreshTokenRequest(),
+            metadata=[*cookie_mode, ("cookie", f"sm_refresh={token}")],
+        )
+    )
+    assert reason_of(err) == "SESSION_ENDED"
+    dropped = dict(err.trailing_metadata() or ())["set-cookie"]
+    assert dropped.startswith("sm_refresh=;") and "Max-Age=0" in dropped
 
 
 async def test_sessions_are_listed_to_their_owner_and_end_everywhere(users):

@@ -39,7 +39,12 @@ def test_refresh_cookie_round_trip_through_the_edge(client: httpx.Client, stack:
     token = cookie.split(";")[0].removeprefix("sm_refresh=")
     assert token
     attributes = [a.strip() for a in cookie.split(";")[1:]]
-    assert attributes == ["HttpOnly", "SameSite=Strict", "Path=/v1/auth", f"Max-Age={30 * 86400}"]
+    assert attributes == [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/v1/auth:refresh",
+        f"Max-Age={30 * 86400}",
+    ]
 
     # `Secure` follows the scheme the edge itself was reached by (plain http here): a
     # client's own x-forwarded-proto is not believed.
@@ -70,6 +75,7 @@ def test_refresh_cookie_round_trip_through_the_edge(client: httpx.Client, stack:
     )
     assert again.status_code == 401
     assert error_info(again.json())["reason"] == "SESSION_ENDED"
+    assert "Max-Age=0" in sm_refresh(again)  # the dead cookie is dropped
 
     # Without a token in body or cookie: 400 naming the field, as the client spells it.
     none = client.post("/v1/auth:refresh", json={})

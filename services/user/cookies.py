@@ -5,7 +5,7 @@ never reads can. The contract (promised to the web app):
 
 * `POST /v1/auth:login` and `POST /v1/auth:refresh` with the request header
   `x-refresh-token-transport: cookie` answer with
-  `Set-Cookie: sm_refresh=<token>; HttpOnly; SameSite=Strict; Path=/v1/auth; Max-Age=<ttl>`
+  `Set-Cookie: sm_refresh=<token>; HttpOnly; SameSite=Strict; Path=/v1/auth:refresh; Max-Age=<ttl>`
   (plus `Secure` when the request came over https, `x-forwarded-proto: https`) and
   leave `refreshToken` empty in the body;
 * `POST /v1/auth:refresh` with an empty `refreshToken` reads the `sm_refresh` cookie;
@@ -21,7 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 COOKIE_NAME = "sm_refresh"
-COOKIE_PATH = "/v1/auth"
+#: Exactly the refresh call: a browser sends a cookie only to paths its Path covers
+#: (RFC 6265 5.1.4), and "/v1/auth" does not cover "/v1/auth:refresh" (no "/" after
+#: it). Logout clears it with the same Path without needing to receive it.
+COOKIE_PATH = "/v1/auth:refresh"
 TRANSPORT_HEADER = "x-refresh-token-transport"
 
 

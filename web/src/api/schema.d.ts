@@ -2851,6 +2851,12 @@ export interface components {
              *     clients render without another call. Empty on a deleted message.
              */
             readonly media: components["schemas"]["Media"][];
+            /**
+             * @description The sender's card as the caller sees it (as Member.user), so a message
+             *     list renders without the conversation. Filled by ListMessages (not in
+             *     events); absent for an account that blocks the caller.
+             */
+            readonly sender?: components["schemas"]["User"];
         };
         /** @description A message was deleted (its tombstone). */
         MessageDeleted: {

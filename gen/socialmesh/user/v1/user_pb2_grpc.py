@@ -201,7 +201,7 @@ class UserServiceServicer:
         session), so two tabs refreshing at once both stay signed in.
         Browsers: with the request header `x-refresh-token-transport: cookie` the
         new refresh token comes as the `sm_refresh` cookie (HttpOnly, SameSite=Strict,
-        Path=/v1/auth) and `refresh_token` stays empty; a request with an empty
+        Path=/v1/auth:refresh) and `refresh_token` stays empty; a request with an empty
         `refresh_token` reads that cookie. Public (the refresh token is the credential).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -71,7 +71,7 @@ class UserServiceStub:
     session), so two tabs refreshing at once both stay signed in.
     Browsers: with the request header `x-refresh-token-transport: cookie` the
     new refresh token comes as the `sm_refresh` cookie (HttpOnly, SameSite=Strict,
-    Path=/v1/auth) and `refresh_token` stays empty; a request with an empty
+    Path=/v1/auth:refresh) and `refresh_token` stays empty; a request with an empty
     `refresh_token` reads that cookie. Public (the refresh token is the credential).
     """
     Logout: _grpc.UnaryUnaryMultiCallable[_user_pb2.LogoutRequest, _user_pb2.LogoutResponse]
@@ -195,7 +195,7 @@ class UserServiceAsyncStub(UserServiceStub):
     session), so two tabs refreshing at once both stay signed in.
     Browsers: with the request header `x-refresh-token-transport: cookie` the
     new refresh token comes as the `sm_refresh` cookie (HttpOnly, SameSite=Strict,
-    Path=/v1/auth) and `refresh_token` stays empty; a request with an empty
+    Path=/v1/auth:refresh) and `refresh_token` stays empty; a request with an empty
     `refresh_token` reads that cookie. Public (the refresh token is the credential).
     """
     Logout: _aio.UnaryUnaryMultiCallable[_user_pb2.LogoutRequest, _user_pb2.LogoutResponse]  # type: ignore[assignment]
@@ -346,7 +346,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         session), so two tabs refreshing at once both stay signed in.
         Browsers: with the request header `x-refresh-token-transport: cookie` the
         new refresh token comes as the `sm_refresh` cookie (HttpOnly, SameSite=Strict,
-        Path=/v1/auth) and `refresh_token` stays empty; a request with an empty
+        Path=/v1/auth:refresh) and `refresh_token` stays empty; a request with an empty
         `refresh_token` reads that cookie. Public (the refresh token is the credential).
         """
 
