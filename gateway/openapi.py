@@ -431,8 +431,8 @@ def _query_parameters(
             continue
         parameter: dict[str, Any] = {"name": path, "in": "query"}
         schema = schemas.field(f, "in")
-        if "description" in schema:
-            parameter["description"] = schema.pop("description")
+        if "description" in schema:  # on both: openapi-python-client reads the schema's
+            parameter["description"] = schema["description"]
         if field_behavior_pb2.REQUIRED in _behaviors(f) and not prefix:
             parameter["required"] = True
         if f.is_repeated:
@@ -458,11 +458,11 @@ def _path_parameter(
     description = schema.pop("description", "")
     bound = f"Binds `{variable}`." if "." in variable else ""
     parameter: dict[str, Any] = {"name": f.json_name, "in": "path", "required": True}
-    text = " ".join(t for t in (description, bound) if t)
-    if text:
-        parameter["description"] = text
     if "anyOf" in schema:
         schema = {"type": "string"}
+    text = " ".join(t for t in (description, bound) if t)
+    if text:  # on both: openapi-python-client reads the schema's
+        parameter["description"] = schema["description"] = text
     parameter["schema"] = schema
     return parameter
 
