@@ -137,6 +137,7 @@ async def test_reactions_say_which_are_mine(chat, make_person):
         )
         (listed,) = [m for m in page.messages if m.message_id == message.message_id]
         assert {r.emoji for r in listed.reactions if r.reacted_by_me} == mine
+        assert listed.sender.user_id == friend.id and listed.sender.handle == friend.handle
 
 
 async def test_message_media_is_the_slim_view(chat, make_person, mesh):

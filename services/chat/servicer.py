@@ -657,6 +657,12 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             viewer_id=caller.user_id,
         )
         reply = chat_pb2.ListMessagesResponse(messages=messages[:size])
+        senders = await self.ready(self._cards).get_many(
+            caller.user_id, (m.sender_id for m in reply.messages)
+        )
+        for message in reply.messages:
+            if message.sender_id in senders:
+                message.sender.CopyFrom(senders[message.sender_id])
         if len(messages) > size:
             reply.next_page_token = self._rt.page_tokens.encode(
                 scope, {"s": messages[size - 1].sequence, "d": "f" if after is not None else "b"}

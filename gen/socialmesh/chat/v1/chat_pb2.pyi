@@ -432,6 +432,7 @@ class Message(_message.Message):
     DELETE_TIME_FIELD_NUMBER: _builtins.int
     REACTIONS_FIELD_NUMBER: _builtins.int
     MEDIA_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
     message_id: _builtins.int
     """Time-ordered 64-bit id."""
     conversation_id: _builtins.int
@@ -474,6 +475,13 @@ class Message(_message.Message):
         clients render without another call. Empty on a deleted message.
         """
 
+    @_builtins.property
+    def sender(self) -> _user_pb2.User:
+        """The sender's card as the caller sees it (as Member.user), so a message
+        list renders without the conversation. Filled by ListMessages (not in
+        events); absent for an account that blocks the caller.
+        """
+
     def __init__(
         self,
         *,
@@ -489,10 +497,11 @@ class Message(_message.Message):
         delete_time: _timestamp_pb2.Timestamp | None = ...,
         reactions: _abc.Iterable[Global___ReactionCount] | None = ...,
         media: _abc.Iterable[_media_pb2.Media] | None = ...,
+        sender: _user_pb2.User | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_reply_to_message_id", b"_reply_to_message_id", "create_time", b"create_time", "delete_time", b"delete_time", "reply_to_message_id", b"reply_to_message_id", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_reply_to_message_id", b"_reply_to_message_id", "create_time", b"create_time", "delete_time", b"delete_time", "reply_to_message_id", b"reply_to_message_id", "sender", b"sender", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reply_to_message_id", b"_reply_to_message_id", "conversation_id", b"conversation_id", "create_time", b"create_time", "delete_time", b"delete_time", "media", b"media", "media_ids", b"media_ids", "message_id", b"message_id", "reactions", b"reactions", "reply_to_message_id", b"reply_to_message_id", "sender_id", b"sender_id", "sequence", b"sequence", "text", b"text", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reply_to_message_id", b"_reply_to_message_id", "conversation_id", b"conversation_id", "create_time", b"create_time", "delete_time", b"delete_time", "media", b"media", "media_ids", b"media_ids", "message_id", b"message_id", "reactions", b"reactions", "reply_to_message_id", b"reply_to_message_id", "sender", b"sender", "sender_id", b"sender_id", "sequence", b"sequence", "text", b"text", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__reply_to_message_id: _TypeAlias = _typing.Literal["reply_to_message_id"]  # noqa: Y015
     _WhichOneofArgType__reply_to_message_id: _TypeAlias = _typing.Literal["_reply_to_message_id", b"_reply_to_message_id"]  # noqa: Y015
