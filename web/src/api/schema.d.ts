@@ -2341,6 +2341,12 @@ export interface components {
             posts: components["schemas"]["Post"][];
             /** @description Cards of the posts' authors and reposters. */
             authors: components["schemas"]["User"][];
+            /**
+             * @description Set only with `partial`: ask again after this long, when the rebuild has
+             *     likely filled the page (the first read of a returning user starts it).
+             * @example 20s
+             */
+            readonly retryAfter?: string;
         };
         /** @description Keeps streams alive through proxies; carries the current cursor. */
         Heartbeat: {
