@@ -84,6 +84,7 @@ async def test_following_feed_side_loads_posts_and_authors(feed, posts, graph, m
     await follow(graph, fan, idol)
     first = await read(feed, fan)
     assert first.partial and not first.items  # a cold timeline is rebuilt and flagged
+    assert first.retry_after.ToMilliseconds() > 0  # ...with when to ask again
     post = await publish(posts, idol, "hi #feed")
 
     async def arrived() -> bool:
@@ -92,6 +93,7 @@ async def test_following_feed_side_loads_posts_and_authors(feed, posts, graph, m
     await eventually(arrived)
     reply = await read(feed, fan)
     assert not reply.partial and reply.kind == FOLLOWING
+    assert not reply.HasField("retry_after")
     assert [i.post_id for i in reply.items] == [post.post_id]
     assert reply.items[0].reason == feed_pb2.FEED_REASON_FOLLOWING
     assert [p.post_id for p in reply.posts] == [post.post_id] and reply.posts[0].text == "hi #feed"

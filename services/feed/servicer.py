@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import field_mask_pb2
+from google.protobuf import duration_pb2, field_mask_pb2
 from google.protobuf.message import Message
 from prometheus_client import Histogram
 from socialmesh.feed.v1 import feed_pb2, feed_pb2_grpc
@@ -115,6 +115,9 @@ SHARE_KEY_TTL_SECONDS = 30 * 86400
 BACKFILL_PER_AUTHOR = 20
 #: A rebuild reads at most this many followed accounts (ListFollowing pages of 1,000).
 REBUILD_MAX_FOLLOWING = 5000
+#: A partial page's `retry_after`: a returning user's rebuild (one read of each
+#: followee's recent posts, in the background) takes well under this.
+PARTIAL_RETRY_SECONDS = 1.0
 #: How many FOLLOWING entries a RANKED session scores (plus up to SOURCE_CAP per
 #: out-of-network source).
 RANK_CANDIDATES = 200
@@ -963,6 +966,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             newer_page_token=tokens.encode(f"feed:{viewer}:{FOLLOWING}", page.newer_position),
             new_item_count=page.new_item_count,
             partial=partial,
+            retry_after=_duration(PARTIAL_RETRY_SECONDS) if partial else None,
             kind=page.kind,  # type: ignore[arg-type]
             posts=[page.posts[p] for p in post_ids],
         )
@@ -1254,3 +1258,9 @@ def _utc(meta: EventMeta) -> EventMeta:
     if meta.occur_time.tzinfo is not None:
         return meta
     return dataclasses.replace(meta, occur_time=meta.occur_time.replace(tzinfo=UTC))
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromMilliseconds(int(seconds * 1000))
+    return value

@@ -293,6 +293,7 @@ class GetHomeFeedResponse(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     POSTS_FIELD_NUMBER: _builtins.int
     AUTHORS_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """Token for older items; empty when there are none (and on a page fetched
     with a newer_page_token, whose older items the client already has).
@@ -323,6 +324,12 @@ class GetHomeFeedResponse(_message.Message):
     def authors(self) -> _containers.RepeatedCompositeFieldContainer[_user_pb2.User]:
         """Cards of the posts' authors and reposters."""
 
+    @_builtins.property
+    def retry_after(self) -> _duration_pb2.Duration:
+        """Set only with `partial`: ask again after this long, when the rebuild has
+        likely filled the page (the first read of a returning user starts it).
+        """
+
     def __init__(
         self,
         *,
@@ -334,10 +341,11 @@ class GetHomeFeedResponse(_message.Message):
         kind: Global___FeedKind.ValueType = ...,
         posts: _abc.Iterable[_post_pb2.Post] | None = ...,
         authors: _abc.Iterable[_user_pb2.User] | None = ...,
+        retry_after: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retry_after", b"retry_after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authors", b"authors", "items", b"items", "kind", b"kind", "new_item_count", b"new_item_count", "newer_page_token", b"newer_page_token", "next_page_token", b"next_page_token", "partial", b"partial", "posts", b"posts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authors", b"authors", "items", b"items", "kind", b"kind", "new_item_count", b"new_item_count", "newer_page_token", b"newer_page_token", "next_page_token", b"next_page_token", "partial", b"partial", "posts", b"posts", "retry_after", b"retry_after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
