@@ -750,7 +750,8 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
     async def RefreshToken(
         self, request: user_pb2.RefreshTokenRequest, context: grpc.aio.ServicerContext
     ) -> user_pb2.RefreshTokenResponse:
-        presented = request.refresh_token or cookies.refresh_cookie(context.invocation_metadata())
+        metadata = context.invocation_metadata()
+        presented = request.refresh_token or cookies.refresh_cookie(metadata)
         v = Violations()
         v.check(
             0 < len(presented) <= 256,
@@ -769,6 +770,12 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         except SessionRevoked as revoked:
             # The session's unexpired access tokens die with it, in every service.
             await self._revocations().revoke_session(revoked.session_id)
+            if not request.refresh_token:
+                revoked.response_headers.append(cookies.clear_cookie(metadata))
+            raise
+        except Unauthenticated as refused:
+            if not request.refresh_token:  # a dead cookie: the browser drops it
+                refused.response_headers.append(cookies.clear_cookie(metadata))
             raise
         access, ttl = await self._issue_tokens(session.user_id, session.session_id)
         profile = await self._profile(session.user_id, session.user_id)
