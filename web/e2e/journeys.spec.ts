@@ -137,8 +137,9 @@ test("scrolling a long feed keeps the DOM bounded", async ({ browser }) => {
   const handle = process.env.E2E_FEED_HANDLE ?? "seed_1";
   const password = process.env.E2E_FEED_PASSWORD ?? "seed-password";
   const want = Number(process.env.E2E_FEED_MIN ?? 150);
+  const tab = process.env.E2E_FEED_TAB ?? "Following";
   const { context, page } = await signedInPage(browser, handle, password);
-  await page.getByRole("tab", { name: "Following" }).click();
+  await page.getByRole("tab", { name: tab }).click();
   await expect(page.getByTestId("post").first()).toBeVisible();
   let maxIndex = 0;
   let maxPosts = 0;
@@ -161,6 +162,8 @@ test("scrolling a long feed keeps the DOM bounded", async ({ browser }) => {
     maxNodes = Math.max(maxNodes, stats.nodes);
     if (stats.end && stats.index < want) break;
   }
+  test.info().annotations.push({ type: "feed", description: `rows reached ${maxIndex + 1}, at most ${maxPosts} posts and ${maxNodes} elements in the DOM` });
+  console.log(`feed: rows reached ${maxIndex + 1}, at most ${maxPosts} posts and ${maxNodes} elements in the DOM`);
   expect(maxIndex).toBeGreaterThanOrEqual(Math.min(want, 100));
   expect(maxPosts).toBeLessThan(40);
   expect(maxNodes).toBeLessThan(3000);
