@@ -172,3 +172,26 @@ def test_sign_out_ends_the_stream_and_its_unspent_tickets(
     r = httpx.get(spare, timeout=10)
     assert r.status_code == 401, r.text
     assert r.json()["details"][-1]["reason"] == "SESSION_ENDED"
+
+
+def test_the_uploader_hears_when_an_upload_is_ready(
+    client: httpx.Client, readers: list[EventSourceReader]
+) -> None:
+    from .media_support import image_bytes
+
+    _, headers = person(client)
+    stream = EventSourceReader(ticket_url(client, headers))
+    readers.append(stream)
+    stream.next("control")
+    r = client.post(
+        "/v1/media:upload",
+        content=image_bytes("PNG"),
+        headers={**headers, "content-type": "image/png"},
+    )
+    assert r.status_code == 200, r.text
+    media_id = r.json()["mediaId"]
+    status = json.loads(stream.next("mediaStatus", timeout=60)["data"])["mediaStatus"]
+    assert status["mediaId"] == media_id and status["state"] == "MEDIA_STATE_READY"
+    # Ready means ready: the post that needed polling before goes through at once.
+    r = client.post("/v1/posts", json={"text": "fresh", "mediaIds": [media_id]}, headers=headers)
+    assert r.status_code == 200, r.text

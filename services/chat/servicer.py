@@ -48,7 +48,9 @@ from services.kit.server import Runtime, ServicerBase, build_verifier
 from services.kit.tasks import cancel_and_wait
 from services.kit.validation import Violations, request_violations, strip_control_characters
 
+from . import media_status
 from .eventlog import EventLog, Head, Wakeups, decode_cursor, encode_cursor, event_at
+from .media_status import MediaStatusRelay
 from .presence import PresenceTracker
 from .sse import PATH as SSE_PATH
 from .sse import EventStreamServer, StreamTickets
@@ -158,6 +160,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._send_limit = RateLimiter(rt.redis, "chat-send", limit=120, window_seconds=60)
         self._tasks.append(asyncio.create_task(self._prune_forever(), name="chat-prune"))
         await self._start_notifications()
+        relay = MediaStatusRelay(rt.db, self._log, self._wakeups)
+        await self.consume(media_status.GROUP, relay.handlers(), start=media_status.START)
         self._tickets = StreamTickets(rt.redis)
         if self._config.http_port is not None:
             self.sse = EventStreamServer(

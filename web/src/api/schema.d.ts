@@ -1907,6 +1907,11 @@ export interface components {
             heartbeat?: components["schemas"]["Heartbeat"];
             /** @description Stream control. */
             control?: components["schemas"]["StreamControl"];
+            /**
+             * @description One of the caller's uploads finished processing (ready, or failed): no
+             *     need to poll GET /v1/media/{id} before posting it.
+             */
+            mediaStatus?: components["schemas"]["MediaStatus"];
         };
         /** @description A comment on a post. */
         Comment: {
@@ -2704,6 +2709,18 @@ export interface components {
          * @enum {string}
          */
         MediaState: "MEDIA_STATE_UNSPECIFIED" | "MEDIA_STATE_PROCESSING" | "MEDIA_STATE_READY" | "MEDIA_STATE_FAILED";
+        /** @description An upload of the caller's reached its final state. */
+        MediaStatus: {
+            /**
+             * Format: int64
+             * @description The media item.
+             */
+            mediaId: string;
+            /** @description MEDIA_STATE_READY or MEDIA_STATE_FAILED. */
+            state: components["schemas"]["MediaState"] | string;
+            /** @description Why processing failed (MEDIA_STATE_FAILED only; the owner's own upload). */
+            failureReason: string;
+        };
         /**
          * @description What kind of file it is (decided from its bytes).
          *

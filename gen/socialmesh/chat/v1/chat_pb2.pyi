@@ -943,6 +943,7 @@ class ChatEvent(_message.Message):
     UNREAD_COUNTS_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     CONTROL_FIELD_NUMBER: _builtins.int
+    MEDIA_STATUS_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """Resume point: pass the last one seen as `since`. Heartbeats and controls
     carry the current position too.
@@ -1003,6 +1004,12 @@ class ChatEvent(_message.Message):
     def control(self) -> Global___StreamControl:
         """Stream control."""
 
+    @_builtins.property
+    def media_status(self) -> Global___MediaStatus:
+        """One of the caller's uploads finished processing (ready, or failed): no
+        need to poll GET /v1/media/{id} before posting it.
+        """
+
     def __init__(
         self,
         *,
@@ -1021,16 +1028,47 @@ class ChatEvent(_message.Message):
         unread_counts: Global___UnreadCounts | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         control: Global___StreamControl | None = ...,
+        media_status: Global___MediaStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["control", b"control", "conversation_changed", b"conversation_changed", "create_time", b"create_time", "event", b"event", "heartbeat", b"heartbeat", "message", b"message", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "notification", b"notification", "presence", b"presence", "reaction", b"reaction", "read_receipt", b"read_receipt", "typing", b"typing", "unread_counts", b"unread_counts"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["control", b"control", "conversation_changed", b"conversation_changed", "create_time", b"create_time", "event", b"event", "heartbeat", b"heartbeat", "media_status", b"media_status", "message", b"message", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "notification", b"notification", "presence", b"presence", "reaction", b"reaction", "read_receipt", b"read_receipt", "typing", b"typing", "unread_counts", b"unread_counts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["control", b"control", "conversation_changed", b"conversation_changed", "create_time", b"create_time", "cursor", b"cursor", "event", b"event", "heartbeat", b"heartbeat", "message", b"message", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "notification", b"notification", "origin_request_id", b"origin_request_id", "presence", b"presence", "reaction", b"reaction", "read_receipt", b"read_receipt", "typing", b"typing", "unread_counts", b"unread_counts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["control", b"control", "conversation_changed", b"conversation_changed", "create_time", b"create_time", "cursor", b"cursor", "event", b"event", "heartbeat", b"heartbeat", "media_status", b"media_status", "message", b"message", "message_deleted", b"message_deleted", "message_updated", b"message_updated", "notification", b"notification", "origin_request_id", b"origin_request_id", "presence", b"presence", "reaction", b"reaction", "read_receipt", b"read_receipt", "typing", b"typing", "unread_counts", b"unread_counts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "message_updated", "message_deleted", "reaction", "typing", "read_receipt", "presence", "notification", "conversation_changed", "unread_counts", "heartbeat", "control"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["message", "message_updated", "message_deleted", "reaction", "typing", "read_receipt", "presence", "notification", "conversation_changed", "unread_counts", "heartbeat", "control", "media_status"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___ChatEvent: _TypeAlias = ChatEvent  # noqa: Y015
+
+@_typing.final
+class MediaStatus(_message.Message):
+    """An upload of the caller's reached its final state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    media_id: _builtins.int
+    """The media item."""
+    state: _media_pb2.MediaState.ValueType
+    """MEDIA_STATE_READY or MEDIA_STATE_FAILED."""
+    failure_reason: _builtins.str
+    """Why processing failed (MEDIA_STATE_FAILED only; the owner's own upload)."""
+    def __init__(
+        self,
+        *,
+        media_id: _builtins.int = ...,
+        state: _media_pb2.MediaState.ValueType = ...,
+        failure_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failure_reason", b"failure_reason", "media_id", b"media_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MediaStatus: _TypeAlias = MediaStatus  # noqa: Y015
 
 @_typing.final
 class CreateConversationRequest(_message.Message):
