@@ -56,7 +56,13 @@ test("compose a post with an image and alt text; it shows with srcset and size",
 test("the other screens have no serious accessibility problems", async ({ browser, request }) => {
   const me = await createAccount(request, "a11y");
   const { context, page } = await signedInPage(browser, me.handle);
+  await page.setViewportSize({ width: 360, height: 740 });
   for (const [path, heading] of [
+    ["/", "Home"],
+    ["/search", "Search"],
+    ["/notifications", "Notifications"],
+    ["/settings", "Settings"],
+    ["/profile?handle=seed_1", "Seed User 1"],
     ["/settings/profile", "Edit profile"],
     ["/follow-requests", "Follow requests"],
     ["/people?handle=seed_1&list=followers", "Seed User 1"],
@@ -66,6 +72,8 @@ test("the other screens have no serious accessibility problems", async ({ browse
     await expect(page.getByRole("heading", { name: heading, exact: true })).toBeVisible();
     await expect(page.getByRole("status")).toHaveCount(0);
     await expectAccessible(page, path);
+    // works at 360 px: nothing wider than the screen
+    expect(await page.evaluate(() => document.documentElement.scrollWidth), `${path} at 360 px`).toBeLessThanOrEqual(360);
   }
   await context.close();
 
