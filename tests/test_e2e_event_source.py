@@ -75,7 +75,7 @@ class EventSourceReader:
 
 
 @pytest.fixture
-def readers() -> Iterator[list[EventSourceReader]]:
+def sources() -> Iterator[list[EventSourceReader]]:
     opened: list[EventSourceReader] = []
     yield opened
     for reader in opened:
@@ -111,13 +111,13 @@ def say(client: httpx.Client, headers, conversation: str, text: str) -> None:
 
 
 def test_ticket_opens_a_stream_with_ids_event_names_and_resume(
-    client: httpx.Client, readers: list[EventSourceReader]
+    client: httpx.Client, sources: list[EventSourceReader]
 ) -> None:
     _, alice_h = person(client)
     bob, bob_h = person(client)
     url = ticket_url(client, bob_h)
     stream = EventSourceReader(url)
-    readers.append(stream)
+    sources.append(stream)
     hello = stream.next()
     assert stream.status == 200 and stream.content_type.startswith("text/event-stream")
     assert hello["retry"] == "2000"
@@ -138,7 +138,7 @@ def test_ticket_opens_a_stream_with_ids_event_names_and_resume(
     # missed arrives, nothing twice.
     say(client, alice_h, conversation, "while away")
     resumed = EventSourceReader(ticket_url(client, bob_h), {"Last-Event-ID": last_id})
-    readers.append(resumed)
+    sources.append(resumed)
     missed = resumed.next("message")
     assert json.loads(missed["data"])["message"]["text"] == "while away"
 
@@ -158,11 +158,11 @@ def test_stream_refusals(client: httpx.Client, stack: UpProcess) -> None:
 
 
 def test_sign_out_ends_the_stream_and_its_unspent_tickets(
-    client: httpx.Client, readers: list[EventSourceReader]
+    client: httpx.Client, sources: list[EventSourceReader]
 ) -> None:
     _, alice_h = person(client)
     stream = EventSourceReader(ticket_url(client, alice_h))
-    readers.append(stream)
+    sources.append(stream)
     stream.next("control")
     spare = ticket_url(client, alice_h)
     assert client.post("/v1/auth:logout", json={}, headers=alice_h).status_code == 200
@@ -175,13 +175,13 @@ def test_sign_out_ends_the_stream_and_its_unspent_tickets(
 
 
 def test_the_uploader_hears_when_an_upload_is_ready(
-    client: httpx.Client, readers: list[EventSourceReader]
+    client: httpx.Client, sources: list[EventSourceReader]
 ) -> None:
     from .media_support import image_bytes
 
     _, headers = person(client)
     stream = EventSourceReader(ticket_url(client, headers))
-    readers.append(stream)
+    sources.append(stream)
     stream.next("control")
     r = client.post(
         "/v1/media:upload",

@@ -47,7 +47,7 @@ from services.kit.relationships import on_relationship_events, set_block, set_fo
 from services.kit.search import fetch_planned_per_query, limit_anonymous
 from services.kit.validation import strip_control_characters
 
-from .store import PostRow
+from .store import POST_COLUMNS, PostRow
 
 MAX_POST_QUERY = 500
 MAX_TAG_QUERY = 100
@@ -157,13 +157,7 @@ VISIBLE = f"""
                                        OR (b.blocker_id = p.author_id AND b.blocked_id = $1)))
 """
 
-_COLUMNS = """
-p.post_id, p.author_id, p.text, p.media_ids, p.media, p.visibility, p.hashtags, p.mention_ids,
-p.like_count, p.comment_count, p.share_count, p.created_at,
-EXISTS (SELECT 1 FROM post.likes l WHERE l.post_id = p.post_id AND l.user_id = $1) AS is_liked,
-EXISTS (SELECT 1 FROM post.saves s WHERE s.post_id = p.post_id AND s.user_id = $1) AS is_saved,
-EXISTS (SELECT 1 FROM post.shares h WHERE h.post_id = p.post_id AND h.user_id = $1) AS is_shared
-"""
+_COLUMNS = POST_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ def post_proto(row: PostRow) -> post_pb2.Post:
         is_saved=row.is_saved,
         is_shared=row.is_shared,
         create_time=from_datetime(row.created_at),
+        edit_time=from_datetime(row.edit_time) if row.edit_time else None,
     )
 
 
@@ -473,6 +474,33 @@ class PostServicer(ServicerBase, post_pb2_grpc.PostServiceServicer):
             posts=[shown_post(r, viewer, cards) for r in shown],
             authors=[cards[a] for a in authors if a in cards],
         )
+
+    async def UpdatePost(
+        self, request: post_pb2.UpdatePostRequest, context: grpc.aio.ServicerContext
+    ) -> post_pb2.Post:
+        caller = require_caller()
+        v = Violations()
+        paths = list(request.update_mask.paths) or ["text"]
+        v.check(paths == ["text"], "update_mask", 'only "text" can be edited')
+        v.check(request.HasField("post"), "post", "required")
+        v.raise_if_any()
+        row = await self._visible_post(request.post.post_id, caller.user_id)
+        if row.author_id != caller.user_id:
+            raise PermissionDenied("only the author may edit a post", reason=Reason.NOT_OWNER)
+        body = text_rules.clean(request.post.text)
+        v.check(len(body) <= MAX_TEXT, "post.text", f"at most {MAX_TEXT} characters")
+        v.check(bool(body) or bool(row.media_ids), "post.text", "required unless media is attached")
+        v.raise_if_any()
+        await self.ready(self._post_limit).enforce(str(caller.user_id), "posts")
+        mention_ids = await self._resolve_mentions(text_rules.mentioned_handles(body))
+        await self.store.edit_post(
+            row.post_id,
+            text=body,
+            hashtags=text_rules.hashtags(body),
+            mention_ids=mention_ids,
+        )
+        self.poke_relay()
+        return await self._reread(row.post_id, caller.user_id)
 
     async def DeletePost(
         self, request: post_pb2.DeletePostRequest, context: grpc.aio.ServicerContext

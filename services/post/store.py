@@ -25,18 +25,15 @@ SCHEMA = "post"
 #: How much of a comment its CommentCreated event carries (a notification preview).
 COMMENT_SNIPPET_CHARS = 140
 
-_POST_SELECT = """
-SELECT p.post_id, p.author_id, p.text, p.media_ids, p.media, p.visibility, p.hashtags,
-       p.mention_ids,
-       p.like_count, p.comment_count, p.share_count, p.created_at,
-       EXISTS (SELECT 1 FROM post.likes l WHERE l.post_id = p.post_id AND l.user_id = $1)
-         AS is_liked,
-       EXISTS (SELECT 1 FROM post.saves s WHERE s.post_id = p.post_id AND s.user_id = $1)
-         AS is_saved,
-       EXISTS (SELECT 1 FROM post.shares h WHERE h.post_id = p.post_id AND h.user_id = $1)
-         AS is_shared
-FROM post.posts p
+#: A PostRow's columns (`p` = post.posts, $1 = the viewer), for every read of posts.
+POST_COLUMNS = """
+p.post_id, p.author_id, p.text, p.media_ids, p.media, p.visibility, p.hashtags,
+p.mention_ids, p.like_count, p.comment_count, p.share_count, p.created_at, p.edit_time,
+EXISTS (SELECT 1 FROM post.likes l WHERE l.post_id = p.post_id AND l.user_id = $1) AS is_liked,
+EXISTS (SELECT 1 FROM post.saves s WHERE s.post_id = p.post_id AND s.user_id = $1) AS is_saved,
+EXISTS (SELECT 1 FROM post.shares h WHERE h.post_id = p.post_id AND h.user_id = $1) AS is_shared
 """
+_POST_SELECT = f"SELECT {POST_COLUMNS} FROM post.posts p\n"
 
 
 async def _count_tags(conn: asyncpg.Connection, tags: list[str], delta: int) -> None:
@@ -67,6 +64,8 @@ class PostRow:
     comment_count: int
     share_count: int
     created_at: datetime
+    #: When the author last edited the text (None: never).
+    edit_time: datetime | None = None
     is_liked: bool = False
     is_saved: bool = False
     is_shared: bool = False
@@ -317,6 +316,45 @@ class PostStore:
             post_pb2.VISIBILITY_PUBLIC,
         )
         return [RepostRef(**r) for r in rows]
+
+    async def edit_post(
+        self, post_id: int, *, text: str, hashtags: list[str], mention_ids: list[int]
+    ) -> None:
+        """New text (and what is read from it) for a live post, its tag counts moved,
+        PostEdited through the outbox: one transaction."""
+        async with self._db.transaction() as conn:
+            before = await conn.fetchrow(
+                """SELECT author_id, visibility, hashtags FROM post.posts
+                   WHERE post_id = $1 AND deleted_at IS NULL FOR UPDATE""",
+                post_id,
+            )
+            if before is None:
+                raise NotFound(f"post {post_id} not found")
+            edited = await conn.fetchval(
+                """UPDATE post.posts
+                   SET text = $2, hashtags = $3, mention_ids = $4,
+                       search_tsv = post.search_document($2), edit_time = now()
+                   WHERE post_id = $1 RETURNING edit_time""",
+                post_id,
+                text,
+                hashtags,
+                mention_ids,
+            )
+            if before["visibility"] == post_pb2.VISIBILITY_PUBLIC:
+                await _count_tags(conn, before["hashtags"], -1)
+                await _count_tags(conn, hashtags, +1)
+            await self._event(
+                conn,
+                events_pb2.PostEdited(
+                    post_id=post_id,
+                    author_id=before["author_id"],
+                    visibility=before["visibility"],
+                    hashtags=hashtags,
+                    previous_hashtags=before["hashtags"],
+                    edit_time=from_datetime(edited),
+                ),
+                post_id=post_id,
+            )
 
     async def delete_post(self, post_id: int) -> None:
         async with self._db.transaction() as conn:

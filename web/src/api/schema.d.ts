@@ -863,7 +863,14 @@ export interface paths {
         delete: operations["deletePost"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Edits a post's text (AIP-134
+         * @description Edits a post's text (AIP-134; `update_mask` "text", the only field a post
+         *     may change); only its author may. Hashtags, mentions and links are read
+         *     again from the new text, and the post says when it was last edited
+         *     (`edit_time`). Newly mentioned accounts are not notified.
+         */
+        patch: operations["updatePost"];
         trace?: never;
     };
     "/v1/posts/{postId}/comments": {
@@ -3072,6 +3079,13 @@ export interface components {
              *     the post itself and everywhere else.
              */
             readonly repost?: components["schemas"]["Repost"];
+            /**
+             * Format: date-time
+             * @description When the author last edited the text; absent on a post never edited
+             *     (clients show an "edited" marker with it).
+             * @example 2026-12-05T18:30:00Z
+             */
+            readonly editTime?: string;
         };
         /** @description A post as seen by one viewer. */
         PostInput: {
@@ -5432,6 +5446,46 @@ export interface operations {
                 };
                 content: {
                     "application/json": Record<string, never>;
+                };
+            };
+            /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Status"];
+                };
+            };
+        };
+    };
+    updatePost: {
+        parameters: {
+            query?: {
+                /** @description "text" (the default when empty): the only field an edit may change. */
+                updateMask?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Time-ordered 64-bit id. Binds `post.post_id`. */
+                postId: string;
+            };
+            cookie?: never;
+        };
+        /** @description The post with its new text; `post_id` names it. */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PostInput"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Post"];
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */

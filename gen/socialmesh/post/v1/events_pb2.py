@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from socialmesh.post.v1 import post_pb2 as socialmesh_dot_post_dot_v1_dot_post__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsocialmesh/post/v1/events.proto\x12\x12socialmesh.post.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dsocialmesh/post/v1/post.proto\"\xe1\x01\n\x0bPostCreated\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\x32\n\nvisibility\x18\x03 \x01(\x0e\x32\x1e.socialmesh.post.v1.Visibility\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08hashtags\x18\x05 \x03(\t\x12\x13\n\x0bmention_ids\x18\x06 \x03(\x03\x12\x11\n\tmedia_ids\x18\x07 \x03(\x03\x12\x0f\n\x07snippet\x18\x08 \x01(\t\"1\n\x0bPostDeleted\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\"E\n\tPostLiked\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x16\n\x0epost_author_id\x18\x03 \x01(\x03\"G\n\x0bPostUnliked\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x16\n\x0epost_author_id\x18\x03 \x01(\x03\"\xaa\x01\n\nPostShared\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x16\n\x0epost_author_id\x18\x03 \x01(\x03\x12\x32\n\nvisibility\x18\x04 \x01(\x0e\x32\x1e.socialmesh.post.v1.Visibility\x12.\n\nshare_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x0cPostUnshared\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x16\n\x0epost_author_id\x18\x03 \x01(\x03\"q\n\x0e\x43ommentCreated\x12\x12\n\ncomment_id\x18\x01 \x01(\x03\x12\x0f\n\x07post_id\x18\x02 \x01(\x03\x12\x11\n\tauthor_id\x18\x03 \x01(\x03\x12\x16\n\x0epost_author_id\x18\x04 \x01(\x03\x12\x0f\n\x07snippet\x18\x05 \x01(\t\"`\n\x0e\x43ommentDeleted\x12\x12\n\ncomment_id\x18\x01 \x01(\x03\x12\x0f\n\x07post_id\x18\x02 \x01(\x03\x12\x11\n\tauthor_id\x18\x03 \x01(\x03\x12\x16\n\x0epost_author_id\x18\x04 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsocialmesh/post/v1/events.proto\x12\x12socialmesh.post.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dsocialmesh/post/v1/post.proto\"\xe1\x01\n\x0bPostCreated\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\x32\n\nvisibility\x18\x03 \x01(\x0e\x32\x1e.socialmesh.post.v1.Visibility\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08hashtags\x18\x05 \x03(\t\x12\x13\n\x0bmention_ids\x18\x06 \x03(\x03\x12\x11\n\tmedia_ids\x18\x07 \x03(\x03\x12\x0f\n\x07snippet\x18\x08 \x01(\t\"\xc0\x01\n\nPostEdited\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\x32\n\nvisibility\x18\x03 \x01(\x0e\x32\x1e.socialmesh.post.v1.Visibility\x12\x10\n\x08hashtags\x18\x04 \x03(\t\x12\x19\n\x11previous_hashtags\x18\x05 \x03(\t\x12-\n\tedit_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\x0bPostDeleted\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\"E\n\tPostLiked\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x16\n\x0epost_author_id\x18\x03 \x01(\x03\"G\n\x0bPostUnliked\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x16\n\x0epost_author_id\x18\x03 \x01(\x03\"\xaa\x01\n\nPostShared\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x16\n\x0epost_author_id\x18\x03 \x01(\x03\x12\x32\n\nvisibility\x18\x04 \x01(\x0e\x32\x1e.socialmesh.post.v1.Visibility\x12.\n\nshare_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x0cPostUnshared\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x16\n\x0epost_author_id\x18\x03 \x01(\x03\"q\n\x0e\x43ommentCreated\x12\x12\n\ncomment_id\x18\x01 \x01(\x03\x12\x0f\n\x07post_id\x18\x02 \x01(\x03\x12\x11\n\tauthor_id\x18\x03 \x01(\x03\x12\x16\n\x0epost_author_id\x18\x04 \x01(\x03\x12\x0f\n\x07snippet\x18\x05 \x01(\t\"`\n\x0e\x43ommentDeleted\x12\x12\n\ncomment_id\x18\x01 \x01(\x03\x12\x0f\n\x07post_id\x18\x02 \x01(\x03\x12\x11\n\tauthor_id\x18\x03 \x01(\x03\x12\x16\n\x0epost_author_id\x18\x04 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,18 +35,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_POSTCREATED']._serialized_start=120
   _globals['_POSTCREATED']._serialized_end=345
-  _globals['_POSTDELETED']._serialized_start=347
-  _globals['_POSTDELETED']._serialized_end=396
-  _globals['_POSTLIKED']._serialized_start=398
-  _globals['_POSTLIKED']._serialized_end=467
-  _globals['_POSTUNLIKED']._serialized_start=469
-  _globals['_POSTUNLIKED']._serialized_end=540
-  _globals['_POSTSHARED']._serialized_start=543
-  _globals['_POSTSHARED']._serialized_end=713
-  _globals['_POSTUNSHARED']._serialized_start=715
-  _globals['_POSTUNSHARED']._serialized_end=787
-  _globals['_COMMENTCREATED']._serialized_start=789
-  _globals['_COMMENTCREATED']._serialized_end=902
-  _globals['_COMMENTDELETED']._serialized_start=904
-  _globals['_COMMENTDELETED']._serialized_end=1000
+  _globals['_POSTEDITED']._serialized_start=348
+  _globals['_POSTEDITED']._serialized_end=540
+  _globals['_POSTDELETED']._serialized_start=542
+  _globals['_POSTDELETED']._serialized_end=591
+  _globals['_POSTLIKED']._serialized_start=593
+  _globals['_POSTLIKED']._serialized_end=662
+  _globals['_POSTUNLIKED']._serialized_start=664
+  _globals['_POSTUNLIKED']._serialized_end=735
+  _globals['_POSTSHARED']._serialized_start=738
+  _globals['_POSTSHARED']._serialized_end=908
+  _globals['_POSTUNSHARED']._serialized_start=910
+  _globals['_POSTUNSHARED']._serialized_end=982
+  _globals['_COMMENTCREATED']._serialized_start=984
+  _globals['_COMMENTCREATED']._serialized_end=1097
+  _globals['_COMMENTDELETED']._serialized_start=1099
+  _globals['_COMMENTDELETED']._serialized_end=1195
 # @@protoc_insertion_point(module_scope)

@@ -89,6 +89,54 @@ class PostCreated(_message.Message):
 Global___PostCreated: _TypeAlias = PostCreated  # noqa: Y015
 
 @_typing.final
+class PostEdited(_message.Message):
+    """A post's text was edited by its author."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POST_ID_FIELD_NUMBER: _builtins.int
+    AUTHOR_ID_FIELD_NUMBER: _builtins.int
+    VISIBILITY_FIELD_NUMBER: _builtins.int
+    HASHTAGS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_HASHTAGS_FIELD_NUMBER: _builtins.int
+    EDIT_TIME_FIELD_NUMBER: _builtins.int
+    post_id: _builtins.int
+    """The post."""
+    author_id: _builtins.int
+    """Who wrote (and edited) it."""
+    visibility: _post_pb2.Visibility.ValueType
+    """Its visibility (unchanged by an edit)."""
+    @_builtins.property
+    def hashtags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Hashtags of the new text (lower-case)."""
+
+    @_builtins.property
+    def previous_hashtags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Hashtags the old text had."""
+
+    @_builtins.property
+    def edit_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was edited."""
+
+    def __init__(
+        self,
+        *,
+        post_id: _builtins.int = ...,
+        author_id: _builtins.int = ...,
+        visibility: _post_pb2.Visibility.ValueType = ...,
+        hashtags: _abc.Iterable[_builtins.str] | None = ...,
+        previous_hashtags: _abc.Iterable[_builtins.str] | None = ...,
+        edit_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["edit_time", b"edit_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "edit_time", b"edit_time", "hashtags", b"hashtags", "post_id", b"post_id", "previous_hashtags", b"previous_hashtags", "visibility", b"visibility"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostEdited: _TypeAlias = PostEdited  # noqa: Y015
+
+@_typing.final
 class PostDeleted(_message.Message):
     """A post was deleted."""
 

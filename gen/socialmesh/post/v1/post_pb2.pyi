@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -94,6 +95,7 @@ class Post(_message.Message):
     AUTHOR_FIELD_NUMBER: _builtins.int
     FACETS_FIELD_NUMBER: _builtins.int
     REPOST_FIELD_NUMBER: _builtins.int
+    EDIT_TIME_FIELD_NUMBER: _builtins.int
     post_id: _builtins.int
     """Time-ordered 64-bit id."""
     author_id: _builtins.int
@@ -160,6 +162,12 @@ class Post(_message.Message):
         the post itself and everywhere else.
         """
 
+    @_builtins.property
+    def edit_time(self) -> _timestamp_pb2.Timestamp:
+        """When the author last edited the text; absent on a post never edited
+        (clients show an "edited" marker with it).
+        """
+
     def __init__(
         self,
         *,
@@ -181,14 +189,45 @@ class Post(_message.Message):
         author: _user_pb2.User | None = ...,
         facets: _abc.Iterable[Global___Facet] | None = ...,
         repost: Global___Repost | None = ...,
+        edit_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "create_time", b"create_time", "repost", b"repost"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "create_time", b"create_time", "edit_time", b"edit_time", "repost", b"repost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "author_id", b"author_id", "comment_count", b"comment_count", "create_time", b"create_time", "facets", b"facets", "hashtags", b"hashtags", "is_liked", b"is_liked", "is_saved", b"is_saved", "is_shared", b"is_shared", "like_count", b"like_count", "media", b"media", "media_ids", b"media_ids", "mention_ids", b"mention_ids", "post_id", b"post_id", "repost", b"repost", "share_count", b"share_count", "text", b"text", "visibility", b"visibility"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "author_id", b"author_id", "comment_count", b"comment_count", "create_time", b"create_time", "edit_time", b"edit_time", "facets", b"facets", "hashtags", b"hashtags", "is_liked", b"is_liked", "is_saved", b"is_saved", "is_shared", b"is_shared", "like_count", b"like_count", "media", b"media", "media_ids", b"media_ids", "mention_ids", b"mention_ids", "post_id", b"post_id", "repost", b"repost", "share_count", b"share_count", "text", b"text", "visibility", b"visibility"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Post: _TypeAlias = Post  # noqa: Y015
+
+@_typing.final
+class UpdatePostRequest(_message.Message):
+    """Edits a post."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POST_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def post(self) -> Global___Post:
+        """The post with its new text; `post_id` names it."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """"text" (the default when empty): the only field an edit may change."""
+
+    def __init__(
+        self,
+        *,
+        post: Global___Post | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["post", b"post", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["post", b"post", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePostRequest: _TypeAlias = UpdatePostRequest  # noqa: Y015
 
 @_typing.final
 class Repost(_message.Message):

@@ -57,6 +57,11 @@ class PostServiceStub:
                 request_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchGetPostsRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchGetPostsResponse.FromString,
                 _registered_method=True)
+        self.UpdatePost = channel.unary_unary(
+                '/socialmesh.post.v1.PostService/UpdatePost',
+                request_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.UpdatePostRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.Post.FromString,
+                _registered_method=True)
         self.DeletePost = channel.unary_unary(
                 '/socialmesh.post.v1.PostService/DeletePost',
                 request_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.DeletePostRequest.SerializeToString,
@@ -172,6 +177,16 @@ class PostServiceServicer:
     def BatchGetPosts(self, request, context):
         """Reads up to 500 posts in one call; posts the caller may not see, and
         deleted or unknown ids, are left out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePost(self, request, context):
+        """Edits a post's text (AIP-134; `update_mask` "text", the only field a post
+        may change); only its author may. Hashtags, mentions and links are read
+        again from the new text, and the post says when it was last edited
+        (`edit_time`). Newly mentioned accounts are not notified.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -326,6 +341,11 @@ def add_PostServiceServicer_to_server(servicer, server):
                     servicer.BatchGetPosts,
                     request_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchGetPostsRequest.FromString,
                     response_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.BatchGetPostsResponse.SerializeToString,
+            ),
+            'UpdatePost': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePost,
+                    request_deserializer=socialmesh_dot_post_dot_v1_dot_post__pb2.UpdatePostRequest.FromString,
+                    response_serializer=socialmesh_dot_post_dot_v1_dot_post__pb2.Post.SerializeToString,
             ),
             'DeletePost': grpc.unary_unary_rpc_method_handler(
                     servicer.DeletePost,
@@ -501,6 +521,33 @@ class PostService:
             '/socialmesh.post.v1.PostService/BatchGetPosts',
             socialmesh_dot_post_dot_v1_dot_post__pb2.BatchGetPostsRequest.SerializeToString,
             socialmesh_dot_post_dot_v1_dot_post__pb2.BatchGetPostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.post.v1.PostService/UpdatePost',
+            socialmesh_dot_post_dot_v1_dot_post__pb2.UpdatePostRequest.SerializeToString,
+            socialmesh_dot_post_dot_v1_dot_post__pb2.Post.FromString,
             options,
             channel_credentials,
             insecure,

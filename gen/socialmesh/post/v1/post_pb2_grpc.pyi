@@ -51,6 +51,12 @@ class PostServiceStub:
     """Reads up to 500 posts in one call; posts the caller may not see, and
     deleted or unknown ids, are left out.
     """
+    UpdatePost: _grpc.UnaryUnaryMultiCallable[_post_pb2.UpdatePostRequest, _post_pb2.Post]
+    """Edits a post's text (AIP-134; `update_mask` "text", the only field a post
+    may change); only its author may. Hashtags, mentions and links are read
+    again from the new text, and the post says when it was last edited
+    (`edit_time`). Newly mentioned accounts are not notified.
+    """
     DeletePost: _grpc.UnaryUnaryMultiCallable[_post_pb2.DeletePostRequest, _empty_pb2.Empty]
     """Soft-deletes a post; only its author may."""
     ListUserPosts: _grpc.UnaryUnaryMultiCallable[_post_pb2.ListUserPostsRequest, _post_pb2.ListUserPostsResponse]
@@ -126,6 +132,12 @@ class PostServiceAsyncStub(PostServiceStub):
     BatchGetPosts: _aio.UnaryUnaryMultiCallable[_post_pb2.BatchGetPostsRequest, _post_pb2.BatchGetPostsResponse]  # type: ignore[assignment]
     """Reads up to 500 posts in one call; posts the caller may not see, and
     deleted or unknown ids, are left out.
+    """
+    UpdatePost: _aio.UnaryUnaryMultiCallable[_post_pb2.UpdatePostRequest, _post_pb2.Post]  # type: ignore[assignment]
+    """Edits a post's text (AIP-134; `update_mask` "text", the only field a post
+    may change); only its author may. Hashtags, mentions and links are read
+    again from the new text, and the post says when it was last edited
+    (`edit_time`). Newly mentioned accounts are not notified.
     """
     DeletePost: _aio.UnaryUnaryMultiCallable[_post_pb2.DeletePostRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Soft-deletes a post; only its author may."""
@@ -217,6 +229,18 @@ class PostServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_post_pb2.BatchGetPostsResponse, _abc.Awaitable[_post_pb2.BatchGetPostsResponse]]:
         """Reads up to 500 posts in one call; posts the caller may not see, and
         deleted or unknown ids, are left out.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdatePost(
+        self,
+        request: _post_pb2.UpdatePostRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_post_pb2.Post, _abc.Awaitable[_post_pb2.Post]]:
+        """Edits a post's text (AIP-134; `update_mask` "text", the only field a post
+        may change); only its author may. Hashtags, mentions and links are read
+        again from the new text, and the post says when it was last edited
+        (`edit_time`). Newly mentioned accounts are not notified.
         """
 
     @_abc_1.abstractmethod
