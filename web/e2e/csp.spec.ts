@@ -1,6 +1,6 @@
 import { expect, test } from "@playwright/test";
 import { existsSync, readFileSync } from "node:fs";
-import { createAccount, go, signIn } from "./helpers";
+import { go, signIn, soloAccount } from "./helpers";
 
 interface CspDoc {
   pages: Record<string, { policy: string }>;
@@ -13,7 +13,7 @@ test("the app runs under the strict CSP of out/csp.json (no unsafe-inline script
   test.skip(!existsSync(CSP_FILE), "no out/csp.json: run `npm run build` first");
   const doc = JSON.parse(readFileSync(CSP_FILE, "utf8")) as CspDoc;
   expect(Object.values(doc.pages).every((p) => !/script-src[^;]*unsafe-inline/.test(p.policy))).toBe(true);
-  const me = await createAccount(request, "csp");
+  const me = await soloAccount(request);
   const context = await browser.newContext();
   const page = await context.newPage();
   const violations: string[] = [];

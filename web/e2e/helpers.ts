@@ -78,3 +78,14 @@ export async function go(page: Page, path: string): Promise<void> {
   }, path);
   await page.waitForURL((u) => `${u.pathname}${u.search}` === path);
 }
+
+let solo: Promise<Account> | null = null;
+
+/**
+ * One account shared by the journeys that only need "someone signed in" (each still uses
+ * its own fresh browser context): the edge allows 20 registrations per client address per hour.
+ */
+export function soloAccount(request: APIRequestContext): Promise<Account> {
+  if (!solo) solo = createAccount(request, "solo");
+  return solo;
+}

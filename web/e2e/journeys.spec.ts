@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { PASSWORD, apiFollow, apiPost, createAccount, expectAccessible, go, signIn, signedInPage, uniqueHandle } from "./helpers";
+import { PASSWORD, apiFollow, apiPost, createAccount, expectAccessible, go, signIn, signedInPage, uniqueHandle, soloAccount } from "./helpers";
 
 test("sign up, sign in, post, and the post is on the profile", async ({ browser }) => {
   const handle = uniqueHandle("su");
@@ -171,7 +171,7 @@ test("scrolling a long feed keeps the DOM bounded", async ({ browser }) => {
 });
 
 test("sign out ends the session in this browser", async ({ browser, request }) => {
-  const me = await createAccount(request, "out");
+  const me = await soloAccount(request);
   const { context, page } = await signedInPage(browser, me.handle);
   await page.getByRole("link", { name: "Settings" }).click();
   await expect(page.getByRole("heading", { name: "Settings" })).toBeVisible();
@@ -185,7 +185,7 @@ test("sign out ends the session in this browser", async ({ browser, request }) =
 });
 
 test("search finds people and hashtags pages render", async ({ browser, request }) => {
-  const me = await createAccount(request, "srch");
+  const me = await soloAccount(request);
   const { context, page } = await signedInPage(browser, me.handle);
   await go(page, "/search");
   await expectAccessible(page, "search");
@@ -198,7 +198,7 @@ test("search finds people and hashtags pages render", async ({ browser, request 
 });
 
 test("the session survives a reload (httpOnly refresh cookie)", async ({ browser, request }) => {
-  const me = await createAccount(request, "rl");
+  const me = await soloAccount(request);
   // Browsers send a cookie only to paths under its Path (RFC 6265 5.1.4): /v1/auth does not cover /v1/auth:refresh.
   const probe = await request.post("/v1/auth:login", {
     headers: { "x-refresh-token-transport": "cookie" },

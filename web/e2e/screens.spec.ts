@@ -1,6 +1,6 @@
 import { expect, test } from "@playwright/test";
 import { deflateSync } from "node:zlib";
-import { createAccount, expectAccessible, go, signedInPage } from "./helpers";
+import { expectAccessible, go, signedInPage, soloAccount } from "./helpers";
 
 /** A real PNG (solid colour), so the media service can decode it and make its variants. */
 function png(width: number, height: number): Buffer {
@@ -38,7 +38,7 @@ function png(width: number, height: number): Buffer {
 }
 
 test("compose a post with an image and alt text; it shows with srcset and size", async ({ browser, request }) => {
-  const me = await createAccount(request, "img");
+  const me = await soloAccount(request);
   const { context, page } = await signedInPage(browser, me.handle);
   await page.locator("#compose-images").setInputFiles({ name: "square.png", mimeType: "image/png", buffer: png(400, 300) });
   await expect(page.getByText("Ready")).toBeVisible({ timeout: 60_000 });
@@ -54,7 +54,7 @@ test("compose a post with an image and alt text; it shows with srcset and size",
 });
 
 test("the other screens have no serious accessibility problems", async ({ browser, request }) => {
-  const me = await createAccount(request, "a11y");
+  const me = await soloAccount(request);
   const { context, page } = await signedInPage(browser, me.handle);
   await page.setViewportSize({ width: 360, height: 740 });
   for (const [path, heading] of [
