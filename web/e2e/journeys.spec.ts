@@ -125,6 +125,9 @@ test("chat between two people with a live message", async ({ browser, request })
   await b.page.getByLabel("Message", { exact: true }).fill(reply);
   await b.page.getByRole("button", { name: "Send" }).click();
   await expect(a.page.getByTestId("message").filter({ hasText: reply })).toBeVisible();
+  // a reaction shows up live on the other side
+  await a.page.getByTestId("message").filter({ hasText: reply }).getByRole("button", { name: "React 👍" }).click();
+  await expect(b.page.getByTestId("message").filter({ hasText: reply }).getByRole("button", { name: "React 👍, 1" })).toBeVisible();
 
   await go(b.page, "/messages");
   await expect(b.page.getByTestId("conversation-row").first()).toBeVisible();
