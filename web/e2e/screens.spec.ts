@@ -62,10 +62,10 @@ test("the other screens have no serious accessibility problems", async ({ browse
     ["/search", "Search"],
     ["/notifications", "Notifications"],
     ["/settings", "Settings"],
-    ["/profile?handle=seed_1", "Seed User 1"],
+    [`/profile?handle=${me.handle}`, `E2E ${me.handle}`],
     ["/settings/profile", "Edit profile"],
     ["/follow-requests", "Follow requests"],
-    ["/people?handle=seed_1&list=followers", "Seed User 1"],
+    [`/people?handle=${me.handle}&list=followers`, `E2E ${me.handle}`],
     ["/messages", "Messages"],
   ] as const) {
     await go(page, path);
