@@ -18,71 +18,45 @@ deleted posts) and returns the authors' cards with the posts.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import os
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2, field_mask_pb2
-from google.protobuf.message import Message
+from google.protobuf import duration_pb2
 from prometheus_client import Histogram
 from socialmesh.feed.v1 import feed_pb2, feed_pb2_grpc
-from socialmesh.graph.v1 import events_pb2 as graph_events
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
-from socialmesh.post.v1 import events_pb2 as post_events
 from socialmesh.post.v1 import post_pb2, post_pb2_grpc
-from socialmesh.user.v1 import events_pb2 as user_events
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
-from services.kit.auth import anonymous_calls, require_caller
-from services.kit.channels import upstream_error
-from services.kit.consumers import (
-    EventHandlers,
-    EventMeta,
-    Start,
-    first_delivery,
-    newer_than_applied,
-)
+from services.kit.auth import require_caller
+from services.kit.consumers import EventMeta
 from services.kit.errors import InvalidArgument
 from services.kit.pagination import page_size
 from services.kit.server import Runtime, ServicerBase
 from services.kit.validation import Violations
 
 from . import experiments, features, ranking, trends
+from .config import FeedConfig
+from .cursors import int_field, str_field
+from .fanout import Fanout
+from .interactions import InteractionLog
 from .model import ModelSlot
-from .store import (
-    COMMENT,
-    LIKE,
-    SHARE,
-    SOURCE_CAP,
-    UNLIKE,
-    UNSHARE,
-    Feedback,
-    FeedStore,
-    ImpressionRow,
-)
-from .timelines import (
-    CELEBRITIES,
-    Entry,
-    ReadState,
-    Timelines,
-    author_key,
-    celebs_key,
-    deleted_key,
-    muted_key,
-    share_key,
-    share_sort_key,
-)
+from .peers import Peers, utcnow
+from .store import SOURCE_CAP, Feedback, FeedStore, ImpressionRow
+from .timelines import CELEBRITIES, Entry, ReadState, Timelines, celebs_key
 from .tracking import Tracking, TrackingTokens
+
+Handler = Callable[[Any, EventMeta], Awaitable[None]]
 
 log = logging.getLogger("socialmesh.feed")
 
@@ -103,18 +77,6 @@ TAG_DEFAULT_PAGE, TAG_MAX_PAGE = 10, 50
 TREND_POST_DEFAULT_PAGE, TREND_POST_MAX_PAGE = 20, 100
 MAX_IMPRESSIONS = 200
 MAX_IMPRESSION_ID = 64
-#: ListFollowerIds: at most 10,000 per page (graph.proto).
-FOLLOWER_PAGE = 10_000
-#: BatchListAuthorPosts: 1 to 1,000 authors (post.proto).
-AUTHOR_BATCH = 1000
-#: BatchGetPosts / BatchGetUsers: at most 500 ids (post.proto, user.proto).
-HYDRATE_BATCH = 500
-#: How long a repost's sort key is remembered (for PostUnshared to find its entry).
-SHARE_KEY_TTL_SECONDS = 30 * 86400
-#: Posts a follow back-fills (and a rebuild takes per followed account).
-BACKFILL_PER_AUTHOR = 20
-#: A rebuild reads at most this many followed accounts (ListFollowing pages of 1,000).
-REBUILD_MAX_FOLLOWING = 5000
 #: A partial page's `retry_after`: a returning user's rebuild (one read of each
 #: followee's recent posts, in the background) takes well under this.
 PARTIAL_RETRY_SECONDS = 1.0
@@ -126,22 +88,6 @@ AFFINITY_DAYS = 7
 RANKED_SESSION_TTL_SECONDS = 1800
 #: A page drops what the viewer may not see; it reads further at most this often.
 READ_ROUNDS = 3
-#: What an author card carries (no counts: those cost extra calls).
-AUTHOR_FIELDS = field_mask_pb2.FieldMask(
-    paths=[
-        "user_id",
-        "handle",
-        "display_name",
-        "avatar_url",
-        "is_private",
-        "is_following",
-        "followed_by",
-        "requested",
-        "muting",
-        "blocking",
-        "is_limited_view",
-    ]
-)
 FEEDBACK_KINDS = {
     feed_pb2.FEEDBACK_KIND_NOT_INTERESTED,
     feed_pb2.FEEDBACK_KIND_SHOW_LESS_FROM_AUTHOR,
@@ -153,48 +99,6 @@ SUGGEST_DEFAULT, SUGGEST_MAX = 20, 50
 SUGGEST_CANDIDATES = 200
 TREND_WINDOWS = {feed_pb2.TREND_WINDOW_HOUR, feed_pb2.TREND_WINDOW_DAY}
 FOLLOWING_ARM = "following"
-#: FEED_MODEL_DIR's default, and `socialmesh train-ranker --out`'s.
-DEFAULT_MODEL_DIR = ".socialmesh/models/feed"
-
-
-def _ranking_config(weights: str) -> ranking.RankingConfig:
-    """FEED_RANK_WEIGHTS: `collab,content,model`, e.g. `0.4,0.3,0.3`."""
-    parts = [float(p) for p in weights.split(",")]
-    if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
-        raise ValueError("FEED_RANK_WEIGHTS: three non-negative numbers, e.g. 0.4,0.3,0.3")
-    return ranking.RankingConfig(w_collab=parts[0], w_content=parts[1], w_model=parts[2])
-
-
-@dataclass
-class FeedConfig:
-    """Tunables (environment): FEED_FANOUT_THRESHOLD, FEED_ACTIVE_DAYS, FEED_RANK_TIMEOUT_MS,
-    FEED_RANK_WEIGHTS, FEED_MODEL_DIR, FEED_EXPERIMENTS."""
-
-    #: Accounts with at least this many followers are merged at read time, not fanned out.
-    fanout_threshold: int = 10_000
-    #: Fan out only to followers who read their feed within this many days.
-    active_days: int = 7
-    #: RANKED falls back to FOLLOWING when scoring takes longer.
-    rank_timeout_seconds: float = 0.5
-    ranking: ranking.RankingConfig = field(default_factory=ranking.RankingConfig)
-    #: Where `socialmesh train-ranker` writes models (empty: no model).
-    model_dir: str = DEFAULT_MODEL_DIR
-    experiments: list[experiments.Experiment] = field(default_factory=list)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> FeedConfig:
-        return cls(
-            fanout_threshold=int(env.get("FEED_FANOUT_THRESHOLD", "10000")),
-            active_days=int(env.get("FEED_ACTIVE_DAYS", "7")),
-            rank_timeout_seconds=int(env.get("FEED_RANK_TIMEOUT_MS", "500")) / 1000,
-            ranking=_ranking_config(env.get("FEED_RANK_WEIGHTS", "0.4,0.3,0.3")),
-            model_dir=env.get("FEED_MODEL_DIR", DEFAULT_MODEL_DIR),
-            experiments=experiments.load(env.get("FEED_EXPERIMENTS", "")),
-        )
-
-    @property
-    def active_seconds(self) -> int:
-        return self.active_days * 86400
 
 
 _running: list[FeedServicer] = []
@@ -228,36 +132,6 @@ class FeedPage:
     cards: dict[int, user_pb2.User] = field(default_factory=dict)
 
 
-Registration = tuple[type[Message], Callable[[Any, EventMeta], Awaitable[None]]]
-
-
-def _handlers(*table: Registration) -> EventHandlers:
-    """One consumer group's typed dispatch table."""
-    handlers = EventHandlers()
-    for event_type, handler in table:
-        handlers.on(event_type, handler)
-    return handlers
-
-
-def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _str_field(position: Mapping[str, object], key: str) -> str:
-    value = position.get(key, "")
-    if not isinstance(value, str):
-        raise InvalidArgument([("page_token", "invalid or tampered page token")])
-    return value
-
-
-def _int_field(position: Mapping[str, object], key: str) -> int:
-    value = position.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidArgument([("page_token", "invalid or tampered page token")])
-    return value
-
-
 def _suggestion_reason(account: graph_pb2.SuggestedAccount) -> feed_pb2.SuggestionReason.ValueType:
     if account.mutual_count:
         return feed_pb2.SUGGESTION_REASON_FOLLOWED_BY_FOLLOWING
@@ -278,6 +152,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
         self._graph: graph_pb2_grpc.GraphServiceAsyncStub | None = None
         self._users: user_pb2_grpc.UserServiceAsyncStub | None = None
+        self._upstream: Peers | None = None
         self.models = ModelSlot(Path(self.config.model_dir) if self.config.model_dir else None)
 
     async def on_ready(self) -> None:
@@ -288,54 +163,13 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         self._posts = post_pb2_grpc.PostServiceStub(self.peer("post"))
         self._graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
         self._users = user_pb2_grpc.UserServiceStub(self.peer("user"))
+        self._upstream = Peers(redis, self.posts, self.graph, self.users)
         self.models.load()
-        # Timelines are a rebuildable cache, but EARLIEST still fans out posts
-        # published before this group existed (within the stream's 24 h).
-        await self.consume(
-            "feed",
-            _handlers(
-                (post_events.PostCreated, self._on_post_created),
-                (post_events.PostDeleted, self._on_post_deleted),
-                (post_events.PostShared, self._on_post_shared),
-                (post_events.PostUnshared, self._on_post_unshared),
-                (graph_events.Followed, self._on_followed),
-                (graph_events.Unfollowed, self._on_unfollowed),
-                (graph_events.Blocked, self._on_blocked),
-                (graph_events.Muted, self._on_muted),
-                (graph_events.Unmuted, self._on_unmuted),
-                (user_events.UserDeleted, self._on_user_deleted),
-            ),
-            start=Start.EARLIEST,
-        )
-        # Trend counters are not idempotent (ZINCRBY): their own group, each
-        # event counted once (first_delivery).
-        await self.consume(
-            "feed-trends",
-            _handlers(
-                (post_events.PostCreated, self._trend_post_created),
-                (post_events.PostLiked, self._trend_liked),
-                (post_events.PostUnliked, self._trend_unliked),
-                (post_events.PostShared, self._trend_shared),
-                (post_events.PostUnshared, self._trend_unshared),
-                (post_events.CommentCreated, self._trend_commented),
-            ),
-            start=Start.EARLIEST,
-        )
-        # The interaction log and post facts the ranker learns from (PostgreSQL,
-        # each event once via claim_event in the write's transaction).
-        await self.consume(
-            "feed-log",
-            _handlers(
-                (post_events.PostCreated, self._log_post_created),
-                (post_events.PostDeleted, self._log_post_deleted),
-                (post_events.PostLiked, self._log_liked),
-                (post_events.PostUnliked, self._log_unliked),
-                (post_events.PostShared, self._log_shared),
-                (post_events.PostUnshared, self._log_unshared),
-                (post_events.CommentCreated, self._log_commented),
-            ),
-            start=Start.EARLIEST,
-        )
+        self.fanout = Fanout(redis, self.timelines, self.peers, self.config)
+        self.trend_counter = trends.TrendCounter(redis, self.trends)
+        self.interaction_log = InteractionLog(self.store)
+        for job in (self.fanout, self.trend_counter, self.interaction_log):
+            await self.consume(job.GROUP, job.handlers(), start=job.START)
         _running.append(self)
 
     async def on_stop(self) -> None:
@@ -367,304 +201,45 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
     def users(self) -> user_pb2_grpc.UserServiceAsyncStub:
         return self.ready(self._users)
 
-    # -- peers -------------------------------------------------------------------
+    @property
+    def peers(self) -> Peers:
+        return self.ready(self._upstream)
 
-    async def _follower_pages(self, user_id: int) -> list[list[int]]:
-        """Every follower id, in ListFollowerIds pages (service credential)."""
-        pages: list[list[int]] = []
-        token = ""
-        while True:
-            with anonymous_calls():
-                try:
-                    reply = await self.graph.ListFollowerIds(
-                        graph_pb2.ListFollowerIdsRequest(
-                            user_id=user_id, page_size=FOLLOWER_PAGE, page_token=token
-                        )
-                    )
-                except grpc.aio.AioRpcError as exc:
-                    raise upstream_error(exc, "graph") from exc
-            pages.append(list(reply.follower_ids))
-            token = reply.next_page_token
-            if not token:
-                return pages
+    # The consumers' handlers under their former names (tests drive them directly).
 
-    async def _author_posts(
-        self, author_ids: Sequence[int], *, since_days: int | None = None
-    ) -> list[Entry]:
-        """Recent posts and reposts of many authors (BatchListAuthorPosts, service credential).
+    @property
+    def _on_post_created(self) -> Handler:
+        return self.fanout.on_post_created
 
-        A repost keeps the sort key its `PostShared` gave it when that is still
-        remembered (the same member, never a duplicate beside a fanned-out one);
-        otherwise the share time gives one, remembered as `PostShared` does, so a
-        later `PostUnshared` finds and removes the rebuilt entry too.
-        """
-        entries: list[Entry] = []
-        reposts: list[post_pb2.RepostRef] = []
-        for chunk in _chunks(author_ids, AUTHOR_BATCH):
-            request = post_pb2.BatchListAuthorPostsRequest(
-                author_ids=chunk, per_author_limit=BACKFILL_PER_AUTHOR, include_reposts=True
-            )
-            if since_days is not None:
-                request.since_time.FromDatetime(_utcnow() - timedelta(days=since_days))
-            with anonymous_calls():
-                try:
-                    reply = await self.posts.BatchListAuthorPosts(request)
-                except grpc.aio.AioRpcError as exc:
-                    raise upstream_error(exc, "post") from exc
-            entries.extend(Entry.post(r.post_id, r.author_id) for r in reply.posts)
-            reposts.extend(reply.reposts)
-        if not reposts:
-            return entries
-        redis = self._rt.redis
-        keys = [share_key(r.post_id, r.sharer_id) for r in reposts]
-        known = await redis.mget(keys)
-        pipe = redis.pipeline(transaction=False)
-        for r, key, remembered in zip(reposts, keys, known, strict=True):
-            if remembered is not None:
-                sort_key = int(remembered)
-            else:
-                sort_key = share_sort_key(r.share_time.ToDatetime(tzinfo=UTC), r.post_id)
-                pipe.set(key, sort_key, ex=SHARE_KEY_TTL_SECONDS, nx=True)
-            entries.append(Entry(sort_key, r.post_id, r.author_id, r.sharer_id))
-        await pipe.execute()
-        return entries
+    @property
+    def _on_followed(self) -> Handler:
+        return self.fanout.on_followed
 
-    async def _hydrate(
-        self, post_ids: Sequence[int], cards: dict[int, user_pb2.User] | None = None
-    ) -> dict[int, post_pb2.Post]:
-        """The posts as the caller may see them (their own token): invisible ones are absent.
+    @property
+    def _on_unfollowed(self) -> Handler:
+        return self.fanout.on_unfollowed
 
-        Given `cards`, their authors' cards come in the same call (post reads them
-        where it decides visibility) and land there.
-        """
-        found: dict[int, post_pb2.Post] = {}
-        wanted = list(dict.fromkeys(post_ids))
-        for chunk in _chunks(wanted, HYDRATE_BATCH):
-            try:
-                request = post_pb2.BatchGetPostsRequest(
-                    post_ids=chunk, include_authors=cards is not None
-                )
-                reply = await self.posts.BatchGetPosts(request)
-            except grpc.aio.AioRpcError as exc:
-                raise upstream_error(exc, "post") from exc
-            found.update((p.post_id, p) for p in reply.posts)
-            if cards is not None:
-                cards.update((c.user_id, c) for c in reply.authors)
-        return found
+    @property
+    def _log_post_created(self) -> Handler:
+        return self.interaction_log.on_post_created
 
-    async def _authors(self, user_ids: Sequence[int]) -> list[user_pb2.User]:
-        wanted = list(dict.fromkeys(user_ids))
-        cards: list[user_pb2.User] = []
-        for chunk in _chunks(wanted, HYDRATE_BATCH):
-            try:
-                reply = await self.users.BatchGetUsers(
-                    user_pb2.BatchGetUsersRequest(user_ids=chunk, read_mask=AUTHOR_FIELDS)
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise upstream_error(exc, "user") from exc
-            cards.extend(reply.users)
-        return cards
+    @property
+    def _log_post_deleted(self) -> Handler:
+        return self.interaction_log.on_post_deleted
 
-    # -- write side: timelines -------------------------------------------------------
+    @property
+    def _log_liked(self) -> Handler:
+        return self.interaction_log.on_liked
 
-    async def _distribute(self, author_id: int, entry: Entry) -> None:
-        """Hybrid fan-out: followers' timelines, or the author's own set at or above the
-        threshold (sticky once crossed). The follower list the push needs also gives
-        the count: one graph call per post, not two."""
-        redis = self._rt.redis
-        if await redis.sismember(CELEBRITIES, str(author_id)):
-            await self.timelines.push_author(author_id, entry)
-            return
-        pages = await self._follower_pages(author_id)
-        if sum(len(page) for page in pages) >= self.config.fanout_threshold:
-            # Followers learn to merge this account first, then it becomes one: a
-            # crash in between is redone on redelivery.
-            for page in pages:
-                await self.timelines.merge_author(page, author_id)
-            await redis.sadd(CELEBRITIES, str(author_id))
-            await self.timelines.push_author(author_id, entry)
-            return
-        await self.timelines.push([author_id], [entry])
-        for page in pages:
-            active = await self.timelines.active_among(page, self.config.active_seconds)
-            await self.timelines.push(active, [entry])
-
-    async def _withdraw(self, author_id: int, entry: Entry) -> None:
-        """Removes an entry wherever `_distribute` may have put it."""
-        redis = self._rt.redis
-        await redis.zrem(author_key(author_id), entry.member)
-        await self.timelines.remove([author_id], [entry])
-        for page in await self._follower_pages(author_id):
-            await self.timelines.remove(page, [entry])
-
-    async def _on_post_created(self, event: post_events.PostCreated, _: EventMeta) -> None:
-        if await self._rt.redis.exists(deleted_key(event.post_id)):
-            return  # deleted before its creation was consumed
-        await self._distribute(event.author_id, Entry.post(event.post_id, event.author_id))
-
-    async def _on_post_deleted(self, event: post_events.PostDeleted, _: EventMeta) -> None:
-        await self._rt.redis.set(deleted_key(event.post_id), 1, ex=7 * 86400)
-        await self._withdraw(event.author_id, Entry.post(event.post_id, event.author_id))
-
-    async def _on_post_shared(self, event: post_events.PostShared, _: EventMeta) -> None:
-        if event.visibility != post_pb2.VISIBILITY_PUBLIC:
-            return  # a repost never widens a post's audience
-        sort_key = share_sort_key(event.share_time.ToDatetime(tzinfo=UTC), event.post_id)
-        await self._rt.redis.set(
-            share_key(event.post_id, event.user_id), sort_key, ex=SHARE_KEY_TTL_SECONDS
-        )
-        entry = Entry(sort_key, event.post_id, event.post_author_id, event.user_id)
-        await self._distribute(event.user_id, entry)
-
-    async def _on_post_unshared(self, event: post_events.PostUnshared, _: EventMeta) -> None:
-        raw = await self._rt.redis.get(share_key(event.post_id, event.user_id))
-        if raw is None:
-            return
-        entry = Entry(int(raw), event.post_id, event.post_author_id, event.user_id)
-        await self._withdraw(event.user_id, entry)
-
-    async def _stale(self, key: str, meta: EventMeta) -> bool:
-        """A newer event about this key was applied already (order-insensitivity)."""
-        current = await self._rt.redis.get(key)
-        if current is None:
-            return False
-        applied = current.decode() if isinstance(current, bytes) else str(current)
-        return applied > f"{meta.event_id:020d}"
-
-    async def _on_followed(self, event: graph_events.Followed, meta: EventMeta) -> None:
-        fan, idol = event.follower_id, event.followee_id
-        key = f"feed:follow:{fan}:{idol}"
-        if await self._stale(key, meta):
-            return
-        redis = self._rt.redis
-        if await redis.sismember(CELEBRITIES, str(idol)):
-            await redis.sadd(celebs_key(fan), str(idol))
-        elif await self.timelines.is_built(fan):  # otherwise the next read rebuilds it
-            await self.timelines.push([fan], await self._author_posts([idol]))
-        await newer_than_applied(redis, key, meta)
-
-    async def _on_unfollowed(self, event: graph_events.Unfollowed, meta: EventMeta) -> None:
-        fan, idol = event.follower_id, event.followee_id
-        key = f"feed:follow:{fan}:{idol}"
-        if await self._stale(key, meta):
-            return
-        await self._rt.redis.srem(celebs_key(fan), str(idol))
-        await self.timelines.remove_involving(fan, idol)
-        await newer_than_applied(self._rt.redis, key, meta)
-
-    async def _on_blocked(self, event: graph_events.Blocked, _: EventMeta) -> None:
-        a, b = event.blocker_id, event.blocked_id
-        redis = self._rt.redis
-        await redis.srem(celebs_key(a), str(b))
-        await redis.srem(celebs_key(b), str(a))
-        await self.timelines.remove_involving(a, b)
-        await self.timelines.remove_involving(b, a)
-
-    async def _on_muted(self, event: graph_events.Muted, meta: EventMeta) -> None:
-        key = f"feed:mute:{event.muter_id}:{event.muted_id}"
-        if await self._stale(key, meta):
-            return
-        await self._rt.redis.sadd(muted_key(event.muter_id), str(event.muted_id))
-        await self.timelines.remove_involving(event.muter_id, event.muted_id)
-        await newer_than_applied(self._rt.redis, key, meta)
-
-    async def _on_unmuted(self, event: graph_events.Unmuted, meta: EventMeta) -> None:
-        key = f"feed:mute:{event.muter_id}:{event.muted_id}"
-        if await self._stale(key, meta):
-            return
-        await self._rt.redis.srem(muted_key(event.muter_id), str(event.muted_id))
-        await newer_than_applied(self._rt.redis, key, meta)
-
-    async def _on_user_deleted(self, event: user_events.UserDeleted, _: EventMeta) -> None:
-        user = event.user_id
-        redis = self._rt.redis
-        await redis.delete(
-            f"feed:tl:{user}", f"feed:tl:{user}:built", celebs_key(user), muted_key(user)
-        )
-        await redis.zrem("feed:active", str(user))
-
-    # -- write side: trends --------------------------------------------------------
-
-    async def _trend(self, meta: EventMeta, what: str, members: dict[str, float]) -> None:
-        if members and await first_delivery(self._rt.redis, "feed-trends", meta):
-            await self.trends.add(what, members, meta.occur_time.replace(tzinfo=UTC))
-
-    async def _trend_post_created(self, event: post_events.PostCreated, meta: EventMeta) -> None:
-        if event.visibility == post_pb2.VISIBILITY_PUBLIC:
-            await self._trend(meta, trends.TAGS, {tag: 1.0 for tag in event.hashtags})
-
-    async def _trend_liked(self, event: post_events.PostLiked, meta: EventMeta) -> None:
-        await self._trend(meta, trends.POSTS, {str(event.post_id): 1.0})
-
-    async def _trend_unliked(self, event: post_events.PostUnliked, meta: EventMeta) -> None:
-        await self._trend(meta, trends.POSTS, {str(event.post_id): -1.0})
-
-    async def _trend_shared(self, event: post_events.PostShared, meta: EventMeta) -> None:
-        await self._trend(meta, trends.POSTS, {str(event.post_id): 2.0})
-
-    async def _trend_unshared(self, event: post_events.PostUnshared, meta: EventMeta) -> None:
-        await self._trend(meta, trends.POSTS, {str(event.post_id): -2.0})
-
-    async def _trend_commented(self, event: post_events.CommentCreated, meta: EventMeta) -> None:
-        await self._trend(meta, trends.POSTS, {str(event.post_id): 1.0})
-
-    # -- write side: the interaction log ------------------------------------------------
-
-    async def _log_post_created(self, event: post_events.PostCreated, meta: EventMeta) -> None:
-        created = (
-            event.create_time.ToDatetime(tzinfo=UTC)
-            if event.HasField("create_time")
-            else meta.occur_time.replace(tzinfo=UTC)
-        )
-        await self.store.log_post(
-            meta, event.post_id, event.author_id, int(event.visibility), event.hashtags, created
-        )
-
-    async def _log_post_deleted(self, event: post_events.PostDeleted, meta: EventMeta) -> None:
-        await self.store.log_post_deleted(_utc(meta), event.post_id, event.author_id)
-
-    async def _log_liked(self, event: post_events.PostLiked, meta: EventMeta) -> None:
-        await self.store.log_interaction(
-            _utc(meta), event.user_id, event.post_id, event.post_author_id, LIKE
-        )
-
-    async def _log_unliked(self, event: post_events.PostUnliked, meta: EventMeta) -> None:
-        await self.store.log_interaction(
-            _utc(meta), event.user_id, event.post_id, event.post_author_id, UNLIKE
-        )
-
-    async def _log_shared(self, event: post_events.PostShared, meta: EventMeta) -> None:
-        await self.store.log_interaction(
-            _utc(meta), event.user_id, event.post_id, event.post_author_id, SHARE
-        )
-
-    async def _log_unshared(self, event: post_events.PostUnshared, meta: EventMeta) -> None:
-        await self.store.log_interaction(
-            _utc(meta), event.user_id, event.post_id, event.post_author_id, UNSHARE
-        )
-
-    async def _log_commented(self, event: post_events.CommentCreated, meta: EventMeta) -> None:
-        await self.store.log_interaction(
-            _utc(meta), event.author_id, event.post_id, event.post_author_id, COMMENT
-        )
+    @property
+    def _log_unliked(self) -> Handler:
+        return self.interaction_log.on_unliked
 
     # -- read side -------------------------------------------------------------------
 
     async def _rebuild(self, viewer: int) -> None:
         """Refills a timeline from graph and post (a returning or new reader)."""
-        followees: list[int] = []
-        token = ""
-        while len(followees) < REBUILD_MAX_FOLLOWING:
-            try:  # the viewer's own list, under the viewer's token
-                reply = await self.graph.ListFollowing(
-                    graph_pb2.ListFollowingRequest(user_id=viewer, page_size=1000, page_token=token)
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise upstream_error(exc, "graph") from exc
-            followees.extend(edge.user_id for edge in reply.following)
-            token = reply.next_page_token
-            if not token:
-                break
+        followees = await self.peers.following(viewer)
         redis = self._rt.redis
         flags = (
             await redis.smismember(CELEBRITIES, [str(f) for f in followees]) if followees else []
@@ -676,7 +251,9 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         if celebs:
             pipe.sadd(celebs_key(viewer), *(str(c) for c in celebs))
         await pipe.execute()
-        entries = await self._author_posts([viewer, *ordinary], since_days=self.config.active_days)
+        entries = await self.peers.author_posts(
+            [viewer, *ordinary], since_days=self.config.active_days
+        )
         await self.timelines.push([viewer], entries)
         await self.timelines.mark_built(viewer)
 
@@ -702,7 +279,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         `first_batch`: what `older` returns from the cursor, when already read."""
         tl = self.timelines
         if position is not None and "a" in position:  # newer_page_token
-            after = _str_field(position, "a")
+            after = str_field(position, "a")
             page = await self._cut(keys, after, size, muted, hidden, newer=True)
             top = page.last_examined or after
             page.entries.reverse()
@@ -715,8 +292,8 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
                 newer_position={"a": top},
                 new_item_count=await tl.count_newer(keys, top),
             )
-        before = _str_field(position, "b") if position is not None else ""
-        session_top = _str_field(position, "t") if position is not None else ""
+        before = str_field(position, "b") if position is not None else ""
+        session_top = str_field(position, "t") if position is not None else ""
         page = await self._cut(keys, before, size, muted, hidden, newer=False, first=first_batch)
         if position is None:
             session_top = page.first_examined
@@ -762,7 +339,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             if kept:
                 # The authors' cards come with the posts (one call: post reads them
                 # where it decides visibility); reposters' cards are added at the end.
-                posts = await self._hydrate([e.post_id for e in kept.values()], cut.cards)
+                posts = await self.peers.hydrate([e.post_id for e in kept.values()], cut.cards)
             examined = 0
             for entry in batch:
                 if len(cut.entries) == size:
@@ -796,9 +373,9 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         redis = self._rt.redis
         known: dict[int, post_pb2.Post] = {}
         assignment = experiments.assign(self.config.experiments, viewer, self.config.ranking)
-        session = _str_field(position, "r") if position is not None else ""
-        offset = _int_field(position, "o") if position is not None else 0
-        top = _str_field(position, "t") if position is not None else ""
+        session = str_field(position, "r") if position is not None else ""
+        offset = int_field(position, "o") if position is not None else 0
+        top = str_field(position, "t") if position is not None else ""
         if not session or not await redis.exists(ranked_key(viewer, session)):
             # A new session (or an expired one, which starts over from the top).
             session, offset = uuid.uuid4().hex[:16], 0
@@ -832,7 +409,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         ]
         cards: dict[int, user_pb2.User] = {}
         if missing:
-            known.update(await self._hydrate(missing, cards))
+            known.update(await self.peers.hydrate(missing, cards))
         entries: list[Entry] = []
         scores: list[float] = []
         sources: list[str] = []
@@ -865,7 +442,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
     async def _out_of_network(self, viewer: int) -> dict[int, tuple[int, str]]:
         """post -> (author, source) of PUBLIC posts from outside the viewer's network that
         the viewer has not been shown; each source capped at SOURCE_CAP, all batched."""
-        since = _utcnow() - timedelta(days=AFFINITY_DAYS)
+        since = utcnow() - timedelta(days=AFFINITY_DAYS)
         co, affine, snapshot = await asyncio.gather(
             self.store.co_engaged(viewer),
             self.store.affine_posts(viewer, since),
@@ -905,10 +482,10 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             if post_id not in candidates and self._allowed(entry, muted, hidden):
                 candidates[post_id] = ranking.Candidate(entry, source)
         # Visibility as the viewer may see it now (FOLLOWERS, private, blocks, deleted).
-        posts = await self._hydrate(list(candidates)) if candidates else {}
+        posts = await self.peers.hydrate(list(candidates)) if candidates else {}
         kept = [c for p, c in candidates.items() if p in posts]
         fetched = time.perf_counter()
-        now = _utcnow()
+        now = utcnow()
         rows = await self.store.facts(
             [viewer] * len(kept),
             [c.entry.post_id for c in kept],
@@ -1006,7 +583,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         # A FOLLOWING page older than its cursor: its first batch comes with the prelude.
         first = None
         if kind == FOLLOWING and (position is None or "a" not in position):
-            first = (_str_field(position, "b") if position is not None else "", size * 2)
+            first = (str_field(position, "b") if position is not None else "", size * 2)
         state = await self.timelines.open_read(viewer, first)
         partial = not state.built
         if partial:
@@ -1042,7 +619,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             cards = dict(page.cards)
             missing = [p for p in dict.fromkeys(people) if p not in cards]
             if missing:
-                cards.update((c.user_id, c) for c in await self._authors(missing))
+                cards.update((c.user_id, c) for c in await self.peers.authors(missing))
             response.authors.extend(cards[p] for p in dict.fromkeys(people) if p in cards)
         return response
 
@@ -1118,10 +695,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             tracking = self._tracking.open(viewer, request.tracking_token, "tracking_token")
             if tracking.post_id != request.post_id:
                 raise InvalidArgument([("tracking_token", "belongs to another post")])
-        try:  # as the caller may see it: NOT_FOUND / PERMISSION_DENIED pass through
-            post = await self.posts.GetPost(post_pb2.GetPostRequest(post_id=request.post_id))
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "post") from exc
+        post = await self.peers.get_post(request.post_id)  # as the caller may see it
         await self.timelines.mark_feedback_giver(viewer)  # first: see `_feedback`
         recorded = await self.store.add_feedback(viewer, post.post_id, post.author_id, request.kind)
         return feed_pb2.SubmitFeedbackResponse(recorded=recorded)
@@ -1136,8 +710,8 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         position = self._rt.page_tokens.decode(scope, token)
         if position is None:
             return await self.trends.snapshot(what, window), 0, scope
-        snapshot = _str_field(position, "k")
-        offset = _int_field(position, "o")
+        snapshot = str_field(position, "k")
+        offset = int_field(position, "o")
         if not await self.trends.snapshot_exists(snapshot):
             raise InvalidArgument([("page_token", "expired page token: list again from page 1")])
         return snapshot, offset, scope
@@ -1150,16 +724,11 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         # Shared interests from the interaction log; graph applies the exclusions
         # (followed, requested, muted, blocked either way) and ranks them.
         interests = await self.store.co_engaged_accounts(caller.user_id, SUGGEST_CANDIDATES)
-        try:
-            # A little extra: hydration drops accounts the caller may not see.
-            reply = await self.graph.ListSuggestedAccounts(
-                graph_pb2.ListSuggestedAccountsRequest(
-                    viewer_id=caller.user_id, max_results=size + 10, candidate_ids=interests
-                )
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "graph") from exc
-        cards = {u.user_id: u for u in await self._authors([a.user_id for a in reply.accounts])}
+        # A little extra: hydration drops accounts the caller may not see.
+        reply = await self.peers.suggested_accounts(caller.user_id, size + 10, interests)
+        cards = {
+            u.user_id: u for u in await self.peers.authors([a.user_id for a in reply.accounts])
+        }
         for account in reply.accounts:
             card = cards.get(account.user_id)
             if card is not None and not card.is_limited_view:
@@ -1208,7 +777,7 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         fetch = size * 2
         rows = await self.trends.page(snapshot, offset, fetch)
         # As the caller may see them (anonymous callers see public posts only).
-        visible = await self._hydrate([int(p) for p, _ in rows]) if rows else {}
+        visible = await self.peers.hydrate([int(p) for p, _ in rows]) if rows else {}
         posts: list[post_pb2.Post] = []
         examined = 0
         for post_id, _score in rows:
@@ -1247,17 +816,6 @@ def _reason(entry: Entry, source: str) -> feed_pb2.FeedReason.ValueType:
     if entry.sharer_id:
         return feed_pb2.FEED_REASON_SHARED_BY_FOLLOWING
     return feed_pb2.FEED_REASON_FOLLOWING
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(meta: EventMeta) -> EventMeta:
-    """The envelope's occur time is naive UTC; the log stores timestamptz."""
-    if meta.occur_time.tzinfo is not None:
-        return meta
-    return dataclasses.replace(meta, occur_time=meta.occur_time.replace(tzinfo=UTC))
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:

@@ -12,7 +12,8 @@ score = (FLOOR + ensemble) * recency * feedback, where
 then author diversity (no more than `max_consecutive` in a row by one author).
 Candidates are the viewer's FOLLOWING entries plus out-of-network PUBLIC posts
 (co-engagement, hashtag/author affinity, trending); the servicer falls back to
-FOLLOWING when ranking raises or times out.
+FOLLOWING when ranking raises or times out (`home.py`). RANKED sessions — candidates,
+scoring and paging — are `ranking/session.py`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from dataclasses import dataclass
 
 from socialmesh.post.v1 import post_pb2
 
-from . import features
-from .features import Facts
-from .model import RankerModel
-from .store import Feedback
-from .timelines import Entry, sort_key_ms
+from .. import features
+from ..features import Facts
+from ..model import RankerModel
+from ..store import Feedback
+from ..timelines import Entry, sort_key_ms
 
 #: Keeps a candidate with no signal at all (a brand new post) above zero.
 FLOOR = 0.05
