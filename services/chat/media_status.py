@@ -10,6 +10,7 @@ owner's open streams wake.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from socialmesh.chat.v1 import chat_pb2
 from socialmesh.media.v1 import events_pb2 as media_events
@@ -27,6 +28,9 @@ START = Start.LATEST
 
 class MediaStatusRelay:
     """The `chat-media-status` consumer: MediaProcessed -> the owner's stream."""
+
+    GROUP: ClassVar[str] = GROUP
+    START: ClassVar[Start] = START
 
     def __init__(
         self, db: Database, events: EventLog, wakeups: Wakeups, *, schema: str = "chat"

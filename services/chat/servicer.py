@@ -32,6 +32,7 @@ from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 from services.kit.auth import Caller, anonymous_calls, require_caller
 from services.kit.cards import ViewerCards, user_loader
 from services.kit.channels import upstream_error
+from services.kit.consumers import ConsumerGroup
 from services.kit.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -48,9 +49,9 @@ from services.kit.server import Runtime, ServicerBase, build_verifier
 from services.kit.tasks import cancel_and_wait
 from services.kit.validation import Violations, request_violations, strip_control_characters
 
-from . import media_status
 from .eventlog import EventLog, Head, Wakeups, decode_cursor, encode_cursor, event_at
 from .media_status import MediaStatusRelay
+from .notifications import Notifications
 from .presence import PresenceTracker
 from .sse import PATH as SSE_PATH
 from .sse import EventStreamServer, StreamTickets
@@ -134,7 +135,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
         self._draining = False
         self._tasks: list[asyncio.Task[None]] = []
-        self.notifications: Any = None
+        self._notifications: Notifications | None = None
+        self._media_status: MediaStatusRelay | None = None
         self._tickets: StreamTickets | None = None
         #: The browsers' SSE stream server, when CHAT_HTTP_PORT is set.
         self.sse: EventStreamServer | None = None
@@ -159,9 +161,11 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._typing_limit = RateLimiter(rt.redis, "chat-typing", limit=20, window_seconds=10)
         self._send_limit = RateLimiter(rt.redis, "chat-send", limit=120, window_seconds=60)
         self._tasks.append(asyncio.create_task(self._prune_forever(), name="chat-prune"))
-        await self._start_notifications()
-        relay = MediaStatusRelay(rt.db, self._log, self._wakeups)
-        await self.consume(media_status.GROUP, relay.handlers(), start=media_status.START)
+        self._notifications = self._build_notifications()
+        self._notifications.start()
+        self._media_status = MediaStatusRelay(rt.db, self._log, self._wakeups)
+        for group in self.consumers():
+            await self.consume(group.GROUP, group.handlers(), start=group.START)
         self._tickets = StreamTickets(rt.redis)
         if self._config.http_port is not None:
             self.sse = EventStreamServer(
@@ -173,11 +177,30 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             await self.sse.start(rt.settings.grpc_host, self._config.http_port)
         _running.append(self)
 
-    async def _start_notifications(self) -> None:
-        """Notifications and push (services/chat/notifications.py, which imports this module)."""
-        from . import notifications
+    def consumers(self) -> list[ConsumerGroup]:
+        """Chat's consumer groups, one class each (docs/events.md lists them)."""
+        return [self.notifications.grouping, self.ready(self._media_status)]
 
-        await notifications.attach(self)
+    def _build_notifications(self) -> Notifications:
+        """Notifications and push (services/chat/notifications/); the group starts at LATEST."""
+        rt = self._rt
+        users = self.ready(self._users)
+
+        async def is_private(user_id: int) -> bool:
+            reply = await users.BatchGetUsers(user_pb2.BatchGetUsersRequest(user_ids=[user_id]))
+            return any(u.is_private for u in reply.users)
+
+        return Notifications(
+            rt.db,
+            rt.ids,
+            rt.page_tokens,
+            events=self._log,
+            wakeups=self.wakeups,
+            graph=self.ready(self._graph),
+            is_online=self.presence.online,
+            message_unread=self.store.unread_messages,
+            is_private=is_private,
+        )
 
     async def on_drain(self) -> None:
         """Tells every open stream to reconnect (jittered) and end, so the deploy moves on."""
@@ -193,8 +216,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         for task in self._tasks:
             await cancel_and_wait(task)
         self._tasks.clear()
-        if self.notifications is not None and hasattr(self.notifications, "stop"):
-            await self.notifications.stop()
+        if self._notifications is not None:
+            await self._notifications.stop()
         if self._cards is not None:
             await self._cards.stop()
         if self._wakeups is not None:
@@ -228,6 +251,10 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     @property
     def presence(self) -> PresenceTracker:
         return self.ready(self._presence)
+
+    @property
+    def notifications(self) -> Notifications:
+        return self.ready(self._notifications)
 
     @property
     def event_log(self) -> EventLog:
@@ -602,9 +629,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         )
         await self._deliver(delivery.positions)
         await self.presence.touch(caller.user_id)
-        if delivery.created and self.notifications is not None:
-            await self.notifications.after_message(row, delivery.message)
         assert delivery.message is not None
+        if delivery.created:
+            await self.notifications.after_message(row, delivery.message)
         return delivery.message
 
     async def _attach(self, sender_id: int, media_ids: list[int]) -> list[media_pb2.Media]:
@@ -1099,22 +1126,13 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             ack.status.CopyFrom(mapped.status_proto())
         return ack
 
-    # ---- notifications (services/chat/notifications.py) ------------------------------
-
-    def _notifications(self) -> Any:
-        if self.notifications is None:
-            raise FailedPrecondition(
-                "notifications are not available on this server", reason=Reason.NOT_SUPPORTED
-            )
-        return self.notifications
+    # ---- notifications (services/chat/notifications/) -----------------------------
 
     async def ListNotifications(
         self, request: chat_pb2.ListNotificationsRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.ListNotificationsResponse:
         caller = require_caller()
-        reply: chat_pb2.ListNotificationsResponse = await self._notifications().list_notifications(
-            caller.user_id, request
-        )
+        reply = await self.notifications.list_notifications(caller.user_id, request)
         await self.side_load_notifications(reply.notifications, caller.user_id)
         return reply
 
@@ -1122,40 +1140,30 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self, request: chat_pb2.GetUnreadCountsRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.UnreadCounts:
         caller = require_caller()
-        if self.notifications is None:
-            messages, conversations = await self.store.unread_messages(caller.user_id)
-            return chat_pb2.UnreadCounts(messages=messages, conversations=conversations)
-        counts: chat_pb2.UnreadCounts = await self.notifications.unread_counts(caller.user_id)
-        return counts
+        return await self.notifications.unread_counts(caller.user_id)
 
     async def MarkNotificationsRead(
         self, request: chat_pb2.MarkNotificationsReadRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.UnreadCounts:
         caller = require_caller()
-        counts: chat_pb2.UnreadCounts = await self._notifications().mark_read(
-            caller.user_id, request
-        )
-        return counts
+        return await self.notifications.mark_read(caller.user_id, request)
 
     async def DismissNotification(
         self, request: chat_pb2.DismissNotificationRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         caller = require_caller()
-        await self._notifications().dismiss(caller.user_id, request)
+        await self.notifications.dismiss(caller.user_id, request)
         return empty_pb2.Empty()
 
     async def CreatePushEndpoint(
         self, request: chat_pb2.CreatePushEndpointRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.PushEndpoint:
         caller = require_caller()
-        endpoint: chat_pb2.PushEndpoint = await self._notifications().create_push_endpoint(
-            caller.user_id, request
-        )
-        return endpoint
+        return await self.notifications.create_push_endpoint(caller.user_id, request)
 
     async def DeletePushEndpoint(
         self, request: chat_pb2.DeletePushEndpointRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         caller = require_caller()
-        await self._notifications().delete_push_endpoint(caller.user_id, request)
+        await self.notifications.delete_push_endpoint(caller.user_id, request)
         return empty_pb2.Empty()

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -120,6 +120,17 @@ class Start(enum.Enum):
     #: Everything still in the stream (rebuilders, and consumers that must not
     #: miss an event published before their first deployment).
     EARLIEST = "0"
+
+
+class ConsumerGroup(Protocol):
+    """One consumer group as a class, in its own module: its name (`GROUP`, listed
+    in docs/events.md), where a new group starts (`START`) and its typed handlers.
+    A servicer runs each through `ServicerBase.consume(c.GROUP, c.handlers(), start=c.START)`."""
+
+    GROUP: ClassVar[str]
+    START: ClassVar[Start]
+
+    def handlers(self) -> EventHandlers: ...
 
 
 def dead_letter_stream(stream: str, group: str) -> str:
