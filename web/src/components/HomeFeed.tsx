@@ -119,7 +119,16 @@ export function HomeFeed({ kind }: { kind: FeedKind }) {
           Follow people to see their posts here. Try <Link className="link" href="/search">Search</Link> to find someone.
         </EmptyState>
       ) : null}
-      <div ref={listRef} role="feed" aria-busy={isFetchingNextPage} aria-label={kind === "FEED_KIND_RANKED" ? "For you" : "Following"} data-testid="feed-list" style={{ height: virtualizer.getTotalSize(), position: "relative" }}>
+      {/* role="feed" only with posts in it: an empty feed has no articles, which
+          ARIA requires of it (axe aria-required-children). */}
+      <div
+        ref={listRef}
+        {...(items.length > 0
+          ? { role: "feed", "aria-busy": isFetchingNextPage, "aria-label": kind === "FEED_KIND_RANKED" ? "For you" : "Following" }
+          : {})}
+        data-testid="feed-list"
+        style={{ height: virtualizer.getTotalSize(), position: "relative" }}
+      >
         {virtualItems.map((v) => {
           const item = items[v.index]!;
           return (
