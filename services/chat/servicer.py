@@ -5,6 +5,10 @@ recipients' log entries in one transaction, then wake their streams over Redis
 pub/sub. Every stream (Connect, StreamEvents, SyncEvents) reads the log from
 the client's cursor: replay and live delivery are the same code, so a stream
 on any instance, after any reconnect, sees every event exactly once, in order.
+
+This module adapts the RPCs; the jobs live beside it: the stream engine in
+`delivery.py`, notifications in `notifications/`, consumer groups as classes
+(`consumers()`), tunables in `config.py` (map: docs/chat.md).
 """
 
 from __future__ import annotations
@@ -13,16 +17,14 @@ import asyncio
 import logging
 import os
 import random
-import time
 import unicodedata
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2, empty_pb2
-from google.rpc import code_pb2, status_pb2
+from google.protobuf import empty_pb2
+from google.rpc import code_pb2
 from socialmesh.chat.v1 import chat_pb2, chat_pb2_grpc
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 from socialmesh.media.v1 import media_pb2, media_pb2_grpc
@@ -49,7 +51,9 @@ from services.kit.server import Runtime, ServicerBase, build_verifier
 from services.kit.tasks import cancel_and_wait
 from services.kit.validation import Violations, request_violations, strip_control_characters
 
-from .eventlog import EventLog, Head, Wakeups, decode_cursor, encode_cursor, event_at
+from .config import ChatConfig
+from .delivery import Streams, duration
+from .eventlog import EventLog, Wakeups, decode_cursor, event_at
 from .media_status import MediaStatusRelay
 from .notifications import Notifications
 from .presence import PresenceTracker
@@ -71,39 +75,7 @@ EDIT_WINDOW = timedelta(minutes=15)
 TYPING_TTL_SECONDS = 6
 CONVERSATION_PAGES = (20, 100)
 MESSAGE_PAGES = (50, 100)
-SYNC_PAGES = (100, 500)
-#: Events read from the log per round trip while catching up.
-READ_BATCH = 200
-#: A stream ends (TOKEN_EXPIRING) this long before the caller's token expires.
-TOKEN_MARGIN_SECONDS = 60
-SYNC_DEFAULT_TIMEOUT, SYNC_MAX_TIMEOUT = 25.0, 30.0
 PRESENCE_BATCH = 200
-
-
-class ChatConfig:
-    """Tunables (environment): CHAT_HEARTBEAT_SECONDS, CHAT_LOG_RETENTION_DAYS,
-    CHAT_LOG_KEEP_PER_USER, CHAT_RECONNECT_JITTER_SECONDS, and CHAT_HTTP_PORT (the
-    browsers' SSE stream server, services/chat/sse.py; unset: not served)."""
-
-    def __init__(self, env: dict[str, str] | os._Environ[str]) -> None:
-        self.heartbeat_seconds = float(env.get("CHAT_HEARTBEAT_SECONDS", "20"))
-        self.retention_days = float(env.get("CHAT_LOG_RETENTION_DAYS", "7"))
-        self.keep_per_user = int(env.get("CHAT_LOG_KEEP_PER_USER", "10000"))
-        self.reconnect_jitter_seconds = float(env.get("CHAT_RECONNECT_JITTER_SECONDS", "5"))
-        port = env.get("CHAT_HTTP_PORT", "")
-        self.http_port: int | None = int(port) if port else None
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromMilliseconds(int(seconds * 1000))
-    return value
-
-
-def _control(kind: int, cursor: str, **fields: Any) -> chat_pb2.ChatEvent:
-    event = chat_pb2.ChatEvent(cursor=cursor, control=chat_pb2.StreamControl(kind=kind, **fields))  # type: ignore[arg-type]
-    event.create_time.GetCurrentTime()
-    return event
 
 
 def _text(value: str) -> str:
@@ -133,7 +105,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._send_limit: RateLimiter | None = None
         self._cards: ViewerCards | None = None
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
-        self._draining = False
+        self._streams: Streams | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._notifications: Notifications | None = None
         self._media_status: MediaStatusRelay | None = None
@@ -166,10 +138,19 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._media_status = MediaStatusRelay(rt.db, self._log, self._wakeups)
         for group in self.consumers():
             await self.consume(group.GROUP, group.handlers(), start=group.START)
+        self._streams = Streams(
+            rt.db,
+            self._log,
+            self._wakeups,
+            self._presence,
+            self._config,
+            revocations=lambda: self._rt.revocations,
+            broadcast_presence=self._broadcast_presence,
+        )
         self._tickets = StreamTickets(rt.redis)
         if self._config.http_port is not None:
             self.sse = EventStreamServer(
-                lambda caller, since: self._events(caller, since, greet=True),
+                lambda caller, since: self.streams.events(caller, since, greet=True),
                 self._tickets,
                 build_verifier(rt.settings),
                 lambda: self._rt.revocations,
@@ -204,13 +185,15 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
 
     async def on_drain(self) -> None:
         """Tells every open stream to reconnect (jittered) and end, so the deploy moves on."""
-        self._draining = True
+        if self._streams is not None:
+            self._streams.draining = True
         if self._wakeups is not None:
             self._wakeups.wake_all()
         await asyncio.sleep(0.2)  # let streams write their RECONNECT before the server stops
 
     async def on_stop(self) -> None:
-        self._draining = True
+        if self._streams is not None:
+            self._streams.draining = True
         if self in _running:
             _running.remove(self)
         for task in self._tasks:
@@ -251,6 +234,10 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     @property
     def presence(self) -> PresenceTracker:
         return self.ready(self._presence)
+
+    @property
+    def streams(self) -> Streams:
+        return self.ready(self._streams)
 
     @property
     def notifications(self) -> Notifications:
@@ -822,14 +809,14 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             conversation_id=row.conversation_id,
             user_id=caller.user_id,
             typing=request.typing,
-            ttl=_duration(TYPING_TTL_SECONDS),
+            ttl=duration(TYPING_TTL_SECONDS),
         )
         others = [m.user_id for m in row.members if m.user_id != caller.user_id]
         event = event_at(datetime.now(UTC), typing=indicator)
         positions = await self.store.append({u: event for u in others})
         await self._deliver(positions)
         await self.presence.touch(caller.user_id)
-        return chat_pb2.SendTypingResponse(ttl=_duration(TYPING_TTL_SECONDS))
+        return chat_pb2.SendTypingResponse(ttl=duration(TYPING_TTL_SECONDS))
 
     async def SendTyping(
         self, request: chat_pb2.SendTypingRequest, context: grpc.aio.ServicerContext
@@ -865,125 +852,11 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
 
     # ---- streams -------------------------------------------------------------------
 
-    def _hello(self, cursor: str) -> chat_pb2.ChatEvent:
-        now = chat_pb2.ChatEvent()
-        now.create_time.GetCurrentTime()
-        return _control(
-            chat_pb2.STREAM_CONTROL_KIND_HELLO,
-            cursor,
-            heartbeat_interval=_duration(self._config.heartbeat_seconds),
-            server_time=now.create_time,
-        )
-
-    async def _start_position(
-        self, user_id: int, since: str
-    ) -> tuple[int, chat_pb2.ChatEvent | None]:
-        """Where delivery starts, and a RESYNC_REQUIRED control if the cursor is unusable."""
-        position = decode_cursor(since)
-        head: Head = await self._log.head(self._rt.db.primary, user_id)
-        if position is None:
-            return head.last_position, None
-        if position < head.floor_position or position > head.last_position:
-            cursor = encode_cursor(head.last_position)
-            return head.last_position, _control(
-                chat_pb2.STREAM_CONTROL_KIND_RESYNC_REQUIRED,
-                cursor,
-                reason="the cursor is older than the event log keeps: refetch, then continue",
-            )
-        return position, None
-
-    async def _events(
-        self, caller: Caller, since: str, *, greet: bool
-    ) -> AsyncIterator[chat_pb2.ChatEvent]:
-        """The caller's events from `since`, then live, until a control ends the stream."""
-        user_id = caller.user_id
-        position, resync = await self._start_position(user_id, since)
-        wake = await self.wakeups.register(user_id)
-        # A logout or revocation wakes the stream at once (kit Revocations.watch), so it
-        # ends within a moment rather than at the next heartbeat.
-        revocations = self._rt.revocations
-        unwatch = revocations.watch(caller, wake) if revocations is not None else None
-        stream_id = uuid.uuid4().hex
-        presence = self.presence
-        try:
-            if await presence.open(user_id, stream_id):
-                await self._broadcast_presence(user_id)
-            if greet:
-                yield self._hello(encode_cursor(position))
-            if resync is not None:
-                yield resync
-            heartbeat = self._config.heartbeat_seconds
-            while True:
-                wake.clear()
-                batch = await self._log.read(self._rt.db.primary, user_id, position, READ_BATCH)
-                for logged in batch:
-                    position = logged.position
-                    yield logged.event
-                if len(batch) == READ_BATCH:
-                    continue
-                ending = await self._ending(caller, encode_cursor(position))
-                if ending is not None:
-                    yield ending
-                    return
-                until_expiry = (
-                    caller.expires_at - TOKEN_MARGIN_SECONDS - time.time()
-                    if caller.expires_at
-                    else heartbeat
-                )
-                try:
-                    await asyncio.wait_for(
-                        wake.wait(), timeout=max(0.05, min(heartbeat, until_expiry))
-                    )
-                except TimeoutError:
-                    ending = await self._ending(caller, encode_cursor(position))
-                    if ending is not None:
-                        yield ending
-                        return
-                    await presence.refresh(user_id, stream_id)
-                    beat = chat_pb2.ChatEvent(
-                        cursor=encode_cursor(position), heartbeat=chat_pb2.Heartbeat()
-                    )
-                    beat.heartbeat.server_time.GetCurrentTime()
-                    beat.create_time.CopyFrom(beat.heartbeat.server_time)
-                    yield beat
-        finally:
-            if unwatch is not None:
-                unwatch()
-            self.wakeups.unregister(user_id, wake)
-            try:
-                if await presence.close(user_id, stream_id):
-                    await self._broadcast_presence(user_id)
-            except Exception:
-                log.debug("presence close failed", exc_info=True)
-
-    async def _ending(self, caller: Caller, cursor: str) -> chat_pb2.ChatEvent | None:
-        """The control that ends this stream now, if any (drain, expiry, revocation)."""
-        if self._draining:
-            jitter = random.uniform(0.5, max(0.5, self._config.reconnect_jitter_seconds))
-            return _control(
-                chat_pb2.STREAM_CONTROL_KIND_RECONNECT,
-                cursor,
-                retry_after=_duration(jitter),
-                reason="server restarting: reconnect with the last cursor",
-            )
-        if caller.expires_at and time.time() >= caller.expires_at - TOKEN_MARGIN_SECONDS:
-            return _control(
-                chat_pb2.STREAM_CONTROL_KIND_TOKEN_EXPIRING,
-                cursor,
-                reason="the access token expires soon: refresh it and reconnect",
-            )
-        revocations = self._rt.revocations
-        if revocations is not None and await revocations.is_revoked(caller):
-            return _control(
-                chat_pb2.STREAM_CONTROL_KIND_SESSION_ENDED, cursor, reason="the session was revoked"
-            )
-        return None
-
     async def StreamEvents(
         self, request: chat_pb2.StreamEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[chat_pb2.ChatEvent]:
         caller = require_caller()
-        async for event in self._events(caller, request.since, greet=True):
+        async for event in self.streams.events(caller, request.since, greet=True):
             yield event
 
     async def CreateEventStreamTicket(
@@ -1001,38 +874,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self, request: chat_pb2.SyncEventsRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.SyncEventsResponse:
         caller = require_caller()
-        size = page_size(request.page_size, default=SYNC_PAGES[0], maximum=SYNC_PAGES[1])
-        timeout = SYNC_DEFAULT_TIMEOUT
-        if request.HasField("timeout"):
-            timeout = request.timeout.ToMilliseconds() / 1000
-            if timeout < 0 or timeout > SYNC_MAX_TIMEOUT:
-                raise InvalidArgument([("timeout", f"0 to {SYNC_MAX_TIMEOUT:.0f} seconds")])
-        position, resync = await self._start_position(caller.user_id, request.since)
-        reply = chat_pb2.SyncEventsResponse()
-        if resync is not None:
-            reply.events.append(resync)
-        if not request.since or resync is not None:
-            reply.next_cursor = encode_cursor(position)
-            return reply
-        wake = await self.wakeups.register(caller.user_id)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                wake.clear()
-                batch = await self._log.read(self._rt.db.primary, caller.user_id, position, size)
-                if batch or time.monotonic() >= deadline or self._draining:
-                    break
-                try:
-                    await asyncio.wait_for(wake.wait(), timeout=deadline - time.monotonic())
-                except TimeoutError:
-                    pass
-        finally:
-            self.wakeups.unregister(caller.user_id, wake)
-        for logged in batch:
-            reply.events.append(logged.event)
-            position = logged.position
-        reply.next_cursor = encode_cursor(position)
-        return reply
+        return await self.streams.sync(caller, request)
 
     async def Connect(
         self,
@@ -1040,52 +882,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[chat_pb2.ConnectResponse]:
         caller = require_caller()
-        outbox: asyncio.Queue[chat_pb2.ConnectResponse | None] = asyncio.Queue(maxsize=1000)
-        delivery: asyncio.Task[None] | None = None
-
-        async def deliver(since: str) -> None:
-            try:
-                async for event in self._events(caller, since, greet=False):
-                    await outbox.put(chat_pb2.ConnectResponse(event=event))
-                    if event.WhichOneof("event") == "control" and event.control.kind not in (
-                        chat_pb2.STREAM_CONTROL_KIND_HELLO,
-                        chat_pb2.STREAM_CONTROL_KIND_RESYNC_REQUIRED,
-                    ):
-                        break
-            except ServiceError as exc:
-                await outbox.put(
-                    chat_pb2.ConnectResponse(ack=chat_pb2.Ack(status=exc.status_proto()))
-                )
-            await outbox.put(None)
-
-        async def read_actions() -> None:
-            nonlocal delivery
-            async for action in request_iterator:
-                ack = await self._act(caller, action)
-                if ack is None:  # subscribe: (re)start delivery from the cursor
-                    if delivery is not None:
-                        await cancel_and_wait(delivery)
-                    delivery = asyncio.create_task(deliver(action.subscribe.since))
-                    ack = chat_pb2.Ack(
-                        client_request_id=action.client_request_id,
-                        status=status_pb2.Status(code=code_pb2.OK),
-                    )
-                await outbox.put(chat_pb2.ConnectResponse(ack=ack))
-            await outbox.put(None)
-
-        head = await self._log.head(self._rt.db.primary, caller.user_id)
-        yield chat_pb2.ConnectResponse(event=self._hello(encode_cursor(head.last_position)))
-        reader = asyncio.create_task(read_actions())
-        try:
-            while True:
-                response = await outbox.get()
-                if response is None:
-                    break
-                yield response
-        finally:
-            await cancel_and_wait(reader)
-            if delivery is not None:
-                await cancel_and_wait(delivery)
+        async for response in self.streams.connect(caller, request_iterator, self._act):
+            yield response
 
     async def _act(self, caller: Caller, action: chat_pb2.ConnectRequest) -> chat_pb2.Ack | None:
         """Runs one Connect action; None for `subscribe` (the caller starts delivery)."""
