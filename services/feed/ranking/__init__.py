@@ -11,7 +11,7 @@ score = (FLOOR + ensemble) * recency * feedback, where
 
 then author diversity (no more than `max_consecutive` in a row by one author).
 Candidates are the viewer's FOLLOWING entries plus out-of-network PUBLIC posts
-(co-engagement, hashtag/author affinity, trending); the servicer falls back to
+(co-engagement, hashtag/author affinity, trending); the home feed falls back to
 FOLLOWING when ranking raises or times out (`home.py`). RANKED sessions — candidates,
 scoring and paging — are `ranking/session.py`.
 """
