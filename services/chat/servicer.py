@@ -18,20 +18,19 @@ import logging
 import os
 import random
 import unicodedata
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
 from google.rpc import code_pb2
 from socialmesh.chat.v1 import chat_pb2, chat_pb2_grpc
-from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
-from socialmesh.media.v1 import media_pb2, media_pb2_grpc
-from socialmesh.post.v1 import post_pb2, post_pb2_grpc
-from socialmesh.user.v1 import user_pb2, user_pb2_grpc
+from socialmesh.graph.v1 import graph_pb2_grpc
+from socialmesh.media.v1 import media_pb2_grpc
+from socialmesh.post.v1 import post_pb2_grpc
+from socialmesh.user.v1 import user_pb2_grpc
 
-from services.kit.auth import Caller, anonymous_calls, require_caller
+from services.kit.auth import Caller, require_caller
 from services.kit.cards import ViewerCards, user_loader
 from services.kit.channels import upstream_error
 from services.kit.consumers import ConsumerGroup
@@ -56,6 +55,7 @@ from .delivery import Streams, duration
 from .eventlog import EventLog, Wakeups, decode_cursor, event_at
 from .media_status import MediaStatusRelay
 from .notifications import Notifications
+from .peers import ChatPeers
 from .presence import PresenceTracker
 from .sse import PATH as SSE_PATH
 from .sse import EventStreamServer, StreamTickets
@@ -67,8 +67,6 @@ MAX_GROUP_MEMBERS = 256
 MAX_TEXT = 4000
 MAX_TITLE = 100
 MAX_REQUEST_ID = 64
-#: BatchGetPosts takes at most this many ids (post.proto).
-MAX_POST_BATCH = 500
 MAX_MEDIA = 4
 MAX_EMOJI = 16
 EDIT_WINDOW = timedelta(minutes=15)
@@ -105,6 +103,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._send_limit: RateLimiter | None = None
         self._cards: ViewerCards | None = None
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
+        self._upstream: ChatPeers | None = None
         self._streams: Streams | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._notifications: Notifications | None = None
@@ -130,6 +129,13 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             rt.redis, "chat", user_loader(self._users), graph_loader(self._graph)
         )
         self._cards.start()
+        self._upstream = ChatPeers(
+            graph=self._graph,
+            users=self._users,
+            media=self._media,
+            posts=self._posts,
+            cards=self._cards,
+        )
         self._typing_limit = RateLimiter(rt.redis, "chat-typing", limit=20, window_seconds=10)
         self._send_limit = RateLimiter(rt.redis, "chat-send", limit=120, window_seconds=60)
         self._tasks.append(asyncio.create_task(self._prune_forever(), name="chat-prune"))
@@ -165,12 +171,6 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     def _build_notifications(self) -> Notifications:
         """Notifications and push (services/chat/notifications/); the group starts at LATEST."""
         rt = self._rt
-        users = self.ready(self._users)
-
-        async def is_private(user_id: int) -> bool:
-            reply = await users.BatchGetUsers(user_pb2.BatchGetUsersRequest(user_ids=[user_id]))
-            return any(u.is_private for u in reply.users)
-
         return Notifications(
             rt.db,
             rt.ids,
@@ -180,7 +180,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             graph=self.ready(self._graph),
             is_online=self.presence.online,
             message_unread=self.store.unread_messages,
-            is_private=is_private,
+            is_private=self.upstream.is_private,
         )
 
     async def on_drain(self) -> None:
@@ -236,6 +236,11 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         return self.ready(self._presence)
 
     @property
+    def upstream(self) -> ChatPeers:
+        """Calls to graph, user, media and post (peers.py)."""
+        return self.ready(self._upstream)
+
+    @property
     def streams(self) -> Streams:
         return self.ready(self._streams)
 
@@ -248,39 +253,6 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         return self._log
 
     # ---- helpers -------------------------------------------------------------------
-
-    async def _relationships(self, viewer_id: int, others: Sequence[int]) -> dict[int, Any]:
-        graph = self.ready(self._graph)
-        try:
-            reply = await graph.BatchGetRelationships(
-                graph_pb2.BatchGetRelationshipsRequest(viewer_id=viewer_id, user_ids=list(others))
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "graph") from exc
-        return {r.user_id: r for r in reply.relationships}
-
-    async def _existing_users(self, user_ids: Sequence[int]) -> set[int]:
-        users = self.ready(self._users)
-        try:
-            with anonymous_calls():  # existence must not depend on blocks
-                reply = await users.BatchGetUsers(
-                    user_pb2.BatchGetUsersRequest(user_ids=list(user_ids))
-                )
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "user") from exc
-        return {u.user_id for u in reply.users}
-
-    async def _refuse_blocks(
-        self, caller_id: int, others: Sequence[int], field: str
-    ) -> dict[int, Any]:
-        relationships = await self._relationships(caller_id, others)
-        for other in others:
-            rel = relationships.get(other)
-            if rel is not None and (rel.blocking or rel.blocked_by):
-                raise PermissionDenied(
-                    f"{field}: cannot message across a block", reason=Reason.BLOCKED
-                )
-        return relationships
 
     async def _membership(self, conversation_id: int, user_id: int) -> ConversationRow:
         """The conversation if the user is a member; NOT_FOUND otherwise (no existence leak)."""
@@ -299,47 +271,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     ) -> chat_pb2.Conversation:
         last = await self.store.last_messages([row.conversation_id])
         view = row.to_proto(viewer_id, last.get(row.conversation_id))
-        await self._member_cards([view], viewer_id)
+        await self.upstream.member_cards([view], viewer_id)
         return view
-
-    async def _member_cards(
-        self, conversations: Sequence[chat_pb2.Conversation], viewer_id: int
-    ) -> None:
-        """Fills every member's card as the viewer sees it (absent for accounts that
-        block the viewer): one pair of cache reads for the whole page."""
-        ids = [m.user_id for c in conversations for m in c.members]
-        cards = await self.ready(self._cards).get_many(viewer_id, ids)
-        for conversation in conversations:
-            for member in conversation.members:
-                card = cards.get(member.user_id)
-                if card is not None:
-                    member.user.CopyFrom(card)
-
-    async def side_load_notifications(
-        self, notifications: Sequence[chat_pb2.Notification], viewer_id: int
-    ) -> None:
-        """Fills the actors' cards and the posts as the viewer may see them: one pair
-        of cache reads and one BatchGetPosts (under the viewer's token: the post
-        service's visibility rules decide) for the whole page."""
-        cards = await self.ready(self._cards).get_many(
-            viewer_id, (a for n in notifications for a in n.sample_actor_ids)
-        )
-        post_ids = list(dict.fromkeys(n.post_id for n in notifications if n.post_id))
-        posts: dict[int, post_pb2.Post] = {}
-        for start in range(0, len(post_ids), MAX_POST_BATCH):
-            try:
-                reply = await self.ready(self._posts).BatchGetPosts(
-                    post_pb2.BatchGetPostsRequest(post_ids=post_ids[start : start + MAX_POST_BATCH])
-                )
-            except grpc.aio.AioRpcError as exc:
-                raise upstream_error(exc, "post") from exc
-            posts.update((p.post_id, p) for p in reply.posts)
-        for notification in notifications:
-            notification.sample_actors.extend(
-                cards[a] for a in notification.sample_actor_ids if a in cards
-            )
-            if notification.post_id in posts:
-                notification.post.CopyFrom(posts[notification.post_id])
 
     @staticmethod
     def _request_id(value: str, field: str = "request_id") -> str:
@@ -387,7 +320,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             len(request_id) <= MAX_REQUEST_ID, "request_id", f"at most {MAX_REQUEST_ID} characters"
         )
         violations.raise_if_any()
-        existing = await self._existing_users(others)
+        existing = await self.upstream.existing_users(others)
         missing = [m for m in others if m not in existing]
         if missing:
             raise NotFound(
@@ -395,7 +328,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
                 resource="user",
                 resource_id=missing[0],
             )
-        relationships = await self._refuse_blocks(caller.user_id, others, "conversation.member_ids")
+        relationships = await self.upstream.refuse_blocks(
+            caller.user_id, others, "conversation.member_ids"
+        )
         if spec.type == DIRECT:
             other = others[0]
             # A DM from someone the recipient does not follow is a message request.
@@ -447,7 +382,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
                 rows[c].to_proto(caller.user_id, last.get(c)) for c, _ in page if c in rows
             ]
         )
-        await self._member_cards(reply.conversations, caller.user_id)
+        await self.upstream.member_cards(reply.conversations, caller.user_id)
         if len(refs) > size:
             conversation_id, activity = page[-1]
             reply.next_page_token = self._rt.page_tokens.encode(
@@ -495,13 +430,13 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         if not ids or len(ids) >= MAX_GROUP_MEMBERS or any(u <= 0 for u in ids):
             raise InvalidArgument([("user_ids", f"1 to {MAX_GROUP_MEMBERS - 1} positive ids")])
         row = await self._admin(request.conversation_id, caller)
-        existing = await self._existing_users(ids)
+        existing = await self.upstream.existing_users(ids)
         missing = [u for u in ids if u not in existing]
         if missing:
             raise NotFound(
                 f"user_ids: no user {missing[0]}", resource="user", resource_id=missing[0]
             )
-        await self._refuse_blocks(caller.user_id, ids, "user_ids")
+        await self.upstream.refuse_blocks(caller.user_id, ids, "user_ids")
         delivery = await self.store.add_members(
             row.conversation_id, caller.user_id, ids, MAX_GROUP_MEMBERS
         )
@@ -597,14 +532,14 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         row = await self._membership(request.conversation_id, caller.user_id)
         if row.kind == DIRECT:
             other = next(m.user_id for m in row.members if m.user_id != caller.user_id)
-            await self._refuse_blocks(caller.user_id, [other], "conversation_id")
+            await self.upstream.refuse_blocks(caller.user_id, [other], "conversation_id")
         reply_to = request.message.reply_to_message_id
         if reply_to and await self.store.message(row.conversation_id, reply_to) is None:
             raise InvalidArgument(
                 [("message.reply_to_message_id", "no such message in this conversation")]
             )
         await self.ready(self._send_limit).enforce(str(caller.user_id), "messages")
-        media = await self._attach(caller.user_id, media_ids)
+        media = await self.upstream.attach_media(caller.user_id, media_ids)
         delivery = await self.store.send(
             row.conversation_id,
             caller.user_id,
@@ -620,24 +555,6 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         if delivery.created:
             await self.notifications.after_message(row, delivery.message)
         return delivery.message
-
-    async def _attach(self, sender_id: int, media_ids: list[int]) -> list[media_pb2.Media]:
-        """The sender's READY media, marked in use by the media service (all or nothing).
-
-        Before the message is stored: a failed send leaves media attached (kept, never
-        collected), which is harmless; the other order could lose a sent photo to the
-        24-hour collection of unattached uploads.
-        """
-        if not media_ids:
-            return []
-        media = self.ready(self._media)  # AttachMedia is idempotent: retried sends re-ask
-        try:
-            reply = await media.AttachMedia(
-                media_pb2.AttachMediaRequest(owner_id=sender_id, media_ids=media_ids)
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "media") from exc
-        return list(reply.media)
 
     async def SendMessage(
         self, request: chat_pb2.SendMessageRequest, context: grpc.aio.ServicerContext
@@ -675,7 +592,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             viewer_id=caller.user_id,
         )
         reply = chat_pb2.ListMessagesResponse(messages=messages[:size])
-        senders = await self.ready(self._cards).get_many(
+        senders = await self.upstream.cards.get_many(
             caller.user_id, (m.sender_id for m in reply.messages)
         )
         for message in reply.messages:
@@ -931,7 +848,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     ) -> chat_pb2.ListNotificationsResponse:
         caller = require_caller()
         reply = await self.notifications.list_notifications(caller.user_id, request)
-        await self.side_load_notifications(reply.notifications, caller.user_id)
+        await self.upstream.side_load_notifications(reply.notifications, caller.user_id)
         return reply
 
     async def GetUnreadCounts(
