@@ -22,11 +22,12 @@ from socialmesh.graph.v1 import graph_pb2
 from socialmesh.post.v1 import events_pb2 as post_events
 from socialmesh.post.v1 import post_pb2
 
-from services.feed import admin, experiments, features, learn, ranking
-from services.feed import model as model_files
+from services.feed import admin, ranking
 from services.feed import servicer as feed_servicer
-from services.feed.features import Facts, feature_vector
-from services.feed.model import ModelSlot, RankerModel
+from services.feed.ranking import experiments, features, learn
+from services.feed.ranking import model as model_files
+from services.feed.ranking.features import Facts, feature_vector
+from services.feed.ranking.model import ModelSlot, RankerModel
 from services.feed.servicer import FeedServicer
 from services.feed.store import COMMENT, LIKE, PUBLIC, UNLIKE, Feedback, FeedStore
 from services.kit.consumers import EventMeta

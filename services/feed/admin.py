@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from services.kit.db import Database
 
-from . import experiments, learn
+from .ranking import experiments, learn
 from .store import FeedStore
 
 T = TypeVar("T")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from . import experiments, ranking
+from . import ranking
+from .ranking import experiments
 
 #: FEED_MODEL_DIR's default, and `socialmesh train-ranker --out`'s.
 DEFAULT_MODEL_DIR = ".socialmesh/models/feed"

@@ -8,10 +8,10 @@ from socialmesh.feed.v1 import feed_pb2
 
 from services.kit.pagination import PageTokens
 
-from . import features
 from .cursors import encode_home
 from .pages import FeedPage
 from .peers import Peers
+from .ranking import features
 from .timelines import Entry
 from .tracking import Tracking, TrackingTokens
 

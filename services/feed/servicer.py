@@ -38,9 +38,9 @@ from .cursors import FOLLOWING, RANKED, decode_home
 from .fanout import Fanout
 from .home import HomeFeed
 from .interactions import InteractionLog, Interactions
-from .model import ModelSlot
 from .peers import Peers
 from .presenter import Presenter
+from .ranking.model import ModelSlot
 from .ranking.session import RankedSessions
 from .store import Feedback, FeedStore
 from .suggestions import Suggestions

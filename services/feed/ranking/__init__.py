@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 from socialmesh.post.v1 import post_pb2
 
-from .. import features
-from ..features import Facts
-from ..model import RankerModel
 from ..store import Feedback
 from ..timelines import Entry, sort_key_ms
+from . import features
+from .features import Facts
+from .model import RankerModel
 
 #: Keeps a candidate with no signal at all (a brand new post) above zero.
 FLOOR = 0.05

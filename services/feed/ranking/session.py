@@ -27,14 +27,15 @@ from socialmesh.user.v1 import user_pb2
 # call, so a test can swap the scorer.
 from services.feed import ranking
 
-from .. import experiments, features, trends
+from .. import trends
 from ..config import FeedConfig
 from ..cursors import RANKED, Newer, RankedAt
-from ..model import ModelSlot
 from ..pages import FeedPage, allowed
 from ..peers import Peers, utcnow
 from ..store import SOURCE_CAP, Feedback, FeedStore
 from ..timelines import Entry, Timelines
+from . import experiments, features
+from .model import ModelSlot
 
 RANK_SECONDS = Histogram(
     "feed_rank_seconds",

@@ -37,7 +37,7 @@ from typing import Any
 
 from scipy import stats
 
-from .ranking import TUNABLE, RankingConfig
+from . import TUNABLE, RankingConfig
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 

@@ -35,9 +35,9 @@ from sklearn.preprocessing import StandardScaler
 
 from services.kit.db import Database
 
+from ..store import FeedStore
 from . import model as model_files
 from .features import FEATURE_NAMES, Facts, feature_vector
-from .store import FeedStore
 
 #: At most this many impressions per training run.
 MAX_ROWS = 200_000
