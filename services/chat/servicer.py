@@ -48,9 +48,10 @@ from services.kit.ratelimit import RateLimiter
 from services.kit.relcache import graph_loader
 from services.kit.server import Runtime, ServicerBase, build_verifier
 from services.kit.tasks import cancel_and_wait
-from services.kit.validation import Violations, request_violations, strip_control_characters
+from services.kit.validation import Violations, request_violations
 
 from .config import ChatConfig
+from .conversations import MAX_REQUEST_ID, Conversations, normalize_text
 from .delivery import Streams, duration
 from .eventlog import EventLog, Wakeups, decode_cursor, event_at
 from .media_status import MediaStatusRelay
@@ -59,25 +60,17 @@ from .peers import ChatPeers
 from .presence import PresenceTracker
 from .sse import PATH as SSE_PATH
 from .sse import EventStreamServer, StreamTickets
-from .store import ACCEPTED, ADMIN, DIRECT, GROUP, OWNER, REQUEST, ChatStore, ConversationRow
+from .store import DIRECT, ChatStore
 
 log = logging.getLogger("socialmesh.chat")
 
-MAX_GROUP_MEMBERS = 256
 MAX_TEXT = 4000
-MAX_TITLE = 100
-MAX_REQUEST_ID = 64
 MAX_MEDIA = 4
 MAX_EMOJI = 16
 EDIT_WINDOW = timedelta(minutes=15)
 TYPING_TTL_SECONDS = 6
-CONVERSATION_PAGES = (20, 100)
 MESSAGE_PAGES = (50, 100)
 PRESENCE_BATCH = 200
-
-
-def _text(value: str) -> str:
-    return unicodedata.normalize("NFC", strip_control_characters(value))
 
 
 _running: list[ChatServicer] = []
@@ -104,6 +97,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._cards: ViewerCards | None = None
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
         self._upstream: ChatPeers | None = None
+        self._conversations: Conversations | None = None
         self._streams: Streams | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._notifications: Notifications | None = None
@@ -135,6 +129,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             media=self._media,
             posts=self._posts,
             cards=self._cards,
+        )
+        self._conversations = Conversations(
+            self._store, self._upstream, self._wakeups, rt.page_tokens
         )
         self._typing_limit = RateLimiter(rt.redis, "chat-typing", limit=20, window_seconds=10)
         self._send_limit = RateLimiter(rt.redis, "chat-send", limit=120, window_seconds=60)
@@ -241,6 +238,10 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         return self.ready(self._upstream)
 
     @property
+    def conversations(self) -> Conversations:
+        return self.ready(self._conversations)
+
+    @property
     def streams(self) -> Streams:
         return self.ready(self._streams)
 
@@ -254,25 +255,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
 
     # ---- helpers -------------------------------------------------------------------
 
-    async def _membership(self, conversation_id: int, user_id: int) -> ConversationRow:
-        """The conversation if the user is a member; NOT_FOUND otherwise (no existence leak)."""
-        if conversation_id <= 0:
-            raise InvalidArgument([("conversation_id", "must be a positive id")])
-        row = await self.store.conversation(conversation_id)
-        if row is None or row.member(user_id) is None:
-            raise NotFound("conversation not found")
-        return row
-
     async def _deliver(self, positions: dict[int, int]) -> None:
         await self.wakeups.notify(positions)
-
-    async def _conversation_view(
-        self, row: ConversationRow, viewer_id: int
-    ) -> chat_pb2.Conversation:
-        last = await self.store.last_messages([row.conversation_id])
-        view = row.to_proto(viewer_id, last.get(row.conversation_id))
-        await self.upstream.member_cards([view], viewer_id)
-        return view
 
     @staticmethod
     def _request_id(value: str, field: str = "request_id") -> str:
@@ -285,229 +269,48 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     async def CreateConversation(
         self, request: chat_pb2.CreateConversationRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.Conversation:
-        caller = require_caller()
-        spec = request.conversation
-        violations = Violations()
-        others = [m for m in dict.fromkeys(spec.member_ids) if m != caller.user_id]
-        violations.check(
-            all(m > 0 for m in spec.member_ids), "conversation.member_ids", "ids must be positive"
-        )
-        violations.check(
-            spec.type in (DIRECT, GROUP), "conversation.type", "must be DIRECT or GROUP"
-        )
-        title = _text(spec.title).strip()
-        if spec.type == DIRECT:
-            violations.check(
-                len(others) == 1,
-                "conversation.member_ids",
-                "a direct conversation has exactly one other member",
-            )
-            violations.check(not title, "conversation.title", "direct conversations have no title")
-        elif spec.type == GROUP:
-            violations.check(
-                bool(others), "conversation.member_ids", "a group needs at least one other member"
-            )
-            violations.check(
-                len(others) + 1 <= MAX_GROUP_MEMBERS,
-                "conversation.member_ids",
-                f"a group has at most {MAX_GROUP_MEMBERS} members",
-            )
-            violations.check(
-                len(title) <= MAX_TITLE, "conversation.title", f"at most {MAX_TITLE} characters"
-            )
-        request_id = request.request_id
-        violations.check(
-            len(request_id) <= MAX_REQUEST_ID, "request_id", f"at most {MAX_REQUEST_ID} characters"
-        )
-        violations.raise_if_any()
-        existing = await self.upstream.existing_users(others)
-        missing = [m for m in others if m not in existing]
-        if missing:
-            raise NotFound(
-                f"conversation.member_ids: no user {missing[0]}",
-                resource="user",
-                resource_id=missing[0],
-            )
-        relationships = await self.upstream.refuse_blocks(
-            caller.user_id, others, "conversation.member_ids"
-        )
-        if spec.type == DIRECT:
-            other = others[0]
-            # A DM from someone the recipient does not follow is a message request.
-            rel = relationships.get(other)
-            other_state = ACCEPTED if rel is not None and rel.followed_by else REQUEST
-            delivery = await self.store.create_direct(caller.user_id, other, other_state)
-        else:
-            delivery = await self.store.create_group(caller.user_id, others, title, request_id)
-        await self._deliver(delivery.positions)
-        assert delivery.conversation is not None
-        if delivery.conversation.member(caller.user_id) is None:
-            raise NotFound("conversation not found")  # a reused requestId after leaving it
-        return await self._conversation_view(delivery.conversation, caller.user_id)
+        return await self.conversations.create(require_caller(), request)
 
     async def GetConversation(
         self, request: chat_pb2.GetConversationRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.Conversation:
-        caller = require_caller()
-        row = await self._membership(request.conversation_id, caller.user_id)
-        return await self._conversation_view(row, caller.user_id)
+        return await self.conversations.get(require_caller(), request)
 
     async def ListConversations(
         self, request: chat_pb2.ListConversationsRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.ListConversationsResponse:
-        caller = require_caller()
-        size = page_size(
-            request.page_size, default=CONVERSATION_PAGES[0], maximum=CONVERSATION_PAGES[1]
-        )
-        state = request.state or ACCEPTED
-        if state not in (ACCEPTED, REQUEST):
-            raise InvalidArgument([("state", "must be ACCEPTED or REQUEST")])
-        scope = f"conversations:{caller.user_id}:{state}"
-        position = self._rt.page_tokens.decode(scope, request.page_token)
-        after = None
-        if position is not None:
-            try:
-                after = (
-                    datetime.fromtimestamp(float(position["t"]) / 1e6, UTC),
-                    int(position["c"]),
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise InvalidArgument([("page_token", "invalid or tampered page token")]) from exc
-        refs = await self.store.inbox(caller.user_id, state, after, size + 1)
-        page = refs[:size]
-        rows = await self.store.conversations([c for c, _ in page])
-        last = await self.store.last_messages([c for c, _ in page])
-        reply = chat_pb2.ListConversationsResponse(
-            conversations=[
-                rows[c].to_proto(caller.user_id, last.get(c)) for c, _ in page if c in rows
-            ]
-        )
-        await self.upstream.member_cards(reply.conversations, caller.user_id)
-        if len(refs) > size:
-            conversation_id, activity = page[-1]
-            reply.next_page_token = self._rt.page_tokens.encode(
-                scope, {"t": int(activity.timestamp() * 1e6), "c": conversation_id}
-            )
-        return reply
-
-    async def _admin(self, request_conversation_id: int, caller: Caller) -> ConversationRow:
-        row = await self._membership(request_conversation_id, caller.user_id)
-        if row.kind != GROUP:
-            raise FailedPrecondition(
-                "direct conversations have no members to manage", reason=Reason.NOT_SUPPORTED
-            )
-        me = row.member(caller.user_id)
-        assert me is not None
-        if me.role not in (OWNER, ADMIN):
-            raise PermissionDenied(
-                "only the group's owner and admins may do this", reason=Reason.NOT_ADMIN
-            )
-        return row
+        return await self.conversations.list(require_caller(), request)
 
     async def UpdateConversation(
         self, request: chat_pb2.UpdateConversationRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.Conversation:
-        caller = require_caller()
-        paths = list(request.update_mask.paths)
-        if not paths:
-            raise InvalidArgument([("update_mask", "name the fields to change: title")])
-        if any(p != "title" for p in paths):
-            raise InvalidArgument([("update_mask", "only title can be changed")])
-        title = _text(request.conversation.title).strip()
-        if not title or len(title) > MAX_TITLE:
-            raise InvalidArgument([("conversation.title", f"1 to {MAX_TITLE} characters")])
-        row = await self._admin(request.conversation.conversation_id, caller)
-        delivery = await self.store.update_title(row.conversation_id, caller.user_id, title)
-        await self._deliver(delivery.positions)
-        assert delivery.conversation is not None
-        return await self._conversation_view(delivery.conversation, caller.user_id)
+        return await self.conversations.update(require_caller(), request)
 
     async def AddMembers(
         self, request: chat_pb2.AddMembersRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.Conversation:
-        caller = require_caller()
-        ids = list(dict.fromkeys(request.user_ids))
-        if not ids or len(ids) >= MAX_GROUP_MEMBERS or any(u <= 0 for u in ids):
-            raise InvalidArgument([("user_ids", f"1 to {MAX_GROUP_MEMBERS - 1} positive ids")])
-        row = await self._admin(request.conversation_id, caller)
-        existing = await self.upstream.existing_users(ids)
-        missing = [u for u in ids if u not in existing]
-        if missing:
-            raise NotFound(
-                f"user_ids: no user {missing[0]}", resource="user", resource_id=missing[0]
-            )
-        await self.upstream.refuse_blocks(caller.user_id, ids, "user_ids")
-        delivery = await self.store.add_members(
-            row.conversation_id, caller.user_id, ids, MAX_GROUP_MEMBERS
-        )
-        assert delivery.conversation is not None
-        present = {m.user_id for m in delivery.conversation.members}
-        if not delivery.created and any(u not in present for u in ids):
-            raise FailedPrecondition(
-                f"a group has at most {MAX_GROUP_MEMBERS} members", reason=Reason.LIMIT_REACHED
-            )
-        await self._deliver(delivery.positions)
-        return await self._conversation_view(delivery.conversation, caller.user_id)
+        return await self.conversations.add_members(require_caller(), request)
 
     async def RemoveMember(
         self, request: chat_pb2.RemoveMemberRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.Conversation:
-        caller = require_caller()
-        if request.user_id <= 0:
-            raise InvalidArgument([("user_id", "must be a positive id")])
-        if request.user_id == caller.user_id:
-            raise InvalidArgument([("user_id", "use LeaveConversation to leave")])
-        row = await self._admin(request.conversation_id, caller)
-        target = row.member(request.user_id)
-        if target is None:
-            raise NotFound(
-                "user_id: not a member of this conversation",
-                resource="conversationMember",
-                resource_id=request.user_id,
-            )
-        me = row.member(caller.user_id)
-        assert me is not None
-        if target.role == OWNER or (target.role == ADMIN and me.role != OWNER):
-            raise PermissionDenied(
-                "admins remove members only; nobody removes the owner", reason=Reason.NOT_ADMIN
-            )
-        delivery = await self.store.remove_member(
-            row.conversation_id, caller.user_id, request.user_id
-        )
-        await self._deliver(delivery.positions)
-        assert delivery.conversation is not None
-        return await self._conversation_view(delivery.conversation, caller.user_id)
+        return await self.conversations.remove_member(require_caller(), request)
 
     async def LeaveConversation(
         self, request: chat_pb2.LeaveConversationRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        caller = require_caller()
-        row = await self._membership(request.conversation_id, caller.user_id)
-        if row.kind != GROUP:
-            raise FailedPrecondition(
-                "direct conversations cannot be left", reason=Reason.NOT_SUPPORTED
-            )
-        delivery = await self.store.remove_member(
-            row.conversation_id, caller.user_id, caller.user_id
-        )
-        await self._deliver(delivery.positions)
-        return empty_pb2.Empty()
+        return await self.conversations.leave(require_caller(), request)
 
     async def AcceptConversation(
         self, request: chat_pb2.AcceptConversationRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.Conversation:
-        caller = require_caller()
-        row = await self._membership(request.conversation_id, caller.user_id)
-        delivery = await self.store.accept(row.conversation_id, caller.user_id)
-        await self._deliver(delivery.positions)
-        assert delivery.conversation is not None
-        return await self._conversation_view(delivery.conversation, caller.user_id)
+        return await self.conversations.accept(require_caller(), request)
 
     # ---- messages ------------------------------------------------------------------
 
     async def _send(self, caller: Caller, request: chat_pb2.SendMessageRequest) -> chat_pb2.Message:
         violations = Violations()
-        text = _text(request.message.text)
+        text = normalize_text(request.message.text)
         media_ids = list(request.message.media_ids)
         violations.check(request.conversation_id > 0, "conversation_id", "must be a positive id")
         violations.check(len(text) <= MAX_TEXT, "message.text", f"at most {MAX_TEXT} characters")
@@ -529,7 +332,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             f"at most {MAX_REQUEST_ID} characters",
         )
         violations.raise_if_any()
-        row = await self._membership(request.conversation_id, caller.user_id)
+        row = await self.conversations.membership(request.conversation_id, caller.user_id)
         if row.kind == DIRECT:
             other = next(m.user_id for m in row.members if m.user_id != caller.user_id)
             await self.upstream.refuse_blocks(caller.user_id, [other], "conversation_id")
@@ -570,7 +373,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         if request.after_sequence and request.page_token:
             raise InvalidArgument([("page_token", "not combined with after_sequence")])
         size = page_size(request.page_size, default=MESSAGE_PAGES[0], maximum=MESSAGE_PAGES[1])
-        row = await self._membership(request.conversation_id, caller.user_id)
+        row = await self.conversations.membership(request.conversation_id, caller.user_id)
         scope = f"messages:{row.conversation_id}"
         position = self._rt.page_tokens.decode(scope, request.page_token)
         before = after = None
@@ -609,7 +412,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     ) -> chat_pb2.Message:
         if message_id <= 0:
             raise InvalidArgument([("message_id", "must be a positive id")])
-        row = await self._membership(conversation_id, caller.user_id)
+        row = await self.conversations.membership(conversation_id, caller.user_id)
         message = await self.store.message(row.conversation_id, message_id)
         if message is None:
             raise NotFound("message not found")
@@ -625,7 +428,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         caller = require_caller()
         if list(request.update_mask.paths) != ["text"]:
             raise InvalidArgument([("update_mask", "only text can be changed")])
-        text = _text(request.message.text)
+        text = normalize_text(request.message.text)
         if not text.strip() or len(text) > MAX_TEXT:
             raise InvalidArgument([("message.text", f"1 to {MAX_TEXT} characters")])
         message = await self._own_message(
@@ -666,7 +469,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             raise InvalidArgument([("emoji", f"one emoji, at most {MAX_EMOJI} characters")])
         if message_id <= 0:
             raise InvalidArgument([("message_id", "must be a positive id")])
-        row = await self._membership(conversation_id, caller.user_id)
+        row = await self.conversations.membership(conversation_id, caller.user_id)
         message = await self.store.message(row.conversation_id, message_id)
         if message is None:
             raise NotFound("message not found")
@@ -698,7 +501,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     ) -> chat_pb2.MarkReadResponse:
         if request.sequence <= 0:
             raise InvalidArgument([("sequence", "must be a positive sequence")])
-        row = await self._membership(request.conversation_id, caller.user_id)
+        row = await self.conversations.membership(request.conversation_id, caller.user_id)
         delivery, mark = await self.store.mark_read(
             row.conversation_id, caller.user_id, request.sequence
         )
@@ -718,7 +521,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     async def _typing(
         self, caller: Caller, request: chat_pb2.SendTypingRequest
     ) -> chat_pb2.SendTypingResponse:
-        row = await self._membership(request.conversation_id, caller.user_id)
+        row = await self.conversations.membership(request.conversation_id, caller.user_id)
         await self.ready(self._typing_limit).enforce(
             f"{caller.user_id}:{row.conversation_id}", "typing updates"
         )
