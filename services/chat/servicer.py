@@ -17,7 +17,6 @@ import asyncio
 import logging
 import os
 import random
-import unicodedata
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -35,41 +34,31 @@ from services.kit.cards import ViewerCards, user_loader
 from services.kit.channels import upstream_error
 from services.kit.consumers import ConsumerGroup
 from services.kit.errors import (
-    FailedPrecondition,
     InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    Reason,
     ServiceError,
     Unavailable,
 )
-from services.kit.pagination import page_size
 from services.kit.ratelimit import RateLimiter
 from services.kit.relcache import graph_loader
 from services.kit.server import Runtime, ServicerBase, build_verifier
 from services.kit.tasks import cancel_and_wait
-from services.kit.validation import Violations, request_violations
+from services.kit.validation import request_violations
 
 from .config import ChatConfig
-from .conversations import MAX_REQUEST_ID, Conversations, normalize_text
-from .delivery import Streams, duration
+from .conversations import MAX_REQUEST_ID, Conversations
+from .delivery import Streams
 from .eventlog import EventLog, Wakeups, decode_cursor, event_at
 from .media_status import MediaStatusRelay
+from .messages import Messages
 from .notifications import Notifications
 from .peers import ChatPeers
 from .presence import PresenceTracker
 from .sse import PATH as SSE_PATH
 from .sse import EventStreamServer, StreamTickets
-from .store import DIRECT, ChatStore
+from .store import ChatStore
 
 log = logging.getLogger("socialmesh.chat")
 
-MAX_TEXT = 4000
-MAX_MEDIA = 4
-MAX_EMOJI = 16
-EDIT_WINDOW = timedelta(minutes=15)
-TYPING_TTL_SECONDS = 6
-MESSAGE_PAGES = (50, 100)
 PRESENCE_BATCH = 200
 
 
@@ -98,6 +87,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._posts: post_pb2_grpc.PostServiceAsyncStub | None = None
         self._upstream: ChatPeers | None = None
         self._conversations: Conversations | None = None
+        self._messages: Messages | None = None
         self._streams: Streams | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._notifications: Notifications | None = None
@@ -138,6 +128,17 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._tasks.append(asyncio.create_task(self._prune_forever(), name="chat-prune"))
         self._notifications = self._build_notifications()
         self._notifications.start()
+        self._messages = Messages(
+            self._store,
+            self.conversations,
+            self.upstream,
+            wakeups=self._wakeups,
+            presence=self._presence,
+            notifications=self._notifications,
+            page_tokens=rt.page_tokens,
+            send_limit=self._send_limit,
+            typing_limit=self._typing_limit,
+        )
         self._media_status = MediaStatusRelay(rt.db, self._log, self._wakeups)
         for group in self.consumers():
             await self.consume(group.GROUP, group.handlers(), start=group.START)
@@ -242,6 +243,10 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         return self.ready(self._conversations)
 
     @property
+    def messages(self) -> Messages:
+        return self.ready(self._messages)
+
+    @property
     def streams(self) -> Streams:
         return self.ready(self._streams)
 
@@ -308,240 +313,49 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
 
     # ---- messages ------------------------------------------------------------------
 
-    async def _send(self, caller: Caller, request: chat_pb2.SendMessageRequest) -> chat_pb2.Message:
-        violations = Violations()
-        text = normalize_text(request.message.text)
-        media_ids = list(request.message.media_ids)
-        violations.check(request.conversation_id > 0, "conversation_id", "must be a positive id")
-        violations.check(len(text) <= MAX_TEXT, "message.text", f"at most {MAX_TEXT} characters")
-        violations.check(
-            bool(text.strip()) or bool(media_ids),
-            "message.text",
-            "must not be empty (or attach media)",
-        )
-        violations.check(len(media_ids) <= MAX_MEDIA, "message.media_ids", f"at most {MAX_MEDIA}")
-        violations.check(all(m > 0 for m in media_ids), "message.media_ids", "ids must be positive")
-        violations.check(
-            request.message.reply_to_message_id >= 0,
-            "message.reply_to_message_id",
-            "must not be negative",
-        )
-        violations.check(
-            len(request.request_id) <= MAX_REQUEST_ID,
-            "request_id",
-            f"at most {MAX_REQUEST_ID} characters",
-        )
-        violations.raise_if_any()
-        row = await self.conversations.membership(request.conversation_id, caller.user_id)
-        if row.kind == DIRECT:
-            other = next(m.user_id for m in row.members if m.user_id != caller.user_id)
-            await self.upstream.refuse_blocks(caller.user_id, [other], "conversation_id")
-        reply_to = request.message.reply_to_message_id
-        if reply_to and await self.store.message(row.conversation_id, reply_to) is None:
-            raise InvalidArgument(
-                [("message.reply_to_message_id", "no such message in this conversation")]
-            )
-        await self.ready(self._send_limit).enforce(str(caller.user_id), "messages")
-        media = await self.upstream.attach_media(caller.user_id, media_ids)
-        delivery = await self.store.send(
-            row.conversation_id,
-            caller.user_id,
-            text,
-            media_ids,
-            reply_to,
-            request.request_id,
-            media,
-        )
-        await self._deliver(delivery.positions)
-        await self.presence.touch(caller.user_id)
-        assert delivery.message is not None
-        if delivery.created:
-            await self.notifications.after_message(row, delivery.message)
-        return delivery.message
-
     async def SendMessage(
         self, request: chat_pb2.SendMessageRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.Message:
-        return await self._send(require_caller(), request)
+        return await self.messages.send(require_caller(), request)
 
     async def ListMessages(
         self, request: chat_pb2.ListMessagesRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.ListMessagesResponse:
-        caller = require_caller()
-        if request.after_sequence < 0:
-            raise InvalidArgument([("after_sequence", "must not be negative")])
-        if request.after_sequence and request.page_token:
-            raise InvalidArgument([("page_token", "not combined with after_sequence")])
-        size = page_size(request.page_size, default=MESSAGE_PAGES[0], maximum=MESSAGE_PAGES[1])
-        row = await self.conversations.membership(request.conversation_id, caller.user_id)
-        scope = f"messages:{row.conversation_id}"
-        position = self._rt.page_tokens.decode(scope, request.page_token)
-        before = after = None
-        if position is not None:
-            value = position.get("s")
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise InvalidArgument([("page_token", "invalid or tampered page token")])
-            if position.get("d") == "f":
-                after = value
-            else:
-                before = value
-        elif request.after_sequence:
-            after = request.after_sequence
-        messages = await self.store.messages(
-            row.conversation_id,
-            before=before,
-            after=after,
-            limit=size + 1,
-            viewer_id=caller.user_id,
-        )
-        reply = chat_pb2.ListMessagesResponse(messages=messages[:size])
-        senders = await self.upstream.cards.get_many(
-            caller.user_id, (m.sender_id for m in reply.messages)
-        )
-        for message in reply.messages:
-            if message.sender_id in senders:
-                message.sender.CopyFrom(senders[message.sender_id])
-        if len(messages) > size:
-            reply.next_page_token = self._rt.page_tokens.encode(
-                scope, {"s": messages[size - 1].sequence, "d": "f" if after is not None else "b"}
-            )
-        return reply
-
-    async def _own_message(
-        self, caller: Caller, conversation_id: int, message_id: int
-    ) -> chat_pb2.Message:
-        if message_id <= 0:
-            raise InvalidArgument([("message_id", "must be a positive id")])
-        row = await self.conversations.membership(conversation_id, caller.user_id)
-        message = await self.store.message(row.conversation_id, message_id)
-        if message is None:
-            raise NotFound("message not found")
-        if message.sender_id != caller.user_id:
-            raise PermissionDenied("only the sender may change a message", reason=Reason.NOT_OWNER)
-        if message.HasField("delete_time"):
-            raise FailedPrecondition("the message was deleted", reason=Reason.MESSAGE_DELETED)
-        return message
+        return await self.messages.list(require_caller(), request)
 
     async def UpdateMessage(
         self, request: chat_pb2.UpdateMessageRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.Message:
-        caller = require_caller()
-        if list(request.update_mask.paths) != ["text"]:
-            raise InvalidArgument([("update_mask", "only text can be changed")])
-        text = normalize_text(request.message.text)
-        if not text.strip() or len(text) > MAX_TEXT:
-            raise InvalidArgument([("message.text", f"1 to {MAX_TEXT} characters")])
-        message = await self._own_message(
-            caller, request.conversation_id, request.message.message_id
-        )
-        if datetime.now(UTC) - message.create_time.ToDatetime(UTC) > EDIT_WINDOW:
-            raise FailedPrecondition(
-                "messages can be edited for 15 minutes after sending",
-                reason=Reason.EDIT_WINDOW_CLOSED,
-            )
-        delivery = await self.store.edit(request.conversation_id, message.message_id, text)
-        await self._deliver(delivery.positions)
-        assert delivery.message is not None
-        return delivery.message
+        return await self.messages.update(require_caller(), request)
 
     async def DeleteMessage(
         self, request: chat_pb2.DeleteMessageRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.Message:
-        caller = require_caller()
-        message = await self._own_message(caller, request.conversation_id, request.message_id)
-        delivery = await self.store.delete(request.conversation_id, message.message_id)
-        await self._deliver(delivery.positions)
-        assert delivery.message is not None
-        return delivery.message
-
-    async def _react(
-        self, caller: Caller, conversation_id: int, message_id: int, emoji: str, on: bool
-    ) -> chat_pb2.Message:
-        emoji = unicodedata.normalize("NFC", emoji)
-        if (
-            not emoji
-            or len(emoji) > MAX_EMOJI
-            or any(
-                unicodedata.category(c)[0] in "CZ" and c != "\u200d" and c != "\ufe0f"
-                for c in emoji
-            )
-        ):
-            raise InvalidArgument([("emoji", f"one emoji, at most {MAX_EMOJI} characters")])
-        if message_id <= 0:
-            raise InvalidArgument([("message_id", "must be a positive id")])
-        row = await self.conversations.membership(conversation_id, caller.user_id)
-        message = await self.store.message(row.conversation_id, message_id)
-        if message is None:
-            raise NotFound("message not found")
-        if message.HasField("delete_time"):
-            raise FailedPrecondition("the message was deleted", reason=Reason.MESSAGE_DELETED)
-        delivery = await self.store.react(
-            row.conversation_id, message_id, caller.user_id, emoji, on
-        )
-        await self._deliver(delivery.positions)
-        assert delivery.message is not None
-        return delivery.message
+        return await self.messages.delete(require_caller(), request)
 
     async def AddReaction(
         self, request: chat_pb2.AddReactionRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.Message:
-        return await self._react(
+        return await self.messages.react(
             require_caller(), request.conversation_id, request.message_id, request.emoji, True
         )
 
     async def RemoveReaction(
         self, request: chat_pb2.RemoveReactionRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.Message:
-        return await self._react(
+        return await self.messages.react(
             require_caller(), request.conversation_id, request.message_id, request.emoji, False
         )
-
-    async def _mark_read(
-        self, caller: Caller, request: chat_pb2.MarkReadRequest
-    ) -> chat_pb2.MarkReadResponse:
-        if request.sequence <= 0:
-            raise InvalidArgument([("sequence", "must be a positive sequence")])
-        row = await self.conversations.membership(request.conversation_id, caller.user_id)
-        delivery, mark = await self.store.mark_read(
-            row.conversation_id, caller.user_id, request.sequence
-        )
-        await self._deliver(delivery.positions)
-        await self.presence.touch(caller.user_id)
-        receipt = chat_pb2.ReadReceipt(
-            conversation_id=row.conversation_id, user_id=caller.user_id, sequence=mark
-        )
-        receipt.read_time.GetCurrentTime()
-        return chat_pb2.MarkReadResponse(receipt=receipt)
 
     async def MarkRead(
         self, request: chat_pb2.MarkReadRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.MarkReadResponse:
-        return await self._mark_read(require_caller(), request)
-
-    async def _typing(
-        self, caller: Caller, request: chat_pb2.SendTypingRequest
-    ) -> chat_pb2.SendTypingResponse:
-        row = await self.conversations.membership(request.conversation_id, caller.user_id)
-        await self.ready(self._typing_limit).enforce(
-            f"{caller.user_id}:{row.conversation_id}", "typing updates"
-        )
-        indicator = chat_pb2.TypingIndicator(
-            conversation_id=row.conversation_id,
-            user_id=caller.user_id,
-            typing=request.typing,
-            ttl=duration(TYPING_TTL_SECONDS),
-        )
-        others = [m.user_id for m in row.members if m.user_id != caller.user_id]
-        event = event_at(datetime.now(UTC), typing=indicator)
-        positions = await self.store.append({u: event for u in others})
-        await self._deliver(positions)
-        await self.presence.touch(caller.user_id)
-        return chat_pb2.SendTypingResponse(ttl=duration(TYPING_TTL_SECONDS))
+        return await self.messages.mark_read(require_caller(), request)
 
     async def SendTyping(
         self, request: chat_pb2.SendTypingRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.SendTypingResponse:
-        return await self._typing(require_caller(), request)
+        return await self.messages.typing(require_caller(), request)
 
     # ---- presence ------------------------------------------------------------------
 
@@ -622,11 +436,11 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
                 send = chat_pb2.SendMessageRequest()
                 send.CopyFrom(action.send)
                 send.request_id = send.request_id or action.client_request_id
-                ack.message.CopyFrom(await self._send(caller, send))
+                ack.message.CopyFrom(await self.messages.send(caller, send))
             elif kind == "typing":
-                await self._typing(caller, action.typing)
+                await self.messages.typing(caller, action.typing)
             elif kind == "mark_read":
-                await self._mark_read(caller, action.mark_read)
+                await self.messages.mark_read(caller, action.mark_read)
             elif kind == "heartbeat":
                 if action.heartbeat.active:
                     await self.presence.touch(caller.user_id)
