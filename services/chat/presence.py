@@ -4,16 +4,29 @@ Each open stream is a field of `presence:streams:<user>` whose value is its
 expiry (ms); streams refresh it on every heartbeat, so a crashed instance's
 streams age out within `STREAM_TTL_MS`. A user is ONLINE with a live stream
 and activity in the last `IDLE_AFTER_MS`, IDLE with a live stream only,
-OFFLINE otherwise. Transitions online/offline are what get fanned out.
+OFFLINE otherwise. Transitions online/offline are what get fanned out
+(`PresenceBroadcast`: an event in the log of everyone sharing a conversation).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 from socialmesh.chat.v1 import chat_pb2
+
+from services.kit.auth import Caller
+from services.kit.errors import InvalidArgument
+
+from .eventlog import Wakeups, event_at
+from .store import ChatStore
+
+log = logging.getLogger("socialmesh.chat")
+
+PRESENCE_BATCH = 200
 
 STREAM_TTL_MS = 70_000
 IDLE_AFTER_MS = 5 * 60_000
@@ -118,3 +131,38 @@ class PresenceTracker:
 
     async def online(self, user_ids: Sequence[int]) -> set[int]:
         return {p.user_id for p in await self.states(user_ids) if p.state != OFFLINE}
+
+
+class PresenceBroadcast:
+    """BatchGetPresence's answer, and the online/offline events to people who share a
+    conversation with the user (their event logs; the streams call `broadcast`)."""
+
+    def __init__(self, store: ChatStore, tracker: PresenceTracker, wakeups: Wakeups) -> None:
+        self._store = store
+        self._tracker = tracker
+        self._wakeups = wakeups
+
+    async def batch_get(
+        self, caller: Caller, request: chat_pb2.BatchGetPresenceRequest
+    ) -> chat_pb2.BatchGetPresenceResponse:
+        """The states of the people the caller shares a conversation with (and their own)."""
+        ids = list(dict.fromkeys(request.user_ids))
+        if not ids or len(ids) > PRESENCE_BATCH or any(u <= 0 for u in ids):
+            raise InvalidArgument([("user_ids", f"1 to {PRESENCE_BATCH} positive ids")])
+        visible = await self._store.share_a_conversation(caller.user_id, ids)
+        if caller.user_id in ids:
+            visible.add(caller.user_id)
+        shown = [u for u in ids if u in visible]
+        return chat_pb2.BatchGetPresenceResponse(presence=await self._tracker.states(shown))
+
+    async def broadcast(self, user_id: int) -> None:
+        """Tells everyone sharing a conversation that the user came online or went offline."""
+        try:
+            peers = await self._store.shared_conversation_peers(user_id)
+            if not peers:
+                return
+            (state,) = await self._tracker.states([user_id])
+            event = event_at(datetime.now(UTC), presence=state)
+            await self._wakeups.notify(await self._store.append({p: event for p in peers}))
+        except Exception:
+            log.warning("presence broadcast failed", exc_info=True)

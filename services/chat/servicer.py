@@ -47,19 +47,17 @@ from services.kit.validation import request_violations
 from .config import ChatConfig
 from .conversations import MAX_REQUEST_ID, Conversations
 from .delivery import Streams
-from .eventlog import EventLog, Wakeups, decode_cursor, event_at
+from .eventlog import EventLog, Wakeups, decode_cursor
 from .media_status import MediaStatusRelay
 from .messages import Messages
 from .notifications import Notifications
 from .peers import ChatPeers
-from .presence import PresenceTracker
+from .presence import PresenceBroadcast, PresenceTracker
 from .sse import PATH as SSE_PATH
 from .sse import EventStreamServer, StreamTickets
 from .store import ChatStore
 
 log = logging.getLogger("socialmesh.chat")
-
-PRESENCE_BATCH = 200
 
 
 _running: list[ChatServicer] = []
@@ -88,6 +86,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._upstream: ChatPeers | None = None
         self._conversations: Conversations | None = None
         self._messages: Messages | None = None
+        self._broadcast: PresenceBroadcast | None = None
         self._streams: Streams | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._notifications: Notifications | None = None
@@ -104,6 +103,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._wakeups = Wakeups(rt.redis)
         self._wakeups.start()
         self._presence = PresenceTracker(rt.redis)
+        self._broadcast = PresenceBroadcast(self._store, self._presence, self._wakeups)
         self._graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
         self._users = user_pb2_grpc.UserServiceStub(self.peer("user"))
         self._media = media_pb2_grpc.MediaServiceStub(self.peer("media"))
@@ -149,7 +149,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             self._presence,
             self._config,
             revocations=lambda: self._rt.revocations,
-            broadcast_presence=self._broadcast_presence,
+            broadcast_presence=self._broadcast.broadcast,
         )
         self._tickets = StreamTickets(rt.redis)
         if self._config.http_port is not None:
@@ -362,27 +362,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     async def BatchGetPresence(
         self, request: chat_pb2.BatchGetPresenceRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.BatchGetPresenceResponse:
-        caller = require_caller()
-        ids = list(dict.fromkeys(request.user_ids))
-        if not ids or len(ids) > PRESENCE_BATCH or any(u <= 0 for u in ids):
-            raise InvalidArgument([("user_ids", f"1 to {PRESENCE_BATCH} positive ids")])
-        visible = await self.store.share_a_conversation(caller.user_id, ids)
-        if caller.user_id in ids:
-            visible.add(caller.user_id)
-        shown = [u for u in ids if u in visible]
-        return chat_pb2.BatchGetPresenceResponse(presence=await self.presence.states(shown))
-
-    async def _broadcast_presence(self, user_id: int) -> None:
-        """Tells everyone sharing a conversation that the user came online or went offline."""
-        try:
-            peers = await self.store.shared_conversation_peers(user_id)
-            if not peers:
-                return
-            (state,) = await self.presence.states([user_id])
-            event = event_at(datetime.now(UTC), presence=state)
-            await self._deliver(await self.store.append({p: event for p in peers}))
-        except Exception:
-            log.warning("presence broadcast failed", exc_info=True)
+        return await self.ready(self._broadcast).batch_get(require_caller(), request)
 
     # ---- streams -------------------------------------------------------------------
 
