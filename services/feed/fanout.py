@@ -11,6 +11,7 @@ follow/mute state is order-insensitive (`newer_than_applied`).
 from __future__ import annotations
 
 from datetime import UTC
+from typing import ClassVar
 
 import redis.asyncio as aioredis
 from socialmesh.graph.v1 import events_pb2 as graph_events
@@ -23,15 +24,18 @@ from services.kit.consumers import EventHandlers, EventMeta, Start, newer_than_a
 from .config import FeedConfig
 from .peers import SHARE_KEY_TTL_SECONDS, Peers
 from .timelines import (
+    ACTIVE,
     CELEBRITIES,
     Entry,
     Timelines,
     author_key,
+    built_key,
     celebs_key,
     deleted_key,
     muted_key,
     share_key,
     share_sort_key,
+    tl_key,
 )
 
 GROUP = "feed"
@@ -43,8 +47,8 @@ START = Start.EARLIEST
 class Fanout:
     """The `feed` consumer: post, graph and user events -> home timelines (Redis)."""
 
-    GROUP = GROUP
-    START = START
+    GROUP: ClassVar[str] = GROUP
+    START: ClassVar[Start] = START
 
     def __init__(
         self, redis: aioredis.Redis, timelines: Timelines, peers: Peers, config: FeedConfig
@@ -176,7 +180,5 @@ class Fanout:
 
     async def on_user_deleted(self, event: user_events.UserDeleted, _: EventMeta) -> None:
         user = event.user_id
-        await self._redis.delete(
-            f"feed:tl:{user}", f"feed:tl:{user}:built", celebs_key(user), muted_key(user)
-        )
-        await self._redis.zrem("feed:active", str(user))
+        await self._redis.delete(tl_key(user), built_key(user), celebs_key(user), muted_key(user))
+        await self._redis.zrem(ACTIVE, str(user))

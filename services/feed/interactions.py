@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC
+from typing import ClassVar
 
 from socialmesh.feed.v1 import feed_pb2
 from socialmesh.post.v1 import events_pb2 as post_events
@@ -48,8 +49,8 @@ def utc(meta: EventMeta) -> EventMeta:
 class InteractionLog:
     """The `feed-log` consumer: posts and engagements -> the ranker's tables."""
 
-    GROUP = GROUP
-    START = START
+    GROUP: ClassVar[str] = GROUP
+    START: ClassVar[Start] = START
 
     def __init__(self, store: FeedStore) -> None:
         self._store = store

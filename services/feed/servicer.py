@@ -27,7 +27,7 @@ from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2_grpc
 
 from services.kit.auth import require_caller
-from services.kit.consumers import EventMeta
+from services.kit.consumers import ConsumerGroup, EventMeta
 from services.kit.errors import InvalidArgument
 from services.kit.pagination import page_size
 from services.kit.server import Runtime, ServicerBase
@@ -119,8 +119,13 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         self._listings = trends.TrendListings(trend_sets, rt.page_tokens, peers)
         self._fanout = Fanout(redis, timelines, peers, config)
         self._interaction_log = InteractionLog(store)
-        for job in (self._fanout, trends.TrendCounter(redis, trend_sets), self._interaction_log):
-            await self.consume(job.GROUP, job.handlers(), start=job.START)
+        groups: tuple[ConsumerGroup, ...] = (
+            self._fanout,
+            trends.TrendCounter(redis, trend_sets),
+            self._interaction_log,
+        )
+        for group in groups:
+            await self.consume(group.GROUP, group.handlers(), start=group.START)
         _running.append(self)
 
     async def on_stop(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import redis.asyncio as aioredis
 from socialmesh.feed.v1 import feed_pb2
@@ -155,8 +156,8 @@ START = Start.EARLIEST
 class TrendCounter:
     """The `feed-trends` consumer: PUBLIC posts' hashtags and engagements -> hourly buckets."""
 
-    GROUP = GROUP
-    START = START
+    GROUP: ClassVar[str] = GROUP
+    START: ClassVar[Start] = START
 
     def __init__(self, redis: aioredis.Redis, trends: Trends) -> None:
         self._redis = redis
