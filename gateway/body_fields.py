@@ -15,6 +15,7 @@ is not checked further: scalars, enums, well-known types (Timestamp, FieldMask, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from google.api import annotations_pb2, http_pb2
@@ -24,6 +25,10 @@ from .descriptors import Contract
 
 #: The value of a field whose JSON is not checked further.
 ANY = ""
+#: The value of a field the path already binds (body "*"): refused in the body, where
+#: the transcoder let a camelCase `{"userId": ...}` lose silently to the path's id
+#: (security review I1; the snake_case spelling was already refused).
+IN_PATH = "@path"
 
 #: message full name -> {accepted field name -> nested message full name, or ANY}
 Schemas = dict[str, dict[str, str]]
@@ -50,8 +55,16 @@ def body_schemas(contract: Contract, services: Iterable[str]) -> tuple[Schemas, 
                 if target is None:
                     continue
                 verb, template = _verb_template(r)
-                bodies[f"{verb} {template}"] = target.full_name
                 _collect(target, schemas)
+                name = target.full_name
+                bound = _path_fields(template) if r.body == "*" else set()
+                if bound & set(schemas[name]):
+                    name = f"{name}{IN_PATH}{template}"
+                    schemas[name] = {
+                        field: IN_PATH if _field_name(field, target) in bound else nested
+                        for field, nested in schemas[target.full_name].items()
+                    }
+                bodies[f"{verb} {template}"] = name
     return schemas, bodies
 
 
@@ -70,6 +83,19 @@ def _body_message(
     if field.message_type.full_name.startswith(("google.api.", "google.protobuf.")):
         return None
     return field.message_type
+
+
+def _path_fields(template: str) -> set[str]:
+    """Top-level request fields a path template binds (`{user_id}` -> user_id)."""
+    return {v.split("=")[0].split(".")[0] for v in re.findall(r"\{([^}]+)\}", template)}
+
+
+def _field_name(accepted: str, message: descriptor.Descriptor) -> str:
+    """The proto name of a field, given either spelling the transcoder accepts."""
+    for field in message.fields:
+        if accepted in (field.name, field.json_name):
+            return field.name
+    return accepted
 
 
 def _verb_template(rule: http_pb2.HttpRule) -> tuple[str, str]:
@@ -100,16 +126,21 @@ def _collect(message: descriptor.Descriptor, schemas: Schemas) -> None:
 
 
 def lua_table(schemas: Mapping[str, Mapping[str, str]]) -> str:
-    """The schemas as a Lua table literal (field -> nested name, or true for ANY)."""
+    """The schemas as a Lua table literal: field -> nested message name, true (ANY:
+    not checked further) or false (IN_PATH: refused in the body)."""
 
     def quote(text: str) -> str:
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
+    def value(nested: str) -> str:
+        if nested == IN_PATH:
+            return "false"
+        return quote(nested) if nested else "true"
+
     lines = ["{"]
     for name in sorted(schemas):
         entries = ", ".join(
-            f"[{quote(field)}] = {quote(nested) if nested else 'true'}"
-            for field, nested in sorted(schemas[name].items())
+            f"[{quote(field)}] = {value(nested)}" for field, nested in sorted(schemas[name].items())
         )
         lines.append(f"  [{quote(name)}] = {{{entries}}},")
     lines.append("}")

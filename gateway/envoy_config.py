@@ -381,6 +381,7 @@ local function walk(s, i, schema, path)
       if fields then
         local rule = fields[key]
         if rule == nil then error({field = where}) end
+        if rule == false then error({field = where, in_path = true}) end
         if rule ~= true then nested = rule end
       end
       i = skip(s, i)
@@ -414,9 +415,10 @@ local function walk(s, i, schema, path)
   return string.find(s, "[,%]} \t\r\n]", i) or (#s + 1)
 end
 
+-- The first field the body may not carry (nil if none), and whether the path binds it.
 local function unknown_field(body, schema)
   local ok, err = pcall(walk, body, 1, schema, "")
-  if not ok and type(err) == "table" then return err.field end
+  if not ok and type(err) == "table" then return err.field, err.in_path end
   return nil
 end
 
@@ -442,8 +444,13 @@ function envoy_on_request(handle)
   if schema == nil then return end
   local body = handle:body()
   if body == nil or body:length() == 0 then return end
-  local field = unknown_field(body:getBytes(0, body:length()), schema)
-  if field ~= nil then
+  local field, in_path = unknown_field(body:getBytes(0, body:length()), schema)
+  if in_path then
+    handle:respond(
+      {[":status"] = "400", [PATH_FIELD_HEADER] = field},
+      "invalid request: " .. field .. ": already given in the path; do not repeat it in the body"
+    )
+  elseif field ~= nil then
     handle:respond(
       {[":status"] = "400", [UNKNOWN_FIELD_HEADER] = field},
       "invalid request: " .. field .. ": no such field in this request"
@@ -480,12 +487,15 @@ end
 #: Set by the Lua filter on its 400 for an unknown body field (the local-reply mapper
 #: puts it in the BadRequest field violation).
 UNKNOWN_FIELD_HEADER = "x-socialmesh-unknown-field"
+#: The same for a body field the path already binds (FIELD_IN_PATH).
+PATH_FIELD_HEADER = "x-socialmesh-path-field"
 
 
 def _edge_lua(schemas: Schemas) -> str:
     return (
         f"local SCHEMAS = {lua_table(schemas)}\n"
-        f'local UNKNOWN_FIELD_HEADER = "{UNKNOWN_FIELD_HEADER}"\n' + EDGE_LUA
+        f'local UNKNOWN_FIELD_HEADER = "{UNKNOWN_FIELD_HEADER}"\n'
+        f'local PATH_FIELD_HEADER = "{PATH_FIELD_HEADER}"\n' + EDGE_LUA
     )
 
 
@@ -991,6 +1001,12 @@ LOCAL_REPLIES: tuple[LocalReply, ...] = (
         "UNKNOWN_FIELD",
         field_header=UNKNOWN_FIELD_HEADER,
     ),
+    LocalReply(
+        f"response.code == 400 && '{PATH_FIELD_HEADER}' in response.headers",
+        3,
+        "FIELD_IN_PATH",
+        field_header=PATH_FIELD_HEADER,
+    ),
     LocalReply("response.code == 400", 3, "INVALID_ARGUMENT"),
     LocalReply("response.code == 405", 12, "METHOD_NOT_ALLOWED", "method not allowed here"),
     LocalReply(
@@ -1028,8 +1044,8 @@ def _response_mapper(reply: LocalReply) -> ResponseMapper:
                 "fieldViolations": [
                     {
                         "field": f"%RESP({reply.field_header})%",
-                        "description": "no such field in this request",
-                        "reason": "UNKNOWN_FIELD",
+                        "description": "%LOCAL_REPLY_BODY%",
+                        "reason": reply.reason,
                     }
                 ],
             }

@@ -211,3 +211,20 @@ def test_unknown_body_fields_are_refused_naming_the_field(client: httpx.Client) 
         "/v1/auth:login", json={"handle": "nobody_here", "password": "x", "username": "y"}
     )
     edge_error(r, 400, 3, "UNKNOWN_FIELD")
+
+
+def test_a_body_repeating_the_path_id_is_refused(client: httpx.Client) -> None:
+    from .e2e_support import person
+
+    _, headers = person(client)
+    target, _ = person(client)
+    other, _ = person(client)
+    # Security review I1: the path's id won silently over a camelCase body id.
+    r = client.post(f"/v1/users/{target}:follow", json={"userId": other}, headers=headers)
+    body = edge_error(r, 400, 3, "FIELD_IN_PATH")
+    (bad,) = [d for d in body["details"] if d["@type"].endswith("google.rpc.BadRequest")]
+    assert bad["fieldViolations"][0]["field"] == "userId"
+    r = client.post(f"/v1/users/{target}:follow", json={"user_id": other}, headers=headers)
+    assert r.status_code == 400, r.text
+    # Nothing was followed; the id in the path alone works.
+    assert client.post(f"/v1/users/{target}:follow", json={}, headers=headers).status_code == 200
