@@ -258,17 +258,6 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     def event_log(self) -> EventLog:
         return self._log
 
-    # ---- helpers -------------------------------------------------------------------
-
-    async def _deliver(self, positions: dict[int, int]) -> None:
-        await self.wakeups.notify(positions)
-
-    @staticmethod
-    def _request_id(value: str, field: str = "request_id") -> str:
-        if len(value) > MAX_REQUEST_ID:
-            raise InvalidArgument([(field, f"at most {MAX_REQUEST_ID} characters")])
-        return value
-
     # ---- conversations -------------------------------------------------------------
 
     async def CreateConversation(
