@@ -75,6 +75,40 @@ def test_the_catalogue_names_every_registered_group_and_no_other() -> None:
     assert not unknown, f"docs/events.md names groups no service registers: {unknown}"
 
 
+def consumer_classes(source: str) -> dict[str, set[str]]:
+    """Classes that declare a `GROUP` -> the names they define."""
+    found: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        names: set[str] = set()
+        for item in node.body:
+            if isinstance(item, ast.Assign):
+                names |= {t.id for t in item.targets if isinstance(t, ast.Name)}
+            elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                names.add(item.target.id)
+            elif isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                names.add(item.name)
+        if "GROUP" in names:
+            found[node.name] = names
+    return found
+
+
+def test_every_consumer_class_declares_its_start_and_handlers() -> None:
+    """The `kit.consumers.ConsumerGroup` shape: GROUP, START and handlers(), one class
+    per group, so a servicer registers each one the same way."""
+    incomplete: dict[str, list[str]] = {}
+    classes = 0
+    for path in SERVICES.rglob("*.py"):
+        for name, names in consumer_classes(path.read_text()).items():
+            classes += 1
+            missing = sorted({"GROUP", "START", "handlers"} - names)
+            if missing:
+                incomplete[f"{path.relative_to(ROOT)}:{name}"] = missing
+    assert classes >= 2  # chat's two, at least
+    assert not incomplete, f"consumer classes without GROUP, START or handlers(): {incomplete}"
+
+
 def test_the_scan_sees_each_registration_style() -> None:
     source = (
         'GROUP = "a"\n'
