@@ -132,7 +132,11 @@ async def test_refresh_reads_the_cookie_and_answers_with_one(users):
     )
     login = await call
     assert login.refresh_token == "" and login.access_token
-    (set_cookie,) = [v for k, v in await call.initial_metadata() if k == "set-cookie"]
+    set_cookies = [v for k, v in await call.initial_metadata() if k == "set-cookie"]
+    (set_cookie,) = [v for v in set_cookies if v.startswith("sm_refresh=")]
+    # Beside it a script-readable hint that a session exists, with nothing secret in it.
+    (hint,) = [v for v in set_cookies if v.startswith("sm_session=")]
+    assert hint.startswith("sm_session=1;") and "HttpOnly" not in hint and "Path=/;" in hint
     token = set_cookie.split(";")[0].removeprefix("sm_refresh=")
     assert token and "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
     assert "Path=/v1/auth:refresh" in set_cookie and "Secure" in set_cookie
@@ -143,12 +147,16 @@ async def test_refresh_reads_the_cookie_and_answers_with_one(users):
     )
     refreshed = await call
     assert refreshed.refresh_token == "" and refreshed.user.user_id == user.user_id
-    (rotated,) = [v for k, v in await call.initial_metadata() if k == "set-cookie"]
+    (rotated,) = [
+        v for k, v in await call.initial_metadata() if k == "set-cookie" and "sm_refresh" in v
+    ]
     assert rotated.split(";")[0] != f"sm_refresh={token}"
     call = users.Logout(user_pb2.LogoutRequest(), metadata=auth(refreshed.access_token))
     await call
-    (cleared,) = [v for k, v in await call.initial_metadata() if k == "set-cookie"]
+    cleared_all = [v for k, v in await call.initial_metadata() if k == "set-cookie"]
+    (cleared,) = [v for v in cleared_all if v.startswith("sm_refresh=")]
     assert cleared.startswith("sm_refresh=;") and "Max-Age=0" in cleared
+    assert any(v.startswith("sm_session=;") and "Max-Age=0" in v for v in cleared_all)
     # Refreshing with a dead cookie fails and clears it.
     err = await refused(
         users.RefreshToken(
@@ -157,7 +165,11 @@ async def test_refresh_reads_the_cookie_and_answers_with_one(users):
         )
     )
     assert reason_of(err) == "SESSION_ENDED"
-    dropped = dict(err.trailing_metadata() or ())["set-cookie"]
+    (dropped,) = [
+        v
+        for k, v in err.trailing_metadata() or ()
+        if k == "set-cookie" and v.startswith("sm_refresh=")
+    ]
     assert dropped.startswith("sm_refresh=;") and "Max-Age=0" in dropped
 
 

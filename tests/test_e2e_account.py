@@ -45,6 +45,9 @@ def test_refresh_cookie_round_trip_through_the_edge(client: httpx.Client, stack:
         "Path=/v1/auth:refresh",
         f"Max-Age={30 * 86400}",
     ]
+    # Both cookies pass the transcoder as separate headers; the hint is script-readable.
+    (hint,) = [v for v in r.headers.get_list("set-cookie") if v.startswith("sm_session=")]
+    assert hint == f"sm_session=1; SameSite=Strict; Path=/; Max-Age={30 * 86400}"
 
     # `Secure` follows the scheme the edge itself was reached by (plain http here): a
     # client's own x-forwarded-proto is not believed.

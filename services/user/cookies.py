@@ -25,6 +25,8 @@ COOKIE_NAME = "sm_refresh"
 #: (RFC 6265 5.1.4), and "/v1/auth" does not cover "/v1/auth:refresh" (no "/" after
 #: it). Logout clears it with the same Path without needing to receive it.
 COOKIE_PATH = "/v1/auth:refresh"
+#: Not a credential: only says "a refresh cookie was set" (see set_cookies).
+HINT_COOKIE_NAME = "sm_session"
 TRANSPORT_HEADER = "x-refresh-token-transport"
 
 
@@ -51,19 +53,19 @@ def refresh_cookie(metadata: Any) -> str:
     return ""
 
 
-def set_cookie(token: str, max_age: int, metadata: Any) -> tuple[str, str]:
-    """The `set-cookie` response metadata carrying a refresh token (or clearing it)."""
-    parts = [
-        f"{COOKIE_NAME}={token}",
-        "HttpOnly",
-        "SameSite=Strict",
-        f"Path={COOKIE_PATH}",
-        f"Max-Age={max_age}",
-    ]
-    if _secure(metadata):
-        parts.append("Secure")
-    return ("set-cookie", "; ".join(parts))
+def set_cookies(token: str, max_age: int, metadata: Any) -> tuple[tuple[str, str], ...]:
+    """The `set-cookie` response metadata carrying a refresh token (or clearing it), and
+    the session hint beside it: `sm_session=1`, readable by scripts but secret-free, so
+    a page load asks `:refresh` only when there is a session to restore (a refresh
+    without a cookie is a failed request in every signed-out page's console)."""
+    secure = ["Secure"] if _secure(metadata) else []
+    refresh = [f"{COOKIE_NAME}={token}", "HttpOnly", "SameSite=Strict", f"Path={COOKIE_PATH}"]
+    hint = [f"{HINT_COOKIE_NAME}={'1' if token else ''}", "SameSite=Strict", "Path=/"]
+    return tuple(
+        ("set-cookie", "; ".join([*parts, f"Max-Age={max_age}", *secure]))
+        for parts in (refresh, hint)
+    )
 
 
-def clear_cookie(metadata: Any) -> tuple[str, str]:
-    return set_cookie("", 0, metadata)
+def clear_cookies(metadata: Any) -> tuple[tuple[str, str], ...]:
+    return set_cookies("", 0, metadata)

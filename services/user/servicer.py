@@ -725,7 +725,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         if not cookies.wants_cookie(metadata):
             return refresh
         ttl = self._rt.settings.refresh_token_ttl_seconds
-        await context.send_initial_metadata((cookies.set_cookie(refresh, ttl, metadata),))
+        await context.send_initial_metadata(cookies.set_cookies(refresh, ttl, metadata))
         return ""
 
     async def _login_failed(self, account_key: str, client: str | None) -> NoReturn:
@@ -771,11 +771,11 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
             # The session's unexpired access tokens die with it, in every service.
             await self._revocations().revoke_session(revoked.session_id)
             if not request.refresh_token:
-                revoked.response_headers.append(cookies.clear_cookie(metadata))
+                revoked.response_headers.extend(cookies.clear_cookies(metadata))
             raise
         except Unauthenticated as refused:
             if not request.refresh_token:  # a dead cookie: the browser drops it
-                refused.response_headers.append(cookies.clear_cookie(metadata))
+                refused.response_headers.extend(cookies.clear_cookies(metadata))
             raise
         access, ttl = await self._issue_tokens(session.user_id, session.session_id)
         profile = await self._profile(session.user_id, session.user_id)
@@ -803,7 +803,7 @@ class UserServicer(ServicerBase, user_pb2_grpc.UserServiceServicer):
         return user_pb2.LogoutResponse()
 
     async def _clear_cookie(self, context: grpc.aio.ServicerContext) -> None:
-        await context.send_initial_metadata((cookies.clear_cookie(context.invocation_metadata()),))
+        await context.send_initial_metadata(cookies.clear_cookies(context.invocation_metadata()))
 
     async def _end_sessions(self, session_ids: list[int]) -> None:
         """Access tokens of ended sessions are refused at once (the events repeat it)."""

@@ -20,8 +20,18 @@ async function loadMe(): Promise<User | null> {
   return unwrap(api.GET("/v1/users/{userId}", { params: { path: { userId: caller.userId } } }));
 }
 
+/** The server sets this secret-free hint beside the httpOnly refresh cookie (and clears
+ * both together): without it there is no session to restore, and no refresh to fail. */
+export function hasSessionHint(cookies: string): boolean {
+  return cookies.split(";").some((c) => c.trim() === "sm_session=1");
+}
+
 /** On page load: the refresh cookie (httpOnly) brings the session back, or we are signed out. */
 export async function restoreSession(): Promise<void> {
+  if (typeof document !== "undefined" && !hasSessionHint(document.cookie)) {
+    useSession.getState().setSignedOut();
+    return;
+  }
   const token = await auth.refresh();
   if (!token) {
     useSession.getState().setSignedOut();
