@@ -228,3 +228,26 @@ def test_a_body_repeating_the_path_id_is_refused(client: httpx.Client) -> None:
     assert r.status_code == 400, r.text
     # Nothing was followed; the id in the path alone works.
     assert client.post(f"/v1/users/{target}:follow", json={}, headers=headers).status_code == 200
+
+
+def test_browsers_can_call_the_contracts_over_grpc_web(client: httpx.Client) -> None:
+    import struct
+
+    from socialmesh.user.v1 import user_pb2
+
+    from .e2e_support import register
+
+    user = register(client)
+    message = user_pb2.GetUserRequest(user_id=int(user["userId"])).SerializeToString()
+    r = client.post(
+        "/socialmesh.user.v1.UserService/GetUser",
+        content=b"\x00" + struct.pack(">I", len(message)) + message,
+        headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/grpc-web")
+    flags, length = r.content[0], struct.unpack(">I", r.content[1:5])[0]
+    assert flags == 0  # a data frame, then the trailers frame
+    assert user_pb2.User.FromString(r.content[5 : 5 + length]).handle == user["handle"]
+    trailers = r.content[5 + length :]
+    assert trailers[0] == 0x80 and b"grpc-status:0" in trailers

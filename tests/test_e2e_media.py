@@ -82,6 +82,8 @@ def test_raw_upload_over_http1_then_served(client: httpx.Client) -> None:
     )
     assert any(v["contentType"] == "image/avif" for v in done["variants"])
     assert body["mediaId"] not in small["url"]
+    # Absolute: a client on another origin (or a native image loader) uses it as it is.
+    assert small["url"].startswith(f"{client.base_url}/v1/media/files/"), small["url"]
     served = client.get(small["url"])  # anonymous: the URL itself is the capability
     assert served.status_code == 200
     assert served.headers["content-type"] == "image/webp"
