@@ -3736,8 +3736,11 @@ export interface components {
             handle: string;
             /** @description Name shown next to the handle, at most 50 characters. */
             displayName: string;
-            /** @description Free-text biography, at most 300 characters; control characters are stripped. */
-            bio: string;
+            /**
+             * @description Free-text biography, at most 300 characters; control characters are stripped.
+             *     Absent where the view does not show it (the limited view, account cards).
+             */
+            bio?: string;
             /**
              * @description URL of the avatar image: the 320 px variant of avatar_media_id (set that;
              *     arbitrary URLs are refused: tracking pixels, mixed content).
@@ -3768,8 +3771,11 @@ export interface components {
              *     user_id, handle, display_name and avatar_url are filled in.
              */
             readonly isLimitedView: boolean;
-            /** @description The account's email; returned only to the account's owner. */
-            readonly email: string;
+            /**
+             * @description The account's email; returned only to the account's owner (absent for
+             *     everyone else, never "").
+             */
+            readonly email?: string;
             /**
              * Format: date-time
              * @description When the account was created.
@@ -3792,9 +3798,10 @@ export interface components {
             /**
              * @description Whether the owner proved the address in `email` is theirs (VerifyEmail);
              *     returned only to the account's owner, like email. Unverified accounts work
-             *     normally; clients may prompt their owners to verify.
+             *     normally; clients may prompt their owners to verify. Absent for everyone
+             *     else (never a misleading false).
              */
-            readonly emailVerified: boolean;
+            readonly emailVerified?: boolean;
             /**
              * @description Viewer state, beside is_following, so a profile or card renders its
              *     buttons without another call (false for anonymous callers and on the
@@ -3814,7 +3821,10 @@ export interface components {
             handle?: string;
             /** @description Name shown next to the handle, at most 50 characters. */
             displayName?: string;
-            /** @description Free-text biography, at most 300 characters; control characters are stripped. */
+            /**
+             * @description Free-text biography, at most 300 characters; control characters are stripped.
+             *     Absent where the view does not show it (the limited view, account cards).
+             */
             bio?: string;
             /** @description Whether the account is private: only approved followers see its details. */
             isPrivate?: boolean;

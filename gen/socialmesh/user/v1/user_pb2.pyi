@@ -53,7 +53,9 @@ class User(_message.Message):
     display_name: _builtins.str
     """Name shown next to the handle, at most 50 characters."""
     bio: _builtins.str
-    """Free-text biography, at most 300 characters; control characters are stripped."""
+    """Free-text biography, at most 300 characters; control characters are stripped.
+    Absent where the view does not show it (the limited view, account cards).
+    """
     avatar_url: _builtins.str
     """URL of the avatar image: the 320 px variant of avatar_media_id (set that;
     arbitrary URLs are refused: tracking pixels, mixed content).
@@ -75,7 +77,9 @@ class User(_message.Message):
     user_id, handle, display_name and avatar_url are filled in.
     """
     email: _builtins.str
-    """The account's email; returned only to the account's owner."""
+    """The account's email; returned only to the account's owner (absent for
+    everyone else, never "").
+    """
     avatar_media_id: _builtins.int
     """The avatar: one of the account's own READY image uploads (media service),
     marked in use when set; 0 removes the avatar. Absent when there is no
@@ -84,7 +88,8 @@ class User(_message.Message):
     email_verified: _builtins.bool
     """Whether the owner proved the address in `email` is theirs (VerifyEmail);
     returned only to the account's owner, like email. Unverified accounts work
-    normally; clients may prompt their owners to verify.
+    normally; clients may prompt their owners to verify. Absent for everyone
+    else (never a misleading false).
     """
     followed_by: _builtins.bool
     """Viewer state, beside is_following, so a profile or card renders its
@@ -111,7 +116,7 @@ class User(_message.Message):
         user_id: _builtins.int = ...,
         handle: _builtins.str = ...,
         display_name: _builtins.str = ...,
-        bio: _builtins.str = ...,
+        bio: _builtins.str | None = ...,
         avatar_url: _builtins.str = ...,
         is_private: _builtins.bool = ...,
         follower_count: _builtins.int | None = ...,
@@ -119,22 +124,28 @@ class User(_message.Message):
         post_count: _builtins.int | None = ...,
         is_following: _builtins.bool = ...,
         is_limited_view: _builtins.bool = ...,
-        email: _builtins.str = ...,
+        email: _builtins.str | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         avatar_media_id: _builtins.int | None = ...,
-        email_verified: _builtins.bool = ...,
+        email_verified: _builtins.bool | None = ...,
         followed_by: _builtins.bool = ...,
         requested: _builtins.bool = ...,
         muting: _builtins.bool = ...,
         blocking: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_avatar_media_id", b"_avatar_media_id", "_follower_count", b"_follower_count", "_following_count", b"_following_count", "_post_count", b"_post_count", "avatar_media_id", b"avatar_media_id", "create_time", b"create_time", "follower_count", b"follower_count", "following_count", b"following_count", "post_count", b"post_count", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_avatar_media_id", b"_avatar_media_id", "_bio", b"_bio", "_email", b"_email", "_email_verified", b"_email_verified", "_follower_count", b"_follower_count", "_following_count", b"_following_count", "_post_count", b"_post_count", "avatar_media_id", b"avatar_media_id", "bio", b"bio", "create_time", b"create_time", "email", b"email", "email_verified", b"email_verified", "follower_count", b"follower_count", "following_count", b"following_count", "post_count", b"post_count", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_avatar_media_id", b"_avatar_media_id", "_follower_count", b"_follower_count", "_following_count", b"_following_count", "_post_count", b"_post_count", "avatar_media_id", b"avatar_media_id", "avatar_url", b"avatar_url", "bio", b"bio", "blocking", b"blocking", "create_time", b"create_time", "display_name", b"display_name", "email", b"email", "email_verified", b"email_verified", "followed_by", b"followed_by", "follower_count", b"follower_count", "following_count", b"following_count", "handle", b"handle", "is_following", b"is_following", "is_limited_view", b"is_limited_view", "is_private", b"is_private", "muting", b"muting", "post_count", b"post_count", "requested", b"requested", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_avatar_media_id", b"_avatar_media_id", "_bio", b"_bio", "_email", b"_email", "_email_verified", b"_email_verified", "_follower_count", b"_follower_count", "_following_count", b"_following_count", "_post_count", b"_post_count", "avatar_media_id", b"avatar_media_id", "avatar_url", b"avatar_url", "bio", b"bio", "blocking", b"blocking", "create_time", b"create_time", "display_name", b"display_name", "email", b"email", "email_verified", b"email_verified", "followed_by", b"followed_by", "follower_count", b"follower_count", "following_count", b"following_count", "handle", b"handle", "is_following", b"is_following", "is_limited_view", b"is_limited_view", "is_private", b"is_private", "muting", b"muting", "post_count", b"post_count", "requested", b"requested", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__avatar_media_id: _TypeAlias = _typing.Literal["avatar_media_id"]  # noqa: Y015
     _WhichOneofArgType__avatar_media_id: _TypeAlias = _typing.Literal["_avatar_media_id", b"_avatar_media_id"]  # noqa: Y015
+    _WhichOneofReturnType__bio: _TypeAlias = _typing.Literal["bio"]  # noqa: Y015
+    _WhichOneofArgType__bio: _TypeAlias = _typing.Literal["_bio", b"_bio"]  # noqa: Y015
+    _WhichOneofReturnType__email: _TypeAlias = _typing.Literal["email"]  # noqa: Y015
+    _WhichOneofArgType__email: _TypeAlias = _typing.Literal["_email", b"_email"]  # noqa: Y015
+    _WhichOneofReturnType__email_verified: _TypeAlias = _typing.Literal["email_verified"]  # noqa: Y015
+    _WhichOneofArgType__email_verified: _TypeAlias = _typing.Literal["_email_verified", b"_email_verified"]  # noqa: Y015
     _WhichOneofReturnType__follower_count: _TypeAlias = _typing.Literal["follower_count"]  # noqa: Y015
     _WhichOneofArgType__follower_count: _TypeAlias = _typing.Literal["_follower_count", b"_follower_count"]  # noqa: Y015
     _WhichOneofReturnType__following_count: _TypeAlias = _typing.Literal["following_count"]  # noqa: Y015
@@ -143,6 +154,12 @@ class User(_message.Message):
     _WhichOneofArgType__post_count: _TypeAlias = _typing.Literal["_post_count", b"_post_count"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__avatar_media_id) -> _WhichOneofReturnType__avatar_media_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__bio) -> _WhichOneofReturnType__bio | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__email) -> _WhichOneofReturnType__email | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__email_verified) -> _WhichOneofReturnType__email_verified | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__follower_count) -> _WhichOneofReturnType__follower_count | None: ...
     @_typing.overload
