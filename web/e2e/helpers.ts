@@ -59,6 +59,8 @@ export async function signIn(page: Page, handle: string, password = PASSWORD): P
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
   await expect(page.getByRole("button", { name: "Sign out" })).toBeVisible();
+  // The header changes as soon as the session exists; the app then leaves /signin.
+  await page.waitForURL((url) => !url.pathname.startsWith("/signin"));
 }
 
 /** No serious or critical accessibility violation on the current screen. */

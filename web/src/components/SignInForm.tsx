@@ -1,10 +1,11 @@
 "use client";
 import Link from "next/link";
 import { useRouter, useSearchParams } from "next/navigation";
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { signIn } from "@/api/session";
 import { FormError } from "./StatusViews";
 import { safeNext } from "./RequireSession";
+import { useSession } from "@/state/session";
 
 export function SignInForm() {
   const router = useRouter();
@@ -14,6 +15,13 @@ export function SignInForm() {
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const created = params.get("created") === "1";
+  const status = useSession((s) => s.status);
+  const next = safeNext(params.get("next"));
+
+  // Already signed in (a restored session, a second tab, a reload mid-redirect): go on.
+  useEffect(() => {
+    if (status === "signedIn") router.replace(next);
+  }, [status, next, router]);
 
   async function onSubmit(e: React.FormEvent) {
     e.preventDefault();
@@ -21,7 +29,6 @@ export function SignInForm() {
     setError(null);
     try {
       await signIn(handle.trim().replace(/^@/, ""), password);
-      router.replace(safeNext(params.get("next")));
     } catch (err) {
       setError(err);
       setBusy(false);
