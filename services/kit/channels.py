@@ -252,3 +252,37 @@ def upstream_error(exc: grpc.aio.AioRpcError, upstream: str) -> Exception:
     if code == grpc.StatusCode.UNAUTHENTICATED and forwarded_auth():
         return PeerRefusal(exc)
     return PeerMisuse(f"{upstream} service answered {code.name}: {exc.details()}")
+
+
+class peer_call:  # used as `async with peer_call("graph"):`, like a statement
+    """The one way to call a peer: a failed call becomes what our caller should see.
+
+        async with peer_call("graph"):
+            reply = await graph.GetRelationship(request)
+
+    replaces the `try: ... except grpc.aio.AioRpcError as exc: raise
+    upstream_error(exc, "graph") from exc` each call site used to repeat. Works
+    as a plain `with` too, around code that awaits several peers.
+    """
+
+    __slots__ = ("_upstream",)
+
+    def __init__(self, upstream: str) -> None:
+        self._upstream = upstream
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if isinstance(exc, grpc.aio.AioRpcError):
+            raise upstream_error(exc, self._upstream) from exc
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        self.__exit__(kind, exc, tb)
