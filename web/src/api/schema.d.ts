@@ -1103,6 +1103,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/push:config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What a client needs to register a push endpoint
+         * @description What a client needs to register a push endpoint: the VAPID public key for
+         *     Web Push (`PushManager.subscribe`) and which endpoint kinds this server
+         *     delivers. Works anonymously.
+         */
+        get: operations["getPushConfig"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/pushEndpoints": {
         parameters: {
             query?: never;
@@ -1113,8 +1135,10 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Registers a push endpoint (webhook) for the caller's offline devices
-         * @description Registers a push endpoint (webhook) for the caller's offline devices.
+         * Registers a push endpoint for the caller's offline devices
+         * @description Registers a push endpoint for the caller's offline devices: a signed
+         *     webhook, a browser's Web Push subscription, or an APNs/FCM device token.
+         *     A webhook's signing secret is in the answer of its first creation only.
          */
         post: operations["createPushEndpoint"];
         delete?: never;
@@ -3161,6 +3185,16 @@ export interface components {
          * @enum {string}
          */
         PresenceState: "PRESENCE_STATE_UNSPECIFIED" | "PRESENCE_STATE_ONLINE" | "PRESENCE_STATE_IDLE" | "PRESENCE_STATE_OFFLINE";
+        /** @description What a client needs to register a push endpoint. */
+        PushConfig: {
+            /**
+             * @description The VAPID public key (base64url, uncompressed P-256 point) for
+             *     `PushManager.subscribe({applicationServerKey})`; empty when Web Push is off.
+             */
+            vapidPublicKey: string;
+            /** @description The endpoint kinds this server delivers to. */
+            kinds: (components["schemas"]["PushEndpointKind"] | string)[];
+        };
         /** @description Where to deliver pushes for a device that is offline. */
         PushEndpoint: {
             /**
@@ -3168,7 +3202,11 @@ export interface components {
              * @description Server-assigned id.
              */
             readonly pushEndpointId: string;
-            /** @description An https URL (http only for localhost) receiving a JSON POST per push. */
+            /**
+             * @description WEBHOOK: a public https URL receiving a signed JSON POST per push.
+             *     WEB_PUSH: the subscription's `endpoint` (the browser's push service).
+             *     Empty for APNS and FCM. Names must resolve to public addresses only.
+             */
             url: string;
             /**
              * Format: date-time
@@ -3176,12 +3214,45 @@ export interface components {
              * @example 2026-12-05T18:30:00Z
              */
             readonly createTime?: string;
+            /** @description What kind of endpoint (unset means WEBHOOK). */
+            kind: components["schemas"]["PushEndpointKind"] | string;
+            /** @description WEB_PUSH: the subscription's keys (`PushSubscription.toJSON().keys`). */
+            webPushKeys?: components["schemas"]["WebPushKeys"];
+            /** @description APNS: the device token (hex); FCM: the registration token. */
+            deviceToken: string;
+            /**
+             * @description WEBHOOK: the Standard Webhooks secret (`whsec_` + base64) that signs
+             *     every delivery. Returned once, by the create that made the endpoint.
+             */
+            readonly signingSecret: string;
         };
         /** @description Where to deliver pushes for a device that is offline. */
         PushEndpointInput: {
-            /** @description An https URL (http only for localhost) receiving a JSON POST per push. */
-            url: string;
+            /**
+             * @description WEBHOOK: a public https URL receiving a signed JSON POST per push.
+             *     WEB_PUSH: the subscription's `endpoint` (the browser's push service).
+             *     Empty for APNS and FCM. Names must resolve to public addresses only.
+             */
+            url?: string;
+            /** @description What kind of endpoint (unset means WEBHOOK). */
+            kind?: components["schemas"]["PushEndpointKind"] | string;
+            /** @description WEB_PUSH: the subscription's keys (`PushSubscription.toJSON().keys`). */
+            webPushKeys?: components["schemas"]["WebPushKeysInput"];
+            /** @description APNS: the device token (hex); FCM: the registration token. */
+            deviceToken?: string;
         };
+        /**
+         * @description Kind of push endpoint.
+         *
+         *     Known values (the enum is open: a newer server may send a value not listed here; treat it like the `_UNSPECIFIED` one):
+         *     - `PUSH_ENDPOINT_KIND_UNSPECIFIED`: Not set: WEBHOOK.
+         *     - `PUSH_ENDPOINT_KIND_WEBHOOK`: A JSON POST signed as Standard Webhooks specifies.
+         *     - `PUSH_ENDPOINT_KIND_WEB_PUSH`: A browser subscription (RFC 8030), encrypted (RFC 8291), VAPID-signed (RFC 8292).
+         *     - `PUSH_ENDPOINT_KIND_APNS`: Apple Push Notification service.
+         *     - `PUSH_ENDPOINT_KIND_FCM`: Firebase Cloud Messaging.
+         * @enum {string}
+         */
+        PushEndpointKind: "PUSH_ENDPOINT_KIND_UNSPECIFIED" | "PUSH_ENDPOINT_KIND_WEBHOOK" | "PUSH_ENDPOINT_KIND_WEB_PUSH" | "PUSH_ENDPOINT_KIND_APNS" | "PUSH_ENDPOINT_KIND_FCM";
         /** @description A reaction was added or removed. */
         ReactionChange: {
             /**
@@ -3872,6 +3943,20 @@ export interface components {
          * @enum {string}
          */
         Visibility: "VISIBILITY_UNSPECIFIED" | "VISIBILITY_PUBLIC" | "VISIBILITY_FOLLOWERS";
+        /** @description A Web Push subscription's keys, base64url as browsers give them. */
+        WebPushKeys: {
+            /** @description The client's P-256 ECDH public key. */
+            p256dh: string;
+            /** @description The 16-byte authentication secret. */
+            auth: string;
+        };
+        /** @description A Web Push subscription's keys, base64url as browsers give them. */
+        WebPushKeysInput: {
+            /** @description The client's P-256 ECDH public key. */
+            p256dh: string;
+            /** @description The 16-byte authentication secret. */
+            auth: string;
+        };
     };
     responses: never;
     parameters: never;
@@ -5930,6 +6015,35 @@ export interface operations {
             };
         };
     };
+    getPushConfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PushConfig"];
+                };
+            };
+            /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Status"];
+                };
+            };
+        };
+    };
     createPushEndpoint: {
         parameters: {
             query?: never;
@@ -5937,7 +6051,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description The endpoint (url). */
+        /** @description The endpoint (kind, and url, keys or device token). */
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PushEndpointInput"];

@@ -262,6 +262,38 @@ STREAM_CONTROL_KIND_SESSION_ENDED: StreamControlKind.ValueType  # 5
 """The session was revoked (logout, account deleted): sign in again."""
 Global___StreamControlKind: _TypeAlias = StreamControlKind  # noqa: Y015
 
+class _PushEndpointKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PushEndpointKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PushEndpointKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PUSH_ENDPOINT_KIND_UNSPECIFIED: _PushEndpointKind.ValueType  # 0
+    """Not set: WEBHOOK."""
+    PUSH_ENDPOINT_KIND_WEBHOOK: _PushEndpointKind.ValueType  # 1
+    """A JSON POST signed as Standard Webhooks specifies."""
+    PUSH_ENDPOINT_KIND_WEB_PUSH: _PushEndpointKind.ValueType  # 2
+    """A browser subscription (RFC 8030), encrypted (RFC 8291), VAPID-signed (RFC 8292)."""
+    PUSH_ENDPOINT_KIND_APNS: _PushEndpointKind.ValueType  # 3
+    """Apple Push Notification service."""
+    PUSH_ENDPOINT_KIND_FCM: _PushEndpointKind.ValueType  # 4
+    """Firebase Cloud Messaging."""
+
+class PushEndpointKind(_PushEndpointKind, metaclass=_PushEndpointKindEnumTypeWrapper):
+    """Kind of push endpoint."""
+
+PUSH_ENDPOINT_KIND_UNSPECIFIED: PushEndpointKind.ValueType  # 0
+"""Not set: WEBHOOK."""
+PUSH_ENDPOINT_KIND_WEBHOOK: PushEndpointKind.ValueType  # 1
+"""A JSON POST signed as Standard Webhooks specifies."""
+PUSH_ENDPOINT_KIND_WEB_PUSH: PushEndpointKind.ValueType  # 2
+"""A browser subscription (RFC 8030), encrypted (RFC 8291), VAPID-signed (RFC 8292)."""
+PUSH_ENDPOINT_KIND_APNS: PushEndpointKind.ValueType  # 3
+"""Apple Push Notification service."""
+PUSH_ENDPOINT_KIND_FCM: PushEndpointKind.ValueType  # 4
+"""Firebase Cloud Messaging."""
+Global___PushEndpointKind: _TypeAlias = PushEndpointKind  # noqa: Y015
+
 @_typing.final
 class Member(_message.Message):
     """One member of a conversation."""
@@ -2071,13 +2103,32 @@ class PushEndpoint(_message.Message):
     PUSH_ENDPOINT_ID_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    WEB_PUSH_KEYS_FIELD_NUMBER: _builtins.int
+    DEVICE_TOKEN_FIELD_NUMBER: _builtins.int
+    SIGNING_SECRET_FIELD_NUMBER: _builtins.int
     push_endpoint_id: _builtins.int
     """Server-assigned id."""
     url: _builtins.str
-    """An https URL (http only for localhost) receiving a JSON POST per push."""
+    """WEBHOOK: a public https URL receiving a signed JSON POST per push.
+    WEB_PUSH: the subscription's `endpoint` (the browser's push service).
+    Empty for APNS and FCM. Names must resolve to public addresses only.
+    """
+    kind: Global___PushEndpointKind.ValueType
+    """What kind of endpoint (unset means WEBHOOK)."""
+    device_token: _builtins.str
+    """APNS: the device token (hex); FCM: the registration token."""
+    signing_secret: _builtins.str
+    """WEBHOOK: the Standard Webhooks secret (`whsec_` + base64) that signs
+    every delivery. Returned once, by the create that made the endpoint.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was registered."""
+
+    @_builtins.property
+    def web_push_keys(self) -> Global___WebPushKeys:
+        """WEB_PUSH: the subscription's keys (`PushSubscription.toJSON().keys`)."""
 
     def __init__(
         self,
@@ -2085,14 +2136,91 @@ class PushEndpoint(_message.Message):
         push_endpoint_id: _builtins.int = ...,
         url: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        kind: Global___PushEndpointKind.ValueType = ...,
+        web_push_keys: Global___WebPushKeys | None = ...,
+        device_token: _builtins.str = ...,
+        signing_secret: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "web_push_keys", b"web_push_keys"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "push_endpoint_id", b"push_endpoint_id", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "device_token", b"device_token", "kind", b"kind", "push_endpoint_id", b"push_endpoint_id", "signing_secret", b"signing_secret", "url", b"url", "web_push_keys", b"web_push_keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PushEndpoint: _TypeAlias = PushEndpoint  # noqa: Y015
+
+@_typing.final
+class WebPushKeys(_message.Message):
+    """A Web Push subscription's keys, base64url as browsers give them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    P256DH_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
+    p256dh: _builtins.str
+    """The client's P-256 ECDH public key."""
+    auth: _builtins.str
+    """The 16-byte authentication secret."""
+    def __init__(
+        self,
+        *,
+        p256dh: _builtins.str = ...,
+        auth: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "p256dh", b"p256dh"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebPushKeys: _TypeAlias = WebPushKeys  # noqa: Y015
+
+@_typing.final
+class GetPushConfigRequest(_message.Message):
+    """Ask for the push configuration."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPushConfigRequest: _TypeAlias = GetPushConfigRequest  # noqa: Y015
+
+@_typing.final
+class PushConfig(_message.Message):
+    """What a client needs to register a push endpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VAPID_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    vapid_public_key: _builtins.str
+    """The VAPID public key (base64url, uncompressed P-256 point) for
+    `PushManager.subscribe({applicationServerKey})`; empty when Web Push is off.
+    """
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[Global___PushEndpointKind.ValueType]:
+        """The endpoint kinds this server delivers to."""
+
+    def __init__(
+        self,
+        *,
+        vapid_public_key: _builtins.str = ...,
+        kinds: _abc.Iterable[Global___PushEndpointKind.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kinds", b"kinds", "vapid_public_key", b"vapid_public_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PushConfig: _TypeAlias = PushConfig  # noqa: Y015
 
 @_typing.final
 class CreatePushEndpointRequest(_message.Message):
@@ -2103,7 +2231,7 @@ class CreatePushEndpointRequest(_message.Message):
     PUSH_ENDPOINT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def push_endpoint(self) -> Global___PushEndpoint:
-        """The endpoint (url)."""
+        """The endpoint (kind, and url, keys or device token)."""
 
     def __init__(
         self,

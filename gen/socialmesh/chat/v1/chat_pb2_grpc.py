@@ -175,6 +175,11 @@ class ChatServiceStub:
                 request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.DeletePushEndpointRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.GetPushConfig = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/GetPushConfig',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.GetPushConfigRequest.SerializeToString,
+                response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.PushConfig.FromString,
+                _registered_method=True)
         self.BatchGetPresence = channel.unary_unary(
                 '/socialmesh.chat.v1.ChatService/BatchGetPresence',
                 request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.BatchGetPresenceRequest.SerializeToString,
@@ -390,7 +395,9 @@ class ChatServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreatePushEndpoint(self, request, context):
-        """Registers a push endpoint (webhook) for the caller's offline devices.
+        """Registers a push endpoint for the caller's offline devices: a signed
+        webhook, a browser's Web Push subscription, or an APNs/FCM device token.
+        A webhook's signing secret is in the answer of its first creation only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -398,6 +405,15 @@ class ChatServiceServicer:
 
     def DeletePushEndpoint(self, request, context):
         """Removes one of the caller's push endpoints.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPushConfig(self, request, context):
+        """What a client needs to register a push endpoint: the VAPID public key for
+        Web Push (`PushManager.subscribe`) and which endpoint kinds this server
+        delivers. Works anonymously.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -543,6 +559,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.DeletePushEndpoint,
                     request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.DeletePushEndpointRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetPushConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPushConfig,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.GetPushConfigRequest.FromString,
+                    response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.PushConfig.SerializeToString,
             ),
             'BatchGetPresence': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchGetPresence,
@@ -1262,6 +1283,33 @@ class ChatService:
             '/socialmesh.chat.v1.ChatService/DeletePushEndpoint',
             socialmesh_dot_chat_dot_v1_dot_chat__pb2.DeletePushEndpointRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPushConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/GetPushConfig',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.GetPushConfigRequest.SerializeToString,
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.PushConfig.FromString,
             options,
             channel_credentials,
             insecure,

@@ -131,9 +131,17 @@ class ChatServiceStub:
     DismissNotification: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DismissNotificationRequest, _empty_pb2.Empty]
     """Dismisses one notification group."""
     CreatePushEndpoint: _grpc.UnaryUnaryMultiCallable[_chat_pb2.CreatePushEndpointRequest, _chat_pb2.PushEndpoint]
-    """Registers a push endpoint (webhook) for the caller's offline devices."""
+    """Registers a push endpoint for the caller's offline devices: a signed
+    webhook, a browser's Web Push subscription, or an APNs/FCM device token.
+    A webhook's signing secret is in the answer of its first creation only.
+    """
     DeletePushEndpoint: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DeletePushEndpointRequest, _empty_pb2.Empty]
     """Removes one of the caller's push endpoints."""
+    GetPushConfig: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetPushConfigRequest, _chat_pb2.PushConfig]
+    """What a client needs to register a push endpoint: the VAPID public key for
+    Web Push (`PushManager.subscribe`) and which endpoint kinds this server
+    delivers. Works anonymously.
+    """
     BatchGetPresence: _grpc.UnaryUnaryMultiCallable[_chat_pb2.BatchGetPresenceRequest, _chat_pb2.BatchGetPresenceResponse]
     """Presence of users who share a conversation with the caller (others are
     left out).
@@ -241,9 +249,17 @@ class ChatServiceAsyncStub(ChatServiceStub):
     DismissNotification: _aio.UnaryUnaryMultiCallable[_chat_pb2.DismissNotificationRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Dismisses one notification group."""
     CreatePushEndpoint: _aio.UnaryUnaryMultiCallable[_chat_pb2.CreatePushEndpointRequest, _chat_pb2.PushEndpoint]  # type: ignore[assignment]
-    """Registers a push endpoint (webhook) for the caller's offline devices."""
+    """Registers a push endpoint for the caller's offline devices: a signed
+    webhook, a browser's Web Push subscription, or an APNs/FCM device token.
+    A webhook's signing secret is in the answer of its first creation only.
+    """
     DeletePushEndpoint: _aio.UnaryUnaryMultiCallable[_chat_pb2.DeletePushEndpointRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Removes one of the caller's push endpoints."""
+    GetPushConfig: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetPushConfigRequest, _chat_pb2.PushConfig]  # type: ignore[assignment]
+    """What a client needs to register a push endpoint: the VAPID public key for
+    Web Push (`PushManager.subscribe`) and which endpoint kinds this server
+    delivers. Works anonymously.
+    """
     BatchGetPresence: _aio.UnaryUnaryMultiCallable[_chat_pb2.BatchGetPresenceRequest, _chat_pb2.BatchGetPresenceResponse]  # type: ignore[assignment]
     """Presence of users who share a conversation with the caller (others are
     left out).
@@ -498,7 +514,10 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.CreatePushEndpointRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.PushEndpoint, _abc.Awaitable[_chat_pb2.PushEndpoint]]:
-        """Registers a push endpoint (webhook) for the caller's offline devices."""
+        """Registers a push endpoint for the caller's offline devices: a signed
+        webhook, a browser's Web Push subscription, or an APNs/FCM device token.
+        A webhook's signing secret is in the answer of its first creation only.
+        """
 
     @_abc_1.abstractmethod
     def DeletePushEndpoint(
@@ -507,6 +526,17 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Removes one of the caller's push endpoints."""
+
+    @_abc_1.abstractmethod
+    def GetPushConfig(
+        self,
+        request: _chat_pb2.GetPushConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.PushConfig, _abc.Awaitable[_chat_pb2.PushConfig]]:
+        """What a client needs to register a push endpoint: the VAPID public key for
+        Web Push (`PushManager.subscribe`) and which endpoint kinds this server
+        delivers. Works anonymously.
+        """
 
     @_abc_1.abstractmethod
     def BatchGetPresence(
