@@ -14,7 +14,6 @@ from google.rpc import code_pb2
 from socialmesh.chat.v1 import chat_pb2
 from socialmesh.graph.v1 import graph_pb2
 
-from services.chat import servicer as chat_servicer
 from services.chat.eventlog import decode_cursor, encode_cursor
 from services.chat.servicer import ChatServicer
 from services.kit.auth import Revocations
@@ -29,7 +28,9 @@ _sessions = itertools.count(10_000)
 
 @pytest.fixture
 def service(mesh: Mesh) -> ChatServicer:
-    return chat_servicer.running()[0]
+    servicer = mesh["chat"].host.servicer
+    assert isinstance(servicer, ChatServicer)
+    return servicer
 
 
 @pytest.fixture
@@ -536,7 +537,7 @@ async def test_streams_end_with_token_expiring_and_session_ended(
     revocable = Person(a.id, infra.signer().sign(a.id, session))
     watched = Events(chat, revocable)
     assert (await watched.next()).control.kind == HELLO
-    redis = chat_servicer.running()[0]._rt.redis
+    redis = mesh["chat"].host.runtime.redis
     await Revocations(redis, 60).revoke_session(session)  # as another process would
     ended = await watched.next("control", within=10)
     assert ended.control.kind == chat_pb2.STREAM_CONTROL_KIND_SESSION_ENDED

@@ -23,7 +23,6 @@ from socialmesh.post.v1 import events_pb2 as post_events
 from socialmesh.post.v1 import post_pb2
 
 from services.feed import admin, ranking
-from services.feed import servicer as feed_servicer
 from services.feed.ranking import experiments, features, learn
 from services.feed.ranking import model as model_files
 from services.feed.ranking.features import Facts, feature_vector
@@ -44,8 +43,9 @@ SUGGESTED = feed_pb2.FEED_REASON_SUGGESTED
 
 @pytest.fixture
 def service(mesh: Mesh) -> FeedServicer:
-    (only,) = feed_servicer.running()
-    return only
+    servicer = mesh["feed"].host.servicer
+    assert isinstance(servicer, FeedServicer)
+    return servicer
 
 
 @pytest.fixture

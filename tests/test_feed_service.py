@@ -15,7 +15,6 @@ from socialmesh.post.v1 import events_pb2 as post_events
 from socialmesh.post.v1 import post_pb2
 
 from services.feed import ranking
-from services.feed import servicer as feed_servicer
 from services.feed.servicer import FeedServicer
 from services.feed.timelines import (
     CELEBRITIES,
@@ -39,8 +38,9 @@ RANKED = feed_pb2.FEED_KIND_RANKED
 
 @pytest.fixture
 def service(mesh: Mesh) -> FeedServicer:
-    (only,) = feed_servicer.running()
-    return only
+    servicer = mesh["feed"].host.servicer
+    assert isinstance(servicer, FeedServicer)
+    return servicer
 
 
 @pytest.fixture

@@ -34,7 +34,6 @@ from gateway.envoy_config import EdgeSettings, FileRoute, Upstream, render_yaml
 from services.kit.auth import jwks_json, load_public_key
 from services.kit.consumers import EventMeta
 from services.kit.events import recent_events
-from services.media import servicer as media_servicer
 from services.media.blobs import blob_key
 from services.media.service import SERVICE_NAME
 from services.media.servicer import MediaServicer
@@ -87,8 +86,9 @@ def png_bomb() -> bytes:
 
 @pytest.fixture
 def service(mesh: Mesh) -> MediaServicer:
-    (only,) = media_servicer.running()
-    return only
+    servicer = mesh["media"].host.servicer
+    assert isinstance(servicer, MediaServicer)
+    return servicer
 
 
 @pytest.fixture

@@ -60,14 +60,6 @@ from .store import ChatStore
 log = logging.getLogger("socialmesh.chat")
 
 
-_running: list[ChatServicer] = []
-
-
-def running() -> list[ChatServicer]:
-    """Chat servicers started in this process (operators' and tests' introspection)."""
-    return list(_running)
-
-
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
@@ -160,7 +152,6 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
                 lambda: self._rt.revocations,
             )
             await self.sse.start(rt.settings.grpc_host, self._config.http_port)
-        _running.append(self)
 
     def consumers(self) -> list[ConsumerGroup]:
         """Chat's consumer groups, one class each (docs/events.md lists them)."""
@@ -192,8 +183,6 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     async def on_stop(self) -> None:
         if self._streams is not None:
             self._streams.draining = True
-        if self in _running:
-            _running.remove(self)
         for task in self._tasks:
             await cancel_and_wait(task)
         self._tasks.clear()

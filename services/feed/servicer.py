@@ -47,7 +47,7 @@ from .suggestions import Suggestions
 from .timelines import Timelines
 from .tracking import TrackingTokens
 
-__all__ = ["FeedConfig", "FeedServicer", "running"]
+__all__ = ["FeedConfig", "FeedServicer"]
 
 #: GetHomeFeed page sizes (feed.proto): default 20, at most 100.
 FEED_DEFAULT_PAGE, FEED_MAX_PAGE = 20, 100
@@ -58,13 +58,6 @@ TREND_POST_DEFAULT_PAGE, TREND_POST_MAX_PAGE = 20, 100
 SUGGEST_DEFAULT, SUGGEST_MAX = 20, 50
 
 Handler = Callable[[Any, EventMeta], Awaitable[None]]
-
-_running: list[FeedServicer] = []
-
-
-def running() -> list[FeedServicer]:
-    """Feed servicers started in this process (operators' and tests' introspection)."""
-    return list(_running)
 
 
 class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
@@ -126,12 +119,6 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
         )
         for group in groups:
             await self.consume(group.GROUP, group.handlers(), start=group.START)
-        _running.append(self)
-
-    async def on_stop(self) -> None:
-        if self in _running:
-            _running.remove(self)
-        await super().on_stop()
 
     @property
     def timelines(self) -> Timelines:

@@ -114,8 +114,9 @@ class ServiceSpec:
     migrations_dir: Path
     #: Served gRPC services; who may call each method comes from their contract.
     grpc_services: tuple[str, ...]
-    #: Adds the servicers to the server (called before it starts).
-    register: Callable[[grpc.aio.Server, Runtime], None]
+    #: Adds the servicers to the server (called before it starts); returns the
+    #: servicer it added, if one, so the host can hand it out (`ServiceHost.servicer`).
+    register: Callable[[grpc.aio.Server, Runtime], ServicerBase | None]
     #: Runs once dependencies are connected and migrated (start caches, consumers...).
     on_ready: Callable[[Runtime], Awaitable[None]] | None = None
     #: Runs while draining, before pools close.
@@ -205,9 +206,10 @@ def servicer_spec(
     """The usual ServiceSpec: one servicer, readied and stopped with the host."""
     holder: list[ServicerBase] = []
 
-    def register(server: grpc.aio.Server, runtime: Runtime) -> None:
+    def register(server: grpc.aio.Server, runtime: Runtime) -> ServicerBase:
         holder.append(servicer(runtime))
         add_to_server(holder[0], server)
+        return holder[0]
 
     async def on_ready(runtime: Runtime) -> None:
         await holder[0].on_ready()
@@ -345,6 +347,14 @@ class ServiceHost:
         self._worker_owner = ""
         self._worker_id = -1
         self._sampler: asyncio.Task[None] | None = None
+        self._servicer: ServicerBase | None = None
+
+    @property
+    def servicer(self) -> ServicerBase:
+        """The servicer this host runs (tests and tools look inside it through here)."""
+        if self._servicer is None:
+            raise RuntimeError(f"{self.spec.name}: no servicer registered (host not started?)")
+        return self._servicer
 
     async def _set_health(
         self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
@@ -354,7 +364,7 @@ class ServiceHost:
 
     async def start(self) -> None:
         spec = self.spec
-        spec.register(self.server, self.runtime)
+        self._servicer = spec.register(self.server, self.runtime)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (

@@ -71,13 +71,6 @@ UPDATABLE_PATHS = ("description",)
 
 ORIGINAL = media_pb2.VARIANT_KIND_ORIGINAL
 
-_running: list[MediaServicer] = []
-
-
-def running() -> list[MediaServicer]:
-    """Media servicers started in this process (operators' and tests' introspection)."""
-    return list(_running)
-
 
 def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):g} MiB"
@@ -147,11 +140,8 @@ class MediaServicer(ServicerBase, media_pb2_grpc.MediaServiceServicer):
         if self.config.http_port is not None:
             self.files = FileServer(lambda: self.store, lambda: self.blobs)
             await self.files.start(self._rt.settings.grpc_host, self.config.http_port)
-        _running.append(self)
 
     async def on_stop(self) -> None:
-        if self in _running:
-            _running.remove(self)
         if self._gc is not None:
             await self._gc.stop()
         if self.files is not None:
