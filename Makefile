@@ -7,7 +7,7 @@ STAMP := $(VENV)/.install-stamp
 EDGE_PORT ?= 8080
 export PATH := $(abspath $(VENV))/bin:$(abspath node_modules)/.bin:$(PATH)
 
-.PHONY: install run test lint gen bench clean release-contracts breaking web-app web-lint web-gen
+.PHONY: install run test test-fast lint fmt hooks gen bench clean release-contracts breaking web-app web-lint web-gen
 
 install: $(STAMP) web-app
 
@@ -65,6 +65,24 @@ run: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The inner loop: everything but the end-to-end stack (real Envoy, `socialmesh up`), the
+# browser journeys, Kubernetes image/manifest checks and the load tests. `make test` runs all.
+FAST_IGNORE := $(addprefix --ignore=tests/,test_bench.py test_bench_chat.py test_bench_fanout.py \
+  test_k8s.py test_k8s_manifests.py)
+test-fast: install
+	$(PY) -m pytest -q -m "not e2e" $(FAST_IGNORE)
+
+# Formats what `make lint` checks: Python (ruff format + the fixable ruff rules) and the web app.
+fmt: install
+	$(VENV)/bin/ruff format services gateway tests scripts
+	$(VENV)/bin/ruff check --fix services gateway tests scripts
+	cd web && npx eslint --fix .
+
+# Git pre-commit hooks (.pre-commit-config.yaml: the project's own pinned tools, offline).
+hooks: install
+	$(PY) -m pip install -q pre-commit==4.7.0
+	$(VENV)/bin/pre-commit install
 
 lint: install breaking web-lint
 	$(BUF) lint
