@@ -341,8 +341,9 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Accepts a message request (a direct conversation started by someone the caller does not follow)
+         * Accepts a message request (a direct conversation started by someone the caller does not follow) or an invitation to a group (added by someone the caller does not follow)
          * @description Accepts a message request (a direct conversation started by someone the
+         *     caller does not follow) or an invitation to a group (added by someone the
          *     caller does not follow).
          */
         post: operations["acceptConversation"];
@@ -366,6 +367,29 @@ export interface paths {
          * @description Adds members to a group. Owners and admins only; never across a block.
          */
         post: operations["addMembers"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/conversations/{conversationId}:decline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Declines an invitation to a group
+         * @description Declines an invitation to a group: the caller is no longer a member and
+         *     the group's members see them removed. FAILED_PRECONDITION (NOT_PENDING)
+         *     once accepted (leave instead), and for direct message requests
+         *     (NOT_SUPPORTED: leave them unanswered, or block the sender).
+         */
+        post: operations["declineConversation"];
         delete?: never;
         options?: never;
         head?: never;
@@ -466,7 +490,10 @@ export interface paths {
          * @description The caller's events for clients without bidirectional streams (browsers
          *     over REST): the edge frames each event as a Server-Sent Event. Heartbeat
          *     events arrive every 20 s; a control event precedes every deliberate
-         *     close; on any end of stream, reconnect with the last cursor.
+         *     close; on any end of stream, reconnect with the last cursor. An account
+         *     has at most CHAT_MAX_STREAMS_PER_USER (default 10) open streams (this,
+         *     Connect's subscription and the SSE stream together); one more is refused
+         *     with RESOURCE_EXHAUSTED (TOO_MANY_STREAMS), open ones are never cut.
          */
         get: operations["streamEvents"];
         put?: never;
@@ -1780,7 +1807,12 @@ export interface components {
         };
         /** @description Add a reaction. */
         AddReactionBody: {
-            /** @description The emoji, 1 to 16 characters. */
+            /**
+             * @description Exactly one emoji (one grapheme cluster: a pictographic emoji with its
+             *     variation selector, skin tone, ZWJ sequence or tag sequence; a flag; a
+             *     keycap), at most 16 code points. Anything else is INVALID_ARGUMENT
+             *     (EMOJI_INVALID).
+             */
             emoji: string;
         };
         /**
@@ -2074,7 +2106,10 @@ export interface components {
          *     - `CONVERSATION_STATE_UNSPECIFIED`: Not set.
          *     - `CONVERSATION_STATE_ACCEPTED`: In the member's inbox.
          *     - `CONVERSATION_STATE_REQUEST`: A message request: a direct conversation from someone the member does
-         *     not follow, waiting for AcceptConversation.
+         *     not follow, or a group they were added to by someone they do not follow
+         *     (an invitation), waiting for AcceptConversation (or DeclineConversation).
+         *     Until then nobody sees the member's presence, typing or read marks, and
+         *     they get no pushes.
          * @enum {string}
          */
         ConversationState: "CONVERSATION_STATE_UNSPECIFIED" | "CONVERSATION_STATE_ACCEPTED" | "CONVERSATION_STATE_REQUEST";
@@ -2823,6 +2858,11 @@ export interface components {
              *     the caller.
              */
             readonly user?: components["schemas"]["User"];
+            /**
+             * @description ACCEPTED, or REQUEST while the member has not accepted (an invitation or a
+             *     message request); their read mark stays 0 to others until they accept.
+             */
+            readonly state: components["schemas"]["ConversationState"] | string;
         };
         /**
          * @description A member's role in a group.
@@ -4659,6 +4699,38 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Conversation"];
+                };
+            };
+            /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Status"];
+                };
+            };
+        };
+    };
+    declineConversation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The group. */
+                conversationId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */

@@ -62,7 +62,10 @@ class _ConversationStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Con
     """In the member's inbox."""
     CONVERSATION_STATE_REQUEST: _ConversationState.ValueType  # 2
     """A message request: a direct conversation from someone the member does
-    not follow, waiting for AcceptConversation.
+    not follow, or a group they were added to by someone they do not follow
+    (an invitation), waiting for AcceptConversation (or DeclineConversation).
+    Until then nobody sees the member's presence, typing or read marks, and
+    they get no pushes.
     """
 
 class ConversationState(_ConversationState, metaclass=_ConversationStateEnumTypeWrapper):
@@ -74,7 +77,10 @@ CONVERSATION_STATE_ACCEPTED: ConversationState.ValueType  # 1
 """In the member's inbox."""
 CONVERSATION_STATE_REQUEST: ConversationState.ValueType  # 2
 """A message request: a direct conversation from someone the member does
-not follow, waiting for AcceptConversation.
+not follow, or a group they were added to by someone they do not follow
+(an invitation), waiting for AcceptConversation (or DeclineConversation).
+Until then nobody sees the member's presence, typing or read marks, and
+they get no pushes.
 """
 Global___ConversationState: _TypeAlias = ConversationState  # noqa: Y015
 
@@ -305,12 +311,17 @@ class Member(_message.Message):
     JOIN_TIME_FIELD_NUMBER: _builtins.int
     LAST_READ_SEQUENCE_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     """The member."""
     role: Global___MemberRole.ValueType
     """Their role (direct conversations: both MEMBER)."""
     last_read_sequence: _builtins.int
     """Everything up to this sequence is read by them ("seen by")."""
+    state: Global___ConversationState.ValueType
+    """ACCEPTED, or REQUEST while the member has not accepted (an invitation or a
+    message request); their read mark stays 0 to others until they accept.
+    """
     @_builtins.property
     def join_time(self) -> _timestamp_pb2.Timestamp:
         """When they joined."""
@@ -331,10 +342,11 @@ class Member(_message.Message):
         join_time: _timestamp_pb2.Timestamp | None = ...,
         last_read_sequence: _builtins.int = ...,
         user: _user_pb2.User | None = ...,
+        state: Global___ConversationState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "last_read_sequence", b"last_read_sequence", "role", b"role", "user", b"user", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "last_read_sequence", b"last_read_sequence", "role", b"role", "state", b"state", "user", b"user", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1341,6 +1353,28 @@ class AcceptConversationRequest(_message.Message):
 Global___AcceptConversationRequest: _TypeAlias = AcceptConversationRequest  # noqa: Y015
 
 @_typing.final
+class DeclineConversationRequest(_message.Message):
+    """Decline an invitation to a group."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    conversation_id: _builtins.int
+    """The group."""
+    def __init__(
+        self,
+        *,
+        conversation_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeclineConversationRequest: _TypeAlias = DeclineConversationRequest  # noqa: Y015
+
+@_typing.final
 class SendMessageRequest(_message.Message):
     """Send a message."""
 
@@ -1512,7 +1546,11 @@ class AddReactionRequest(_message.Message):
     message_id: _builtins.int
     """The message."""
     emoji: _builtins.str
-    """The emoji, 1 to 16 characters."""
+    """Exactly one emoji (one grapheme cluster: a pictographic emoji with its
+    variation selector, skin tone, ZWJ sequence or tag sequence; a flag; a
+    keycap), at most 16 code points. Anything else is INVALID_ARGUMENT
+    (EMOJI_INVALID).
+    """
     def __init__(
         self,
         *,

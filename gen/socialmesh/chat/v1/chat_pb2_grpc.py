@@ -85,6 +85,11 @@ class ChatServiceStub:
                 request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.AcceptConversationRequest.SerializeToString,
                 response_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.FromString,
                 _registered_method=True)
+        self.DeclineConversation = channel.unary_unary(
+                '/socialmesh.chat.v1.ChatService/DeclineConversation',
+                request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.DeclineConversationRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.SendMessage = channel.unary_unary(
                 '/socialmesh.chat.v1.ChatService/SendMessage',
                 request_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.SendMessageRequest.SerializeToString,
@@ -253,7 +258,18 @@ class ChatServiceServicer:
 
     def AcceptConversation(self, request, context):
         """Accepts a message request (a direct conversation started by someone the
+        caller does not follow) or an invitation to a group (added by someone the
         caller does not follow).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeclineConversation(self, request, context):
+        """Declines an invitation to a group: the caller is no longer a member and
+        the group's members see them removed. FAILED_PRECONDITION (NOT_PENDING)
+        once accepted (leave instead), and for direct message requests
+        (NOT_SUPPORTED: leave them unanswered, or block the sender).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -336,7 +352,10 @@ class ChatServiceServicer:
         """The caller's events for clients without bidirectional streams (browsers
         over REST): the edge frames each event as a Server-Sent Event. Heartbeat
         events arrive every 20 s; a control event precedes every deliberate
-        close; on any end of stream, reconnect with the last cursor.
+        close; on any end of stream, reconnect with the last cursor. An account
+        has at most CHAT_MAX_STREAMS_PER_USER (default 10) open streams (this,
+        Connect's subscription and the SSE stream together); one more is refused
+        with RESOURCE_EXHAUSTED (TOO_MANY_STREAMS), open ones are never cut.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -469,6 +488,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.AcceptConversation,
                     request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.AcceptConversationRequest.FromString,
                     response_serializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.SerializeToString,
+            ),
+            'DeclineConversation': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeclineConversation,
+                    request_deserializer=socialmesh_dot_chat_dot_v1_dot_chat__pb2.DeclineConversationRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'SendMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.SendMessage,
@@ -797,6 +821,33 @@ class ChatService:
             '/socialmesh.chat.v1.ChatService/AcceptConversation',
             socialmesh_dot_chat_dot_v1_dot_chat__pb2.AcceptConversationRequest.SerializeToString,
             socialmesh_dot_chat_dot_v1_dot_chat__pb2.Conversation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeclineConversation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/socialmesh.chat.v1.ChatService/DeclineConversation',
+            socialmesh_dot_chat_dot_v1_dot_chat__pb2.DeclineConversationRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,7 +63,14 @@ class ChatServiceStub:
     """The caller leaves a group; ownership passes to the longest-standing member."""
     AcceptConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.AcceptConversationRequest, _chat_pb2.Conversation]
     """Accepts a message request (a direct conversation started by someone the
+    caller does not follow) or an invitation to a group (added by someone the
     caller does not follow).
+    """
+    DeclineConversation: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DeclineConversationRequest, _empty_pb2.Empty]
+    """Declines an invitation to a group: the caller is no longer a member and
+    the group's members see them removed. FAILED_PRECONDITION (NOT_PENDING)
+    once accepted (leave instead), and for direct message requests
+    (NOT_SUPPORTED: leave them unanswered, or block the sender).
     """
     SendMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SendMessageRequest, _chat_pb2.Message]
     """Sends a message. A repeated `requestId` (a query parameter over REST:
@@ -103,7 +110,10 @@ class ChatServiceStub:
     """The caller's events for clients without bidirectional streams (browsers
     over REST): the edge frames each event as a Server-Sent Event. Heartbeat
     events arrive every 20 s; a control event precedes every deliberate
-    close; on any end of stream, reconnect with the last cursor.
+    close; on any end of stream, reconnect with the last cursor. An account
+    has at most CHAT_MAX_STREAMS_PER_USER (default 10) open streams (this,
+    Connect's subscription and the SSE stream together); one more is refused
+    with RESOURCE_EXHAUSTED (TOO_MANY_STREAMS), open ones are never cut.
     """
     SyncEvents: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SyncEventsRequest, _chat_pb2.SyncEventsResponse]
     """Long-poll fallback with the same cursor: returns at once when events are
@@ -181,7 +191,14 @@ class ChatServiceAsyncStub(ChatServiceStub):
     """The caller leaves a group; ownership passes to the longest-standing member."""
     AcceptConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.AcceptConversationRequest, _chat_pb2.Conversation]  # type: ignore[assignment]
     """Accepts a message request (a direct conversation started by someone the
+    caller does not follow) or an invitation to a group (added by someone the
     caller does not follow).
+    """
+    DeclineConversation: _aio.UnaryUnaryMultiCallable[_chat_pb2.DeclineConversationRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Declines an invitation to a group: the caller is no longer a member and
+    the group's members see them removed. FAILED_PRECONDITION (NOT_PENDING)
+    once accepted (leave instead), and for direct message requests
+    (NOT_SUPPORTED: leave them unanswered, or block the sender).
     """
     SendMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.SendMessageRequest, _chat_pb2.Message]  # type: ignore[assignment]
     """Sends a message. A repeated `requestId` (a query parameter over REST:
@@ -221,7 +238,10 @@ class ChatServiceAsyncStub(ChatServiceStub):
     """The caller's events for clients without bidirectional streams (browsers
     over REST): the edge frames each event as a Server-Sent Event. Heartbeat
     events arrive every 20 s; a control event precedes every deliberate
-    close; on any end of stream, reconnect with the last cursor.
+    close; on any end of stream, reconnect with the last cursor. An account
+    has at most CHAT_MAX_STREAMS_PER_USER (default 10) open streams (this,
+    Connect's subscription and the SSE stream together); one more is refused
+    with RESOURCE_EXHAUSTED (TOO_MANY_STREAMS), open ones are never cut.
     """
     SyncEvents: _aio.UnaryUnaryMultiCallable[_chat_pb2.SyncEventsRequest, _chat_pb2.SyncEventsResponse]  # type: ignore[assignment]
     """Long-poll fallback with the same cursor: returns at once when events are
@@ -344,7 +364,20 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.Conversation, _abc.Awaitable[_chat_pb2.Conversation]]:
         """Accepts a message request (a direct conversation started by someone the
+        caller does not follow) or an invitation to a group (added by someone the
         caller does not follow).
+        """
+
+    @_abc_1.abstractmethod
+    def DeclineConversation(
+        self,
+        request: _chat_pb2.DeclineConversationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Declines an invitation to a group: the caller is no longer a member and
+        the group's members see them removed. FAILED_PRECONDITION (NOT_PENDING)
+        once accepted (leave instead), and for direct message requests
+        (NOT_SUPPORTED: leave them unanswered, or block the sender).
         """
 
     @_abc_1.abstractmethod
@@ -444,7 +477,10 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         """The caller's events for clients without bidirectional streams (browsers
         over REST): the edge frames each event as a Server-Sent Event. Heartbeat
         events arrive every 20 s; a control event precedes every deliberate
-        close; on any end of stream, reconnect with the last cursor.
+        close; on any end of stream, reconnect with the last cursor. An account
+        has at most CHAT_MAX_STREAMS_PER_USER (default 10) open streams (this,
+        Connect's subscription and the SSE stream together); one more is refused
+        with RESOURCE_EXHAUSTED (TOO_MANY_STREAMS), open ones are never cut.
         """
 
     @_abc_1.abstractmethod
