@@ -1,6 +1,8 @@
 "use client";
 import Link from "next/link";
 import { useRouter } from "next/navigation";
+import { useRef, useState } from "react";
+import { humanMessage } from "@/api/errors";
 import type { Post } from "@/api/types";
 import { usePost, useUser, useDeletePost } from "@/hooks/data";
 import { useSession } from "@/state/session";
@@ -9,6 +11,24 @@ import { Avatar } from "./Avatar";
 import { PostText } from "./PostText";
 import { PostMedia } from "./PostMedia";
 import { PostActions } from "./PostActions";
+import { PostMenu } from "./PostMenu";
+import { PostEditor } from "./PostEditor";
+import { useEditPost } from "@/hooks/useEditPost";
+
+/** "Edited", with when (full date in the tooltip and for screen readers): shown wherever the post is. */
+export function EditedMark({ editTime }: { editTime?: string }) {
+  if (!editTime) return null;
+  const at = new Date(editTime);
+  const full = Number.isNaN(at.getTime()) ? "" : at.toLocaleString();
+  return (
+    <span className="text-xs text-muted" data-testid="edited">
+      <span aria-hidden="true">· </span>
+      <time dateTime={editTime} title={full ? `Edited ${full}` : "Edited"}>
+        Edited<span className="sr-only">{full ? ` ${full}` : ""}</span>
+      </time>
+    </span>
+  );
+}
 
 export interface PostCardProps {
   postId: string;
@@ -29,6 +49,11 @@ export function PostCard({ postId, initial, context, extra, detail, pending: pen
   const { data: author } = useUser(post?.authorId, post?.author);
   const me = useSession((s) => s.userId);
   const del = useDeletePost();
+  const edit = useEditPost();
+  const [editing, setEditing] = useState(false);
+  // what the person typed, kept so a refused edit reopens with it
+  const [draft, setDraft] = useState<string | null>(null);
+  const textRef = useRef<HTMLDivElement>(null);
   const router = useRouter();
   if (!post) return null;
   const who = author ?? post.author;
@@ -40,6 +65,14 @@ export function PostCard({ postId, initial, context, extra, detail, pending: pen
     await del.mutateAsync(postId).catch(() => undefined);
     if (detail) router.replace("/");
   }
+
+  function onSave(text: string) {
+    setEditing(false);
+    setDraft(text);
+    edit.mutate({ postId, text }, { onError: () => setEditing(true), onSuccess: () => setDraft(null) });
+    textRef.current?.focus();
+  }
+  const mine = !pending && !!me && post.authorId === me;
 
   return (
     <article className={`border-b border-line px-4 py-3 ${pending ? "opacity-60" : ""}`} aria-label={`Post by ${name}`} data-testid="post" data-post-id={postId}>
@@ -60,20 +93,43 @@ export function PostCard({ postId, initial, context, extra, detail, pending: pen
               </Link>
             )}
             {post.visibility === "VISIBILITY_FOLLOWERS" ? <span className="text-xs text-muted">· Followers only</span> : null}
-          </div>
-          <div className={detail ? "text-lg" : ""}>
-            <PostText text={post.text ?? ""} facets={post.facets} />
-          </div>
-          <PostMedia media={post.media} />
-          {pending ? null : <PostActions post={post} />}
-          <div className="flex flex-wrap gap-1">
-            {extra}
-            {!pending && me && post.authorId === me ? (
-              <button type="button" className="btn-ghost text-red-700 dark:text-red-300" onClick={() => void onDelete()} disabled={del.isPending}>
-                Delete
-              </button>
+            <EditedMark editTime={post.editTime} />
+            {mine ? (
+              <PostMenu
+                label="More actions for this post"
+                items={[
+                  { label: "Edit", onSelect: () => { edit.reset(); setEditing(true); }, disabled: edit.isPending },
+                  { label: "Delete", onSelect: () => void onDelete(), danger: true, disabled: del.isPending },
+                ]}
+              />
             ) : null}
           </div>
+          {editing ? (
+            <PostEditor
+              postId={postId}
+              initial={draft ?? post.text ?? ""}
+              original={post.text ?? ""}
+              busy={edit.isPending}
+              onSave={onSave}
+              onCancel={() => {
+                setEditing(false);
+                setDraft(null);
+                edit.reset();
+              }}
+            />
+          ) : (
+            <div ref={textRef} tabIndex={-1} className={`outline-none ${detail ? "text-lg" : ""}`}>
+              <PostText text={post.text ?? ""} facets={post.facets} />
+            </div>
+          )}
+          {edit.error && !edit.isPending ? (
+            <p role="alert" className="text-xs text-red-700 dark:text-red-300">
+              Your edit wasn&apos;t saved: {humanMessage(edit.error)}
+            </p>
+          ) : null}
+          <PostMedia media={post.media} />
+          {pending ? null : <PostActions post={post} />}
+          {extra ? <div className="flex flex-wrap gap-1">{extra}</div> : null}
         </div>
       </div>
     </article>
