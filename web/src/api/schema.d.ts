@@ -1165,7 +1165,7 @@ export interface paths {
          * Registers a push endpoint for the caller's offline devices
          * @description Registers a push endpoint for the caller's offline devices: a signed
          *     webhook, a browser's Web Push subscription, or an APNs/FCM device token.
-         *     A webhook's signing secret is in the answer of its first creation only.
+         *     A webhook's signing secret is in this answer only (nothing lists it).
          */
         post: operations["createPushEndpoint"];
         delete?: never;
@@ -3262,7 +3262,9 @@ export interface components {
             deviceToken: string;
             /**
              * @description WEBHOOK: the Standard Webhooks secret (`whsec_` + base64) that signs
-             *     every delivery. Returned once, by the create that made the endpoint.
+             *     every delivery. Only CreatePushEndpoint answers carry it (a repeated
+             *     create of the same URL answers the same endpoint, secret included); to
+             *     rotate it, delete the endpoint and create it again.
              */
             readonly signingSecret: string;
         };

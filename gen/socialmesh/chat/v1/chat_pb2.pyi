@@ -2158,7 +2158,9 @@ class PushEndpoint(_message.Message):
     """APNS: the device token (hex); FCM: the registration token."""
     signing_secret: _builtins.str
     """WEBHOOK: the Standard Webhooks secret (`whsec_` + base64) that signs
-    every delivery. Returned once, by the create that made the endpoint.
+    every delivery. Only CreatePushEndpoint answers carry it (a repeated
+    create of the same URL answers the same endpoint, secret included); to
+    rotate it, delete the endpoint and create it again.
     """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:

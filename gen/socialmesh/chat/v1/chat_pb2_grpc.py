@@ -416,7 +416,7 @@ class ChatServiceServicer:
     def CreatePushEndpoint(self, request, context):
         """Registers a push endpoint for the caller's offline devices: a signed
         webhook, a browser's Web Push subscription, or an APNs/FCM device token.
-        A webhook's signing secret is in the answer of its first creation only.
+        A webhook's signing secret is in this answer only (nothing lists it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

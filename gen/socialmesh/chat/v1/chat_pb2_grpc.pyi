@@ -143,7 +143,7 @@ class ChatServiceStub:
     CreatePushEndpoint: _grpc.UnaryUnaryMultiCallable[_chat_pb2.CreatePushEndpointRequest, _chat_pb2.PushEndpoint]
     """Registers a push endpoint for the caller's offline devices: a signed
     webhook, a browser's Web Push subscription, or an APNs/FCM device token.
-    A webhook's signing secret is in the answer of its first creation only.
+    A webhook's signing secret is in this answer only (nothing lists it).
     """
     DeletePushEndpoint: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DeletePushEndpointRequest, _empty_pb2.Empty]
     """Removes one of the caller's push endpoints."""
@@ -271,7 +271,7 @@ class ChatServiceAsyncStub(ChatServiceStub):
     CreatePushEndpoint: _aio.UnaryUnaryMultiCallable[_chat_pb2.CreatePushEndpointRequest, _chat_pb2.PushEndpoint]  # type: ignore[assignment]
     """Registers a push endpoint for the caller's offline devices: a signed
     webhook, a browser's Web Push subscription, or an APNs/FCM device token.
-    A webhook's signing secret is in the answer of its first creation only.
+    A webhook's signing secret is in this answer only (nothing lists it).
     """
     DeletePushEndpoint: _aio.UnaryUnaryMultiCallable[_chat_pb2.DeletePushEndpointRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Removes one of the caller's push endpoints."""
@@ -552,7 +552,7 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_chat_pb2.PushEndpoint, _abc.Awaitable[_chat_pb2.PushEndpoint]]:
         """Registers a push endpoint for the caller's offline devices: a signed
         webhook, a browser's Web Push subscription, or an APNs/FCM device token.
-        A webhook's signing secret is in the answer of its first creation only.
+        A webhook's signing secret is in this answer only (nothing lists it).
         """
 
     @_abc_1.abstractmethod
