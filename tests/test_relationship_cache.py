@@ -139,7 +139,7 @@ async def test_a_load_that_overlaps_a_change_is_never_served(redis):
 
 def test_every_relationship_event_names_its_pair() -> None:
     """The consumer's table covers every graph event (a new one must say whom it touches)."""
-    from services.user.servicer import _RELATIONSHIP_EVENTS
+    from services.user.stale_counts import RELATIONSHIP_EVENTS as _RELATIONSHIP_EVENTS
 
     names = graph_events.DESCRIPTOR.message_types_by_name
     declared = {getattr(graph_events, name) for name in names}

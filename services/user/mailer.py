@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger("socialmesh.mail")
 
@@ -30,21 +30,6 @@ DEFAULT_VERIFICATION_LINK = "https://socialmesh.example/verify-email#token={toke
 #: Where a password reset link points: the web app's page, which POSTs the token and
 #: the new password to `/v1/auth:resetPassword`. Override with USER_PASSWORD_RESET_URL.
 DEFAULT_RESET_LINK = "https://socialmesh.example/reset-password#token={token}"
-
-
-def _template(variable: str, default: str) -> str:
-    template = os.environ.get(variable, default)
-    if template.count("{token}") != 1:
-        raise SystemExit(f"{variable} must contain {{token}} exactly once")
-    return template
-
-
-def verification_link_template() -> str:
-    return _template("USER_EMAIL_VERIFICATION_URL", DEFAULT_VERIFICATION_LINK)
-
-
-def reset_link_template() -> str:
-    return _template("USER_PASSWORD_RESET_URL", DEFAULT_RESET_LINK)
 
 
 class Mailer(Protocol):
@@ -94,10 +79,27 @@ class SpoolMailer(LogMailer):
         await asyncio.to_thread(staged.rename, self.spool / name)  # whole files only
 
 
-def mailer_from_environment() -> Mailer:
+class Outbox:
+    """What the jobs send through: the servicer's current mailer (replaceable at any
+    time), and background sends held until they finish (an answer that must not
+    wait for, or reveal, a mail sends it `later`)."""
+
+    def __init__(self, mailer: Callable[[], Mailer]) -> None:
+        self._mailer = mailer
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def send(self, to: str, subject: str, body: str) -> None:
+        await self._mailer().send(to, subject, body)
+
+    def later(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def mailer_for(spool_dir: str) -> Mailer:
     """The dev mailbox when USER_MAIL_SPOOL_DIR is set (`socialmesh up`), else the log."""
-    spool = os.environ.get("USER_MAIL_SPOOL_DIR", "")
-    return SpoolMailer(Path(spool)) if spool else LogMailer()
+    return SpoolMailer(Path(spool_dir)) if spool_dir else LogMailer()
 
 
 def read_spool(spool: Path, *, to: str = "", limit: int = 20) -> list[dict[str, object]]:

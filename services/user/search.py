@@ -11,8 +11,8 @@
   Quality is a pure function of the query and the row, so keyset pagination on
   (quality, following, followers, id) is exact for a given query.
 * Accounts either side of a block with the viewer are excluded in the query,
-  from this service's projection of the graph events (consumer group
-  `user-search`).
+  from this service's projection of the graph events (search_copy.py, consumer
+  group `user-search`).
 """
 
 from __future__ import annotations
@@ -29,21 +29,16 @@ from socialmesh.user.v1 import user_pb2
 
 from services.kit.auth import require_service
 from services.kit.backfill import BackfillResult, BackfillWorker, backfill_relationships
-from services.kit.consumers import EventHandlers, EventMeta
+from services.kit.consumers import EventHandlers
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument
 from services.kit.pagination import PageSizes, PageTokens, page_size
 from services.kit.ratelimit import RateLimiter
-from services.kit.relationships import (
-    Executor,
-    lock_follow_edges,
-    on_relationship_events,
-    set_block,
-    set_follow,
-)
+from services.kit.relationships import Executor
 from services.kit.search import fetch_planned_per_query, limit_anonymous
 from services.kit.validation import strip_control_characters
 
+from .search_copy import SearchCopy
 from .store import _USER_COLUMNS, UserRecord, UserStore
 
 MAX_QUERY = 100
@@ -77,37 +72,9 @@ class UserSearch:
         self._tokens = tokens
         self._limiter = limiter
 
-    # -- projection ---------------------------------------------------------------
-
     def handlers(self) -> EventHandlers:
-        h = EventHandlers()
-        on_relationship_events(h, self._follow, self._block)
-        return h
-
-    async def _follow(self, follower: int, followee: int, on: bool, meta: EventMeta) -> None:
-        async with self._db.transaction() as conn:
-            # One edge at a time (the back-fill takes the same locks), so "did it
-            # flip?" is read and written atomically.
-            await lock_follow_edges(conn, "user", [(follower, followee)])
-            before = await conn.fetchval(
-                """SELECT following FROM "user".search_follows
-                   WHERE follower_id = $1 AND followee_id = $2""",
-                follower,
-                followee,
-            )
-            after = await set_follow(conn, "user", follower, followee, on, meta.event_id)
-            if after is not None and bool(before) != after:
-                await conn.execute(
-                    """INSERT INTO "user".search_follower_counts (user_id, follower_count)
-                       VALUES ($1, GREATEST($2, 0))
-                       ON CONFLICT (user_id) DO UPDATE SET follower_count =
-                         GREATEST("user".search_follower_counts.follower_count + $2, 0)""",
-                    followee,
-                    1 if after else -1,
-                )
-
-    async def _block(self, blocker: int, blocked: int, on: bool, meta: EventMeta) -> None:
-        await set_block(self._db.primary, "user", blocker, blocked, on, meta.event_id)
+        """The projection's handlers (the `user-search` group itself: search_copy.py)."""
+        return SearchCopy(self._db).handlers()
 
     # -- back-fill (docs/search.md, "Back-fill") ------------------------------------
 
