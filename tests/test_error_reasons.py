@@ -28,7 +28,7 @@ def test_every_reason_is_documented_once():
     assert sorted(documented) == sorted(set(documented)), "a reason is listed twice"
     assert set(documented) >= {r.value for r in Reason}
     # The edge's own replies too, in the same domain.
-    from gateway.envoy_config import EDGE_ERROR_DOMAIN, LOCAL_REPLIES
+    from gateway.local_replies import EDGE_ERROR_DOMAIN, LOCAL_REPLIES
 
     assert set(documented) >= {reply.reason for reply in LOCAL_REPLIES}
     assert EDGE_ERROR_DOMAIN == errors.ERROR_DOMAIN
