@@ -7,7 +7,7 @@
   accepts any string without a syntax error.
 * Visibility is a WHERE clause over the post service's own projection of the
   graph and user events (`search_follows`, `search_blocks`, `search_authors`,
-  fed by the consumer group `post-search`), so a page is never thinned out
+  fed by the consumer group `post-search`: `search_projection.py`), so a page is never thinned out
   after the fact and keyset pagination stays exact.
 * A result list is a snapshot: the first page fixes a ceiling post id (ids are
   time-ordered) and the instant the recency decay is measured from; both travel
@@ -26,24 +26,20 @@ import asyncpg
 import grpc
 from socialmesh.graph.v1 import graph_pb2_grpc
 from socialmesh.post.v1 import post_pb2
-from socialmesh.user.v1 import events_pb2 as user_events
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.backfill import (
     EXPORT_PAGE_SIZE,
     BackfillResult,
-    BackfillWorker,
     backfill_relationships,
     export_pages,
 )
-from services.kit.channels import upstream_error
-from services.kit.consumers import EventHandlers, EventMeta
+from services.kit.channels import peer_call
 from services.kit.db import Database
 from services.kit.errors import InvalidArgument
 from services.kit.ids import IdGenerator
 from services.kit.pagination import PageSizes, PageTokens, page_size
 from services.kit.ratelimit import RateLimiter
-from services.kit.relationships import on_relationship_events, set_block, set_follow
 from services.kit.search import fetch_planned_per_query, limit_anonymous
 from services.kit.validation import strip_control_characters
 
@@ -200,53 +196,6 @@ class PostSearch:
         self._tokens = tokens
         self._limiter = limiter
 
-    # -- projection of what visibility needs --------------------------------------
-
-    def handlers(self) -> EventHandlers:
-        h = EventHandlers()
-        on_relationship_events(h, self._follow, self._block)
-        h.on(user_events.UserUpdated, self._on_user_updated)
-        h.on(user_events.UserDeleted, self._on_user_deleted)
-        return h
-
-    async def _follow(self, follower: int, followee: int, on: bool, meta: EventMeta) -> None:
-        await set_follow(self._db.primary, "post", follower, followee, on, meta.event_id)
-
-    async def _block(self, blocker: int, blocked: int, on: bool, meta: EventMeta) -> None:
-        await set_block(self._db.primary, "post", blocker, blocked, on, meta.event_id)
-
-    async def _on_user_updated(self, e: user_events.UserUpdated, meta: EventMeta) -> None:
-        await self._db.primary.execute(
-            """INSERT INTO post.search_authors (user_id, is_private, event_id) VALUES ($1, $2, $3)
-               ON CONFLICT (user_id) DO UPDATE
-               SET is_private = EXCLUDED.is_private, event_id = EXCLUDED.event_id
-               WHERE post.search_authors.event_id < EXCLUDED.event_id""",
-            e.user_id,
-            e.is_private,
-            meta.event_id,
-        )
-
-    async def _on_user_deleted(self, e: user_events.UserDeleted, meta: EventMeta) -> None:
-        # Deletion is final, whatever order the events come in.
-        await self._db.primary.execute(
-            """INSERT INTO post.search_authors (user_id, deleted, event_id) VALUES ($1, true, $2)
-               ON CONFLICT (user_id) DO UPDATE SET deleted = true""",
-            e.user_id,
-            meta.event_id,
-        )
-
-    def backfill_worker(
-        self,
-        graph: graph_pb2_grpc.GraphServiceAsyncStub,
-        users: user_pb2_grpc.UserServiceAsyncStub,
-    ) -> BackfillWorker:
-        """Back-fills the copy in the background whenever it never was (docs/search.md)."""
-
-        async def fill(event_id: int, result: BackfillResult) -> None:
-            await backfill(self._db, graph, users, event_id, result)
-
-        return BackfillWorker(self._db, "post", fill)
-
     # -- rate limit ---------------------------------------------------------------
 
     async def limit_anonymous(self, context: grpc.aio.ServicerContext) -> int | None:
@@ -261,10 +210,8 @@ class PostSearch:
         """Handles the viewer may see (the channel forwards their token) -> ids."""
         if not handles:
             return {}
-        try:
+        async with peer_call("user"):
             reply = await users.LookupUsers(user_pb2.LookupUsersRequest(handles=handles))
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "user") from exc
         return {u.handle.lower(): u.user_id for u in reply.users}
 
     async def search_posts(
