@@ -37,6 +37,10 @@ from services.kit.server import ServiceHost
 
 from .e2e_support import client, stack  # noqa: F401 - session fixtures for e2e tests
 
+#: The in-process chat service delivers test pushes to local servers (127.0.0.1);
+#: a dev/test-only switch (services/kit/egress.py), never set in deploy/.
+os.environ.setdefault("PUSH_ALLOW_LOOPBACK_TARGETS", "1")
+
 #: Services holding a service key in tests: the implemented ones, and the
 #: roadmap ones whose credentials tests present as an internal caller would.
 KEYED_SERVICES = ("user", "graph", "post", "feed", "chat", "media")

@@ -37,10 +37,12 @@ from services.chat.notifications import (
     SHARE,
     Notifications,
 )
+from services.chat.notifications.senders import PushProviders
 from services.chat.push import DELIVERY_HEADER, PushConfig, PushWorker, WebhookSender
 from services.kit.channels import open_channel
 from services.kit.consumers import Start, consumers_for
 from services.kit.db import Database
+from services.kit.egress import EgressGuard, system_resolve
 from services.kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.kit.events import seal
 from services.kit.ids import IdGenerator
@@ -118,6 +120,19 @@ async def no_messages(user_id: int) -> tuple[int, int]:
     return (0, 0)
 
 
+async def example_names_are_public(host: str, port: int) -> list[str]:
+    """DNS for the tests' `*.example.com` endpoints (no DNS here): a public address."""
+    if host.endswith(".example.com"):
+        return ["93.184.215.14"]
+    return await system_resolve(host, port)
+
+
+#: Registration as in production, plus loopback (the local webhook) and example.com names.
+TEST_PROVIDERS = PushProviders(
+    guard=EgressGuard(allow_loopback=True, resolve=example_names_are_public)
+)
+
+
 @dataclass
 class Kit:
     n: Notifications
@@ -145,6 +160,7 @@ async def kit(db: Database, redis, graph_as_chat, tmp_path: Path) -> AsyncIterat
         message_unread=no_messages,
         schema=schema,
         push_config=PushConfig(first_backoff_seconds=0.05, poll_seconds=0.05, lease_seconds=5),
+        providers=TEST_PROVIDERS,
     )
     yield Kit(n, schema, presence, log)
     await n.stop()

@@ -1,4 +1,4 @@
-"""Push to offline devices: a sender interface, a webhook sender, and the delivery worker.
+"""Push to offline devices: a sender interface, the signed webhook sender, and the delivery worker.
 
 Deliveries are rows in `push_deliveries`, written in the transaction of what
 caused them (a message, a notification), so nothing is pushed for a rolled-back
@@ -7,13 +7,25 @@ chat instance: it leases due rows with `FOR UPDATE SKIP LOCKED` (instances
 share the work, never send one row twice at once), sends them outside any
 transaction, deletes what was delivered and reschedules failures with
 exponential backoff until it gives up. Nothing here runs on the request path.
+
+Webhooks are signed as Standard Webhooks specifies (`webhook-id`,
+`webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>` with the
+endpoint's `whsec_` secret) and only reach public addresses: the session's
+connector resolves and checks every name at connect time and connects to the
+checked address (services/kit/egress.py); redirects are never followed. The
+other kinds (Web Push, APNs, FCM) live in services/chat/notifications/.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import logging
+import secrets
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +34,7 @@ from google.protobuf import json_format
 from socialmesh.chat.v1 import chat_pb2
 
 from services.kit.db import Database
+from services.kit.egress import EgressGuard, EgressRefused
 from services.kit.migrations import quote_ident
 from services.kit.tasks import BackgroundLoop
 
@@ -31,16 +44,45 @@ log = logging.getLogger("socialmesh.chat.push")
 #: expired mid-send makes delivery at-least-once).
 DELIVERY_HEADER = "X-Socialmesh-Delivery"
 USER_AGENT = "socialmesh-push/1"
+#: Standard Webhooks headers (https://www.standardwebhooks.com/).
+WEBHOOK_ID_HEADER = "webhook-id"
+WEBHOOK_TIMESTAMP_HEADER = "webhook-timestamp"
+WEBHOOK_SIGNATURE_HEADER = "webhook-signature"
+SECRET_PREFIX = "whsec_"
+
+#: push_endpoints.kind (chat.proto PushEndpointKind).
+KIND_WEBHOOK = chat_pb2.PUSH_ENDPOINT_KIND_WEBHOOK
+KIND_WEB_PUSH = chat_pb2.PUSH_ENDPOINT_KIND_WEB_PUSH
+KIND_APNS = chat_pb2.PUSH_ENDPOINT_KIND_APNS
+KIND_FCM = chat_pb2.PUSH_ENDPOINT_KIND_FCM
 
 
 @dataclass(frozen=True)
 class PushTarget:
-    """Where one delivery goes."""
+    """Where one delivery goes, with what its kind needs (secret, keys, device token)."""
 
     delivery_id: int
     push_endpoint_id: int
     user_id: int
     url: str
+    kind: int = KIND_WEBHOOK
+    signing_secret: str = ""
+    p256dh: str = ""
+    auth_secret: str = ""
+    device_token: str = ""
+
+
+def new_signing_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def webhook_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """`v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`, key = the secret's bytes."""
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
 
 
 class PushFailed(Exception):
@@ -65,52 +107,88 @@ class PushSender(Protocol):
 
 
 class WebhookSender:
-    """POSTs the event as proto3 JSON to the endpoint's URL.
+    """POSTs the event as proto3 JSON to the endpoint's URL, signed, to public addresses only.
 
     Redirects are not followed (an endpoint must not bounce pushes to another
-    host); only 2xx counts as delivered.
+    host); only 2xx counts as delivered. A target the guard refuses (an
+    internal address now, after DNS changed) fails without retry.
     """
 
-    def __init__(self, *, timeout_seconds: float = 5.0) -> None:
+    def __init__(self, *, timeout_seconds: float = 5.0, guard: EgressGuard | None = None) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._guard = guard or EgressGuard.from_env()
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         # Created lazily: a ClientSession binds to the running loop.
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout, headers={"User-Agent": USER_AGENT}
+                connector=self._guard.connector(),
+                timeout=self._timeout,
+                headers={"User-Agent": USER_AGENT},
             )
         return self._session
 
     async def send(self, target: PushTarget, event: chat_pb2.ChatEvent) -> None:
-        body = json.dumps(json_format.MessageToDict(event), separators=(",", ":"))
+        body = json.dumps(
+            json_format.MessageToDict(event), separators=(",", ":"), ensure_ascii=False
+        ).encode()
         try:
-            async with self._client().post(
-                target.url,
-                data=body,
-                headers={
-                    "Content-Type": "application/json",
-                    DELIVERY_HEADER: str(target.delivery_id),
-                },
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PushFailed(f"{type(exc).__name__}: {exc}") from exc
-        if 200 <= status < 300:
-            return
-        if status == 410:
-            raise PushFailed("HTTP 410: endpoint gone", retry=False, gone=True)
-        # 408/429 and 5xx are the receiver's temporary trouble; other 4xx and
-        # 3xx will not change on retry.
-        transient = status in (408, 429) or status >= 500
-        raise PushFailed(f"HTTP {status}", retry=transient)
+            self._guard.check_url(target.url)
+        except EgressRefused as exc:
+            raise PushFailed(f"target refused: {exc}", retry=False) from exc
+        # One id per delivery, kept across retries, so a receiver drops duplicates.
+        message_id = f"msg_{target.delivery_id}"
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            DELIVERY_HEADER: str(target.delivery_id),
+            WEBHOOK_ID_HEADER: message_id,
+            WEBHOOK_TIMESTAMP_HEADER: str(timestamp),
+        }
+        if target.signing_secret:
+            headers[WEBHOOK_SIGNATURE_HEADER] = webhook_signature(
+                target.signing_secret, message_id, timestamp, body
+            )
+        await post_checked(self._client(), target.url, body, headers)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def post_checked(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    gone_statuses: tuple[int, ...] = (410,),
+) -> None:
+    """POSTs without following redirects; maps the answer to success or `PushFailed`.
+
+    `gone_statuses` remove the endpoint (a webhook's 410; a Web Push service
+    answers 404 or 410 for an expired subscription).
+    """
+    try:
+        async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise PushFailed(f"{type(exc).__name__}: {exc}") from exc
+    raise_for_push_status(status, gone_statuses=gone_statuses)
+
+
+def raise_for_push_status(status: int, *, gone_statuses: tuple[int, ...] = (410,)) -> None:
+    """2xx is delivered; `gone_statuses` remove the endpoint; 408/429/5xx retry."""
+    if 200 <= status < 300:
+        return
+    if status in gone_statuses:
+        raise PushFailed(f"HTTP {status}: endpoint gone", retry=False, gone=True)
+    # 408/429 and 5xx are the receiver's temporary trouble; other 4xx and
+    # 3xx (a redirect is never followed) will not change on retry.
+    transient = status in (408, 429) or status >= 500
+    raise PushFailed(f"HTTP {status}", retry=transient)
 
 
 @dataclass(frozen=True)
@@ -184,7 +262,8 @@ class PushWorker(BackgroundLoop):
                 WHERE d.delivery_id = due.delivery_id
                   AND e.push_endpoint_id = d.push_endpoint_id
                 RETURNING d.delivery_id, d.payload, d.attempts,
-                          e.push_endpoint_id, e.user_id, e.url""",
+                          e.push_endpoint_id, e.user_id, e.url, e.kind, e.signing_secret,
+                          e.p256dh, e.auth_secret, e.device_token""",
             self.config.lease_seconds,
             self.config.batch,
         )
@@ -195,6 +274,11 @@ class PushWorker(BackgroundLoop):
                     int(r["push_endpoint_id"]),
                     int(r["user_id"]),
                     str(r["url"]),
+                    kind=int(r["kind"]),
+                    signing_secret=str(r["signing_secret"]),
+                    p256dh=str(r["p256dh"]),
+                    auth_secret=str(r["auth_secret"]),
+                    device_token=str(r["device_token"]),
                 ),
                 bytes(r["payload"]),
                 int(r["attempts"]),
@@ -236,7 +320,7 @@ class PushWorker(BackgroundLoop):
                 target.push_endpoint_id,
             )
             self.stats["endpoints_gone"] += 1
-            log.info("push endpoint %d gone (HTTP 410); removed", target.push_endpoint_id)
+            log.info("push endpoint %d gone (%s); removed", target.push_endpoint_id, exc)
             return
         retry = not isinstance(exc, PushFailed) or exc.retry
         if not retry or attempts >= self.config.max_attempts:

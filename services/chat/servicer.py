@@ -457,3 +457,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         caller = require_caller()
         await self.notifications.delete_push_endpoint(caller.user_id, request)
         return empty_pb2.Empty()
+
+    async def GetPushConfig(
+        self, request: chat_pb2.GetPushConfigRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.PushConfig:
+        return self.notifications.push_config()

@@ -62,6 +62,8 @@ class Reason(StrEnum):
     WRONG_PASSWORD = "WRONG_PASSWORD"
     VERIFICATION_TOKEN_INVALID = "VERIFICATION_TOKEN_INVALID"
     RESET_TOKEN_INVALID = "RESET_TOKEN_INVALID"
+    #: A push endpoint URL whose host is or resolves to a non-public address.
+    PUSH_TARGET_NOT_PUBLIC = "PUSH_TARGET_NOT_PUBLIC"
     # PERMISSION_DENIED (403).
     NOT_OWNER = "NOT_OWNER"
     BLOCKED = "BLOCKED"
@@ -82,6 +84,8 @@ class Reason(StrEnum):
     EDIT_WINDOW_CLOSED = "EDIT_WINDOW_CLOSED"
     LIMIT_REACHED = "LIMIT_REACHED"
     NOT_SUPPORTED = "NOT_SUPPORTED"
+    #: A push endpoint of a kind (Web Push, APNs, FCM) this server has no credentials for.
+    PUSH_PROVIDER_NOT_CONFIGURED = "PUSH_PROVIDER_NOT_CONFIGURED"
     # RESOURCE_EXHAUSTED (429).
     RATE_LIMITED = "RATE_LIMITED"
 

@@ -24,7 +24,10 @@ in `on_ready` and runs `NotificationGrouping` as its consumer group):
   event -> activities -> groups, log entries and pushes.
 - `store.py`: the SQL the consumer and the reads share (upsert a group, read
   marks, counts, queue pushes).
-- `endpoints.py`: which push endpoint URLs are allowed.
+- `endpoints.py`: which push endpoints may be registered (kinds, egress guard).
+- `senders.py`: the providers configured from env and the sender per kind;
+  `webpush.py`, `apns.py`, `fcm.py` the non-webhook senders, `summary.py`
+  what a device shows (docs/push.md).
 - this module: `Notifications`, the facade the RPCs call (list, count, mark,
   dismiss, push endpoints, pushes after a message).
 """
@@ -49,7 +52,7 @@ from services.kit.timestamps import from_datetime
 from services.kit.validation import require_positive_id
 
 from ..eventlog import EventLog, Wakeups
-from ..push import PushConfig, PushSender, PushWorker, WebhookSender
+from ..push import KIND_WEBHOOK, PushConfig, PushSender, PushWorker, new_signing_secret
 from .activity import (
     COMMENT,
     FOLLOW,
@@ -61,8 +64,9 @@ from .activity import (
     SHARE,
     Activity,
 )
-from .endpoints import validate_push_url
+from .endpoints import validate_endpoint
 from .grouping import IsOnline, MessageUnread, NotificationGrouping
+from .senders import PushProviders
 from .store import MAX_SAMPLE_ACTORS, NotificationStore, notification_proto
 
 __all__ = [
@@ -78,8 +82,9 @@ __all__ = [
     "Activity",
     "NotificationGrouping",
     "Notifications",
+    "PushProviders",
     "notification_proto",
-    "validate_push_url",
+    "validate_endpoint",
 ]
 
 log = logging.getLogger("socialmesh.chat.notifications")
@@ -107,6 +112,7 @@ class Notifications:
         schema: str = "chat",
         sender: PushSender | None = None,
         push_config: PushConfig | None = None,
+        providers: PushProviders | None = None,
         is_private: Callable[[int], Awaitable[bool]] | None = None,
     ) -> None:
         self._db = db
@@ -117,7 +123,9 @@ class Notifications:
         self._is_online = is_online
         self._message_unread = message_unread
         self.store = NotificationStore(ids, schema=schema)
-        self._sender: PushSender = sender or WebhookSender()
+        #: Push providers and egress guard (env: docs/push.md).
+        self.providers = providers or PushProviders.from_env()
+        self._sender: PushSender = sender or self.providers.sender()
         self.push_worker = PushWorker(db, self._sender, schema=schema, config=push_config)
         #: Consumer group `chat-notifications` (the servicer runs it).
         self.grouping = NotificationGrouping(
@@ -258,12 +266,21 @@ class Notifications:
 
     # ----- push endpoints --------------------------------------------------
 
+    def push_config(self) -> chat_pb2.PushConfig:
+        """The VAPID public key and the endpoint kinds this server delivers to."""
+        return self.providers.config_proto()
+
     async def create_push_endpoint(
         self, user_id: int, request: chat_pb2.CreatePushEndpointRequest
     ) -> chat_pb2.PushEndpoint:
-        """Idempotent per (user, url); at most MAX_PUSH_ENDPOINTS per user."""
-        url = request.push_endpoint.url
-        validate_push_url(url)
+        """Idempotent per (user, url or device token); at most MAX_PUSH_ENDPOINTS per user.
+
+        A new webhook gets its signing secret; only this call returns it (a
+        repeat is the same endpoint, secret included, so a lost answer is not
+        a lost secret). A Web Push subscription registered again with new keys
+        keeps its id and takes the new keys (browsers rotate them).
+        """
+        new = await validate_endpoint(request.push_endpoint, self.providers)
         s = self.store.s
         async with self._db.transaction() as conn:
             # Serialises one user's creates so the limit holds under concurrency.
@@ -273,9 +290,12 @@ class Notifications:
                 user_id,
             )
             row = await conn.fetchrow(
-                f"SELECT * FROM {s}.push_endpoints WHERE user_id = $1 AND url = $2",
+                f"""UPDATE {s}.push_endpoints SET p256dh = $3, auth_secret = $4
+                    WHERE user_id = $1 AND url = $2 RETURNING *""",
                 user_id,
-                url,
+                new.key,
+                new.p256dh,
+                new.auth_secret,
             )
             if row is None:
                 count = await conn.fetchval(
@@ -287,14 +307,24 @@ class Notifications:
                         reason=Reason.LIMIT_REACHED,
                     )
                 row = await conn.fetchrow(
-                    f"""INSERT INTO {s}.push_endpoints (push_endpoint_id, user_id, url)
-                        VALUES ($1, $2, $3) RETURNING *""",
+                    f"""INSERT INTO {s}.push_endpoints
+                            (push_endpoint_id, user_id, url, kind, signing_secret,
+                             p256dh, auth_secret, device_token)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *""",
                     self._ids.next_id(),
                     user_id,
-                    url,
+                    new.key,
+                    new.kind,
+                    new_signing_secret() if new.kind == KIND_WEBHOOK else "",
+                    new.p256dh,
+                    new.auth_secret,
+                    new.device_token,
                 )
         endpoint = chat_pb2.PushEndpoint(
-            push_endpoint_id=int(row["push_endpoint_id"]), url=str(row["url"])
+            push_endpoint_id=int(row["push_endpoint_id"]),
+            url=new.url,
+            kind=int(row["kind"]),  # type: ignore[arg-type]
+            signing_secret=str(row["signing_secret"]),
         )
         endpoint.create_time.CopyFrom(from_datetime(row["create_time"]))
         return endpoint
