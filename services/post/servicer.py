@@ -1,6 +1,6 @@
 """PostService's RPCs: each reads the caller and the request, delegates to a job, and replies.
 
-The jobs (docs/post.md, "Modules"):
+The jobs:
 
 * `composer.Composer`: publish, edit and delete posts;
 * `visibility.Visibility`: who may see which post (cached cards and relationships),
