@@ -7,6 +7,8 @@ import { blurhashAverage, decodeBlurhash, isBlurhash } from "@/lib/blurhash";
 import { applyEdit, mergeEdited } from "@/hooks/useEditPost";
 import { pickImages } from "@/hooks/useAttachments";
 import { keys } from "@/api/cache";
+import { ApiError } from "@/api/errors";
+import { canManage, canRemove, groupErrorMessage, roleLabel } from "@/hooks/useGroups";
 import type { Post } from "@/api/types";
 
 type Schema = { properties: Record<string, { description?: string; items?: unknown }> };
@@ -98,5 +100,33 @@ describe("blurhash", () => {
 
   it("refuses a malformed hash", () => {
     expect(() => decodeBlurhash("nope", 4, 4)).toThrow();
+  });
+});
+
+describe("group roles", () => {
+  it("lets owners and admins manage, as the chat service does", () => {
+    expect(canManage("MEMBER_ROLE_OWNER")).toBe(true);
+    expect(canManage("MEMBER_ROLE_ADMIN")).toBe(true);
+    expect(canManage("MEMBER_ROLE_MEMBER")).toBe(false);
+    expect(canManage(undefined)).toBe(false);
+    expect(canManage("MEMBER_ROLE_SOMETHING_NEW")).toBe(false);
+  });
+
+  it("owners remove anyone but the owner; admins only plain members; members nobody", () => {
+    expect(canRemove("MEMBER_ROLE_OWNER", "MEMBER_ROLE_ADMIN")).toBe(true);
+    expect(canRemove("MEMBER_ROLE_OWNER", "MEMBER_ROLE_MEMBER")).toBe(true);
+    expect(canRemove("MEMBER_ROLE_ADMIN", "MEMBER_ROLE_MEMBER")).toBe(true);
+    expect(canRemove("MEMBER_ROLE_ADMIN", "MEMBER_ROLE_ADMIN")).toBe(false);
+    expect(canRemove("MEMBER_ROLE_ADMIN", "MEMBER_ROLE_OWNER")).toBe(false);
+    expect(canRemove("MEMBER_ROLE_MEMBER", "MEMBER_ROLE_MEMBER")).toBe(false);
+    expect(roleLabel("MEMBER_ROLE_OWNER")).toBe("Owner");
+  });
+
+  it("says the API's refusals as sentences, never the raw reason", () => {
+    expect(groupErrorMessage(new ApiError({ status: 403, reason: "NOT_ADMIN" }))).toMatch(/owner and admins/);
+    expect(groupErrorMessage(new ApiError({ status: 400, reason: "LIMIT_REACHED" }))).toMatch(/at most 256/);
+    expect(groupErrorMessage(new ApiError({ status: 403, reason: "BLOCKED" }))).toMatch(/blocked/);
+    expect(groupErrorMessage(new ApiError({ status: 429, reason: "RATE_LIMITED" }))).toMatch(/too often/);
+    expect(groupErrorMessage(new ApiError({ status: 400, reason: "SOMETHING_NEW" }))).not.toMatch(/SOMETHING_NEW/);
   });
 });

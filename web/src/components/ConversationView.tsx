@@ -12,6 +12,12 @@ import { useTyping } from "@/state/ui";
 import { count, newId, timeAgo } from "@/lib/format";
 import { conversationTitle } from "./Inbox";
 import { EmptyState, ErrorState, LoadingState } from "./StatusViews";
+import { MESSAGE_MEDIA_MAX, MESSAGE_TEXT_MAX } from "@/lib/limits";
+import { useAttachments } from "@/hooks/useAttachments";
+import { AttachmentList } from "./AttachmentList";
+import { MessageMedia } from "./MessageMedia";
+import { GroupPanel } from "./GroupPanel";
+import { TextCounter } from "./TextCounter";
 
 const REACTIONS = ["👍", "❤️", "😂"] as const;
 
@@ -97,9 +103,13 @@ export function ConversationView({ id }: { id: string }) {
   }, [list.length]);
 
   const [text, setText] = useState("");
+  const [showGroup, setShowGroup] = useState(false);
+  const files = useAttachments(MESSAGE_MEDIA_MAX);
+  const fileRef = useRef<HTMLInputElement>(null);
   const lastTyping = useRef(0);
   const send = useMutation({
-    mutationFn: (t: string) => unwrap(api.POST("/v1/conversations/{conversationId}/messages", { params: { path: { conversationId: id }, query: { requestId: newId() } }, body: { text: t } })),
+    mutationFn: ({ t, mediaIds, requestId }: { t: string; mediaIds: string[]; requestId: string }) =>
+      unwrap(api.POST("/v1/conversations/{conversationId}/messages", { params: { path: { conversationId: id }, query: { requestId } }, body: { text: t, mediaIds } })),
     onSuccess: (m) => {
       upsertMessage(qc, m);
       void qc.invalidateQueries({ queryKey: ["conversations"] });
@@ -128,13 +138,51 @@ export function ConversationView({ id }: { id: string }) {
   const others = (c.members ?? []).filter((m) => m.userId !== me);
   const seenUpTo = Math.min(...others.map((m) => count(m.lastReadSequence)));
   const myLast = [...list].reverse().find((m) => m.senderId === me);
+  const group = c.type === "CONVERSATION_TYPE_GROUP";
+  const tooLong = [...text].length > MESSAGE_TEXT_MAX;
+  const canSend = (!!text.trim() || files.items.length > 0) && !files.busy && !files.failed && !tooLong && !send.isPending;
+
+  async function onSend() {
+    const t = text.trim();
+    if (!canSend) return;
+    const requestId = newId();
+    try {
+      await files.saveAltText();
+    } catch (err) {
+      files.setError(humanMessage(err));
+      return;
+    }
+    const mediaIds = files.mediaIds;
+    setText("");
+    const taken = files.take();
+    send.mutate(
+      { t, mediaIds, requestId },
+      {
+        onError: () => {
+          setText(t);
+          taken.restore();
+        },
+        onSuccess: () => taken.done(),
+      },
+    );
+  }
 
   return (
     <section aria-labelledby="conv-title" className="flex min-h-[70vh] flex-col">
       <header className="flex items-center gap-2 border-b border-line px-4 py-3">
         <Link href="/messages" className="btn-ghost" aria-label="Back to messages">←</Link>
-        <h1 id="conv-title" className="text-lg font-bold">{conversationTitle(c, me)}</h1>
+        <h1 id="conv-title" className="min-w-0 flex-1 truncate text-lg font-bold">{conversationTitle(c, me)}</h1>
+        {group ? (
+          <button type="button" className="btn-secondary shrink-0 px-3 py-1" aria-expanded={showGroup} aria-controls="group-panel" onClick={() => setShowGroup((v) => !v)}>
+            {showGroup ? "Hide members" : `Members (${(c.members ?? []).length})`}
+          </button>
+        ) : null}
       </header>
+      {group && showGroup ? (
+        <div id="group-panel">
+          <GroupPanel c={c} />
+        </div>
+      ) : null}
       {c.state === "CONVERSATION_STATE_REQUEST" ? (
         <div className="m-4 rounded-md border border-line p-3 text-sm">
           <p>This is a message request. They won&apos;t know you&apos;ve seen it until you accept.</p>
@@ -159,6 +207,7 @@ export function ConversationView({ id }: { id: string }) {
                 <div className={`inline-block rounded-2xl px-3 py-2 text-left ${mine ? "bg-blue-700 text-white" : "bg-slate-200 dark:bg-slate-800"}`}>
                   <span className="sr-only">{mine ? "You" : sender?.displayName || "They"}: </span>
                   {m.deleteTime ? <em>Message deleted</em> : m.text}
+                  {!m.deleteTime ? <MessageMedia media={m.media} /> : null}
                 </div>
                 <p className="text-xs text-muted">
                   <time dateTime={m.createTime}>{timeAgo(m.createTime)}</time>
@@ -173,20 +222,42 @@ export function ConversationView({ id }: { id: string }) {
       </div>
       <TypingLine conversation={c} />
       <form
-        className="sticky bottom-0 flex gap-2 border-t border-line bg-card p-3"
+        className="sticky bottom-0 border-t border-line bg-card p-3"
+        aria-label="Write a message"
         onSubmit={(e) => {
           e.preventDefault();
-          const t = text.trim();
-          if (!t) return;
-          setText("");
-          send.mutate(t, { onError: () => setText(t) });
+          void onSend();
         }}
       >
-        <label htmlFor="message-text" className="sr-only">Message</label>
-        <input id="message-text" className="input" placeholder="Write a message" autoComplete="off" value={text} maxLength={4000} onChange={(e) => onType(e.target.value)} />
-        <button type="submit" className="btn-primary" disabled={!text.trim() || send.isPending}>Send</button>
+        <AttachmentList items={files.items} label="Images to send" onAlt={(key, alt) => files.update(key, { alt })} onRemove={files.remove} />
+        <div className="mt-2 flex items-center gap-2">
+          <input
+            ref={fileRef}
+            id="message-images"
+            type="file"
+            accept="image/*"
+            multiple
+            className="sr-only"
+            disabled={files.full}
+            onChange={(e) => {
+              files.add(e.target.files);
+              if (fileRef.current) fileRef.current.value = "";
+            }}
+          />
+          <label htmlFor="message-images" title={`Attach images (up to ${MESSAGE_MEDIA_MAX})`} className={`btn-ghost shrink-0 cursor-pointer p-2 ${files.full ? "opacity-50" : ""}`}>
+            <svg viewBox="0 0 24 24" aria-hidden="true" focusable="false" className="h-5 w-5" fill="none" stroke="currentColor" strokeWidth={1.8} strokeLinecap="round" strokeLinejoin="round">
+              <path d="M4 5h16v14H4zM4 16l5-5 4 4 3-3 4 4M15 9h.01" />
+            </svg>
+            <span className="sr-only">Attach images</span>
+          </label>
+          <label htmlFor="message-text" className="sr-only">Message</label>
+          <input id="message-text" className="input min-w-0" placeholder="Write a message" autoComplete="off" value={text} maxLength={MESSAGE_TEXT_MAX * 2} aria-describedby="message-count" aria-invalid={tooLong || undefined} onChange={(e) => onType(e.target.value)} />
+          <button type="submit" className="btn-primary shrink-0" disabled={!canSend}>{files.busy ? "Wait…" : "Send"}</button>
+        </div>
+        <TextCounter id="message-count" text={text} max={MESSAGE_TEXT_MAX} />
       </form>
-      {send.error ? <p role="alert" className="px-4 text-sm text-red-700">{humanMessage(send.error)}</p> : null}
+      {send.error ? <p role="alert" className="px-4 text-sm text-red-700 dark:text-red-300">{humanMessage(send.error)}</p> : null}
+      {files.error ? <p role="alert" className="px-4 text-sm text-red-700 dark:text-red-300">{files.error}</p> : null}
     </section>
   );
 }

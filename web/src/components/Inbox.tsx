@@ -20,6 +20,8 @@ function ConversationRow({ c }: { c: Conversation }) {
   const me = useSession((s) => s.userId);
   const unread = count(c.unreadCount);
   const other = (c.members ?? []).find((m) => m.userId !== me)?.user;
+  const last = c.lastMessage;
+  const preview = last?.deleteTime ? "Message deleted" : last?.text || (last?.mediaIds?.length ? (last.mediaIds.length === 1 ? "Sent an image" : `Sent ${last.mediaIds.length} images`) : last ? "" : "No messages yet");
   return (
     <li className="border-b border-line">
       <Link href={`/messages?c=${c.conversationId}`} className="flex items-center gap-3 px-4 py-3 hover:bg-slate-50 dark:hover:bg-slate-900" data-testid="conversation-row">
@@ -29,7 +31,7 @@ function ConversationRow({ c }: { c: Conversation }) {
             <span className={unread ? "font-bold" : "font-semibold"}>{conversationTitle(c, me)}</span>
             <span className="text-xs text-muted">{timeAgo(c.lastMessage?.createTime ?? c.updateTime)}</span>
           </p>
-          <p className="truncate text-sm text-muted">{c.lastMessage?.deleteTime ? "Message deleted" : c.lastMessage?.text || "No messages yet"}</p>
+          <p className="truncate text-sm text-muted">{preview}</p>
         </div>
         {unread ? (
           <span className="rounded-full bg-blue-700 px-2 text-xs font-bold text-white">
@@ -52,7 +54,10 @@ export function Inbox() {
   const requests = tab === "CONVERSATION_STATE_REQUEST";
   return (
     <>
-      <h1 className="border-b border-line px-4 py-3 text-xl font-bold">Messages</h1>
+      <div className="flex items-center justify-between gap-2 border-b border-line px-4 py-3">
+        <h1 className="text-xl font-bold">Messages</h1>
+        <Link href="/messages?new=group" className="btn-secondary px-3 py-1">New group</Link>
+      </div>
       <div role="tablist" aria-label="Inbox" className="flex border-b border-line">
         {([["CONVERSATION_STATE_ACCEPTED", "Inbox"], ["CONVERSATION_STATE_REQUEST", "Requests"]] as const).map(([s, label]) => (
           <button key={s} type="button" role="tab" aria-selected={tab === s} onClick={() => setTab(s)} className={`flex-1 py-3 text-sm font-semibold ${tab === s ? "border-b-4 border-blue-700" : "text-muted"}`}>

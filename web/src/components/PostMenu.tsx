@@ -31,7 +31,7 @@ export function PostMenu({ label, items }: { label: string; items: PostMenuItem[
   return (
     <div
       ref={box}
-      className="relative ml-auto"
+      className="ml-auto flex items-center gap-1"
       onKeyDown={(e) => {
         if (e.key === "Escape" && open) {
           e.stopPropagation();
@@ -40,17 +40,19 @@ export function PostMenu({ label, items }: { label: string; items: PostMenuItem[
         }
       }}
     >
-      <button ref={button} type="button" className="btn-ghost px-2" aria-label={label} aria-expanded={open} aria-controls={id} onClick={() => setOpen((o) => !o)}>
+      <button ref={button} type="button" className="btn-ghost px-2" aria-label={label} aria-expanded={open} aria-controls={open ? id : undefined} onClick={() => setOpen((o) => !o)}>
         <span aria-hidden="true">⋯</span>
       </button>
-      <ul id={id} hidden={!open} className="absolute right-0 z-20 mt-1 min-w-32 rounded-lg border border-line bg-card py-1 shadow-lg">
+      {/* in the flow, not floating: in the virtualized feed a later row would paint over a popup */}
+      {open ? (
+      <ul id={id} className="order-first flex gap-1">
         {items.map((it) => (
           <li key={it.label}>
             <button
               type="button"
               data-menu-item
               disabled={it.disabled}
-              className={`block w-full px-4 py-2 text-left text-sm hover:bg-slate-100 focus:bg-slate-100 dark:hover:bg-slate-800 dark:focus:bg-slate-800 ${it.danger ? "text-red-700 dark:text-red-300" : ""}`}
+              className={`btn-ghost border border-line ${it.danger ? "text-red-700 dark:text-red-300" : ""}`}
               onClick={() => {
                 setOpen(false);
                 it.onSelect();
@@ -61,6 +63,7 @@ export function PostMenu({ label, items }: { label: string; items: PostMenuItem[
           </li>
         ))}
       </ul>
+      ) : null}
     </div>
   );
 }
