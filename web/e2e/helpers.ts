@@ -91,3 +91,40 @@ export function soloAccount(request: APIRequestContext): Promise<Account> {
   if (!solo) solo = createAccount(request, "solo");
   return solo;
 }
+
+export interface SpooledMail {
+  to: string;
+  subject: string;
+  body: string;
+  links: string[];
+}
+
+/**
+ * The newest mail `up` spooled to `to` with this subject (E2E_DATA_DIR/mail, the dev
+ * mailbox of services/user/mailer.py), waited for: registration mails are sent after
+ * the answer.
+ */
+export async function spooledMail(to: string, subject: string, timeoutMs = 20_000): Promise<SpooledMail> {
+  const dir = process.env.E2E_DATA_DIR;
+  if (!dir) throw new Error("E2E_DATA_DIR is not set: the journeys need the stack's data dir to read its mail");
+  const { readdir, readFile } = await import("node:fs/promises");
+  const spool = `${dir}/mail`;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const names = (await readdir(spool).catch(() => [] as string[])).filter((n) => /^\d.*\.json$/.test(n)).sort().reverse();
+    for (const name of names) {
+      const mail = JSON.parse(await readFile(`${spool}/${name}`, "utf8")) as SpooledMail;
+      if (mail.to.toLowerCase() === to.toLowerCase() && mail.subject === subject) return mail;
+    }
+    if (Date.now() > deadline) throw new Error(`no ${JSON.stringify(subject)} mail to ${to} in ${spool}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+export async function apiSetPrivate(request: APIRequestContext, who: Account, isPrivate = true): Promise<void> {
+  const r = await request.patch(`/v1/users/${who.userId}?updateMask=is_private`, {
+    headers: { authorization: `Bearer ${who.token}` },
+    data: { isPrivate },
+  });
+  expect(r.ok(), await r.text()).toBeTruthy();
+}

@@ -7,9 +7,27 @@ import type { paths } from "./schema";
 /** The one session of this tab: the access token lives in this module's memory only. */
 export const auth = createAuth({ base: API_BASE });
 
+let restoring: Promise<unknown> | null = null;
+
+/**
+ * Calls made while the page restores its session (the refresh cookie, on a full load) wait
+ * for it instead of going out without a token: a screen's first query would otherwise be
+ * refused (401) before the session is back.
+ */
+export function holdCallsUntil(restore: Promise<unknown>): void {
+  const settled = restore.catch(() => undefined);
+  restoring = settled;
+  void settled.then(() => {
+    if (restoring === settled) restoring = null;
+  });
+}
+
 export const api = createClient<paths>({
   baseUrl: API_BASE,
-  fetch: (req) => auth.fetch(req),
+  fetch: async (req) => {
+    if (restoring && !auth.token()) await restoring;
+    return auth.fetch(req);
+  },
   credentials: "same-origin",
 });
 

@@ -109,6 +109,7 @@ const MESSAGES: Record<string, string> = {
   INVALID_ARGUMENT: "Some of what you entered isn't valid.",
   FAILED_PRECONDITION: "That can't be done right now.",
   UNAVAILABLE: "The service is unavailable. Try again shortly.",
+  VERIFICATION_TOKEN_INVALID: "It was already used, has expired, or is incomplete.",
   NETWORK: "You seem to be offline. Check your connection and try again.",
 };
 

@@ -1,4 +1,4 @@
-import { api, auth, unwrap } from "./client";
+import { api, auth, holdCallsUntil, unwrap } from "./client";
 import { REFRESH_TRANSPORT_HEADER } from "./auth";
 import type { User } from "./types";
 import { useSession } from "@/state/session";
@@ -26,13 +26,26 @@ export function hasSessionHint(cookies: string): boolean {
   return cookies.split(";").some((c) => c.trim() === "sm_session=1");
 }
 
-/** On page load: the refresh cookie (httpOnly) brings the session back, or we are signed out. */
-export async function restoreSession(): Promise<void> {
+let restored: Promise<void> | null = null;
+
+/**
+ * On page load: the refresh cookie (httpOnly) brings the session back, or we are signed out.
+ * Once per page: the providers start it as their module loads, before React hydrates, so
+ * the refresh (and then the first feed page) overlaps the app's startup.
+ */
+export function restoreSession(): Promise<void> {
+  restored ??= restoreOnce();
+  return restored;
+}
+
+async function restoreOnce(): Promise<void> {
   if (typeof document !== "undefined" && !hasSessionHint(document.cookie)) {
     useSession.getState().setSignedOut();
     return;
   }
-  const token = await auth.refresh();
+  const refreshing = auth.refresh();
+  holdCallsUntil(refreshing);
+  const token = await refreshing;
   if (!token) {
     useSession.getState().setSignedOut();
     return;

@@ -19,6 +19,9 @@ function makeClient() {
   });
 }
 
+// In the browser, the session refresh starts as soon as this module runs, not after hydration.
+if (typeof window !== "undefined") void restoreSession();
+
 export function Providers({ children }: { children: React.ReactNode }) {
   const [client] = useState(makeClient);
   useEffect(() => {

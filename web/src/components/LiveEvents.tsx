@@ -31,7 +31,16 @@ export function LiveEvents() {
       onStatus: (s) => useStreamStatus.getState().setStatus(s),
     });
     stream.start();
-    return () => stream.stop();
+    // Back online: reconnect now (with the last cursor) instead of after the backoff.
+    const onOnline = () => {
+      stream.stop();
+      stream.start();
+    };
+    window.addEventListener("online", onOnline);
+    return () => {
+      window.removeEventListener("online", onOnline);
+      stream.stop();
+    };
   }, [signedIn, myId, qc]);
   return null;
 }
@@ -43,6 +52,7 @@ export function applyEvent(qc: QueryClient, ev: ChatEvent, myId: string | null) 
   if (ev.notification) {
     void qc.invalidateQueries({ queryKey: keys.notifications });
     if (!ev.unreadCounts) void qc.invalidateQueries({ queryKey: keys.unread });
+    applyFollowNotification(qc, ev.notification.type);
   }
   const msg = ev.message ?? ev.messageUpdated;
   if (msg?.conversationId) {
@@ -58,6 +68,17 @@ export function applyEvent(qc: QueryClient, ev: ChatEvent, myId: string | null) 
   }
   if (ev.readReceipt?.conversationId) void qc.invalidateQueries({ queryKey: keys.conversation(ev.readReceipt.conversationId) });
   if (ev.conversationChanged) void qc.invalidateQueries({ queryKey: ["conversations"] });
+}
+
+/**
+ * A follow request accepted: the profile one may be looking at now shows its posts (the
+ * viewer flags and the posts are fetched again); a new request: the approval list.
+ */
+function applyFollowNotification(qc: QueryClient, type: string) {
+  if (type === "NOTIFICATION_TYPE_FOLLOW_ACCEPTED") {
+    for (const key of [["user"], ["userByHandle"], ["userPosts"], ["feed"]]) void qc.invalidateQueries({ queryKey: key });
+  }
+  if (type === "NOTIFICATION_TYPE_FOLLOW_REQUEST") void qc.invalidateQueries({ queryKey: ["followRequests"] });
 }
 
 /** Adds or replaces a message in the cached pages of its conversation (pages are newest first). */

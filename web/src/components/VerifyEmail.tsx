@@ -3,6 +3,7 @@ import Link from "next/link";
 import { useEffect, useState } from "react";
 import { api, unwrap } from "@/api/client";
 import { humanMessage } from "@/api/errors";
+import { useSession } from "@/state/session";
 import { LoadingState } from "./StatusViews";
 
 type State = { kind: "working" } | { kind: "done" } | { kind: "failed"; message: string } | { kind: "missing" };
@@ -18,6 +19,9 @@ async function verifyFromFragment(setState: (s: State) => void) {
   }
   try {
     await unwrap(api.POST("/v1/users:verifyEmail", { body: { token } }));
+    // The session restored beside this call may hold the user from before it.
+    const { user, setUser } = useSession.getState();
+    if (user) setUser({ ...user, emailVerified: true });
     setState({ kind: "done" });
   } catch (e) {
     setState({ kind: "failed", message: humanMessage(e) });
