@@ -27,6 +27,9 @@ Written for client generators (openapi-python-client, openapi-typescript):
 * every operation has the `google.rpc.Status` error as its `default` response, with
   the detail types the services attach (ErrorInfo, BadRequest, RetryInfo, ...).
 
+What the edge serves beside the transcoded methods (the SSE stream for EventSource, the
+refresh token as a cookie) is added by gateway/openapi_browser.py.
+
 `make gen` writes `gen/socialmesh/openapi.json` (package data, beside the descriptor
 set); a test fails when it drifts from the protos, and the edge serves it at
 `GET /openapi.json`.
@@ -46,6 +49,7 @@ from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FieldDescriptor as FD
 
 from .descriptors import Contract, load_contract
+from .openapi_browser import add_browser_surface
 
 _INT64 = {FD.TYPE_INT64, FD.TYPE_UINT64, FD.TYPE_FIXED64, FD.TYPE_SINT64, FD.TYPE_SFIXED64}
 _INT32 = {FD.TYPE_INT32, FD.TYPE_UINT32, FD.TYPE_FIXED32, FD.TYPE_SINT32, FD.TYPE_SFIXED32}
@@ -634,6 +638,9 @@ def build(contract: Contract, title: str = "socialmesh REST API") -> dict[str, A
         path, verb, op = _operation(schemas, m)
         assert verb not in paths.get(path, {}), f"{verb} {path} is bound twice"
         paths.setdefault(path, {})[verb] = op
+    # What is not a transcoded method: the SSE stream, the refresh cookie.
+    error = {"$ref": _Key(ERROR_SCHEMA, "out")}
+    add_browser_surface(paths, pool, schemas.message, error, schemas.comments)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {

@@ -224,3 +224,74 @@ def test_names_servers_and_ids_are_readable(doc: Doc) -> None:
     assert "getHomeFeed" in ids
     names = doc["components"]["schemas"]
     assert all(re.fullmatch(r"[A-Z][A-Za-z0-9]*", n) for n in names), sorted(names)
+
+
+def test_the_sse_stream_is_described_as_the_edge_serves_it(doc: Doc) -> None:
+    """`GET /v1/events/sse` (chat's SSE server behind the edge) is not a proto method, yet
+    a browser client needs it: the ticket, Last-Event-ID, the event names and their data."""
+    from socialmesh.chat.v1 import chat_pb2
+
+    from services.chat import sse
+
+    stream = doc["paths"][sse.PATH]["get"]
+    parameters = {p["name"]: p for p in stream["parameters"]}
+    assert parameters["ticket"]["in"] == "query"
+    assert "/v1/events:ticket" in parameters["ticket"]["description"]
+    assert "/v1/events:ticket" in doc["paths"]  # where the ticket comes from
+    assert parameters["Last-Event-ID"]["in"] == "header"
+    assert parameters["since"]["in"] == "query"
+    assert stream["security"] == [{"bearer": []}]
+    content = stream["responses"]["200"]["content"]
+    assert list(content) == ["text/event-stream"]
+    sse_content = content["text/event-stream"]
+    assert sse_content["x-sse-data"] == {"$ref": "#/components/schemas/ChatEvent"}
+    # Every `event:` name the server writes (sse.event_kind of each ChatEvent kind), each
+    # with a ChatEvent as its data; a stream that fails after it started ends with `error`.
+    kinds = chat_pb2.ChatEvent.DESCRIPTOR.oneofs_by_name["event"].fields
+    written = {sse.event_kind(chat_pb2.ChatEvent(**{f.name: {}})) for f in kinds}
+    events = sse_content["x-sse-events"]
+    assert set(events) == written | {"error"}
+    for name in written:
+        assert events[name]["data"] == {"$ref": "#/components/schemas/ChatEvent"}, name
+        assert events[name]["description"], name
+        assert f"`{name}`" in sse_content["schema"]["description"]
+    assert events["error"]["data"] == {"$ref": "#/components/schemas/Status"}
+    assert f"retry: {sse.RECONNECT_MILLISECONDS}" in stream["description"]
+    frame = sse.frame(chat_pb2.ChatEvent(cursor="c1", heartbeat={})).decode()
+    assert frame.startswith("id: c1\nevent: heartbeat\ndata: {")  # as the description says
+    for status in ("204", "default"):
+        assert stream["responses"][status]["description"]
+
+
+def test_the_refresh_cookie_is_described_on_the_auth_calls(doc: Doc) -> None:
+    """The refresh token as an HttpOnly cookie (services/user/cookies.py): the header that
+    asks for it, the cookies login and refresh set, the cookie refresh reads, and logout
+    clearing them."""
+    from services.user import cookies
+
+    def parameter(op: dict[str, Any], name: str) -> dict[str, Any]:
+        (found,) = [p for p in op.get("parameters", []) if p["name"] == name]
+        return found
+
+    login = doc["paths"]["/v1/auth:login"]["post"]
+    refresh = doc["paths"]["/v1/auth:refresh"]["post"]
+    for op in (login, refresh):
+        transport = parameter(op, cookies.TRANSPORT_HEADER)
+        assert transport["in"] == "header"
+        assert transport["schema"]["enum"] == ["cookie"]
+        set_cookie = op["responses"]["200"]["headers"]["Set-Cookie"]["description"]
+        assert f"{cookies.COOKIE_NAME}=" in set_cookie and "HttpOnly" in set_cookie
+        assert f"Path={cookies.COOKIE_PATH}" in set_cookie
+        assert f"{cookies.HINT_COOKIE_NAME}=1" in set_cookie
+    assert not [p for p in login.get("parameters", []) if p["in"] == "cookie"]
+    cookie = parameter(refresh, cookies.COOKIE_NAME)
+    assert cookie["in"] == "cookie" and not cookie.get("required")
+    assert "refreshToken" in cookie["description"]
+    assert "Max-Age=0" in refresh["responses"]["default"]["headers"]["Set-Cookie"]["description"]
+    for path in ("/v1/auth:logout", "/v1/auth:logoutEverywhere"):
+        cleared = doc["paths"][path]["post"]["responses"]["200"]["headers"]["Set-Cookie"]
+        assert f"{cookies.COOKIE_NAME}=;" in cleared["description"], path
+        assert "Max-Age=0" in cleared["description"], path
+    # What a client sends is exactly what the user service reads.
+    metadata = [(cookies.TRANSPORT_HEADER, "cookie"), ("cookie", f"{cookies.COOKIE_NAME}=t")]
+    assert cookies.wants_cookie(metadata) and cookies.refresh_cookie(metadata) == "t"

@@ -478,6 +478,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events/sse": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's event stream as browser-native Server-Sent Events
+         * @description The caller's event stream as browser-native Server-Sent Events, for `new EventSource(ticket.url)`: the same events as `GET /v1/events:stream`, served beside the transcoded API (not a proto method). EventSource cannot send an Authorization header, so it authenticates with `ticket`, a single-use credential valid for 60 s from `POST /v1/events:ticket`; any other client may send `Authorization: Bearer` instead. A long-lived token never goes in the URL. Each frame is `id: <cursor>` (when the event has one), `event: <name>` and `data: <ChatEvent JSON on one line>`, then a blank line; the stream starts with `retry: 2000`. Event names: `message`, `messageUpdated`, `messageDeleted`, `reaction`, `typing`, `readReceipt`, `presence`, `notification`, `conversationChanged`, `unreadCounts`, `heartbeat`, `control`, `mediaStatus`, `error` (x-sse-events gives each one's data). A reconnecting EventSource sends the last `id:` back as `Last-Event-ID` and the stream resumes after it. It ends like StreamEvents (a `control` event first) and within a second of a sign-out; an account has at most CHAT_MAX_STREAMS_PER_USER open streams (429 TOO_MANY_STREAMS).
+         */
+        get: operations["streamEventsSse"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/events:stream": {
         parameters: {
             query?: never;
@@ -4040,7 +4060,10 @@ export interface operations {
     login: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `cookie`: the refresh token is set as the HttpOnly `sm_refresh` cookie (for browsers: scripts never see it) and `refreshToken` is empty in the answer. Absent: the token is in the body. */
+                "x-refresh-token-transport"?: "cookie";
+            };
             path?: never;
             cookie?: never;
         };
@@ -4053,6 +4076,8 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Only with `x-refresh-token-transport: cookie`, two cookies: `sm_refresh=<refresh token>; HttpOnly; SameSite=Strict; Path=/v1/auth:refresh; Max-Age=<refresh lifetime>` and `sm_session=1; SameSite=Strict; Path=/; Max-Age=<same>` (no secret: tells a page there is a session to restore), each with `Secure` when the request came over https. */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4082,6 +4107,8 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Always: `sm_refresh=; HttpOnly; SameSite=Strict; Path=/v1/auth:refresh; Max-Age=0` and `sm_session=; SameSite=Strict; Path=/; Max-Age=0` (a browser drops both; `Secure` over https). */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4111,6 +4138,8 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Always: `sm_refresh=; HttpOnly; SameSite=Strict; Path=/v1/auth:refresh; Max-Age=0` and `sm_session=; SameSite=Strict; Path=/; Max-Age=0` (a browser drops both; `Secure` over https). */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4131,9 +4160,15 @@ export interface operations {
     refreshToken: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `cookie`: the refresh token is set as the HttpOnly `sm_refresh` cookie (for browsers: scripts never see it) and `refreshToken` is empty in the answer. Absent: the token is in the body. */
+                "x-refresh-token-transport"?: "cookie";
+            };
             path?: never;
-            cookie?: never;
+            cookie?: {
+                /** @description The refresh token a browser holds as a cookie (set by login or refresh with `x-refresh-token-transport: cookie`, sent only to /v1/auth:refresh); read when the body's `refreshToken` is empty. */
+                sm_refresh?: string;
+            };
         };
         requestBody: {
             content: {
@@ -4144,6 +4179,8 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description Only with `x-refresh-token-transport: cookie`, two cookies: `sm_refresh=<refresh token>; HttpOnly; SameSite=Strict; Path=/v1/auth:refresh; Max-Age=<refresh lifetime>` and `sm_session=1; SameSite=Strict; Path=/; Max-Age=<same>` (no secret: tells a page there is a session to restore), each with `Secure` when the request came over https. */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4153,6 +4190,8 @@ export interface operations {
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
             default: {
                 headers: {
+                    /** @description When the refresh token came from the `sm_refresh` cookie and is refused: both cookies cleared (`sm_refresh=; ...; Max-Age=0`, `sm_session=; ...; Max-Age=0`). */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4876,6 +4915,50 @@ export interface operations {
                 };
             };
             /** @description An error: a google.rpc.Status, with details such as ErrorInfo (`reason`), BadRequest (which fields) and RetryInfo (when to retry) */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Status"];
+                };
+            };
+        };
+    };
+    streamEventsSse: {
+        parameters: {
+            query?: {
+                /** @description A stream ticket from `POST /v1/events:ticket` (single-use, 60 s; its `url` already carries it). Needed unless the request has `Authorization: Bearer`. */
+                ticket?: string;
+                /** @description Resume after this cursor on the first connection (`Last-Event-ID` wins when both are sent). */
+                since?: string;
+            };
+            header?: {
+                /** @description Sent by a reconnecting EventSource: the `id:` (cursor) of the last frame it received; the stream resumes after it. */
+                "Last-Event-ID"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A stream of Server-Sent Events (ChatEvent JSON per frame) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description The stream ended before its first event (the server is stopping); EventSource does not reconnect after a 204: open a new one. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error before the stream started: a google.rpc.Status (401 TICKET_INVALID, TOKEN_MISSING, TOKEN_EXPIRED; 403 USER_CALLERS_ONLY; 429 TOO_MANY_STREAMS; 503) */
             default: {
                 headers: {
                     [name: string]: unknown;
