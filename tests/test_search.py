@@ -23,11 +23,12 @@ from services.kit.consumers import EventMeta
 from services.kit.events import seal
 from services.kit.ratelimit import RateLimiter
 from services.post.search import parse_post_query
+from services.post.search_projection import SearchProjection
 from services.user.search import UserSearch
 
 from .conftest import Infra, Mesh, Person
 from .helpers import eventually, publish, search_ids, violations, word
-from .search_support import sql_ids, sql_search
+from .search_support import sql_ids
 
 RELEVANCE = post_pb2.SEARCH_ORDER_RELEVANCE
 NEWEST = post_pb2.SEARCH_ORDER_NEWEST
@@ -595,8 +596,8 @@ async def test_anonymous_search_is_rate_limited_per_client(posts, users, make_pe
 
 async def test_projection_ignores_redelivered_and_reordered_events(mesh):
     """An older event arriving late never undoes a newer one; a redelivery changes nothing."""
-    search = sql_search(mesh)
     rt = mesh["post"].host.runtime
+    search = SearchProjection(rt.db)
     a, b = rt.ids.next_id(), rt.ids.next_id()
 
     def meta(event_id: int) -> EventMeta:
