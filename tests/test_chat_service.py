@@ -345,9 +345,10 @@ async def test_the_sender_s_own_event_carries_its_request_id(chat, make_person, 
 
 
 async def test_typing_receipts_and_membership_changes_arrive_on_the_stream(
-    chat, make_person, streams
+    chat, graph, make_person, streams
 ):
     a, b, c = await make_person(), await make_person(), await make_person()
+    await follow(graph, b, a)  # an accepted member (typing skips pending invitations)
     convo = await group(chat, a, b)
     watch = await subscribe(chat, b, streams)
     await chat.SendTyping(
@@ -546,9 +547,10 @@ async def test_streams_end_with_token_expiring_and_session_ended(
 
 
 async def test_presence_is_visible_only_to_people_sharing_a_conversation(
-    chat, make_person, streams
+    chat, graph, make_person, streams
 ):
     a, b, stranger = await make_person(), await make_person(), await make_person()
+    await follow(graph, b, a)  # an accepted conversation (a pending request shows nothing)
     await direct(chat, a, b)
     watch = await subscribe(chat, b, streams)
     online = await subscribe(chat, a, streams)

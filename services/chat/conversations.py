@@ -1,9 +1,12 @@
-"""Conversations: create (direct or group), get, list, title, members, leave, accept.
+"""Conversations: create (direct or group), get, list, title, members, leave, accept, decline.
 
 A direct message from someone the recipient does not follow opens as a message
-request (REQUEST) until accepted. Members see a conversation; anyone else gets
-NOT_FOUND, never a hint that it exists. Every change commits with the members'
-event log entries (store.py) and wakes their streams.
+request (REQUEST) until accepted; so does a group for a member added by
+someone they do not follow (an invitation, accepted or declined). Nobody is
+put in a group with an account they have a block with. Members see a
+conversation; anyone else gets NOT_FOUND, never a hint that it exists. Every
+change commits with the members' event log entries (store.py) and wakes their
+streams.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from services.kit.errors import (
 from services.kit.pagination import PageTokens, page_size
 from services.kit.validation import Violations, strip_control_characters
 
+from .blocks import Blocks
 from .eventlog import Wakeups
 from .peers import ChatPeers
 from .store import ACCEPTED, ADMIN, DIRECT, GROUP, OWNER, REQUEST, ChatStore, ConversationRow
@@ -50,6 +54,8 @@ class Conversations:
         self._peers = peers
         self._wakeups = wakeups
         self._tokens = page_tokens
+        #: Blocks between members (blocks.py), for messages and presence too.
+        self.blocks = Blocks(peers)
 
     async def membership(self, conversation_id: int, user_id: int) -> ConversationRow:
         """The conversation if the user is a member; NOT_FOUND otherwise (no existence leak)."""
@@ -62,9 +68,29 @@ class Conversations:
 
     async def view(self, row: ConversationRow, viewer_id: int) -> chat_pb2.Conversation:
         last = await self._store.last_messages([row.conversation_id])
-        view = row.to_proto(viewer_id, last.get(row.conversation_id))
+        blocked = await self.blocks.of(viewer_id, (m.user_id for m in row.members))
+        view = row.to_proto(viewer_id, last.get(row.conversation_id), blocked)
         await self._peers.member_cards([view], viewer_id)
         return view
+
+    async def member_states(
+        self, adder_id: int, newcomers: list[int], members: list[int], field: str
+    ) -> dict[int, int]:
+        """Each newcomer's state: ACCEPTED if they follow the adder, else REQUEST (an
+        invitation). Refuses (BLOCKED) a newcomer with a block with the adder or any
+        member: a group must not bring a blocked pair together."""
+        relationships = await self._peers.refuse_blocks(adder_id, newcomers, field)
+        blocked = await self.blocks.first_blocked_newcomer(newcomers, members)
+        if blocked is not None:
+            raise PermissionDenied(
+                f"{field}: user {blocked} cannot join: a block stands between them and a member",
+                reason=Reason.BLOCKED,
+            )
+        states: dict[int, int] = {}
+        for user_id in newcomers:
+            rel = relationships.get(user_id)
+            states[user_id] = ACCEPTED if rel is not None and rel.followed_by else REQUEST
+        return states
 
     async def create(
         self, caller: Caller, request: chat_pb2.CreateConversationRequest
@@ -111,17 +137,21 @@ class Conversations:
                 resource="user",
                 resource_id=missing[0],
             )
-        relationships = await self._peers.refuse_blocks(
-            caller.user_id, others, "conversation.member_ids"
-        )
         if spec.type == DIRECT:
+            relationships = await self._peers.refuse_blocks(
+                caller.user_id, others, "conversation.member_ids"
+            )
             other = others[0]
             # A DM from someone the recipient does not follow is a message request.
             rel = relationships.get(other)
             other_state = ACCEPTED if rel is not None and rel.followed_by else REQUEST
             delivery = await self._store.create_direct(caller.user_id, other, other_state)
         else:
-            delivery = await self._store.create_group(caller.user_id, others, title, request_id)
+            # Likewise a group: who does not follow the creator is invited, not added.
+            states = await self.member_states(
+                caller.user_id, others, [caller.user_id], "conversation.member_ids"
+            )
+            delivery = await self._store.create_group(caller.user_id, states, title, request_id)
         await self._wakeups.notify(delivery.positions)
         assert delivery.conversation is not None
         if delivery.conversation.member(caller.user_id) is None:
@@ -158,9 +188,12 @@ class Conversations:
         page = refs[:size]
         rows = await self._store.conversations([c for c, _ in page])
         last = await self._store.last_messages([c for c, _ in page])
+        blocked = await self.blocks.of(
+            caller.user_id, (m.user_id for row in rows.values() for m in row.members)
+        )
         reply = chat_pb2.ListConversationsResponse(
             conversations=[
-                rows[c].to_proto(caller.user_id, last.get(c)) for c, _ in page if c in rows
+                rows[c].to_proto(caller.user_id, last.get(c), blocked) for c, _ in page if c in rows
             ]
         )
         await self._peers.member_cards(reply.conversations, caller.user_id)
@@ -215,13 +248,19 @@ class Conversations:
             raise NotFound(
                 f"user_ids: no user {missing[0]}", resource="user", resource_id=missing[0]
             )
-        await self._peers.refuse_blocks(caller.user_id, ids, "user_ids")
+        present = [m.user_id for m in row.members]
+        newcomers = [u for u in ids if u not in present]
+        states = (
+            await self.member_states(caller.user_id, newcomers, present, "user_ids")
+            if newcomers
+            else {}
+        )
         delivery = await self._store.add_members(
-            row.conversation_id, caller.user_id, ids, MAX_GROUP_MEMBERS
+            row.conversation_id, caller.user_id, states, MAX_GROUP_MEMBERS
         )
         assert delivery.conversation is not None
-        present = {m.user_id for m in delivery.conversation.members}
-        if not delivery.created and any(u not in present for u in ids):
+        now_present = {m.user_id for m in delivery.conversation.members}
+        if not delivery.created and any(u not in now_present for u in ids):
             raise FailedPrecondition(
                 f"a group has at most {MAX_GROUP_MEMBERS} members", reason=Reason.LIMIT_REACHED
             )
@@ -278,3 +317,23 @@ class Conversations:
         await self._wakeups.notify(delivery.positions)
         assert delivery.conversation is not None
         return await self.view(delivery.conversation, caller.user_id)
+
+    async def decline(
+        self, caller: Caller, request: chat_pb2.DeclineConversationRequest
+    ) -> empty_pb2.Empty:
+        """Declines a group invitation: the caller leaves before ever having joined."""
+        row = await self.membership(request.conversation_id, caller.user_id)
+        if row.kind != GROUP:
+            raise FailedPrecondition(
+                "a message request is not declined: leave it unanswered or block the sender",
+                reason=Reason.NOT_SUPPORTED,
+            )
+        if row.accepted(caller.user_id):
+            raise FailedPrecondition(
+                "the invitation was accepted: leave the group instead", reason=Reason.NOT_PENDING
+            )
+        delivery = await self._store.remove_member(
+            row.conversation_id, caller.user_id, caller.user_id
+        )
+        await self._wakeups.notify(delivery.positions)
+        return empty_pb2.Empty()

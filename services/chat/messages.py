@@ -3,10 +3,17 @@
 Every change commits with the members' event log entries (store.py) and wakes
 their streams; a new message also queues pushes for members without an open
 stream (notifications/). Sends and typing updates are rate limited per sender.
+
+A block (either direction) stops everything between the pair: in a direct
+conversation every action is refused (BLOCKED); in a group each event skips
+the members who have a block with its actor, and lists hide their messages.
+Typing and read receipts travel only between members who both accepted: a
+pending request or invitation reveals nothing but itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 from datetime import UTC, datetime, timedelta
 
@@ -26,15 +33,16 @@ from services.kit.validation import Violations
 
 from .conversations import MAX_REQUEST_ID, Conversations, normalize_text
 from .delivery import duration
+from .emoji import MAX_CODE_POINTS, is_single_emoji
 from .eventlog import Wakeups, event_at
 from .notifications import Notifications
 from .peers import ChatPeers
 from .presence import PresenceTracker
-from .store import DIRECT, ChatStore
+from .store import DIRECT, REQUEST, ChatStore, ConversationRow
 
 MAX_TEXT = 4000
 MAX_MEDIA = 4
-MAX_EMOJI = 16
+MAX_EMOJI = MAX_CODE_POINTS
 EDIT_WINDOW = timedelta(minutes=15)
 TYPING_TTL_SECONDS = 6
 MESSAGE_PAGES = (50, 100)
@@ -66,6 +74,25 @@ class Messages:
         self._send_limit = send_limit
         self._typing_limit = typing_limit
 
+    async def blocked(self, row: ConversationRow, actor_id: int) -> set[int]:
+        """Members with a block with the actor; in a direct conversation, a refusal."""
+        others = [m.user_id for m in row.members if m.user_id != actor_id]
+        blocked = await self._conversations.blocks.of(actor_id, others)
+        if blocked and row.kind == DIRECT:
+            raise PermissionDenied(
+                "conversation_id: cannot message across a block", reason=Reason.BLOCKED
+            )
+        return blocked
+
+    async def signal_audience_excluded(self, row: ConversationRow, actor_id: int) -> set[int]:
+        """Who must not get the actor's typing or read receipt: blocks, members who have
+        not accepted, and everyone while the actor has not accepted."""
+        excluded = await self.blocked(row, actor_id)
+        others = {m.user_id for m in row.members if m.user_id != actor_id}
+        if not row.accepted(actor_id):
+            return others
+        return excluded | {m.user_id for m in row.members if m.state == REQUEST} - {actor_id}
+
     async def send(self, caller: Caller, request: chat_pb2.SendMessageRequest) -> chat_pb2.Message:
         violations = Violations()
         text = normalize_text(request.message.text)
@@ -91,9 +118,7 @@ class Messages:
         )
         violations.raise_if_any()
         row = await self._conversations.membership(request.conversation_id, caller.user_id)
-        if row.kind == DIRECT:
-            other = next(m.user_id for m in row.members if m.user_id != caller.user_id)
-            await self._peers.refuse_blocks(caller.user_id, [other], "conversation_id")
+        blocked = await self.blocked(row, caller.user_id)
         reply_to = request.message.reply_to_message_id
         if reply_to and await self._store.message(row.conversation_id, reply_to) is None:
             raise InvalidArgument(
@@ -109,12 +134,17 @@ class Messages:
             reply_to,
             request.request_id,
             media,
+            exclude=blocked,
         )
         await self._wakeups.notify(delivery.positions)
         await self._presence.touch(caller.user_id)
         assert delivery.message is not None
         if delivery.created:
-            await self._notifications.after_message(row, delivery.message)
+            # No push to anyone with a block with the sender, either.
+            audience = [m for m in row.members if m.user_id not in blocked]
+            await self._notifications.after_message(
+                dataclasses.replace(row, members=audience), delivery.message
+            )
         return delivery.message
 
     async def list(
@@ -146,7 +176,13 @@ class Messages:
             limit=size + 1,
             viewer_id=caller.user_id,
         )
-        reply = chat_pb2.ListMessagesResponse(messages=messages[:size])
+        # A block hides each side's messages from the other (the page may come short).
+        blocked = await self._conversations.blocks.of(
+            caller.user_id, (m.sender_id for m in messages[:size])
+        )
+        reply = chat_pb2.ListMessagesResponse(
+            messages=[m for m in messages[:size] if m.sender_id not in blocked]
+        )
         senders = await self._peers.cards.get_many(
             caller.user_id, (m.sender_id for m in reply.messages)
         )
@@ -185,12 +221,16 @@ class Messages:
         message = await self.own_message(
             caller, request.conversation_id, request.message.message_id
         )
+        row = await self._conversations.membership(request.conversation_id, caller.user_id)
+        blocked = await self.blocked(row, caller.user_id)
         if datetime.now(UTC) - message.create_time.ToDatetime(UTC) > EDIT_WINDOW:
             raise FailedPrecondition(
                 "messages can be edited for 15 minutes after sending",
                 reason=Reason.EDIT_WINDOW_CLOSED,
             )
-        delivery = await self._store.edit(request.conversation_id, message.message_id, text)
+        delivery = await self._store.edit(
+            request.conversation_id, message.message_id, text, blocked
+        )
         await self._wakeups.notify(delivery.positions)
         assert delivery.message is not None
         return delivery.message
@@ -199,7 +239,11 @@ class Messages:
         self, caller: Caller, request: chat_pb2.DeleteMessageRequest
     ) -> chat_pb2.Message:
         message = await self.own_message(caller, request.conversation_id, request.message_id)
-        delivery = await self._store.delete(request.conversation_id, message.message_id)
+        row = await self._conversations.membership(request.conversation_id, caller.user_id)
+        # Deleting stays possible across a block; only the event skips the other side.
+        others = [m.user_id for m in row.members if m.user_id != caller.user_id]
+        blocked = await self._conversations.blocks.of(caller.user_id, others)
+        delivery = await self._store.delete(request.conversation_id, message.message_id, blocked)
         await self._wakeups.notify(delivery.positions)
         assert delivery.message is not None
         return delivery.message
@@ -208,25 +252,22 @@ class Messages:
         self, caller: Caller, conversation_id: int, message_id: int, emoji: str, on: bool
     ) -> chat_pb2.Message:
         emoji = unicodedata.normalize("NFC", emoji)
-        if (
-            not emoji
-            or len(emoji) > MAX_EMOJI
-            or any(
-                unicodedata.category(c)[0] in "CZ" and c != "\u200d" and c != "\ufe0f"
-                for c in emoji
+        if not is_single_emoji(emoji):
+            raise InvalidArgument(
+                [("emoji", f"exactly one emoji (at most {MAX_EMOJI} code points)")],
+                reason=Reason.EMOJI_INVALID,
             )
-        ):
-            raise InvalidArgument([("emoji", f"one emoji, at most {MAX_EMOJI} characters")])
         if message_id <= 0:
             raise InvalidArgument([("message_id", "must be a positive id")])
         row = await self._conversations.membership(conversation_id, caller.user_id)
         message = await self._store.message(row.conversation_id, message_id)
-        if message is None:
+        blocked = await self.blocked(row, caller.user_id)
+        if message is None or message.sender_id in blocked:
             raise NotFound("message not found")
         if message.HasField("delete_time"):
             raise FailedPrecondition("the message was deleted", reason=Reason.MESSAGE_DELETED)
         delivery = await self._store.react(
-            row.conversation_id, message_id, caller.user_id, emoji, on
+            row.conversation_id, message_id, caller.user_id, emoji, on, blocked
         )
         await self._wakeups.notify(delivery.positions)
         assert delivery.message is not None
@@ -238,8 +279,9 @@ class Messages:
         if request.sequence <= 0:
             raise InvalidArgument([("sequence", "must be a positive sequence")])
         row = await self._conversations.membership(request.conversation_id, caller.user_id)
+        excluded = await self.signal_audience_excluded(row, caller.user_id)
         delivery, mark = await self._store.mark_read(
-            row.conversation_id, caller.user_id, request.sequence
+            row.conversation_id, caller.user_id, request.sequence, excluded
         )
         await self._wakeups.notify(delivery.positions)
         await self._presence.touch(caller.user_id)
@@ -253,6 +295,7 @@ class Messages:
         self, caller: Caller, request: chat_pb2.SendTypingRequest
     ) -> chat_pb2.SendTypingResponse:
         row = await self._conversations.membership(request.conversation_id, caller.user_id)
+        excluded = await self.signal_audience_excluded(row, caller.user_id)
         await self._typing_limit.enforce(
             f"{caller.user_id}:{row.conversation_id}", "typing updates"
         )
@@ -262,9 +305,13 @@ class Messages:
             typing=request.typing,
             ttl=duration(TYPING_TTL_SECONDS),
         )
-        others = [m.user_id for m in row.members if m.user_id != caller.user_id]
-        event = event_at(datetime.now(UTC), typing=indicator)
-        positions = await self._store.append({u: event for u in others})
-        await self._wakeups.notify(positions)
+        others = [
+            m.user_id
+            for m in row.members
+            if m.user_id != caller.user_id and m.user_id not in excluded
+        ]
+        if others:
+            event = event_at(datetime.now(UTC), typing=indicator)
+            await self._wakeups.notify(await self._store.append({u: event for u in others}))
         await self._presence.touch(caller.user_id)
         return chat_pb2.SendTypingResponse(ttl=duration(TYPING_TTL_SECONDS))

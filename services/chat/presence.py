@@ -6,6 +6,10 @@ streams age out within `STREAM_TTL_MS`. A user is ONLINE with a live stream
 and activity in the last `IDLE_AFTER_MS`, IDLE with a live stream only,
 OFFLINE otherwise. Transitions online/offline are what get fanned out
 (`PresenceBroadcast`: an event in the log of everyone sharing a conversation).
+
+Presence is shared only through a conversation both people accepted (a
+pending message request or group invitation reveals nothing), never across a
+block. The same hash caps how many streams one account holds open at once.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from socialmesh.chat.v1 import chat_pb2
 from services.kit.auth import Caller
 from services.kit.errors import InvalidArgument
 
+from .blocks import Blocks
 from .eventlog import Wakeups, event_at
 from .store import ChatStore
 
@@ -36,12 +41,14 @@ IDLE = chat_pb2.PRESENCE_STATE_IDLE
 OFFLINE = chat_pb2.PRESENCE_STATE_OFFLINE
 
 # Drops expired stream fields, then sets (or deletes) one; returns the number of
-# live streams before and after.
+# live streams before and after. With a limit (ARGV[4] > 0), a new field is not
+# set when the user holds that many live streams already: {-1, before}.
 _UPDATE = """
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local field = ARGV[2]
 local expiry = tonumber(ARGV[3])
+local limit = tonumber(ARGV[4])
 local all = redis.call('HGETALL', key)
 local before = 0
 for i = 1, #all, 2 do
@@ -53,6 +60,9 @@ for i = 1, #all, 2 do
 end
 local existed = redis.call('HEXISTS', key, field)
 if existed == 1 then before = before + 1 end
+if limit > 0 and existed == 0 and expiry > 0 and before >= limit then
+  return {-1, before}
+end
 if expiry > 0 then
   redis.call('HSET', key, field, expiry)
   redis.call('PEXPIRE', key, expiry - now)
@@ -67,6 +77,14 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class StreamLimitReached(Exception):
+    """The user holds as many open streams as allowed (the new one is not registered)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} open streams")
+        self.limit = limit
+
+
 class PresenceTracker:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
@@ -79,16 +97,22 @@ class PresenceTracker:
     def _active_key(user_id: int) -> str:
         return f"presence:active:{user_id}"
 
-    async def _update(self, user_id: int, stream_id: str, expiry: int) -> tuple[int, int]:
+    async def _update(
+        self, user_id: int, stream_id: str, expiry: int, limit: int = 0
+    ) -> tuple[int, int]:
         before, after = await self._redis.eval(
-            _UPDATE, 1, self._streams_key(user_id), _now_ms(), stream_id, expiry
+            _UPDATE, 1, self._streams_key(user_id), _now_ms(), stream_id, expiry, limit
         )
         return int(before), int(after)
 
-    async def open(self, user_id: int, stream_id: str) -> bool:
-        """Registers a stream; True when the user just came online."""
+    async def open(self, user_id: int, stream_id: str, limit: int = 0) -> bool:
+        """Registers a stream; True when the user just came online. With `limit` > 0,
+        raises StreamLimitReached instead when the user holds that many already (a
+        crashed instance's streams count until they age out, STREAM_TTL_MS)."""
+        before, _ = await self._update(user_id, stream_id, _now_ms() + STREAM_TTL_MS, limit)
+        if before < 0:
+            raise StreamLimitReached(limit)
         await self.touch(user_id)
-        before, _ = await self._update(user_id, stream_id, _now_ms() + STREAM_TTL_MS)
         return before == 0
 
     async def refresh(self, user_id: int, stream_id: str) -> None:
@@ -137,19 +161,24 @@ class PresenceBroadcast:
     """BatchGetPresence's answer, and the online/offline events to people who share a
     conversation with the user (their event logs; the streams call `broadcast`)."""
 
-    def __init__(self, store: ChatStore, tracker: PresenceTracker, wakeups: Wakeups) -> None:
+    def __init__(
+        self, store: ChatStore, tracker: PresenceTracker, wakeups: Wakeups, blocks: Blocks
+    ) -> None:
         self._store = store
         self._tracker = tracker
         self._wakeups = wakeups
+        self._blocks = blocks
 
     async def batch_get(
         self, caller: Caller, request: chat_pb2.BatchGetPresenceRequest
     ) -> chat_pb2.BatchGetPresenceResponse:
-        """The states of the people the caller shares a conversation with (and their own)."""
+        """The states of the people the caller shares an accepted conversation with, but
+        no block (and their own)."""
         ids = list(dict.fromkeys(request.user_ids))
         if not ids or len(ids) > PRESENCE_BATCH or any(u <= 0 for u in ids):
             raise InvalidArgument([("user_ids", f"1 to {PRESENCE_BATCH} positive ids")])
         visible = await self._store.share_a_conversation(caller.user_id, ids)
+        visible -= await self._blocks.of(caller.user_id, visible)
         if caller.user_id in ids:
             visible.add(caller.user_id)
         shown = [u for u in ids if u in visible]
@@ -159,6 +188,8 @@ class PresenceBroadcast:
         """Tells everyone sharing a conversation that the user came online or went offline."""
         try:
             peers = await self._store.shared_conversation_peers(user_id)
+            blocked = await self._blocks.of(user_id, peers)
+            peers = [p for p in peers if p not in blocked]
             if not peers:
                 return
             (state,) = await self._tracker.states([user_id])

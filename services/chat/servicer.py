@@ -95,7 +95,6 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self._wakeups = Wakeups(rt.redis)
         self._wakeups.start()
         self._presence = PresenceTracker(rt.redis)
-        self._broadcast = PresenceBroadcast(self._store, self._presence, self._wakeups)
         self._graph = graph_pb2_grpc.GraphServiceStub(self.peer("graph"))
         self._users = user_pb2_grpc.UserServiceStub(self.peer("user"))
         self._media = media_pb2_grpc.MediaServiceStub(self.peer("media"))
@@ -114,6 +113,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         )
         self._conversations = Conversations(
             self._store, self._upstream, self._wakeups, rt.page_tokens
+        )
+        self._broadcast = PresenceBroadcast(
+            self._store, self._presence, self._wakeups, self._conversations.blocks
         )
         self._typing_limit = RateLimiter(rt.redis, "chat-typing", limit=20, window_seconds=10)
         self._send_limit = RateLimiter(rt.redis, "chat-send", limit=120, window_seconds=60)
@@ -288,6 +290,11 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         self, request: chat_pb2.AcceptConversationRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.Conversation:
         return await self.conversations.accept(require_caller(), request)
+
+    async def DeclineConversation(
+        self, request: chat_pb2.DeclineConversationRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        return await self.conversations.decline(require_caller(), request)
 
     # ---- messages ------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ RECONNECT_MILLISECONDS = 2000
 _HTTP_STATUS = {
     grpc.StatusCode.UNAUTHENTICATED: 401,
     grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     grpc.StatusCode.UNAVAILABLE: 503,
 }
 
@@ -183,6 +184,15 @@ class EventStreamServer(SidecarHttpServer):
             return _error(err)
         # Last-Event-ID (an EventSource reconnecting) wins over ?since= (the first open).
         since = request.headers.get("Last-Event-ID") or request.query.get("since", "")
+        events = aiter(self._events(caller, since))
+        try:
+            # The first event (HELLO) comes once the stream is admitted: a refusal
+            # (TOO_MANY_STREAMS) is still an HTTP status, which EventSource does not retry.
+            first = await anext(events)
+        except ServiceError as err:
+            return _error(err)
+        except StopAsyncIteration:
+            return web.Response(status=204)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
@@ -193,7 +203,8 @@ class EventStreamServer(SidecarHttpServer):
         await response.prepare(request)
         await response.write(f"retry: {RECONNECT_MILLISECONDS}\n\n".encode())
         try:
-            async for event in self._events(caller, since):
+            await response.write(frame(first))
+            async for event in events:
                 await response.write(frame(event))
         except (ConnectionResetError, ConnectionError):
             pass  # the browser went away
@@ -209,5 +220,7 @@ def _error(err: ServiceError) -> web.Response:
     if isinstance(err, Unavailable):
         status = 503
     body = json_format.MessageToJson(err.status_proto(), indent=None)
-    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else {}
+    headers = dict(err.headers())
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     return web.Response(status=status, text=body, content_type="application/json", headers=headers)

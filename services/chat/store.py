@@ -7,7 +7,7 @@ the positions returned here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -45,12 +45,16 @@ class MemberRow:
     join_time: datetime
     last_read_sequence: int
 
-    def to_proto(self) -> chat_pb2.Member:
+    def to_proto(self, viewer_id: int, hidden: Collection[int] = ()) -> chat_pb2.Member:
+        """As the viewer sees it: a pending member's read mark (and that of anyone in
+        `hidden`, a block) is the member's own business, so others see 0."""
+        private = self.user_id != viewer_id and (self.state == REQUEST or self.user_id in hidden)
         return chat_pb2.Member(
             user_id=self.user_id,
             role=self.role,  # type: ignore[arg-type]
             join_time=from_datetime(self.join_time),
-            last_read_sequence=self.last_read_sequence,
+            last_read_sequence=0 if private else self.last_read_sequence,
+            state=self.state,  # type: ignore[arg-type]
         )
 
 
@@ -68,15 +72,25 @@ class ConversationRow:
     def member(self, user_id: int) -> MemberRow | None:
         return next((m for m in self.members if m.user_id == user_id), None)
 
+    def accepted(self, user_id: int) -> bool:
+        """Whether the user is a member who accepted (not a pending request)."""
+        me = self.member(user_id)
+        return me is not None and me.state == ACCEPTED
+
     def to_proto(
-        self, viewer_id: int, last_message: chat_pb2.Message | None = None
+        self,
+        viewer_id: int,
+        last_message: chat_pb2.Message | None = None,
+        blocked: Collection[int] = (),
     ) -> chat_pb2.Conversation:
+        """As the viewer sees it; `blocked`: members with a block with the viewer
+        (their read marks and their newest message are not shown)."""
         me = self.member(viewer_id)
         conversation = chat_pb2.Conversation(
             conversation_id=self.conversation_id,
             type=self.kind,  # type: ignore[arg-type]
             member_ids=[m.user_id for m in self.members],
-            members=[m.to_proto() for m in self.members],
+            members=[m.to_proto(viewer_id, blocked) for m in self.members],
             title=self.title,
             create_time=from_datetime(self.create_time),
             update_time=from_datetime(self.update_time),
@@ -84,7 +98,7 @@ class ConversationRow:
             unread_count=max(0, self.max_sequence - me.last_read_sequence) if me else 0,
             state=me.state if me else ACCEPTED,  # type: ignore[arg-type]
         )
-        if last_message is not None:
+        if last_message is not None and last_message.sender_id not in blocked:
             conversation.last_message.CopyFrom(last_message)
         return conversation
 
@@ -247,8 +261,10 @@ class ChatStore:
         return Delivery(positions, conversation=row)
 
     async def create_group(
-        self, creator_id: int, member_ids: Sequence[int], title: str, request_id: str
+        self, creator_id: int, states: Mapping[int, int], title: str, request_id: str
     ) -> Delivery:
+        """A group of the creator (owner) and `states`' members, each ACCEPTED or
+        REQUEST (an invitation from someone they do not follow)."""
         async with self._db.transaction() as conn:
             conversation_id = await conn.fetchval(
                 f"""INSERT INTO {self._s}.conversations
@@ -271,18 +287,17 @@ class ChatStore:
                 )
                 row = await self.conversation(existing, conn)
                 return Delivery({}, conversation=row, created=False)
-            others = [m for m in dict.fromkeys(member_ids) if m != creator_id]
+            others = [m for m in states if m != creator_id]
             await conn.execute(
                 f"""INSERT INTO {self._s}.members (conversation_id, user_id, role, state)
-                    SELECT $1, u, CASE WHEN u = $2 THEN $4::smallint ELSE $5::smallint END,
-                           $6::smallint
-                    FROM unnest($3::bigint[]) AS u""",
+                    SELECT $1, u, CASE WHEN u = $2 THEN $5::smallint ELSE $6::smallint END, s
+                    FROM unnest($3::bigint[], $4::smallint[]) AS t(u, s)""",
                 conversation_id,
                 creator_id,
                 [creator_id, *others],
+                [ACCEPTED, *(states[m] for m in others)],
                 OWNER,
                 MEMBER,
-                ACCEPTED,
             )
             everyone = [creator_id, *others]
             positions = await self._joined_event(
@@ -334,23 +349,29 @@ class ChatStore:
         return {r["conversation_id"]: message_from_row(r) for r in rows}
 
     async def shared_conversation_peers(self, user_id: int, limit: int = 5000) -> list[int]:
-        """Everyone sharing a conversation with the user (presence audience)."""
+        """Everyone sharing a conversation with the user that both accepted (presence
+        audience: a pending request or invitation shares nothing yet)."""
         rows = await self._db.primary.fetch(
             f"""SELECT DISTINCT o.user_id FROM {self._s}.members me
                 JOIN {self._s}.members o ON o.conversation_id = me.conversation_id
-                WHERE me.user_id = $1 AND o.user_id <> $1 LIMIT $2""",
+                WHERE me.user_id = $1 AND o.user_id <> $1
+                  AND me.state = $3 AND o.state = $3 LIMIT $2""",
             user_id,
             limit,
+            ACCEPTED,
         )
         return [r["user_id"] for r in rows]
 
     async def share_a_conversation(self, user_id: int, others: Sequence[int]) -> set[int]:
+        """Those of `others` in a conversation with the user that both accepted."""
         rows = await self._db.primary.fetch(
             f"""SELECT DISTINCT o.user_id FROM {self._s}.members me
                 JOIN {self._s}.members o ON o.conversation_id = me.conversation_id
-                WHERE me.user_id = $1 AND o.user_id = ANY($2::bigint[])""",
+                WHERE me.user_id = $1 AND o.user_id = ANY($2::bigint[])
+                  AND me.state = $3 AND o.state = $3""",
             user_id,
             list(others),
+            ACCEPTED,
         )
         return {r["user_id"] for r in rows}
 
@@ -375,8 +396,9 @@ class ChatStore:
         return Delivery(positions, conversation=row)
 
     async def add_members(
-        self, conversation_id: int, actor_id: int, user_ids: Sequence[int], max_members: int
+        self, conversation_id: int, actor_id: int, states: Mapping[int, int], max_members: int
     ) -> Delivery:
+        """Adds `states`' users, each ACCEPTED or REQUEST (an invitation)."""
         async with self._db.transaction() as conn:
             # The conversation row lock serialises membership changes (the cap holds).
             await conn.execute(
@@ -386,17 +408,18 @@ class ChatStore:
             before = await self.conversation(conversation_id, conn)
             assert before is not None
             present = {m.user_id for m in before.members}
-            new = [u for u in dict.fromkeys(user_ids) if u not in present]
+            new = [u for u in states if u not in present]
             if len(present) + len(new) > max_members:
                 return Delivery({}, conversation=before, created=False)
             if new:
                 await conn.execute(
                     f"""INSERT INTO {self._s}.members (conversation_id, user_id, role, state)
-                        SELECT $1, u, $3::smallint, $4::smallint FROM unnest($2::bigint[]) AS u""",
+                        SELECT $1, u, $4::smallint, s
+                        FROM unnest($2::bigint[], $3::smallint[]) AS t(u, s)""",
                     conversation_id,
                     new,
+                    [states[u] for u in new],
                     MEMBER,
-                    ACCEPTED,
                 )
                 await conn.execute(
                     f"UPDATE {self._s}.conversations SET update_time = now()"
@@ -531,8 +554,10 @@ class ChatStore:
         reply_to: int,
         request_id: str,
         media: Sequence[media_pb2.Media] = (),
+        exclude: Collection[int] = (),
     ) -> Delivery:
-        """Stores a message under the conversation's row lock (gapless sequence)."""
+        """Stores a message under the conversation's row lock (gapless sequence);
+        members in `exclude` (a block with the sender) get no event of it."""
         if request_id:
             existing = await self.message_by_request(
                 self._db.primary, conversation_id, sender_id, request_id
@@ -541,7 +566,7 @@ class ChatStore:
                 return Delivery({}, message=existing, created=False)
         try:
             return await self._send(
-                conversation_id, sender_id, text, media_ids, reply_to, request_id, media
+                conversation_id, sender_id, text, media_ids, reply_to, request_id, media, exclude
             )
         except _Duplicate as duplicate:
             return Delivery({}, message=duplicate.message, created=False)
@@ -555,6 +580,7 @@ class ChatStore:
         reply_to: int,
         request_id: str,
         media: Sequence[media_pb2.Media],
+        exclude: Collection[int],
     ) -> Delivery:
         async with self._db.transaction() as conn:
             row = await conn.fetchrow(
@@ -600,6 +626,8 @@ class ChatStore:
             message = message_from_row(stored)
             events = {}
             for member in members:
+                if member["user_id"] in exclude:
+                    continue
                 event = event_at(row["update_time"], message=message)
                 if member["user_id"] == sender_id and request_id:
                     event.origin_request_id = request_id
@@ -677,13 +705,18 @@ class ChatStore:
         )
         return [message_from_row(r, reactions.get(r["message_id"], ())) for r in rows]
 
-    async def _member_ids(self, conn: asyncpg.Connection, conversation_id: int) -> list[int]:
+    async def _member_ids(
+        self, conn: asyncpg.Connection, conversation_id: int, exclude: Collection[int] = ()
+    ) -> list[int]:
+        """The members an event goes to: all but `exclude` (blocks, pending members)."""
         rows = await conn.fetch(
             f"SELECT user_id FROM {self._s}.members WHERE conversation_id = $1", conversation_id
         )
-        return [r["user_id"] for r in rows]
+        return [r["user_id"] for r in rows if r["user_id"] not in exclude]
 
-    async def edit(self, conversation_id: int, message_id: int, text: str) -> Delivery:
+    async def edit(
+        self, conversation_id: int, message_id: int, text: str, exclude: Collection[int] = ()
+    ) -> Delivery:
         async with self._db.transaction() as conn:
             await conn.execute(
                 f"UPDATE {self._s}.messages SET text = $3, update_time = now()"
@@ -696,12 +729,14 @@ class ChatStore:
             assert message is not None
             positions = await self._log.append_same(
                 conn,
-                await self._member_ids(conn, conversation_id),
+                await self._member_ids(conn, conversation_id, exclude),
                 event_at(message.update_time.ToDatetime(), message_updated=message),
             )
         return Delivery(positions, message=message)
 
-    async def delete(self, conversation_id: int, message_id: int) -> Delivery:
+    async def delete(
+        self, conversation_id: int, message_id: int, exclude: Collection[int] = ()
+    ) -> Delivery:
         async with self._db.transaction() as conn:
             row = await conn.fetchrow(
                 f"""UPDATE {self._s}.messages SET text = '', media_ids = '{{}}', media = NULL,
@@ -717,14 +752,20 @@ class ChatStore:
             )
             positions = await self._log.append_same(
                 conn,
-                await self._member_ids(conn, conversation_id),
+                await self._member_ids(conn, conversation_id, exclude),
                 event_at(row["delete_time"], message_deleted=deleted),
             )
             message = await self.message(conversation_id, message_id, conn)
         return Delivery(positions, message=message)
 
     async def react(
-        self, conversation_id: int, message_id: int, user_id: int, emoji: str, on: bool
+        self,
+        conversation_id: int,
+        message_id: int,
+        user_id: int,
+        emoji: str,
+        on: bool,
+        exclude: Collection[int] = (),
     ) -> Delivery:
         async with self._db.transaction() as conn:
             if on:
@@ -754,14 +795,14 @@ class ChatStore:
                 )
                 positions = await self._log.append_same(
                     conn,
-                    await self._member_ids(conn, conversation_id),
+                    await self._member_ids(conn, conversation_id, exclude),
                     event_at(None, reaction=change),
                 )
             message = await self.message(conversation_id, message_id, conn, viewer_id=user_id)
         return Delivery(positions, message=message, created=bool(changed))
 
     async def mark_read(
-        self, conversation_id: int, user_id: int, sequence: int
+        self, conversation_id: int, user_id: int, sequence: int, exclude: Collection[int] = ()
     ) -> tuple[Delivery, int]:
         """Moves the read mark forward (never back, never past the newest message)."""
         async with self._db.transaction() as conn:
@@ -791,7 +832,7 @@ class ChatStore:
                 receipt.read_time.GetCurrentTime()
                 positions = await self._log.append_same(
                     conn,
-                    await self._member_ids(conn, conversation_id),
+                    await self._member_ids(conn, conversation_id, exclude),
                     event_at(None, read_receipt=receipt),
                 )
         return Delivery(positions), mark

@@ -64,6 +64,7 @@ class Reason(StrEnum):
     RESET_TOKEN_INVALID = "RESET_TOKEN_INVALID"
     #: A push endpoint URL whose host is or resolves to a non-public address.
     PUSH_TARGET_NOT_PUBLIC = "PUSH_TARGET_NOT_PUBLIC"
+    EMOJI_INVALID = "EMOJI_INVALID"
     # PERMISSION_DENIED (403).
     NOT_OWNER = "NOT_OWNER"
     BLOCKED = "BLOCKED"
@@ -86,8 +87,10 @@ class Reason(StrEnum):
     NOT_SUPPORTED = "NOT_SUPPORTED"
     #: A push endpoint of a kind (Web Push, APNs, FCM) this server has no credentials for.
     PUSH_PROVIDER_NOT_CONFIGURED = "PUSH_PROVIDER_NOT_CONFIGURED"
+    NOT_PENDING = "NOT_PENDING"
     # RESOURCE_EXHAUSTED (429).
     RATE_LIMITED = "RATE_LIMITED"
+    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
 
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
