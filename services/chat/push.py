@@ -34,7 +34,7 @@ from google.protobuf import json_format
 from socialmesh.chat.v1 import chat_pb2
 
 from services.kit.db import Database
-from services.kit.egress import EgressGuard, EgressRefused
+from services.kit.egress import EgressGuard, EgressRefused, refused_by_guard
 from services.kit.migrations import quote_ident
 from services.kit.tasks import BackgroundLoop
 
@@ -175,6 +175,10 @@ async def post_checked(
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
             status = response.status
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        refusal = refused_by_guard(exc)
+        if refusal is not None:
+            # The name resolves to an internal address now: it will not get better.
+            raise PushFailed(f"target refused: {refusal}", retry=False) from exc
         raise PushFailed(f"{type(exc).__name__}: {exc}") from exc
     raise_for_push_status(status, gone_statuses=gone_statuses)
 

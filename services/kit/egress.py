@@ -75,6 +75,20 @@ class EgressRefused(Exception):
         self.not_public = not_public
 
 
+class TargetRefused(OSError):
+    """Raised inside aiohttp's connect when the resolved address is not public.
+
+    aiohttp wraps resolver errors in `ClientConnectorError` (`os_error` is
+    this); callers use `refused_by_guard` to tell it from a network error.
+    """
+
+
+def refused_by_guard(exc: BaseException) -> TargetRefused | None:
+    """The guard's refusal behind an aiohttp connection error, if that is what it was."""
+    os_error = getattr(exc, "os_error", None)
+    return os_error if isinstance(os_error, TargetRefused) else None
+
+
 async def system_resolve(host: str, port: int) -> list[str]:
     """Every address the system resolver gives for host (TCP), in its order, deduplicated."""
     infos = await asyncio.get_running_loop().getaddrinfo(
@@ -236,8 +250,11 @@ class PinningResolver(AbstractResolver):
         try:
             addresses = await self._guard.resolve_public(host.lower().rstrip("."), port)
         except EgressRefused as exc:
-            # An OSError subclass is what aiohttp turns into ClientConnectorError.
-            raise OSError(f"push target refused: {exc}") from exc
+            # An OSError is what aiohttp turns into ClientConnectorError; a name
+            # that does not resolve (now) is a network error, worth a retry.
+            if isinstance(exc.__cause__, OSError):
+                raise exc.__cause__ from exc
+            raise TargetRefused(f"push target refused: {exc}") from exc
         results: list[ResolveResult] = []
         for address in addresses:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
