@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class GraphConfig:
-    """Graph reads no environment setting today: its budgets are the contract's
-    (graph.proto). They live here so the first setting that does has a place."""
+    """Graph reads no environment setting today; its fixed tunables live here, in the
+    shape every service's config has, so the first setting that is read has a place."""
 
     #: Follows an account may make per hour.
     follows_per_hour: int = 500
