@@ -27,7 +27,9 @@ Written for client generators (openapi-python-client, openapi-typescript):
 * every operation has the `google.rpc.Status` error as its `default` response, with
   the detail types the services attach (ErrorInfo, BadRequest, RetryInfo, ...).
 
-What the edge serves beside the transcoded methods (the SSE stream for EventSource, the
+This module builds the paths and operations and assembles the document; the schemas
+are gateway/openapi_schemas.py's, the descriptions gateway/proto_comments.py's, and what
+the edge serves beside the transcoded methods (the SSE stream for EventSource, the
 refresh token as a cookie) is added by gateway/openapi_browser.py.
 
 `make gen` writes `gen/socialmesh/openapi.json` (package data, beside the descriptor
@@ -40,49 +42,26 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
-from google.protobuf.descriptor import FieldDescriptor as FD
 
 from .descriptors import Contract, load_contract
 from .openapi_browser import add_browser_surface
+from .openapi_schemas import (
+    WELL_KNOWN,
+    SchemaKey,
+    SchemaSet,
+    behaviors,
+    is_map,
+    read_only,
+    short_name,
+)
+from .proto_comments import leading_comments
 
-_INT64 = {FD.TYPE_INT64, FD.TYPE_UINT64, FD.TYPE_FIXED64, FD.TYPE_SINT64, FD.TYPE_SFIXED64}
-_INT32 = {FD.TYPE_INT32, FD.TYPE_UINT32, FD.TYPE_FIXED32, FD.TYPE_SINT32, FD.TYPE_SFIXED32}
-_WELL_KNOWN: dict[str, dict[str, Any]] = {
-    "google.protobuf.Timestamp": {
-        "type": "string",
-        "format": "date-time",
-        "examples": ["2026-12-05T18:30:00Z"],
-    },
-    "google.protobuf.Duration": {
-        "type": "string",
-        "pattern": r"^-?\d+(\.\d+)?s$",
-        "description": "A duration in seconds with an `s` suffix, e.g. `1.5s`.",
-        "examples": ["20s"],
-    },
-    "google.protobuf.FieldMask": {
-        "type": "string",
-        "description": "Comma-separated field paths (camelCase), e.g. `displayName,bio`.",
-    },
-    "google.protobuf.Empty": {"type": "object"},
-    "google.protobuf.Struct": {"type": "object"},
-    "google.protobuf.Value": {},
-    "google.protobuf.Any": {
-        "type": "object",
-        "properties": {"@type": {"type": "string"}},
-        "additionalProperties": True,
-    },
-    "google.protobuf.StringValue": {"type": "string"},
-    "google.protobuf.BoolValue": {"type": "boolean"},
-    "google.protobuf.Int32Value": {"type": "integer"},
-    "google.protobuf.Int64Value": {"type": "string", "format": "int64"},
-    "google.protobuf.DoubleValue": {"type": "number"},
-}
 _HTTP_BODY = "google.api.HttpBody"
 _VARIABLE = re.compile(r"\{([^}=]+)(=[^}]*)?\}")
 ERROR_SCHEMA = "google.rpc.Status"
@@ -112,69 +91,6 @@ UPLOAD_MEDIA_TYPES = (
 DOWNLOAD_MEDIA_TYPES = ("application/octet-stream", "image/webp", "image/avif", "video/mp4")
 _BINARY = {"type": "string", "format": "binary"}
 
-# SourceCodeInfo paths: field numbers of the descriptor protos.
-_MESSAGE, _ENUM, _SERVICE = 4, 5, 6  # in FileDescriptorProto
-_FIELD, _NESTED, _NESTED_ENUM = 2, 3, 4  # in DescriptorProto
-_VALUE = 2  # EnumDescriptorProto.value
-_METHOD = 2  # ServiceDescriptorProto.method
-
-
-def leading_comments(files: descriptor_pb2.FileDescriptorSet) -> dict[str, str]:
-    """Full name -> leading comment of every service, method, message, field, enum and
-    enum value (enum values as `pkg.Enum.VALUE`), from the set's source info."""
-    found: dict[str, str] = {}
-    for file in files.file:
-        by_path = {
-            tuple(loc.path): _clean(loc.leading_comments)
-            for loc in file.source_code_info.location
-            if loc.leading_comments.strip()
-        }
-        for name, path in _declarations(file):
-            if path in by_path:
-                found[name] = by_path[path]
-    return found
-
-
-def _declarations(
-    file: descriptor_pb2.FileDescriptorProto,
-) -> Iterator[tuple[str, tuple[int, ...]]]:
-    """(full name, SourceCodeInfo path) of everything in a file that can carry a comment."""
-    prefix = f"{file.package}." if file.package else ""
-    for i, m in enumerate(file.message_type):
-        yield from _message_declarations(m, prefix + m.name, (_MESSAGE, i))
-    for i, e in enumerate(file.enum_type):
-        yield from _enum_declarations(e, prefix + e.name, (_ENUM, i))
-    for i, s in enumerate(file.service):
-        yield prefix + s.name, (_SERVICE, i)
-        for j, method in enumerate(s.method):
-            yield f"{prefix}{s.name}.{method.name}", (_SERVICE, i, _METHOD, j)
-
-
-def _message_declarations(
-    m: descriptor_pb2.DescriptorProto, name: str, path: tuple[int, ...]
-) -> Iterator[tuple[str, tuple[int, ...]]]:
-    yield name, path
-    for i, f in enumerate(m.field):
-        yield f"{name}.{f.name}", (*path, _FIELD, i)
-    for i, nested in enumerate(m.nested_type):
-        yield from _message_declarations(nested, f"{name}.{nested.name}", (*path, _NESTED, i))
-    for i, e in enumerate(m.enum_type):
-        yield from _enum_declarations(e, f"{name}.{e.name}", (*path, _NESTED_ENUM, i))
-
-
-def _enum_declarations(
-    e: descriptor_pb2.EnumDescriptorProto, name: str, path: tuple[int, ...]
-) -> Iterator[tuple[str, tuple[int, ...]]]:
-    yield name, path
-    for i, v in enumerate(e.value):
-        yield f"{name}.{v.name}", (*path, _VALUE, i)
-
-
-def _clean(comment: str) -> str:
-    """A `//` comment block as Markdown: one leading space per line dropped."""
-    lines = [line[1:] if line.startswith(" ") else line for line in comment.splitlines()]
-    return "\n".join(lines).strip()
-
 
 def _summary(text: str) -> str:
     """The first sentence of a comment, on one line."""
@@ -186,213 +102,6 @@ def _summary(text: str) -> str:
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head[:1].lower() + head[1:] + "".join(p[:1].upper() + p[1:] for p in rest)
-
-
-def _behaviors(f: descriptor.FieldDescriptor) -> set[int]:
-    # Re-parsed: a private pool's options do not resolve extensions by themselves.
-    options = descriptor_pb2.FieldOptions.FromString(f.GetOptions().SerializeToString())
-    return set(options.Extensions[field_behavior_pb2.field_behavior])
-
-
-def _read_only(f: descriptor.FieldDescriptor) -> bool:
-    """Set by the server only: OUTPUT_ONLY, or IDENTIFIER (bound by the path, never a body)."""
-    return bool(_behaviors(f) & {field_behavior_pb2.OUTPUT_ONLY, field_behavior_pb2.IDENTIFIER})
-
-
-def _always_printed(f: descriptor.FieldDescriptor) -> bool:
-    """The transcoder prints fields without presence even at their default
-    (always_print_primitive_fields): scalars, enums, repeated and map fields."""
-    return f.is_repeated or not f.has_presence
-
-
-def _is_map(f: descriptor.FieldDescriptor) -> bool:
-    return f.message_type is not None and f.message_type.GetOptions().map_entry
-
-
-@dataclass(frozen=True)
-class _Key:
-    """One schema to emit: a message in its response ("out") or request ("in") form; an
-    "in" form may also leave out fields bound by an operation's path (`drop`)."""
-
-    full_name: str
-    mode: str
-    drop: frozenset[str] = frozenset()
-    hint: str = ""  # the schema's name when `drop` makes it operation-specific
-
-
-@dataclass
-class _Schemas:
-    """components/schemas, filled as messages and enums are referenced; refs are
-    placeholders until `finish` has chosen every schema's name."""
-
-    comments: dict[str, str]
-    schemas: dict[_Key, dict[str, Any]] = field(default_factory=dict)
-    enums: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def _ref(self, key: _Key | str) -> dict[str, Any]:
-        return {"$ref": key}
-
-    def message(
-        self,
-        d: descriptor.Descriptor,
-        mode: str = "out",
-        drop: frozenset[str] = frozenset(),
-        hint: str = "",
-    ) -> dict[str, Any]:
-        if d.full_name in _WELL_KNOWN:
-            return dict(_WELL_KNOWN[d.full_name])
-        key = _Key(d.full_name, mode, drop, hint if drop else "")
-        if key not in self.schemas:
-            self.schemas[key] = {}  # placeholder: recursion ends here
-            schema: dict[str, Any] = {"type": "object"}
-            if d.full_name in self.comments:
-                schema["description"] = self.comments[d.full_name]
-            properties: dict[str, Any] = {}
-            required: list[str] = []
-            for f in d.fields:
-                if mode == "in" and (f.name in drop or _read_only(f)):
-                    continue
-                prop = self.field(f, mode)
-                if mode == "out" and _read_only(f):
-                    prop["readOnly"] = True
-                properties[f.json_name] = prop
-                if mode == "out" and _always_printed(f):
-                    required.append(f.json_name)
-                if mode == "in" and field_behavior_pb2.REQUIRED in _behaviors(f):
-                    required.append(f.json_name)
-            schema["properties"] = properties
-            if required:
-                schema["required"] = required
-            self.schemas[key] = schema
-        return self._ref(key)
-
-    def enum(self, e: descriptor.EnumDescriptor) -> dict[str, Any]:
-        """An open enum: the known names, or any other string (a newer server's value)."""
-        if e.full_name not in self.enums:
-            values = [v.name for v in e.values]
-            notes = [
-                f"- `{v.name}`: {self.comments.get(f'{e.full_name}.{v.name}', '')}"
-                for v in e.values
-            ]
-            text = self.comments.get(e.full_name, e.name)
-            self.enums[e.full_name] = {
-                "type": "string",
-                "description": f"{text}\n\nKnown values (the enum is open: a newer server may "
-                "send a value not listed here; treat it like the `_UNSPECIFIED` one):\n"
-                + "\n".join(notes),
-                "enum": values,
-                "x-enum-open": True,
-                "x-enum-descriptions": [
-                    self.comments.get(f"{e.full_name}.{v.name}", "") for v in e.values
-                ],
-            }
-        return {"anyOf": [self._ref(e.full_name), {"type": "string"}]}
-
-    def scalar(self, f: descriptor.FieldDescriptor, mode: str) -> dict[str, Any]:
-        if f.type in _INT64:
-            return {"type": "string", "format": "int64"}
-        if f.type in _INT32:
-            return {"type": "integer", "format": "int32"}
-        if f.type in (FD.TYPE_FLOAT, FD.TYPE_DOUBLE):
-            return {"type": "number"}
-        if f.type == FD.TYPE_BOOL:
-            return {"type": "boolean"}
-        if f.type == FD.TYPE_BYTES:
-            return {"type": "string", "format": "byte"}
-        if f.enum_type is not None:
-            return self.enum(f.enum_type)
-        if f.message_type is not None:
-            return self.message(f.message_type, mode)
-        return {"type": "string"}
-
-    def field(self, f: descriptor.FieldDescriptor, mode: str = "out") -> dict[str, Any]:
-        if f.message_type is not None and _is_map(f):
-            value = f.message_type.fields_by_name["value"]
-            schema = {"type": "object", "additionalProperties": self.scalar(value, mode)}
-        elif f.is_repeated:
-            schema = {"type": "array", "items": self.scalar(f, mode)}
-        else:
-            schema = self.scalar(f, mode)
-        if f.full_name in self.comments:
-            schema = {**schema, "description": self.comments[f.full_name]}
-        return schema
-
-    def detail(self, d: descriptor.Descriptor) -> dict[str, Any]:
-        """An error detail as it appears in Status.details: the message plus its `@type`."""
-        ref = self.message(d)
-        schema = self.schemas[_Key(d.full_name, "out")]
-        schema["properties"] = {
-            "@type": {
-                "type": "string",
-                "const": f"type.googleapis.com/{d.full_name}",
-                "description": "Which detail this is.",
-            },
-            **schema["properties"],
-        }
-        schema["required"] = ["@type", *schema.get("required", [])]
-        return ref
-
-    def finish(self, document: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Name every schema and replace the placeholder refs in `document` and in them."""
-        names = self._names()
-        components: dict[str, dict[str, Any]] = {}
-        for key, schema in self.schemas.items():
-            components[names[key]] = schema
-        for full_name, schema in self.enums.items():
-            components[names[full_name]] = schema
-
-        def resolve(node: Any) -> None:
-            if isinstance(node, dict):
-                ref = node.get("$ref")
-                if isinstance(ref, (_Key, str)) and ref in names:
-                    node["$ref"] = f"#/components/schemas/{names[ref]}"
-                for value in node.values():
-                    resolve(value)
-            elif isinstance(node, list):
-                for value in node:
-                    resolve(value)
-
-        resolve(document)
-        resolve(components)
-        return dict(sorted(components.items()))
-
-    def _names(self) -> dict[_Key | str, str]:
-        modes: dict[str, set[str]] = {}
-        for key in self.schemas:
-            if not key.drop:
-                modes.setdefault(key.full_name, set()).add(key.mode)
-        full_names = {k.full_name for k in self.schemas if not k.drop} | set(self.enums)
-        shorts = [_short(n) for n in full_names]
-        clashes = {s for s in shorts if shorts.count(s) > 1}
-
-        def base(full_name: str) -> str:
-            short = _short(full_name)
-            if short in clashes:
-                return "".join(p[:1].upper() + p[1:] for p in full_name.split("."))
-            return short
-
-        names: dict[_Key | str, str] = {}
-        for key in self.schemas:
-            if key.drop:
-                names[key] = key.hint
-            elif key.mode == "in" and "out" in modes[key.full_name]:
-                names[key] = base(key.full_name) + "Input"
-            else:
-                names[key] = base(key.full_name)
-        for full_name in self.enums:
-            names[full_name] = base(full_name)
-        taken = list(names.values())
-        duplicates = {n for n in taken if taken.count(n) > 1}
-        assert not duplicates, f"schema names used twice: {sorted(duplicates)}"
-        return names
-
-
-def _short(full_name: str) -> str:
-    """`socialmesh.feed.v1.FeedItem.Reason` -> `FeedItemReason` (package dropped)."""
-    parts = full_name.split(".")
-    while parts and parts[0][:1].islower():
-        parts.pop(0)
-    return "".join(parts)
 
 
 def _http_rules(method: descriptor.MethodDescriptor) -> list[http_pb2.HttpRule]:
@@ -420,24 +129,24 @@ def _field_at(d: descriptor.Descriptor, dotted: str) -> descriptor.FieldDescript
 
 
 def _query_parameters(
-    schemas: _Schemas, d: descriptor.Descriptor, skip: set[str], prefix: str = ""
+    schemas: SchemaSet, d: descriptor.Descriptor, skip: set[str], prefix: str = ""
 ) -> Iterator[dict[str, Any]]:
     """Every leaf field not bound elsewhere, dotted for nested messages (transcoder rules)."""
     for f in d.fields:
         path = f"{prefix}{f.json_name}"
-        if f"{prefix}{f.name}" in skip or path in skip or _read_only(f):
+        if f"{prefix}{f.name}" in skip or path in skip or read_only(f):
             continue
         nested = f.message_type
-        if _is_map(f):
+        if is_map(f):
             continue  # maps cannot be query parameters
-        if nested is not None and nested.full_name not in _WELL_KNOWN and not f.is_repeated:
+        if nested is not None and nested.full_name not in WELL_KNOWN and not f.is_repeated:
             yield from _query_parameters(schemas, nested, skip, f"{path}.")
             continue
         parameter: dict[str, Any] = {"name": path, "in": "query"}
         schema = schemas.field(f, "in")
         if "description" in schema:  # on both: openapi-python-client reads the schema's
             parameter["description"] = schema["description"]
-        if field_behavior_pb2.REQUIRED in _behaviors(f) and not prefix:
+        if field_behavior_pb2.REQUIRED in behaviors(f) and not prefix:
             parameter["required"] = True
         if f.is_repeated:
             parameter["style"] = "form"
@@ -455,7 +164,7 @@ class _Method:
 
 
 def _path_parameter(
-    schemas: _Schemas, request: descriptor.Descriptor, variable: str
+    schemas: SchemaSet, request: descriptor.Descriptor, variable: str
 ) -> dict[str, Any]:
     f = _field_at(request, variable)
     schema = schemas.field(f, "in")
@@ -471,7 +180,7 @@ def _path_parameter(
     return parameter
 
 
-def _operation(schemas: _Schemas, m: _Method) -> tuple[str, str, dict[str, Any]]:
+def _operation(schemas: SchemaSet, m: _Method) -> tuple[str, str, dict[str, Any]]:
     method, rule = m.method, m.rule
     verb, template = _verb_and_path(rule)
     path_fields = [v.group(1) for v in _VARIABLE.finditer(template)]
@@ -495,8 +204,8 @@ def _operation(schemas: _Schemas, m: _Method) -> tuple[str, str, dict[str, Any]]
     hint = method.name + "Body"
     if rule.body == "*":
         drop = frozenset(p for p in path_fields if "." not in p)
-        drop -= {f.name for f in request.fields if _read_only(f)}
-        if any(not _read_only(f) and f.name not in drop for f in request.fields):
+        drop -= {f.name for f in request.fields if read_only(f)}
+        if any(not read_only(f) and f.name not in drop for f in request.fields):
             body = {
                 "required": True,
                 "content": {
@@ -526,7 +235,7 @@ def _operation(schemas: _Schemas, m: _Method) -> tuple[str, str, dict[str, Any]]
                 if p.startswith(prefix) and "." not in p[len(prefix) :]
             )
             nested = body_field.message_type
-            if nested is not None and drop - {f.name for f in nested.fields if _read_only(f)}:
+            if nested is not None and drop - {f.name for f in nested.fields if read_only(f)}:
                 schema = schemas.message(nested, "in", drop, hint)
             else:
                 schema = schemas.field(body_field, "in")
@@ -550,17 +259,17 @@ def _operation(schemas: _Schemas, m: _Method) -> tuple[str, str, dict[str, Any]]
                 "schema": {
                     "type": "string",
                     "description": "Server-Sent Events: one `data: <JSON>` frame per message, "
-                    f"each a `{_short(output.full_name)}` (see x-sse-data).",
+                    f"each a `{short_name(output.full_name)}` (see x-sse-data).",
                 },
                 "x-sse-data": schemas.message(output),
             }
         }
-        description = f"A stream of `{_short(output.full_name)}` messages as Server-Sent Events"
+        description = f"A stream of `{short_name(output.full_name)}` messages as Server-Sent Events"
         op["x-socialmesh-stream"] = "server-sent-events"
     else:
         ok = {"application/json": {"schema": schemas.message(output)}}
         description = "OK"
-    error = {"application/json": {"schema": {"$ref": _Key(ERROR_SCHEMA, "out")}}}
+    error = {"application/json": {"schema": {"$ref": SchemaKey(ERROR_SCHEMA, "out")}}}
     op["responses"] = {
         "200": {"description": description, "content": ok},
         "default": {
@@ -578,11 +287,11 @@ def _operation(schemas: _Schemas, m: _Method) -> tuple[str, str, dict[str, Any]]
     return openapi_path, verb, op
 
 
-def _error_schemas(schemas: _Schemas, pool: descriptor_pool.DescriptorPool) -> None:
+def _error_schemas(schemas: SchemaSet, pool: descriptor_pool.DescriptorPool) -> None:
     details = [schemas.detail(pool.FindMessageTypeByName(n)) for n in ERROR_DETAILS]
     status = pool.FindMessageTypeByName(ERROR_SCHEMA)
     schemas.message(status)
-    schema = schemas.schemas[_Key(status.full_name, "out")]
+    schema = schemas.schemas[SchemaKey(status.full_name, "out")]
     # Not every error is the transcoder's: the edge writes its own (local replies), so only
     # what every producer sends is required.
     schema["required"] = ["code", "message"]
@@ -590,7 +299,7 @@ def _error_schemas(schemas: _Schemas, pool: descriptor_pool.DescriptorPool) -> N
         "type": "array",
         "description": "Typed details, each with its `@type`: ErrorInfo (a machine-readable "
         "`reason`), BadRequest (`fieldViolations`), RetryInfo (`retryDelay`), ...",
-        "items": {"anyOf": [*details, dict(_WELL_KNOWN["google.protobuf.Any"])]},
+        "items": {"anyOf": [*details, dict(WELL_KNOWN["google.protobuf.Any"])]},
     }
 
 
@@ -605,7 +314,7 @@ def build(contract: Contract, title: str = "socialmesh REST API") -> dict[str, A
         proto = descriptor_pb2.FileDescriptorProto()
         error_details_pb2.DESCRIPTOR.CopyToProto(proto)
         pool.Add(proto)
-    schemas = _Schemas(comments=leading_comments(contract.files))
+    schemas = SchemaSet(comments=leading_comments(contract.files))
     _error_schemas(schemas, pool)
     methods: list[_Method] = []
     tags: list[dict[str, Any]] = []
@@ -639,7 +348,7 @@ def build(contract: Contract, title: str = "socialmesh REST API") -> dict[str, A
         assert verb not in paths.get(path, {}), f"{verb} {path} is bound twice"
         paths.setdefault(path, {})[verb] = op
     # What is not a transcoded method: the SSE stream, the refresh cookie.
-    error = {"$ref": _Key(ERROR_SCHEMA, "out")}
+    error = {"$ref": SchemaKey(ERROR_SCHEMA, "out")}
     add_browser_surface(paths, pool, schemas.message, error, schemas.comments)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
