@@ -156,6 +156,19 @@ def service_env(name: str) -> list[dict[str, Any]]:
         env += media_env()
     if name == "chat":
         env.append({"name": "CHAT_HTTP_PORT", "value": str(CHAT_EVENTS_PORT)})
+        # Web Push's VAPID pair (docs/push.md); without the secret Web Push is off.
+        for var, key in (
+            ("PUSH_VAPID_PRIVATE_KEY", "vapid-private-key"),
+            ("PUSH_VAPID_SUBJECT", "vapid-subject"),
+        ):
+            env.append(
+                {
+                    "name": var,
+                    "valueFrom": {
+                        "secretKeyRef": {"name": "socialmesh-push", "key": key, "optional": True}
+                    },
+                }
+            )
     return env
 
 

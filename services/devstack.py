@@ -11,6 +11,7 @@ started unless every port it will bind is free.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import fcntl
@@ -94,6 +95,19 @@ def _persistent_secret(path: Path) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _persistent_vapid_key(path: Path) -> str:
+    """The data dir's Web Push VAPID private key (base64url, 32 raw P-256 bytes), made once."""
+    if not path.exists():
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        value = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value
+        raw = base64.urlsafe_b64encode(value.to_bytes(32, "big")).rstrip(b"=").decode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(raw)
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -499,6 +513,8 @@ class Stack:
             env["JWT_PRIVATE_KEY_FILE"] = str(private_key)
         if not env.get("PAGE_TOKEN_SECRET"):
             env["PAGE_TOKEN_SECRET"] = _persistent_secret(keys / "page-token.secret")
+        if not env.get("PUSH_VAPID_PRIVATE_KEY"):  # Web Push on (docs/push.md)
+            env["PUSH_VAPID_PRIVATE_KEY"] = _persistent_vapid_key(keys / "vapid.key")
         env["SERVICE_PUBLIC_KEYS_DIR"] = str(service_keys(self.service_keys_dir))
         for name, port in registry.ports(self.base_port).items():
             env[f"SOCIALMESH_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"
