@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,10 +37,10 @@ def service(mesh: Mesh) -> ChatServicer:
 @pytest.fixture
 def heartbeat(service: ChatServicer) -> Iterator[None]:
     """Heartbeats (and the expiry/revocation checks that run with them) every 0.3 s."""
-    before = service._config.heartbeat_seconds
-    service._config.heartbeat_seconds = 0.3
+    before = service.config
+    service.config = dataclasses.replace(before, heartbeat_seconds=0.3)
     yield
-    service._config.heartbeat_seconds = before
+    service.config = before
 
 
 class Events:

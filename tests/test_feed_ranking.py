@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import math
 import random
 from collections.abc import Iterator
@@ -418,13 +419,13 @@ async def test_served_pages_carry_the_assigned_arm_and_log_exposure(
         return post.post_id in followed(await read(feed, fan, RANKED))
 
     await eventually(arrived)
-    before = service.config.experiments
-    service.config.experiments = [exp]
+    before = service.config
+    service.config = dataclasses.replace(before, experiments=(exp,))
     try:
         reply = await read(feed, fan, RANKED, page_size=1)
         second = await read(feed, fan, RANKED, page_size=1, page_token=reply.next_page_token)
     finally:
-        service.config.experiments = before
+        service.config = before
     arm = exp.assign(fan.id).name
     for page in (reply, second):
         for item in page.items:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
@@ -46,13 +47,13 @@ def service(mesh: Mesh) -> FeedServicer:
 @pytest.fixture
 def threshold(service: FeedServicer) -> Iterator[Callable[[int], None]]:
     """Lowers the fan-out threshold for one test (10,000 followers do not fit in a test)."""
-    before = service.config.fanout_threshold
+    before = service.config
 
     def set_to(value: int) -> None:
-        service.config.fanout_threshold = value
+        service.config = dataclasses.replace(before, fanout_threshold=value)
 
     yield set_to
-    service.config.fanout_threshold = before
+    service.config = before
 
 
 async def ids(feed, who: Person, kind=FOLLOWING, page_size: int = 100) -> list[int]:

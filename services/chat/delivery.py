@@ -6,7 +6,10 @@ a stream on any instance, after any reconnect, sees every event exactly once,
 in order. A stream ends with a control event: RECONNECT (jittered) when the
 server drains, TOKEN_EXPIRING before the caller's token expires,
 SESSION_ENDED on revocation, RESYNC_REQUIRED first when the cursor is older
-than the log keeps.
+than the log keeps. An account holds at most `max_streams_per_user` streams
+(config): one more is refused with RESOURCE_EXHAUSTED (TOO_MANY_STREAMS)
+before it starts, and open ones are never cut, so a client is not kicked off
+by its own reconnect loop or by someone else's stolen token opening more.
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ from socialmesh.chat.v1 import chat_pb2
 
 from services.kit.auth import Caller, Revocations
 from services.kit.db import Database
-from services.kit.errors import InvalidArgument, ServiceError
+from services.kit.errors import InvalidArgument, Reason, ResourceExhausted, ServiceError
 from services.kit.pagination import page_size
 from services.kit.tasks import cancel_and_wait
 
 from .config import ChatConfig
 from .eventlog import EventLog, Head, Wakeups, decode_cursor, encode_cursor
-from .presence import PresenceTracker
+from .presence import PresenceTracker, StreamLimitReached
 
 log = logging.getLogger("socialmesh.chat")
 
@@ -41,6 +44,26 @@ READ_BATCH = 200
 TOKEN_MARGIN_SECONDS = 60
 SYNC_PAGES = (100, 500)
 SYNC_DEFAULT_TIMEOUT, SYNC_MAX_TIMEOUT = 25.0, 30.0
+
+#: A refused stream is told to retry after this long (a closed stream frees its slot
+#: at once; a crashed instance's count until they age out).
+STREAM_LIMIT_RETRY_SECONDS = 10.0
+
+
+class TooManyStreams(ResourceExhausted):
+    """429 TOO_MANY_STREAMS: the account holds as many open event streams as it may."""
+
+    reason = Reason.TOO_MANY_STREAMS
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"at most {limit} open event streams per account: close one (another tab or"
+            " device), then reconnect",
+            subject="event streams",
+            retry_after_seconds=STREAM_LIMIT_RETRY_SECONDS,
+            limit=limit,
+        )
+
 
 #: Runs one Connect action; None for `subscribe` (the stream then starts delivery).
 Act = Callable[[Caller, chat_pb2.ConnectRequest], Awaitable[chat_pb2.Ack | None]]
@@ -123,7 +146,13 @@ class Streams:
         stream_id = uuid.uuid4().hex
         presence = self._presence
         try:
-            if await presence.open(user_id, stream_id):
+            try:
+                came_online = await presence.open(
+                    user_id, stream_id, self._config.max_streams_per_user
+                )
+            except StreamLimitReached as full:
+                raise TooManyStreams(full.limit) from None
+            if came_online:
                 await self._broadcast_presence(user_id)
             if greet:
                 yield self.hello(encode_cursor(position))

@@ -63,7 +63,7 @@ log = logging.getLogger("socialmesh.chat")
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
-        self._config = ChatConfig(os.environ)
+        self.config = ChatConfig.from_env(os.environ)
         self._log = EventLog()
         self._store: ChatStore | None = None
         self._wakeups: Wakeups | None = None
@@ -141,19 +141,19 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             self._log,
             self._wakeups,
             self._presence,
-            self._config,
+            lambda: self.config,
             revocations=lambda: self._rt.revocations,
             broadcast_presence=self._broadcast.broadcast,
         )
         self._tickets = StreamTickets(rt.redis)
-        if self._config.http_port is not None:
+        if self.config.http_port is not None:
             self.sse = EventStreamServer(
                 lambda caller, since: self.streams.events(caller, since, greet=True),
                 self._tickets,
                 build_verifier(rt.settings),
                 lambda: self._rt.revocations,
             )
-            await self.sse.start(rt.settings.grpc_host, self._config.http_port)
+            await self.sse.start(rt.settings.grpc_host, self.config.http_port)
 
     def consumers(self) -> list[ConsumerGroup]:
         """Chat's consumer groups, one class each (docs/events.md lists them)."""
@@ -204,8 +204,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
             try:
                 removed = await self._log.prune(
                     self._rt.db.primary,
-                    older_than=datetime.now(UTC) - timedelta(days=self._config.retention_days),
-                    keep_per_user=self._config.keep_per_user,
+                    older_than=datetime.now(UTC) - timedelta(days=self.config.retention_days),
+                    keep_per_user=self.config.keep_per_user,
                 )
                 if removed:
                     log.info("pruned %d chat log events past retention", removed)

@@ -20,13 +20,13 @@ def ranking_config(weights: str) -> ranking.RankingConfig:
     return ranking.RankingConfig(w_collab=parts[0], w_content=parts[1], w_model=parts[2])
 
 
-@dataclass
+@dataclass(frozen=True)
 class FeedConfig:
     """Tunables (environment): FEED_FANOUT_THRESHOLD, FEED_ACTIVE_DAYS, FEED_RANK_TIMEOUT_MS,
     FEED_RANK_WEIGHTS, FEED_MODEL_DIR, FEED_EXPERIMENTS.
 
-    One instance per servicer, shared by its jobs: a change (tests, operators) is
-    seen by all of them.
+    Frozen: a change (tests, operators) replaces the servicer's `config`, and its
+    jobs read it through the servicer, so all of them see one value.
     """
 
     #: Accounts with at least this many followers are merged at read time, not fanned out.
@@ -38,7 +38,7 @@ class FeedConfig:
     ranking: ranking.RankingConfig = field(default_factory=ranking.RankingConfig)
     #: Where `socialmesh train-ranker` writes models (empty: no model).
     model_dir: str = DEFAULT_MODEL_DIR
-    experiments: list[experiments.Experiment] = field(default_factory=list)
+    experiments: tuple[experiments.Experiment, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> FeedConfig:
@@ -48,7 +48,7 @@ class FeedConfig:
             rank_timeout_seconds=int(env.get("FEED_RANK_TIMEOUT_MS", "500")) / 1000,
             ranking=ranking_config(env.get("FEED_RANK_WEIGHTS", "0.4,0.3,0.3")),
             model_dir=env.get("FEED_MODEL_DIR", DEFAULT_MODEL_DIR),
-            experiments=experiments.load(env.get("FEED_EXPERIMENTS", "")),
+            experiments=tuple(experiments.load(env.get("FEED_EXPERIMENTS", ""))),
         )
 
     @property

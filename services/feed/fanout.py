@@ -10,6 +10,7 @@ follow/mute state is order-insensitive (`newer_than_applied`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC
 from typing import ClassVar
 
@@ -51,7 +52,11 @@ class Fanout:
     START: ClassVar[Start] = START
 
     def __init__(
-        self, redis: aioredis.Redis, timelines: Timelines, peers: Peers, config: FeedConfig
+        self,
+        redis: aioredis.Redis,
+        timelines: Timelines,
+        peers: Peers,
+        config: Callable[[], FeedConfig],
     ) -> None:
         self._redis = redis
         self._timelines = timelines
@@ -81,7 +86,7 @@ class Fanout:
             await tl.push_author(author_id, entry)
             return
         pages = await self._peers.follower_pages(author_id)
-        if sum(len(page) for page in pages) >= self._config.fanout_threshold:
+        if sum(len(page) for page in pages) >= self._config().fanout_threshold:
             # Followers learn to merge this account first, then it becomes one: a
             # crash in between is redone on redelivery.
             for page in pages:
@@ -91,7 +96,7 @@ class Fanout:
             return
         await tl.push([author_id], [entry])
         for page in pages:
-            active = await tl.active_among(page, self._config.active_seconds)
+            active = await tl.active_among(page, self._config().active_seconds)
             await tl.push(active, [entry])
 
     async def _withdraw(self, author_id: int, entry: Entry) -> None:

@@ -12,7 +12,7 @@ raises or times out the viewer gets a FOLLOWING page.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence, Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -56,7 +56,7 @@ class HomeFeed:
         timelines: Timelines,
         store: FeedStore,
         peers: Peers,
-        config: FeedConfig,
+        config: Callable[[], FeedConfig],
         ranked: RankedSessions,
     ) -> None:
         self._redis = redis
@@ -119,7 +119,7 @@ class HomeFeed:
             pipe.sadd(celebs_key(viewer), *(str(c) for c in celebs))
         await pipe.execute()
         entries = await self._peers.author_posts(
-            [viewer, *ordinary], since_days=self._config.active_days
+            [viewer, *ordinary], since_days=self._config().active_days
         )
         await self._timelines.push([viewer], entries)
         await self._timelines.mark_built(viewer)

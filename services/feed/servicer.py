@@ -100,17 +100,17 @@ class FeedServicer(ServicerBase, feed_pb2_grpc.FeedServiceServicer):
             store,
             trend_sets,
             peers,
-            config,
+            lambda: self.config,
             self._models,
             # Late-bound: tests swap `_out_of_network` on the servicer.
             out_of_network=lambda viewer: self._out_of_network(viewer),
         )
-        self._home = HomeFeed(redis, timelines, store, peers, config, self._ranked)
+        self._home = HomeFeed(redis, timelines, store, peers, lambda: self.config, self._ranked)
         self._presenter = Presenter(self._tracking, rt.page_tokens, peers)
         self._interactions = Interactions(store, timelines, peers, self._tracking)
         self._suggestions = Suggestions(store, peers)
         self._listings = trends.TrendListings(trend_sets, rt.page_tokens, peers)
-        self._fanout = Fanout(redis, timelines, peers, config)
+        self._fanout = Fanout(redis, timelines, peers, lambda: self.config)
         self._interaction_log = InteractionLog(store)
         groups: tuple[ConsumerGroup, ...] = (
             self._fanout,

@@ -70,7 +70,7 @@ class RankedSessions:
         store: FeedStore,
         trends: trends.Trends,
         peers: Peers,
-        config: FeedConfig,
+        config: Callable[[], FeedConfig],
         models: ModelSlot,
         *,
         out_of_network: OutOfNetwork | None = None,
@@ -99,7 +99,8 @@ class RankedSessions:
         feedback_hidden, less_authors = feedback.hidden_posts, feedback.less_authors
         redis = self._redis
         known: dict[int, post_pb2.Post] = {}
-        assignment = experiments.assign(self._config.experiments, viewer, self._config.ranking)
+        config = self._config()
+        assignment = experiments.assign(config.experiments, viewer, config.ranking)
         session = cursor.session if cursor is not None else ""
         offset = cursor.offset if cursor is not None else 0
         top = cursor.top if cursor is not None else ""
@@ -108,7 +109,7 @@ class RankedSessions:
             session, offset = uuid.uuid4().hex[:16], 0
             scored, known, top = await asyncio.wait_for(
                 self.score(viewer, keys, muted, feedback, assignment.config),
-                timeout=self._config.rank_timeout_seconds,
+                timeout=config.rank_timeout_seconds,
             )
             key = ranked_key(viewer, session)
             pipe = redis.pipeline(transaction=True)
