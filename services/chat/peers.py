@@ -2,14 +2,13 @@
 
 The only place chat calls a peer for its RPCs (the notification consumer asks
 graph itself, with chat's own credential); every call maps a peer's failure
-with `upstream_error`.
+with `peer_call`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import grpc
 from socialmesh.chat.v1 import chat_pb2
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 from socialmesh.media.v1 import media_pb2, media_pb2_grpc
@@ -18,7 +17,7 @@ from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.auth import anonymous_calls
 from services.kit.cards import ViewerCards
-from services.kit.channels import upstream_error
+from services.kit.channels import peer_call
 from services.kit.errors import PermissionDenied, Reason
 
 #: BatchGetPosts takes at most this many ids (post.proto).
@@ -53,23 +52,19 @@ class ChatPeers:
         self, viewer_id: int, others: Sequence[int]
     ) -> dict[int, graph_pb2.Relationship]:
         graph = self._graph
-        try:
+        async with peer_call("graph"):
             reply = await graph.BatchGetRelationships(
                 graph_pb2.BatchGetRelationshipsRequest(viewer_id=viewer_id, user_ids=list(others))
             )
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "graph") from exc
         return {r.user_id: r for r in reply.relationships}
 
     async def existing_users(self, user_ids: Sequence[int]) -> set[int]:
         users = self._users
-        try:
+        async with peer_call("user"):
             with anonymous_calls():  # existence must not depend on blocks
                 reply = await users.BatchGetUsers(
                     user_pb2.BatchGetUsersRequest(user_ids=list(user_ids))
                 )
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "user") from exc
         return {u.user_id for u in reply.users}
 
     async def refuse_blocks(
@@ -109,12 +104,10 @@ class ChatPeers:
         post_ids = list(dict.fromkeys(n.post_id for n in notifications if n.post_id))
         posts: dict[int, post_pb2.Post] = {}
         for start in range(0, len(post_ids), MAX_POST_BATCH):
-            try:
+            async with peer_call("post"):
                 reply = await self._posts.BatchGetPosts(
                     post_pb2.BatchGetPostsRequest(post_ids=post_ids[start : start + MAX_POST_BATCH])
                 )
-            except grpc.aio.AioRpcError as exc:
-                raise upstream_error(exc, "post") from exc
             posts.update((p.post_id, p) for p in reply.posts)
         for notification in notifications:
             notification.sample_actors.extend(
@@ -133,10 +126,8 @@ class ChatPeers:
         if not media_ids:
             return []
         media = self._media  # AttachMedia is idempotent: retried sends re-ask
-        try:
+        async with peer_call("media"):
             reply = await media.AttachMedia(
                 media_pb2.AttachMediaRequest(owner_id=sender_id, media_ids=media_ids)
             )
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "media") from exc
         return list(reply.media)

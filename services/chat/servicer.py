@@ -31,7 +31,7 @@ from socialmesh.user.v1 import user_pb2_grpc
 
 from services.kit.auth import Caller, require_caller
 from services.kit.cards import ViewerCards, user_loader
-from services.kit.channels import upstream_error
+from services.kit.channels import peer_call
 from services.kit.consumers import ConsumerGroup
 from services.kit.errors import (
     InvalidArgument,
@@ -388,39 +388,35 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer, ServicerBase):
         """Runs one Connect action; None for `subscribe` (the caller starts delivery)."""
         ack = chat_pb2.Ack(client_request_id=action.client_request_id)
         try:
-            violations = request_violations(action)
-            if len(action.client_request_id) > MAX_REQUEST_ID:
-                violations.append(("client_request_id", f"at most {MAX_REQUEST_ID} characters"))
-            if violations:
-                raise InvalidArgument(violations)
-            kind = action.WhichOneof("action")
-            if kind == "subscribe":
-                decode_cursor(action.subscribe.since, "subscribe.since")
-                return None
-            if kind == "send":
-                send = chat_pb2.SendMessageRequest()
-                send.CopyFrom(action.send)
-                send.request_id = send.request_id or action.client_request_id
-                ack.message.CopyFrom(await self.messages.send(caller, send))
-            elif kind == "typing":
-                await self.messages.typing(caller, action.typing)
-            elif kind == "mark_read":
-                await self.messages.mark_read(caller, action.mark_read)
-            elif kind == "heartbeat":
-                if action.heartbeat.active:
-                    await self.presence.touch(caller.user_id)
-            else:
-                raise InvalidArgument(
-                    [("action", "set one of subscribe, send, typing, mark_read, heartbeat")]
-                )
+            async with peer_call("peer"):  # a peer's refusal becomes this ack's status
+                violations = request_violations(action)
+                if len(action.client_request_id) > MAX_REQUEST_ID:
+                    violations.append(("client_request_id", f"at most {MAX_REQUEST_ID} characters"))
+                if violations:
+                    raise InvalidArgument(violations)
+                kind = action.WhichOneof("action")
+                if kind == "subscribe":
+                    decode_cursor(action.subscribe.since, "subscribe.since")
+                    return None
+                if kind == "send":
+                    send = chat_pb2.SendMessageRequest()
+                    send.CopyFrom(action.send)
+                    send.request_id = send.request_id or action.client_request_id
+                    ack.message.CopyFrom(await self.messages.send(caller, send))
+                elif kind == "typing":
+                    await self.messages.typing(caller, action.typing)
+                elif kind == "mark_read":
+                    await self.messages.mark_read(caller, action.mark_read)
+                elif kind == "heartbeat":
+                    if action.heartbeat.active:
+                        await self.presence.touch(caller.user_id)
+                else:
+                    raise InvalidArgument(
+                        [("action", "set one of subscribe, send, typing, mark_read, heartbeat")]
+                    )
             ack.status.code = code_pb2.OK
         except ServiceError as exc:
             ack.status.CopyFrom(exc.status_proto())
-        except grpc.aio.AioRpcError as exc:
-            mapped = upstream_error(exc, "peer")
-            if not isinstance(mapped, ServiceError):
-                raise
-            ack.status.CopyFrom(mapped.status_proto())
         return ack
 
     # ---- notifications (services/chat/notifications/) -----------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import redis.asyncio as aioredis
 from google.protobuf import field_mask_pb2
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
@@ -18,7 +17,7 @@ from socialmesh.post.v1 import post_pb2, post_pb2_grpc
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from services.kit.auth import anonymous_calls
-from services.kit.channels import upstream_error
+from services.kit.channels import peer_call
 
 from .timelines import Entry, share_key, share_sort_key
 
@@ -82,14 +81,12 @@ class Peers:
         token = ""
         while True:
             with anonymous_calls():
-                try:
+                async with peer_call("graph"):
                     reply = await self.graph.ListFollowerIds(
                         graph_pb2.ListFollowerIdsRequest(
                             user_id=user_id, page_size=FOLLOWER_PAGE, page_token=token
                         )
                     )
-                except grpc.aio.AioRpcError as exc:
-                    raise upstream_error(exc, "graph") from exc
             pages.append(list(reply.follower_ids))
             token = reply.next_page_token
             if not token:
@@ -100,12 +97,10 @@ class Peers:
         followees: list[int] = []
         token = ""
         while len(followees) < REBUILD_MAX_FOLLOWING:
-            try:  # the viewer's own list, under the viewer's token
+            async with peer_call("graph"):  # the viewer's own list, under the viewer's token
                 reply = await self.graph.ListFollowing(
                     graph_pb2.ListFollowingRequest(user_id=viewer, page_size=1000, page_token=token)
                 )
-            except grpc.aio.AioRpcError as exc:
-                raise upstream_error(exc, "graph") from exc
             followees.extend(edge.user_id for edge in reply.following)
             token = reply.next_page_token
             if not token:
@@ -131,10 +126,8 @@ class Peers:
             if since_days is not None:
                 request.since_time.FromDatetime(utcnow() - timedelta(days=since_days))
             with anonymous_calls():
-                try:
+                async with peer_call("post"):
                     reply = await self.posts.BatchListAuthorPosts(request)
-                except grpc.aio.AioRpcError as exc:
-                    raise upstream_error(exc, "post") from exc
             entries.extend(Entry.post(r.post_id, r.author_id) for r in reply.posts)
             reposts.extend(reply.reposts)
         if not reposts:
@@ -164,13 +157,11 @@ class Peers:
         found: dict[int, post_pb2.Post] = {}
         wanted = list(dict.fromkeys(post_ids))
         for chunk in chunks(wanted, HYDRATE_BATCH):
-            try:
+            async with peer_call("post"):
                 request = post_pb2.BatchGetPostsRequest(
                     post_ids=chunk, include_authors=cards is not None
                 )
                 reply = await self.posts.BatchGetPosts(request)
-            except grpc.aio.AioRpcError as exc:
-                raise upstream_error(exc, "post") from exc
             found.update((p.post_id, p) for p in reply.posts)
             if cards is not None:
                 cards.update((c.user_id, c) for c in reply.authors)
@@ -181,31 +172,25 @@ class Peers:
         wanted = list(dict.fromkeys(user_ids))
         cards: list[user_pb2.User] = []
         for chunk in chunks(wanted, HYDRATE_BATCH):
-            try:
+            async with peer_call("user"):
                 reply = await self.users.BatchGetUsers(
                     user_pb2.BatchGetUsersRequest(user_ids=chunk, read_mask=AUTHOR_FIELDS)
                 )
-            except grpc.aio.AioRpcError as exc:
-                raise upstream_error(exc, "user") from exc
             cards.extend(reply.users)
         return cards
 
     async def get_post(self, post_id: int) -> post_pb2.Post:
         """One post as the caller may see it: NOT_FOUND / PERMISSION_DENIED pass through."""
-        try:
+        async with peer_call("post"):
             return await self.posts.GetPost(post_pb2.GetPostRequest(post_id=post_id))
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "post") from exc
 
     async def suggested_accounts(
         self, viewer: int, max_results: int, candidate_ids: Sequence[int]
     ) -> graph_pb2.ListSuggestedAccountsResponse:
         """Graph's ranked suggestions (it applies follows, requests, mutes and blocks)."""
-        try:
+        async with peer_call("graph"):
             return await self.graph.ListSuggestedAccounts(
                 graph_pb2.ListSuggestedAccountsRequest(
                     viewer_id=viewer, max_results=max_results, candidate_ids=candidate_ids
                 )
             )
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "graph") from exc

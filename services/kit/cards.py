@@ -16,14 +16,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-import grpc
 import redis.asyncio as aioredis
 from google.protobuf import field_mask_pb2
 from socialmesh.graph.v1 import graph_pb2
 from socialmesh.user.v1 import user_pb2, user_pb2_grpc
 
 from .auth import anonymous_calls
-from .channels import upstream_error
+from .channels import peer_call
 from .generations import GenerationCache, bump, generation_key, tag, untag
 from .relcache import Loader as RelationshipLoader
 from .relcache import RelationshipCache
@@ -55,12 +54,10 @@ def user_loader(users: user_pb2_grpc.UserServiceAsyncStub) -> Loader:
 
     async def load(user_ids: list[int]) -> Sequence[user_pb2.User]:
         with anonymous_calls():
-            try:
+            async with peer_call("user"):
                 reply = await users.BatchGetUsers(
                     user_pb2.BatchGetUsersRequest(user_ids=user_ids, read_mask=CARD_FIELDS)
                 )
-            except grpc.aio.AioRpcError as exc:
-                raise upstream_error(exc, "user") from exc
         return reply.users
 
     return load

@@ -25,11 +25,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-import grpc
 import redis.asyncio as aioredis
 from socialmesh.graph.v1 import graph_pb2, graph_pb2_grpc
 
-from .channels import upstream_error
+from .channels import peer_call
 from .generations import GenerationCache, bump, generation_key, tag, untag
 
 ENTRY_TTL_SECONDS = 3600
@@ -69,12 +68,10 @@ def graph_loader(graph: graph_pb2_grpc.GraphServiceAsyncStub) -> Loader:
     """Loads from graph's `BatchGetRelationships` (under the viewer's own token)."""
 
     async def load(viewer_id: int, user_ids: list[int]) -> Sequence[graph_pb2.Relationship]:
-        try:
+        async with peer_call("graph"):
             reply = await graph.BatchGetRelationships(
                 graph_pb2.BatchGetRelationshipsRequest(viewer_id=viewer_id, user_ids=user_ids)
             )
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc, "graph") from exc
         return reply.relationships
 
     return load
