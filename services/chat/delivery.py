@@ -90,7 +90,7 @@ class Streams:
         events: EventLog,
         wakeups: Wakeups,
         presence: PresenceTracker,
-        config: ChatConfig,
+        config: Callable[[], ChatConfig],
         *,
         revocations: Callable[[], Revocations | None],
         broadcast_presence: Callable[[int], Awaitable[None]],
@@ -111,7 +111,7 @@ class Streams:
         return control(
             chat_pb2.STREAM_CONTROL_KIND_HELLO,
             cursor,
-            heartbeat_interval=duration(self._config.heartbeat_seconds),
+            heartbeat_interval=duration(self._config().heartbeat_seconds),
             server_time=now.create_time,
         )
 
@@ -148,7 +148,7 @@ class Streams:
         try:
             try:
                 came_online = await presence.open(
-                    user_id, stream_id, self._config.max_streams_per_user
+                    user_id, stream_id, self._config().max_streams_per_user
                 )
             except StreamLimitReached as full:
                 raise TooManyStreams(full.limit) from None
@@ -158,7 +158,7 @@ class Streams:
                 yield self.hello(encode_cursor(position))
             if resync is not None:
                 yield resync
-            heartbeat = self._config.heartbeat_seconds
+            heartbeat = self._config().heartbeat_seconds
             while True:
                 wake.clear()
                 batch = await self._log.read(self._db.primary, user_id, position, READ_BATCH)
@@ -205,7 +205,7 @@ class Streams:
     async def ending(self, caller: Caller, cursor: str) -> chat_pb2.ChatEvent | None:
         """The control that ends this stream now, if any (drain, expiry, revocation)."""
         if self.draining:
-            jitter = random.uniform(0.5, max(0.5, self._config.reconnect_jitter_seconds))
+            jitter = random.uniform(0.5, max(0.5, self._config().reconnect_jitter_seconds))
             return control(
                 chat_pb2.STREAM_CONTROL_KIND_RECONNECT,
                 cursor,
