@@ -5,6 +5,7 @@ reactions and the per-account stream cap (T3-M3, T3-M4, T3-L1, T3-M5, T3-L2, T3-
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import grpc
@@ -352,3 +353,52 @@ async def test_reactions_take_exactly_one_emoji(chat, make_person):
     for good in ["👍🏽", "🇫🇷", "👩‍👩‍👧‍👦"]:
         reacted = await react(chat, a, convo.conversation_id, message.message_id, good)
         assert good in {r.emoji for r in reacted.reactions}
+
+
+# ---- T3-L3: streams per account -------------------------------------------------------------
+
+
+async def test_one_stream_more_than_the_cap_is_refused(service, chat, make_person, streams):
+    before = service.config
+    service.config = dataclasses.replace(before, max_streams_per_user=2)
+    try:
+        who = await make_person()
+        first = await online(chat, who, streams)
+        await online(chat, who, streams)
+        third = Stream(chat, who)
+        streams.append(third)
+        assert await third.next() is None
+        assert third.error is not None
+        assert third.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert reason_of(third.error) == "TOO_MANY_STREAMS"
+
+        # Connect's subscription counts too: its ack carries the refusal.
+        connect = chat.Connect(metadata=who.md)
+        await connect.read()  # HELLO
+        await connect.write(
+            chat_pb2.ConnectRequest(client_request_id="s", subscribe=chat_pb2.Subscribe(since=""))
+        )
+        acks = []
+        async with asyncio.timeout(10):
+            while True:
+                response = await connect.read()
+                if response is grpc.aio.EOF:
+                    break
+                if response.WhichOneof("response") == "ack":
+                    acks.append(response.ack.status.code)
+        connect.cancel()
+        assert grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] in acks
+
+        # Open ones are never cut; closing one frees its slot.
+        await first.close()
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            again = Stream(chat, who)
+            streams.append(again)
+            hello = await again.next()
+            if hello is not None:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "the slot never freed"
+            await asyncio.sleep(0.2)
+    finally:
+        service.config = before
