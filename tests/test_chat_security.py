@@ -65,23 +65,23 @@ class Stream:
 
 
 @pytest.fixture
-def service(mesh: Mesh) -> ChatServicer:
+def chat_service(mesh: Mesh) -> ChatServicer:
     servicer = mesh["chat"].host.servicer
     assert isinstance(servicer, ChatServicer)
     return servicer
 
 
 @pytest.fixture
-async def streams() -> AsyncIterator[list[Stream]]:
+async def event_streams() -> AsyncIterator[list[Stream]]:
     opened: list[Stream] = []
     yield opened
     for stream in opened:
         await stream.close()
 
 
-async def online(chat, who: Person, streams: list[Stream]) -> Stream:
+async def online(chat, who: Person, opened: list[Stream]) -> Stream:
     stream = Stream(chat, who)
-    streams.append(stream)
+    opened.append(stream)
     hello = await stream.next()
     assert hello is not None and hello.control.kind == chat_pb2.STREAM_CONTROL_KIND_HELLO
     return stream
@@ -228,7 +228,7 @@ async def test_nobody_puts_a_blocked_pair_into_one_group(chat, graph, make_perso
 
 
 async def test_a_block_stops_everything_between_the_pair_in_a_shared_group(
-    chat, graph, make_person, streams
+    chat, graph, make_person, event_streams
 ):
     owner, blocker, blocked = await make_person(), await make_person(), await make_person()
     for member in (blocker, blocked):
@@ -237,8 +237,8 @@ async def test_a_block_stops_everything_between_the_pair_in_a_shared_group(
     cid = convo.conversation_id
     before = await send(chat, blocked, cid, "before the block")
     by_blocker = await send(chat, blocker, cid, "blocker's own")
-    blocker_stream = await online(chat, blocker, streams)
-    blocked_stream = await online(chat, blocked, streams)
+    blocker_stream = await online(chat, blocker, event_streams)
+    blocked_stream = await online(chat, blocked, event_streams)
     assert blocker.id in await presence_seen_by(chat, blocked, blocker)
     await send(chat, owner, cid, "sentinel 0")  # what came before the block
     await blocker_stream.until_message("sentinel 0")
@@ -274,7 +274,9 @@ async def test_a_block_stops_everything_between_the_pair_in_a_shared_group(
     assert await presence_seen_by(chat, blocker, blocked) == set()
 
 
-async def test_a_block_refuses_every_action_in_an_existing_dm(chat, graph, make_person, streams):
+async def test_a_block_refuses_every_action_in_an_existing_dm(
+    chat, graph, make_person, event_streams
+):
     p, q = await make_person(), await make_person()
     await follow(graph, p, q)
     await follow(graph, q, p)
@@ -282,7 +284,7 @@ async def test_a_block_refuses_every_action_in_an_existing_dm(chat, graph, make_
     cid = dm.conversation_id
     pm = await send(chat, p, cid, "p's message")
     qm = await send(chat, q, cid, "q's message")
-    await online(chat, p, streams)
+    await online(chat, p, event_streams)
     await block(graph, p, q)
     denied = (grpc.StatusCode.PERMISSION_DENIED, "BLOCKED")
     assert await refusal(react(chat, q, cid, pm.message_id)) == denied
@@ -302,11 +304,11 @@ async def test_a_block_refuses_every_action_in_an_existing_dm(chat, graph, make_
 
 
 async def test_a_pending_message_request_reveals_no_presence_typing_or_reads(
-    chat, make_person, streams
+    chat, make_person, event_streams
 ):
     stranger, victim = await make_person(), await make_person(private=True)
-    victim_stream = await online(chat, victim, streams)
-    stranger_stream = await online(chat, stranger, streams)
+    victim_stream = await online(chat, victim, event_streams)
+    stranger_stream = await online(chat, stranger, event_streams)
     dm = await direct(chat, stranger, victim)
     cid = dm.conversation_id
     assert (await conversation(chat, victim, cid)).state == REQUEST
@@ -358,15 +360,17 @@ async def test_reactions_take_exactly_one_emoji(chat, make_person):
 # ---- T3-L3: streams per account -------------------------------------------------------------
 
 
-async def test_one_stream_more_than_the_cap_is_refused(service, chat, make_person, streams):
-    before = service.config
-    service.config = dataclasses.replace(before, max_streams_per_user=2)
+async def test_one_stream_more_than_the_cap_is_refused(
+    chat_service, chat, make_person, event_streams
+):
+    before = chat_service.config
+    chat_service.config = dataclasses.replace(before, max_streams_per_user=2)
     try:
         who = await make_person()
-        first = await online(chat, who, streams)
-        await online(chat, who, streams)
+        first = await online(chat, who, event_streams)
+        await online(chat, who, event_streams)
         third = Stream(chat, who)
-        streams.append(third)
+        event_streams.append(third)
         assert await third.next() is None
         assert third.error is not None
         assert third.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -394,11 +398,11 @@ async def test_one_stream_more_than_the_cap_is_refused(service, chat, make_perso
         deadline = asyncio.get_running_loop().time() + 10
         while True:
             again = Stream(chat, who)
-            streams.append(again)
+            event_streams.append(again)
             hello = await again.next()
             if hello is not None:
                 break
             assert asyncio.get_running_loop().time() < deadline, "the slot never freed"
             await asyncio.sleep(0.2)
     finally:
-        service.config = before
+        chat_service.config = before
