@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -419,6 +420,22 @@ async def test_one_relay_publishes_at_a_time_in_event_id_order(db, redis, schema
     published = [EventEnvelope.FromString(f[FIELD_ENVELOPE]).event_id for _, f in entries]
     assert len(published) == 600
     assert published == sorted(published)  # no interleaved batches, no duplicates
+
+
+async def test_handlers_get_the_occur_time_as_an_aware_utc_datetime():
+    """TIMESTAMPTZ columns and `datetime.now(UTC)` need it aware; the wire stays a Timestamp."""
+    seen: list[EventMeta] = []
+
+    async def on_followed(event: graph_events.Followed, meta: EventMeta) -> None:
+        seen.append(meta)
+
+    handlers = EventHandlers()
+    handlers.on(graph_events.Followed, on_followed)
+    at = datetime(2026, 12, 6, 5, 30, 1, 250_000, tzinfo=UTC)
+    envelope = seal(graph_events.Followed(), event_id=1, aggregate_id=2, occur_time=at)
+    assert await handlers.dispatch(envelope)
+    (meta,) = seen
+    assert meta.occur_time == at and meta.occur_time.utcoffset() is not None
 
 
 async def test_claim_event_is_once_per_group_and_rolls_back_with_the_handler(db, schema):

@@ -507,7 +507,7 @@ async def test_experiment_report_on_a_known_log(mesh, infra: Infra, monkeypatch,
 
 async def test_the_interaction_log_takes_each_event_once_and_in_any_order(service, mesh):
     def meta(event_id: int) -> EventMeta:
-        return EventMeta(event_id, "test", 0, datetime.now(UTC).replace(tzinfo=None), "test")
+        return EventMeta(event_id, "test", 0, datetime.now(UTC), "test")
 
     viewer, author = fake_ids(2)
     post_id = snowflake(datetime.now(UTC), random.randrange(1 << 22))

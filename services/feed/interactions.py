@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from datetime import UTC
 from typing import ClassVar
@@ -39,13 +38,6 @@ GROUP = "feed-log"
 START = Start.EARLIEST
 
 
-def utc(meta: EventMeta) -> EventMeta:
-    """The envelope's occur time is naive UTC; the log stores timestamptz."""
-    if meta.occur_time.tzinfo is not None:
-        return meta
-    return dataclasses.replace(meta, occur_time=meta.occur_time.replace(tzinfo=UTC))
-
-
 class InteractionLog:
     """The `feed-log` consumer: posts and engagements -> the ranker's tables."""
 
@@ -70,38 +62,38 @@ class InteractionLog:
         created = (
             event.create_time.ToDatetime(tzinfo=UTC)
             if event.HasField("create_time")
-            else meta.occur_time.replace(tzinfo=UTC)
+            else meta.occur_time
         )
         await self._store.log_post(
             meta, event.post_id, event.author_id, int(event.visibility), event.hashtags, created
         )
 
     async def on_post_deleted(self, event: post_events.PostDeleted, meta: EventMeta) -> None:
-        await self._store.log_post_deleted(utc(meta), event.post_id, event.author_id)
+        await self._store.log_post_deleted(meta, event.post_id, event.author_id)
 
     async def on_liked(self, event: post_events.PostLiked, meta: EventMeta) -> None:
         await self._store.log_interaction(
-            utc(meta), event.user_id, event.post_id, event.post_author_id, LIKE
+            meta, event.user_id, event.post_id, event.post_author_id, LIKE
         )
 
     async def on_unliked(self, event: post_events.PostUnliked, meta: EventMeta) -> None:
         await self._store.log_interaction(
-            utc(meta), event.user_id, event.post_id, event.post_author_id, UNLIKE
+            meta, event.user_id, event.post_id, event.post_author_id, UNLIKE
         )
 
     async def on_shared(self, event: post_events.PostShared, meta: EventMeta) -> None:
         await self._store.log_interaction(
-            utc(meta), event.user_id, event.post_id, event.post_author_id, SHARE
+            meta, event.user_id, event.post_id, event.post_author_id, SHARE
         )
 
     async def on_unshared(self, event: post_events.PostUnshared, meta: EventMeta) -> None:
         await self._store.log_interaction(
-            utc(meta), event.user_id, event.post_id, event.post_author_id, UNSHARE
+            meta, event.user_id, event.post_id, event.post_author_id, UNSHARE
         )
 
     async def on_commented(self, event: post_events.CommentCreated, meta: EventMeta) -> None:
         await self._store.log_interaction(
-            utc(meta), event.author_id, event.post_id, event.post_author_id, COMMENT
+            meta, event.author_id, event.post_id, event.post_author_id, COMMENT
         )
 
 

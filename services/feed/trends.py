@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import ClassVar
 
 import redis.asyncio as aioredis
@@ -175,7 +175,7 @@ class TrendCounter:
 
     async def _count(self, meta: EventMeta, what: str, members: dict[str, float]) -> None:
         if members and await first_delivery(self._redis, GROUP, meta):
-            await self._trends.add(what, members, meta.occur_time.replace(tzinfo=UTC))
+            await self._trends.add(what, members, meta.occur_time)
 
     async def on_post_created(self, event: post_events.PostCreated, meta: EventMeta) -> None:
         if event.visibility == post_pb2.VISIBILITY_PUBLIC:

@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import asyncpg
@@ -58,6 +58,9 @@ class EventMeta:
     event_id: int
     event_type: str
     aggregate_id: int
+    #: When the producer committed the event: timezone-aware UTC, as TIMESTAMPTZ
+    #: columns and comparisons with `datetime.now(UTC)` need (the wire keeps a
+    #: google.protobuf.Timestamp).
     occur_time: datetime
     producer: str
 
@@ -97,7 +100,7 @@ class EventHandlers:
             event_id=envelope.event_id,
             event_type=envelope.type,
             aggregate_id=envelope.aggregate_id,
-            occur_time=envelope.occur_time.ToDatetime(),
+            occur_time=envelope.occur_time.ToDatetime(tzinfo=UTC),
             producer=envelope.producer,
         )
         parent = propagate.extract({"traceparent": envelope.traceparent})
