@@ -82,6 +82,15 @@ export function ConversationView({ id }: { id: string }) {
     return [...all.values()].sort((a, b) => count(a.sequence) - count(b.sequence));
   }, [msgs.data]);
   const newest = list[list.length - 1];
+  // a message whose images came without their media (an older event shape): fetch the page once
+  const missingMedia = list.some((m) => !m.deleteTime && (m.mediaIds?.length ?? 0) > 0 && !(m.media?.length ?? 0));
+  const refetched = useRef(false);
+  useEffect(() => {
+    if (missingMedia && !refetched.current) {
+      refetched.current = true;
+      void qc.invalidateQueries({ queryKey: keys.messages(id) });
+    }
+  }, [missingMedia, qc, id]);
   const markRead = useMutation({
     mutationFn: (sequence: string) => unwrap(api.POST("/v1/conversations/{conversationId}:markRead", { params: { path: { conversationId: id } }, body: { sequence } })),
     onSuccess: () => {

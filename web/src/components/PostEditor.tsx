@@ -3,7 +3,7 @@ import { useEffect, useRef, useState } from "react";
 import { POST_TEXT_MAX } from "@/lib/limits";
 import { TextCounter } from "./TextCounter";
 
-/** The inline editor for a post's text: Save (or Ctrl/⌘+Enter), Cancel (or Escape). */
+/** The inline editor for a post's text: Save changes (or Ctrl/⌘+Enter), Cancel (or Escape). */
 export function PostEditor({ postId, initial, original, onSave, onCancel, busy }: { postId: string; initial: string; original: string; onSave: (text: string) => void; onCancel: () => void; busy?: boolean }) {
   const [text, setText] = useState(initial);
   const box = useRef<HTMLTextAreaElement>(null);
@@ -50,7 +50,7 @@ export function PostEditor({ postId, initial, original, onSave, onCancel, busy }
         <TextCounter id={ids.count} text={text} max={POST_TEXT_MAX} />
         <span className="ml-auto flex gap-2">
           <button type="button" className="btn-ghost" onClick={onCancel}>Cancel</button>
-          <button type="submit" className="btn-primary" disabled={!can}>Save</button>
+          <button type="submit" className="btn-primary" disabled={!can}>Save changes</button>
         </span>
       </div>
     </form>
