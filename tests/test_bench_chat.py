@@ -9,14 +9,9 @@ from __future__ import annotations
 import os
 
 from services.bench import parse_scenarios
-from services.benchkit.chat import (
-    GrpcReceiver,
-    GrpcSender,
-    Pair,
-    hold_streams,
-    measure_resume,
-    run_delivery,
-)
+from services.benchkit.chat_clients import GrpcReceiver, GrpcSender, Pair
+from services.benchkit.chat_delivery import measure_resume, run_delivery
+from services.benchkit.chat_streams import hold_streams
 
 from .chat_support import chat_instance
 from .conftest import Infra, Mesh, Person
