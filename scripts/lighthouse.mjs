@@ -271,22 +271,34 @@ export async function clearCookies(port) {
   }
 }
 
-/** First-load JS of a page of the static export: its <script src> files, gzipped (level 9). */
+/**
+ * First-load JS of a page of the static export: its <script src> files, gzipped (level 9).
+ * `noModule` scripts (Next's legacy polyfills) are listed apart and not counted: a browser
+ * that runs modules never downloads them.
+ */
 export function firstLoadJs(htmlFile = "index.html") {
   const out = path.join(ROOT, "web/out");
   const html = readFileSync(path.join(out, htmlFile), "utf8");
-  const srcs = [...new Set([...html.matchAll(/<script[^>]*\ssrc="([^"]+)"/g)].map((m) => m[1]))];
+  const tags = [...html.matchAll(/<script([^>]*)\ssrc="([^"]+)"([^>]*)>/g)].map((m) => ({ src: m[2], noModule: /\snomodule\b/i.test(`${m[1]} ${m[3]}`) }));
+  const seen = new Set();
   let raw = 0;
   let gz = 0;
   const files = [];
-  for (const src of srcs) {
+  const noModuleFiles = [];
+  for (const { src, noModule } of tags) {
+    if (seen.has(src)) continue;
+    seen.add(src);
     const buf = readFileSync(path.join(out, src.replace(/^\//, "").split("?")[0]));
-    const g = gzipSync(buf, { level: 9 }).length;
-    raw += buf.length;
-    gz += g;
-    files.push({ src, rawBytes: buf.length, gzipBytes: g });
+    const entry = { src, rawBytes: buf.length, gzipBytes: gzipSync(buf, { level: 9 }).length };
+    if (noModule) {
+      noModuleFiles.push(entry);
+      continue;
+    }
+    raw += entry.rawBytes;
+    gz += entry.gzipBytes;
+    files.push(entry);
   }
-  return { page: htmlFile, files, rawKiB: +(raw / 1024).toFixed(1), gzipKiB: +(gz / 1024).toFixed(1) };
+  return { page: htmlFile, files, rawKiB: +(raw / 1024).toFixed(1), gzipKiB: +(gz / 1024).toFixed(1), noModuleFiles };
 }
 
 const ms = (v) => (v == null ? null : Math.round(v));
@@ -407,7 +419,7 @@ async function main() {
     results: rows,
   };
   console.log(table(rows));
-  console.log(`\nfirst-load JS of / (script tags of web/out/index.html): ${js.gzipKiB} KiB gzipped (${js.rawKiB} KiB raw, ${js.files.length} files)`);
+  console.log(`\nfirst-load JS of / (script tags of web/out/index.html, noModule polyfills apart): ${js.gzipKiB} KiB gzipped (${js.rawKiB} KiB raw, ${js.files.length} files; noModule: ${js.noModuleFiles.length} files)`);
   console.log(`goals: ${Object.entries(goals).map(([k, v]) => `${k}: ${v ? "met" : "NOT met"}`).join("; ")}`);
   if (summary.webOutIndexMtime.atStart !== summary.webOutIndexMtime.atEnd) console.log("note: web/out was rebuilt during the run");
   console.log(`load average: start "${loadBefore}", end "${loadAfter}" (${os.cpus().length} CPUs)`);

@@ -107,9 +107,9 @@ test("a network cut mid-chat: what the other side sent arrives once after the ne
   const during = [1, 2, 3].map((n) => `while offline ${n} ${bob.handle}`);
   for (const text of during) await send(text);
   await b.page.waitForTimeout(2000);
-  const seenOffline = await b.page.getByTestId("message").filter({ hasText: "while offline" }).count();
-  test.info().annotations.push({ type: "offline", description: `${seenOffline} of ${during.length} arrived while offline` });
-  console.log(`chat: ${seenOffline} of ${during.length} messages arrived while offline`);
+  // the app drops its event stream when the browser goes offline (an emulated cut keeps
+  // open connections alive, a real one leaves them half-open): nothing arrives meanwhile
+  await expect(b.page.getByTestId("message").filter({ hasText: "while offline" })).toHaveCount(0);
 
   await b.context.setOffline(false);
   for (const text of during) await expect(b.page.getByTestId("message").filter({ hasText: text })).toHaveCount(1, { timeout: 30_000 });

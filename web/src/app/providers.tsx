@@ -3,8 +3,11 @@ import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
 import { restoreSession } from "@/api/session";
 import { ApiError } from "@/api/errors";
-import { LiveEvents } from "@/components/LiveEvents";
-import { ImpressionFlusher } from "@/components/ImpressionFlusher";
+import dynamic from "next/dynamic";
+
+// Neither draws anything: their code loads after the first paint, in chunks of their own.
+const LiveEvents = dynamic(() => import("@/components/LiveEvents").then((m) => m.LiveEvents), { ssr: false });
+const ImpressionFlusher = dynamic(() => import("@/components/ImpressionFlusher").then((m) => m.ImpressionFlusher), { ssr: false });
 
 function makeClient() {
   return new QueryClient({

@@ -31,13 +31,18 @@ export function LiveEvents() {
       onStatus: (s) => useStreamStatus.getState().setStatus(s),
     });
     stream.start();
-    // Back online: reconnect now (with the last cursor) instead of after the backoff.
+    // Offline, the connection is dead or half-open (a real cut may not fail it for minutes):
+    // drop it, and resume from the last cursor as soon as the browser is back online
+    // rather than after the backoff.
+    const onOffline = () => stream.stop();
     const onOnline = () => {
       stream.stop();
       stream.start();
     };
+    window.addEventListener("offline", onOffline);
     window.addEventListener("online", onOnline);
     return () => {
+      window.removeEventListener("offline", onOffline);
       window.removeEventListener("online", onOnline);
       stream.stop();
     };
