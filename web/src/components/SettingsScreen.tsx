@@ -8,6 +8,7 @@ import { humanMessage } from "@/api/errors";
 import { signOut } from "@/api/session";
 import { useSession } from "@/state/session";
 import { timeAgo } from "@/lib/format";
+import { PushSettings } from "./PushSettings";
 import { RequireSession } from "./RequireSession";
 import { ErrorState, LoadingState } from "./StatusViews";
 
@@ -109,6 +110,7 @@ export function SettingsScreen() {
       </section>
       <PrivacySetting />
       <EmailSetting />
+      <PushSettings />
       <Sessions />
     </RequireSession>
   );
