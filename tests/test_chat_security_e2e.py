@@ -48,23 +48,26 @@ def presence(client: httpx.Client, viewer_h, user: str) -> list[dict]:
 
 
 class OpenStream:
-    """`GET /v1/events:stream` held open in a thread; `status` once the headers came."""
+    """A stream (`GET /v1/events:stream`, or the browsers' SSE with a ticket) held open in
+    a thread; `status` once the headers came, `started` once HELLO (or a refusal) did."""
 
-    def __init__(self, edge: str, headers: dict[str, str]) -> None:
+    def __init__(self, edge: str, headers: dict[str, str], path: str = "/v1/events:stream") -> None:
         self.status = 0
+        self.headers: dict[str, str] = {}
         self.body = b""
         self.started = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(edge, headers), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(edge, headers, path), daemon=True)
         self._thread.start()
 
-    def _run(self, edge: str, headers: dict[str, str]) -> None:
+    def _run(self, edge: str, headers: dict[str, str], path: str) -> None:
         try:
             with (
                 httpx.Client(base_url=edge, timeout=httpx.Timeout(30, read=60)) as client,
-                client.stream("GET", "/v1/events:stream", headers=headers) as r,
+                client.stream("GET", path, headers=headers) as r,
             ):
                 self.status = r.status_code
+                self.headers = dict(r.headers)
                 if r.status_code != 200:
                     self.body = r.read()
                     self.started.set()
@@ -199,3 +202,30 @@ def test_t3_l3_one_stream_more_than_the_cap_is_refused(client: httpx.Client, ope
     assert extra.started.wait(15)
     assert extra.status == 429, (extra.status, extra.body)
     assert b"TOO_MANY_STREAMS" in extra.body
+
+
+def test_t3_l3_the_browsers_sse_stream_counts_and_is_refused_with_a_status(
+    client: httpx.Client, open_streams
+) -> None:
+    """EventSource retries a stream that ends, but not an HTTP error: the refusal comes
+    before the headers, as 429 with the google.rpc.Status body and retry-after."""
+    _, v_h = person(client)
+
+    def sse() -> OpenStream:
+        ticket = client.post("/v1/events:ticket", json={}, headers=v_h)
+        assert ticket.status_code == 200, ticket.text
+        stream = OpenStream(str(client.base_url), {}, ticket.json()["url"])
+        open_streams.append(stream)
+        assert stream.started.wait(15)
+        return stream
+
+    for i in range(10):
+        stream = sse() if i % 2 else OpenStream(str(client.base_url), v_h)
+        if not i % 2:
+            open_streams.append(stream)
+            assert stream.started.wait(15)
+        assert stream.status == 200, (stream.status, stream.body)
+    refused = sse()
+    assert refused.status == 429, (refused.status, refused.body)
+    assert b"TOO_MANY_STREAMS" in refused.body
+    assert refused.headers.get("retry-after")

@@ -116,6 +116,9 @@ def test_sse_delivers_live_and_resumes_from_the_last_cursor(client: httpx.Client
 def test_rest_actions_reach_the_other_member_s_stream(client: httpx.Client, readers) -> None:
     alice, alice_h = person(client)
     bob, bob_h = person(client)
+    # Bob follows Alice, so her DM is accepted (a pending request sends no typing).
+    r = client.post(f"/v1/users/{alice}:follow", json={}, headers=bob_h)
+    assert r.status_code == 200, r.text
     conversation = dm(client, alice_h, bob)
     message = say(client, alice_h, conversation, "react to me")
     stream = open_stream(client, alice_h, readers)
@@ -141,9 +144,9 @@ def test_rest_actions_reach_the_other_member_s_stream(client: httpx.Client, read
     r = client.get("/v1/unreadCounts", headers=bob_h)
     assert r.status_code == 200 and r.json().get("messages", "0") == "0"
     assert alice  # the sender's own id is in the conversation too
-    listed = client.get(
-        "/v1/conversations", params={"state": "CONVERSATION_STATE_REQUEST"}, headers=bob_h
-    )
+    # In Bob's inbox (he follows Alice); a pending request would have shown Alice no
+    # typing or read receipt (issue 21, T3-M5: tests/test_chat_security*.py).
+    listed = client.get("/v1/conversations", headers=bob_h)
     assert conversation in [c["conversationId"] for c in listed.json()["conversations"]]
 
 
