@@ -37,10 +37,6 @@ from services.kit.server import ServiceHost
 
 from .e2e_support import client, stack  # noqa: F401 - session fixtures for e2e tests
 
-#: The in-process chat service delivers test pushes to local servers (127.0.0.1);
-#: a dev/test-only switch (services/kit/egress.py), never set in deploy/.
-os.environ.setdefault("PUSH_ALLOW_LOOPBACK_TARGETS", "1")
-
 #: Services holding a service key in tests: the implemented ones, and the
 #: roadmap ones whose credentials tests present as an internal caller would.
 KEYED_SERVICES = ("user", "graph", "post", "feed", "chat", "media")
@@ -178,7 +174,18 @@ async def start_mesh(infra: Infra, names: tuple[str, ...]) -> Mesh:
             spec, infra.settings(name, {**env, "SOCIALMESH_GRPC_PORT": str(ports[name])})
         )
         hosts.append(host)
-    await asyncio.gather(*(h.start() for h in hosts))
+    # The in-process chat delivers test pushes to local servers (127.0.0.1): the
+    # dev/test-only switch (services/kit/egress.py), read while the services start,
+    # and only for them (not for `socialmesh up` stacks the e2e tests launch).
+    previous = os.environ.get("PUSH_ALLOW_LOOPBACK_TARGETS")
+    os.environ["PUSH_ALLOW_LOOPBACK_TARGETS"] = "1"
+    try:
+        await asyncio.gather(*(h.start() for h in hosts))
+    finally:
+        if previous is None:
+            os.environ.pop("PUSH_ALLOW_LOOPBACK_TARGETS", None)
+        else:
+            os.environ["PUSH_ALLOW_LOOPBACK_TARGETS"] = previous
     for name, host in zip(names, hosts, strict=True):
         address = f"127.0.0.1:{host.port}"
         running[name] = RunningService(address, grpc.aio.insecure_channel(address), host)

@@ -133,6 +133,11 @@ TEST_PROVIDERS = PushProviders(
 )
 
 
+def local_sender() -> WebhookSender:
+    """The webhook sender with the test guard (the local hook on 127.0.0.1 is allowed)."""
+    return WebhookSender(guard=TEST_PROVIDERS.guard)
+
+
 @dataclass
 class Kit:
     n: Notifications
@@ -629,7 +634,7 @@ async def test_a_push_is_given_up_after_its_attempts(kit: Kit, hook: Hook, db: D
     hook.script = [500] * 10
     worker = PushWorker(
         db,
-        WebhookSender(timeout_seconds=2),
+        WebhookSender(timeout_seconds=2, guard=TEST_PROVIDERS.guard),
         schema=kit.schema,
         config=PushConfig(max_attempts=3, first_backoff_seconds=0.01, poll_seconds=0.02),
     )
@@ -649,7 +654,10 @@ async def test_a_refusal_is_not_retried_and_410_removes_the_endpoint(
     me = 9_000_110
     await kit.n.create_push_endpoint(me, endpoint(hook.url))
     worker = PushWorker(
-        db, WebhookSender(), schema=kit.schema, config=PushConfig(first_backoff_seconds=0.01)
+        db,
+        local_sender(),
+        schema=kit.schema,
+        config=PushConfig(first_backoff_seconds=0.01),
     )
     hook.script = [400]
     await deliver(kit.n, liked(9, 9_000_111, me))
@@ -679,8 +687,8 @@ async def test_instances_share_deliveries_without_sending_one_twice(
         )
     assert await pending(kit) == 30
     config = PushConfig(batch=10)
-    one = PushWorker(db, WebhookSender(), schema=kit.schema, config=config)
-    two = PushWorker(db, WebhookSender(), schema=kit.schema, config=config)
+    one = PushWorker(db, local_sender(), schema=kit.schema, config=config)
+    two = PushWorker(db, local_sender(), schema=kit.schema, config=config)
     while await pending(kit):
         await asyncio.gather(one.run_once(), two.run_once())
     ids = [delivery for delivery, _ in hook.calls]
@@ -699,10 +707,13 @@ async def test_a_lease_left_by_a_crashed_worker_runs_out_and_another_sends(
             conn, [me], chat_pb2.ChatEvent(unread_counts=chat_pb2.UnreadCounts())
         )
     crashed = PushWorker(
-        db, WebhookSender(), schema=kit.schema, config=PushConfig(lease_seconds=0.3)
+        db,
+        local_sender(),
+        schema=kit.schema,
+        config=PushConfig(lease_seconds=0.3),
     )
     assert len(await crashed._claim()) == 1  # claimed, then the instance "dies"
-    survivor = PushWorker(db, WebhookSender(), schema=kit.schema)
+    survivor = PushWorker(db, local_sender(), schema=kit.schema)
     assert await survivor.run_once() == 0  # leased: not sent twice meanwhile
     await asyncio.sleep(0.4)
     assert await survivor.run_once() == 1

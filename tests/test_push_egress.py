@@ -9,10 +9,12 @@ resolver checked (so a second DNS answer cannot swap it).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
+import httpx
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -20,6 +22,8 @@ from socialmesh.chat.v1 import chat_pb2
 
 from services.chat.push import PushFailed, PushTarget, WebhookSender
 from services.kit.egress import EgressGuard, EgressRefused, refused_by_guard
+
+from .e2e_support import UpProcess, person
 
 PUBLIC = "93.184.215.14"
 
@@ -110,6 +114,8 @@ EVENT = chat_pb2.ChatEvent(notification=chat_pb2.Notification(notification_id=5)
         "https://metadata.google.internal/computeMetadata/v1/",
         "https://chat.default.svc.cluster.local/hook",
         "https://printer.local/hook",
+        "http://127.0.0.1:9/hook",
+        "http://localhost:9/hook",
     ],
 )
 async def test_internal_targets_are_refused(url: str) -> None:
@@ -123,7 +129,6 @@ async def test_internal_targets_are_refused(url: str) -> None:
     "url",
     [
         "http://push.example.com/hook",
-        "http://127.0.0.1:9/hook",
         "ftp://push.example.com/hook",
         "https://user:pw@push.example.com/hook",
         "https:///nohost",
@@ -242,3 +247,41 @@ async def test_a_redirect_is_not_followed(local: Local) -> None:
         await sender.close()
     assert "HTTP 302" in str(failed.value) and not failed.value.retry
     assert [path for path, _ in local.hits] == ["/redirect"]
+
+
+# ----- through the edge of a real `socialmesh up` (the review's reproduction) ----
+
+
+def error_reason(body: dict) -> str:
+    (info,) = [d for d in body["details"] if d["@type"].endswith("google.rpc.ErrorInfo")]
+    return str(info["reason"])
+
+
+@pytest.mark.e2e
+def test_the_edge_refuses_internal_push_targets_and_serves_the_vapid_key(
+    client: httpx.Client, stack: UpProcess
+) -> None:
+    """T3-M2's repro: Envoy admin on loopback, metadata names; `up` has the dev switch off."""
+    _, headers = person(client)
+    for url in (
+        f"http://127.0.0.1:{stack.edge_port}/healthcheck/fail",
+        "http://localhost:9/hook",
+        "https://metadata.google.internal/computeMetadata/v1/",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::ffff:127.0.0.1]/hook",
+        "https://2130706433/hook",
+    ):
+        r = client.post("/v1/pushEndpoints", json={"url": url}, headers=headers)
+        assert r.status_code == 400, (url, r.text)
+        assert error_reason(r.json()) == "PUSH_TARGET_NOT_PUBLIC", (url, r.text)
+    r = client.post(
+        "/v1/pushEndpoints",
+        json={"kind": "PUSH_ENDPOINT_KIND_APNS", "deviceToken": "ab" * 32},
+        headers=headers,
+    )
+    assert r.status_code == 400 and error_reason(r.json()) == "PUSH_PROVIDER_NOT_CONFIGURED"
+    config = client.get("/v1/push:config")  # anonymous
+    assert config.status_code == 200, config.text
+    key = config.json()["vapidPublicKey"]  # `up` makes a VAPID pair per data dir
+    assert len(base64.urlsafe_b64decode(key + "=")) == 65 and key.startswith("B")
+    assert "PUSH_ENDPOINT_KIND_WEB_PUSH" in config.json()["kinds"]

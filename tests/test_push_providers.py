@@ -191,10 +191,16 @@ async def test_internal_webhook_targets_are_refused_with_a_reason(
 
 
 async def test_http_is_refused_without_the_dev_switch(push_kit: Build) -> None:
-    n = await push_kit(PushProviders(guard=EgressGuard()))
+    n = await push_kit(
+        PushProviders(guard=EgressGuard(resolve=table_dns({"push.example.com": "93.184.215.14"})))
+    )
     with pytest.raises(InvalidArgument) as refused:
-        await n.create_push_endpoint(ME, create(url="http://127.0.0.1:9/hook"))
+        await n.create_push_endpoint(ME, create(url="http://push.example.com/hook"))
     assert refused.value.violations == [("pushEndpoint.url", "must be https")]
+    assert refused.value.reason == Reason.INVALID_ARGUMENT
+    with pytest.raises(InvalidArgument) as local:  # the review's repro: internal first
+        await n.create_push_endpoint(ME, create(url="http://127.0.0.1:28901/healthcheck/fail"))
+    assert local.value.reason == Reason.PUSH_TARGET_NOT_PUBLIC
 
 
 @pytest.mark.parametrize(

@@ -179,21 +179,20 @@ class EgressGuard:
             raise EgressRefused("must be an https URL with a host", not_public=False)
         if parts.username is not None or parts.password is not None:
             raise EgressRefused("must not carry credentials", not_public=False)
-        loopback_dev = self.allow_loopback and self._is_loopback_host(host)
-        if parts.scheme != "https" and not loopback_dev:
-            raise EgressRefused("must be https", not_public=False)
-        if loopback_dev:
-            return parts
+        if self.allow_loopback and self._is_loopback_host(host):
+            return parts  # dev/test: a local server, http or https
+        # Where it points first: `http://127.0.0.1` is refused as internal, not as http.
         literal = self._literal(host)
         if literal is not None:
             refusal = self.address_refusal(str(literal))
             if refusal:
                 raise EgressRefused(refusal)
-            return parts
-        if NUMERIC_HOST.match(host):
+        elif NUMERIC_HOST.match(host):
             raise EgressRefused("must not be a numeric host other than a plain IP address")
-        if "." not in host or host.endswith(INTERNAL_SUFFIXES) or host == "localhost":
+        elif "." not in host or host.endswith(INTERNAL_SUFFIXES) or host == "localhost":
             raise EgressRefused("must be a public host name, not an internal one")
+        if parts.scheme != "https":
+            raise EgressRefused("must be https", not_public=False)
         return parts
 
     async def resolve_public(self, host: str, port: int) -> list[str]:
