@@ -9,6 +9,7 @@ resolver checked (so a second DNS answer cannot swap it).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from aiohttp import web
 from socialmesh.chat.v1 import chat_pb2
 
 from services.chat.push import PushFailed, PushTarget, WebhookSender
+from services.kit import egress
 from services.kit.egress import EgressGuard, EgressRefused, refused_by_guard
 
 from .e2e_support import UpProcess, person
@@ -166,6 +168,16 @@ async def test_one_internal_address_among_public_ones_refuses_the_name() -> None
 
     with pytest.raises(EgressRefused, match=r"10\.1\.2\.3"):
         await EgressGuard(resolve=mixed).check("https://mixed.example.com/hook")
+
+
+async def test_a_slow_resolver_counts_as_unresolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def hangs(host: str, port: int) -> list[str]:
+        await asyncio.sleep(10)
+        return [PUBLIC]
+
+    monkeypatch.setattr(egress, "RESOLVE_TIMEOUT_SECONDS", 0.05)
+    with pytest.raises(EgressRefused, match="does not resolve"):
+        await EgressGuard(resolve=hangs).check("https://slow.example.com/hook")
 
 
 async def test_the_system_resolver_is_checked_too() -> None:

@@ -37,6 +37,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 #: The dev/test switch (see the module docstring).
 ALLOW_LOOPBACK_ENV = "PUSH_ALLOW_LOOPBACK_TARGETS"
 MAX_URL_CHARS = 2048
+#: A registration or delivery waits this long for DNS, then treats the name as unresolved.
+RESOLVE_TIMEOUT_SECONDS = 5.0
 
 #: Suffixes of names that only mean something inside a network.
 INTERNAL_SUFFIXES = (
@@ -206,9 +208,13 @@ class EgressGuard:
             addresses = [str(literal)]
         else:
             try:
-                addresses = await self.resolve(host, port)
-            except OSError as exc:
-                raise EgressRefused(f"the host name does not resolve ({exc})") from exc
+                addresses = await asyncio.wait_for(
+                    self.resolve(host, port), RESOLVE_TIMEOUT_SECONDS
+                )
+            except OSError as exc:  # TimeoutError included
+                raise EgressRefused(
+                    f"the host name does not resolve ({exc or type(exc).__name__})"
+                ) from exc
         if not addresses:
             raise EgressRefused("the host name does not resolve")
         for address in addresses:
