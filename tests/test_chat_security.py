@@ -237,6 +237,8 @@ async def test_a_block_stops_everything_between_the_pair_in_a_shared_group(
     cid = convo.conversation_id
     before = await send(chat, blocked, cid, "before the block")
     by_blocker = await send(chat, blocker, cid, "blocker's own")
+    by_owner = await send(chat, owner, cid, "owner's")
+    await react(chat, blocked, cid, by_owner.message_id, "🎉")
     blocker_stream = await online(chat, blocker, event_streams)
     blocked_stream = await online(chat, blocked, event_streams)
     assert blocker.id in await presence_seen_by(chat, blocked, blocker)
@@ -264,6 +266,8 @@ async def test_a_block_stops_everything_between_the_pair_in_a_shared_group(
         chat_pb2.ListMessagesRequest(conversation_id=cid), metadata=blocker.md
     )
     assert blocked.id not in {m.sender_id for m in listed.messages}
+    owners = next(m for m in listed.messages if m.message_id == by_owner.message_id)
+    assert not owners.reactions  # the blocked one's reaction does not count for the blocker
     listed = await chat.ListMessages(
         chat_pb2.ListMessagesRequest(conversation_id=cid), metadata=blocked.md
     )

@@ -156,6 +156,11 @@ class Messages:
             raise InvalidArgument([("page_token", "not combined with after_sequence")])
         size = page_size(request.page_size, default=MESSAGE_PAGES[0], maximum=MESSAGE_PAGES[1])
         row = await self._conversations.membership(request.conversation_id, caller.user_id)
+        # A block hides each side's messages and reactions from the other (a page may
+        # come short).
+        blocked = await self._conversations.blocks.of(
+            caller.user_id, (m.user_id for m in row.members)
+        )
         scope = f"messages:{row.conversation_id}"
         position = self._tokens.decode(scope, request.page_token)
         before = after = None
@@ -175,11 +180,11 @@ class Messages:
             after=after,
             limit=size + 1,
             viewer_id=caller.user_id,
+            hidden_reactors=blocked,
         )
-        # A block hides each side's messages from the other (the page may come short).
-        blocked = await self._conversations.blocks.of(
-            caller.user_id, (m.sender_id for m in messages[:size])
-        )
+        former = {m.sender_id for m in messages[:size]} - {m.user_id for m in row.members}
+        if former:  # senders who left
+            blocked |= await self._conversations.blocks.of(caller.user_id, former)
         reply = chat_pb2.ListMessagesResponse(
             messages=[m for m in messages[:size] if m.sender_id not in blocked]
         )

@@ -661,14 +661,19 @@ class ChatStore:
         source: asyncpg.Connection | asyncpg.Pool,
         message_ids: Sequence[int],
         viewer_id: int | None = None,
+        hidden_reactors: Collection[int] = (),
     ) -> dict[int, list[tuple[str, int, bool]]]:
+        """Reaction counts per message; `hidden_reactors` (a block with the viewer) do
+        not count."""
         rows = await source.fetch(
             f"""SELECT message_id, emoji, count(*) AS n, bool_or(user_id = $2) AS mine
                 FROM {self._s}.reactions
-                WHERE message_id = ANY($1::bigint[]) GROUP BY message_id, emoji
+                WHERE message_id = ANY($1::bigint[]) AND user_id <> ALL($3::bigint[])
+                GROUP BY message_id, emoji
                 ORDER BY message_id, n DESC, emoji""",
             list(message_ids),
             viewer_id or 0,  # ids are positive: no viewer, none is theirs
+            list(hidden_reactors),
         )
         out: dict[int, list[tuple[str, int, bool]]] = {}
         for r in rows:
@@ -683,6 +688,7 @@ class ChatStore:
         after: int | None,
         limit: int,
         viewer_id: int | None = None,
+        hidden_reactors: Collection[int] = (),
     ) -> list[chat_pb2.Message]:
         if after is not None:
             rows = await self._db.primary.fetch(
@@ -701,7 +707,7 @@ class ChatStore:
                 limit,
             )
         reactions = await self._reactions(
-            self._db.primary, [r["message_id"] for r in rows], viewer_id
+            self._db.primary, [r["message_id"] for r in rows], viewer_id, hidden_reactors
         )
         return [message_from_row(r, reactions.get(r["message_id"], ())) for r in rows]
 
