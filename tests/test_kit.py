@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import grpc
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -115,7 +116,7 @@ def test_tokens_are_refused_for_every_rfc8725_pitfall(keypair):
     key, _, verifier = keypair
     kid = {"kid": auth.key_id(key.public_key())}
     public_pem = key.public_key().public_bytes(
-        auth.serialization.Encoding.PEM, auth.serialization.PublicFormat.SubjectPublicKeyInfo
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     other = ec.generate_private_key(ec.SECP256R1())
     forged = [
