@@ -1,4 +1,9 @@
-"""The `socialmesh` command: run the whole system, one service, or print the edge config."""
+"""The `socialmesh` command: run the whole system, one service, or print the edge config.
+
+One job, the command line, hence one module despite its length: half of it is the
+argparse tree (`build_parser`); each `_cmd_*` turns its arguments into a call of
+the module that does the work, imported when called (start-up time, optional deps).
+"""
 
 from __future__ import annotations
 

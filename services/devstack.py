@@ -7,6 +7,10 @@ exist and where they listen comes from `services/registry.py`.
 
 One stack per data dir (an exclusive lock on `<data-dir>/.lock`), and nothing is
 started unless every port it will bind is free.
+
+One job, bringing that stack up and down, hence one module despite its length:
+the keys, ports, health waits and edge config here serve only `Stack` (and the
+bench and tests that start the same stack).
 """
 
 from __future__ import annotations
