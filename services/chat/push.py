@@ -34,7 +34,7 @@ from google.protobuf import json_format
 from socialmesh.chat.v1 import chat_pb2
 
 from services.kit.db import Database
-from services.kit.egress import EgressGuard, EgressRefused, refused_by_guard
+from services.kit.egress import EgressGuard, EgressRefused, GuardedClient, refused_by_guard
 from services.kit.migrations import quote_ident
 from services.kit.tasks import BackgroundLoop
 
@@ -115,19 +115,10 @@ class WebhookSender:
     """
 
     def __init__(self, *, timeout_seconds: float = 5.0, guard: EgressGuard | None = None) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._guard = guard or EgressGuard.from_env()
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        # Created lazily: a ClientSession binds to the running loop.
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=self._guard.connector(),
-                timeout=self._timeout,
-                headers={"User-Agent": USER_AGENT},
-            )
-        return self._session
+        self._http = GuardedClient(
+            self._guard, timeout_seconds=timeout_seconds, user_agent=USER_AGENT
+        )
 
     async def send(self, target: PushTarget, event: chat_pb2.ChatEvent) -> None:
         body = json.dumps(
@@ -150,12 +141,10 @@ class WebhookSender:
             headers[WEBHOOK_SIGNATURE_HEADER] = webhook_signature(
                 target.signing_secret, message_id, timestamp, body
             )
-        await post_checked(self._client(), target.url, body, headers)
+        await post_checked(self._http.session(), target.url, body, headers)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
 
 async def post_checked(

@@ -239,6 +239,33 @@ class EgressGuard:
         )
 
 
+class GuardedClient:
+    """One lazily created HTTP session whose every connection goes through `guard`.
+
+    Lazy because an aiohttp session binds to the running loop; recreated if closed.
+    """
+
+    def __init__(self, guard: EgressGuard, *, timeout_seconds: float, user_agent: str) -> None:
+        self._guard = guard
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=self._guard.connector(),
+                timeout=self._timeout,
+                headers={"User-Agent": self._user_agent},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 class PinningResolver(AbstractResolver):
     """aiohttp's resolver for guarded sessions: resolve, refuse non-public, return what was checked.
 

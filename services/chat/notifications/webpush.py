@@ -15,13 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import aiohttp
 from cryptography.hazmat.primitives import serialization
 from py_vapid import Vapid02, b64urlencode
 from pywebpush import WebPusher
 from socialmesh.chat.v1 import chat_pb2
 
-from services.kit.egress import EgressGuard, EgressRefused
+from services.kit.egress import EgressGuard, EgressRefused, GuardedClient
 
 from ..push import USER_AGENT, PushFailed, PushTarget, post_checked
 from .summary import push_summary
@@ -74,17 +73,7 @@ class WebPushSender:
         self._config = config
         self._vapid = config.vapid()
         self._guard = guard
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=self._guard.connector(),
-                timeout=self._timeout,
-                headers={"User-Agent": USER_AGENT},
-            )
-        return self._session
+        self._http = GuardedClient(guard, timeout_seconds=timeout_seconds, user_agent=USER_AGENT)
 
     def authorization(self, endpoint: str) -> str:
         """`vapid t=<ES256 JWT for the endpoint's origin>, k=<public key>` (RFC 8292)."""
@@ -119,10 +108,8 @@ class WebPushSender:
             "Authorization": self.authorization(target.url),
         }
         await post_checked(
-            self._client(), target.url, encrypted["body"], headers, gone_statuses=(404, 410)
+            self._http.session(), target.url, encrypted["body"], headers, gone_statuses=(404, 410)
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
