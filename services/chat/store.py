@@ -3,6 +3,11 @@
 Every write that someone should see appends to the recipients' event logs in
 the same transaction (see eventlog.py); callers wake streams after commit with
 the positions returned here.
+
+One module on purpose (~870 lines): each write and the event-log appends it makes
+commit in one transaction here, and splitting by table would spread one
+transaction's SQL over several files. Push endpoints and notifications keep their
+own stores (notifications/store.py).
 """
 
 from __future__ import annotations
