@@ -12,7 +12,6 @@ streams.
 from __future__ import annotations
 
 import unicodedata
-from datetime import UTC, datetime
 
 from google.protobuf import empty_pb2
 from socialmesh.chat.v1 import chat_pb2
@@ -29,6 +28,7 @@ from services.kit.pagination import PageTokens, page_size
 from services.kit.validation import Violations, strip_control_characters
 
 from .blocks import Blocks
+from .cursors import InboxAt
 from .eventlog import Wakeups
 from .peers import ChatPeers
 from .store import ACCEPTED, ADMIN, DIRECT, GROUP, OWNER, REQUEST, ChatStore, ConversationRow
@@ -177,13 +177,8 @@ class Conversations:
         position = self._tokens.decode(scope, request.page_token)
         after = None
         if position is not None:
-            try:
-                after = (
-                    datetime.fromtimestamp(float(position["t"]) / 1e6, UTC),
-                    int(position["c"]),
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise InvalidArgument([("page_token", "invalid or tampered page token")]) from exc
+            at = InboxAt.parse(position)
+            after = (at.activity, at.conversation_id)
         refs = await self._store.inbox(caller.user_id, state, after, size + 1)
         page = refs[:size]
         rows = await self._store.conversations([c for c, _ in page])
@@ -200,7 +195,7 @@ class Conversations:
         if len(refs) > size:
             conversation_id, activity = page[-1]
             reply.next_page_token = self._tokens.encode(
-                scope, {"t": int(activity.timestamp() * 1e6), "c": conversation_id}
+                scope, InboxAt.of(activity, conversation_id).body()
             )
         return reply
 

@@ -32,6 +32,7 @@ from services.kit.ratelimit import RateLimiter
 from services.kit.validation import Violations
 
 from .conversations import MAX_REQUEST_ID, Conversations, normalize_text
+from .cursors import MessagesAt
 from .delivery import duration
 from .emoji import MAX_CODE_POINTS, is_single_emoji
 from .eventlog import Wakeups, event_at
@@ -165,13 +166,11 @@ class Messages:
         position = self._tokens.decode(scope, request.page_token)
         before = after = None
         if position is not None:
-            value = position.get("s")
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise InvalidArgument([("page_token", "invalid or tampered page token")])
-            if position.get("d") == "f":
-                after = value
+            at = MessagesAt.parse(position)
+            if at.forward:
+                after = at.sequence
             else:
-                before = value
+                before = at.sequence
         elif request.after_sequence:
             after = request.after_sequence
         messages = await self._store.messages(
@@ -195,9 +194,8 @@ class Messages:
             if message.sender_id in senders:
                 message.sender.CopyFrom(senders[message.sender_id])
         if len(messages) > size:
-            reply.next_page_token = self._tokens.encode(
-                scope, {"s": messages[size - 1].sequence, "d": "f" if after is not None else "b"}
-            )
+            at = MessagesAt(messages[size - 1].sequence, forward=after is not None)
+            reply.next_page_token = self._tokens.encode(scope, at.body())
         return reply
 
     async def own_message(

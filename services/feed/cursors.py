@@ -16,31 +16,16 @@ A field of the wrong type is a tampered token (INVALID_ARGUMENT).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from socialmesh.feed.v1 import feed_pb2
 
 from services.kit.errors import InvalidArgument
-from services.kit.pagination import PageTokens
+from services.kit.pagination import PageTokens, int_field, str_field
 
 FOLLOWING = feed_pb2.FEED_KIND_FOLLOWING
 RANKED = feed_pb2.FEED_KIND_RANKED
-
-
-def str_field(position: Mapping[str, object], key: str) -> str:
-    value = position.get(key, "")
-    if not isinstance(value, str):
-        raise InvalidArgument([("page_token", "invalid or tampered page token")])
-    return value
-
-
-def int_field(position: Mapping[str, object], key: str) -> int:
-    value = position.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidArgument([("page_token", "invalid or tampered page token")])
-    return value
 
 
 @dataclass(frozen=True)

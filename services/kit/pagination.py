@@ -17,7 +17,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -151,3 +151,21 @@ def page_size(
     if requested < 0:
         raise InvalidArgument([(field, "must not be negative")])
     return min(requested or default, maximum)
+
+
+# Typed page positions read their token body's fields through these: a field of the
+# wrong type is a tampered token (INVALID_ARGUMENT), never a crash.
+
+
+def str_field(position: Mapping[str, object], key: str) -> str:
+    value = position.get(key, "")
+    if not isinstance(value, str):
+        raise InvalidArgument([("page_token", "invalid or tampered page token")])
+    return value
+
+
+def int_field(position: Mapping[str, object], key: str) -> int:
+    value = position.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidArgument([("page_token", "invalid or tampered page token")])
+    return value
