@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -139,8 +140,37 @@ def unique(prefix: str = "u") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
 
 
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
+    """A free port *below* the kernel's ephemeral range.
+
+    A port probed with bind(0) comes from the ephemeral range, and between the probe
+    and the server's bind any outbound connection (Redis, PostgreSQL, Envoy) may take
+    it as its source port ("Failed to bind", seen in CI). Ports below the range are
+    never handed to outbound connections.
+    """
+    floor = _ephemeral_floor()
+    for _ in range(200):
+        port = random.randrange(max(1024, floor - 12000), floor)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as probe:  # the low range is crowded: fall back to the kernel's choice
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
