@@ -1,46 +1,11 @@
 import { expect, test, type APIRequestContext, type Page } from "@playwright/test";
-import { deflateSync } from "node:zlib";
-import { apiFollow, apiPost, createAccount, expectAccessible, go, signedInPage, type Account } from "./helpers";
+import { apiFollow, apiPost, createAccount, expectAccessible, go, png, signedInPage, type Account } from "./helpers";
 
 // Editing posts, the composer's real limit, chat images and groups: each test in fresh
 // browser contexts against the real stack. Groups add seeded accounts (seed_N, already in
 // the people search) so the people search has someone to find at once.
 
 const SEED_PASSWORD = process.env.E2E_FEED_PASSWORD ?? "seed-password";
-
-/** A real PNG (one colour), which the media service decodes into its variants and blurhash. */
-function png(width: number, height: number, shade = 0x3c): Buffer {
-  const table = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc = (buf: Buffer) => {
-    let c = 0xffffffff;
-    for (const b of buf) c = table[(c ^ b) & 0xff]! ^ (c >>> 8);
-    return (c ^ 0xffffffff) >>> 0;
-  };
-  const chunk = (type: string, data: Buffer) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type), data]);
-    const c = Buffer.alloc(4);
-    c.writeUInt32BE(crc(td));
-    return Buffer.concat([len, td, c]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8;
-  ihdr[9] = 2;
-  const row = Buffer.concat([Buffer.from([0]), Buffer.alloc(width * 3, shade)]);
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk("IHDR", ihdr),
-    chunk("IDAT", deflateSync(Buffer.concat(Array.from({ length: height }, () => row)))),
-    chunk("IEND", Buffer.alloc(0)),
-  ]);
-}
 
 async function seeded(request: APIRequestContext, n: number): Promise<Account> {
   const handle = `seed_${n}`;
